@@ -1,0 +1,2 @@
+// OpenBLAS's CBLAS interface (Debian: libopenblas-dev), plus its thread and kernel queries.
+#include <cblas.h>

@@ -1,0 +1,80 @@
+import Tensor
+
+/// Draws batches of Float32 images in [0, 1] from an ``ImageDataset``.
+///
+/// Each epoch visits every example once, in an order shuffled by the loader's own seeded
+/// generator when `shuffle` is on; the last batch may be smaller. With `binarize`, each pixel
+/// is resampled as Bernoulli(p = value/255) every time it is drawn (dynamic binarisation).
+/// Every batch is written into the same tensor, overwritten by the next one.
+public final class BatchLoader {
+    public let dataset: ImageDataset
+    public let batchSize: Int
+    public let shuffle: Bool
+    public let binarize: Bool
+    public var rng: RandomGenerator
+    private var order: [Int]
+    private let batch: Tensor
+    private let labels: UnsafeMutablePointer<Int>
+    private let scale: [Float] = (0..<256).map { Float($0) / 255 }
+
+    public init(dataset: ImageDataset, batchSize: Int, shuffle: Bool, binarize: Bool = false, seed: UInt64 = 0) {
+        precondition(batchSize > 0, "batch size must be positive")
+        self.dataset = dataset
+        self.batchSize = batchSize
+        self.shuffle = shuffle
+        self.binarize = binarize
+        self.rng = RandomGenerator(seed: seed)
+        order = Array(0..<dataset.count)
+        let rows = min(batchSize, max(dataset.count, 1))
+        batch = Tensor(shape: [rows] + dataset.shape)
+        labels = .allocate(capacity: rows)
+    }
+
+    deinit { labels.deallocate() }
+
+    /// Batches per epoch (the last one may be short).
+    public var batchesPerEpoch: Int { (dataset.count + batchSize - 1) / batchSize }
+
+    /// Labels of the examples in the most recent batch.
+    public var lastLabels: UnsafeBufferPointer<Int> { UnsafeBufferPointer(start: labels, count: batch.rows) }
+
+    /// One pass over the data; shuffles first when `shuffle` is on.
+    public func epoch() -> Epoch {
+        if shuffle { rng.shuffle(&order) }
+        return Epoch(loader: self)
+    }
+
+    /// Fills the loader's batch tensor with the examples at `indices` and returns it.
+    func fill(_ indices: ArraySlice<Int>) -> Tensor {
+        batch.setBatch(indices.count)
+        let size = dataset.exampleSize
+        let out = batch.data
+        dataset.pixels.withUnsafeBufferPointer { px in
+            scale.withUnsafeBufferPointer { table in
+                for (row, example) in indices.enumerated() {
+                    let src = px.baseAddress! + example * size
+                    let dst = out + row * size
+                    if binarize {
+                        for i in 0..<size { dst[i] = rng.nextFloat() < table[Int(src[i])] ? 1 : 0 }
+                    } else {
+                        for i in 0..<size { dst[i] = table[Int(src[i])] }
+                    }
+                    labels[row] = dataset.labels?[example] ?? -1
+                }
+            }
+        }
+        return batch
+    }
+
+    public struct Epoch: Sequence, IteratorProtocol {
+        let loader: BatchLoader
+        var position = 0
+
+        public mutating func next() -> Tensor? {
+            guard position < loader.dataset.count else { return nil }
+            let end = Swift.min(position + loader.batchSize, loader.dataset.count)
+            defer { position = end }
+            return loader.fill(loader.order[position..<end])
+        }
+    }
+}

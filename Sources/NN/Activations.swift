@@ -1,0 +1,150 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Tensor
+
+/// Shared plumbing for elementwise activations y = f(x): one output buffer, one gradient buffer,
+/// and a backward rule written in terms of x and y.
+public class ElementwiseActivation: ParameterFreeLayer {
+    public var computesInputGradient = true
+    var input: Tensor?
+    var output: Tensor?
+    var inputGradient: Tensor?
+
+    init() {}
+
+    /// Writes f(x[i]) into y[i] for `count` elements.
+    func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
+        fatalError("subclass must implement apply")
+    }
+
+    /// Writes ∂L/∂x = ∂L/∂y · f′(x) given x, y and ∂L/∂y.
+    func derivative(
+        _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+        _ dx: UnsafeMutablePointer<Float>, _ count: Int
+    ) {
+        fatalError("subclass must implement derivative")
+    }
+
+    public func forward(_ x: Tensor) -> Tensor {
+        let y = Tensor.reusing(output, shape: x.shape)
+        output = y
+        input = x
+        apply(x.data, y.data, x.count)
+        return y
+    }
+
+    public func backward(_ dy: Tensor) -> Tensor? {
+        guard let x = input, let y = output else { preconditionFailure("backward before forward") }
+        precondition(dy.count == y.count, "activation backward got \(dy.shape) for output \(y.shape)")
+        guard computesInputGradient else { return nil }
+        let dx = Tensor.reusing(inputGradient, shape: x.shape)
+        inputGradient = dx
+        derivative(x.data, y.data, dy.data, dx.data, x.count)
+        return dx
+    }
+}
+
+/// ReLU: y = max(x, 0); ∂y/∂x = 1 where x > 0, else 0.
+public final class ReLU: ElementwiseActivation {
+    public override init() {}
+    override func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        for i in 0..<n { y[i] = x[i] > 0 ? x[i] : 0 }
+    }
+    override func derivative(
+        _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+        _ dx: UnsafeMutablePointer<Float>, _ n: Int
+    ) {
+        for i in 0..<n { dx[i] = x[i] > 0 ? dy[i] : 0 }
+    }
+}
+
+/// Leaky ReLU: y = x for x > 0, else α·x.
+public final class LeakyReLU: ElementwiseActivation {
+    public let slope: Float
+    public init(slope: Float = 0.01) { self.slope = slope }
+    override func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        let a = slope
+        for i in 0..<n { y[i] = x[i] > 0 ? x[i] : a * x[i] }
+    }
+    override func derivative(
+        _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+        _ dx: UnsafeMutablePointer<Float>, _ n: Int
+    ) {
+        let a = slope
+        for i in 0..<n { dx[i] = x[i] > 0 ? dy[i] : a * dy[i] }
+    }
+}
+
+/// Tanh: y = tanh x; ∂y/∂x = 1 − y².
+public final class Tanh: ElementwiseActivation {
+    public override init() {}
+    override func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        for i in 0..<n { y[i] = tanhf(x[i]) }
+    }
+    override func derivative(
+        _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+        _ dx: UnsafeMutablePointer<Float>, _ n: Int
+    ) {
+        for i in 0..<n { dx[i] = dy[i] * (1 - y[i] * y[i]) }
+    }
+}
+
+/// Sigmoid: y = 1/(1 + e⁻ˣ); ∂y/∂x = y(1 − y).
+public final class Sigmoid: ElementwiseActivation {
+    public override init() {}
+    override func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        for i in 0..<n { y[i] = sigmoid(x[i]) }
+    }
+    override func derivative(
+        _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+        _ dx: UnsafeMutablePointer<Float>, _ n: Int
+    ) {
+        for i in 0..<n { dx[i] = dy[i] * y[i] * (1 - y[i]) }
+    }
+}
+
+/// Softplus: y = log(1 + eˣ), computed as max(x, 0) + log1p(e^−|x|); ∂y/∂x = sigmoid(x).
+public final class Softplus: ElementwiseActivation {
+    public override init() {}
+    override func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        for i in 0..<n { y[i] = softplus(x[i]) }
+    }
+    override func derivative(
+        _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+        _ dx: UnsafeMutablePointer<Float>, _ n: Int
+    ) {
+        for i in 0..<n { dx[i] = dy[i] * sigmoid(x[i]) }
+    }
+}
+
+/// The logistic function 1/(1 + e⁻ˣ), without overflow for large |x|.
+@inlinable
+public func sigmoid(_ x: Float) -> Float {
+    if x >= 0 {
+        return 1 / (1 + expf(-x))
+    }
+    let e = expf(x)
+    return e / (1 + e)
+}
+
+/// log(1 + eˣ) in the stable form max(x, 0) + log1p(e^−|x|).
+@inlinable
+public func softplus(_ x: Float) -> Float {
+    max(x, 0) + log1pf(expf(-abs(x)))
+}
+
+/// The activations `vae train --activation` can name.
+public enum ActivationKind: String, Codable, CaseIterable, Sendable {
+    case relu, leakyRelu = "leaky-relu", tanh, sigmoid, softplus
+
+    public func makeLayer() -> Layer {
+        switch self {
+        case .relu: ReLU()
+        case .leakyRelu: LeakyReLU()
+        case .tanh: Tanh()
+        case .sigmoid: Sigmoid()
+        case .softplus: Softplus()
+        }
+    }
+}

@@ -1,0 +1,30 @@
+import Tensor
+
+/// A trainable tensor and the gradient of the loss with respect to it.
+public final class Parameter {
+    public let value: Tensor
+    /// ∂loss/∂value for the last backward pass (overwritten, not accumulated, by each backward).
+    public let gradient: Tensor
+
+    public init(_ value: Tensor) {
+        self.value = value
+        self.gradient = Tensor(shape: value.shape)
+    }
+
+    public var shape: [Int] { value.shape }
+}
+
+/// Scales all gradients so that their joint L2 norm is at most `maxNorm`; returns the norm before.
+@discardableResult
+public func clipGradientNorm(_ parameters: [Parameter], maxNorm: Float) -> Float {
+    var squares = 0.0
+    for p in parameters {
+        let g = p.gradient.data
+        for i in 0..<p.gradient.count { squares += Double(g[i]) * Double(g[i]) }
+    }
+    let norm = Float(squares.squareRoot())
+    if norm > maxNorm, norm > 0 {
+        for p in parameters { p.gradient.scale(by: maxNorm / norm) }
+    }
+    return norm
+}

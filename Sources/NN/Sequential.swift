@@ -1,0 +1,41 @@
+import Tensor
+
+/// Layers applied in order. Parameters are named by position, as in PyTorch's `nn.Sequential`
+/// (`0.weight`, `0.bias`, `2.weight`, …), so checkpoints read naturally in other tools.
+public final class Sequential: Layer {
+    public let layers: [Layer]
+
+    public init(_ layers: [Layer]) {
+        precondition(!layers.isEmpty, "Sequential needs at least one layer")
+        self.layers = layers
+    }
+
+    public convenience init(_ layers: Layer...) { self.init(layers) }
+
+    public var namedParameters: [(name: String, parameter: Parameter)] {
+        layers.enumerated().flatMap { index, layer in
+            layer.namedParameters.map { ("\(index).\($0.name)", $0.parameter) }
+        }
+    }
+
+    /// Follows the first layer: a network whose input is data skips its input gradient.
+    public var computesInputGradient: Bool {
+        get { layers[0].computesInputGradient }
+        set { layers[0].computesInputGradient = newValue }
+    }
+
+    public func forward(_ input: Tensor) -> Tensor {
+        var x = input
+        for layer in layers { x = layer.forward(x) }
+        return x
+    }
+
+    public func backward(_ outputGradient: Tensor) -> Tensor? {
+        var g = outputGradient
+        for layer in layers.reversed() {
+            guard let next = layer.backward(g) else { return nil }
+            g = next
+        }
+        return g
+    }
+}

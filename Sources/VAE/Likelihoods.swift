@@ -1,0 +1,119 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NN
+import Tensor
+
+/// The decoder's distribution p(x|z), parameterised by the decoder's output.
+///
+/// All log-likelihoods are in nats, summed over the data dimensions of each example.
+public protocol Likelihood: Sendable {
+    /// Writes −log p(x_b|z_b) for each example into `perExample` and returns their sum.
+    /// When `gradient` is given, **sets** it to `scale` · ∂(−log p(x|z))/∂output, in the same pass.
+    func negativeLogLikelihood(
+        _ x: Tensor, output: Tensor, perExample: UnsafeMutablePointer<Double>?,
+        gradient: Tensor?, scale: Float
+    ) -> Double
+
+    /// The distribution's mean E[x|z] (what a picture of the decoder shows), written into `mean`.
+    func mean(output: Tensor, into mean: Tensor)
+}
+
+/// Bernoulli likelihood on logits ℓ (the "log loss"):
+///
+///     log p(x|z) = Σ_i [x_i ℓ_i − softplus(ℓ_i)],   ∂(−log p)/∂ℓ_i = sigmoid(ℓ_i) − x_i,
+///
+/// in the stable form softplus(ℓ) = max(ℓ, 0) + log1p(e^−|ℓ|). Valid for binary x and, as a
+/// cross-entropy, for grey values in [0, 1] (then it is not a normalised density over [0, 1]).
+public struct BernoulliLikelihood: Likelihood {
+    public init() {}
+
+    public func negativeLogLikelihood(
+        _ x: Tensor, output logits: Tensor, perExample: UnsafeMutablePointer<Double>?,
+        gradient: Tensor?, scale: Float = 1
+    ) -> Double {
+        precondition(x.count == logits.count, "Bernoulli: data \(x.shape) vs logits \(logits.shape)")
+        let n = logits.rowSize
+        let (xp, lp) = (x.data, logits.data)
+        var total = 0.0
+        for b in 0..<logits.rows {
+            let xb = xp + b * n, lb = lp + b * n
+            var s: Float = 0
+            if let gradient {
+                let gb = gradient.data + b * n
+                for i in 0..<n {
+                    let l = lb[i]
+                    let e = expf(-abs(l))
+                    s += max(l, 0) + log1pf(e) - xb[i] * l
+                    // sigmoid(l) from the same exponential: 1/(1+e) for l ≥ 0, e/(1+e) otherwise.
+                    let sig = l >= 0 ? 1 / (1 + e) : e / (1 + e)
+                    gb[i] = scale * (sig - xb[i])
+                }
+            } else {
+                for i in 0..<n {
+                    let l = lb[i]
+                    s += max(l, 0) + log1pf(expf(-abs(l))) - xb[i] * l
+                }
+            }
+            perExample?[b] = Double(s)
+            total += Double(s)
+        }
+        return total
+    }
+
+    public func mean(output logits: Tensor, into mean: Tensor) {
+        precondition(mean.count == logits.count)
+        let (l, m) = (logits.data, mean.data)
+        for i in 0..<logits.count { m[i] = sigmoid(l[i]) }
+    }
+}
+
+/// Gaussian likelihood with a fixed standard deviation σ (the "regression loss"):
+///
+///     log p(x|z) = −½ Σ_i [(x_i − m_i)²/σ² + log 2πσ²],   ∂(−log p)/∂m_i = (m_i − x_i)/σ².
+public struct GaussianLikelihood: Likelihood {
+    public let sigma: Float
+
+    public init(sigma: Float) {
+        precondition(sigma > 0, "Gaussian σ must be positive")
+        self.sigma = sigma
+    }
+
+    public func negativeLogLikelihood(
+        _ x: Tensor, output means: Tensor, perExample: UnsafeMutablePointer<Double>?,
+        gradient: Tensor?, scale: Float = 1
+    ) -> Double {
+        precondition(x.count == means.count, "Gaussian: data \(x.shape) vs means \(means.shape)")
+        let n = means.rowSize
+        let inverseVariance = 1 / (sigma * sigma)
+        let logNormaliser = 0.5 * Double(n) * log(2 * Double.pi * Double(sigma) * Double(sigma))
+        let (xp, mp) = (x.data, means.data)
+        var total = 0.0
+        for b in 0..<means.rows {
+            let xb = xp + b * n, mb = mp + b * n
+            var squares: Float = 0
+            if let gradient {
+                let gb = gradient.data + b * n
+                let gscale = scale * inverseVariance
+                for i in 0..<n {
+                    let r = mb[i] - xb[i]
+                    squares += r * r
+                    gb[i] = gscale * r
+                }
+            } else {
+                for i in 0..<n {
+                    let r = mb[i] - xb[i]
+                    squares += r * r
+                }
+            }
+            let value = 0.5 * Double(squares * inverseVariance) + logNormaliser
+            perExample?[b] = value
+            total += value
+        }
+        return total
+    }
+
+    public func mean(output means: Tensor, into mean: Tensor) {
+        mean.copy(from: means)
+    }
+}

@@ -1,0 +1,81 @@
+import NN
+import Tensor
+
+/// Summed loss terms over a number of images, in nats. Means are per image.
+public struct LossBreakdown: Equatable, Sendable {
+    /// Σ −log p(x|z) over images (the reconstruction term).
+    public var reconstruction: Double = 0
+    /// Σ KL(q(z|x) ‖ p(z)) over images.
+    public var kl: Double = 0
+    public var images: Int = 0
+
+    public init(reconstruction: Double = 0, kl: Double = 0, images: Int = 0) {
+        self.reconstruction = reconstruction
+        self.kl = kl
+        self.images = images
+    }
+
+    public var meanReconstruction: Double { images > 0 ? reconstruction / Double(images) : .nan }
+    public var meanKL: Double { images > 0 ? kl / Double(images) : .nan }
+    /// −ELBO per image: the figure training lowers.
+    public var meanNegativeELBO: Double { meanReconstruction + meanKL }
+
+    public static func += (lhs: inout LossBreakdown, rhs: LossBreakdown) {
+        lhs.reconstruction += rhs.reconstruction
+        lhs.kl += rhs.kl
+        lhs.images += rhs.images
+    }
+}
+
+extension VariationalAutoencoder {
+    /// The negative ELBO of a batch with one reparameterised sample per image:
+    ///
+    ///     −ELBO(x) = −log p(x | z) + β · KL(q(z|x) ‖ p(z)),   z = μ(x) + σ(x) ⊙ ε.
+    ///
+    /// Returns the summed terms (KL unweighted). With `computeGradients`, sets every parameter's
+    /// gradient to ∂/∂θ of the batch mean of −ELBO (with the KL weighted by `klWeight` = β).
+    @discardableResult
+    public func negativeELBO(
+        _ x: Tensor, rng: inout RandomGenerator, computeGradients: Bool, klWeight: Float = 1
+    ) -> LossBreakdown {
+        let batch = x.rows
+        let d = latentDimension
+        let posterior = encode(x)
+        let eps = Tensor.reusing(noise, shape: [batch, d])
+        let z = Tensor.reusing(latent, shape: [batch, d])
+        noise = eps
+        latent = z
+        rng.fillNormal(eps)
+        reparameterize(posterior, noise: eps, into: z)
+        let output = decoder(z)
+
+        if perExampleKL.count < batch {
+            perExampleKL = [Double](repeating: 0, count: batch)
+            perExampleReconstruction = [Double](repeating: 0, count: batch)
+        }
+        let scale = 1 / Float(batch)
+        let outGrad: Tensor? = computeGradients ? Tensor.reusing(outputGradient, shape: output.shape) : nil
+        let postGrad: Tensor? = computeGradients ? Tensor.reusing(posteriorGradient, shape: posterior.shape) : nil
+        outputGradient = outGrad ?? outputGradient
+        posteriorGradient = postGrad ?? posteriorGradient
+
+        let reconstruction = perExampleReconstruction.withUnsafeMutableBufferPointer {
+            likelihood.negativeLogLikelihood(x, output: output, perExample: $0.baseAddress, gradient: outGrad, scale: scale)
+        }
+        let kl = perExampleKL.withUnsafeMutableBufferPointer {
+            klDivergence(posterior, perExample: $0.baseAddress, gradient: postGrad, scale: scale * klWeight)
+        }
+        if let outGrad, let postGrad {
+            guard let zGrad = decoder.backward(outGrad) else { preconditionFailure("decoder must return ∂L/∂z") }
+            reparameterizeBackward(posterior, noise: eps, zGradient: zGrad, into: postGrad)
+            _ = encoder.backward(postGrad)
+        }
+        return LossBreakdown(reconstruction: reconstruction, kl: kl, images: batch)
+    }
+
+    /// Per-image −ELBO terms of the last ``negativeELBO(_:rng:computeGradients:klWeight:)`` call.
+    public var lastPerImageTerms: (reconstruction: ArraySlice<Double>, kl: ArraySlice<Double>) {
+        let n = latent?.rows ?? 0
+        return (perExampleReconstruction.prefix(n), perExampleKL.prefix(n))
+    }
+}

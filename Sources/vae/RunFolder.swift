@@ -1,0 +1,91 @@
+import Datasets
+import Files
+import Foundation
+import Tensor
+import VAE
+
+/// How a model was trained: saved as `config.json` beside the weights.
+struct TrainingConfig: Codable, Equatable {
+    var dataset: String
+    var dataDirectory: String?
+    var epochs: Int
+    var batchSize: Int
+    var learningRate: Float
+    var seed: UInt64
+    var binarize: Bool
+    /// Seed of the fixed binarisation of the test set (when `binarize` is on).
+    var testBinarizationSeed: UInt64
+}
+
+/// The contents of `RUN/config.json`.
+struct RunConfig: Codable, Equatable {
+    var model: ModelConfig
+    var training: TrainingConfig
+}
+
+/// The files of a run folder.
+struct RunFolder {
+    let path: String
+
+    var modelPath: String { "\(path)/model.safetensors" }
+    var configPath: String { "\(path)/config.json" }
+    var metricsPath: String { "\(path)/metrics.csv" }
+    var samplesPath: String { "\(path)/samples.png" }
+    var reconstructionsPath: String { "\(path)/reconstructions.png" }
+
+    /// Seed used for every evaluation's ε, so a run's figures are reproducible.
+    static let evaluationSeed: UInt64 = 0
+    /// Seed of the test set's fixed binarisation.
+    static let testBinarizationSeed: UInt64 = 0
+
+    func readConfig() throws -> RunConfig {
+        let bytes = try Files.read(configPath, limit: 1 << 20)
+        do {
+            let config = try JSONDecoder().decode(RunConfig.self, from: Data(bytes))
+            try config.model.validate()
+            return config
+        } catch let error as ModelConfigError {
+            throw FileError(path: configPath, reason: error.message)
+        } catch {
+            throw FileError(path: configPath, reason: "not a swift-vae run configuration (\(describe(error)))")
+        }
+    }
+
+    func writeConfig(_ config: RunConfig) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try Files.writeAtomically(Array(try encoder.encode(config)) + [10], to: configPath)
+    }
+
+    /// The trained model and its configuration; errors name the missing or bad file.
+    func loadModel() throws -> (VariationalAutoencoder, RunConfig) {
+        guard Files.isDirectory(path) else { throw FileError(path: path, reason: "no such run folder (create one with `vae train --out \(path)`)") }
+        let config = try readConfig()
+        let model = try Checkpoint.load(modelPath)
+        guard model.config == config.model else {
+            throw FileError(path: modelPath, reason: "model configuration differs from \(configPath)")
+        }
+        return (model, config)
+    }
+}
+
+extension TrainingConfig {
+    var datasetName: DatasetName { DatasetName(rawValue: dataset) ?? .fashionMNIST }
+
+    /// The test split as the model sees it (binarised once with a fixed seed if trained binarised).
+    func loadTestSet() throws -> ImageDataset {
+        let test = try datasetName.load(.test, directory: dataDirectory)
+        return binarize ? test.binarized(seed: testBinarizationSeed) : test
+    }
+}
+
+/// A readable one-line description of a decoding error.
+func describe(_ error: Error) -> String {
+    switch error {
+    case DecodingError.keyNotFound(let key, _): "missing field '\(key.stringValue)'"
+    case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
+        "bad value at '\(context.codingPath.map(\.stringValue).joined(separator: "."))'"
+    case DecodingError.dataCorrupted: "not valid JSON"
+    default: "\(error)"
+    }
+}
