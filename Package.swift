@@ -3,8 +3,6 @@ import PackageDescription
 
 // Data flows one way: Datasets → Tensor → NN → VAE → the `vae` CLI.
 // Imaging and SafeTensors are leaf utilities for pictures and checkpoint files.
-let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
-
 let package = Package(
     name: "swift-vae",
     products: [
@@ -20,29 +18,31 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
 
-        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: optimize),
-        .target(name: "NN", dependencies: ["Tensor"], swiftSettings: optimize),
+        .target(name: "Tensor", dependencies: ["CBLAS"]),
+        .target(name: "NN", dependencies: ["Tensor"]),
         .target(name: "Files"),
         .target(name: "SafeTensors", dependencies: ["Files"]),
-        .target(name: "VAE", dependencies: ["Tensor", "NN", "SafeTensors", "Files"], swiftSettings: optimize),
-        .target(name: "Datasets", dependencies: ["Tensor", "CZlib", "Files"], swiftSettings: optimize),
+        .target(name: "VAE", dependencies: ["Tensor", "NN", "SafeTensors", "Files"]),
+        .target(name: "Datasets", dependencies: ["Tensor", "CZlib", "Files"]),
         .target(name: "Imaging", dependencies: ["CPNG", "Files"]),
         .executableTarget(
             name: "vae",
             dependencies: [
                 "Tensor", "NN", "VAE", "Datasets", "Imaging", "Files",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
-            swiftSettings: optimize),
+            ]),
 
-        .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
-        .testTarget(name: "NNTests", dependencies: ["NN", "Tensor"]),
-        .testTarget(name: "VAETests", dependencies: ["VAE", "NN", "Tensor", "SafeTensors"]),
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensor", "CZlib"]),
-        .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
-        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
-        .testTarget(name: "FilesTests", dependencies: ["Files"]),
-        .testTarget(name: "CLITests", dependencies: []),
+        // Finite differences, tolerances and temporary folders shared by the tests.
+        .target(name: "TestSupport", dependencies: ["Tensor"], path: "Tests/TestSupport"),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "Tensor", "TestSupport"]),
+        .testTarget(name: "VAETests", dependencies: ["VAE", "NN", "Tensor", "SafeTensors", "Files", "TestSupport"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensor", "CZlib", "Files", "TestSupport"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"]),
+        .testTarget(name: "FilesTests", dependencies: ["Files", "TestSupport"]),
+        // Runs the built `vae` binary as a user would.
+        .testTarget(name: "CLITests", dependencies: ["vae", "Imaging", "TestSupport", "CZlib"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -62,14 +62,15 @@ public struct IDXArray {
         }
         var dims: [Int] = []
         var elements = 1
+        let found = raw.count - headerSize
         for k in 0..<n {
             let o = 4 + 4 * k
             let size = Int(raw[o]) << 24 | Int(raw[o + 1]) << 16 | Int(raw[o + 2]) << 8 | Int(raw[o + 3])
             dims.append(size)
-            elements *= size  // at most (2³²)³: no overflow in 64 bits for n ≤ 3
-            if elements > Int(UInt32.max) * 16 { break }
+            // Absurd sizes are truncation, never an allocation or an overflow.
+            let (product, overflow) = elements.multipliedReportingOverflow(by: size)
+            elements = overflow ? Int.max : product
         }
-        let found = raw.count - headerSize
         guard found >= elements else { throw IDXError.truncated(path: path, expectedBytes: elements, foundBytes: found) }
         guard found == elements else { throw IDXError.trailingData(path: path, expectedBytes: elements, foundBytes: found) }
         dimensions = dims

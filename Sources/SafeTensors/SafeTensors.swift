@@ -54,6 +54,12 @@ public struct TensorInfo: Equatable, Sendable {
     public let shape: [Int]
     /// Byte range within the file's raw data section.
     public let dataRange: Range<Int>
+
+    public init(dtype: DType, shape: [Int], dataRange: Range<Int>) {
+        self.dtype = dtype
+        self.shape = shape
+        self.dataRange = dataRange
+    }
 }
 
 /// A parsed safetensors file held in memory.

@@ -89,3 +89,10 @@ func describe(_ error: Error) -> String {
     default: "\(error)"
     }
 }
+
+/// A problem found while running a command (as opposed to a malformed flag): printed as one
+/// line without the usage hint.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

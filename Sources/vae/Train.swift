@@ -102,7 +102,7 @@ struct Train: ParsableCommand {
         if let threads { BLAS.threads = threads }
         let folder = RunFolder(path: out)
         if Files.exists(folder.modelPath) && !force {
-            throw ValidationError("\(out) already holds a trained model; choose another --out or pass --force to overwrite it")
+            throw CLIError("\(out) already holds a trained model; choose another --out or pass --force to overwrite it")
         }
         let name = DatasetName(rawValue: dataset)!
         var trainSet = try name.load(.train, directory: dataDir)
@@ -144,7 +144,7 @@ struct Train: ParsableCommand {
                 }
             } catch let error as NonFiniteLossError {
                 progress.endEpoch()
-                throw ValidationError("epoch \(epoch): \(error.description). The last saved model in \(out)/ is unchanged.")
+                throw CLIError("epoch \(epoch): \(error.description). The last saved model in \(out)/ is unchanged.")
             }
             let seconds = now() - start
             progress.endEpoch()

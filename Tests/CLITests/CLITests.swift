@@ -1,0 +1,167 @@
+import CZlib
+import Foundation
+import Imaging
+import Testing
+import TestSupport
+
+/// The `vae` binary built beside the test bundle.
+let vaeBinary: String = {
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<3 {
+        let candidate = dir.appendingPathComponent("vae").path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    return "vae"
+}()
+
+struct Output {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+}
+
+func vae(_ arguments: [String], environment: [String: String] = [:]) throws -> Output {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: vaeBinary)
+    process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return Output(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+}
+
+func idx(_ dims: [Int], _ data: [UInt8]) -> Data {
+    var out: [UInt8] = [0, 0, 8, UInt8(dims.count)]
+    for d in dims { out += [UInt8(d >> 24 & 255), UInt8(d >> 16 & 255), UInt8(d >> 8 & 255), UInt8(d & 255)] }
+    return Data(out + data)
+}
+
+/// A tiny MNIST-format data set (8×8 images of bars) under the standard file names.
+func writeTinyDataset(_ dir: String, train: Int = 96, test: Int = 40) throws {
+    for (split, n) in [("train", train), ("t10k", test)] {
+        var pixels: [UInt8] = []
+        for k in 0..<n {
+            for y in 0..<8 { for x in 0..<8 { pixels.append((k % 2 == 0 ? x : y) == k % 8 ? 250 : 10) } }
+        }
+        try idx([n, 8, 8], pixels).write(to: URL(fileURLWithPath: "\(dir)/\(split)-images-idx3-ubyte"))
+        try idx([n], (0..<n).map { UInt8($0 % 10) }).write(to: URL(fileURLWithPath: "\(dir)/\(split)-labels-idx1-ubyte"))
+    }
+}
+
+let smallTrainArguments = ["--dataset", "mnist", "--epochs", "2", "--batch-size", "16", "--hidden", "16", "--latent", "2", "--threads", "1"]
+
+/// Trains the tiny model once and returns its run folder.
+func trainedRun() throws -> (run: String, data: String) {
+    let dir = temporaryDirectory()
+    try writeTinyDataset(dir)
+    let run = dir + "/run"
+    let result = try vae(["train", "--data-dir", dir, "--out", run] + smallTrainArguments)
+    #expect(result.status == 0, "train failed: \(result.stderr)")
+    return (run, dir)
+}
+
+@Test func trainWritesACompleteRunFolder() throws {
+    let (run, _) = try trainedRun()
+    for file in ["model.safetensors", "config.json", "metrics.csv", "reconstructions.png", "samples.png"] {
+        #expect(FileManager.default.fileExists(atPath: "\(run)/\(file)"), "missing \(file)")
+    }
+    let metrics = try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8).split(separator: "\n")
+    #expect(metrics.count == 3)
+    #expect(metrics[0] == "epoch,train_neg_elbo,train_reconstruction,train_kl,test_neg_elbo,test_reconstruction,test_kl,seconds,images_per_second")
+    let row = metrics[2].split(separator: ",").compactMap { Double($0) }
+    #expect(row.count == 9 && row[0] == 2)
+    #expect(abs(row[4] - (row[5] + row[6])) < 1e-3)  // −ELBO = reconstruction + KL
+    let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: run + "/config.json"))) as! [String: Any]
+    let model = config["model"] as! [String: Any]
+    #expect(model["latentDimension"] as? Int == 2)
+    #expect(model["inputShape"] as? [Int] == [1, 8, 8])
+    // 64 samples of 8×8 in an 8×8 grid with 1-pixel borders: 73×73.
+    let samples = try PNG.decode(Array(Data(contentsOf: URL(fileURLWithPath: run + "/samples.png"))))
+    #expect(samples.width == 73 && samples.height == 73)
+}
+
+@Test func evalIsReproducibleAndMatchesTheLastEpoch() throws {
+    let (run, _) = try trainedRun()
+    let first = try vae(["eval", run, "--json"])
+    let second = try vae(["eval", run, "--json"])
+    #expect(first.status == 0 && first.stdout == second.stdout)
+    let json = try JSONSerialization.jsonObject(with: Data(first.stdout.utf8)) as! [String: Any]
+    let elbo = json["elbo"] as! Double, recon = json["reconstruction"] as! Double, kl = json["kl"] as! Double
+    #expect(json["images"] as? Int == 40)
+    #expect(abs(elbo - (recon + kl)) < 1e-9 && kl > 0)
+    // The same figure the last epoch wrote to metrics.csv.
+    let lastRow = try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8).split(separator: "\n").last!.split(separator: ",")
+    #expect(abs(Double(lastRow[4])! - elbo) < 1e-3)
+    let text = try vae(["eval", run])
+    #expect(text.stdout.contains("−ELBO") && text.stdout.contains("nats/image"))
+}
+
+@Test func sampleAndReconstructWritePictures() throws {
+    let (run, dir) = try trainedRun()
+    let s = try vae(["sample", run, "--count", "10", "--out", dir + "/s.png", "--seed", "3"])
+    #expect(s.status == 0, "\(s.stderr)")
+    let samples = try PNG.decode(Array(Data(contentsOf: URL(fileURLWithPath: dir + "/s.png"))))
+    #expect(samples.width == 4 * 9 + 1 && samples.height == 3 * 9 + 1)  // 10 tiles, 4 columns
+    let r = try vae(["reconstruct", run, "--count", "5", "--out", dir + "/r.png"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let recon = try PNG.decode(Array(Data(contentsOf: URL(fileURLWithPath: dir + "/r.png"))))
+    #expect(recon.width == 5 * 9 + 1 && recon.height == 2 * 9 + 1)  // originals over reconstructions
+}
+
+@Test func userErrorsGiveOneClearLineAndNonZeroExit() throws {
+    let (run, dir) = try trainedRun()
+    let modelPath = run + "/model.safetensors"
+    let saved = try Data(contentsOf: URL(fileURLWithPath: modelPath))
+
+    // Refuses to overwrite a trained run without --force; the model is untouched.
+    let again = try vae(["train", "--data-dir", dir, "--out", run] + smallTrainArguments)
+    #expect(again.status != 0 && again.stderr.contains("already holds a trained model"))
+    #expect(try Data(contentsOf: URL(fileURLWithPath: modelPath)) == saved)
+
+    let cases: [([String], String)] = [
+        (["eval", dir + "/absent"], "no such run folder"),
+        (["train", "--epochs", "0"], "--epochs must be at least 1"),
+        (["train", "--likelihood", "poisson"], "unknown likelihood 'poisson'"),
+        (["train", "--hidden", "400,x"], "--hidden must be positive integers"),
+        (["train", "--dataset", "cifar"], "unknown dataset 'cifar'"),
+        (["train", "--dataset", "mnist", "--data-dir", dir + "/absent", "--out", dir + "/r2"], "absent/train-images-idx3-ubyte.gz: no such file"),
+        (["sample", run, "--count", "0", "--out", dir + "/x.png"], "--count must be between 1 and 10000"),
+        (["sample", run, "--out", dir + "/no/such/dir/x.png"], "no/such/dir/x.png: cannot write"),
+        (["train", "--no-such-flag"], "Unknown option '--no-such-flag'"),
+    ]
+    for (arguments, message) in cases {
+        let result = try vae(arguments)
+        #expect(result.status != 0, "\(arguments) exited 0")
+        #expect(result.stderr.contains(message), "\(arguments): stderr was \(result.stderr)")
+    }
+
+    // A damaged checkpoint: truncated, then a wrong header length.
+    try saved.prefix(100).write(to: URL(fileURLWithPath: modelPath))
+    let truncated = try vae(["eval", run])
+    #expect(truncated.status != 0 && truncated.stderr.contains("model.safetensors: truncated safetensors file"))
+    let firstLine = truncated.stderr.split(separator: "\n").first ?? ""
+    #expect(truncated.stderr.split(separator: "\n").filter { !$0.isEmpty }.count <= 2, "\(truncated.stderr)")
+    #expect(firstLine.contains("model.safetensors"))
+
+    // A config.json that is not JSON.
+    try saved.write(to: URL(fileURLWithPath: modelPath))
+    try Data("{not json".utf8).write(to: URL(fileURLWithPath: run + "/config.json"))
+    let badConfig = try vae(["sample", run, "--out", dir + "/y.png"])
+    #expect(badConfig.status != 0 && badConfig.stderr.contains("config.json: not a swift-vae run configuration"))
+}
+
+@Test func helpExplainsEveryOption() throws {
+    let top = try vae(["--help"])
+    for command in ["train", "eval", "sample", "reconstruct"] { #expect(top.stdout.contains(command)) }
+    let train = try vae(["train", "--help"])
+    for option in ["--dataset", "--data-dir", "--epochs", "--batch-size", "--latent", "--hidden", "--lr", "--seed", "--likelihood", "--sigma", "--binarize", "--out", "--force", "--threads", "--activation"] {
+        #expect(train.stdout.contains(option), "train --help lacks \(option)")
+    }
+    #expect(train.stdout.contains("nats") || train.stdout.contains("Bernoulli"))
+}
