@@ -49,13 +49,20 @@ public class ElementwiseActivation: ParameterFreeLayer {
 public final class ReLU: ElementwiseActivation {
     public override init() {}
     override func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-        for i in 0..<n { y[i] = x[i] > 0 ? x[i] : 0 }
+        // Load first, then select: a conditional load would compile to a branch.
+        for i in 0..<n {
+            let v = x[i]
+            y[i] = v > 0 ? v : 0
+        }
     }
     override func derivative(
         _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
         _ dx: UnsafeMutablePointer<Float>, _ n: Int
     ) {
-        for i in 0..<n { dx[i] = x[i] > 0 ? dy[i] : 0 }
+        for i in 0..<n {
+            let g = dy[i]
+            dx[i] = x[i] > 0 ? g : 0
+        }
     }
 }
 
@@ -65,14 +72,20 @@ public final class LeakyReLU: ElementwiseActivation {
     public init(slope: Float = 0.01) { self.slope = slope }
     override func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
         let a = slope
-        for i in 0..<n { y[i] = x[i] > 0 ? x[i] : a * x[i] }
+        for i in 0..<n {
+            let v = x[i]
+            y[i] = v > 0 ? v : a * v
+        }
     }
     override func derivative(
         _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
         _ dx: UnsafeMutablePointer<Float>, _ n: Int
     ) {
         let a = slope
-        for i in 0..<n { dx[i] = x[i] > 0 ? dy[i] : a * dy[i] }
+        for i in 0..<n {
+            let g = dy[i]
+            dx[i] = x[i] > 0 ? g : a * g
+        }
     }
 }
 

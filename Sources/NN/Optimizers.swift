@@ -82,20 +82,51 @@ public final class Adam: Optimizer {
         let t = Double(stepCount)
         let (b1, b2, eps) = (beta1, beta2, epsilon)
         let stepSize = Float(Double(learningRate) / (1 - pow(Double(b1), t)))
-        let rootCorrection2 = Float((1 - pow(Double(b2), t)).squareRoot())
+        let inverseRootCorrection2 = Float(1 / (1 - pow(Double(b2), t)).squareRoot())
         let decay = 1 - learningRate * decoupledWeightDecay
         for k in parameters.indices {
             let p = parameters[k]
-            let (w, g, m, v, n) = (p.value.data, p.gradient.data, firstMoments[k].data, secondMoments[k].data, p.value.count)
-            if decoupledWeightDecay != 0 {
-                for i in 0..<n { w[i] *= decay }
-            }
-            for i in 0..<n {
-                let gi = g[i]
-                m[i] = b1 * m[i] + (1 - b1) * gi
-                v[i] = b2 * v[i] + (1 - b2) * gi * gi
-                w[i] -= stepSize * m[i] / (v[i].squareRoot() / rootCorrection2 + eps)
-            }
+            Self.update(
+                p.value.data, gradient: p.gradient.data, m: firstMoments[k].data, v: secondMoments[k].data,
+                range: 0..<p.value.count, beta1: b1, beta2: b2, epsilon: eps, stepSize: stepSize,
+                inverseRootCorrection2: inverseRootCorrection2, decay: decay)
+        }
+    }
+
+    /// The Adam update of elements `range` of one parameter (a plain loop that vectorises).
+    @inline(__always)
+    static func update(
+        _ w: UnsafeMutablePointer<Float>, gradient g: UnsafeMutablePointer<Float>,
+        m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, range: Range<Int>,
+        beta1 b1: Float, beta2 b2: Float, epsilon eps: Float, stepSize: Float,
+        inverseRootCorrection2: Float, decay: Float
+    ) {
+        let (c1, c2) = (1 - b1, 1 - b2)
+        if decay != 1 {
+            for i in range { w[i] *= decay }
+        }
+        // Sixteen lanes at a time: scalar `squareRoot()` keeps a libm fallback that blocks
+        // auto-vectorisation, SIMD16's does not.
+        typealias V = SIMD16<Float>
+        var i = range.lowerBound
+        while i + 16 <= range.upperBound {
+            let gi = UnsafeRawPointer(g + i).loadUnaligned(as: V.self)
+            let mi = b1 * UnsafeRawPointer(m + i).loadUnaligned(as: V.self) + c1 * gi
+            let vi = b2 * UnsafeRawPointer(v + i).loadUnaligned(as: V.self) + c2 * (gi * gi)
+            let wi = UnsafeRawPointer(w + i).loadUnaligned(as: V.self) - stepSize * mi / (vi.squareRoot() * inverseRootCorrection2 + eps)
+            UnsafeMutableRawPointer(m + i).storeBytes(of: mi, as: V.self)
+            UnsafeMutableRawPointer(v + i).storeBytes(of: vi, as: V.self)
+            UnsafeMutableRawPointer(w + i).storeBytes(of: wi, as: V.self)
+            i += 16
+        }
+        while i < range.upperBound {
+            let gi = g[i]
+            let mi = b1 * m[i] + c1 * gi
+            let vi = b2 * v[i] + c2 * (gi * gi)
+            m[i] = mi
+            v[i] = vi
+            w[i] -= stepSize * mi / (vi.squareRoot() * inverseRootCorrection2 + eps)
+            i += 1
         }
     }
 }

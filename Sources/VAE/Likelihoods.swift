@@ -35,28 +35,30 @@ public struct BernoulliLikelihood: Likelihood {
         precondition(x.count == logits.count, "Bernoulli: data \(x.shape) vs logits \(logits.shape)")
         let n = logits.rowSize
         let (xp, lp) = (x.data, logits.data)
+        let terms = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer { terms.deallocate() }
         var total = 0.0
         for b in 0..<logits.rows {
             let xb = xp + b * n, lb = lp + b * n
-            var s: Float = 0
             if let gradient {
                 let gb = gradient.data + b * n
                 for i in 0..<n {
-                    let l = lb[i]
-                    let e = expf(-abs(l))
-                    s += max(l, 0) + log1pf(e) - xb[i] * l
-                    // sigmoid(l) from the same exponential: 1/(1+e) for l ≥ 0, e/(1+e) otherwise.
-                    let sig = l >= 0 ? 1 / (1 + e) : e / (1 + e)
-                    gb[i] = scale * (sig - xb[i])
+                    let l = lb[i], xi = xb[i]
+                    let e = fastExp(-abs(l))
+                    terms[i] = max(l, 0) + fastLog1p(unit: e) - xi * l
+                    // sigmoid(ℓ) from the same exponential: 1/(1+e) for ℓ ≥ 0, e/(1+e) otherwise.
+                    let inverse = 1 / (1 + e)
+                    gb[i] = scale * ((l >= 0 ? inverse : e * inverse) - xi)
                 }
             } else {
                 for i in 0..<n {
                     let l = lb[i]
-                    s += max(l, 0) + log1pf(expf(-abs(l))) - xb[i] * l
+                    terms[i] = max(l, 0) + fastLog1p(unit: fastExp(-abs(l))) - xb[i] * l
                 }
             }
-            perExample?[b] = Double(s)
-            total += Double(s)
+            let s = Double(vectorSum(terms, n))
+            perExample?[b] = s
+            total += s
         }
         return total
     }
@@ -64,7 +66,11 @@ public struct BernoulliLikelihood: Likelihood {
     public func mean(output logits: Tensor, into mean: Tensor) {
         precondition(mean.count == logits.count)
         let (l, m) = (logits.data, mean.data)
-        for i in 0..<logits.count { m[i] = sigmoid(l[i]) }
+        for i in 0..<logits.count {
+            let e = fastExp(-abs(l[i]))
+            let inverse = 1 / (1 + e)
+            m[i] = l[i] >= 0 ? inverse : e * inverse
+        }
     }
 }
 
@@ -89,24 +95,25 @@ public struct GaussianLikelihood: Likelihood {
         let logNormaliser = 0.5 * Double(n) * log(2 * Double.pi * Double(sigma) * Double(sigma))
         let (xp, mp) = (x.data, means.data)
         var total = 0.0
+        let squares = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer { squares.deallocate() }
         for b in 0..<means.rows {
             let xb = xp + b * n, mb = mp + b * n
-            var squares: Float = 0
             if let gradient {
                 let gb = gradient.data + b * n
                 let gscale = scale * inverseVariance
                 for i in 0..<n {
                     let r = mb[i] - xb[i]
-                    squares += r * r
+                    squares[i] = r * r
                     gb[i] = gscale * r
                 }
             } else {
                 for i in 0..<n {
                     let r = mb[i] - xb[i]
-                    squares += r * r
+                    squares[i] = r * r
                 }
             }
-            let value = 0.5 * Double(squares * inverseVariance) + logNormaliser
+            let value = 0.5 * Double(vectorSum(squares, n) * inverseVariance) + logNormaliser
             perExample?[b] = value
             total += value
         }

@@ -17,7 +17,7 @@ public func reparameterize(_ posterior: Tensor, noise: Tensor, into z: Tensor) {
     for b in 0..<noise.rows {
         let mu = h + b * 2 * d, logVar = mu + d
         let eps = e + b * d, zb = out + b * d
-        for j in 0..<d { zb[j] = mu[j] + expf(0.5 * logVar[j]) * eps[j] }
+        for j in 0..<d { zb[j] = mu[j] + fastExp(0.5 * logVar[j]) * eps[j] }
     }
 }
 
@@ -34,7 +34,7 @@ public func reparameterizeBackward(_ posterior: Tensor, noise: Tensor, zGradient
         let gMu = g + b * 2 * d, gLogVar = gMu + d
         for j in 0..<d {
             gMu[j] += dzb[j]
-            gLogVar[j] += dzb[j] * 0.5 * expf(0.5 * logVar[j]) * eps[j]
+            gLogVar[j] += dzb[j] * 0.5 * fastExp(0.5 * logVar[j]) * eps[j]
         }
     }
 }
@@ -55,7 +55,7 @@ public func klDivergence(
         let mu = h + b * 2 * d, logVar = mu + d
         var kl: Float = 0
         for j in 0..<d {
-            kl += mu[j] * mu[j] + expf(logVar[j]) - logVar[j] - 1
+            kl += mu[j] * mu[j] + fastExp(logVar[j]) - logVar[j] - 1
         }
         let value = 0.5 * Double(kl)
         perExample?[b] = value
@@ -69,7 +69,7 @@ public func klDivergence(
             let gMu = g + b * 2 * d, gLogVar = gMu + d
             for j in 0..<d {
                 gMu[j] = scale * mu[j]
-                gLogVar[j] = scale * 0.5 * (expf(logVar[j]) - 1)
+                gLogVar[j] = scale * 0.5 * (fastExp(logVar[j]) - 1)
             }
         }
     }
