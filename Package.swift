@@ -18,8 +18,10 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
 
-        .target(name: "Tensor", dependencies: ["CBLAS"]),
-        .target(name: "NN", dependencies: ["Tensor"]),
+        // Elementwise hot loops in C, compiled per instruction set and dispatched at load time.
+        .target(name: "CKernels"),
+        .target(name: "Tensor", dependencies: ["CBLAS", "CKernels"]),
+        .target(name: "NN", dependencies: ["Tensor", "CKernels"]),
         .target(name: "Files"),
         .target(name: "SafeTensors", dependencies: ["Files"]),
         .target(name: "VAE", dependencies: ["Tensor", "NN", "SafeTensors", "Files"]),

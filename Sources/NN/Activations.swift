@@ -13,6 +13,15 @@ public class ElementwiseActivation: ParameterFreeLayer {
 
     init() {}
 
+    public func replica() -> Layer {
+        let copy = makeCopy()
+        copy.computesInputGradient = computesInputGradient
+        return copy
+    }
+
+    /// A new instance with the same settings.
+    func makeCopy() -> ElementwiseActivation { fatalError("subclass must implement makeCopy") }
+
     /// Writes f(x[i]) into y[i] for `count` elements.
     func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
         fatalError("subclass must implement apply")
@@ -48,6 +57,7 @@ public class ElementwiseActivation: ParameterFreeLayer {
 /// ReLU: y = max(x, 0); ∂y/∂x = 1 where x > 0, else 0.
 public final class ReLU: ElementwiseActivation {
     public override init() {}
+    override func makeCopy() -> ElementwiseActivation { ReLU() }
     override func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
         // Load first, then select: a conditional load would compile to a branch.
         for i in 0..<n {
@@ -70,6 +80,7 @@ public final class ReLU: ElementwiseActivation {
 public final class LeakyReLU: ElementwiseActivation {
     public let slope: Float
     public init(slope: Float = 0.01) { self.slope = slope }
+    override func makeCopy() -> ElementwiseActivation { LeakyReLU(slope: slope) }
     override func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
         let a = slope
         for i in 0..<n {
@@ -92,6 +103,7 @@ public final class LeakyReLU: ElementwiseActivation {
 /// Tanh: y = tanh x; ∂y/∂x = 1 − y².
 public final class Tanh: ElementwiseActivation {
     public override init() {}
+    override func makeCopy() -> ElementwiseActivation { Tanh() }
     override func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
         for i in 0..<n { y[i] = tanhf(x[i]) }
     }
@@ -106,6 +118,7 @@ public final class Tanh: ElementwiseActivation {
 /// Sigmoid: y = 1/(1 + e⁻ˣ); ∂y/∂x = y(1 − y).
 public final class Sigmoid: ElementwiseActivation {
     public override init() {}
+    override func makeCopy() -> ElementwiseActivation { Sigmoid() }
     override func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
         for i in 0..<n { y[i] = sigmoid(x[i]) }
     }
@@ -120,6 +133,7 @@ public final class Sigmoid: ElementwiseActivation {
 /// Softplus: y = log(1 + eˣ), computed as max(x, 0) + log1p(e^−|x|); ∂y/∂x = sigmoid(x).
 public final class Softplus: ElementwiseActivation {
     public override init() {}
+    override func makeCopy() -> ElementwiseActivation { Softplus() }
     override func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
         for i in 0..<n { y[i] = softplus(x[i]) }
     }

@@ -13,6 +13,9 @@ public protocol Layer: AnyObject {
     var computesInputGradient: Bool { get set }
     func forward(_ input: Tensor) -> Tensor
     func backward(_ outputGradient: Tensor) -> Tensor?
+    /// A copy that shares this layer's parameter values but owns its gradients and buffers, so
+    /// that several threads can each run forward and backward on a slice of one batch.
+    func replica() -> Layer
 }
 
 extension Layer {

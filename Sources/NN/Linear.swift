@@ -26,6 +26,16 @@ public final class Linear: Layer {
         rng.fillUniform(bias.value, low: -bound, high: bound)
     }
 
+    private init(sharingParametersOf other: Linear) {
+        inputSize = other.inputSize
+        outputSize = other.outputSize
+        weight = Parameter(sharingValueOf: other.weight)
+        bias = Parameter(sharingValueOf: other.bias)
+        computesInputGradient = other.computesInputGradient
+    }
+
+    public func replica() -> Layer { Linear(sharingParametersOf: self) }
+
     public var namedParameters: [(name: String, parameter: Parameter)] {
         [("weight", weight), ("bias", bias)]
     }

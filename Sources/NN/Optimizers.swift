@@ -1,14 +1,29 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CKernels
 import Tensor
 
 /// Updates parameters from their gradients.
+///
+/// A step is `beginStep()` followed by `update(parameterAt:range:)` over every element of every
+/// parameter; updates of disjoint ranges may run concurrently (the trainer splits them across
+/// cores). `step()` does all of it on the calling thread.
 public protocol Optimizer: AnyObject {
     var parameters: [Parameter] { get }
     var learningRate: Float { get set }
-    /// Applies one update using the gradients the last backward pass set.
-    func step()
+    /// Advances the step counter and anything derived from it.
+    func beginStep()
+    /// Updates elements `range` of parameter `index` from its gradient.
+    func update(parameterAt index: Int, range: Range<Int>)
+}
+
+extension Optimizer {
+    /// One full update using the gradients the last backward pass set.
+    public func step() {
+        beginStep()
+        for (k, p) in parameters.enumerated() { update(parameterAt: k, range: 0..<p.value.count) }
+    }
 }
 
 /// Stochastic gradient descent with optional momentum: v ← μv + g; θ ← θ − η v.
@@ -25,17 +40,18 @@ public final class SGD: Optimizer {
         velocity = parameters.map { Tensor(shape: $0.shape) }
     }
 
-    public func step() {
+    public func beginStep() {}
+
+    public func update(parameterAt k: Int, range: Range<Int>) {
         let (lr, mu) = (learningRate, momentum)
-        for (p, v) in zip(parameters, velocity) {
-            let (w, g, m, n) = (p.value.data, p.gradient.data, v.data, p.value.count)
-            if mu == 0 {
-                for i in 0..<n { w[i] -= lr * g[i] }
-            } else {
-                for i in 0..<n {
-                    m[i] = mu * m[i] + g[i]
-                    w[i] -= lr * m[i]
-                }
+        let p = parameters[k]
+        let (w, g, m) = (p.value.data, p.gradient.data, velocity[k].data)
+        if mu == 0 {
+            for i in range { w[i] -= lr * g[i] }
+        } else {
+            for i in range {
+                m[i] = mu * m[i] + g[i]
+                w[i] -= lr * m[i]
             }
         }
     }
@@ -77,56 +93,21 @@ public final class Adam: Optimizer {
     /// Restores the step count saved with a checkpoint (the moments are restored in place).
     public func restore(stepCount: Int) { self.stepCount = stepCount }
 
-    public func step() {
+    private var stepSize: Float = 0
+    private var inverseRootCorrection2: Float = 1
+
+    public func beginStep() {
         stepCount += 1
         let t = Double(stepCount)
-        let (b1, b2, eps) = (beta1, beta2, epsilon)
-        let stepSize = Float(Double(learningRate) / (1 - pow(Double(b1), t)))
-        let inverseRootCorrection2 = Float(1 / (1 - pow(Double(b2), t)).squareRoot())
-        let decay = 1 - learningRate * decoupledWeightDecay
-        for k in parameters.indices {
-            let p = parameters[k]
-            Self.update(
-                p.value.data, gradient: p.gradient.data, m: firstMoments[k].data, v: secondMoments[k].data,
-                range: 0..<p.value.count, beta1: b1, beta2: b2, epsilon: eps, stepSize: stepSize,
-                inverseRootCorrection2: inverseRootCorrection2, decay: decay)
-        }
+        stepSize = Float(Double(learningRate) / (1 - pow(Double(beta1), t)))
+        inverseRootCorrection2 = Float(1 / (1 - pow(Double(beta2), t)).squareRoot())
     }
 
-    /// The Adam update of elements `range` of one parameter (a plain loop that vectorises).
-    @inline(__always)
-    static func update(
-        _ w: UnsafeMutablePointer<Float>, gradient g: UnsafeMutablePointer<Float>,
-        m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, range: Range<Int>,
-        beta1 b1: Float, beta2 b2: Float, epsilon eps: Float, stepSize: Float,
-        inverseRootCorrection2: Float, decay: Float
-    ) {
-        let (c1, c2) = (1 - b1, 1 - b2)
-        if decay != 1 {
-            for i in range { w[i] *= decay }
-        }
-        // Sixteen lanes at a time: scalar `squareRoot()` keeps a libm fallback that blocks
-        // auto-vectorisation, SIMD16's does not.
-        typealias V = SIMD16<Float>
-        var i = range.lowerBound
-        while i + 16 <= range.upperBound {
-            let gi = UnsafeRawPointer(g + i).loadUnaligned(as: V.self)
-            let mi = b1 * UnsafeRawPointer(m + i).loadUnaligned(as: V.self) + c1 * gi
-            let vi = b2 * UnsafeRawPointer(v + i).loadUnaligned(as: V.self) + c2 * (gi * gi)
-            let wi = UnsafeRawPointer(w + i).loadUnaligned(as: V.self) - stepSize * mi / (vi.squareRoot() * inverseRootCorrection2 + eps)
-            UnsafeMutableRawPointer(m + i).storeBytes(of: mi, as: V.self)
-            UnsafeMutableRawPointer(v + i).storeBytes(of: vi, as: V.self)
-            UnsafeMutableRawPointer(w + i).storeBytes(of: wi, as: V.self)
-            i += 16
-        }
-        while i < range.upperBound {
-            let gi = g[i]
-            let mi = b1 * m[i] + c1 * gi
-            let vi = b2 * v[i] + c2 * (gi * gi)
-            m[i] = mi
-            v[i] = vi
-            w[i] -= stepSize * mi / (vi.squareRoot() * inverseRootCorrection2 + eps)
-            i += 1
-        }
+    public func update(parameterAt k: Int, range: Range<Int>) {
+        let p = parameters[k]
+        let o = range.lowerBound
+        vae_adam_update(
+            p.value.data + o, p.gradient.data + o, firstMoments[k].data + o, secondMoments[k].data + o, range.count,
+            beta1, beta2, epsilon, stepSize, inverseRootCorrection2, 1 - learningRate * decoupledWeightDecay)
     }
 }

@@ -11,6 +11,13 @@ public final class Parameter {
         self.gradient = Tensor(shape: value.shape)
     }
 
+    /// A parameter that shares `other`'s values but has its own gradient (for a replica of a
+    /// network that works on another slice of the batch).
+    public init(sharingValueOf other: Parameter) {
+        self.value = other.value
+        self.gradient = Tensor(shape: other.value.shape)
+    }
+
     public var shape: [Int] { value.shape }
 }
 

@@ -12,6 +12,12 @@ public final class Sequential: Layer {
 
     public convenience init(_ layers: Layer...) { self.init(layers) }
 
+    public func replica() -> Layer {
+        let copy = Sequential(layers.map { $0.replica() })
+        copy.computesInputGradient = computesInputGradient
+        return copy
+    }
+
     public var namedParameters: [(name: String, parameter: Parameter)] {
         layers.enumerated().flatMap { index, layer in
             layer.namedParameters.map { ("\(index).\($0.name)", $0.parameter) }

@@ -28,24 +28,35 @@ public struct LossBreakdown: Equatable, Sendable {
 }
 
 extension VariationalAutoencoder {
-    /// The negative ELBO of a batch with one reparameterised sample per image:
-    ///
-    ///     −ELBO(x) = −log p(x | z) + β · KL(q(z|x) ‖ p(z)),   z = μ(x) + σ(x) ⊙ ε.
-    ///
-    /// Returns the summed terms (KL unweighted). With `computeGradients`, sets every parameter's
-    /// gradient to ∂/∂θ of the batch mean of −ELBO (with the KL weighted by `klWeight` = β).
+    /// The negative ELBO of a batch with one reparameterised sample per image, ε drawn from `rng`.
+    /// See ``negativeELBO(_:noise:computeGradients:klWeight:gradientScale:)``.
     @discardableResult
     public func negativeELBO(
         _ x: Tensor, rng: inout RandomGenerator, computeGradients: Bool, klWeight: Float = 1
     ) -> LossBreakdown {
+        let eps = Tensor.reusing(noise, shape: [x.rows, latentDimension])
+        noise = eps
+        rng.fillNormal(eps)
+        return negativeELBO(x, noise: eps, computeGradients: computeGradients, klWeight: klWeight)
+    }
+
+    /// The negative ELBO of a batch with one reparameterised sample per image:
+    ///
+    ///     −ELBO(x) = −log p(x | z) + β · KL(q(z|x) ‖ p(z)),   z = μ(x) + σ(x) ⊙ ε,
+    ///
+    /// for the given ε [B, d]. Returns the summed terms (KL unweighted). With `computeGradients`,
+    /// sets every parameter's gradient to `gradientScale` · ∂/∂θ Σ_batch (−log p(x|z) + β KL);
+    /// the default scale 1/B gives the gradient of the batch mean.
+    @discardableResult
+    public func negativeELBO(
+        _ x: Tensor, noise eps: Tensor, computeGradients: Bool, klWeight: Float = 1, gradientScale: Float? = nil
+    ) -> LossBreakdown {
         let batch = x.rows
         let d = latentDimension
+        precondition(eps.rows == batch && eps.rowSize == d, "noise \(eps.shape) for a batch of \(batch) with d = \(d)")
         let posterior = encode(x)
-        let eps = Tensor.reusing(noise, shape: [batch, d])
         let z = Tensor.reusing(latent, shape: [batch, d])
-        noise = eps
         latent = z
-        rng.fillNormal(eps)
         reparameterize(posterior, noise: eps, into: z)
         let output = decoder(z)
 
@@ -53,7 +64,7 @@ extension VariationalAutoencoder {
             perExampleKL = [Double](repeating: 0, count: batch)
             perExampleReconstruction = [Double](repeating: 0, count: batch)
         }
-        let scale = 1 / Float(batch)
+        let scale = gradientScale ?? 1 / Float(batch)
         let outGrad: Tensor? = computeGradients ? Tensor.reusing(outputGradient, shape: output.shape) : nil
         let postGrad: Tensor? = computeGradients ? Tensor.reusing(posteriorGradient, shape: posterior.shape) : nil
         outputGradient = outGrad ?? outputGradient
@@ -73,7 +84,7 @@ extension VariationalAutoencoder {
         return LossBreakdown(reconstruction: reconstruction, kl: kl, images: batch)
     }
 
-    /// Per-image −ELBO terms of the last ``negativeELBO(_:rng:computeGradients:klWeight:)`` call.
+    /// Per-image −ELBO terms of the last `negativeELBO` call.
     public var lastPerImageTerms: (reconstruction: ArraySlice<Double>, kl: ArraySlice<Double>) {
         let n = latent?.rows ?? 0
         return (perExampleReconstruction.prefix(n), perExampleKL.prefix(n))

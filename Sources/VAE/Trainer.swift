@@ -19,6 +19,11 @@ public struct StepProgress: Sendable {
 }
 
 /// Minimises the batch-mean −ELBO with an optimiser (Adam by default).
+///
+/// With several workers each step splits the batch across cores (``DataParallel``): every
+/// worker runs forward and backward on its rows, then the workers sum the gradients and apply
+/// the optimiser to disjoint slices of the parameters. ε for the whole batch is drawn first
+/// from `rng`, so the random stream does not depend on the number of workers.
 public final class Trainer {
     public let model: VariationalAutoencoder
     public let optimizer: Optimizer
@@ -28,20 +33,72 @@ public final class Trainer {
     public var klWeight: Float = 1
     /// Total optimiser steps taken.
     public private(set) var step = 0
+    public let parallel: DataParallel
+    private var noise: Tensor?
+    /// One slot per worker, written concurrently (a raw buffer: no shared Swift container).
+    private let workerLosses: UnsafeMutableBufferPointer<LossBreakdown>
+    /// Elements per chunk of the gradient sum + update, small enough to stay in L1/L2.
+    private let chunk = 8192
 
-    public init(model: VariationalAutoencoder, optimizer: Optimizer, rng: RandomGenerator) {
+    public init(model: VariationalAutoencoder, optimizer: Optimizer, rng: RandomGenerator, workers: Int = 1) {
         self.model = model
         self.optimizer = optimizer
         self.rng = rng
+        parallel = DataParallel(model: model, workers: workers)
+        workerLosses = .allocate(capacity: max(workers, 1))
+        workerLosses.initialize(repeating: LossBreakdown())
+        precondition(optimizer.parameters.elementsEqual(model.parameters, by: ===), "optimizer must own the model's parameters")
     }
+
+    deinit { workerLosses.deallocate() }
 
     /// One optimiser step on a batch; returns the batch's loss terms (before the update).
     public func trainStep(_ batch: Tensor) throws -> LossBreakdown {
-        let loss = model.negativeELBO(batch, rng: &rng, computeGradients: true, klWeight: klWeight)
+        let eps = Tensor.reusing(noise, shape: [batch.rows, model.latentDimension])
+        noise = eps
+        rng.fillNormal(eps)
+        let scale = 1 / Float(batch.rows)
+        let beta = klWeight
+        parallel.run { w, worker in
+            let rows = parallel.rows(w, of: batch.rows)
+            guard !rows.isEmpty else {
+                workerLosses[w] = LossBreakdown()
+                return
+            }
+            workerLosses[w] = worker.negativeELBO(
+                parallel.input(w, of: batch), noise: parallel.noise(w, of: eps),
+                computeGradients: true, klWeight: beta, gradientScale: scale)
+        }
+        var loss = LossBreakdown()
+        for l in workerLosses { loss += l }
         guard loss.reconstruction.isFinite, loss.kl.isFinite else { throw NonFiniteLossError(step: step + 1) }
-        optimizer.step()
+        applyUpdate(activeWorkers: min(parallel.count, batch.rows))
         step += 1
         return loss
+    }
+
+    /// Sums the active workers' gradients into the model's and updates, each worker taking a
+    /// slice of every parameter, chunk by chunk so the summed gradient is still in cache.
+    private func applyUpdate(activeWorkers: Int) {
+        optimizer.beginStep()
+        let params = model.parameters
+        let workerParams = parallel.workers.prefix(activeWorkers).map(\.parameters)
+        parallel.run { w, _ in
+            for k in params.indices {
+                let slice = Parallel.slice(w, of: parallel.count, count: params[k].value.count)
+                var start = slice.lowerBound
+                while start < slice.upperBound {
+                    let range = start..<min(start + chunk, slice.upperBound)
+                    let g = params[k].gradient.data
+                    for other in workerParams.dropFirst() {
+                        let h = other[k].gradient.data
+                        for i in range { g[i] += h[i] }
+                    }
+                    optimizer.update(parameterAt: k, range: range)
+                    start = range.upperBound
+                }
+            }
+        }
     }
 
     /// Trains on every batch of `batches` once; `onStep` sees progress after each step.

@@ -47,6 +47,21 @@ public final class VariationalAutoencoder {
         likelihood = config.makeLikelihood()
     }
 
+    private init(config: ModelConfig, encoder: Sequential, decoder: Sequential, likelihood: Likelihood) {
+        self.config = config
+        self.encoder = encoder
+        self.decoder = decoder
+        self.likelihood = likelihood
+    }
+
+    /// A model sharing this one's weights, with its own gradients and buffers: a worker that
+    /// processes another slice of the batch on another core.
+    public func replica() -> VariationalAutoencoder {
+        VariationalAutoencoder(
+            config: config, encoder: encoder.replica() as! Sequential, decoder: decoder.replica() as! Sequential,
+            likelihood: likelihood)
+    }
+
     public var latentDimension: Int { config.latentDimension }
 
     /// All parameters with their checkpoint names.
@@ -58,6 +73,18 @@ public final class VariationalAutoencoder {
     public var parameters: [Parameter] { namedParameters.map(\.parameter) }
 
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }
+
+    /// Multiply-adds ×2 per image of the matrix products, for speed reports:
+    /// `forward` through encoder and decoder; `training` adds the weight gradients and the input
+    /// gradients of every layer but the encoder's first; `decoding` is the decoder alone.
+    public var flopsPerImage: (forward: Double, training: Double, decoding: Double) {
+        func linears(_ s: Sequential) -> [Linear] { s.layers.compactMap { $0 as? Linear } }
+        let enc = linears(encoder).map { 2.0 * Double($0.inputSize * $0.outputSize) }
+        let dec = linears(decoder).map { 2.0 * Double($0.inputSize * $0.outputSize) }
+        let forward = enc.reduce(0, +) + dec.reduce(0, +)
+        let inputGradients = forward - (enc.first ?? 0)
+        return (forward, 2 * forward + inputGradients, dec.reduce(0, +))
+    }
 
     /// q(z|x) as a [B, 2d] tensor [μ | log σ²] (owned by the encoder; overwritten next call).
     public func encode(_ x: Tensor) -> Tensor {
@@ -87,6 +114,29 @@ public final class VariationalAutoencoder {
 
     /// Reconstruction x → μ(x) → E[x|z = μ(x)], as a new tensor shaped like one example per row.
     public func reconstruct(_ x: Tensor) -> Tensor { decodeMean(posteriorMeans(x)) }
+
+    // Buffer-reusing versions for throughput (the result is overwritten by the next call).
+    var meanBuffer: Tensor?
+    var muBuffer: Tensor?
+
+    /// E[x|z] into a reused buffer [B, C·H·W].
+    public func decodeMeanBuffer(_ z: Tensor) -> Tensor {
+        let output = decoder(z)
+        let mean = Tensor.reusing(meanBuffer, shape: output.shape)
+        meanBuffer = mean
+        likelihood.mean(output: output, into: mean)
+        return mean
+    }
+
+    /// x → μ(x) → E[x|μ(x)] into reused buffers.
+    public func reconstructionBuffer(_ x: Tensor) -> Tensor {
+        let h = encode(x)
+        let d = latentDimension
+        let mu = Tensor.reusing(muBuffer, shape: [x.rows, d])
+        muBuffer = mu
+        for b in 0..<x.rows { (mu.data + b * d).update(from: h.data + b * 2 * d, count: d) }
+        return decodeMeanBuffer(mu)
+    }
 
     /// `count` images decoded from z ~ N(0, I).
     public func generate(count: Int, rng: inout RandomGenerator) -> Tensor {

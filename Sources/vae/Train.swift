@@ -61,8 +61,7 @@ struct Train: ParsableCommand {
     @Flag(help: "Dynamic binarisation: each training pixel is resampled as Bernoulli(grey value) every time it is drawn; the test set is binarised once with seed 0.")
     var binarize = false
 
-    @Option(help: "OpenBLAS threads (default: all cores).")
-    var threads: Int?
+    @OptionGroup var threading: ThreadingOptions
 
     @Option(help: ArgumentHelp("Run folder to write.", valueName: "run"))
     var out: String = "runs/default"
@@ -86,7 +85,7 @@ struct Train: ParsableCommand {
             throw ValidationError("unknown activation '\(activation)'; choose \(ActivationKind.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         _ = try hiddenSizes()
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        try threading.validate()
     }
 
     func hiddenSizes() throws -> [Int] {
@@ -99,7 +98,7 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        if let threads { BLAS.threads = threads }
+        let workers = threading.configure()
         let folder = RunFolder(path: out)
         if Files.exists(folder.modelPath) && !force {
             throw CLIError("\(out) already holds a trained model; choose another --out or pass --force to overwrite it")
@@ -122,7 +121,7 @@ struct Train: ParsableCommand {
         var initRNG = RandomGenerator(seed: seed)
         let model = VariationalAutoencoder(config: modelConfig, rng: &initRNG)
         let optimizer = Adam(parameters: model.parameters, learningRate: lr)
-        let trainer = Trainer(model: model, optimizer: optimizer, rng: RandomGenerator(seed: seed &+ 0x5EED_0002))
+        let trainer = Trainer(model: model, optimizer: optimizer, rng: RandomGenerator(seed: seed &+ 0x5EED_0002), workers: workers)
         let loader = BatchLoader(dataset: trainSet, batchSize: batchSize, shuffle: true, binarize: binarize, seed: seed &+ 0x5EED_0001)
         let testLoader = BatchLoader(dataset: testSet, batchSize: 1000, shuffle: false)
 
@@ -132,7 +131,8 @@ struct Train: ParsableCommand {
 
         let arch = ([modelConfig.inputSize] + modelConfig.hiddenSizes + [latent]).map(String.init).joined(separator: "-")
         print("vae train: MLP VAE \(arch), \(likelihood) likelihood, \(model.parameterCount) parameters; \(dataset)\(binarize ? " (binarised)" : ""): \(trainSet.count) train / \(testSet.count) test images")
-        print("OpenBLAS kernel \(BLAS.coreName), \(BLAS.threads) thread\(BLAS.threads == 1 ? "" : "s"); batch \(batchSize), Adam lr \(lr), seed \(seed) → \(out)/")
+        print("\(threading.summary(workers: workers)); batch \(batchSize), Adam lr \(lr), seed \(seed) → \(out)/")
+        KernelCheck.warnIfSlow()
 
         var progress = ProgressReporter(epochs: epochs)
         for epoch in 1...epochs {

@@ -1,0 +1,155 @@
+import ArgumentParser
+import CKernels
+import Datasets
+import Foundation
+import NN
+import Tensor
+import VAE
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure training and inference speed on the real data (the source of every speed claim).",
+        discussion: """
+            Trains the model for a warm-up epoch and then `--repeats` timed epochs (median
+            reported), times reconstruction (encoder + decoder) and generation (decoder) at batch
+            1000, and measures the machine's single-GEMM ceiling for comparison. Peak resident
+            memory is the whole bench process's. Effective GFLOP/s counts the matrix products
+            of a training step (forward, weight gradients, input gradients but the first layer's).
+            """
+    )
+
+    @Option(help: "Data set to train on.") var dataset: String = DatasetName.fashionMNIST.rawValue
+    @Option(help: ArgumentHelp("Folder with the IDX files.", valueName: "dir")) var dataDir: String?
+    @Option(help: "Hidden layer widths, comma separated.") var hidden: String = "400"
+    @Option(help: "Latent dimension.") var latent: Int = 20
+    @Option(help: "Training batch size.") var batchSize: Int = 128
+    @Option(help: "Timed epochs (and inference repeats); the median is reported.") var repeats: Int = 3
+    @OptionGroup var threading: ThreadingOptions
+    @Flag(help: "Print one JSON object instead of the table.") var json = false
+
+    func validate() throws {
+        guard DatasetName(rawValue: dataset) != nil else { throw ValidationError("unknown dataset '\(dataset)'") }
+        guard repeats >= 1 && repeats <= 100 else { throw ValidationError("--repeats must be between 1 and 100") }
+        guard batchSize >= 1 && batchSize <= 65536 else { throw ValidationError("--batch-size must be between 1 and 65536") }
+        guard latent >= 1 && latent <= 4096 else { throw ValidationError("--latent must be between 1 and 4096") }
+        try threading.validate()
+    }
+
+    func run() throws {
+        let sizes = hidden.split(separator: ",").compactMap { Int($0) }
+        guard !sizes.isEmpty, sizes.allSatisfy({ $0 > 0 }) else { throw ValidationError("--hidden must be positive integers separated by commas") }
+        let workers = threading.configure()
+        let name = DatasetName(rawValue: dataset)!
+        let train = try name.load(.train, directory: dataDir)
+        let test = try name.load(.test, directory: dataDir)
+
+        var rng = RandomGenerator(seed: 1)
+        let config = ModelConfig(inputShape: train.shape, hiddenSizes: sizes, latentDimension: latent)
+        let model = VariationalAutoencoder(config: config, rng: &rng)
+        let trainer = Trainer(model: model, optimizer: Adam(parameters: model.parameters), rng: RandomGenerator(seed: 2), workers: workers)
+        let loader = BatchLoader(dataset: train, batchSize: batchSize, shuffle: true, seed: 3)
+        if !json { FileHandle.standardError.write(Data("vae bench: warm-up epoch, then \(repeats) timed…\n".utf8)) }
+
+        _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch)
+        let epochSeconds = try (0..<repeats).map { _ in
+            try timed { _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch) }
+        }
+
+        // Inference at batch 1000, split across the workers like training.
+        let parallel = DataParallel(model: model, workers: workers)
+        let testLoader = BatchLoader(dataset: test, batchSize: 1000, shuffle: false)
+        let batches = Array(testLoader.epoch().prefix(1).map { $0.clone() })
+        let inferenceRounds = 10
+        let reconstructSeconds = (0...repeats).map { _ in
+            timed {
+                for _ in 0..<inferenceRounds {
+                    _ = parallel.map(batches[0], outputRowShape: config.inputShape) { worker, x in worker.reconstructionBuffer(x) }
+                }
+            }
+        }.dropFirst()
+        let z = Tensor(shape: [1000, latent])
+        rng.fillNormal(z)
+        let generateSeconds = (0...repeats).map { _ in
+            timed {
+                for _ in 0..<inferenceRounds {
+                    _ = parallel.map(z, outputRowShape: config.inputShape) { worker, zs in worker.decodeMeanBuffer(zs) }
+                }
+            }
+        }.dropFirst()
+
+        let flops = model.flopsPerImage
+        let epoch = median(epochSeconds)
+        let reconstructRate = Double(1000 * inferenceRounds) / median(Array(reconstructSeconds))
+        let generateRate = Double(1000 * inferenceRounds) / median(Array(generateSeconds))
+        let trainGFLOPS = flops.training * Double(train.count) / epoch / 1e9
+        let ceiling = GEMMCeiling.measure(threads: threading.threadCount)
+        let results: [(String, String, Any)] = [
+            ("model", "MLP VAE \(([config.inputSize] + sizes + [latent]).map(String.init).joined(separator: "-")), batch \(batchSize)", "mlp-" + ([config.inputSize] + sizes + [latent]).map(String.init).joined(separator: "-")),
+            ("blas_kernel", "OpenBLAS kernel (\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"].map { "OPENBLAS_CORETYPE=\($0)" } ?? "OPENBLAS_CORETYPE unset"))", BLAS.coreName),
+            ("elementwise_isa", "elementwise kernels", String(cString: vae_kernels_isa())),
+            ("threads", "threads (\(threading.parallel.rawValue) parallelism)", threading.threadCount),
+            ("train_seconds_per_epoch", "training s/epoch (median of \(repeats), \(train.count) images)", epoch),
+            ("train_images_per_second", "training images/s", Double(train.count) / epoch),
+            ("train_gflops", "training effective GFLOP/s", trainGFLOPS),
+            ("reconstruct_images_per_second", "reconstruction images/s (batch 1000)", reconstructRate),
+            ("generate_images_per_second", "generation images/s (batch 1000)", generateRate),
+            ("gemm_ceiling_gflops", "GEMM ceiling GFLOP/s (1024³ sgemm, \(threading.threadCount) thread\(threading.threadCount == 1 ? "" : "s"))", ceiling.all),
+            ("gemm_ceiling_one_thread_gflops", "GEMM ceiling GFLOP/s (1 thread)", ceiling.one),
+            ("peak_rss_mib", "peak resident memory MiB", peakResidentMiB()),
+        ]
+        if json {
+            var object: [String: Any] = [:]
+            for (key, _, value) in results { object[key] = value }
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            let width = results.map(\.1.count).max()!
+            for (_, label, value) in results {
+                let text: String
+                switch value {
+                case let d as Double: text = d >= 1000 ? "\(Int(d.rounded()))" : fixed(d, d < 10 ? 3 : 1)
+                default: text = "\(value)"
+                }
+                print(label.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + text)
+            }
+            if let warning = KernelCheck.warning { print(warning) }
+        }
+    }
+}
+
+/// Wall-clock seconds of `body`.
+func timed(_ body: () throws -> Void) rethrows -> Double {
+    let start = now()
+    try body()
+    return now() - start
+}
+
+func median(_ xs: [Double]) -> Double {
+    let s = xs.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+/// Peak resident set size of this process, MiB.
+func peakResidentMiB() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024
+}
+
+/// The best GFLOP/s of a large square sgemm: what the machine can do at all.
+enum GEMMCeiling {
+    static func measure(threads: Int, n: Int = 1024) -> (all: Double, one: Double) {
+        let saved = BLAS.threads
+        defer { BLAS.threads = saved }
+        let a = Tensor(shape: [n, n]), b = Tensor(shape: [n, n]), c = Tensor(shape: [n, n])
+        var rng = RandomGenerator(seed: 1)
+        rng.fillUniform(a)
+        rng.fillUniform(b)
+        func best(_ t: Int) -> Double {
+            BLAS.threads = t
+            let seconds = (0..<5).map { _ in timed { matmul(a, b, into: c) } }.min()!
+            return 2 * Double(n * n * n) / seconds / 1e9
+        }
+        return (best(threads), best(1))
+    }
+}
