@@ -24,8 +24,15 @@ public final class DataParallel {
 
     public var count: Int { workers.count }
 
-    /// Rows of a batch of `rows` that worker `w` handles.
-    public func rows(_ w: Int, of rows: Int) -> Range<Int> { Parallel.slice(w, of: count, count: rows) }
+    /// Workers that get rows of a batch of `rows`: the first min(count, rows), so worker 0
+    /// (whose gradients are the model's) always has some.
+    public func activeWorkers(for rows: Int) -> Int { min(count, rows) }
+
+    /// Rows of a batch of `rows` that worker `w` handles (empty for the inactive ones).
+    public func rows(_ w: Int, of rows: Int) -> Range<Int> {
+        let active = activeWorkers(for: rows)
+        return w < active ? Parallel.slice(w, of: active, count: rows) : 0..<0
+    }
 
     /// Worker `w`'s copy of its rows of `batch` (the batch itself when there is one worker).
     public func input(_ w: Int, of batch: Tensor) -> Tensor {

@@ -72,7 +72,7 @@ public final class Trainer {
         var loss = LossBreakdown()
         for l in workerLosses { loss += l }
         guard loss.reconstruction.isFinite, loss.kl.isFinite else { throw NonFiniteLossError(step: step + 1) }
-        applyUpdate(activeWorkers: min(parallel.count, batch.rows))
+        applyUpdate(activeWorkers: parallel.activeWorkers(for: batch.rows))
         step += 1
         return loss
     }
