@@ -24,8 +24,8 @@ let package = Package(
         .target(name: "NN", dependencies: ["Tensor", "CKernels"]),
         .target(name: "Files"),
         .target(name: "SafeTensors", dependencies: ["Files"]),
-        .target(name: "VAE", dependencies: ["Tensor", "NN", "SafeTensors", "Files"]),
-        .target(name: "Datasets", dependencies: ["Tensor", "CZlib", "Files"]),
+        .target(name: "VAE", dependencies: ["Tensor", "NN", "SafeTensors", "Files", "CKernels"]),
+        .target(name: "Datasets", dependencies: ["Tensor", "CZlib", "Files", "CKernels"]),
         .target(name: "Imaging", dependencies: ["CPNG", "Files"]),
         .executableTarget(
             name: "vae",

@@ -1,3 +1,4 @@
+import CKernels
 import Tensor
 
 /// Draws batches of Float32 images in [0, 1] from an ``ImageDataset``.
@@ -57,7 +58,7 @@ public final class BatchLoader {
                     if binarize {
                         for i in 0..<size { dst[i] = rng.nextFloat() < table[Int(src[i])] ? 1 : 0 }
                     } else {
-                        for i in 0..<size { dst[i] = table[Int(src[i])] }
+                        vae_bytes_to_unit(src, dst, size)
                     }
                     labels[row] = dataset.labels?[example] ?? -1
                 }

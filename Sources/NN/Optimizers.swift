@@ -104,10 +104,16 @@ public final class Adam: Optimizer {
     }
 
     public func update(parameterAt k: Int, range: Range<Int>) {
+        update(parameterAt: k, range: range, addingGradient: nil)
+    }
+
+    /// Updates elements `range` of parameter `k` with its gradient plus `extra` (another
+    /// worker's gradient for the same parameter), summed into the gradient in the same pass.
+    public func update(parameterAt k: Int, range: Range<Int>, addingGradient extra: UnsafePointer<Float>?) {
         let p = parameters[k]
         let o = range.lowerBound
         vae_adam_update(
-            p.value.data + o, p.gradient.data + o, firstMoments[k].data + o, secondMoments[k].data + o, range.count,
-            beta1, beta2, epsilon, stepSize, inverseRootCorrection2, 1 - learningRate * decoupledWeightDecay)
+            p.value.data + o, p.gradient.data + o, extra.map { $0 + o }, firstMoments[k].data + o, secondMoments[k].data + o,
+            range.count, beta1, beta2, epsilon, stepSize, inverseRootCorrection2, 1 - learningRate * decoupledWeightDecay)
     }
 }

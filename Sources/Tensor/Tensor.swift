@@ -11,8 +11,10 @@ public final class Tensor {
     public private(set) var count: Int
     /// Number of elements the storage can hold.
     public let capacity: Int
-    /// The elements, 64-byte aligned.
-    public let data: UnsafeMutablePointer<Float>
+    /// The elements, 64-byte aligned when the tensor owns them.
+    public private(set) var data: UnsafeMutablePointer<Float>
+    /// For a view: the tensor whose storage it points into (kept alive by this reference).
+    public private(set) var base: Tensor?
 
     /// A zero-filled tensor.
     public init(shape: [Int], capacity: Int? = nil) {
@@ -40,7 +42,29 @@ public final class Tensor {
         fill(value)
     }
 
-    deinit { data.deallocate() }
+    /// A view of rows `rows` of `base` (no copy). Writes through a view change `base`.
+    public init(viewing base: Tensor, rows: Range<Int>) {
+        precondition(rows.lowerBound >= 0 && rows.upperBound <= base.rows, "rows \(rows) outside \(base.shape)")
+        self.base = base
+        self.shape = [rows.count] + base.shape.dropFirst()
+        self.count = rows.count * base.rowSize
+        self.capacity = count
+        self.data = base.data + rows.lowerBound * base.rowSize
+    }
+
+    /// Points this view at rows `rows` of `base` (views only; no allocation).
+    public func view(_ base: Tensor, rows: Range<Int>) {
+        precondition(self.base != nil, "only a view can be re-pointed")
+        precondition(rows.upperBound <= base.rows, "rows \(rows) outside \(base.shape)")
+        self.base = base
+        shape = [rows.count] + base.shape.dropFirst()
+        count = rows.count * base.rowSize
+        data = base.data + rows.lowerBound * base.rowSize
+    }
+
+    deinit {
+        if base == nil { data.deallocate() }
+    }
 
     /// Size of the leading (batch) dimension.
     @inlinable public var rows: Int { shape[0] }
@@ -105,7 +129,7 @@ extension Tensor {
     /// tensor. Layers use it to keep one output buffer across steps (and across a short last batch).
     public static func reusing(_ existing: Tensor?, shape: [Int]) -> Tensor {
         let n = shape.reduce(1, *)
-        if let t = existing, t.capacity >= n {
+        if let t = existing, t.base == nil, t.capacity >= n {
             if t.shape != shape {
                 t.shape = shape
                 t.count = n

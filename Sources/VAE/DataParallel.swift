@@ -2,8 +2,8 @@ import NN
 import Tensor
 
 /// Splits batches across cores: worker 0 is the model itself, the others are replicas sharing
-/// its weights. Each worker takes a contiguous slice of the batch's rows, copied into its own
-/// buffer, and runs with single-threaded GEMMs on its own core.
+/// its weights. Each worker takes a contiguous slice of the batch's rows (a view, no copy) and
+/// runs with single-threaded GEMMs on its own core.
 public final class DataParallel {
     public let model: VariationalAutoencoder
     /// `workers[0] === model`.
@@ -12,6 +12,7 @@ public final class DataParallel {
     private final class Buffers {
         var input: Tensor?
         var noise: Tensor?
+        var output: Tensor?
     }
     private let buffers: [Buffers]
 
@@ -34,23 +35,26 @@ public final class DataParallel {
         return w < active ? Parallel.slice(w, of: active, count: rows) : 0..<0
     }
 
-    /// Worker `w`'s copy of its rows of `batch` (the batch itself when there is one worker).
+    /// Worker `w`'s rows of `batch`, as a view (the batch itself when there is one worker).
     public func input(_ w: Int, of batch: Tensor) -> Tensor {
         slice(batch, rows: rows(w, of: batch.rows), buffer: &buffers[w].input)
     }
 
-    /// Worker `w`'s copy of its rows of `noise`.
+    /// Worker `w`'s rows of `noise`, as a view.
     public func noise(_ w: Int, of noise: Tensor) -> Tensor {
         slice(noise, rows: rows(w, of: noise.rows), buffer: &buffers[w].noise)
     }
 
+    /// A view of `rows` of `t` held in `buffer` (no copy; re-pointed on every call).
     private func slice(_ t: Tensor, rows range: Range<Int>, buffer: inout Tensor?) -> Tensor {
         if count == 1 { return t }
-        let out = Tensor.reusing(buffer, shape: [range.count] + t.shape.dropFirst())
-        buffer = out
-        let n = t.rowSize
-        out.data.update(from: t.data + range.lowerBound * n, count: range.count * n)
-        return out
+        if let view = buffer {
+            view.view(t, rows: range)
+            return view
+        }
+        let view = Tensor(viewing: t, rows: range)
+        buffer = view
+        return view
     }
 
     /// Runs `body(w, worker)` for every worker concurrently.
@@ -58,16 +62,14 @@ public final class DataParallel {
         Parallel.run(count) { w in body(w, workers[w]) }
     }
 
-    /// `f(worker, rows)` on every worker's slice of `batch`, each writing rows × `rowShape` into
-    /// a new output tensor (for inference: reconstruction, generation).
-    public func map(_ batch: Tensor, outputRowShape: [Int], _ f: (VariationalAutoencoder, Tensor) -> Tensor) -> Tensor {
-        let out = Tensor(shape: [batch.rows] + outputRowShape)
+    /// `f(worker, rows, outputRows)` on every worker's slice of `batch`, where `outputRows` is a
+    /// view of the same rows of `output` that `f` fills (for inference: reconstruction, generation).
+    public func map(_ batch: Tensor, into output: Tensor, _ f: (VariationalAutoencoder, Tensor, Tensor) -> Void) {
+        precondition(output.rows == batch.rows, "output \(output.shape) for a batch of \(batch.rows)")
         run { w, worker in
             let range = rows(w, of: batch.rows)
             guard !range.isEmpty else { return }
-            let result = f(worker, input(w, of: batch))
-            (out.data + range.lowerBound * out.rowSize).update(from: result.data, count: result.count)
+            f(worker, input(w, of: batch), slice(output, rows: range, buffer: &buffers[w].output))
         }
-        return out
     }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CKernels
 import NN
 import Tensor
 
@@ -34,29 +35,9 @@ public struct BernoulliLikelihood: Likelihood {
     ) -> Double {
         precondition(x.count == logits.count, "Bernoulli: data \(x.shape) vs logits \(logits.shape)")
         let n = logits.rowSize
-        let (xp, lp) = (x.data, logits.data)
-        let terms = UnsafeMutablePointer<Float>.allocate(capacity: n)
-        defer { terms.deallocate() }
         var total = 0.0
         for b in 0..<logits.rows {
-            let xb = xp + b * n, lb = lp + b * n
-            if let gradient {
-                let gb = gradient.data + b * n
-                for i in 0..<n {
-                    let l = lb[i], xi = xb[i]
-                    let e = fastExp(-abs(l))
-                    terms[i] = max(l, 0) + fastLog1p(unit: e) - xi * l
-                    // sigmoid(ℓ) from the same exponential: 1/(1+e) for ℓ ≥ 0, e/(1+e) otherwise.
-                    let inverse = 1 / (1 + e)
-                    gb[i] = scale * ((l >= 0 ? inverse : e * inverse) - xi)
-                }
-            } else {
-                for i in 0..<n {
-                    let l = lb[i]
-                    terms[i] = max(l, 0) + fastLog1p(unit: fastExp(-abs(l))) - xb[i] * l
-                }
-            }
-            let s = Double(vectorSum(terms, n))
+            let s = Double(vae_bernoulli_nll(x.data + b * n, logits.data + b * n, gradient.map { $0.data + b * n }, scale, n))
             perExample?[b] = s
             total += s
         }
@@ -65,12 +46,7 @@ public struct BernoulliLikelihood: Likelihood {
 
     public func mean(output logits: Tensor, into mean: Tensor) {
         precondition(mean.count == logits.count)
-        let (l, m) = (logits.data, mean.data)
-        for i in 0..<logits.count {
-            let e = fastExp(-abs(l[i]))
-            let inverse = 1 / (1 + e)
-            m[i] = l[i] >= 0 ? inverse : e * inverse
-        }
+        vae_sigmoid(logits.data, mean.data, logits.count)
     }
 }
 

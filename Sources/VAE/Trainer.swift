@@ -83,18 +83,25 @@ public final class Trainer {
         optimizer.beginStep()
         let params = model.parameters
         let workerParams = parallel.workers.prefix(activeWorkers).map(\.parameters)
+        let adam = optimizer as? Adam
         parallel.run { w, _ in
             for k in params.indices {
                 let slice = Parallel.slice(w, of: parallel.count, count: params[k].value.count)
                 var start = slice.lowerBound
                 while start < slice.upperBound {
                     let range = start..<min(start + chunk, slice.upperBound)
-                    let g = params[k].gradient.data
-                    for other in workerParams.dropFirst() {
-                        let h = other[k].gradient.data
-                        for i in range { g[i] += h[i] }
+                    let others = workerParams.dropFirst()
+                    if let adam, others.count <= 1 {
+                        // Two workers (the usual case): the sum is fused into the Adam kernel.
+                        adam.update(parameterAt: k, range: range, addingGradient: others.first.map { UnsafePointer($0[k].gradient.data) })
+                    } else {
+                        let g = params[k].gradient.data
+                        for other in others {
+                            let h = other[k].gradient.data
+                            for i in range { g[i] += h[i] }
+                        }
+                        optimizer.update(parameterAt: k, range: range)
                     }
-                    optimizer.update(parameterAt: k, range: range)
                     start = range.upperBound
                 }
             }

@@ -97,9 +97,8 @@ public final class VariationalAutoencoder {
 
     /// E[x|z] for latent codes z [B, d], as a new [B, C, H, W] tensor.
     public func decodeMean(_ z: Tensor) -> Tensor {
-        let output = decoder(z)
         let mean = Tensor(shape: [z.rows] + config.inputShape)
-        likelihood.mean(output: output, into: mean)
+        decodeMean(z, into: mean)
         return mean
     }
 
@@ -115,27 +114,21 @@ public final class VariationalAutoencoder {
     /// Reconstruction x → μ(x) → E[x|z = μ(x)], as a new tensor shaped like one example per row.
     public func reconstruct(_ x: Tensor) -> Tensor { decodeMean(posteriorMeans(x)) }
 
-    // Buffer-reusing versions for throughput (the result is overwritten by the next call).
-    var meanBuffer: Tensor?
-    var muBuffer: Tensor?
-
-    /// E[x|z] into a reused buffer [B, C·H·W].
-    public func decodeMeanBuffer(_ z: Tensor) -> Tensor {
-        let output = decoder(z)
-        let mean = Tensor.reusing(meanBuffer, shape: output.shape)
-        meanBuffer = mean
-        likelihood.mean(output: output, into: mean)
-        return mean
+    /// E[x|z] for latent codes z [B, d], written into `mean` (B rows of C·H·W values).
+    public func decodeMean(_ z: Tensor, into mean: Tensor) {
+        likelihood.mean(output: decoder(z), into: mean)
     }
 
-    /// x → μ(x) → E[x|μ(x)] into reused buffers.
-    public func reconstructionBuffer(_ x: Tensor) -> Tensor {
+    var muBuffer: Tensor?
+
+    /// x → μ(x) → E[x|μ(x)], written into `mean`.
+    public func reconstruct(_ x: Tensor, into mean: Tensor) {
         let h = encode(x)
         let d = latentDimension
         let mu = Tensor.reusing(muBuffer, shape: [x.rows, d])
         muBuffer = mu
         for b in 0..<x.rows { (mu.data + b * d).update(from: h.data + b * 2 * d, count: d) }
-        return decodeMeanBuffer(mu)
+        decodeMean(mu, into: mean)
     }
 
     /// `count` images decoded from z ~ N(0, I).

@@ -60,10 +60,11 @@ struct Bench: ParsableCommand {
         let testLoader = BatchLoader(dataset: test, batchSize: 1000, shuffle: false)
         let batches = Array(testLoader.epoch().prefix(1).map { $0.clone() })
         let inferenceRounds = 10
+        let images = Tensor(shape: [1000] + config.inputShape)
         let reconstructSeconds = (0...repeats).map { _ in
             timed {
                 for _ in 0..<inferenceRounds {
-                    _ = parallel.map(batches[0], outputRowShape: config.inputShape) { worker, x in worker.reconstructionBuffer(x) }
+                    parallel.map(batches[0], into: images) { worker, x, out in worker.reconstruct(x, into: out) }
                 }
             }
         }.dropFirst()
@@ -72,7 +73,7 @@ struct Bench: ParsableCommand {
         let generateSeconds = (0...repeats).map { _ in
             timed {
                 for _ in 0..<inferenceRounds {
-                    _ = parallel.map(z, outputRowShape: config.inputShape) { worker, zs in worker.decodeMeanBuffer(zs) }
+                    parallel.map(z, into: images) { worker, zs, out in worker.decodeMean(zs, into: out) }
                 }
             }
         }.dropFirst()

@@ -59,6 +59,7 @@ func splittingTheBatchAcrossWorkersGivesTheSameStep(workers: Int) {
     let model = VariationalAutoencoder(config: ModelConfig(inputShape: [1, 2, 3], hiddenSizes: [8], latentDimension: 2), rng: &rng)
     let x = randomTensor([11, 1, 2, 3], seed: 2, low: 0, high: 1)
     let serial = model.reconstruct(x).toArray()
-    let parallel = DataParallel(model: model, workers: 3).map(x, outputRowShape: [1, 2, 3]) { w, xs in w.reconstructionBuffer(xs) }
+    let parallel = Tensor(shape: [11, 1, 2, 3])
+    DataParallel(model: model, workers: 3).map(x, into: parallel) { w, xs, out in w.reconstruct(xs, into: out) }
     #expect(parallel.toArray() == serial)
 }

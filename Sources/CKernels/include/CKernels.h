@@ -6,12 +6,24 @@
 
 #include <stddef.h>
 
-/// Adam on n elements, PyTorch's formulation:
+/// Adam on n elements, PyTorch's formulation, with the gradient g = g0 + g1 (g1 may be NULL):
 ///   m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²;
 ///   w ← w·decay − stepSize · m / (√v · inverseRootCorrection2 + ε)
-void vae_adam_update(float *w, const float *g, float *m, float *v, size_t n,
+void vae_adam_update(float *w, float *g0, const float *g1, float *m, float *v, size_t n,
                      float beta1, float beta2, float epsilon, float stepSize,
                      float inverseRootCorrection2, float decay);
+
+/// Bernoulli negative log-likelihood of one example with logits ℓ (stable form), returning
+///   Σ_i [max(ℓ_i, 0) + log1p(e^−|ℓ_i|) − x_i ℓ_i]
+/// and, when gradient is not NULL, setting gradient_i = scale · (sigmoid(ℓ_i) − x_i).
+/// exp and log1p are polynomials with relative errors below 3·10⁻⁷.
+float vae_bernoulli_nll(const float *x, const float *logits, float *gradient, float scale, size_t n);
+
+/// mean_i = sigmoid(logits_i) = 1/(1 + e^−ℓ), without overflow.
+void vae_sigmoid(const float *logits, float *mean, size_t n);
+
+/// out_i = bytes_i / 255.
+void vae_bytes_to_unit(const unsigned char *bytes, float *out, size_t n);
 
 /// The instruction set the loader chose for these kernels: "avx512f", "avx2" or "default" (SSE2).
 const char *vae_kernels_isa(void);

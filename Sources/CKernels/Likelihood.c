@@ -1,0 +1,71 @@
+#include "CKernels.h"
+#include "Clones.h"
+
+// eˣ for x ≤ 0 (the caller passes −|ℓ|): x = n·ln2 + r, |r| ≤ ½ln2, degree-7 Taylor polynomial,
+// 2ⁿ built in the exponent bits. Flushes to 0 below −87.3.
+static inline float exp_nonpositive(float x) {
+    float clamped = x < -87.3f ? -87.3f : x;
+    float n = __builtin_roundevenf(clamped * 1.44269504f);
+    float r = (clamped - n * 0.693145752f) - n * 1.42860677e-6f;
+    float p = 1.0f / 5040;
+    p = p * r + 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    union { unsigned u; float f; } scale = {.u = (unsigned)((int)n + 127) << 23};
+    return x < -87.3f ? 0.0f : p * scale.f;
+}
+
+// log(1 + y) for y in [0, 1]: 2·atanh(s), s = y/(2 + y) ≤ ⅓, odd series to s¹³.
+static inline float log1p_unit(float y) {
+    float s = y / (2.0f + y);
+    float s2 = s * s;
+    float p = 1.0f / 13;
+    p = p * s2 + 1.0f / 11;
+    p = p * s2 + 1.0f / 9;
+    p = p * s2 + 1.0f / 7;
+    p = p * s2 + 1.0f / 5;
+    p = p * s2 + 1.0f / 3;
+    p = p * s2 + 1.0f;
+    return 2.0f * s * p;
+}
+
+CLONES
+float vae_bernoulli_nll(const float *restrict x, const float *restrict logits, float *restrict gradient,
+                        float scale, size_t n) {
+#pragma clang fp reassociate(on)
+    float sum = 0.0f;
+    if (gradient) {
+        for (size_t i = 0; i < n; i++) {
+            float l = logits[i], xi = x[i];
+            float e = exp_nonpositive(-__builtin_fabsf(l));
+            sum += (l > 0.0f ? l : 0.0f) + log1p_unit(e) - xi * l;
+            float inverse = 1.0f / (1.0f + e);
+            gradient[i] = scale * ((l >= 0.0f ? inverse : e * inverse) - xi);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            float l = logits[i];
+            sum += (l > 0.0f ? l : 0.0f) + log1p_unit(exp_nonpositive(-__builtin_fabsf(l))) - x[i] * l;
+        }
+    }
+    return sum;
+}
+
+CLONES
+void vae_sigmoid(const float *restrict logits, float *restrict mean, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float l = logits[i];
+        float e = exp_nonpositive(-__builtin_fabsf(l));
+        float inverse = 1.0f / (1.0f + e);
+        mean[i] = l >= 0.0f ? inverse : e * inverse;
+    }
+}
+
+CLONES
+void vae_bytes_to_unit(const unsigned char *restrict bytes, float *restrict out, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = (float)bytes[i] / 255.0f;
+}
