@@ -21,7 +21,11 @@ public enum Gzip {
         }
         defer { inflateEnd(&stream) }
         var output: [UInt8] = []
-        output.reserveCapacity(min(limit, max(input.count * 4, 1 << 16)))
+        // The gzip trailer's last four bytes hold the uncompressed size mod 2³² (a hint only).
+        if input.count >= 18 {
+            let n = input.suffix(4).reversed().reduce(0) { $0 << 8 | Int($1) }
+            output.reserveCapacity(min(limit, max(n, 1 << 16)))
+        }
         var chunk = [UInt8](repeating: 0, count: 1 << 18)
         try input.withUnsafeBufferPointer { inBuf in
             stream.next_in = UnsafeMutablePointer(mutating: inBuf.baseAddress)

@@ -45,11 +45,17 @@ public struct IDXArray {
                 throw IDXError.corruptGzip(path: path, problem: error.description)
             }
         }
-        try self.init(bytes: raw, path: path, expectedDimensions: expectedDimensions)
+        try self.init(consuming: &raw, path: path, expectedDimensions: expectedDimensions)
     }
 
     /// Parses IDX bytes: magic 00 00 08 n, n big-endian UInt32 sizes, then the elements.
-    public init(bytes raw: [UInt8], path: String, expectedDimensions: Int) throws {
+    public init(bytes: [UInt8], path: String, expectedDimensions: Int) throws {
+        var raw = bytes
+        try self.init(consuming: &raw, path: path, expectedDimensions: expectedDimensions)
+    }
+
+    /// Parses IDX bytes, keeping their storage for the elements (the header is removed in place).
+    init(consuming raw: inout [UInt8], path: String, expectedDimensions: Int) throws {
         guard raw.count >= 4, raw[0] == 0, raw[1] == 0 else {
             throw IDXError.badMagic(path: path, found: Array(raw.prefix(4)))
         }
@@ -74,6 +80,8 @@ public struct IDXArray {
         guard found >= elements else { throw IDXError.truncated(path: path, expectedBytes: elements, foundBytes: found) }
         guard found == elements else { throw IDXError.trailingData(path: path, expectedBytes: elements, foundBytes: found) }
         dimensions = dims
-        bytes = Array(raw[headerSize...])
+        raw.removeFirst(headerSize)
+        bytes = raw
+        raw = []
     }
 }

@@ -64,6 +64,8 @@ enum KernelCheck {
     }
 
     static func warnIfSlow() {
-        if let warning { FileHandle.standardError.write(Data((warning + "\n").utf8)) }
+        guard let warning else { return }
+        fflush(stdout)
+        FileHandle.standardError.write(Data((warning + "\n").utf8))
     }
 }
