@@ -156,11 +156,39 @@ func trainedRun() throws -> (run: String, data: String) {
     #expect(badConfig.status != 0 && badConfig.stderr.contains("config.json: not a swift-vae run configuration"))
 }
 
+@Test func benchReportsEveryFigure() throws {
+    let dir = temporaryDirectory()
+    try writeTinyDataset(dir)
+    let result = try vae(["bench", "--dataset", "mnist", "--data-dir", dir, "--hidden", "16", "--latent", "2", "--batch-size", "16", "--repeats", "1", "--threads", "2", "--json"])
+    #expect(result.status == 0, "\(result.stderr)")
+    let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as! [String: Any]
+    for key in ["train_seconds_per_epoch", "train_images_per_second", "train_gflops", "reconstruct_images_per_second",
+                "generate_images_per_second", "gemm_ceiling_gflops", "gemm_ceiling_one_thread_gflops", "peak_rss_mib"] {
+        let value = json[key] as? Double
+        #expect(value != nil && value! > 0, "\(key) = \(String(describing: json[key]))")
+    }
+    #expect(json["threads"] as? Int == 2)
+    #expect((json["blas_kernel"] as? String)?.isEmpty == false)
+    #expect(["avx512f", "avx2", "default"].contains(json["elementwise_isa"] as? String ?? ""))
+    let table = try vae(["bench", "--dataset", "mnist", "--data-dir", dir, "--hidden", "16", "--latent", "2", "--repeats", "1", "--parallel", "blas"])
+    #expect(table.status == 0 && table.stdout.contains("training s/epoch") && table.stdout.contains("blas parallelism"))
+}
+
+@Test func slowKernelPinningIsReported() throws {
+    let dir = temporaryDirectory()
+    try writeTinyDataset(dir)
+    let isAVX512 = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.contains(" avx512f") ?? false
+    let pinned = try vae(["train", "--data-dir", dir, "--out", dir + "/run"] + smallTrainArguments, environment: ["OPENBLAS_CORETYPE": "Haswell"])
+    #expect(pinned.status == 0)
+    #expect(pinned.stdout.contains("OpenBLAS kernel Haswell"))
+    #expect(pinned.stderr.contains("OPENBLAS_CORETYPE=Haswell") == isAVX512)
+}
+
 @Test func helpExplainsEveryOption() throws {
     let top = try vae(["--help"])
-    for command in ["train", "eval", "sample", "reconstruct"] { #expect(top.stdout.contains(command)) }
+    for command in ["train", "eval", "sample", "reconstruct", "bench"] { #expect(top.stdout.contains(command)) }
     let train = try vae(["train", "--help"])
-    for option in ["--dataset", "--data-dir", "--epochs", "--batch-size", "--latent", "--hidden", "--lr", "--seed", "--likelihood", "--sigma", "--binarize", "--out", "--force", "--threads", "--activation"] {
+    for option in ["--dataset", "--data-dir", "--epochs", "--batch-size", "--latent", "--hidden", "--lr", "--seed", "--likelihood", "--sigma", "--binarize", "--out", "--force", "--threads", "--parallel", "--activation"] {
         #expect(train.stdout.contains(option), "train --help lacks \(option)")
     }
     #expect(train.stdout.contains("nats") || train.stdout.contains("Bernoulli"))
