@@ -56,6 +56,26 @@ float vae_bernoulli_nll(const float *restrict x, const float *restrict logits, f
 }
 
 CLONES
+float vae_squared_error(const float *restrict x, const float *restrict means, float *restrict gradient,
+                        float scale, size_t n) {
+#pragma clang fp reassociate(on)
+    float sum = 0.0f;
+    if (gradient) {
+        for (size_t i = 0; i < n; i++) {
+            float r = means[i] - x[i];
+            sum += r * r;
+            gradient[i] = scale * r;
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            float r = means[i] - x[i];
+            sum += r * r;
+        }
+    }
+    return sum;
+}
+
+CLONES
 void vae_sigmoid(const float *restrict logits, float *restrict mean, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float l = logits[i];

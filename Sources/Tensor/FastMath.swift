@@ -1,5 +1,6 @@
 /// Elementwise math written as straight-line Float arithmetic and integer bit operations, so
-/// that loops calling it auto-vectorise (libm's `expf`/`log1pf` are scalar calls).
+/// that loops calling it auto-vectorise (libm's `expf` is a scalar call). The C kernels in
+/// `CKernels` use the same polynomial.
 
 /// eˣ with relative error below 2·10⁻⁷ for x in [−87, 88]; 0 below −87.3, +∞ above 88.7.
 ///
@@ -30,39 +31,4 @@ public func fastExp(_ x: Float) -> Float {
     let scaleB = Float(bitPattern: UInt32(bitPattern: (k &- half &+ 127) &<< 23))
     let result = p * scaleA * scaleB
     return x < -87.3 ? 0 : (x > 88.7 ? .infinity : result)
-}
-
-/// log(1 + y) for y in [0, 1], absolute error below 2·10⁻⁷ (relative 10⁻⁶ for small y): 2·atanh(s) with s = y/(2 + y) ≤ ⅓,
-/// summed as an odd series (no cancellation for small y).
-@inlinable @inline(__always)
-public func fastLog1p(unit y: Float) -> Float {
-    let s = y / (2 + y)
-    let s2 = s * s
-    var p: Float = 1.0 / 13
-    p = p * s2 + 1.0 / 11
-    p = p * s2 + 1.0 / 9
-    p = p * s2 + 1.0 / 7
-    p = p * s2 + 1.0 / 5
-    p = p * s2 + 1.0 / 3
-    p = p * s2 + 1
-    return 2 * s * p
-}
-
-/// Σ p[0..<n] with sixteen interleaved partial sums (a plain `s += p[i]` loop cannot vectorise
-/// because reordering float additions changes the result; this fixes one order that can).
-@inlinable
-public func vectorSum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
-    var acc = SIMD16<Float>()
-    var i = 0
-    let raw = UnsafeRawPointer(p)
-    while i + 16 <= n {
-        acc += raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
-        i += 16
-    }
-    var tail: Float = 0
-    while i < n {
-        tail += p[i]
-        i += 1
-    }
-    return acc.sum() + tail
 }

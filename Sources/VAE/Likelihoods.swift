@@ -69,27 +69,10 @@ public struct GaussianLikelihood: Likelihood {
         let n = means.rowSize
         let inverseVariance = 1 / (sigma * sigma)
         let logNormaliser = 0.5 * Double(n) * log(2 * Double.pi * Double(sigma) * Double(sigma))
-        let (xp, mp) = (x.data, means.data)
         var total = 0.0
-        let squares = UnsafeMutablePointer<Float>.allocate(capacity: n)
-        defer { squares.deallocate() }
         for b in 0..<means.rows {
-            let xb = xp + b * n, mb = mp + b * n
-            if let gradient {
-                let gb = gradient.data + b * n
-                let gscale = scale * inverseVariance
-                for i in 0..<n {
-                    let r = mb[i] - xb[i]
-                    squares[i] = r * r
-                    gb[i] = gscale * r
-                }
-            } else {
-                for i in 0..<n {
-                    let r = mb[i] - xb[i]
-                    squares[i] = r * r
-                }
-            }
-            let value = 0.5 * Double(vectorSum(squares, n) * inverseVariance) + logNormaliser
+            let squares = vae_squared_error(x.data + b * n, means.data + b * n, gradient.map { $0.data + b * n }, scale * inverseVariance, n)
+            let value = 0.5 * Double(squares * inverseVariance) + logNormaliser
             perExample?[b] = value
             total += value
         }

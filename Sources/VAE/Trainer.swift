@@ -39,12 +39,15 @@ public final class Trainer {
     private let workerLosses: UnsafeMutableBufferPointer<LossBreakdown>
     /// Elements per chunk of the gradient sum + update, small enough to stay in L1/L2.
     private let chunk = 8192
+    /// Each worker's parameters, in the model's order (computed once: no work per step).
+    private let workerParameters: [[Parameter]]
 
     public init(model: VariationalAutoencoder, optimizer: Optimizer, rng: RandomGenerator, workers: Int = 1) {
         self.model = model
         self.optimizer = optimizer
         self.rng = rng
         parallel = DataParallel(model: model, workers: workers)
+        workerParameters = parallel.workers.map(\.parameters)
         workerLosses = .allocate(capacity: max(workers, 1))
         workerLosses.initialize(repeating: LossBreakdown())
         precondition(optimizer.parameters.elementsEqual(model.parameters, by: ===), "optimizer must own the model's parameters")
@@ -81,9 +84,8 @@ public final class Trainer {
     /// slice of every parameter, chunk by chunk so the summed gradient is still in cache.
     private func applyUpdate(activeWorkers: Int) {
         optimizer.beginStep()
-        let params = model.parameters
-        let workerParams = parallel.workers.prefix(activeWorkers).map(\.parameters)
-        let adam = optimizer as? Adam
+        let params = workerParameters[0]
+        let workerParams = workerParameters.prefix(activeWorkers)
         parallel.run { w, _ in
             for k in params.indices {
                 let slice = Parallel.slice(w, of: parallel.count, count: params[k].value.count)
@@ -91,7 +93,7 @@ public final class Trainer {
                 while start < slice.upperBound {
                     let range = start..<min(start + chunk, slice.upperBound)
                     let others = workerParams.dropFirst()
-                    if let adam, others.count <= 1 {
+                    if let adam = optimizer as? Adam, others.count <= 1 {
                         // Two workers (the usual case): the sum is fused into the Adam kernel.
                         adam.update(parameterAt: k, range: range, addingGradient: others.first.map { UnsafePointer($0[k].gradient.data) })
                     } else {

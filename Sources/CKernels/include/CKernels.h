@@ -19,6 +19,10 @@ void vae_adam_update(float *w, float *g0, const float *g1, float *m, float *v, s
 /// exp and log1p are polynomials with relative errors below 3·10⁻⁷.
 float vae_bernoulli_nll(const float *x, const float *logits, float *gradient, float scale, size_t n);
 
+/// Σ_i (m_i − x_i)², and gradient_i = scale · (m_i − x_i) when gradient is not NULL
+/// (the data-dependent part of the fixed-σ Gaussian likelihood).
+float vae_squared_error(const float *x, const float *means, float *gradient, float scale, size_t n);
+
 /// mean_i = sigmoid(logits_i) = 1/(1 + e^−ℓ), without overflow.
 void vae_sigmoid(const float *logits, float *mean, size_t n);
 
