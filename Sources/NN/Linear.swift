@@ -43,7 +43,7 @@ public final class Linear: Layer {
     public func forward(_ x: Tensor) -> Tensor {
         precondition(x.rowSize == inputSize, "Linear(\(inputSize), \(outputSize)) got input \(x.shape)")
         let batch = x.rows
-        let y = Tensor.reusing(output, shape: [batch, outputSize])
+        let y = Tensor.reusing(output, rows: batch, columns: outputSize)
         output = y
         input = x
         // y = b (broadcast over rows), then y += x Wᵀ.

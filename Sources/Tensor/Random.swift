@@ -58,6 +58,7 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable {
     }
 
     /// Uniform integer in 0..<bound, without modulo bias (Lemire's multiply-and-reject).
+    @inlinable
     public mutating func nextInt(below bound: Int) -> Int {
         precondition(bound > 0, "bound must be positive")
         let b = UInt64(bound)
@@ -99,7 +100,9 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable {
         fillUniform(t.data, count: t.count, low: low, high: high)
     }
 
-    /// Shuffles `array` in place (Fisher–Yates).
+    /// Shuffles `array` in place (Fisher–Yates). Inlinable so that callers get a specialised
+    /// copy: the unspecialised generic `swapAt` allocates on every swap.
+    @inlinable
     public mutating func shuffle<T>(_ array: inout [T]) {
         guard array.count > 1 else { return }
         for i in stride(from: array.count - 1, to: 0, by: -1) {

@@ -52,12 +52,17 @@ public final class Tensor {
         self.data = base.data + rows.lowerBound * base.rowSize
     }
 
-    /// Points this view at rows `rows` of `base` (views only; no allocation).
+    /// Points this view at rows `rows` of `base` (views only; no allocation when the row shape
+    /// is unchanged).
     public func view(_ base: Tensor, rows: Range<Int>) {
         precondition(self.base != nil, "only a view can be re-pointed")
         precondition(rows.upperBound <= base.rows, "rows \(rows) outside \(base.shape)")
         self.base = base
-        shape = [rows.count] + base.shape.dropFirst()
+        if shape.count == base.shape.count && shape.dropFirst().elementsEqual(base.shape.dropFirst()) {
+            if shape[0] != rows.count { shape[0] = rows.count }
+        } else {
+            shape = [rows.count] + base.shape.dropFirst()
+        }
         count = rows.count * base.rowSize
         data = base.data + rows.lowerBound * base.rowSize
     }
@@ -137,5 +142,18 @@ extension Tensor {
             return t
         }
         return Tensor(shape: shape)
+    }
+
+    /// `reusing(existing, shape: [rows, columns])` without building a shape array on the hot
+    /// path: a 2-D buffer with the same column count is resized in place.
+    public static func reusing(_ existing: Tensor?, rows: Int, columns: Int) -> Tensor {
+        if let t = existing, t.base == nil, t.shape.count == 2, t.shape[1] == columns, t.capacity >= rows * columns {
+            if t.shape[0] != rows {
+                t.shape[0] = rows
+                t.count = rows * columns
+            }
+            return t
+        }
+        return Tensor(shape: [rows, columns])
     }
 }

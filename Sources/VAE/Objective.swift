@@ -34,7 +34,7 @@ extension VariationalAutoencoder {
     public func negativeELBO(
         _ x: Tensor, rng: inout RandomGenerator, computeGradients: Bool, klWeight: Float = 1
     ) -> LossBreakdown {
-        let eps = Tensor.reusing(noise, shape: [x.rows, latentDimension])
+        let eps = Tensor.reusing(noise, rows: x.rows, columns: latentDimension)
         noise = eps
         rng.fillNormal(eps)
         return negativeELBO(x, noise: eps, computeGradients: computeGradients, klWeight: klWeight)
@@ -55,7 +55,7 @@ extension VariationalAutoencoder {
         let d = latentDimension
         precondition(eps.rows == batch && eps.rowSize == d, "noise \(eps.shape) for a batch of \(batch) with d = \(d)")
         let posterior = encode(x)
-        let z = Tensor.reusing(latent, shape: [batch, d])
+        let z = Tensor.reusing(latent, rows: batch, columns: d)
         latent = z
         reparameterize(posterior, noise: eps, into: z)
         let output = decoder(z)

@@ -57,7 +57,7 @@ public final class Trainer {
 
     /// One optimiser step on a batch; returns the batch's loss terms (before the update).
     public func trainStep(_ batch: Tensor) throws -> LossBreakdown {
-        let eps = Tensor.reusing(noise, shape: [batch.rows, model.latentDimension])
+        let eps = Tensor.reusing(noise, rows: batch.rows, columns: model.latentDimension)
         noise = eps
         rng.fillNormal(eps)
         let scale = 1 / Float(batch.rows)

@@ -125,7 +125,7 @@ public final class VariationalAutoencoder {
     public func reconstruct(_ x: Tensor, into mean: Tensor) {
         let h = encode(x)
         let d = latentDimension
-        let mu = Tensor.reusing(muBuffer, shape: [x.rows, d])
+        let mu = Tensor.reusing(muBuffer, rows: x.rows, columns: d)
         muBuffer = mu
         for b in 0..<x.rows { (mu.data + b * d).update(from: h.data + b * 2 * d, count: d) }
         decodeMean(mu, into: mean)
