@@ -1,18 +1,5 @@
-import Dispatch
-
-/// Fork–join parallelism over a fixed number of workers.
+/// Splitting work across cores (the threads themselves are a ``WorkerPool``).
 public enum Parallel {
-    /// Runs `body(0)`, …, `body(count − 1)` concurrently (the caller's thread takes part) and
-    /// returns when all have finished. Which thread runs which index varies; what each index
-    /// computes does not, so results stay deterministic.
-    public static func run(_ count: Int, _ body: (Int) -> Void) {
-        if count <= 1 {
-            body(0)
-            return
-        }
-        DispatchQueue.concurrentPerform(iterations: count, execute: body)
-    }
-
     /// The `part`-th of `parts` near-equal contiguous slices of 0..<count.
     @inlinable
     public static func slice(_ part: Int, of parts: Int, count: Int) -> Range<Int> {

@@ -8,6 +8,8 @@ public final class DataParallel {
     public let model: VariationalAutoencoder
     /// `workers[0] === model`.
     public let workers: [VariationalAutoencoder]
+    /// One thread per worker beyond the caller's.
+    public let pool: WorkerPool
     /// Each worker's own buffers (one object per worker, so threads never share a container).
     private final class Buffers {
         var input: Tensor?
@@ -20,6 +22,7 @@ public final class DataParallel {
         precondition(count >= 1, "at least one worker")
         self.model = model
         workers = [model] + (1..<max(count, 1)).map { _ in model.replica() }
+        pool = WorkerPool(count: count)
         buffers = (0..<max(count, 1)).map { _ in Buffers() }
     }
 
@@ -59,7 +62,7 @@ public final class DataParallel {
 
     /// Runs `body(w, worker)` for every worker concurrently.
     public func run(_ body: (Int, VariationalAutoencoder) -> Void) {
-        Parallel.run(count) { w in body(w, workers[w]) }
+        pool.run { w in body(w, workers[w]) }
     }
 
     /// `f(worker, rows, outputRows)` on every worker's slice of `batch`, where `outputRows` is a
