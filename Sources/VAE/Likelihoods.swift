@@ -11,6 +11,7 @@ import Tensor
 public protocol Likelihood: Sendable {
     /// Writes −log p(x_b|z_b) for each example into `perExample` and returns their sum.
     /// When `gradient` is given, **sets** it to `scale` · ∂(−log p(x|z))/∂output, in the same pass.
+    /// A single row of `x` is compared with every row of `output` (K samples of one image).
     func negativeLogLikelihood(
         _ x: Tensor, output: Tensor, perExample: UnsafeMutablePointer<Double>?,
         gradient: Tensor?, scale: Float
@@ -33,11 +34,12 @@ public struct BernoulliLikelihood: Likelihood {
         _ x: Tensor, output logits: Tensor, perExample: UnsafeMutablePointer<Double>?,
         gradient: Tensor?, scale: Float = 1
     ) -> Double {
-        precondition(x.count == logits.count, "Bernoulli: data \(x.shape) vs logits \(logits.shape)")
         let n = logits.rowSize
+        precondition(x.rowSize == n && (x.rows == logits.rows || x.rows == 1), "Bernoulli: data \(x.shape) vs logits \(logits.shape)")
+        let xStride = x.rows == 1 ? 0 : n
         var total = 0.0
         for b in 0..<logits.rows {
-            let s = Double(vae_bernoulli_nll(x.data + b * n, logits.data + b * n, gradient.map { $0.data + b * n }, scale, n))
+            let s = Double(vae_bernoulli_nll(x.data + b * xStride, logits.data + b * n, gradient.map { $0.data + b * n }, scale, n))
             perExample?[b] = s
             total += s
         }
@@ -65,13 +67,14 @@ public struct GaussianLikelihood: Likelihood {
         _ x: Tensor, output means: Tensor, perExample: UnsafeMutablePointer<Double>?,
         gradient: Tensor?, scale: Float = 1
     ) -> Double {
-        precondition(x.count == means.count, "Gaussian: data \(x.shape) vs means \(means.shape)")
         let n = means.rowSize
+        precondition(x.rowSize == n && (x.rows == means.rows || x.rows == 1), "Gaussian: data \(x.shape) vs means \(means.shape)")
+        let xStride = x.rows == 1 ? 0 : n
         let inverseVariance = 1 / (sigma * sigma)
         let logNormaliser = 0.5 * Double(n) * log(2 * Double.pi * Double(sigma) * Double(sigma))
         var total = 0.0
         for b in 0..<means.rows {
-            let squares = vae_squared_error(x.data + b * n, means.data + b * n, gradient.map { $0.data + b * n }, scale * inverseVariance, n)
+            let squares = vae_squared_error(x.data + b * xStride, means.data + b * n, gradient.map { $0.data + b * n }, scale * inverseVariance, n)
             let value = 0.5 * Double(squares * inverseVariance) + logNormaliser
             perExample?[b] = value
             total += value
