@@ -43,9 +43,14 @@ public final class DataParallel {
         slice(batch, rows: rows(w, of: batch.rows), buffer: &buffers[w].input)
     }
 
-    /// Worker `w`'s rows of `noise`, as a view.
+    /// Worker `w`'s rows of `noise` (one row per image), as a view.
     public func noise(_ w: Int, of noise: Tensor) -> Tensor {
         slice(noise, rows: rows(w, of: noise.rows), buffer: &buffers[w].noise)
+    }
+
+    /// Rows `rows` of `noise` for worker `w`, as a view (several noise rows per image).
+    public func noise(_ w: Int, of noise: Tensor, rows range: Range<Int>) -> Tensor {
+        slice(noise, rows: range, buffer: &buffers[w].noise)
     }
 
     /// A view of `rows` of `t` held in `buffer` (no copy; re-pointed on every call).

@@ -10,15 +10,32 @@ import Tensor
 /// All log-likelihoods are in nats, summed over the data dimensions of each example.
 public protocol Likelihood: Sendable {
     /// Writes −log p(x_b|z_b) for each example into `perExample` and returns their sum.
-    /// When `gradient` is given, **sets** it to `scale` · ∂(−log p(x|z))/∂output, in the same pass.
-    /// A single row of `x` is compared with every row of `output` (K samples of one image).
+    /// When `gradient` is given, **sets** it to `scale` · `rowScales[b]` · ∂(−log p(x|z))/∂output
+    /// (`rowScales` nil meaning 1), in the same pass. When `output` has K times as many rows as
+    /// `x`, each row of `x` is compared with K consecutive rows of `output` (K samples of one image).
     func negativeLogLikelihood(
         _ x: Tensor, output: Tensor, perExample: UnsafeMutablePointer<Double>?,
-        gradient: Tensor?, scale: Float
+        gradient: Tensor?, scale: Float, rowScales: UnsafePointer<Float>?
     ) -> Double
 
     /// The distribution's mean E[x|z] (what a picture of the decoder shows), written into `mean`.
     func mean(output: Tensor, into mean: Tensor)
+}
+
+extension Likelihood {
+    public func negativeLogLikelihood(
+        _ x: Tensor, output: Tensor, perExample: UnsafeMutablePointer<Double>?, gradient: Tensor?, scale: Float
+    ) -> Double {
+        negativeLogLikelihood(x, output: output, perExample: perExample, gradient: gradient, scale: scale, rowScales: nil)
+    }
+}
+
+/// The stride between the rows of `x` used for consecutive rows of `output`, in elements:
+/// output row b uses x row b / (output.rows / x.rows).
+@inline(__always)
+func repeatFactor(_ x: Tensor, _ output: Tensor, _ n: Int) -> Int {
+    precondition(x.rowSize == n && x.rows > 0 && output.rows % x.rows == 0, "data \(x.shape) vs decoder output \(output.shape)")
+    return output.rows / x.rows
 }
 
 /// Bernoulli likelihood on logits ℓ (the "log loss"):
@@ -32,14 +49,14 @@ public struct BernoulliLikelihood: Likelihood {
 
     public func negativeLogLikelihood(
         _ x: Tensor, output logits: Tensor, perExample: UnsafeMutablePointer<Double>?,
-        gradient: Tensor?, scale: Float = 1
+        gradient: Tensor?, scale: Float, rowScales: UnsafePointer<Float>?
     ) -> Double {
         let n = logits.rowSize
-        precondition(x.rowSize == n && (x.rows == logits.rows || x.rows == 1), "Bernoulli: data \(x.shape) vs logits \(logits.shape)")
-        let xStride = x.rows == 1 ? 0 : n
+        let k = repeatFactor(x, logits, n)
         var total = 0.0
         for b in 0..<logits.rows {
-            let s = Double(vae_bernoulli_nll(x.data + b * xStride, logits.data + b * n, gradient.map { $0.data + b * n }, scale, n))
+            let rowScale = scale * (rowScales?[b] ?? 1)
+            let s = Double(vae_bernoulli_nll(x.data + (b / k) * n, logits.data + b * n, gradient.map { $0.data + b * n }, rowScale, n))
             perExample?[b] = s
             total += s
         }
@@ -65,16 +82,16 @@ public struct GaussianLikelihood: Likelihood {
 
     public func negativeLogLikelihood(
         _ x: Tensor, output means: Tensor, perExample: UnsafeMutablePointer<Double>?,
-        gradient: Tensor?, scale: Float = 1
+        gradient: Tensor?, scale: Float, rowScales: UnsafePointer<Float>?
     ) -> Double {
         let n = means.rowSize
-        precondition(x.rowSize == n && (x.rows == means.rows || x.rows == 1), "Gaussian: data \(x.shape) vs means \(means.shape)")
-        let xStride = x.rows == 1 ? 0 : n
+        let k = repeatFactor(x, means, n)
         let inverseVariance = 1 / (sigma * sigma)
         let logNormaliser = 0.5 * Double(n) * log(2 * Double.pi * Double(sigma) * Double(sigma))
         var total = 0.0
         for b in 0..<means.rows {
-            let squares = vae_squared_error(x.data + b * xStride, means.data + b * n, gradient.map { $0.data + b * n }, scale * inverseVariance, n)
+            let rowScale = scale * (rowScales?[b] ?? 1) * inverseVariance
+            let squares = vae_squared_error(x.data + (b / k) * n, means.data + b * n, gradient.map { $0.data + b * n }, rowScale, n)
             let value = 0.5 * Double(squares * inverseVariance) + logNormaliser
             perExample?[b] = value
             total += value

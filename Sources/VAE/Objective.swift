@@ -1,3 +1,4 @@
+import Foundation
 import NN
 import Tensor
 
@@ -7,13 +8,20 @@ public struct LossBreakdown: Equatable, Sendable {
     public var reconstruction: Double = 0
     /// Σ KL(q(z|x) ‖ p(z)) over images.
     public var kl: Double = 0
+    /// Σ over images of the value training minimises (−ELBO with β, warm-up or free bits;
+    /// −IWAE bound); equal to reconstruction + KL for the plain ELBO.
+    public var objective: Double = 0
     public var images: Int = 0
 
-    public init(reconstruction: Double = 0, kl: Double = 0, images: Int = 0) {
+    public init(reconstruction: Double = 0, kl: Double = 0, objective: Double? = nil, images: Int = 0) {
         self.reconstruction = reconstruction
         self.kl = kl
+        self.objective = objective ?? reconstruction + kl
         self.images = images
     }
+
+    /// The minimised objective per image.
+    public var meanObjective: Double { images > 0 ? objective / Double(images) : .nan }
 
     public var meanReconstruction: Double { images > 0 ? reconstruction / Double(images) : .nan }
     public var meanKL: Double { images > 0 ? kl / Double(images) : .nan }
@@ -23,6 +31,7 @@ public struct LossBreakdown: Equatable, Sendable {
     public static func += (lhs: inout LossBreakdown, rhs: LossBreakdown) {
         lhs.reconstruction += rhs.reconstruction
         lhs.kl += rhs.kl
+        lhs.objective += rhs.objective
         lhs.images += rhs.images
     }
 }
@@ -46,24 +55,25 @@ extension VariationalAutoencoder {
     ///
     /// for the given ε [B, d]. Returns the summed terms (KL unweighted). With `computeGradients`,
     /// sets every parameter's gradient to `gradientScale` · ∂/∂θ Σ_batch (−log p(x|z) + β KL);
-    /// the default scale 1/B gives the gradient of the batch mean.
+    /// the default scale 1/B gives the gradient of the batch mean. `klDimensionWeights` (d values)
+    /// multiply each dimension's KL gradient (free bits set them to 0 or 1). With
+    /// `reuseEncoding`, the encoder's output from the last `encode(x)` of this batch is used.
     @discardableResult
     public func negativeELBO(
-        _ x: Tensor, noise eps: Tensor, computeGradients: Bool, klWeight: Float = 1, gradientScale: Float? = nil
+        _ x: Tensor, noise eps: Tensor, computeGradients: Bool, klWeight: Float = 1, gradientScale: Float? = nil,
+        klDimensionWeights: UnsafePointer<Float>? = nil, reuseEncoding: Bool = false
     ) -> LossBreakdown {
         let batch = x.rows
         let d = latentDimension
         precondition(eps.rows == batch && eps.rowSize == d, "noise \(eps.shape) for a batch of \(batch) with d = \(d)")
-        let posterior = encode(x)
+        let posterior = reuseEncoding ? lastPosterior! : encode(x)
+        precondition(posterior.rows == batch, "reused encoding is for another batch")
         let z = Tensor.reusing(latent, rows: batch, columns: d)
         latent = z
         reparameterize(posterior, noise: eps, into: z)
         let output = decoder(z)
 
-        if perExampleKL.count < batch {
-            perExampleKL = [Double](repeating: 0, count: batch)
-            perExampleReconstruction = [Double](repeating: 0, count: batch)
-        }
+        ensurePerExampleCapacity(batch)
         let scale = gradientScale ?? 1 / Float(batch)
         let outGrad: Tensor? = computeGradients ? Tensor.reusing(outputGradient, shape: output.shape) : nil
         let postGrad: Tensor? = computeGradients ? Tensor.reusing(posteriorGradient, shape: posterior.shape) : nil
@@ -74,14 +84,123 @@ extension VariationalAutoencoder {
             likelihood.negativeLogLikelihood(x, output: output, perExample: $0.baseAddress, gradient: outGrad, scale: scale)
         }
         let kl = perExampleKL.withUnsafeMutableBufferPointer {
-            klDivergence(posterior, perExample: $0.baseAddress, gradient: postGrad, scale: scale * klWeight)
+            klDivergence(posterior, perExample: $0.baseAddress, gradient: postGrad, scale: scale * klWeight, dimensionWeights: klDimensionWeights)
         }
         if let outGrad, let postGrad {
             guard let zGrad = decoder.backward(outGrad) else { preconditionFailure("decoder must return ∂L/∂z") }
             reparameterizeBackward(posterior, noise: eps, zGradient: zGrad, into: postGrad)
             _ = encoder.backward(postGrad)
         }
-        return LossBreakdown(reconstruction: reconstruction, kl: kl, images: batch)
+        return LossBreakdown(reconstruction: reconstruction, kl: kl, objective: reconstruction + Double(klWeight) * kl, images: batch)
+    }
+
+    func ensurePerExampleCapacity(_ rows: Int) {
+        if perExampleKL.count < rows {
+            perExampleKL = [Double](repeating: 0, count: rows)
+            perExampleReconstruction = [Double](repeating: 0, count: rows)
+        }
+    }
+
+    /// The Monte-Carlo objective of a batch with K = `samples` reparameterised samples per image,
+    /// ε given as [B·K, d] (image b's samples in rows b·K ..< (b+1)·K). With
+    /// log w_k = log p(x|z_k) + log p(z_k) − log q(z_k|x):
+    ///
+    /// - K = 1: −log p(x|z) + β (log q(z|x) − log p(z)), the ELBO with a sampled KL;
+    /// - K > 1: −log (1/K) Σ_k w_k, the IWAE bound (β must be 1).
+    ///
+    /// With ε fixed, log q(z|x) = −½ Σ_j (log 2π + log σ²_j + ε_j²), so per sample
+    /// ∂(−log w)/∂μ = D + βz and ∂(−log w)/∂log σ² = (D + βz) ⊙ ½σε − ½β, D = ∂(−log p(x|z))/∂z;
+    /// the IWAE gradient weighs sample k by its normalised weight w_k / Σ w. The returned
+    /// reconstruction and KL are the per-image means over the samples; `objective` is the bound.
+    @discardableResult
+    public func monteCarloObjective(
+        _ x: Tensor, noise eps: Tensor, samples k: Int, computeGradients: Bool, klWeight beta: Float = 1, gradientScale: Float? = nil
+    ) -> LossBreakdown {
+        let batch = x.rows
+        let d = latentDimension
+        let rows = batch * k
+        precondition(eps.rows == rows && eps.rowSize == d, "noise \(eps.shape) for \(batch) images × \(k) samples, d = \(d)")
+        precondition(k == 1 || beta == 1, "the IWAE bound has no KL weight")
+        let posterior = encode(x)
+        let z = Tensor.reusing(latent, rows: rows, columns: d)
+        latent = z
+        for b in 0..<batch {
+            let mu = posterior.data + b * 2 * d, logVar = mu + d
+            for s in 0..<k {
+                let r = b * k + s
+                for j in 0..<d { z[r * d + j] = mu[j] + fastExp(0.5 * logVar[j]) * eps[r * d + j] }
+            }
+        }
+        let output = decoder(z)
+        ensurePerExampleCapacity(rows)
+        if sampleWeights.count < rows { sampleWeights = [Float](repeating: 0, count: rows) }
+        let scale = gradientScale ?? 1 / Float(batch)
+        let outGrad: Tensor? = computeGradients ? Tensor.reusing(outputGradient, shape: output.shape) : nil
+        outputGradient = outGrad ?? outputGradient
+
+        // −log p(x|z) per sample (with its gradient at once when every sample weighs the same).
+        let singlePass = k == 1 ? outGrad : nil
+        perExampleReconstruction.withUnsafeMutableBufferPointer {
+            _ = likelihood.negativeLogLikelihood(x, output: output, perExample: $0.baseAddress, gradient: singlePass, scale: scale)
+        }
+        // log q − log p per sample, then log w and the normalised weights per image.
+        var loss = LossBreakdown(images: batch)
+        for b in 0..<batch {
+            let logVar = posterior.data + b * 2 * d + d
+            var logVarSum: Float = 0
+            for j in 0..<d { logVarSum += logVar[j] }
+            var maxLogW = -Double.infinity
+            for s in 0..<k {
+                let r = b * k + s
+                var e2: Float = 0, z2: Float = 0
+                for j in 0..<d {
+                    e2 += eps[r * d + j] * eps[r * d + j]
+                    z2 += z[r * d + j] * z[r * d + j]
+                }
+                // log q − log p = −½ Σ (log σ² + ε²) + ½ Σ z² (the log 2π terms cancel).
+                let klSample = 0.5 * Double(z2 - logVarSum - e2)
+                perExampleKL[r] = klSample
+                let logW = -perExampleReconstruction[r] - Double(beta) * klSample
+                maxLogW = max(maxLogW, logW)
+                loss.reconstruction += perExampleReconstruction[r] / Double(k)
+                loss.kl += klSample / Double(k)
+            }
+            var total = 0.0
+            for s in 0..<k {
+                let r = b * k + s
+                let w = exp(-perExampleReconstruction[r] - Double(beta) * perExampleKL[r] - maxLogW)
+                sampleWeights[r] = Float(w)
+                total += w
+            }
+            for s in 0..<k { sampleWeights[b * k + s] /= Float(total) }
+            loss.objective -= maxLogW + log(total) - log(Double(k))
+        }
+        guard let outGrad else { return loss }
+
+        if k > 1 {
+            sampleWeights.withUnsafeBufferPointer {
+                _ = likelihood.negativeLogLikelihood(x, output: output, perExample: nil, gradient: outGrad, scale: scale, rowScales: $0.baseAddress)
+            }
+        }
+        guard let dz = decoder.backward(outGrad) else { preconditionFailure("decoder must return ∂L/∂z") }
+        let postGrad = Tensor.reusing(posteriorGradient, shape: posterior.shape)
+        posteriorGradient = postGrad
+        postGrad.fill(0)
+        for b in 0..<batch {
+            let logVar = posterior.data + b * 2 * d + d
+            let gMu = postGrad.data + b * 2 * d, gLogVar = gMu + d
+            for s in 0..<k {
+                let r = b * k + s
+                let c = scale * sampleWeights[r] * beta
+                for j in 0..<d {
+                    let g = dz[r * d + j] + c * z[r * d + j]
+                    gMu[j] += g
+                    gLogVar[j] += g * 0.5 * fastExp(0.5 * logVar[j]) * eps[r * d + j] - 0.5 * c
+                }
+            }
+        }
+        _ = encoder.backward(postGrad)
+        return loss
     }
 
     /// Per-image −ELBO terms of the last `negativeELBO` call.

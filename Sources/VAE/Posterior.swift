@@ -42,11 +42,12 @@ public func reparameterizeBackward(_ posterior: Tensor, noise: Tensor, zGradient
 /// KL(N(μ, diag σ²) ‖ N(0, I)) = ½ Σ_j (μ_j² + σ_j² − log σ_j² − 1), per example, in nats.
 ///
 /// Writes each example's KL into `perExample` (B values) and returns their sum. When `gradient`
-/// is given, **sets** it to `scale` · ∂KL/∂[μ | log σ²] = `scale` · [μ | ½(σ² − 1)].
+/// is given, **sets** it to `scale` · ∂KL/∂[μ | log σ²] = `scale` · [μ | ½(σ² − 1)], with dimension
+/// j's entries multiplied by `dimensionWeights[j]` when given (free bits zero some of them).
 @discardableResult
 public func klDivergence(
     _ posterior: Tensor, perExample: UnsafeMutablePointer<Double>? = nil,
-    gradient: Tensor? = nil, scale: Float = 1
+    gradient: Tensor? = nil, scale: Float = 1, dimensionWeights: UnsafePointer<Float>? = nil
 ) -> Double {
     let d = posterior.rowSize / 2
     let h = posterior.data
@@ -68,12 +69,22 @@ public func klDivergence(
             let mu = h + b * 2 * d, logVar = mu + d
             let gMu = g + b * 2 * d, gLogVar = gMu + d
             for j in 0..<d {
-                gMu[j] = scale * mu[j]
-                gLogVar[j] = scale * 0.5 * (fastExp(logVar[j]) - 1)
+                let c = scale * (dimensionWeights?[j] ?? 1)
+                gMu[j] = c * mu[j]
+                gLogVar[j] = c * 0.5 * (fastExp(logVar[j]) - 1)
             }
         }
     }
     return total
+}
+
+/// Adds each dimension's KL, summed over the batch's rows, to `sums` (d values).
+public func klSumsPerDimension(_ posterior: Tensor, into sums: UnsafeMutablePointer<Double>) {
+    let d = posterior.rowSize / 2
+    for b in 0..<posterior.rows {
+        let mu = posterior.data + b * 2 * d, logVar = mu + d
+        for j in 0..<d { sums[j] += 0.5 * Double(mu[j] * mu[j] + fastExp(logVar[j]) - logVar[j] - 1) }
+    }
 }
 
 /// log N(z; μ, diag σ²) summed over dimensions, for one example's pointers (used by Monte-Carlo

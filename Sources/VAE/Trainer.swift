@@ -29,54 +29,114 @@ public final class Trainer {
     public let optimizer: Optimizer
     /// Draws ε for the reparameterisation.
     public var rng: RandomGenerator
-    /// β: weight of the KL term (1 for the plain ELBO).
-    public var klWeight: Float = 1
+    /// What is minimised: β, KL warm-up, free bits, IWAE samples, KL estimator.
+    public var objective: TrainingObjective
+    /// Epochs of training done so far (fractional within an epoch); drives the KL warm-up.
+    public var epochsDone: Double = 0
     /// Total optimiser steps taken.
     public private(set) var step = 0
     public let parallel: DataParallel
     private var noise: Tensor?
     /// One slot per worker, written concurrently (a raw buffer: no shared Swift container).
     private let workerLosses: UnsafeMutableBufferPointer<LossBreakdown>
+    /// Per worker, the batch's per-dimension KL sums (free bits); then the 0/1 gradient mask.
+    private let klSums: UnsafeMutableBufferPointer<Double>
+    private let klMask: UnsafeMutableBufferPointer<Float>
     /// Elements per chunk of the gradient sum + update, small enough to stay in L1/L2.
     private let chunk = 8192
     /// Each worker's parameters, in the model's order (computed once: no work per step).
     private let workerParameters: [[Parameter]]
 
-    public init(model: VariationalAutoencoder, optimizer: Optimizer, rng: RandomGenerator, workers: Int = 1) {
+    public init(
+        model: VariationalAutoencoder, optimizer: Optimizer, rng: RandomGenerator, workers: Int = 1,
+        objective: TrainingObjective = TrainingObjective()
+    ) {
         self.model = model
         self.optimizer = optimizer
         self.rng = rng
+        self.objective = objective
         parallel = DataParallel(model: model, workers: workers)
         workerParameters = parallel.workers.map(\.parameters)
         workerLosses = .allocate(capacity: max(workers, 1))
         workerLosses.initialize(repeating: LossBreakdown())
+        klSums = .allocate(capacity: max(workers, 1) * model.latentDimension)
+        klSums.initialize(repeating: 0)
+        klMask = .allocate(capacity: model.latentDimension)
+        klMask.initialize(repeating: 1)
         precondition(optimizer.parameters.elementsEqual(model.parameters, by: ===), "optimizer must own the model's parameters")
     }
 
-    deinit { workerLosses.deallocate() }
+    deinit {
+        workerLosses.deallocate()
+        klSums.deallocate()
+        klMask.deallocate()
+    }
+
+    /// The KL weight this step uses (β, ramped up during the warm-up).
+    public var currentKLWeight: Float { objective.klWeight(afterEpochs: epochsDone) }
 
     /// One optimiser step on a batch; returns the batch's loss terms (before the update).
     public func trainStep(_ batch: Tensor) throws -> LossBreakdown {
-        let eps = Tensor.reusing(noise, rows: batch.rows, columns: model.latentDimension)
+        let samples = objective.usesMonteCarlo ? objective.importanceSamples : 1
+        let d = model.latentDimension
+        let eps = Tensor.reusing(noise, rows: batch.rows * samples, columns: d)
         noise = eps
         rng.fillNormal(eps)
         let scale = 1 / Float(batch.rows)
-        let beta = klWeight
-        parallel.run { w, worker in
-            let rows = parallel.rows(w, of: batch.rows)
-            guard !rows.isEmpty else {
-                workerLosses[w] = LossBreakdown()
-                return
-            }
-            workerLosses[w] = worker.negativeELBO(
-                parallel.input(w, of: batch), noise: parallel.noise(w, of: eps),
-                computeGradients: true, klWeight: beta, gradientScale: scale)
-        }
+        let weight = currentKLWeight
         var loss = LossBreakdown()
-        for l in workerLosses { loss += l }
+        if objective.usesMonteCarlo {
+            parallel.run { w, worker in
+                let rows = parallel.rows(w, of: batch.rows)
+                workerLosses[w] = rows.isEmpty ? LossBreakdown() : worker.monteCarloObjective(
+                    parallel.input(w, of: batch), noise: parallel.noise(w, of: eps, rows: (rows.lowerBound * samples)..<(rows.upperBound * samples)),
+                    samples: samples, computeGradients: true, klWeight: weight, gradientScale: scale)
+            }
+            for l in workerLosses { loss += l }
+        } else if objective.freeBits > 0 {
+            loss = freeBitsStep(batch, noise: eps, klWeight: weight, scale: scale)
+        } else {
+            parallel.run { w, worker in
+                let rows = parallel.rows(w, of: batch.rows)
+                workerLosses[w] = rows.isEmpty ? LossBreakdown() : worker.negativeELBO(
+                    parallel.input(w, of: batch), noise: parallel.noise(w, of: eps),
+                    computeGradients: true, klWeight: weight, gradientScale: scale)
+            }
+            for l in workerLosses { loss += l }
+        }
         guard loss.reconstruction.isFinite, loss.kl.isFinite else { throw NonFiniteLossError(step: step + 1) }
         applyUpdate(activeWorkers: parallel.activeWorkers(for: batch.rows))
         step += 1
+        return loss
+    }
+
+    /// Free bits: the batch-mean KL of each dimension decides whether its KL gradient counts, so
+    /// the workers first encode and sum their KL per dimension, then finish the step.
+    private func freeBitsStep(_ batch: Tensor, noise eps: Tensor, klWeight weight: Float, scale: Float) -> LossBreakdown {
+        let d = model.latentDimension
+        for i in klSums.indices { klSums[i] = 0 }
+        parallel.run { w, worker in
+            guard !parallel.rows(w, of: batch.rows).isEmpty else { return }
+            klSumsPerDimension(worker.encode(parallel.input(w, of: batch)), into: klSums.baseAddress! + w * d)
+        }
+        let lambda = Double(objective.freeBits)
+        var flooredKL = 0.0
+        for j in 0..<d {
+            var total = 0.0
+            for w in 0..<parallel.count { total += klSums[w * d + j] }
+            let mean = total / Double(batch.rows)
+            klMask[j] = mean > lambda ? 1 : 0
+            flooredKL += max(lambda, mean)
+        }
+        parallel.run { w, worker in
+            let rows = parallel.rows(w, of: batch.rows)
+            workerLosses[w] = rows.isEmpty ? LossBreakdown() : worker.negativeELBO(
+                parallel.input(w, of: batch), noise: parallel.noise(w, of: eps), computeGradients: true,
+                klWeight: weight, gradientScale: scale, klDimensionWeights: klMask.baseAddress, reuseEncoding: true)
+        }
+        var loss = LossBreakdown()
+        for l in workerLosses { loss += l }
+        loss.objective = loss.reconstruction + Double(weight) * flooredKL * Double(batch.rows)
         return loss
     }
 
@@ -116,11 +176,14 @@ public final class Trainer {
     ) throws -> LossBreakdown where S.Element == Tensor {
         var total = LossBreakdown()
         var index = 0
+        let start = epochsDone.rounded(.down)
         for batch in batches {
+            epochsDone = start + Double(index) / Double(max(stepsInEpoch, 1))
             total += try trainStep(batch)
             index += 1
             onStep(StepProgress(step: index, stepsInEpoch: stepsInEpoch, imagesSeen: total.images, runningLoss: total.meanNegativeELBO))
         }
+        epochsDone = start + 1
         return total
     }
 }

@@ -22,6 +22,9 @@ public final class VariationalAutoencoder {
     var outputGradient: Tensor?
     var perExampleReconstruction: [Double] = []
     var perExampleKL: [Double] = []
+    var sampleWeights: [Float] = []
+    /// The encoder's output for the last `encode` call.
+    var lastPosterior: Tensor?
 
     /// Builds the networks from `config`, initialised as PyTorch would from `rng`.
     public init(config: ModelConfig, rng: inout RandomGenerator) {
@@ -89,7 +92,9 @@ public final class VariationalAutoencoder {
     /// q(z|x) as a [B, 2d] tensor [μ | log σ²] (owned by the encoder; overwritten next call).
     public func encode(_ x: Tensor) -> Tensor {
         precondition(x.rowSize == config.inputSize, "model expects \(config.inputSize) values per example, got \(x.shape)")
-        return encoder(x)
+        let h = encoder(x)
+        lastPosterior = h
+        return h
     }
 
     /// The decoder's output (logits or means) for latent codes z [B, d].
