@@ -15,6 +15,8 @@ struct TrainingConfig: Codable, Equatable {
     var binarize: Bool
     /// Seed of the fixed binarisation of the test set (when `binarize` is on).
     var testBinarizationSeed: UInt64
+    /// What was minimised (absent in runs that predate objectives: the plain ELBO).
+    var objective: TrainingObjective?
 }
 
 /// The contents of `RUN/config.json`.

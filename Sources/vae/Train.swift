@@ -58,6 +58,21 @@ struct Train: ParsableCommand {
     @Option(help: "σ of the gaussian likelihood, in pixel units of [0, 1].")
     var sigma: Float = 0.1
 
+    @Option(help: "β: weight of the KL term (β-VAE; 1 is the ELBO).")
+    var beta: Float = 1
+
+    @Option(help: ArgumentHelp("Raise the KL weight linearly from 0 to β over this many epochs (0: no warm-up).", valueName: "epochs"))
+    var klWarmup: Double = 0
+
+    @Option(help: ArgumentHelp("Free bits λ: each latent dimension's batch-mean KL counts as at least λ nats, so dimensions below it feel no KL pressure (Kingma et al., 2016).", valueName: "λ"))
+    var freeBits: Float = 0
+
+    @Option(help: ArgumentHelp("Train on the IWAE bound with K importance samples per image (1: the ELBO).", valueName: "K"))
+    var iwae: Int = 1
+
+    @Option(help: "KL term: analytic (closed form) or mc (one-sample Monte Carlo, log q(z|x) − log p(z)).")
+    var kl: String = KLEstimator.analytic.rawValue
+
     @Flag(help: "Dynamic binarisation: each training pixel is resampled as Bernoulli(grey value) every time it is drawn; the test set is binarised once with seed 0.")
     var binarize = false
 
@@ -86,6 +101,16 @@ struct Train: ParsableCommand {
         }
         _ = try hiddenSizes()
         try threading.validate()
+        do {
+            try objective().validate()
+        } catch let error as ModelConfigError {
+            throw ValidationError(error.message)
+        }
+    }
+
+    func objective() throws -> TrainingObjective {
+        guard let estimator = KLEstimator(rawValue: kl) else { throw ValidationError("--kl must be analytic or mc") }
+        return TrainingObjective(beta: beta, klWarmupEpochs: klWarmup, freeBits: freeBits, importanceSamples: iwae, kl: estimator)
     }
 
     func hiddenSizes() throws -> [Int] {
@@ -107,7 +132,8 @@ struct Train: ParsableCommand {
         var trainSet = try name.load(.train, directory: dataDir)
         let training = TrainingConfig(
             dataset: dataset, dataDirectory: dataDir, epochs: epochs, batchSize: batchSize,
-            learningRate: lr, seed: seed, binarize: binarize, testBinarizationSeed: RunFolder.testBinarizationSeed)
+            learningRate: lr, seed: seed, binarize: binarize, testBinarizationSeed: RunFolder.testBinarizationSeed,
+            objective: try objective())
         let testSet = try training.loadTestSet()
         if let limit = ProcessEnvironment.trainLimit { trainSet = trainSet.prefix(limit) }
         let modelConfig = ModelConfig(
@@ -121,17 +147,20 @@ struct Train: ParsableCommand {
         var initRNG = RandomGenerator(seed: seed)
         let model = VariationalAutoencoder(config: modelConfig, rng: &initRNG)
         let optimizer = Adam(parameters: model.parameters, learningRate: lr)
-        let trainer = Trainer(model: model, optimizer: optimizer, rng: RandomGenerator(seed: seed &+ 0x5EED_0002), workers: workers)
+        let trainer = Trainer(
+            model: model, optimizer: optimizer, rng: RandomGenerator(seed: seed &+ 0x5EED_0002), workers: workers,
+            objective: try objective())
         let loader = BatchLoader(dataset: trainSet, batchSize: batchSize, shuffle: true, binarize: binarize, seed: seed &+ 0x5EED_0001)
         let testLoader = BatchLoader(dataset: testSet, batchSize: 1000, shuffle: false)
 
         try Files.createDirectory(out)
         try folder.writeConfig(runConfig)
-        var metrics = MetricsFile(path: folder.metricsPath)
+        var metrics = MetricsFile(path: folder.metricsPath, latentDimension: latent)
 
         let arch = ([modelConfig.inputSize] + modelConfig.hiddenSizes + [latent]).map(String.init).joined(separator: "-")
         print("vae train: MLP VAE \(arch), \(likelihood) likelihood, \(model.parameterCount) parameters; \(dataset)\(binarize ? " (binarised)" : ""): \(trainSet.count) train / \(testSet.count) test images")
         print("\(threading.summary(workers: workers)); batch \(batchSize), Adam lr \(lr), seed \(seed) → \(out)/")
+        print("objective: \(describe(try objective()))")
         KernelCheck.warnIfSlow()
 
         var progress = ProgressReporter(epochs: epochs)
@@ -149,8 +178,11 @@ struct Train: ParsableCommand {
             let seconds = now() - start
             progress.endEpoch()
             let testLoss = model.evaluate(testLoader.epoch(), seed: RunFolder.evaluationSeed)
+            let stats = model.latentStatistics(testLoader.epoch())
             let rate = Double(trainLoss.images) / seconds
-            try metrics.append(epoch: epoch, train: trainLoss, test: testLoss, seconds: seconds, imagesPerSecond: rate)
+            try metrics.append(
+                epoch: epoch, train: trainLoss, test: testLoss, seconds: seconds, imagesPerSecond: rate,
+                klWeight: Double(trainer.objective.klWeight(afterEpochs: Double(epoch - 1))), latent: stats)
             try Checkpoint.save(model, to: folder.modelPath, metadata: ["epoch": "\(epoch)"])
             print("epoch \(epoch)/\(epochs)  train −ELBO \(fixed(trainLoss.meanNegativeELBO, 2))  test −ELBO \(fixed(testLoss.meanNegativeELBO, 2)) (reconstruction \(fixed(testLoss.meanReconstruction, 2)) + KL \(fixed(testLoss.meanKL, 2)))  \(fixed(seconds, 2)) s  \(Int(rate)) img/s")
         }
@@ -172,16 +204,37 @@ enum ProcessEnvironment {
 /// `metrics.csv`: one row per epoch, rewritten atomically after each epoch.
 struct MetricsFile {
     let path: String
-    private var lines = ["epoch,train_neg_elbo,train_reconstruction,train_kl,test_neg_elbo,test_reconstruction,test_kl,seconds,images_per_second"]
+    private var lines: [String]
 
-    init(path: String) { self.path = path }
+    init(path: String, latentDimension: Int) {
+        self.path = path
+        let columns = ["epoch", "train_neg_elbo", "train_reconstruction", "train_kl", "train_objective",
+                       "test_neg_elbo", "test_reconstruction", "test_kl", "seconds", "images_per_second",
+                       "kl_weight", "active_units"] + (1...latentDimension).map { "kl_dim_\($0)" }
+        lines = [columns.joined(separator: ",")]
+    }
 
-    mutating func append(epoch: Int, train: LossBreakdown, test: LossBreakdown, seconds: Double, imagesPerSecond: Double) throws {
+    mutating func append(
+        epoch: Int, train: LossBreakdown, test: LossBreakdown, seconds: Double, imagesPerSecond: Double,
+        klWeight: Double, latent: LatentStatistics
+    ) throws {
         let values = [
-            train.meanNegativeELBO, train.meanReconstruction, train.meanKL,
+            train.meanNegativeELBO, train.meanReconstruction, train.meanKL, train.meanObjective,
             test.meanNegativeELBO, test.meanReconstruction, test.meanKL,
         ].map { fixed($0, 4) }
-        lines.append((["\(epoch)"] + values + [fixed(seconds, 3), fixed(imagesPerSecond, 0)]).joined(separator: ","))
+        let tail = [fixed(seconds, 3), fixed(imagesPerSecond, 0), fixed(klWeight, 4), "\(latent.activeUnits())"]
+            + latent.klPerDimension.map { fixed($0, 4) }
+        lines.append((["\(epoch)"] + values + tail).joined(separator: ","))
         try Files.writeAtomically(lines.joined(separator: "\n") + "\n", to: path)
     }
+}
+
+/// One line naming what training minimises.
+func describe(_ o: TrainingObjective) -> String {
+    if o.importanceSamples > 1 { return "IWAE bound with K = \(o.importanceSamples) importance samples" }
+    var parts = ["−ELBO (\(o.kl == .analytic ? "analytic" : "one-sample Monte-Carlo") KL)"]
+    if o.beta != 1 { parts.append("β = \(o.beta)") }
+    if o.klWarmupEpochs > 0 { parts.append("KL warm-up over \(fixed(o.klWarmupEpochs, 1)) epochs") }
+    if o.freeBits > 0 { parts.append("free bits λ = \(o.freeBits) nats per dimension") }
+    return parts.joined(separator: ", ")
 }

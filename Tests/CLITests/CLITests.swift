@@ -73,10 +73,11 @@ func trainedRun() throws -> (run: String, data: String) {
     }
     let metrics = try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8).split(separator: "\n")
     #expect(metrics.count == 3)
-    #expect(metrics[0] == "epoch,train_neg_elbo,train_reconstruction,train_kl,test_neg_elbo,test_reconstruction,test_kl,seconds,images_per_second")
+    #expect(metrics[0] == "epoch,train_neg_elbo,train_reconstruction,train_kl,train_objective,test_neg_elbo,test_reconstruction,test_kl,seconds,images_per_second,kl_weight,active_units,kl_dim_1,kl_dim_2")
     let row = metrics[2].split(separator: ",").compactMap { Double($0) }
-    #expect(row.count == 9 && row[0] == 2)
-    #expect(abs(row[4] - (row[5] + row[6])) < 1e-3)  // −ELBO = reconstruction + KL
+    #expect(row.count == 14 && row[0] == 2)
+    #expect(abs(row[5] - (row[6] + row[7])) < 1e-3)  // −ELBO = reconstruction + KL
+    #expect(abs(row[7] - (row[12] + row[13])) < 2e-3)  // the KL is the sum of the per-dimension KLs
     let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: run + "/config.json"))) as! [String: Any]
     let model = config["model"] as! [String: Any]
     #expect(model["latentDimension"] as? Int == 2)
@@ -97,9 +98,35 @@ func trainedRun() throws -> (run: String, data: String) {
     #expect(abs(elbo - (recon + kl)) < 1e-9 && kl > 0)
     // The same figure the last epoch wrote to metrics.csv.
     let lastRow = try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8).split(separator: "\n").last!.split(separator: ",")
-    #expect(abs(Double(lastRow[4])! - elbo) < 1e-3)
+    #expect(abs(Double(lastRow[5])! - elbo) < 1e-3)
     let text = try vae(["eval", run])
     #expect(text.stdout.contains("−ELBO") && text.stdout.contains("nats/image"))
+}
+
+@Test func evalEstimatesLogLikelihood() throws {
+    let (run, _) = try trainedRun()
+    let result = try vae(["eval", run, "--iw-samples", "50", "--json"])
+    #expect(result.status == 0, "\(result.stderr)")
+    let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as! [String: Any]
+    let logPx = json["log_px"] as! Double, elbo = json["elbo"] as! Double, stderr = json["log_px_stderr"] as! Double
+    #expect(json["iw_samples"] as? Int == 50)
+    #expect(logPx >= -elbo - 3 * stderr)  // log p(x) ≥ ELBO up to noise
+    #expect(stderr > 0 && abs((json["gap"] as! Double) - (logPx + elbo)) < 1e-9)
+    #expect((json["kl_per_dimension"] as? [Double])?.count == 2)
+    #expect((json["active_units"] as? Int).map { $0 >= 0 && $0 <= 2 } == true)
+}
+
+@Test func trainingWithEachObjective() throws {
+    let dir = temporaryDirectory()
+    try writeTinyDataset(dir)
+    for (name, flags) in [("iwae", ["--iwae", "3"]), ("freebits", ["--free-bits", "0.5", "--beta", "2"]), ("warmup", ["--kl-warmup", "2", "--kl", "mc"])] {
+        let result = try vae(["train", "--data-dir", dir, "--out", "\(dir)/\(name)"] + smallTrainArguments + flags)
+        #expect(result.status == 0, "\(name): \(result.stderr)")
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/\(name)/config.json"))) as! [String: Any]
+        #expect((config["training"] as? [String: Any])?["objective"] != nil)
+    }
+    let warm = try String(contentsOfFile: "\(dir)/warmup/metrics.csv", encoding: .utf8).split(separator: "\n")
+    #expect(warm[1].split(separator: ",")[10] == "0.0000" && warm[2].split(separator: ",")[10] == "0.5000")
 }
 
 @Test func sampleAndReconstructWritePictures() throws {
@@ -134,6 +161,9 @@ func trainedRun() throws -> (run: String, data: String) {
         (["sample", run, "--count", "0", "--out", dir + "/x.png"], "--count must be between 1 and 10000"),
         (["sample", run, "--out", dir + "/no/such/dir/x.png"], "no/such/dir/x.png: cannot write"),
         (["train", "--no-such-flag"], "Unknown option '--no-such-flag'"),
+        (["train", "--iwae", "5", "--beta", "2"], "cannot be combined with beta"),
+        (["train", "--kl", "exact"], "--kl must be analytic or mc"),
+        (["eval", run, "--iw-samples=-1"], "--iw-samples must be between 0 and 1000000"),
     ]
     for (arguments, message) in cases {
         let result = try vae(arguments)
@@ -188,7 +218,7 @@ func trainedRun() throws -> (run: String, data: String) {
     let top = try vae(["--help"])
     for command in ["train", "eval", "sample", "reconstruct", "bench"] { #expect(top.stdout.contains(command)) }
     let train = try vae(["train", "--help"])
-    for option in ["--dataset", "--data-dir", "--epochs", "--batch-size", "--latent", "--hidden", "--lr", "--seed", "--likelihood", "--sigma", "--binarize", "--out", "--force", "--threads", "--parallel", "--activation"] {
+    for option in ["--dataset", "--data-dir", "--epochs", "--batch-size", "--latent", "--hidden", "--lr", "--seed", "--likelihood", "--sigma", "--binarize", "--out", "--force", "--threads", "--parallel", "--activation", "--beta", "--kl-warmup", "--free-bits", "--iwae", "--kl"] {
         #expect(train.stdout.contains(option), "train --help lacks \(option)")
     }
     #expect(train.stdout.contains("nats") || train.stdout.contains("Bernoulli"))
