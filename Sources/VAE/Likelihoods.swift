@@ -7,8 +7,16 @@ import Tensor
 
 /// The decoder's distribution p(x|z), parameterised by the decoder's output.
 ///
-/// All log-likelihoods are in nats, summed over the data dimensions of each example.
-public protocol Likelihood: Sendable {
+/// All log-likelihoods are in nats, summed over the data dimensions of each example. A
+/// likelihood may own parameters (a learned σ); they get gradients in the same call.
+public protocol Likelihood {
+    /// Decoder outputs per data value: 1 (logits or means) or 2 (means and log σ).
+    var outputsPerValue: Int { get }
+    /// Trainable parameters, named relative to the likelihood (`log_sigma`).
+    var namedParameters: [(name: String, parameter: Parameter)] { get }
+    /// A copy sharing parameter values but owning its gradients (for another core's slice).
+    func replica() -> Likelihood
+
     /// Writes −log p(x_b|z_b) for each example into `perExample` and returns their sum.
     /// When `gradient` is given, **sets** it to `scale` · `rowScales[b]` · ∂(−log p(x|z))/∂output
     /// (`rowScales` nil meaning 1), in the same pass. When `output` has K times as many rows as
@@ -23,6 +31,9 @@ public protocol Likelihood: Sendable {
 }
 
 extension Likelihood {
+    public var outputsPerValue: Int { 1 }
+    public var namedParameters: [(name: String, parameter: Parameter)] { [] }
+
     public func negativeLogLikelihood(
         _ x: Tensor, output: Tensor, perExample: UnsafeMutablePointer<Double>?, gradient: Tensor?, scale: Float
     ) -> Double {
@@ -46,6 +57,7 @@ func repeatFactor(_ x: Tensor, _ output: Tensor, _ n: Int) -> Int {
 /// cross-entropy, for grey values in [0, 1] (then it is not a normalised density over [0, 1]).
 public struct BernoulliLikelihood: Likelihood {
     public init() {}
+    public func replica() -> Likelihood { self }
 
     public func negativeLogLikelihood(
         _ x: Tensor, output logits: Tensor, perExample: UnsafeMutablePointer<Double>?,
@@ -80,6 +92,8 @@ public struct GaussianLikelihood: Likelihood {
         self.sigma = sigma
     }
 
+    public func replica() -> Likelihood { self }
+
     public func negativeLogLikelihood(
         _ x: Tensor, output means: Tensor, perExample: UnsafeMutablePointer<Double>?,
         gradient: Tensor?, scale: Float, rowScales: UnsafePointer<Float>?
@@ -101,5 +115,99 @@ public struct GaussianLikelihood: Likelihood {
 
     public func mean(output means: Tensor, into mean: Tensor) {
         mean.copy(from: means)
+    }
+}
+
+/// Gaussian likelihood with one learned standard deviation σ = e^s shared by all values:
+///
+///     −log p(x|z) = Σ_i [½ (x_i − m_i)² e^{−2s} + s + ½ log 2π],
+///     ∂/∂m_i = (m_i − x_i) e^{−2s},   ∂/∂s = Σ_i [1 − (x_i − m_i)² e^{−2s}].
+///
+/// The model sets its own noise level; s starts at log 0.1.
+public final class GaussianSharedVarianceLikelihood: Likelihood {
+    public let logSigma: Parameter
+
+    public init(initialSigma: Float = 0.1) {
+        logSigma = Parameter(Tensor(shape: [1], values: [log(initialSigma)]))
+    }
+
+    private init(sharing other: GaussianSharedVarianceLikelihood) {
+        logSigma = Parameter(sharingValueOf: other.logSigma)
+    }
+
+    public func replica() -> Likelihood { GaussianSharedVarianceLikelihood(sharing: self) }
+
+    public var namedParameters: [(name: String, parameter: Parameter)] { [("log_sigma", logSigma)] }
+
+    public func negativeLogLikelihood(
+        _ x: Tensor, output means: Tensor, perExample: UnsafeMutablePointer<Double>?,
+        gradient: Tensor?, scale: Float, rowScales: UnsafePointer<Float>?
+    ) -> Double {
+        let n = means.rowSize
+        let k = repeatFactor(x, means, n)
+        let s = logSigma.value[0]
+        let inverseVariance = exp(-2 * s)
+        let constant = Double(n) * (Double(s) + 0.5 * log(2 * Double.pi))
+        var total = 0.0
+        var sGradient: Float = 0
+        for b in 0..<means.rows {
+            let rowScale = scale * (rowScales?[b] ?? 1)
+            let squares = vae_squared_error(x.data + (b / k) * n, means.data + b * n, gradient.map { $0.data + b * n }, rowScale * inverseVariance, n)
+            sGradient += rowScale * (Float(n) - squares * inverseVariance)
+            let value = 0.5 * Double(squares * inverseVariance) + constant
+            perExample?[b] = value
+            total += value
+        }
+        if gradient != nil { logSigma.gradient[0] = sGradient }
+        return total
+    }
+
+    public func mean(output means: Tensor, into mean: Tensor) {
+        mean.copy(from: means)
+    }
+}
+
+/// Gaussian likelihood with a standard deviation per value from the decoder, whose output
+/// holds [m₁ … m_D | log σ₁ … log σ_D] per row:
+///
+///     −log p(x|z) = Σ_i [½ (x_i − m_i)² e^{−2t_i} + t_i + ½ log 2π],   t_i = max(log σ_i, log σ_min),
+///
+/// σ_min = `minimumSigma` keeps the density finite on values the data never vary (a constant
+/// background pixel would otherwise drive σ → 0 and log p → ∞).
+public struct GaussianPixelVarianceLikelihood: Likelihood {
+    public let minimumSigma: Float
+
+    public init(minimumSigma: Float = 0.01) {
+        precondition(minimumSigma > 0, "minimum σ must be positive")
+        self.minimumSigma = minimumSigma
+    }
+
+    public var outputsPerValue: Int { 2 }
+    public func replica() -> Likelihood { self }
+
+    public func negativeLogLikelihood(
+        _ x: Tensor, output: Tensor, perExample: UnsafeMutablePointer<Double>?,
+        gradient: Tensor?, scale: Float, rowScales: UnsafePointer<Float>?
+    ) -> Double {
+        let n = output.rowSize / 2
+        precondition(x.rowSize == n && x.rows > 0 && output.rows % x.rows == 0, "data \(x.shape) vs decoder output \(output.shape)")
+        let k = output.rows / x.rows
+        let constant = 0.5 * Double(n) * log(2 * Double.pi)
+        let floor = log(minimumSigma)
+        var total = 0.0
+        for b in 0..<output.rows {
+            let row = output.data + b * 2 * n
+            let g = gradient.map { $0.data + b * 2 * n }
+            let value = Double(vae_gaussian_pixel_nll(x.data + (b / k) * n, row, row + n, g, g.map { $0 + n }, scale * (rowScales?[b] ?? 1), floor, n)) + constant
+            perExample?[b] = value
+            total += value
+        }
+        return total
+    }
+
+    public func mean(output: Tensor, into mean: Tensor) {
+        let n = output.rowSize / 2
+        precondition(mean.rowSize == n && mean.rows == output.rows, "mean \(mean.shape) for output \(output.shape)")
+        for b in 0..<output.rows { (mean.data + b * n).update(from: output.data + b * 2 * n, count: n) }
     }
 }

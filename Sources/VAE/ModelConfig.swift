@@ -6,6 +6,10 @@ public enum LikelihoodKind: String, Codable, CaseIterable, Sendable {
     case bernoulli
     /// Gaussian with a fixed σ (`gaussianSigma`): continuous values.
     case gaussian
+    /// Gaussian with one learned σ shared by all values.
+    case gaussianShared = "gaussian-shared"
+    /// Gaussian with a σ per value from the decoder (floored at 0.01).
+    case gaussianPixel = "gaussian-pixel"
 }
 
 /// Everything needed to rebuild a model: stored in `config.json` and in the checkpoint header.
@@ -20,7 +24,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var latentDimension: Int
     public var activation: ActivationKind
     public var likelihood: LikelihoodKind
-    /// σ of the fixed-variance Gaussian likelihood (unused for Bernoulli).
+    /// σ of the fixed-variance Gaussian likelihood; the starting σ of `gaussian-shared`.
     public var gaussianSigma: Float
 
     public init(
@@ -56,6 +60,8 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         switch likelihood {
         case .bernoulli: BernoulliLikelihood()
         case .gaussian: GaussianLikelihood(sigma: gaussianSigma)
+        case .gaussianShared: GaussianSharedVarianceLikelihood(initialSigma: gaussianSigma)
+        case .gaussianPixel: GaussianPixelVarianceLikelihood()
         }
     }
 }

@@ -43,11 +43,11 @@ public final class VariationalAutoencoder {
             decoderLayers += [Linear(width, h, rng: &rng), config.activation.makeLayer()]
             width = h
         }
-        decoderLayers.append(Linear(width, config.inputSize, rng: &rng))
+        likelihood = config.makeLikelihood()
+        decoderLayers.append(Linear(width, config.inputSize * likelihood.outputsPerValue, rng: &rng))
         encoder = Sequential(encoderLayers)
         decoder = Sequential(decoderLayers)
         encoder.computesInputGradient = false  // its input is data
-        likelihood = config.makeLikelihood()
     }
 
     private init(config: ModelConfig, encoder: Sequential, decoder: Sequential, likelihood: Likelihood) {
@@ -62,7 +62,7 @@ public final class VariationalAutoencoder {
     public func replica() -> VariationalAutoencoder {
         VariationalAutoencoder(
             config: config, encoder: encoder.replica() as! Sequential, decoder: decoder.replica() as! Sequential,
-            likelihood: likelihood)
+            likelihood: likelihood.replica())
     }
 
     public var latentDimension: Int { config.latentDimension }
@@ -71,6 +71,7 @@ public final class VariationalAutoencoder {
     public var namedParameters: [(name: String, parameter: Parameter)] {
         encoder.namedParameters.map { ("encoder.\($0.name)", $0.parameter) }
             + decoder.namedParameters.map { ("decoder.\($0.name)", $0.parameter) }
+            + likelihood.namedParameters.map { ("likelihood.\($0.name)", $0.parameter) }
     }
 
     public var parameters: [Parameter] { namedParameters.map(\.parameter) }

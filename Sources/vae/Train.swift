@@ -11,17 +11,30 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a VAE and write its run folder (weights, config, metrics, pictures).",
         discussion: """
-            Defaults are the classic MLP VAE (784 → 400 → 20 → 400 → 784, ReLU, Bernoulli
-            likelihood on logits, Adam 1e-3, batch 128, 10 epochs) on Fashion-MNIST.
+            Defaults are the classic MLP VAE (784 → 400 → 20 → 400 → 784, ReLU,
+            Bernoulli likelihood on logits, Adam 1e-3, batch 128, 10 epochs) on
+            Fashion-MNIST.
 
-            After each epoch the test-set −ELBO is computed (one ε per image from a fixed seed)
-            and a row is added to RUN/metrics.csv. At the end RUN/ holds model.safetensors,
-            config.json, metrics.csv, reconstructions.png and samples.png.
+            After each epoch the test-set −ELBO is computed (one ε per image from a
+            fixed seed) and a row is added to RUN/metrics.csv. At the end RUN/ holds
+            model.safetensors, config.json, metrics.csv, reconstructions.png and
+            samples.png.
 
-            Likelihoods: `bernoulli` treats each pixel as a coin whose probability is the
-            decoder's sigmoid output; use it for binary data (with --binarize) and, as a
-            cross-entropy, for grey values in [0, 1] (the classic setup). `gaussian` is the
-            regression loss with a fixed σ (--sigma) for continuous values.
+            Likelihoods, and which fits which data:
+              bernoulli        pixel = coin with probability sigmoid(output): binary
+                               data (--binarize), or grey values in [0, 1] as the
+                               classic cross-entropy (not a normalised density).
+              gaussian         regression loss with a fixed σ (--sigma): continuous
+                               values; a smaller σ weighs reconstruction more.
+              gaussian-shared  one σ learned with the model (starts at --sigma).
+              gaussian-pixel   a σ per pixel from the decoder (floored at 0.01): the
+                               most flexible; rewards tiny σ on constant pixels.
+            Gaussian figures are densities and can be positive; do not compare them
+            with Bernoulli figures.
+
+            Objectives: the ELBO (default), β-VAE (--beta), KL warm-up (--kl-warmup),
+            free bits (--free-bits), the IWAE bound (--iwae K), and an analytic or
+            sampled KL (--kl).
             """
     )
 
@@ -52,10 +65,10 @@ struct Train: ParsableCommand {
     @Option(help: "Seed for initialisation, data order, ε and binarisation: same seed, same numbers.")
     var seed: UInt64 = 1
 
-    @Option(help: "Decoder likelihood: bernoulli (binary or grey values in [0, 1]) or gaussian (fixed σ).")
+    @Option(help: "Decoder likelihood: bernoulli, gaussian (fixed σ), gaussian-shared (learned σ) or gaussian-pixel (σ per pixel); see below.")
     var likelihood: String = LikelihoodKind.bernoulli.rawValue
 
-    @Option(help: "σ of the gaussian likelihood, in pixel units of [0, 1].")
+    @Option(help: "σ of the gaussian likelihood (the starting σ of gaussian-shared), in pixel units of [0, 1].")
     var sigma: Float = 0.1
 
     @Option(help: "β: weight of the KL term (β-VAE; 1 is the ELBO).")

@@ -69,3 +69,89 @@ func likelihoodGradients(kind: String) {
     GaussianLikelihood(sigma: 1).mean(output: out, into: mean)
     #expect(mean.toArray() == [0, 100, -100])
 }
+
+@Test func sharedVarianceGaussianValueAndGradients() {
+    let likelihood = GaussianSharedVarianceLikelihood(initialSigma: 0.4)
+    let x = randomTensor([3, 5], seed: 1, low: 0, high: 1)
+    let means = randomTensor([3, 5], seed: 2, low: -0.5, high: 1.5)
+    // Value against the density formula.
+    var per = [0.0, 0.0, 0.0]
+    _ = per.withUnsafeMutableBufferPointer {
+        likelihood.negativeLogLikelihood(x, output: means, perExample: $0.baseAddress, gradient: nil, scale: 1, rowScales: nil)
+    }
+    for b in 0..<3 {
+        var expected = 0.0
+        for i in 0..<5 {
+            let r = Double(x[b * 5 + i] - means[b * 5 + i])
+            expected += 0.5 * r * r / 0.16 + log(0.4) + 0.5 * log(2 * Double.pi)
+        }
+        #expect(abs(per[b] - expected) < 1e-4)
+    }
+    // Gradients for the means and for log σ, with per-row scales.
+    let rowScales: [Float] = [0.5, 1, 2]
+    let grad = Tensor(shape: [3, 5])
+    _ = rowScales.withUnsafeBufferPointer {
+        likelihood.negativeLogLikelihood(x, output: means, perExample: nil, gradient: grad, scale: 0.3, rowScales: $0.baseAddress)
+    }
+    let analyticSigma = likelihood.logSigma.gradient[0]
+    let f = { () -> Double in
+        var per = [0.0, 0.0, 0.0]
+        _ = per.withUnsafeMutableBufferPointer {
+            likelihood.negativeLogLikelihood(x, output: means, perExample: $0.baseAddress, gradient: nil, scale: 1, rowScales: nil)
+        }
+        return 0.3 * zip(per, rowScales).reduce(0) { $0 + $1.0 * Double($1.1) }
+    }
+    let m = gradientMismatch(analytic: grad.toArray(), numeric: numericalGradient(of: f, wrt: means, step: 1e-3))
+    #expect(m.excess <= 0, "means[\(m.index)]: \(m.analytic) vs \(m.numeric)")
+    let s = gradientMismatch(analytic: [analyticSigma], numeric: numericalGradient(of: f, wrt: likelihood.logSigma.value, step: 1e-3))
+    #expect(s.excess <= 0, "log σ: \(s.analytic) vs \(s.numeric)")
+}
+
+@Test func pixelVarianceGaussianValueGradientsAndFloor() {
+    let likelihood = GaussianPixelVarianceLikelihood(minimumSigma: 0.05)
+    let x = randomTensor([2, 4], seed: 3, low: 0, high: 1)
+    // Output rows: 4 means, then 4 log σ in [−2, 0.5] (above the floor log 0.05 ≈ −3).
+    let output = Tensor(shape: [2, 8])
+    let means = randomTensor([2, 4], seed: 4, low: 0, high: 1), logSigmas = randomTensor([2, 4], seed: 5, low: -2, high: 0.5)
+    for b in 0..<2 { for i in 0..<4 { output[b * 8 + i] = means[b * 4 + i]; output[b * 8 + 4 + i] = logSigmas[b * 4 + i] } }
+    let value = likelihood.negativeLogLikelihood(x, output: output, perExample: nil, gradient: nil, scale: 1)
+    var expected = 0.0
+    for b in 0..<2 {
+        for i in 0..<4 {
+            let r = Double(x[b * 4 + i] - means[b * 4 + i]), t = Double(logSigmas[b * 4 + i])
+            expected += 0.5 * r * r * exp(-2 * t) + t + 0.5 * log(2 * Double.pi)
+        }
+    }
+    #expect(abs(value - expected) < 1e-4 * abs(expected))
+    let grad = Tensor(shape: [2, 8])
+    _ = likelihood.negativeLogLikelihood(x, output: output, perExample: nil, gradient: grad, scale: 0.5)
+    let f = { 0.5 * likelihood.negativeLogLikelihood(x, output: output, perExample: nil, gradient: nil, scale: 1) }
+    let m = gradientMismatch(analytic: grad.toArray(), numeric: numericalGradient(of: f, wrt: output, step: 1e-3))
+    #expect(m.excess <= 0, "output[\(m.index)]: \(m.analytic) vs \(m.numeric)")
+    // Below the floor, log σ has no gradient and the density uses the floor.
+    output[4] = -10
+    _ = likelihood.negativeLogLikelihood(x, output: output, perExample: nil, gradient: grad, scale: 1)
+    #expect(grad[4] == 0)
+    let mean = Tensor(shape: [2, 4])
+    likelihood.mean(output: output, into: mean)
+    #expect(mean.toArray() == means.toArray())
+}
+
+@Test(arguments: [LikelihoodKind.gaussianShared, .gaussianPixel])
+func learnedVarianceModelsHaveCheckedGradientsAndRoundTrip(kind: LikelihoodKind) throws {
+    let model = smallModel(activation: .tanh, likelihood: kind, seed: 2)
+    let x = randomTensor([4, 1, 2, 3], seed: 7, low: 0, high: 1)
+    checkModelGradients(model, label: "\(kind)", loss: {
+        var rng = RandomGenerator(seed: 5)
+        return model.negativeELBO(x, rng: &rng, computeGradients: false).meanNegativeELBO
+    }, computeGradients: {
+        var rng = RandomGenerator(seed: 5)
+        model.negativeELBO(x, rng: &rng, computeGradients: true)
+    })
+    let path = temporaryDirectory() + "/m.safetensors"
+    try Checkpoint.save(model, to: path)
+    let loaded = try Checkpoint.load(path)
+    #expect(loaded.namedParameters.map(\.name) == model.namedParameters.map(\.name))
+    if kind == .gaussianShared { #expect(model.namedParameters.last!.name == "likelihood.log_sigma") }
+    if kind == .gaussianPixel { #expect(model.namedParameters.last!.parameter.shape == [12]) }  // 6 means + 6 log σ
+}

@@ -23,6 +23,13 @@ float vae_bernoulli_nll(const float *x, const float *logits, float *gradient, fl
 /// (the data-dependent part of the fixed-σ Gaussian likelihood).
 float vae_squared_error(const float *x, const float *means, float *gradient, float scale, size_t n);
 
+/// Gaussian with a per-value log σ (t_i = max(logSigma_i, minLogSigma)): returns
+///   Σ_i [½ (m_i − x_i)² e^{−2t_i} + t_i]
+/// and, when gradMeans is not NULL, sets gradMeans_i = scale · (m_i − x_i) e^{−2t_i} and
+/// gradLogSigmas_i = scale · (1 − (m_i − x_i)² e^{−2t_i}) (0 where log σ is below the floor).
+float vae_gaussian_pixel_nll(const float *x, const float *means, const float *logSigmas, float *gradMeans,
+                             float *gradLogSigmas, float scale, float minLogSigma, size_t n);
+
 /// mean_i = sigmoid(logits_i) = 1/(1 + e^−ℓ), without overflow.
 void vae_sigmoid(const float *logits, float *mean, size_t n);
 
