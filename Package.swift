@@ -17,6 +17,7 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CFreeType", pkgConfig: "freetype2", providers: [.apt(["libfreetype-dev"])]),
 
         // Elementwise hot loops in C, compiled per instruction set and dispatched at load time.
         .target(name: "CKernels"),
@@ -26,7 +27,7 @@ let package = Package(
         .target(name: "SafeTensors", dependencies: ["Files"]),
         .target(name: "VAE", dependencies: ["Tensor", "NN", "SafeTensors", "Files", "CKernels"]),
         .target(name: "Datasets", dependencies: ["Tensor", "CZlib", "Files", "CKernels"]),
-        .target(name: "Imaging", dependencies: ["CPNG", "Files"]),
+        .target(name: "Imaging", dependencies: ["CPNG", "CFreeType", "Files"]),
         .executableTarget(
             name: "vae",
             dependencies: [

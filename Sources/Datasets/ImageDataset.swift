@@ -67,6 +67,14 @@ public enum DatasetName: String, CaseIterable, Sendable {
 
     public enum Split: Sendable { case train, test }
 
+    /// Names of the ten classes, by label.
+    public var classNames: [String] {
+        switch self {
+        case .fashionMNIST: ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+        case .mnist: (0..<10).map { "digit \($0)" }
+        }
+    }
+
     /// The standard MNIST-family file names for a split (without `.gz`).
     public static func fileNames(_ split: Split) -> (images: String, labels: String) {
         switch split {

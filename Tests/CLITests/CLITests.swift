@@ -214,9 +214,43 @@ func trainedRun() throws -> (run: String, data: String) {
     #expect(pinned.stderr.contains("OPENBLAS_CORETYPE=Haswell") == isAVX512)
 }
 
+@Test func latentToolsWritePicturesAndData() throws {
+    let (run, dir) = try trainedRun()  // d = 2
+    for (arguments, file) in [
+        (["interpolate", run, "--from", "0", "--to", "3", "--steps", "5", "--spherical"], "interpolation.png"),
+        (["manifold", run, "--grid", "6"], "manifold.png"),
+        (["traverse", run, "--image", "2", "--steps", "4"], "traverse.png"),
+        (["scatter", run], "scatter.png"),
+        (["encode", run], "latents.npy"),
+    ] {
+        let result = try vae(arguments)
+        #expect(result.status == 0, "\(arguments): \(result.stderr)")
+        #expect(FileManager.default.fileExists(atPath: "\(run)/\(file)"), "\(file) missing")
+    }
+    let interpolation = try PNG.decode(Array(Data(contentsOf: URL(fileURLWithPath: run + "/interpolation.png"))))
+    #expect(interpolation.width == 7 * 9 + 1 && interpolation.height == 10)  // image, 5 steps, image
+    let manifold = try PNG.decode(Array(Data(contentsOf: URL(fileURLWithPath: run + "/manifold.png"))))
+    #expect(manifold.width == 6 * 9 + 1 && manifold.height == 6 * 9 + 1)
+    let traverse = try PNG.decode(Array(Data(contentsOf: URL(fileURLWithPath: run + "/traverse.png"))))
+    #expect(traverse.width == 5 * 9 + 1 && traverse.height == 2 * 9 + 1)  // 2 dimensions × (image + 4)
+    let npy = try Data(contentsOf: URL(fileURLWithPath: run + "/latents.npy"))
+    #expect(npy.count > 40 * (2 * 4 + 2 * 4 + 8))
+    // Errors: an image that does not exist; a manifold of a model whose latent is not 2-D.
+    let bad = try vae(["interpolate", run, "--from", "0", "--to", "999"])
+    #expect(bad.status != 0 && bad.stderr.contains("image 999 does not exist: the test set has images 0…39"))
+    let wide = dir + "/wide"
+    _ = try vae(["train", "--data-dir", dir, "--out", wide, "--dataset", "mnist", "--epochs", "1", "--hidden", "8", "--latent", "3", "--threads", "1"])
+    let notTwo = try vae(["manifold", wide])
+    #expect(notTwo.status != 0 && notTwo.stderr.contains("manifold needs a 2-D latent space, and this model has 3 dimensions"))
+    let pca = try vae(["scatter", wide])
+    #expect(pca.status == 0 && pca.stdout.contains("principal components"))
+}
+
 @Test func helpExplainsEveryOption() throws {
     let top = try vae(["--help"])
-    for command in ["train", "eval", "sample", "reconstruct", "bench"] { #expect(top.stdout.contains(command)) }
+    for command in ["train", "eval", "sample", "reconstruct", "interpolate", "manifold", "traverse", "scatter", "encode", "bench"] {
+        #expect(top.stdout.contains(command))
+    }
     let train = try vae(["train", "--help"])
     for option in ["--dataset", "--data-dir", "--epochs", "--batch-size", "--latent", "--hidden", "--lr", "--seed", "--likelihood", "--sigma", "--binarize", "--out", "--force", "--threads", "--parallel", "--activation", "--beta", "--kl-warmup", "--free-bits", "--iwae", "--kl"] {
         #expect(train.stdout.contains(option), "train --help lacks \(option)")

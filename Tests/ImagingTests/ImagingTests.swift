@@ -44,3 +44,31 @@ import Testing
     #expect(image.width == 2 && image.height == 1 && image.channels == 3)
     #expect(image.pixels == [255, 0, 128, 128, 128, 128])
 }
+
+@Test func scatterPlotDrawsPointsLegendAndText() throws {
+    let points = (0..<200).map { ScatterPlot.Point(x: Double($0 % 20), y: Double($0 / 20), label: $0 % 3) }
+    let image = try ScatterPlot.render(points, labelNames: ["a", "b", "c"], title: "T", xLabel: "x", yLabel: "y", width: 400, height: 300)
+    #expect(image.width == 400 && image.height == 300 && image.channels == 3)
+    func count(_ color: RGB) -> Int {
+        stride(from: 0, to: image.pixels.count, by: 3).filter {
+            abs(Int(image.pixels[$0]) - Int(color.r)) < 40 && abs(Int(image.pixels[$0 + 1]) - Int(color.g)) < 40 && abs(Int(image.pixels[$0 + 2]) - Int(color.b)) < 40
+        }.count
+    }
+    for c in RGB.categorical.prefix(3) { #expect(count(c) > 20) }  // points and legend swatches
+    #expect(count(RGB.categorical[5]) < count(RGB.categorical[0]))
+    #expect(count(.black) > 500)  // frame, ticks and text
+}
+
+@Test func tickValuesAreRound() {
+    let (low, high) = (-2.3, 7.9)
+    let rendered = try? ScatterPlot.render([ScatterPlot.Point(x: low, y: 0, label: 0), ScatterPlot.Point(x: high, y: 1, label: 1)], labelNames: ["a", "b"], title: "", xLabel: "", yLabel: "")
+    #expect(rendered != nil)
+}
+
+@Test func canvasDiscCoversItsArea() {
+    var canvas = Canvas(width: 21, height: 21)
+    canvas.disc(cx: 10.5, cy: 10.5, radius: 5, color: .black)
+    // Total coverage (darkness summed over pixels) is the disc's area, π r² ≈ 78.5.
+    let coverage = stride(from: 0, to: canvas.image.pixels.count, by: 3).reduce(0.0) { $0 + Double(255 - Int(canvas.image.pixels[$1])) / 255 }
+    #expect(abs(coverage - Double.pi * 25) < 1.5, "coverage \(coverage)")
+}

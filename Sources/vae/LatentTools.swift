@@ -1,0 +1,243 @@
+import ArgumentParser
+import Datasets
+import Files
+import Foundation
+import Imaging
+import Tensor
+import VAE
+
+/// What every latent tool starts from: the model, its test set, and where to write.
+struct LatentToolContext {
+    let model: VariationalAutoencoder
+    let config: RunConfig
+    let testSet: ImageDataset
+    let folder: RunFolder
+
+    init(_ run: String) throws {
+        folder = RunFolder(path: run)
+        (model, config) = try folder.loadModel()
+        testSet = try config.training.loadTestSet()
+    }
+
+    /// Test images `indices` as a batch [n, C, H, W] in [0, 1].
+    func images(_ indices: [Int]) throws -> Tensor {
+        let size = testSet.exampleSize
+        let out = Tensor(shape: [indices.count] + testSet.shape)
+        for (row, i) in indices.enumerated() {
+            guard i >= 0 && i < testSet.count else {
+                throw CLIError("image \(i) does not exist: the test set has images 0…\(testSet.count - 1)")
+            }
+            for k in 0..<size { out[row * size + k] = Float(testSet.pixels[i * size + k]) / 255 }
+        }
+        return out
+    }
+
+    /// Posterior means μ(x) of the given test images, one array per image.
+    func means(_ indices: [Int]) throws -> [[Float]] {
+        let mu = model.posteriorMeans(try images(indices))
+        let d = model.latentDimension
+        return (0..<indices.count).map { r in (0..<d).map { mu[r * d + $0] } }
+    }
+
+    /// The mean images of latent codes `codes`.
+    func decode(_ codes: [[Float]]) -> Tensor {
+        model.decodeMean(Tensor(shape: [codes.count, model.latentDimension], values: codes.flatMap { $0 }))
+    }
+
+    func write(_ tiles: Tensor, columns: Int, to path: String) throws {
+        try PNG.write(Pictures.grid(tiles, columns: columns, shape: model.config.inputShape), to: path)
+    }
+}
+
+/// Stacks tensors of the same row shape into one.
+func stack(_ parts: [Tensor]) -> Tensor {
+    let out = Tensor(shape: [parts.reduce(0) { $0 + $1.rows }] + parts[0].shape.dropFirst())
+    var offset = 0
+    for p in parts {
+        (out.data + offset).update(from: p.data, count: p.count)
+        offset += p.count
+    }
+    return out
+}
+
+struct Interpolate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Decode the path between the latent codes of two test images, as one row of pictures.",
+        discussion: "The row shows test image --from, the decoded images along the path from μ(x_from) to μ(x_to), then test image --to.")
+
+    @Argument(help: ArgumentHelp("Run folder written by `vae train`.", valueName: "run")) var runFolder: String
+    @Option(help: "Index of the first test image.") var from: Int
+    @Option(help: "Index of the second test image.") var to: Int
+    @Option(help: "Points on the path, both ends included.") var steps: Int = 10
+    @Flag(help: "Follow the great circle (slerp) instead of the straight line.") var spherical = false
+    @Option(help: ArgumentHelp("PNG to write (default RUN/interpolation.png).", valueName: "file.png")) var out: String?
+
+    func validate() throws {
+        guard steps >= 2 && steps <= 200 else { throw ValidationError("--steps must be between 2 and 200") }
+    }
+
+    func run() throws {
+        let context = try LatentToolContext(runFolder)
+        let ends = try context.means([from, to])
+        let codes = (0..<steps).map { k -> [Float] in
+            let t = Float(k) / Float(steps - 1)
+            return spherical ? LatentSpace.slerp(ends[0], ends[1], t) : LatentSpace.lerp(ends[0], ends[1], t)
+        }
+        let tiles = stack([try context.images([from]), context.decode(codes), try context.images([to])])
+        let path = out ?? "\(runFolder)/interpolation.png"
+        try context.write(tiles, columns: steps + 2, to: path)
+        print("wrote \(path): test image \(from), \(steps) decoded points (\(spherical ? "spherical" : "linear")), test image \(to)")
+    }
+}
+
+struct Manifold: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "For a 2-D latent space: decode a grid of codes covering the prior (Kingma & Welling's figures).",
+        discussion: """
+            Grid point (i, j) decodes z = (Φ⁻¹(u_j), Φ⁻¹(u_i)) with u_k = (k + ½)/n, so the grid
+            covers the prior N(0, I) evenly in probability; z₁ grows to the right, z₂ upwards.
+            Train a model for it with `vae train --latent 2`.
+            """)
+
+    @Argument(help: ArgumentHelp("Run folder written by `vae train`.", valueName: "run")) var runFolder: String
+    @Option(help: "Images per side of the grid.") var grid: Int = 20
+    @Option(help: ArgumentHelp("PNG to write (default RUN/manifold.png).", valueName: "file.png")) var out: String?
+
+    func validate() throws {
+        guard grid >= 2 && grid <= 100 else { throw ValidationError("--grid must be between 2 and 100") }
+    }
+
+    func run() throws {
+        let context = try LatentToolContext(runFolder)
+        guard context.model.latentDimension == 2 else {
+            throw CLIError("manifold needs a 2-D latent space, and this model has \(context.model.latentDimension) dimensions (train one with --latent 2, or use `vae traverse`)")
+        }
+        let quantiles = (0..<grid).map { Float(LatentSpace.inverseNormalCDF((Double($0) + 0.5) / Double(grid))) }
+        let codes = (0..<grid).flatMap { row in (0..<grid).map { column in [quantiles[column], quantiles[grid - 1 - row]] } }
+        let path = out ?? "\(runFolder)/manifold.png"
+        try context.write(context.decode(codes), columns: grid, to: path)
+        print("wrote \(path): \(grid)×\(grid) decoded grid, z from \(fixed(Double(quantiles[0]), 2)) to \(fixed(Double(quantiles[grid - 1]), 2))")
+    }
+}
+
+struct Traverse: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Vary one latent dimension at a time around a test image's code: one row per dimension.",
+        discussion: "Row j decodes μ(x) with z_j replaced by evenly spaced values in [−range, range]; the first column is the test image itself.")
+
+    @Argument(help: ArgumentHelp("Run folder written by `vae train`.", valueName: "run")) var runFolder: String
+    @Option(help: "Index of the test image.") var image: Int = 0
+    @Option(help: "Values of each dimension span [−range, range].") var range: Float = 3
+    @Option(help: "Values per dimension.") var steps: Int = 11
+    @Option(help: ArgumentHelp("PNG to write (default RUN/traverse.png).", valueName: "file.png")) var out: String?
+
+    func validate() throws {
+        guard steps >= 2 && steps <= 100 else { throw ValidationError("--steps must be between 2 and 100") }
+        guard range.isFinite && range > 0 else { throw ValidationError("--range must be a positive number") }
+    }
+
+    func run() throws {
+        let context = try LatentToolContext(runFolder)
+        let center = try context.means([image])[0]
+        let d = context.model.latentDimension
+        var rows: [Tensor] = []
+        let original = try context.images([image])
+        for j in 0..<d {
+            let codes = (0..<steps).map { k -> [Float] in
+                var z = center
+                z[j] = -range + 2 * range * Float(k) / Float(steps - 1)
+                return z
+            }
+            rows += [original, context.decode(codes)]
+        }
+        let path = out ?? "\(runFolder)/traverse.png"
+        try context.write(stack(rows), columns: steps + 1, to: path)
+        print("wrote \(path): \(d) dimensions × \(steps) values in [−\(range), \(range)] around test image \(image)")
+    }
+}
+
+struct Scatter: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Plot the test set's posterior means, coloured by label (the first two principal components when d > 2).")
+
+    @Argument(help: ArgumentHelp("Run folder written by `vae train`.", valueName: "run")) var runFolder: String
+    @Option(help: "Plot only the first N test images.") var limit: Int?
+    @Option(help: ArgumentHelp("PNG to write (default RUN/scatter.png).", valueName: "file.png")) var out: String?
+
+    func validate() throws {
+        if let limit, limit < 2 { throw ValidationError("--limit must be at least 2") }
+    }
+
+    func run() throws {
+        let context = try LatentToolContext(runFolder)
+        let testSet = limit.map { context.testSet.prefix($0) } ?? context.testSet
+        guard let labels = testSet.labels else { throw CLIError("the test set has no labels to colour by") }
+        let loader = BatchLoader(dataset: testSet, batchSize: 1000, shuffle: false)
+        let d = context.model.latentDimension
+        var means: [[Double]] = []
+        for batch in loader.epoch() {
+            let mu = context.model.posteriorMeans(batch)
+            for r in 0..<batch.rows { means.append((0..<d).map { Double(mu[r * d + $0]) }) }
+        }
+        let points: [ScatterPlot.Point]
+        let axes: (String, String)
+        if d == 1 {
+            points = zip(means, labels).map { ScatterPlot.Point(x: $0[0], y: 0, label: $1) }
+            axes = ("z₁", "")
+        } else if d == 2 {
+            points = zip(means, labels).map { ScatterPlot.Point(x: $0[0], y: $0[1], label: $1) }
+            axes = ("z₁", "z₂")
+        } else {
+            let pca = LatentSpace.principalComponents(means, count: 2)
+            points = zip(means, labels).map { m, label in
+                let centred = zip(m, pca.mean).map { $0 - $1 }
+                return ScatterPlot.Point(
+                    x: zip(centred, pca.directions[0]).reduce(0) { $0 + $1.0 * $1.1 },
+                    y: zip(centred, pca.directions[1]).reduce(0) { $0 + $1.0 * $1.1 }, label: label)
+            }
+            axes = ("principal component 1 (\(Int((100 * pca.explained[0]).rounded()))% of variance)",
+                    "principal component 2 (\(Int((100 * pca.explained[1]).rounded()))% of variance)")
+        }
+        let names = context.config.training.datasetName.classNames
+        let image = try ScatterPlot.render(
+            points, labelNames: names, title: "Posterior means E[z|x] of \(points.count) test images (\(context.config.training.dataset), d = \(d))",
+            xLabel: axes.0, yLabel: axes.1)
+        let path = out ?? "\(runFolder)/scatter.png"
+        try PNG.write(image, to: path)
+        print("wrote \(path): \(points.count) test images\(d > 2 ? ", projected on the first two principal components" : "")")
+    }
+}
+
+struct Encode: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write the test set's posterior parameters and labels as a NumPy file.",
+        discussion: """
+            The file holds a structured array with one record per test image and the fields
+            mu (float32, d), logvar (float32, d: log σ²) and label (int64):
+              a = numpy.load("latents.npy"); a["mu"].shape == (10000, d)
+            """)
+
+    @Argument(help: ArgumentHelp("Run folder written by `vae train`.", valueName: "run")) var runFolder: String
+    @Option(help: ArgumentHelp("NPY file to write (default RUN/latents.npy).", valueName: "file.npy")) var out: String?
+
+    func run() throws {
+        let context = try LatentToolContext(runFolder)
+        let loader = BatchLoader(dataset: context.testSet, batchSize: 1000, shuffle: false)
+        let d = context.model.latentDimension
+        var mu: [Float] = [], logVar: [Float] = []
+        for batch in loader.epoch() {
+            let h = context.model.encode(batch)
+            for r in 0..<batch.rows {
+                mu += (0..<d).map { h[r * 2 * d + $0] }
+                logVar += (0..<d).map { h[r * 2 * d + d + $0] }
+            }
+        }
+        let labels = context.testSet.labels ?? [Int](repeating: -1, count: context.testSet.count)
+        let bytes = NPY.structuredArray(rows: context.testSet.count, fields: [
+            .float32(name: "mu", values: mu, perRow: d), .float32(name: "logvar", values: logVar, perRow: d), .int64(name: "label", values: labels),
+        ])
+        let path = out ?? "\(runFolder)/latents.npy"
+        try Files.writeAtomically(bytes, to: path)
+        print("wrote \(path): \(context.testSet.count) records of mu[\(d)], logvar[\(d)], label")
+    }
+}
