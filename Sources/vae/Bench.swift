@@ -79,6 +79,14 @@ struct Bench: ParsableCommand {
             }
         }.dropFirst()
 
+        // Importance-sampled log p(x): 1000 samples for each of 100 test images.
+        let iwImages = Tensor(viewing: batches[0], rows: 0..<min(100, batches[0].rows))
+        let iwSamples = 1000
+        let iwSeconds = (0...repeats).map { _ in
+            timed { _ = parallel.importanceSampledLogLikelihood(iwImages, samples: iwSamples, seed: 1) }
+        }.dropFirst()
+        let iwRate = Double(iwImages.rows * iwSamples) / median(Array(iwSeconds))
+
         let flops = model.flopsPerImage
         let epoch = median(epochSeconds)
         let reconstructRate = Double(inferenceBatch * inferenceRounds) / median(Array(reconstructSeconds))
@@ -95,6 +103,7 @@ struct Bench: ParsableCommand {
             ("train_gflops", "training effective GFLOP/s", trainGFLOPS),
             ("reconstruct_images_per_second", "reconstruction images/s (batch \(inferenceBatch))", reconstructRate),
             ("generate_images_per_second", "generation images/s (batch \(inferenceBatch))", generateRate),
+            ("iw_samples_per_second", "importance-sampled log p(x), samples/s (K = \(iwSamples))", iwRate),
             ("gemm_ceiling_gflops", "GEMM ceiling GFLOP/s (1024³ sgemm, \(threading.threadCount) thread\(threading.threadCount == 1 ? "" : "s"))", ceiling.all),
             ("gemm_ceiling_one_thread_gflops", "GEMM ceiling GFLOP/s (1 thread)", ceiling.one),
             ("peak_rss_mib", "peak resident memory MiB", peakResidentMiB()),

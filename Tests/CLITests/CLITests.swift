@@ -193,7 +193,7 @@ func trainedRun() throws -> (run: String, data: String) {
     #expect(result.status == 0, "\(result.stderr)")
     let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as! [String: Any]
     for key in ["train_seconds_per_epoch", "train_images_per_second", "train_gflops", "reconstruct_images_per_second",
-                "generate_images_per_second", "gemm_ceiling_gflops", "gemm_ceiling_one_thread_gflops", "peak_rss_mib"] {
+                "generate_images_per_second", "iw_samples_per_second", "gemm_ceiling_gflops", "gemm_ceiling_one_thread_gflops", "peak_rss_mib"] {
         let value = json[key] as? Double
         #expect(value != nil && value! > 0, "\(key) = \(String(describing: json[key]))")
     }
