@@ -40,3 +40,21 @@ void vae_bytes_to_unit(const unsigned char *bytes, float *out, size_t n);
 const char *vae_kernels_isa(void);
 
 #endif
+
+#ifndef SWIFT_VAE_CKERNELS_CONV_H
+#define SWIFT_VAE_CKERNELS_CONV_H
+/// Gathers the patches of an NCHW source into columns, one row per (channel, kh, kw) and one
+/// column per (image, grid position), M = batch·gridHeight·gridWidth columns:
+///   cols[((c·k + kh)·k + kw)·M + (b·gridHeight + ph)·gridWidth + pw]
+///     = src[b, c, ph·stride − padding + kh, pw·stride − padding + kw]   (0 outside the source)
+/// For a convolution the grid is its output; for a transposed convolution's backward pass the
+/// grid is its input and the source is the output gradient.
+void vae_im2col(const float *src, size_t batch, size_t channels, size_t height, size_t width,
+                size_t gridHeight, size_t gridWidth, size_t kernel, size_t stride, size_t padding, float *cols);
+
+/// The adjoint of vae_im2col: adds every column entry back into the NCHW destination
+/// (dst[b, c, ph·stride − padding + kh, pw·stride − padding + kw] += cols[...]). The caller
+/// zeroes dst first if it should hold only the sum.
+void vae_col2im(const float *cols, size_t batch, size_t channels, size_t height, size_t width,
+                size_t gridHeight, size_t gridWidth, size_t kernel, size_t stride, size_t padding, float *dst);
+#endif
