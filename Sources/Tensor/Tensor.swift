@@ -52,6 +52,26 @@ public final class Tensor {
         self.data = base.data + rows.lowerBound * base.rowSize
     }
 
+    /// A view of all of `base`'s elements with another shape (no copy).
+    public init(viewing base: Tensor, shape: [Int]) {
+        precondition(shape.reduce(1, *) == base.count, "cannot view \(base.shape) as \(shape)")
+        self.base = base
+        self.shape = shape
+        self.count = base.count
+        self.capacity = base.count
+        self.data = base.data
+    }
+
+    /// Points this view at all of `base` with `shape` (views only; no allocation when unchanged).
+    public func view(_ base: Tensor, shape newShape: [Int]) {
+        precondition(self.base != nil, "only a view can be re-pointed")
+        precondition(newShape.reduce(1, *) == base.count, "cannot view \(base.shape) as \(newShape)")
+        self.base = base
+        if shape != newShape { shape = newShape }
+        count = base.count
+        data = base.data
+    }
+
     /// Points this view at rows `rows` of `base` (views only; no allocation when the row shape
     /// is unchanged).
     public func view(_ base: Tensor, rows: Range<Int>) {

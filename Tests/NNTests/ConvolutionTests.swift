@@ -1,0 +1,117 @@
+import NN
+import Tensor
+import Testing
+import TestSupport
+
+let geometries = [
+    ConvolutionGeometry(kernel: 4, stride: 2, padding: 1),
+    ConvolutionGeometry(kernel: 3, stride: 1, padding: 1),
+    ConvolutionGeometry(kernel: 3, stride: 2, padding: 0),
+    ConvolutionGeometry(kernel: 2, stride: 3, padding: 2),
+]
+
+/// y[b, o, i, j] = bias[o] + Σ W[o, c, u, v] x[b, c, i·s − p + u, j·s − p + v], as loops.
+func naiveConvolution(_ x: Tensor, _ layer: Conv2D) -> [Double] {
+    let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let g = layer.geometry, o = layer.outChannels, k = g.kernel
+    let (ho, wo) = (g.convolutionOutput(h), g.convolutionOutput(w))
+    var y = [Double](repeating: 0, count: b * o * ho * wo)
+    for n in 0..<b { for oc in 0..<o { for i in 0..<ho { for j in 0..<wo {
+        var s = Double(layer.bias.value[oc])
+        for ic in 0..<c { for u in 0..<k { for v in 0..<k {
+            let (r, q) = (i * g.stride - g.padding + u, j * g.stride - g.padding + v)
+            guard r >= 0 && r < h && q >= 0 && q < w else { continue }
+            s += Double(layer.weight.value[((oc * c + ic) * k + u) * k + v]) * Double(x[((n * c + ic) * h + r) * w + q])
+        } } }
+        y[((n * o + oc) * ho + i) * wo + j] = s
+    } } } }
+    return y
+}
+
+/// Each input value spreads W[c, o, ·, ·] over the output window at (i·s − p, j·s − p), as loops.
+func naiveTransposedConvolution(_ x: Tensor, _ layer: ConvTranspose2D) -> [Double] {
+    let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let g = layer.geometry, o = layer.outChannels, k = g.kernel
+    let (ho, wo) = (g.transposedOutput(h), g.transposedOutput(w))
+    var y = [Double](repeating: 0, count: b * o * ho * wo)
+    for n in 0..<b { for oc in 0..<o { for i in 0..<(ho * wo) { y[(n * o + oc) * ho * wo + i] = Double(layer.bias.value[oc]) } } }
+    for n in 0..<b { for ic in 0..<c { for i in 0..<h { for j in 0..<w {
+        let v = Double(x[((n * c + ic) * h + i) * w + j])
+        for oc in 0..<o { for u in 0..<k { for t in 0..<k {
+            let (r, q) = (i * g.stride - g.padding + u, j * g.stride - g.padding + t)
+            guard r >= 0 && r < ho && q >= 0 && q < wo else { continue }
+            y[((n * o + oc) * ho + r) * wo + q] += v * Double(layer.weight.value[((ic * o + oc) * k + u) * k + t])
+        } } }
+    } } } }
+    return y
+}
+
+@Test(arguments: geometries)
+func convolutionMatchesDirectLoopsAndItsGradientsCheck(geometry: ConvolutionGeometry) {
+    var rng = RandomGenerator(seed: 1)
+    let layer = Conv2D(3, 4, geometry: geometry, rng: &rng)
+    let x = randomTensor([2, 3, 7, 6], seed: 2)
+    let y = layer(x)
+    #expect(y.shape == [2, 4, geometry.convolutionOutput(7), geometry.convolutionOutput(6)])
+    for (a, b) in zip(y.toArray(), naiveConvolution(x, layer)) { #expect(abs(Double(a) - b) < 1e-5) }
+    checkLayerGradients(layer, input: x, step: 1e-2)
+}
+
+@Test(arguments: geometries)
+func transposedConvolutionMatchesDirectLoopsAndItsGradientsCheck(geometry: ConvolutionGeometry) {
+    var rng = RandomGenerator(seed: 3)
+    let layer = ConvTranspose2D(3, 2, geometry: geometry, rng: &rng)
+    let x = randomTensor([2, 3, 4, 5], seed: 4)
+    let y = layer(x)
+    #expect(y.shape == [2, 2, geometry.transposedOutput(4), geometry.transposedOutput(5)])
+    for (a, b) in zip(y.toArray(), naiveTransposedConvolution(x, layer)) { #expect(abs(Double(a) - b) < 1e-5) }
+    checkLayerGradients(layer, input: x, step: 1e-2)
+}
+
+@Test func transposedConvolutionIsTheAdjointOfConvolution() {
+    // ⟨conv(x), y⟩ = ⟨x, convT(y)⟩ with the same weights and no bias.
+    var rng = RandomGenerator(seed: 5)
+    let g = ConvolutionGeometry(kernel: 4, stride: 2, padding: 1)
+    let conv = Conv2D(3, 5, geometry: g, rng: &rng)
+    let convT = ConvTranspose2D(5, 3, geometry: g, rng: &rng)
+    convT.weight.value.copy(from: conv.weight.value)
+    conv.bias.value.fill(0)
+    convT.bias.value.fill(0)
+    let x = randomTensor([2, 3, 8, 8], seed: 6)
+    let y = randomTensor([2, 5, 4, 4], seed: 7)
+    let left = weightedSum(conv(x), y), right = weightedSum(x, convT(y))
+    #expect(abs(left - right) < 1e-4 * max(1, abs(left)))
+}
+
+@Test func referenceArchitectureShapes() {
+    // Encoder 1→32→64 (k4 s2 p1) on 28×28, decoder back up: 28 → 14 → 7 → 14 → 28.
+    var rng = RandomGenerator(seed: 1)
+    let g = ConvolutionGeometry(kernel: 4, stride: 2, padding: 1)
+    let net = Sequential(Conv2D(1, 32, geometry: g, rng: &rng), ReLU(), Conv2D(32, 64, geometry: g, rng: &rng), ReLU(),
+                         Reshape.flatten(64 * 7 * 7), Reshape([64, 7, 7]),
+                         ConvTranspose2D(64, 32, geometry: g, rng: &rng), ReLU(), ConvTranspose2D(32, 1, geometry: g, rng: &rng))
+    #expect(net(randomTensor([3, 1, 28, 28], seed: 2)).shape == [3, 1, 28, 28])
+}
+
+@Test func shapeLayersAndConditioningGradients() {
+    let flat = Reshape.flatten(12)
+    let x = randomTensor([2, 3, 2, 2], seed: 1)
+    #expect(flat(x).shape == [2, 12] && flat(x).data == x.data)  // a view: no copy
+    checkLayerGradients(flat, input: x)
+    let up = Upsample(factor: 2)
+    let small = Tensor(shape: [1, 1, 2, 2], values: [1, 2, 3, 4])
+    #expect(up(small).toArray() == [1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4])
+    checkLayerGradients(up, input: randomTensor([2, 2, 3, 3], seed: 2))
+    let conditioning = Conditioning(conditionSize: 3)
+    conditioning.condition = Tensor(shape: [2, 3], values: [0, 1, 0, 1, 0, 0])
+    let joined = conditioning(Tensor(shape: [2, 2], values: [5, 6, 7, 8]))
+    #expect(joined.toArray() == [5, 6, 0, 1, 0, 7, 8, 1, 0, 0])
+    checkLayerGradients(conditioning, input: randomTensor([2, 4], seed: 3))
+}
+
+@Test func convolutionReplicasShareWeights() {
+    var rng = RandomGenerator(seed: 1)
+    let conv = Conv2D(2, 3, geometry: ConvolutionGeometry(kernel: 3), rng: &rng)
+    let copy = conv.replica() as! Conv2D
+    #expect(copy.weight.value === conv.weight.value && copy.weight.gradient !== conv.weight.gradient)
+}
