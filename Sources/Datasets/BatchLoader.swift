@@ -17,8 +17,12 @@ public final class BatchLoader {
     private let batch: Tensor
     private let labels: UnsafeMutablePointer<Int>
     private let scale: [Float] = (0..<256).map { Float($0) / 255 }
+    /// Classes of the one-hot labels made with each batch (0: none).
+    public let conditionClasses: Int
+    private let oneHot: Tensor?
 
-    public init(dataset: ImageDataset, batchSize: Int, shuffle: Bool, binarize: Bool = false, seed: UInt64 = 0) {
+    public init(dataset: ImageDataset, batchSize: Int, shuffle: Bool, binarize: Bool = false, seed: UInt64 = 0, conditionClasses: Int = 0) {
+        precondition(conditionClasses == 0 || dataset.labels != nil, "one-hot labels need a labelled data set")
         precondition(batchSize > 0, "batch size must be positive")
         self.dataset = dataset
         self.batchSize = batchSize
@@ -29,6 +33,8 @@ public final class BatchLoader {
         let rows = min(batchSize, max(dataset.count, 1))
         batch = Tensor(shape: [rows] + dataset.shape)
         labels = .allocate(capacity: rows)
+        self.conditionClasses = conditionClasses
+        oneHot = conditionClasses > 0 ? Tensor(shape: [rows, conditionClasses]) : nil
     }
 
     deinit { labels.deallocate() }
@@ -38,6 +44,9 @@ public final class BatchLoader {
 
     /// Labels of the examples in the most recent batch.
     public var lastLabels: UnsafeBufferPointer<Int> { UnsafeBufferPointer(start: labels, count: batch.rows) }
+
+    /// One-hot labels [B, classes] of the most recent batch (nil without `conditionClasses`).
+    public var lastCondition: Tensor? { oneHot }
 
     /// One pass over the data; shuffles first when `shuffle` is on.
     public func epoch() -> Epoch {
@@ -62,6 +71,13 @@ public final class BatchLoader {
                     }
                     labels[row] = dataset.labels?[example] ?? -1
                 }
+            }
+        }
+        if let oneHot {
+            oneHot.setBatch(indices.count)
+            oneHot.fill(0)
+            for row in 0..<indices.count where labels[row] >= 0 && labels[row] < conditionClasses {
+                oneHot[row * conditionClasses + labels[row]] = 1
             }
         }
         return batch

@@ -15,6 +15,7 @@ public final class DataParallel {
         var input: Tensor?
         var noise: Tensor?
         var output: Tensor?
+        var condition: Tensor?
     }
     private let buffers: [Buffers]
 
@@ -65,6 +66,12 @@ public final class DataParallel {
         return view
     }
 
+    /// Rows `range` of a condition (one-hot labels) for worker `w`, as a view; nil stays nil.
+    public func conditionRows(_ w: Int, of condition: Tensor?, range: Range<Int>) -> Tensor? {
+        guard let condition else { return nil }
+        return slice(condition, rows: range, buffer: &buffers[w].condition)
+    }
+
     /// Runs `body(w, worker)` for every worker concurrently.
     public func run(_ body: (Int, VariationalAutoencoder) -> Void) {
         pool.run { w in body(w, workers[w]) }
@@ -74,9 +81,11 @@ public final class DataParallel {
     /// view of the same rows of `output` that `f` fills (for inference: reconstruction, generation).
     public func map(_ batch: Tensor, into output: Tensor, _ f: (VariationalAutoencoder, Tensor, Tensor) -> Void) {
         precondition(output.rows == batch.rows, "output \(output.shape) for a batch of \(batch.rows)")
+        let condition = model.condition
         run { w, worker in
             let range = rows(w, of: batch.rows)
             guard !range.isEmpty else { return }
+            worker.condition = conditionRows(w, of: condition, range: range)
             f(worker, input(w, of: batch), slice(output, rows: range, buffer: &buffers[w].output))
         }
     }

@@ -21,6 +21,7 @@ extension VariationalAutoencoder {
         precondition(samples >= 1 && chunk >= 1, "need at least one sample")
         let d = latentDimension
         let n = images.rowSize
+        // Image i's label (for a conditional model) conditions all of its samples.
         let posterior = encode(images).clone()  // the encoder's buffer is reused below
         let rows = min(chunk, samples)
         let eps = Tensor(shape: [rows, d])
@@ -45,7 +46,7 @@ extension VariationalAutoencoder {
                 for r in 0..<k {
                     for j in 0..<d { z[r * d + j] = mu[j] + fastExp(0.5 * logVar[j]) * eps[r * d + j] }
                 }
-                let output = decoder(z)
+                let output = runDecoder(z) { _ in i }
                 nll.withUnsafeMutableBufferPointer {
                     _ = likelihood.negativeLogLikelihood(x, output: output, perExample: $0.baseAddress, gradient: nil, scale: 1)
                 }
@@ -83,9 +84,11 @@ extension DataParallel {
         let parts = UnsafeMutableBufferPointer<[ImportanceSampledEstimate]>.allocate(capacity: count)
         parts.initialize(repeating: [])
         defer { parts.deinitialize(); parts.deallocate() }
+        let condition = model.condition  // read once: worker 0 is the model and replaces it
         run { w, worker in
             let range = rows(w, of: images.rows)
             guard !range.isEmpty else { return }
+            worker.condition = conditionRows(w, of: condition, range: range)
             parts[w] = worker.importanceSampledLogLikelihood(
                 Tensor(viewing: images, rows: range), samples: samples, seed: seed, firstIndex: firstIndex + range.lowerBound)
         }

@@ -16,12 +16,13 @@ public struct LatentStatistics: Sendable {
 
 extension VariationalAutoencoder {
     /// Per-dimension KL and the variance of posterior means over all `batches`.
-    public func latentStatistics<S: Sequence>(_ batches: S) -> LatentStatistics where S.Element == Tensor {
+    public func latentStatistics<S: Sequence>(_ batches: S, condition: () -> Tensor? = { nil }) -> LatentStatistics where S.Element == Tensor {
         let d = latentDimension
         var kl = [Double](repeating: 0, count: d)
         var sum = [Double](repeating: 0, count: d), squares = [Double](repeating: 0, count: d)
         var images = 0
         for batch in batches {
+            self.condition = condition()
             let h = encode(batch)
             for b in 0..<batch.rows {
                 let mu = h.data + b * 2 * d, logVar = mu + d

@@ -12,9 +12,17 @@ public enum LikelihoodKind: String, Codable, CaseIterable, Sendable {
     case gaussianPixel = "gaussian-pixel"
 }
 
+/// How a convolutional decoder doubles its resolution.
+public enum Upsampling: String, Codable, CaseIterable, Sendable {
+    /// Transposed convolution, kernel 4, stride 2, padding 1.
+    case transposed
+    /// Nearest-neighbour ×2, then a convolution with kernel 3, stride 1, padding 1.
+    case nearest
+}
+
 /// Everything needed to rebuild a model: stored in `config.json` and in the checkpoint header.
 public struct ModelConfig: Codable, Equatable, Sendable {
-    /// Network family; "mlp" is the fully connected VAE.
+    /// Network family: "mlp" (fully connected) or "conv" (convolutional encoder and decoder).
     public var architecture: String
     /// One example's shape, [channels, height, width].
     public var inputShape: [Int]
@@ -26,11 +34,17 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var likelihood: LikelihoodKind
     /// σ of the fixed-variance Gaussian likelihood; the starting σ of `gaussian-shared`.
     public var gaussianSigma: Float
+    /// Convolutional channels, encoder order (each convolution halves the image size).
+    public var channels: [Int]
+    public var upsampling: Upsampling
+    /// Number of classes a conditional model takes as a one-hot label (0: unconditional).
+    public var conditionClasses: Int
 
     public init(
         architecture: String = "mlp", inputShape: [Int] = [1, 28, 28], hiddenSizes: [Int] = [400],
         latentDimension: Int = 20, activation: ActivationKind = .relu,
-        likelihood: LikelihoodKind = .bernoulli, gaussianSigma: Float = 0.1
+        likelihood: LikelihoodKind = .bernoulli, gaussianSigma: Float = 0.1,
+        channels: [Int] = [32, 64], upsampling: Upsampling = .transposed, conditionClasses: Int = 0
     ) {
         self.architecture = architecture
         self.inputShape = inputShape
@@ -39,6 +53,33 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         self.activation = activation
         self.likelihood = likelihood
         self.gaussianSigma = gaussianSigma
+        self.channels = channels
+        self.upsampling = upsampling
+        self.conditionClasses = conditionClasses
+    }
+
+    /// Reads configurations written before `channels`, `upsampling` and `conditionClasses` existed.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        architecture = try c.decode(String.self, forKey: .architecture)
+        inputShape = try c.decode([Int].self, forKey: .inputShape)
+        hiddenSizes = try c.decode([Int].self, forKey: .hiddenSizes)
+        latentDimension = try c.decode(Int.self, forKey: .latentDimension)
+        activation = try c.decode(ActivationKind.self, forKey: .activation)
+        likelihood = try c.decode(LikelihoodKind.self, forKey: .likelihood)
+        gaussianSigma = try c.decode(Float.self, forKey: .gaussianSigma)
+        channels = try c.decodeIfPresent([Int].self, forKey: .channels) ?? [32, 64]
+        upsampling = try c.decodeIfPresent(Upsampling.self, forKey: .upsampling) ?? .transposed
+        conditionClasses = try c.decodeIfPresent(Int.self, forKey: .conditionClasses) ?? 0
+    }
+
+    /// Whether the model takes a label.
+    public var isConditional: Bool { conditionClasses > 0 }
+
+    /// The spatial size after the convolutional encoder (each layer halves it).
+    public var convolutionOutputSize: (height: Int, width: Int) {
+        let f = 1 << channels.count
+        return (inputShape[1] / f, inputShape[2] / f)
     }
 
     /// Values per example (C·H·W).
@@ -47,13 +88,23 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     /// Checks the values a file or a user supplied; throws a message naming the bad field.
     public func validate() throws {
         func fail(_ message: String) -> ModelConfigError { ModelConfigError(message: message) }
-        guard architecture == "mlp" else { throw fail("unknown architecture '\(architecture)' (expected mlp)") }
+        guard architecture == "mlp" || architecture == "conv" else { throw fail("unknown architecture '\(architecture)' (expected mlp or conv)") }
         guard inputShape.count == 3, inputShape.allSatisfy({ $0 > 0 && $0 <= 1 << 16 }), inputSize <= 1 << 26 else {
             throw fail("inputShape \(inputShape) must be three positive sizes [channels, height, width]")
         }
         guard hiddenSizes.allSatisfy({ $0 > 0 && $0 <= 1 << 16 }) else { throw fail("hidden sizes \(hiddenSizes) must be positive and at most 65536") }
         guard latentDimension > 0 && latentDimension <= 1 << 16 else { throw fail("latent dimension \(latentDimension) must be between 1 and 65536") }
         guard gaussianSigma.isFinite && gaussianSigma > 0 else { throw fail("gaussianSigma \(gaussianSigma) must be positive") }
+        guard conditionClasses >= 0 && conditionClasses <= 1000 else { throw fail("conditionClasses must be between 0 and 1000") }
+        if architecture == "conv" {
+            guard !channels.isEmpty, channels.count <= 6, channels.allSatisfy({ $0 > 0 && $0 <= 4096 }) else {
+                throw fail("channels \(channels) must be 1 to 6 positive widths")
+            }
+            let f = 1 << channels.count
+            guard inputShape[1] % f == 0 && inputShape[2] % f == 0 else {
+                throw fail("a convolutional model with \(channels.count) layers halves the image \(channels.count) times: \(inputShape[1])×\(inputShape[2]) must be divisible by \(f)")
+            }
+        }
     }
 
     public func makeLikelihood() -> Likelihood {

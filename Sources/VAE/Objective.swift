@@ -71,7 +71,7 @@ extension VariationalAutoencoder {
         let z = Tensor.reusing(latent, rows: batch, columns: d)
         latent = z
         reparameterize(posterior, noise: eps, into: z)
-        let output = decoder(z)
+        let output = runDecoder(z)
 
         ensurePerExampleCapacity(batch)
         let scale = gradientScale ?? 1 / Float(batch)
@@ -131,7 +131,7 @@ extension VariationalAutoencoder {
                 for j in 0..<d { z[r * d + j] = mu[j] + fastExp(0.5 * logVar[j]) * eps[r * d + j] }
             }
         }
-        let output = decoder(z)
+        let output = runDecoder(z) { $0 / k }
         ensurePerExampleCapacity(rows)
         if sampleWeights.count < rows { sampleWeights = [Float](repeating: 0, count: rows) }
         let scale = gradientScale ?? 1 / Float(batch)

@@ -75,8 +75,12 @@ public final class Trainer {
     /// The KL weight this step uses (β, ramped up during the warm-up).
     public var currentKLWeight: Float { objective.klWeight(afterEpochs: epochsDone) }
 
-    /// One optimiser step on a batch; returns the batch's loss terms (before the update).
-    public func trainStep(_ batch: Tensor) throws -> LossBreakdown {
+    /// One optimiser step on a batch (with its one-hot labels for a conditional model); returns
+    /// the batch's loss terms (before the update).
+    public func trainStep(_ batch: Tensor, condition: Tensor? = nil) throws -> LossBreakdown {
+        for w in 0..<parallel.count {
+            parallel.workers[w].condition = parallel.conditionRows(w, of: condition, range: parallel.rows(w, of: batch.rows))
+        }
         let samples = objective.usesMonteCarlo ? objective.importanceSamples : 1
         let d = model.latentDimension
         let eps = Tensor.reusing(noise, rows: batch.rows * samples, columns: d)
@@ -170,16 +174,17 @@ public final class Trainer {
         }
     }
 
-    /// Trains on every batch of `batches` once; `onStep` sees progress after each step.
+    /// Trains on every batch of `batches` once; `condition()` gives the labels of the batch just
+    /// drawn (for a conditional model); `onStep` sees progress after each step.
     public func trainEpoch<S: Sequence>(
-        _ batches: S, stepsInEpoch: Int, onStep: (StepProgress) -> Void = { _ in }
+        _ batches: S, stepsInEpoch: Int, condition: () -> Tensor? = { nil }, onStep: (StepProgress) -> Void = { _ in }
     ) throws -> LossBreakdown where S.Element == Tensor {
         var total = LossBreakdown()
         var index = 0
         let start = epochsDone.rounded(.down)
         for batch in batches {
             epochsDone = start + Double(index) / Double(max(stepsInEpoch, 1))
-            total += try trainStep(batch)
+            total += try trainStep(batch, condition: condition())
             index += 1
             onStep(StepProgress(step: index, stepsInEpoch: stepsInEpoch, imagesSeen: total.images, runningLoss: total.meanNegativeELBO))
         }
@@ -191,10 +196,14 @@ public final class Trainer {
 extension VariationalAutoencoder {
     /// −ELBO over all `batches` with one ε per image drawn from a generator seeded with `seed`,
     /// so the same model and data always give the same figure.
-    public func evaluate<S: Sequence>(_ batches: S, seed: UInt64 = 0) -> LossBreakdown where S.Element == Tensor {
+    /// `condition()` gives the labels of the batch just drawn (conditional models).
+    public func evaluate<S: Sequence>(_ batches: S, seed: UInt64 = 0, condition: () -> Tensor? = { nil }) -> LossBreakdown where S.Element == Tensor {
         var rng = RandomGenerator(seed: seed)
         var total = LossBreakdown()
-        for batch in batches { total += negativeELBO(batch, rng: &rng, computeGradients: false) }
+        for batch in batches {
+            self.condition = condition()
+            total += negativeELBO(batch, rng: &rng, computeGradients: false)
+        }
         return total
     }
 }

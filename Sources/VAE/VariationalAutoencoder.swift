@@ -26,28 +26,118 @@ public final class VariationalAutoencoder {
     /// The encoder's output for the last `encode` call.
     var lastPosterior: Tensor?
 
+    /// For a conditional model: the one-hot labels [B, classes] of the images being encoded, or
+    /// of the codes being decoded. Set it before `encode`, `decode`, the objectives and
+    /// generation; it is ignored by unconditional models.
+    public var condition: Tensor?
+    private var decoderCondition: Tensor?
+    private lazy var encoderConditioning = encoder.layers.compactMap { $0 as? Conditioning }
+    private lazy var decoderConditioning = decoder.layers.compactMap { $0 as? Conditioning }
+
+    /// Gives the encoder's conditioning layers the labels of `rows` images.
+    func applyEncoderCondition(rows: Int) {
+        guard config.isConditional else { return }
+        guard let c = condition, c.rows == rows, c.rowSize == config.conditionClasses else {
+            preconditionFailure("a conditional model needs `condition` = one-hot labels [\(rows), \(config.conditionClasses)]")
+        }
+        for layer in encoderConditioning { layer.condition = c }
+    }
+
+    /// Gives the decoder's conditioning layers `rows` labels, row r taking `condition` row
+    /// `source(r)` (the same image's label for all of its samples).
+    func applyDecoderCondition(rows: Int, source: (Int) -> Int) {
+        guard config.isConditional else { return }
+        guard let c = condition, c.rowSize == config.conditionClasses else {
+            preconditionFailure("a conditional model needs `condition` = one-hot labels [B, \(config.conditionClasses)]")
+        }
+        let k = config.conditionClasses
+        let target: Tensor
+        if rows == c.rows && (0..<rows).allSatisfy({ source($0) == $0 }) {
+            target = c
+        } else {
+            target = Tensor.reusing(decoderCondition, rows: rows, columns: k)
+            decoderCondition = target
+            for r in 0..<rows { (target.data + r * k).update(from: c.data + source(r) * k, count: k) }
+        }
+        for layer in decoderConditioning { layer.condition = target }
+    }
+
+    /// Runs the decoder on `z`, decoder row r conditioned on label row `source(r)`.
+    func runDecoder(_ z: Tensor, source: (Int) -> Int = { $0 }) -> Tensor {
+        applyDecoderCondition(rows: z.rows, source: source)
+        return decoder(z)
+    }
+
     /// Builds the networks from `config`, initialised as PyTorch would from `rng`.
     public init(config: ModelConfig, rng: inout RandomGenerator) {
         self.config = config
-        let d = config.latentDimension
-        var encoderLayers: [Layer] = []
-        var width = config.inputSize
-        for h in config.hiddenSizes {
-            encoderLayers += [Linear(width, h, rng: &rng), config.activation.makeLayer()]
-            width = h
-        }
-        encoderLayers.append(Linear(width, 2 * d, rng: &rng))
-        var decoderLayers: [Layer] = []
-        width = d
-        for h in config.hiddenSizes.reversed() {
-            decoderLayers += [Linear(width, h, rng: &rng), config.activation.makeLayer()]
-            width = h
-        }
         likelihood = config.makeLikelihood()
-        decoderLayers.append(Linear(width, config.inputSize * likelihood.outputsPerValue, rng: &rng))
-        encoder = Sequential(encoderLayers)
-        decoder = Sequential(decoderLayers)
-        encoder.computesInputGradient = false  // its input is data
+        let networks = config.architecture == "conv"
+            ? Self.convolutionalNetworks(config, outputsPerValue: likelihood.outputsPerValue, rng: &rng)
+            : Self.fullyConnectedNetworks(config, outputsPerValue: likelihood.outputsPerValue, rng: &rng)
+        encoder = Sequential(networks.encoder)
+        decoder = Sequential(networks.decoder)
+        // Layers that see only data (and the label) need no input gradient.
+        for layer in encoder.layers {
+            layer.computesInputGradient = false
+            if !(layer is Conditioning) { break }
+        }
+    }
+
+    /// x → [label] → (Linear → act)* → Linear(2d);  z → [label] → (Linear → act)* → Linear.
+    static func fullyConnectedNetworks(_ config: ModelConfig, outputsPerValue: Int, rng: inout RandomGenerator) -> (encoder: [Layer], decoder: [Layer]) {
+        let d = config.latentDimension, k = config.conditionClasses
+        var encoder: [Layer] = k > 0 ? [Conditioning(conditionSize: k)] : []
+        var width = config.inputSize + k
+        for h in config.hiddenSizes {
+            encoder += [Linear(width, h, rng: &rng), config.activation.makeLayer()]
+            width = h
+        }
+        encoder.append(Linear(width, 2 * d, rng: &rng))
+        var decoder: [Layer] = k > 0 ? [Conditioning(conditionSize: k)] : []
+        width = d + k
+        for h in config.hiddenSizes.reversed() {
+            decoder += [Linear(width, h, rng: &rng), config.activation.makeLayer()]
+            width = h
+        }
+        decoder.append(Linear(width, config.inputSize * outputsPerValue, rng: &rng))
+        return (encoder, decoder)
+    }
+
+    /// The convolutional reference model, for channels [c₁, …, c_n]:
+    /// x → (Conv k4 s2 p1 → act)ⁿ → Flatten → [label] → Linear(2d);
+    /// z → [label] → Linear → act → Reshape → (ConvT k4 s2 p1 → act)ⁿ⁻¹ → ConvT → output,
+    /// or with nearest upsampling each ConvT is Upsample(2) → Conv k3 s1 p1.
+    static func convolutionalNetworks(_ config: ModelConfig, outputsPerValue: Int, rng: inout RandomGenerator) -> (encoder: [Layer], decoder: [Layer]) {
+        let d = config.latentDimension, k = config.conditionClasses
+        let down = ConvolutionGeometry(kernel: 4, stride: 2, padding: 1)
+        let (h, w) = config.convolutionOutputSize
+        let last = config.channels.last!
+        var encoder: [Layer] = []
+        var inChannels = config.inputShape[0]
+        for c in config.channels {
+            encoder += [Conv2D(inChannels, c, geometry: down, rng: &rng), config.activation.makeLayer()]
+            inChannels = c
+        }
+        encoder.append(Reshape.flatten(last * h * w))
+        if k > 0 { encoder.append(Conditioning(conditionSize: k)) }
+        encoder.append(Linear(last * h * w + k, 2 * d, rng: &rng))
+
+        var decoder: [Layer] = k > 0 ? [Conditioning(conditionSize: k)] : []
+        decoder += [Linear(d + k, last * h * w, rng: &rng), config.activation.makeLayer(), Reshape([last, h, w])]
+        let widths = Array(config.channels.reversed().dropFirst()) + [config.inputShape[0] * outputsPerValue]
+        inChannels = last
+        for (i, c) in widths.enumerated() {
+            switch config.upsampling {
+            case .transposed:
+                decoder.append(ConvTranspose2D(inChannels, c, geometry: down, rng: &rng))
+            case .nearest:
+                decoder += [Upsample(factor: 2), Conv2D(inChannels, c, geometry: ConvolutionGeometry(kernel: 3, stride: 1, padding: 1), rng: &rng)]
+            }
+            if i < widths.count - 1 { decoder.append(config.activation.makeLayer()) }
+            inChannels = c
+        }
+        return (encoder, decoder)
     }
 
     private init(config: ModelConfig, encoder: Sequential, decoder: Sequential, likelihood: Likelihood) {
@@ -82,24 +172,53 @@ public final class VariationalAutoencoder {
     /// `forward` through encoder and decoder; `training` adds the weight gradients and the input
     /// gradients of every layer but the encoder's first; `decoding` is the decoder alone.
     public var flopsPerImage: (forward: Double, training: Double, decoding: Double) {
-        func linears(_ s: Sequential) -> [Linear] { s.layers.compactMap { $0 as? Linear } }
-        let enc = linears(encoder).map { 2.0 * Double($0.inputSize * $0.outputSize) }
-        let dec = linears(decoder).map { 2.0 * Double($0.inputSize * $0.outputSize) }
+        let enc = Self.productFLOPs(encoder, inputShape: config.inputShape)
+        let dec = Self.productFLOPs(decoder, inputShape: [latentDimension + config.conditionClasses])
         let forward = enc.reduce(0, +) + dec.reduce(0, +)
         let inputGradients = forward - (enc.first ?? 0)
         return (forward, 2 * forward + inputGradients, dec.reduce(0, +))
     }
 
+    /// 2 × multiply-adds per image of each matrix-product layer of `network`, in order.
+    static func productFLOPs(_ network: Sequential, inputShape: [Int]) -> [Double] {
+        var shape = inputShape
+        var out: [Double] = []
+        for layer in network.layers {
+            switch layer {
+            case let l as Linear:
+                out.append(2 * Double(l.inputSize * l.outputSize))
+                shape = [l.outputSize]
+            case let c as Conv2D:
+                let (h, w) = (c.geometry.convolutionOutput(shape[1]), c.geometry.convolutionOutput(shape[2]))
+                out.append(2 * Double(h * w * c.outChannels * c.inChannels * c.geometry.kernel * c.geometry.kernel))
+                shape = [c.outChannels, h, w]
+            case let c as ConvTranspose2D:
+                out.append(2 * Double(shape[1] * shape[2] * c.inChannels * c.outChannels * c.geometry.kernel * c.geometry.kernel))
+                shape = [c.outChannels, c.geometry.transposedOutput(shape[1]), c.geometry.transposedOutput(shape[2])]
+            case let r as Reshape:
+                shape = r.rowShape
+            case let u as Upsample:
+                shape = [shape[0], shape[1] * u.factor, shape[2] * u.factor]
+            case let c as Conditioning:
+                shape = [shape.reduce(1, *) + c.conditionSize]
+            default:
+                break
+            }
+        }
+        return out
+    }
+
     /// q(z|x) as a [B, 2d] tensor [μ | log σ²] (owned by the encoder; overwritten next call).
     public func encode(_ x: Tensor) -> Tensor {
         precondition(x.rowSize == config.inputSize, "model expects \(config.inputSize) values per example, got \(x.shape)")
+        applyEncoderCondition(rows: x.rows)
         let h = encoder(x)
         lastPosterior = h
         return h
     }
 
     /// The decoder's output (logits or means) for latent codes z [B, d].
-    public func decode(_ z: Tensor) -> Tensor { decoder(z) }
+    public func decode(_ z: Tensor) -> Tensor { runDecoder(z) }
 
     /// E[x|z] for latent codes z [B, d], as a new [B, C, H, W] tensor.
     public func decodeMean(_ z: Tensor) -> Tensor {
@@ -122,7 +241,7 @@ public final class VariationalAutoencoder {
 
     /// E[x|z] for latent codes z [B, d], written into `mean` (B rows of C·H·W values).
     public func decodeMean(_ z: Tensor, into mean: Tensor) {
-        likelihood.mean(output: decoder(z), into: mean)
+        likelihood.mean(output: runDecoder(z), into: mean)
     }
 
     var muBuffer: Tensor?
