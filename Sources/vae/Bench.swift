@@ -20,6 +20,8 @@ struct Bench: ParsableCommand {
 
     @Option(help: "Data set to train on.") var dataset: String = DatasetName.fashionMNIST.rawValue
     @Option(help: ArgumentHelp("Folder with the IDX files.", valueName: "dir")) var dataDir: String?
+    @Option(help: "Network: mlp or conv.") var arch: String = "mlp"
+    @Option(help: "Convolution channels for --arch conv.") var channels: String = "32,64"
     @Option(help: "Hidden layer widths, comma separated.") var hidden: String = "400"
     @Option(help: "Latent dimension.") var latent: Int = 20
     @Option(help: "Training batch size.") var batchSize: Int = 128
@@ -32,6 +34,7 @@ struct Bench: ParsableCommand {
         guard repeats >= 1 && repeats <= 100 else { throw ValidationError("--repeats must be between 1 and 100") }
         guard batchSize >= 1 && batchSize <= 65536 else { throw ValidationError("--batch-size must be between 1 and 65536") }
         guard latent >= 1 && latent <= 4096 else { throw ValidationError("--latent must be between 1 and 4096") }
+        guard arch == "mlp" || arch == "conv" else { throw ValidationError("--arch must be mlp or conv") }
         try threading.validate()
     }
 
@@ -44,7 +47,13 @@ struct Bench: ParsableCommand {
         let test = try name.load(.test, directory: dataDir)
 
         var rng = RandomGenerator(seed: 1)
-        let config = ModelConfig(inputShape: train.shape, hiddenSizes: sizes, latentDimension: latent)
+        let widths = channels.split(separator: ",").compactMap { Int($0) }
+        let config = ModelConfig(architecture: arch, inputShape: train.shape, hiddenSizes: sizes, latentDimension: latent, channels: widths)
+        do {
+            try config.validate()
+        } catch let error as ModelConfigError {
+            throw CLIError(error.message)
+        }
         let model = VariationalAutoencoder(config: config, rng: &rng)
         let trainer = Trainer(model: model, optimizer: Adam(parameters: model.parameters), rng: RandomGenerator(seed: 2), workers: workers)
         let loader = BatchLoader(dataset: train, batchSize: batchSize, shuffle: true, seed: 3)
@@ -94,7 +103,7 @@ struct Bench: ParsableCommand {
         let trainGFLOPS = flops.training * Double(train.count) / epoch / 1e9
         let ceiling = GEMMCeiling.measure(threads: threading.threadCount)
         let results: [(String, String, Any)] = [
-            ("model", "MLP VAE \(([config.inputSize] + sizes + [latent]).map(String.init).joined(separator: "-")), batch \(batchSize)", "mlp-" + ([config.inputSize] + sizes + [latent]).map(String.init).joined(separator: "-")),
+            ("model", "\(describe(config)), batch \(batchSize)", describe(config)),
             ("blas_kernel", "OpenBLAS kernel (\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"].map { "OPENBLAS_CORETYPE=\($0)" } ?? "OPENBLAS_CORETYPE unset"))", BLAS.coreName),
             ("elementwise_isa", "elementwise kernels", String(cString: vae_kernels_isa())),
             ("threads", "threads (\(threading.parallel.rawValue) parallelism)", threading.threadCount),

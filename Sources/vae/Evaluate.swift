@@ -51,9 +51,9 @@ struct Evaluate: ParsableCommand {
         let (model, config) = try RunFolder(path: runFolder).loadModel()
         var testSet = try config.training.loadTestSet()
         if let limit { testSet = testSet.prefix(limit) }
-        let loader = BatchLoader(dataset: testSet, batchSize: 1000, shuffle: false)
-        let loss = model.evaluate(loader.epoch(), seed: RunFolder.evaluationSeed)
-        let stats = model.latentStatistics(loader.epoch())
+        let loader = makeLoader(testSet, batchSize: 1000, for: model)
+        let loss = model.evaluate(loader.epoch(), seed: RunFolder.evaluationSeed) { loader.lastCondition }
+        let stats = model.latentStatistics(loader.epoch()) { loader.lastCondition }
 
         var object: [String: Any] = [
             "elbo": loss.meanNegativeELBO, "reconstruction": loss.meanReconstruction,
@@ -75,6 +75,7 @@ struct Evaluate: ParsableCommand {
             var estimates: [ImportanceSampledEstimate] = []
             var index = 0
             for batch in loader.epoch() {
+                model.condition = loader.lastCondition
                 estimates += parallel.importanceSampledLogLikelihood(batch, samples: iwSamples, seed: seed, firstIndex: index)
                 index += batch.rows
             }

@@ -32,16 +32,22 @@ struct LatentToolContext {
         return out
     }
 
+    /// Labels of test images (for a conditional model's condition).
+    func labels(_ indices: [Int]) -> [Int] { indices.map { testSet.labels?[$0] ?? 0 } }
+
     /// Posterior means μ(x) of the given test images, one array per image.
     func means(_ indices: [Int]) throws -> [[Float]] {
-        let mu = model.posteriorMeans(try images(indices))
+        let x = try images(indices)
+        model.condition = oneHotLabels(labels(indices), for: model)
+        let mu = model.posteriorMeans(x)
         let d = model.latentDimension
         return (0..<indices.count).map { r in (0..<d).map { mu[r * d + $0] } }
     }
 
-    /// The mean images of latent codes `codes`.
-    func decode(_ codes: [[Float]]) -> Tensor {
-        model.decodeMean(Tensor(shape: [codes.count, model.latentDimension], values: codes.flatMap { $0 }))
+    /// The mean images of latent codes `codes` (conditional models: all with class `label`).
+    func decode(_ codes: [[Float]], label: Int = 0) -> Tensor {
+        model.condition = oneHotLabels([Int](repeating: label, count: codes.count), for: model)
+        return model.decodeMean(Tensor(shape: [codes.count, model.latentDimension], values: codes.flatMap { $0 }))
     }
 
     func write(_ tiles: Tensor, columns: Int, to path: String) throws {
@@ -63,7 +69,7 @@ func stack(_ parts: [Tensor]) -> Tensor {
 struct Interpolate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Decode the path between the latent codes of two test images, as one row of pictures.",
-        discussion: "The row shows test image --from, the decoded images along the path from μ(x_from) to μ(x_to), then test image --to.")
+        discussion: "The row shows test image --from, the decoded images along the path from μ(x_from) to μ(x_to), then test image --to. A conditional model decodes the whole path with the label of --from.")
 
     @Argument(help: ArgumentHelp("Run folder written by `vae train`.", valueName: "run")) var runFolder: String
     @Option(help: "Index of the first test image.") var from: Int
@@ -83,7 +89,7 @@ struct Interpolate: ParsableCommand {
             let t = Float(k) / Float(steps - 1)
             return spherical ? LatentSpace.slerp(ends[0], ends[1], t) : LatentSpace.lerp(ends[0], ends[1], t)
         }
-        let tiles = stack([try context.images([from]), context.decode(codes), try context.images([to])])
+        let tiles = stack([try context.images([from]), context.decode(codes, label: context.labels([from])[0]), try context.images([to])])
         let path = out ?? "\(runFolder)/interpolation.png"
         try context.write(tiles, columns: steps + 2, to: path)
         print("wrote \(path): test image \(from), \(steps) decoded points (\(spherical ? "spherical" : "linear")), test image \(to)")
@@ -101,6 +107,7 @@ struct Manifold: ParsableCommand {
 
     @Argument(help: ArgumentHelp("Run folder written by `vae train`.", valueName: "run")) var runFolder: String
     @Option(help: "Images per side of the grid.") var grid: Int = 20
+    @Option(help: "Conditional models: the class to decode.") var label: Int = 0
     @Option(help: ArgumentHelp("PNG to write (default RUN/manifold.png).", valueName: "file.png")) var out: String?
 
     func validate() throws {
@@ -115,7 +122,7 @@ struct Manifold: ParsableCommand {
         let quantiles = (0..<grid).map { Float(LatentSpace.inverseNormalCDF((Double($0) + 0.5) / Double(grid))) }
         let codes = (0..<grid).flatMap { row in (0..<grid).map { column in [quantiles[column], quantiles[grid - 1 - row]] } }
         let path = out ?? "\(runFolder)/manifold.png"
-        try context.write(context.decode(codes), columns: grid, to: path)
+        try context.write(context.decode(codes, label: label), columns: grid, to: path)
         print("wrote \(path): \(grid)×\(grid) decoded grid, z from \(fixed(Double(quantiles[0]), 2)) to \(fixed(Double(quantiles[grid - 1]), 2))")
     }
 }
@@ -148,7 +155,7 @@ struct Traverse: ParsableCommand {
                 z[j] = -range + 2 * range * Float(k) / Float(steps - 1)
                 return z
             }
-            rows += [original, context.decode(codes)]
+            rows += [original, context.decode(codes, label: context.labels([image])[0])]
         }
         let path = out ?? "\(runFolder)/traverse.png"
         try context.write(stack(rows), columns: steps + 1, to: path)
@@ -172,10 +179,11 @@ struct Scatter: ParsableCommand {
         let context = try LatentToolContext(runFolder)
         let testSet = limit.map { context.testSet.prefix($0) } ?? context.testSet
         guard let labels = testSet.labels else { throw CLIError("the test set has no labels to colour by") }
-        let loader = BatchLoader(dataset: testSet, batchSize: 1000, shuffle: false)
+        let loader = makeLoader(testSet, batchSize: 1000, for: context.model)
         let d = context.model.latentDimension
         var means: [[Double]] = []
         for batch in loader.epoch() {
+            context.model.condition = loader.lastCondition
             let mu = context.model.posteriorMeans(batch)
             for r in 0..<batch.rows { means.append((0..<d).map { Double(mu[r * d + $0]) }) }
         }
@@ -222,10 +230,11 @@ struct Encode: ParsableCommand {
 
     func run() throws {
         let context = try LatentToolContext(runFolder)
-        let loader = BatchLoader(dataset: context.testSet, batchSize: 1000, shuffle: false)
+        let loader = makeLoader(context.testSet, batchSize: 1000, for: context.model)
         let d = context.model.latentDimension
         var mu: [Float] = [], logVar: [Float] = []
         for batch in loader.epoch() {
+            context.model.condition = loader.lastCondition
             let h = context.model.encode(batch)
             for r in 0..<batch.rows {
                 mu += (0..<d).map { h[r * 2 * d + $0] }

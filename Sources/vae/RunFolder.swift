@@ -71,6 +71,20 @@ struct RunFolder {
     }
 }
 
+/// One-hot labels for a conditional model (nil for an unconditional one).
+func oneHotLabels(_ labels: [Int], for model: VariationalAutoencoder) -> Tensor? {
+    let k = model.config.conditionClasses
+    guard k > 0 else { return nil }
+    let t = Tensor(shape: [labels.count, k])
+    for (r, l) in labels.enumerated() where l >= 0 && l < k { t[r * k + l] = 1 }
+    return t
+}
+
+/// A loader over `dataset` that also makes one-hot labels when `model` is conditional.
+func makeLoader(_ dataset: ImageDataset, batchSize: Int, for model: VariationalAutoencoder) -> BatchLoader {
+    BatchLoader(dataset: dataset, batchSize: batchSize, shuffle: false, conditionClasses: model.config.conditionClasses)
+}
+
 extension TrainingConfig {
     var datasetName: DatasetName { DatasetName(rawValue: dataset) ?? .fashionMNIST }
 

@@ -18,14 +18,35 @@ struct Sample: ParsableCommand {
     @Option(help: "Seed for z.")
     var seed: UInt64 = 1
 
+    @Option(help: "Conditional models: the class to generate.")
+    var label: Int?
+
+    @Option(help: ArgumentHelp("Conditional models: a grid with one row per class and this many samples in each.", valueName: "n"))
+    var perClass: Int?
+
     func validate() throws {
         guard count >= 1 && count <= 10_000 else { throw ValidationError("--count must be between 1 and 10000") }
+        if let perClass, perClass < 1 || perClass > 100 { throw ValidationError("--per-class must be between 1 and 100") }
+        if label != nil && perClass != nil { throw ValidationError("choose --label or --per-class, not both") }
     }
 
     func run() throws {
-        let (model, _) = try RunFolder(path: runFolder).loadModel()
-        try PNG.write(Pictures.samples(model, count: count, seed: seed), to: out)
-        print("wrote \(count) samples to \(out)")
+        let (model, config) = try RunFolder(path: runFolder).loadModel()
+        let classes = model.config.conditionClasses
+        if (label != nil || perClass != nil) && classes == 0 {
+            throw CLIError("\(runFolder) holds an unconditional model: --label and --per-class need one trained with --conditional")
+        }
+        if let label, label < 0 || label >= classes {
+            throw CLIError("--label \(label) is not a class of this model (0…\(classes - 1))")
+        }
+        if let perClass {
+            try PNG.write(Pictures.samplesPerClass(model, perClass: perClass, seed: seed), to: out)
+            let names = config.training.datasetName.classNames
+            print("wrote \(out): \(classes) rows of \(perClass) samples, one row per class (\(names.prefix(classes).joined(separator: ", ")))")
+            return
+        }
+        try PNG.write(Pictures.samples(model, count: count, seed: seed, label: label ?? 0), to: out)
+        print("wrote \(count) samples\(classes > 0 ? " of class \(label ?? 0)" : "") to \(out)")
     }
 }
 

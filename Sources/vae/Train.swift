@@ -50,6 +50,18 @@ struct Train: ParsableCommand {
     @Option(help: "Images per optimiser step.")
     var batchSize: Int = 128
 
+    @Option(help: "Network: mlp (fully connected, --hidden) or conv (convolutional, --channels).")
+    var arch: String = "mlp"
+
+    @Option(help: ArgumentHelp("Convolution channels for --arch conv, comma separated; each layer (kernel 4, stride 2, padding 1) halves the image.", valueName: "widths"))
+    var channels: String = "32,64"
+
+    @Option(help: "How the conv decoder doubles the resolution: transposed (transposed convolution) or nearest (nearest upsampling, then a 3×3 convolution).")
+    var upsampling: String = Upsampling.transposed.rawValue
+
+    @Flag(help: "Conditional VAE: the one-hot label joins the encoder's and the decoder's input (sample a class with `vae sample --label`).")
+    var conditional = false
+
     @Option(help: "Dimension of the latent code z.")
     var latent: Int = 20
 
@@ -113,6 +125,9 @@ struct Train: ParsableCommand {
             throw ValidationError("unknown activation '\(activation)'; choose \(ActivationKind.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         _ = try hiddenSizes()
+        _ = try channelWidths()
+        guard arch == "mlp" || arch == "conv" else { throw ValidationError("--arch must be mlp or conv") }
+        guard Upsampling(rawValue: upsampling) != nil else { throw ValidationError("--upsampling must be transposed or nearest") }
         try threading.validate()
         do {
             try objective().validate()
@@ -124,6 +139,15 @@ struct Train: ParsableCommand {
     func objective() throws -> TrainingObjective {
         guard let estimator = KLEstimator(rawValue: kl) else { throw ValidationError("--kl must be analytic or mc") }
         return TrainingObjective(beta: beta, klWarmupEpochs: klWarmup, freeBits: freeBits, importanceSamples: iwae, kl: estimator)
+    }
+
+    func channelWidths() throws -> [Int] {
+        let parts = channels.split(separator: ",", omittingEmptySubsequences: false)
+        let widths = parts.compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard widths.count == parts.count, !widths.isEmpty, widths.count <= 6, widths.allSatisfy({ $0 >= 1 && $0 <= 4096 }) else {
+            throw ValidationError("--channels must be 1 to 6 positive integers separated by commas, e.g. 32,64")
+        }
+        return widths
     }
 
     func hiddenSizes() throws -> [Int] {
@@ -150,10 +174,16 @@ struct Train: ParsableCommand {
         let testSet = try training.loadTestSet()
         if let limit = ProcessEnvironment.trainLimit { trainSet = trainSet.prefix(limit) }
         let modelConfig = ModelConfig(
-            inputShape: trainSet.shape, hiddenSizes: try hiddenSizes(), latentDimension: latent,
+            architecture: arch, inputShape: trainSet.shape, hiddenSizes: try hiddenSizes(), latentDimension: latent,
             activation: ActivationKind(rawValue: activation)!, likelihood: LikelihoodKind(rawValue: likelihood)!,
-            gaussianSigma: sigma)
-        try modelConfig.validate()
+            gaussianSigma: sigma, channels: try channelWidths(), upsampling: Upsampling(rawValue: upsampling)!,
+            conditionClasses: conditional ? name.classNames.count : 0)
+        do {
+            try modelConfig.validate()
+        } catch let error as ModelConfigError {
+            throw CLIError(error.message)
+        }
+        if conditional && trainSet.labels == nil { throw CLIError("--conditional needs labels, and the training data has none") }
         let runConfig = RunConfig(model: modelConfig, training: training)
 
         // Independent streams from one seed: initialisation, data order/binarisation, ε.
@@ -163,15 +193,16 @@ struct Train: ParsableCommand {
         let trainer = Trainer(
             model: model, optimizer: optimizer, rng: RandomGenerator(seed: seed &+ 0x5EED_0002), workers: workers,
             objective: try objective())
-        let loader = BatchLoader(dataset: trainSet, batchSize: batchSize, shuffle: true, binarize: binarize, seed: seed &+ 0x5EED_0001)
-        let testLoader = BatchLoader(dataset: testSet, batchSize: 1000, shuffle: false)
+        let loader = BatchLoader(
+            dataset: trainSet, batchSize: batchSize, shuffle: true, binarize: binarize, seed: seed &+ 0x5EED_0001,
+            conditionClasses: modelConfig.conditionClasses)
+        let testLoader = makeLoader(testSet, batchSize: 1000, for: model)
 
         try Files.createDirectory(out)
         try folder.writeConfig(runConfig)
         var metrics = MetricsFile(path: folder.metricsPath, latentDimension: latent)
 
-        let arch = ([modelConfig.inputSize] + modelConfig.hiddenSizes + [latent]).map(String.init).joined(separator: "-")
-        print("vae train: MLP VAE \(arch), \(likelihood) likelihood, \(model.parameterCount) parameters; \(dataset)\(binarize ? " (binarised)" : ""): \(trainSet.count) train / \(testSet.count) test images")
+        print("vae train: \(describe(modelConfig)), \(likelihood) likelihood, \(model.parameterCount) parameters; \(dataset)\(binarize ? " (binarised)" : ""): \(trainSet.count) train / \(testSet.count) test images")
         print("\(threading.summary(workers: workers)); batch \(batchSize), Adam lr \(lr), seed \(seed) → \(out)/")
         print("objective: \(describe(try objective()))")
         KernelCheck.warnIfSlow()
@@ -181,7 +212,7 @@ struct Train: ParsableCommand {
             let start = now()
             let trainLoss: LossBreakdown
             do {
-                trainLoss = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch) { p in
+                trainLoss = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch, condition: { loader.lastCondition }) { p in
                     progress.update(epoch: epoch, progress: p, elapsed: now() - start)
                 }
             } catch let error as NonFiniteLossError {
@@ -190,8 +221,8 @@ struct Train: ParsableCommand {
             }
             let seconds = now() - start
             progress.endEpoch()
-            let testLoss = model.evaluate(testLoader.epoch(), seed: RunFolder.evaluationSeed)
-            let stats = model.latentStatistics(testLoader.epoch())
+            let testLoss = model.evaluate(testLoader.epoch(), seed: RunFolder.evaluationSeed) { testLoader.lastCondition }
+            let stats = model.latentStatistics(testLoader.epoch()) { testLoader.lastCondition }
             let rate = Double(trainLoss.images) / seconds
             try metrics.append(
                 epoch: epoch, train: trainLoss, test: testLoss, seconds: seconds, imagesPerSecond: rate,
@@ -200,7 +231,10 @@ struct Train: ParsableCommand {
             print("epoch \(epoch)/\(epochs)  train −ELBO \(fixed(trainLoss.meanNegativeELBO, 2))  test −ELBO \(fixed(testLoss.meanNegativeELBO, 2)) (reconstruction \(fixed(testLoss.meanReconstruction, 2)) + KL \(fixed(testLoss.meanKL, 2)))  \(fixed(seconds, 2)) s  \(Int(rate)) img/s")
         }
         try PNG.write(Pictures.reconstructions(model, testSet: testSet, count: 32), to: folder.reconstructionsPath)
-        try PNG.write(Pictures.samples(model, count: 64, seed: seed), to: folder.samplesPath)
+        let samples = modelConfig.isConditional
+            ? Pictures.samplesPerClass(model, perClass: 8, seed: seed)
+            : Pictures.samples(model, count: 64, seed: seed)
+        try PNG.write(samples, to: folder.samplesPath)
         print("wrote \(folder.modelPath), \(folder.metricsPath), \(folder.reconstructionsPath), \(folder.samplesPath)")
     }
 }
@@ -240,6 +274,16 @@ struct MetricsFile {
         lines.append((["\(epoch)"] + values + tail).joined(separator: ","))
         try Files.writeAtomically(lines.joined(separator: "\n") + "\n", to: path)
     }
+}
+
+/// One line naming the network.
+func describe(_ c: ModelConfig) -> String {
+    let shape = c.inputShape.map(String.init).joined(separator: "×")
+    let kind = c.isConditional ? "conditional " : ""
+    if c.architecture == "conv" {
+        return "\(kind)conv VAE \(shape) → channels \(c.channels.map(String.init).joined(separator: ",")) → z \(c.latentDimension) (\(c.upsampling.rawValue) upsampling)"
+    }
+    return "\(kind)MLP VAE " + ([c.inputSize] + c.hiddenSizes + [c.latentDimension]).map(String.init).joined(separator: "-")
 }
 
 /// One line naming what training minimises.
