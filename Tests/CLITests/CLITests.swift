@@ -246,13 +246,42 @@ func trainedRun() throws -> (run: String, data: String) {
     #expect(pca.status == 0 && pca.stdout.contains("principal components"))
 }
 
+@Test func convolutionalAndConditionalModelsFromTheCLI() throws {
+    let dir = temporaryDirectory()
+    try writeTinyDataset(dir)  // 8×8 images: two conv layers take them to 2×2
+    let conv = dir + "/conv"
+    let trained = try vae(["train", "--data-dir", dir, "--out", conv, "--arch", "conv", "--channels", "4,8", "--conditional"] + smallTrainArguments)
+    #expect(trained.status == 0, "\(trained.stderr)")
+    #expect(trained.stdout.contains("conditional conv VAE 1×8×8 → channels 4,8"))
+    let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: conv + "/config.json"))) as! [String: Any]
+    let model = config["model"] as! [String: Any]
+    #expect(model["architecture"] as? String == "conv" && model["channels"] as? [Int] == [4, 8] && model["conditionClasses"] as? Int == 10)
+    // Every command rebuilds the model from the run folder alone.
+    let perClass = try vae(["sample", conv, "--per-class", "3", "--out", dir + "/pc.png"])
+    #expect(perClass.status == 0, "\(perClass.stderr)")
+    let grid = try PNG.decode(Array(Data(contentsOf: URL(fileURLWithPath: dir + "/pc.png"))))
+    #expect(grid.width == 3 * 9 + 1 && grid.height == 10 * 9 + 1)  // one row per class
+    for arguments in [["eval", conv, "--iw-samples", "5"], ["sample", conv, "--label", "3", "--out", dir + "/l3.png"],
+                      ["reconstruct", conv, "--out", dir + "/r.png"], ["traverse", conv], ["scatter", conv], ["encode", conv]] {
+        let result = try vae(arguments)
+        #expect(result.status == 0, "\(arguments): \(result.stderr)")
+    }
+    let badLabel = try vae(["sample", conv, "--label", "12", "--out", dir + "/x.png"])
+    #expect(badLabel.status != 0 && badLabel.stderr.contains("--label 12 is not a class of this model (0…9)"))
+    let (plain, _) = try trainedRun()
+    let unconditional = try vae(["sample", plain, "--label", "1", "--out", dir + "/y.png"])
+    #expect(unconditional.status != 0 && unconditional.stderr.contains("holds an unconditional model"))
+    let oddSize = try vae(["train", "--data-dir", dir, "--out", dir + "/odd", "--arch", "conv", "--channels", "4,8,8,8"] + smallTrainArguments)
+    #expect(oddSize.status != 0 && oddSize.stderr.contains("must be divisible by 16"))
+}
+
 @Test func helpExplainsEveryOption() throws {
     let top = try vae(["--help"])
     for command in ["train", "eval", "sample", "reconstruct", "interpolate", "manifold", "traverse", "scatter", "encode", "bench"] {
         #expect(top.stdout.contains(command))
     }
     let train = try vae(["train", "--help"])
-    for option in ["--dataset", "--data-dir", "--epochs", "--batch-size", "--latent", "--hidden", "--lr", "--seed", "--likelihood", "--sigma", "--binarize", "--out", "--force", "--threads", "--parallel", "--activation", "--beta", "--kl-warmup", "--free-bits", "--iwae", "--kl"] {
+    for option in ["--dataset", "--data-dir", "--epochs", "--batch-size", "--latent", "--hidden", "--lr", "--seed", "--likelihood", "--sigma", "--binarize", "--out", "--force", "--threads", "--parallel", "--activation", "--beta", "--kl-warmup", "--free-bits", "--iwae", "--kl", "--arch", "--channels", "--upsampling", "--conditional"] {
         #expect(train.stdout.contains(option), "train --help lacks \(option)")
     }
     #expect(train.stdout.contains("nats") || train.stdout.contains("Bernoulli"))
