@@ -43,8 +43,9 @@ func fromChannelMajor(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<F
 ///
 ///     y[b, o, i, j] = bias[o] + Σ_{c, u, v} W[o, c, u, v] · x[b, c, i·s − p + u, j·s − p + v]
 ///
-/// Lowered to one GEMM per batch: cols = im2col(x) is [C·k·k, B·H'·W'], Y = W · cols.
-/// Backward: ∂W = ∂Y · colsᵀ, ∂b = Σ ∂Y, ∂x = col2im(Wᵀ · ∂Y).
+/// Lowered to GEMMs over a few images at a time (their columns kept in cache):
+/// cols = im2col(x) is [C·k·k, n·H'·W'], Y = W · cols. Backward: ∂W = Σ_chunks ∂Y · colsᵀ,
+/// ∂b = Σ ∂Y, ∂x = col2im(Wᵀ · ∂Y).
 public final class Conv2D: Layer {
     public let inChannels: Int
     public let outChannels: Int
@@ -91,52 +92,73 @@ public final class Conv2D: Layer {
         precondition(x.shape.count == 4 && x.shape[1] == inChannels, "Conv2D(\(inChannels)→\(outChannels)) got input \(x.shape)")
         let (b, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let (ho, wo) = (geometry.convolutionOutput(h), geometry.convolutionOutput(w))
-        let (m, kk) = (b * ho * wo, inChannels * geometry.kernel * geometry.kernel)
+        let (p, kk) = (ho * wo, inChannels * geometry.kernel * geometry.kernel)
         input = x
-        let c = Tensor.reusing(cols, rows: kk, columns: m)
-        cols = c
-        vae_im2col(x.data, b, inChannels, h, w, ho, wo, geometry.kernel, geometry.stride, geometry.padding, c.data)
-        let y = Tensor.reusing(channelMajor, rows: outChannels, columns: m)
-        channelMajor = y
-        BLAS.sgemm(transposeA: false, transposeB: false, m: outChannels, n: m, k: kk, alpha: 1,
-                   a: weight.value.data, lda: kk, b: c.data, ldb: m, beta: 0, c: y.data, ldc: m)
         let out = Tensor.reusing(output, shape: [b, outChannels, ho, wo])
         output = out
-        fromChannelMajor(y.data, out.data, batch: b, channels: outChannels, positions: ho * wo)
+        // A few images at a time, so that their columns stay in cache for the GEMM.
+        let n = imagesPerChunk(columnsPerImage: kk * p, batch: b)
+        let c = Tensor.reusing(cols, rows: kk, columns: n * p)
+        let y = Tensor.reusing(channelMajor, rows: outChannels, columns: n * p)
+        cols = c
+        channelMajor = y
+        for start in stride(from: 0, to: b, by: n) {
+            let count = min(n, b - start), m = count * p
+            vae_im2col(x.data + start * inChannels * h * w, count, inChannels, h, w, ho, wo, geometry.kernel, geometry.stride, geometry.padding, c.data)
+            BLAS.sgemm(transposeA: false, transposeB: false, m: outChannels, n: m, k: kk, alpha: 1,
+                       a: weight.value.data, lda: kk, b: c.data, ldb: m, beta: 0, c: y.data, ldc: m)
+            fromChannelMajor(y.data, out.data + start * outChannels * p, batch: count, channels: outChannels, positions: p)
+        }
         addChannelBias(out, bias.value)
         return out
     }
 
     public func backward(_ dy: Tensor) -> Tensor? {
-        guard let x = input, let c = cols else { preconditionFailure("Conv2D.backward before forward") }
+        guard let x = input else { preconditionFailure("Conv2D.backward before forward") }
         let (b, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let (ho, wo) = (dy.shape[2], dy.shape[3])
-        let (m, kk) = (b * ho * wo, inChannels * geometry.kernel * geometry.kernel)
-        let g = Tensor.reusing(outputGradientCM, rows: outChannels, columns: m)
+        let (p, kk) = (ho * wo, inChannels * geometry.kernel * geometry.kernel)
+        let n = imagesPerChunk(columnsPerImage: kk * p, batch: b)
+        let c = Tensor.reusing(cols, rows: kk, columns: n * p)
+        let g = Tensor.reusing(outputGradientCM, rows: outChannels, columns: n * p)
+        cols = c
         outputGradientCM = g
-        toChannelMajor(dy.data, g.data, batch: b, channels: outChannels, positions: ho * wo)
-        BLAS.sgemm(transposeA: false, transposeB: true, m: outChannels, n: kk, k: m, alpha: 1,
-                   a: g.data, lda: m, b: c.data, ldb: m, beta: 0, c: weight.gradient.data, ldc: kk)
-        g.sumColumnsPerRow(into: bias.gradient.data)
-        guard computesInputGradient else { return nil }
-        let dc = Tensor.reusing(colsGradient, rows: kk, columns: m)
-        colsGradient = dc
-        BLAS.sgemm(transposeA: true, transposeB: false, m: kk, n: m, k: outChannels, alpha: 1,
-                   a: weight.value.data, lda: kk, b: g.data, ldb: m, beta: 0, c: dc.data, ldc: m)
-        let dx = Tensor.reusing(inputGradient, shape: x.shape)
-        inputGradient = dx
-        dx.fill(0)
-        vae_col2im(dc.data, b, inChannels, h, w, ho, wo, geometry.kernel, geometry.stride, geometry.padding, dx.data)
+        let dx: Tensor? = computesInputGradient ? Tensor.reusing(inputGradient, shape: x.shape) : nil
+        inputGradient = dx ?? inputGradient
+        let dc: Tensor? = computesInputGradient ? Tensor.reusing(colsGradient, rows: kk, columns: n * p) : nil
+        colsGradient = dc ?? colsGradient
+        dx?.fill(0)
+        channelSums(dy, into: bias.gradient.data)
+        for start in stride(from: 0, to: b, by: n) {
+            let count = min(n, b - start), m = count * p
+            // The chunk's columns again (recomputing is cheaper than keeping the whole batch's).
+            vae_im2col(x.data + start * inChannels * h * w, count, inChannels, h, w, ho, wo, geometry.kernel, geometry.stride, geometry.padding, c.data)
+            toChannelMajor(dy.data + start * outChannels * p, g.data, batch: count, channels: outChannels, positions: p)
+            BLAS.sgemm(transposeA: false, transposeB: true, m: outChannels, n: kk, k: m, alpha: 1,
+                       a: g.data, lda: m, b: c.data, ldb: m, beta: start == 0 ? 0 : 1, c: weight.gradient.data, ldc: kk)
+            if let dx, let dc {
+                BLAS.sgemm(transposeA: true, transposeB: false, m: kk, n: m, k: outChannels, alpha: 1,
+                           a: weight.value.data, lda: kk, b: g.data, ldb: m, beta: 0, c: dc.data, ldc: m)
+                vae_col2im(dc.data, count, inChannels, h, w, ho, wo, geometry.kernel, geometry.stride, geometry.padding, dx.data + start * inChannels * h * w)
+            }
+        }
         return dx
     }
+}
+
+/// Images per chunk so that a chunk's columns (`columnsPerImage` values each) take about 1 MB.
+@inline(__always)
+func imagesPerChunk(columnsPerImage: Int, batch: Int) -> Int {
+    max(1, min(batch, (1 << 18) / max(columnsPerImage, 1)))
 }
 
 /// 2-D transposed convolution over NCHW input, weight [C_in, C_out, k, k] and bias [C_out]
 /// (PyTorch's `nn.ConvTranspose2d`): the adjoint of a convolution, each input value spreading
 /// W[c, o, ·, ·] over the output window at (i·s − p, j·s − p); output size (H − 1)s − 2p + k.
 ///
-/// Lowered to one GEMM: cols = Wᵀ · X (X channel-major [C_in, B·H·W]), y = col2im(cols) + b.
-/// Backward: ∂cols = im2col(∂y), ∂W = X · ∂colsᵀ, ∂x = W · ∂cols.
+/// Lowered to GEMMs over a few images at a time: cols = Wᵀ · X (X channel-major
+/// [C_in, n·H·W]), y = col2im(cols) + b. Backward: ∂cols = im2col(∂y), ∂W = Σ_chunks X · ∂colsᵀ,
+/// ∂x = W · ∂cols.
 public final class ConvTranspose2D: Layer {
     public let inChannels: Int
     public let outChannels: Int
@@ -145,8 +167,8 @@ public final class ConvTranspose2D: Layer {
     public let bias: Parameter
     public var computesInputGradient = true
 
+    private var input: Tensor?
     private var inputCM: Tensor?
-    private var inputShape: [Int] = []
     private var cols: Tensor?
     private var output: Tensor?
     private var colsGradient: Tensor?
@@ -183,42 +205,54 @@ public final class ConvTranspose2D: Layer {
         precondition(x.shape.count == 4 && x.shape[1] == inChannels, "ConvTranspose2D(\(inChannels)→\(outChannels)) got input \(x.shape)")
         let (b, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let (ho, wo) = (geometry.transposedOutput(h), geometry.transposedOutput(w))
-        let (m, kk) = (b * h * w, outChannels * geometry.kernel * geometry.kernel)
-        inputShape = x.shape
-        let xc = Tensor.reusing(inputCM, rows: inChannels, columns: m)
-        inputCM = xc
-        toChannelMajor(x.data, xc.data, batch: b, channels: inChannels, positions: h * w)
-        let c = Tensor.reusing(cols, rows: kk, columns: m)
-        cols = c
-        BLAS.sgemm(transposeA: true, transposeB: false, m: kk, n: m, k: inChannels, alpha: 1,
-                   a: weight.value.data, lda: kk, b: xc.data, ldb: m, beta: 0, c: c.data, ldc: m)
+        let (p, kk) = (h * w, outChannels * geometry.kernel * geometry.kernel)
+        input = x
         let out = Tensor.reusing(output, shape: [b, outChannels, ho, wo])
         output = out
         out.fill(0)
-        vae_col2im(c.data, b, outChannels, ho, wo, h, w, geometry.kernel, geometry.stride, geometry.padding, out.data)
+        let n = imagesPerChunk(columnsPerImage: kk * p, batch: b)
+        let xc = Tensor.reusing(inputCM, rows: inChannels, columns: n * p)
+        let c = Tensor.reusing(cols, rows: kk, columns: n * p)
+        inputCM = xc
+        cols = c
+        for start in stride(from: 0, to: b, by: n) {
+            let count = min(n, b - start), m = count * p
+            toChannelMajor(x.data + start * inChannels * p, xc.data, batch: count, channels: inChannels, positions: p)
+            BLAS.sgemm(transposeA: true, transposeB: false, m: kk, n: m, k: inChannels, alpha: 1,
+                       a: weight.value.data, lda: kk, b: xc.data, ldb: m, beta: 0, c: c.data, ldc: m)
+            vae_col2im(c.data, count, outChannels, ho, wo, h, w, geometry.kernel, geometry.stride, geometry.padding, out.data + start * outChannels * ho * wo)
+        }
         addChannelBias(out, bias.value)
         return out
     }
 
     public func backward(_ dy: Tensor) -> Tensor? {
-        guard let xc = inputCM else { preconditionFailure("ConvTranspose2D.backward before forward") }
-        let (b, h, w) = (inputShape[0], inputShape[2], inputShape[3])
+        guard let x = input else { preconditionFailure("ConvTranspose2D.backward before forward") }
+        let (b, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let (ho, wo) = (dy.shape[2], dy.shape[3])
-        let (m, kk) = (b * h * w, outChannels * geometry.kernel * geometry.kernel)
-        let dc = Tensor.reusing(colsGradient, rows: kk, columns: m)
+        let (p, kk) = (h * w, outChannels * geometry.kernel * geometry.kernel)
+        let n = imagesPerChunk(columnsPerImage: kk * p, batch: b)
+        let xc = Tensor.reusing(inputCM, rows: inChannels, columns: n * p)
+        let dc = Tensor.reusing(colsGradient, rows: kk, columns: n * p)
+        inputCM = xc
         colsGradient = dc
-        vae_im2col(dy.data, b, outChannels, ho, wo, h, w, geometry.kernel, geometry.stride, geometry.padding, dc.data)
-        BLAS.sgemm(transposeA: false, transposeB: true, m: inChannels, n: kk, k: m, alpha: 1,
-                   a: xc.data, lda: m, b: dc.data, ldb: m, beta: 0, c: weight.gradient.data, ldc: kk)
+        let dx: Tensor? = computesInputGradient ? Tensor.reusing(inputGradient, shape: x.shape) : nil
+        inputGradient = dx ?? inputGradient
+        let gx: Tensor? = computesInputGradient ? Tensor.reusing(inputGradientCM, rows: inChannels, columns: n * p) : nil
+        inputGradientCM = gx ?? inputGradientCM
         channelSums(dy, into: bias.gradient.data)
-        guard computesInputGradient else { return nil }
-        let gx = Tensor.reusing(inputGradientCM, rows: inChannels, columns: m)
-        inputGradientCM = gx
-        BLAS.sgemm(transposeA: false, transposeB: false, m: inChannels, n: m, k: kk, alpha: 1,
-                   a: weight.value.data, lda: kk, b: dc.data, ldb: m, beta: 0, c: gx.data, ldc: m)
-        let dx = Tensor.reusing(inputGradient, shape: inputShape)
-        inputGradient = dx
-        fromChannelMajor(gx.data, dx.data, batch: b, channels: inChannels, positions: h * w)
+        for start in stride(from: 0, to: b, by: n) {
+            let count = min(n, b - start), m = count * p
+            vae_im2col(dy.data + start * outChannels * ho * wo, count, outChannels, ho, wo, h, w, geometry.kernel, geometry.stride, geometry.padding, dc.data)
+            toChannelMajor(x.data + start * inChannels * p, xc.data, batch: count, channels: inChannels, positions: p)
+            BLAS.sgemm(transposeA: false, transposeB: true, m: inChannels, n: kk, k: m, alpha: 1,
+                       a: xc.data, lda: m, b: dc.data, ldb: m, beta: start == 0 ? 0 : 1, c: weight.gradient.data, ldc: kk)
+            if let dx, let gx {
+                BLAS.sgemm(transposeA: false, transposeB: false, m: inChannels, n: m, k: kk, alpha: 1,
+                           a: weight.value.data, lda: kk, b: dc.data, ldb: m, beta: 0, c: gx.data, ldc: m)
+                fromChannelMajor(gx.data, dx.data + start * inChannels * p, batch: count, channels: inChannels, positions: p)
+            }
+        }
         return dx
     }
 }

@@ -115,3 +115,33 @@ func transposedConvolutionMatchesDirectLoopsAndItsGradientsCheck(geometry: Convo
     let copy = conv.replica() as! Conv2D
     #expect(copy.weight.value === conv.weight.value && copy.weight.gradient !== conv.weight.gradient)
 }
+
+/// Runs a batch (processed in several chunks) and each image alone; outputs, input gradients and
+/// summed weight gradients must agree.
+func checkChunkingIsInvisible(_ layer: Layer, input x: Tensor, weight: Parameter) {
+    let batch = x.rows, size = x.rowSize
+    let y = layer(x).clone()
+    let dy = randomTensor(y.shape, seed: 9)
+    let dx = layer.backward(dy)!.clone()
+    let dW = weight.gradient.clone()
+    let summed = Tensor(shape: dW.shape)
+    for i in 0..<batch {
+        let xi = Tensor(viewing: x, rows: i..<(i + 1)).clone()
+        let yi = layer(xi)
+        for k in 0..<yi.count { #expect(abs(yi[k] - y[i * yi.count + k]) < 1e-4) }
+        let dxi = layer.backward(Tensor(viewing: dy, rows: i..<(i + 1)).clone())!
+        for k in 0..<size { #expect(abs(dxi[k] - dx[i * size + k]) < 1e-4) }
+        summed.add(weight.gradient)
+    }
+    let worst = (0..<dW.count).map { abs(dW[$0] - summed[$0]) / max(1, abs(summed[$0])) }.max()!
+    #expect(worst < 1e-4, "weight gradient differs by \(worst)")
+}
+
+@Test func chunkedConvolutionsMatchImageByImage() {
+    // 32 channels × 3×3 kernel over 16×16 positions: three images per chunk, so 5 images make 2 chunks.
+    var rng = RandomGenerator(seed: 1)
+    let conv = Conv2D(32, 2, geometry: ConvolutionGeometry(kernel: 3, stride: 1, padding: 1), rng: &rng)
+    checkChunkingIsInvisible(conv, input: randomTensor([5, 32, 16, 16], seed: 2), weight: conv.weight)
+    let convT = ConvTranspose2D(2, 32, geometry: ConvolutionGeometry(kernel: 3, stride: 1, padding: 1), rng: &rng)
+    checkChunkingIsInvisible(convT, input: randomTensor([5, 2, 16, 16], seed: 3), weight: convT.weight)
+}
