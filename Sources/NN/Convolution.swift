@@ -39,14 +39,9 @@ func fromChannelMajor(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<F
     }
 }
 
-/// 2-D convolution over NCHW input, weight [O, C, k, k] and bias [O] (PyTorch's `nn.Conv2d`):
-///
-///     y[b, o, i, j] = bias[o] + Σ_{c, u, v} W[o, c, u, v] · x[b, c, i·s − p + u, j·s − p + v]
-///
-/// Lowered to GEMMs over a few images at a time (their columns kept in cache):
-/// cols = im2col(x) is [C·k·k, n·H'·W'], Y = W · cols. Backward: ∂W = Σ_chunks ∂Y · colsᵀ,
-/// ∂b = Σ ∂Y, ∂x = col2im(Wᵀ · ∂Y).
-public final class Conv2D: Layer {
+/// What the two convolutions share: channels, geometry, weight and bias, PyTorch's default
+/// initialisation (uniform in ±1/√fan-in), and replicas that share the parameter values.
+public class ConvolutionLayer {
     public let inChannels: Int
     public let outChannels: Int
     public let geometry: ConvolutionGeometry
@@ -54,6 +49,37 @@ public final class Conv2D: Layer {
     public let bias: Parameter
     public var computesInputGradient = true
 
+    init(_ inChannels: Int, _ outChannels: Int, geometry: ConvolutionGeometry, weightShape: [Int], fanIn: Int, rng: inout RandomGenerator) {
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.geometry = geometry
+        weight = Parameter(Tensor(shape: weightShape))
+        bias = Parameter(Tensor(shape: [outChannels]))
+        let bound = 1 / Float(fanIn).squareRoot()
+        rng.fillUniform(weight.value, low: -bound, high: bound)
+        rng.fillUniform(bias.value, low: -bound, high: bound)
+    }
+
+    required init(sharingParametersOf other: ConvolutionLayer) {
+        inChannels = other.inChannels
+        outChannels = other.outChannels
+        geometry = other.geometry
+        weight = Parameter(sharingValueOf: other.weight)
+        bias = Parameter(sharingValueOf: other.bias)
+        computesInputGradient = other.computesInputGradient
+    }
+
+    public var namedParameters: [(name: String, parameter: Parameter)] { [("weight", weight), ("bias", bias)] }
+}
+
+/// 2-D convolution over NCHW input, weight [O, C, k, k] and bias [O] (PyTorch's `nn.Conv2d`):
+///
+///     y[b, o, i, j] = bias[o] + Σ_{c, u, v} W[o, c, u, v] · x[b, c, i·s − p + u, j·s − p + v]
+///
+/// Lowered to GEMMs over a few images at a time (their columns kept in cache):
+/// cols = im2col(x) is [C·k·k, n·H'·W'], Y = W · cols. Backward: ∂W = Σ_chunks ∂Y · colsᵀ,
+/// ∂b = Σ ∂Y, ∂x = col2im(Wᵀ · ∂Y).
+public final class Conv2D: ConvolutionLayer, Layer {
     private var input: Tensor?
     private var cols: Tensor?
     private var channelMajor: Tensor?
@@ -64,29 +90,13 @@ public final class Conv2D: Layer {
 
     /// Initialised as PyTorch's `nn.Conv2d`: W and b uniform in ±1/√(C·k·k).
     public init(_ inChannels: Int, _ outChannels: Int, geometry: ConvolutionGeometry, rng: inout RandomGenerator) {
-        self.inChannels = inChannels
-        self.outChannels = outChannels
-        self.geometry = geometry
         let k = geometry.kernel
-        weight = Parameter(Tensor(shape: [outChannels, inChannels, k, k]))
-        bias = Parameter(Tensor(shape: [outChannels]))
-        let bound = 1 / Float(inChannels * k * k).squareRoot()
-        rng.fillUniform(weight.value, low: -bound, high: bound)
-        rng.fillUniform(bias.value, low: -bound, high: bound)
+        super.init(inChannels, outChannels, geometry: geometry, weightShape: [outChannels, inChannels, k, k], fanIn: inChannels * k * k, rng: &rng)
     }
 
-    private init(sharingParametersOf other: Conv2D) {
-        inChannels = other.inChannels
-        outChannels = other.outChannels
-        geometry = other.geometry
-        weight = Parameter(sharingValueOf: other.weight)
-        bias = Parameter(sharingValueOf: other.bias)
-        computesInputGradient = other.computesInputGradient
-    }
+    required init(sharingParametersOf other: ConvolutionLayer) { super.init(sharingParametersOf: other) }
 
     public func replica() -> Layer { Conv2D(sharingParametersOf: self) }
-
-    public var namedParameters: [(name: String, parameter: Parameter)] { [("weight", weight), ("bias", bias)] }
 
     public func forward(_ x: Tensor) -> Tensor {
         precondition(x.shape.count == 4 && x.shape[1] == inChannels, "Conv2D(\(inChannels)→\(outChannels)) got input \(x.shape)")
@@ -159,14 +169,7 @@ func imagesPerChunk(columnsPerImage: Int, batch: Int) -> Int {
 /// Lowered to GEMMs over a few images at a time: cols = Wᵀ · X (X channel-major
 /// [C_in, n·H·W]), y = col2im(cols) + b. Backward: ∂cols = im2col(∂y), ∂W = Σ_chunks X · ∂colsᵀ,
 /// ∂x = W · ∂cols.
-public final class ConvTranspose2D: Layer {
-    public let inChannels: Int
-    public let outChannels: Int
-    public let geometry: ConvolutionGeometry
-    public let weight: Parameter
-    public let bias: Parameter
-    public var computesInputGradient = true
-
+public final class ConvTranspose2D: ConvolutionLayer, Layer {
     private var input: Tensor?
     private var inputCM: Tensor?
     private var cols: Tensor?
@@ -177,29 +180,13 @@ public final class ConvTranspose2D: Layer {
 
     /// Initialised as PyTorch's `nn.ConvTranspose2d`: uniform in ±1/√(C_out·k·k).
     public init(_ inChannels: Int, _ outChannels: Int, geometry: ConvolutionGeometry, rng: inout RandomGenerator) {
-        self.inChannels = inChannels
-        self.outChannels = outChannels
-        self.geometry = geometry
         let k = geometry.kernel
-        weight = Parameter(Tensor(shape: [inChannels, outChannels, k, k]))
-        bias = Parameter(Tensor(shape: [outChannels]))
-        let bound = 1 / Float(outChannels * k * k).squareRoot()
-        rng.fillUniform(weight.value, low: -bound, high: bound)
-        rng.fillUniform(bias.value, low: -bound, high: bound)
+        super.init(inChannels, outChannels, geometry: geometry, weightShape: [inChannels, outChannels, k, k], fanIn: outChannels * k * k, rng: &rng)
     }
 
-    private init(sharingParametersOf other: ConvTranspose2D) {
-        inChannels = other.inChannels
-        outChannels = other.outChannels
-        geometry = other.geometry
-        weight = Parameter(sharingValueOf: other.weight)
-        bias = Parameter(sharingValueOf: other.bias)
-        computesInputGradient = other.computesInputGradient
-    }
+    required init(sharingParametersOf other: ConvolutionLayer) { super.init(sharingParametersOf: other) }
 
     public func replica() -> Layer { ConvTranspose2D(sharingParametersOf: self) }
-
-    public var namedParameters: [(name: String, parameter: Parameter)] { [("weight", weight), ("bias", bias)] }
 
     public func forward(_ x: Tensor) -> Tensor {
         precondition(x.shape.count == 4 && x.shape[1] == inChannels, "ConvTranspose2D(\(inChannels)→\(outChannels)) got input \(x.shape)")

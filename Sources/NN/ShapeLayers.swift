@@ -19,22 +19,12 @@ public final class Reshape: ParameterFreeLayer {
     public func forward(_ x: Tensor) -> Tensor {
         precondition(x.rowSize == rowShape.reduce(1, *), "Reshape to \(rowShape) got \(x.shape)")
         inputShape = x.shape
-        return Self.view(x, shape: [x.rows] + rowShape, in: &output)
+        return Tensor.view(x, shape: [x.rows] + rowShape, reusing: &output)
     }
 
     public func backward(_ dy: Tensor) -> Tensor? {
         guard computesInputGradient else { return nil }
-        return Self.view(dy, shape: inputShape, in: &gradient)
-    }
-
-    private static func view(_ t: Tensor, shape: [Int], in slot: inout Tensor?) -> Tensor {
-        if let v = slot {
-            v.view(t, shape: shape)
-            return v
-        }
-        let v = Tensor(viewing: t, shape: shape)
-        slot = v
-        return v
+        return Tensor.view(dy, shape: inputShape, reusing: &gradient)
     }
 }
 

@@ -91,6 +91,28 @@ public final class Tensor {
         if base == nil { data.deallocate() }
     }
 
+    /// A view of rows `rows` of `base`, re-pointing the view held in `slot` (or making one).
+    public static func view(_ base: Tensor, rows: Range<Int>, reusing slot: inout Tensor?) -> Tensor {
+        if let v = slot {
+            v.view(base, rows: rows)
+            return v
+        }
+        let v = Tensor(viewing: base, rows: rows)
+        slot = v
+        return v
+    }
+
+    /// A view of all of `base` with `shape`, re-pointing the view held in `slot` (or making one).
+    public static func view(_ base: Tensor, shape: [Int], reusing slot: inout Tensor?) -> Tensor {
+        if let v = slot {
+            v.view(base, shape: shape)
+            return v
+        }
+        let v = Tensor(viewing: base, shape: shape)
+        slot = v
+        return v
+    }
+
     /// Size of the leading (batch) dimension.
     @inlinable public var rows: Int { shape[0] }
     /// Elements per batch row (`count / rows`).

@@ -56,14 +56,7 @@ public final class DataParallel {
 
     /// A view of `rows` of `t` held in `buffer` (no copy; re-pointed on every call).
     private func slice(_ t: Tensor, rows range: Range<Int>, buffer: inout Tensor?) -> Tensor {
-        if count == 1 { return t }
-        if let view = buffer {
-            view.view(t, rows: range)
-            return view
-        }
-        let view = Tensor(viewing: t, rows: range)
-        buffer = view
-        return view
+        count == 1 ? t : Tensor.view(t, rows: range, reusing: &buffer)
     }
 
     /// Rows `range` of a condition (one-hot labels) for worker `w`, as a view; nil stays nil.
