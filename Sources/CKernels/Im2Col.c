@@ -18,7 +18,7 @@ static inline void valid_range(long n, long size, long stride, long padding, lon
 // kernel columns kw = 0…3 read L[2·pw − 1 + kw], that is: the odd elements shifted right by one,
 // the even elements, the odd elements, the even elements shifted left by one. One pass over each
 // source row writes all four column segments.
-static inline void im2col_k4s2p1(const float *restrict src, long batch, long channels, long height, long width,
+__attribute__((always_inline)) static inline void im2col_k4s2p1(const float *restrict src, long batch, long channels, long height, long width,
                                  long gridHeight, long gridWidth, float *restrict cols) {
     const long M = batch * gridHeight * gridWidth;
     for (long c = 0; c < channels; c++)
@@ -45,7 +45,7 @@ static inline void im2col_k4s2p1(const float *restrict src, long batch, long cha
     }
 }
 
-static inline void col2im_k4s2p1(const float *restrict cols, long batch, long channels, long height, long width,
+__attribute__((always_inline)) static inline void col2im_k4s2p1(const float *restrict cols, long batch, long channels, long height, long width,
                                  long gridHeight, long gridWidth, float *restrict dst) {
     const long M = batch * gridHeight * gridWidth;
     for (long c = 0; c < channels; c++)
