@@ -54,6 +54,20 @@ public final class BatchLoader {
         return Epoch(loader: self)
     }
 
+    /// The rest of the current epoch from batch `batchIndex` on, without shuffling (to resume).
+    public func resumeEpoch(atBatch batchIndex: Int) -> Epoch {
+        Epoch(loader: self, position: min(batchIndex * batchSize, dataset.count))
+    }
+
+    /// The order of the examples in the current epoch (saved with a checkpoint).
+    public var currentOrder: [Int] {
+        get { order }
+        set {
+            precondition(newValue.sorted() == Array(0..<dataset.count), "not a permutation of the data set")
+            order = newValue
+        }
+    }
+
     /// Fills the loader's batch tensor with the examples at `indices` and returns it.
     func fill(_ indices: ArraySlice<Int>) -> Tensor {
         batch.setBatch(indices.count)

@@ -184,6 +184,16 @@ public struct SafeTensorsArchive {
         return out
     }
 
+    /// The elements of an I64 tensor.
+    public func int64s(_ name: String) throws -> [Int64] {
+        guard let info = tensors[name] else { throw SafeTensorsError.missingTensor(name) }
+        guard info.dtype == .i64 else { throw SafeTensorsError.wrongDType(name: name, found: info.dtype.rawValue, expected: "I64") }
+        let start = dataStart + info.dataRange.lowerBound
+        return bytes.withUnsafeBytes { raw in
+            (0..<(info.dataRange.count / 8)).map { Int64(littleEndian: raw.loadUnaligned(fromByteOffset: start + 8 * $0, as: Int64.self)) }
+        }
+    }
+
     /// The raw little-endian bytes of any tensor.
     public func rawBytes(_ name: String) throws -> ArraySlice<UInt8> {
         guard let info = tensors[name] else { throw SafeTensorsError.missingTensor(name) }
@@ -211,6 +221,16 @@ public struct SafeTensorsWriter {
 
     public mutating func add(_ name: String, shape: [Int], floats: [Float]) {
         floats.withUnsafeBufferPointer { add(name, shape: shape, floats: $0) }
+    }
+
+    /// Adds an I64 tensor.
+    public mutating func add(_ name: String, shape: [Int], int64s: [Int64]) {
+        precondition(shape.reduce(1, *) == int64s.count, "shape \(shape) for \(int64s.count) values")
+        precondition(name != "__metadata__" && !entries.contains { $0.name == name }, "duplicate tensor name \(name)")
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(8 * int64s.count)
+        for v in int64s { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+        entries.append((name, .i64, shape, bytes))
     }
 
     /// The file's bytes.

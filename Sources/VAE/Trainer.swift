@@ -16,6 +16,13 @@ public struct StepProgress: Sendable {
     public let imagesSeen: Int
     /// Running mean of −ELBO per image over this epoch so far.
     public let runningLoss: Double
+
+    public init(step: Int, stepsInEpoch: Int, imagesSeen: Int, runningLoss: Double) {
+        self.step = step
+        self.stepsInEpoch = stepsInEpoch
+        self.imagesSeen = imagesSeen
+        self.runningLoss = runningLoss
+    }
 }
 
 /// Minimises the batch-mean −ELBO with an optimiser (Adam by default).
@@ -33,8 +40,8 @@ public final class Trainer {
     public var objective: TrainingObjective
     /// Epochs of training done so far (fractional within an epoch); drives the KL warm-up.
     public var epochsDone: Double = 0
-    /// Total optimiser steps taken.
-    public private(set) var step = 0
+    /// Total optimiser steps taken (restored when resuming).
+    public var step = 0
     public let parallel: DataParallel
     private var noise: Tensor?
     /// One slot per worker, written concurrently (a raw buffer: no shared Swift container).

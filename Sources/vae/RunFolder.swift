@@ -34,6 +34,8 @@ struct RunFolder {
     var metricsPath: String { "\(path)/metrics.csv" }
     var samplesPath: String { "\(path)/samples.png" }
     var reconstructionsPath: String { "\(path)/reconstructions.png" }
+    /// Weights, optimiser state and position, to continue training (`vae train --resume`).
+    var checkpointPath: String { "\(path)/checkpoint.safetensors" }
 
     /// Seed used for every evaluation's ε, so a run's figures are reproducible.
     static let evaluationSeed: UInt64 = 0

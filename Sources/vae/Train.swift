@@ -106,8 +106,14 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Run folder to write.", valueName: "run"))
     var out: String = "runs/default"
 
-    @Flag(help: "Overwrite a run folder that already holds a model.")
+    @Flag(help: "Write into a run folder that is not empty (its model and checkpoint are replaced).")
     var force = false
+
+    @Option(help: ArgumentHelp("Continue the interrupted run in this folder exactly where its last checkpoint left it (its config.json decides everything else).", valueName: "run"))
+    var resume: String?
+
+    @Option(help: ArgumentHelp("Also save a training checkpoint every N steps (one is always saved after each epoch).", valueName: "N"))
+    var checkpointEvery: Int = 0
 
     func validate() throws {
         guard DatasetName(rawValue: dataset) != nil else {
@@ -129,6 +135,7 @@ struct Train: ParsableCommand {
         guard arch == "mlp" || arch == "conv" else { throw ValidationError("--arch must be mlp or conv") }
         guard Upsampling(rawValue: upsampling) != nil else { throw ValidationError("--upsampling must be transposed or nearest") }
         try threading.validate()
+        guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every must be 0 or more steps") }
         do {
             try objective().validate()
         } catch let error as ModelConfigError {
@@ -161,20 +168,140 @@ struct Train: ParsableCommand {
 
     func run() throws {
         let workers = threading.configure()
-        let folder = RunFolder(path: out)
-        if Files.exists(folder.modelPath) && !force {
-            throw CLIError("\(out) already holds a trained model; choose another --out or pass --force to overwrite it")
+        let folder = RunFolder(path: resume ?? out)
+        let runConfig: RunConfig
+        if resume != nil {
+            runConfig = try folder.readConfig()
+            guard Files.exists(folder.checkpointPath) else {
+                throw CLIError("\(folder.checkpointPath): no training checkpoint to resume from")
+            }
+        } else {
+            try refuseNonEmpty(folder)
+            runConfig = try newRunConfig()
         }
+        let training = runConfig.training, modelConfig = runConfig.model
+        let objective = training.objective ?? TrainingObjective()
+        var trainSet = try training.datasetName.load(.train, directory: training.dataDirectory)
+        let testSet = try training.loadTestSet()
+        if let limit = ProcessEnvironment.trainLimit { trainSet = trainSet.prefix(limit) }
+        guard trainSet.shape == modelConfig.inputShape else {
+            throw CLIError("the training images are \(trainSet.shape), the model expects \(modelConfig.inputShape)")
+        }
+        if modelConfig.isConditional && trainSet.labels == nil { throw CLIError("--conditional needs labels, and the training data has none") }
+
+        // Independent streams from one seed: initialisation, data order/binarisation, ε.
+        var initRNG = RandomGenerator(seed: training.seed)
+        let model = VariationalAutoencoder(config: modelConfig, rng: &initRNG)
+        let optimizer = Adam(parameters: model.parameters, learningRate: training.learningRate)
+        let trainer = Trainer(
+            model: model, optimizer: optimizer, rng: RandomGenerator(seed: training.seed &+ 0x5EED_0002), workers: workers,
+            objective: objective)
+        let loader = BatchLoader(
+            dataset: trainSet, batchSize: training.batchSize, shuffle: true, binarize: training.binarize,
+            seed: training.seed &+ 0x5EED_0001, conditionClasses: modelConfig.conditionClasses)
+        let testLoader = makeLoader(testSet, batchSize: 1000, for: model)
+
+        var start = TrainingState(
+            epoch: 0, batchIndex: 0, step: 0, noiseRNG: trainer.rng.state, dataRNG: loader.rng.state,
+            order: loader.currentOrder, partialLoss: LossBreakdown(), elapsed: 0, workers: workers)
+        var metrics: MetricsFile
+        if resume != nil {
+            start = try Checkpoint.loadTraining(folder.checkpointPath, into: model, optimizer: optimizer, examples: trainSet.count)
+            trainer.rng = RandomGenerator(state: start.noiseRNG)!
+            loader.rng = RandomGenerator(state: start.dataRNG)!
+            loader.currentOrder = start.order
+            trainer.step = start.step
+            metrics = try MetricsFile(resuming: folder.metricsPath, latentDimension: modelConfig.latentDimension, completedEpochs: start.epoch)
+            if start.workers != workers {
+                printWarning("the run used \(start.workers) batch workers and this resume uses \(workers): the result will differ from an uninterrupted run by rounding (use --threads \(start.workers) for identical numbers)")
+            }
+            guard start.epoch < training.epochs else {
+                print("\(folder.path) has finished all \(training.epochs) epochs; nothing to resume")
+                return
+            }
+            print("vae train: resuming \(folder.path) at epoch \(start.epoch + 1), step \(start.batchIndex) of the epoch (\(start.step) steps done)")
+        } else {
+            try Files.createDirectory(folder.path)
+            try folder.writeConfig(runConfig)
+            metrics = MetricsFile(path: folder.metricsPath, latentDimension: modelConfig.latentDimension)
+        }
+
+        print("vae train: \(describe(modelConfig)), \(modelConfig.likelihood.rawValue) likelihood, \(model.parameterCount) parameters; \(training.dataset)\(training.binarize ? " (binarised)" : ""): \(trainSet.count) train / \(testSet.count) test images")
+        print("\(threading.summary(workers: workers)); batch \(training.batchSize), Adam lr \(training.learningRate), seed \(training.seed) → \(folder.path)/")
+        print("objective: \(describe(objective))")
+        KernelCheck.warnIfSlow()
+        StopSignal.install()
+
+        var progress = ProgressReporter(epochs: training.epochs)
+        let steps = loader.batchesPerEpoch
+        for epoch in start.epoch..<training.epochs {
+            let resuming = epoch == start.epoch && start.batchIndex > 0
+            var index = resuming ? start.batchIndex : 0
+            var trainLoss = epoch == start.epoch ? start.partialLoss : LossBreakdown()
+            let startTime = now() - (epoch == start.epoch ? start.elapsed : 0)
+            func state() -> TrainingState {
+                TrainingState(
+                    epoch: epoch, batchIndex: index, step: trainer.step, noiseRNG: trainer.rng.state, dataRNG: loader.rng.state,
+                    order: loader.currentOrder, partialLoss: trainLoss, elapsed: now() - startTime, workers: workers)
+            }
+            for batch in resuming ? loader.resumeEpoch(atBatch: index) : loader.epoch() {
+                trainer.epochsDone = Double(epoch) + Double(index) / Double(steps)
+                do {
+                    trainLoss += try trainer.trainStep(batch, condition: loader.lastCondition)
+                } catch let error as NonFiniteLossError {
+                    progress.endEpoch()
+                    throw CLIError("epoch \(epoch + 1), step \(index + 1): \(error.description). The last checkpoint in \(folder.path)/ is unchanged.")
+                }
+                index += 1
+                progress.update(
+                    epoch: epoch + 1, progress: StepProgress(step: index, stepsInEpoch: steps, imagesSeen: trainLoss.images, runningLoss: trainLoss.meanNegativeELBO),
+                    elapsed: now() - startTime)
+                if checkpointEvery > 0 && trainer.step % checkpointEvery == 0 && index < steps {
+                    try Checkpoint.saveTraining(model, optimizer: optimizer, state: state(), to: folder.checkpointPath)
+                }
+                if let signal = StopSignal.received {
+                    progress.endEpoch()
+                    try Checkpoint.saveTraining(model, optimizer: optimizer, state: state(), to: folder.checkpointPath)
+                    print("vae train: stopped by \(signal == SIGINT ? "SIGINT" : "SIGTERM") at epoch \(epoch + 1), step \(index) of \(steps); checkpoint saved")
+                    print("continue with: vae train --resume \(folder.path)")
+                    throw ExitCode(128 + signal)
+                }
+            }
+            let seconds = now() - startTime
+            progress.endEpoch()
+            let testLoss = model.evaluate(testLoader.epoch(), seed: RunFolder.evaluationSeed) { testLoader.lastCondition }
+            let stats = model.latentStatistics(testLoader.epoch()) { testLoader.lastCondition }
+            let rate = Double(trainLoss.images) / seconds
+            try metrics.append(
+                epoch: epoch + 1, train: trainLoss, test: testLoss, seconds: seconds, imagesPerSecond: rate,
+                klWeight: Double(objective.klWeight(afterEpochs: Double(epoch))), latent: stats)
+            try Checkpoint.save(model, to: folder.modelPath, metadata: ["epoch": "\(epoch + 1)"])
+            index = 0
+            trainLoss = LossBreakdown()
+            var next = state()
+            next.epoch = epoch + 1
+            next.elapsed = 0
+            try Checkpoint.saveTraining(model, optimizer: optimizer, state: next, to: folder.checkpointPath)
+            print("epoch \(epoch + 1)/\(training.epochs)  train −ELBO \(fixed(metrics.lastTrainLoss, 2))  test −ELBO \(fixed(testLoss.meanNegativeELBO, 2)) (reconstruction \(fixed(testLoss.meanReconstruction, 2)) + KL \(fixed(testLoss.meanKL, 2)))  \(fixed(seconds, 2)) s  \(Int(rate)) img/s")
+        }
+        try PNG.write(Pictures.reconstructions(model, testSet: testSet, count: 32), to: folder.reconstructionsPath)
+        let samples = modelConfig.isConditional
+            ? Pictures.samplesPerClass(model, perClass: 8, seed: training.seed)
+            : Pictures.samples(model, count: 64, seed: training.seed)
+        try PNG.write(samples, to: folder.samplesPath)
+        print("wrote \(folder.modelPath), \(folder.metricsPath), \(folder.reconstructionsPath), \(folder.samplesPath)")
+    }
+
+    /// The run's configuration from the flags.
+    func newRunConfig() throws -> RunConfig {
         let name = DatasetName(rawValue: dataset)!
-        var trainSet = try name.load(.train, directory: dataDir)
         let training = TrainingConfig(
             dataset: dataset, dataDirectory: dataDir, epochs: epochs, batchSize: batchSize,
             learningRate: lr, seed: seed, binarize: binarize, testBinarizationSeed: RunFolder.testBinarizationSeed,
             objective: try objective())
-        let testSet = try training.loadTestSet()
-        if let limit = ProcessEnvironment.trainLimit { trainSet = trainSet.prefix(limit) }
+        let shape = try name.load(.test, directory: dataDir).shape
         let modelConfig = ModelConfig(
-            architecture: arch, inputShape: trainSet.shape, hiddenSizes: try hiddenSizes(), latentDimension: latent,
+            architecture: arch, inputShape: shape, hiddenSizes: try hiddenSizes(), latentDimension: latent,
             activation: ActivationKind(rawValue: activation)!, likelihood: LikelihoodKind(rawValue: likelihood)!,
             gaussianSigma: sigma, channels: try channelWidths(), upsampling: Upsampling(rawValue: upsampling)!,
             conditionClasses: conditional ? name.classNames.count : 0)
@@ -183,60 +310,39 @@ struct Train: ParsableCommand {
         } catch let error as ModelConfigError {
             throw CLIError(error.message)
         }
-        if conditional && trainSet.labels == nil { throw CLIError("--conditional needs labels, and the training data has none") }
-        let runConfig = RunConfig(model: modelConfig, training: training)
-
-        // Independent streams from one seed: initialisation, data order/binarisation, ε.
-        var initRNG = RandomGenerator(seed: seed)
-        let model = VariationalAutoencoder(config: modelConfig, rng: &initRNG)
-        let optimizer = Adam(parameters: model.parameters, learningRate: lr)
-        let trainer = Trainer(
-            model: model, optimizer: optimizer, rng: RandomGenerator(seed: seed &+ 0x5EED_0002), workers: workers,
-            objective: try objective())
-        let loader = BatchLoader(
-            dataset: trainSet, batchSize: batchSize, shuffle: true, binarize: binarize, seed: seed &+ 0x5EED_0001,
-            conditionClasses: modelConfig.conditionClasses)
-        let testLoader = makeLoader(testSet, batchSize: 1000, for: model)
-
-        try Files.createDirectory(out)
-        try folder.writeConfig(runConfig)
-        var metrics = MetricsFile(path: folder.metricsPath, latentDimension: latent)
-
-        print("vae train: \(describe(modelConfig)), \(likelihood) likelihood, \(model.parameterCount) parameters; \(dataset)\(binarize ? " (binarised)" : ""): \(trainSet.count) train / \(testSet.count) test images")
-        print("\(threading.summary(workers: workers)); batch \(batchSize), Adam lr \(lr), seed \(seed) → \(out)/")
-        print("objective: \(describe(try objective()))")
-        KernelCheck.warnIfSlow()
-
-        var progress = ProgressReporter(epochs: epochs)
-        for epoch in 1...epochs {
-            let start = now()
-            let trainLoss: LossBreakdown
-            do {
-                trainLoss = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch, condition: { loader.lastCondition }) { p in
-                    progress.update(epoch: epoch, progress: p, elapsed: now() - start)
-                }
-            } catch let error as NonFiniteLossError {
-                progress.endEpoch()
-                throw CLIError("epoch \(epoch): \(error.description). The last saved model in \(out)/ is unchanged.")
-            }
-            let seconds = now() - start
-            progress.endEpoch()
-            let testLoss = model.evaluate(testLoader.epoch(), seed: RunFolder.evaluationSeed) { testLoader.lastCondition }
-            let stats = model.latentStatistics(testLoader.epoch()) { testLoader.lastCondition }
-            let rate = Double(trainLoss.images) / seconds
-            try metrics.append(
-                epoch: epoch, train: trainLoss, test: testLoss, seconds: seconds, imagesPerSecond: rate,
-                klWeight: Double(trainer.objective.klWeight(afterEpochs: Double(epoch - 1))), latent: stats)
-            try Checkpoint.save(model, to: folder.modelPath, metadata: ["epoch": "\(epoch)"])
-            print("epoch \(epoch)/\(epochs)  train −ELBO \(fixed(trainLoss.meanNegativeELBO, 2))  test −ELBO \(fixed(testLoss.meanNegativeELBO, 2)) (reconstruction \(fixed(testLoss.meanReconstruction, 2)) + KL \(fixed(testLoss.meanKL, 2)))  \(fixed(seconds, 2)) s  \(Int(rate)) img/s")
-        }
-        try PNG.write(Pictures.reconstructions(model, testSet: testSet, count: 32), to: folder.reconstructionsPath)
-        let samples = modelConfig.isConditional
-            ? Pictures.samplesPerClass(model, perClass: 8, seed: seed)
-            : Pictures.samples(model, count: 64, seed: seed)
-        try PNG.write(samples, to: folder.samplesPath)
-        print("wrote \(folder.modelPath), \(folder.metricsPath), \(folder.reconstructionsPath), \(folder.samplesPath)")
+        return RunConfig(model: modelConfig, training: training)
     }
+
+    /// A new run never writes into a folder that holds anything, unless --force.
+    func refuseNonEmpty(_ folder: RunFolder) throws {
+        guard let entries = Files.contents(ofDirectory: folder.path), !entries.isEmpty else {
+            if Files.exists(folder.path) && !Files.isDirectory(folder.path) { throw CLIError("\(folder.path) exists and is not a folder") }
+            return
+        }
+        guard force else {
+            throw CLIError("\(folder.path) is not empty (it holds \(entries.prefix(3).joined(separator: ", "))\(entries.count > 3 ? ", …" : "")); choose another --out, continue it with --resume \(folder.path), or pass --force to replace its run")
+        }
+        // Replacing the run: an old training checkpoint must not be resumed into the new one.
+        if Files.exists(folder.checkpointPath) { unlink(folder.checkpointPath) }
+    }
+}
+
+/// Records SIGINT and SIGTERM so that training can finish its step, save and exit.
+enum StopSignal {
+    nonisolated(unsafe) static var value: sig_atomic_t = 0
+
+    static func install() {
+        for s in [SIGINT, SIGTERM] {
+            signal(s) { received in StopSignal.value = received }
+        }
+    }
+
+    static var received: Int32? { value == 0 ? nil : Int32(value) }
+}
+
+func printWarning(_ message: String) {
+    fflush(stdout)
+    FileHandle.standardError.write(Data(("warning: " + message + "\n").utf8))
 }
 
 /// Settings read from the environment, for tests and quick experiments.
@@ -252,6 +358,21 @@ enum ProcessEnvironment {
 struct MetricsFile {
     let path: String
     private var lines: [String]
+
+    /// The train −ELBO of the last row written.
+    private(set) var lastTrainLoss = Double.nan
+
+    /// Continues the file of an interrupted run, keeping the rows of its `completedEpochs` epochs.
+    init(resuming path: String, latentDimension: Int, completedEpochs: Int) throws {
+        self.init(path: path, latentDimension: latentDimension)
+        guard Files.exists(path) else { return }
+        let text = String(decoding: try Files.read(path, limit: 1 << 26), as: UTF8.self)
+        let rows = text.split(separator: "\n").dropFirst().filter { row in
+            guard let epoch = Int(row.prefix { $0 != "," }) else { return false }
+            return epoch <= completedEpochs
+        }
+        lines += rows.map(String.init)
+    }
 
     init(path: String, latentDimension: Int) {
         self.path = path
@@ -272,6 +393,7 @@ struct MetricsFile {
         let tail = [fixed(seconds, 3), fixed(imagesPerSecond, 0), fixed(klWeight, 4), "\(latent.activeUnits())"]
             + latent.klPerDimension.map { fixed($0, 4) }
         lines.append((["\(epoch)"] + values + tail).joined(separator: ","))
+        lastTrainLoss = train.meanNegativeELBO
         try Files.writeAtomically(lines.joined(separator: "\n") + "\n", to: path)
     }
 }

@@ -146,9 +146,9 @@ func trainedRun() throws -> (run: String, data: String) {
     let modelPath = run + "/model.safetensors"
     let saved = try Data(contentsOf: URL(fileURLWithPath: modelPath))
 
-    // Refuses to overwrite a trained run without --force; the model is untouched.
+    // Refuses to write into a run folder without --force; the model is untouched.
     let again = try vae(["train", "--data-dir", dir, "--out", run] + smallTrainArguments)
-    #expect(again.status != 0 && again.stderr.contains("already holds a trained model"))
+    #expect(again.status != 0 && again.stderr.contains("is not empty"))
     #expect(try Data(contentsOf: URL(fileURLWithPath: modelPath)) == saved)
 
     let cases: [([String], String)] = [
@@ -157,7 +157,7 @@ func trainedRun() throws -> (run: String, data: String) {
         (["train", "--likelihood", "poisson"], "unknown likelihood 'poisson'"),
         (["train", "--hidden", "400,x"], "--hidden must be positive integers"),
         (["train", "--dataset", "cifar"], "unknown dataset 'cifar'"),
-        (["train", "--dataset", "mnist", "--data-dir", dir + "/absent", "--out", dir + "/r2"], "absent/train-images-idx3-ubyte.gz: no such file"),
+        (["train", "--dataset", "mnist", "--data-dir", dir + "/absent", "--out", dir + "/r2"], "-idx3-ubyte.gz: no such file"),
         (["sample", run, "--count", "0", "--out", dir + "/x.png"], "--count must be between 1 and 10000"),
         (["sample", run, "--out", dir + "/no/such/dir/x.png"], "no/such/dir/x.png: cannot write"),
         (["train", "--no-such-flag"], "Unknown option '--no-such-flag'"),
@@ -275,13 +275,92 @@ func trainedRun() throws -> (run: String, data: String) {
     #expect(oddSize.status != 0 && oddSize.stderr.contains("must be divisible by 16"))
 }
 
+/// Starts `vae` in the background.
+func startVAE(_ arguments: [String]) throws -> Process {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: vaeBinary)
+    process.arguments = arguments
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    return process
+}
+
+/// Waits (up to 20 s) until `path` exists.
+func waitFor(_ path: String) {
+    for _ in 0..<4000 where !FileManager.default.fileExists(atPath: path) { usleep(5000) }
+}
+
+let resumeArguments = ["--dataset", "mnist", "--epochs", "12", "--batch-size", "16", "--hidden", "16", "--latent", "2", "--threads", "2", "--checkpoint-every", "1"]
+
+@Test func killedAndResumedRunsEndBitIdentical() throws {
+    let dir = temporaryDirectory()
+    try writeTinyDataset(dir)
+    let reference = try vae(["train", "--data-dir", dir, "--out", dir + "/whole"] + resumeArguments)
+    #expect(reference.status == 0, "\(reference.stderr)")
+    let expected = try Data(contentsOf: URL(fileURLWithPath: dir + "/whole/model.safetensors"))
+
+    // SIGKILL at whatever moment after the first checkpoint, then resume (possibly twice).
+    let run = dir + "/killed"
+    let process = try startVAE(["train", "--data-dir", dir, "--out", run] + resumeArguments)
+    waitFor(run + "/checkpoint.safetensors")
+    usleep(20_000)
+    kill(process.processIdentifier, SIGKILL)
+    process.waitUntilExit()
+    let resumed = try vae(["train", "--resume", run, "--threads", "2"])
+    #expect(resumed.status == 0, "\(resumed.stderr)")
+    #expect(try Data(contentsOf: URL(fileURLWithPath: run + "/model.safetensors")) == expected)
+    let rows = try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8).split(separator: "\n")
+    #expect(rows.count == 13 && rows.dropFirst().map { $0.prefix { $0 != "," } } == (1...12).map { Substring("\($0)") })
+
+    // SIGINT: the step finishes, a checkpoint is written, the exit code says so, and resuming matches.
+    let interrupted = dir + "/interrupted"
+    let second = try startVAE(["train", "--data-dir", dir, "--out", interrupted] + resumeArguments)
+    waitFor(interrupted + "/checkpoint.safetensors")
+    kill(second.processIdentifier, SIGINT)
+    second.waitUntilExit()
+    #expect(second.terminationStatus == 130 || second.terminationStatus == 0)  // 0 if it had already finished
+    let again = try vae(["train", "--resume", interrupted, "--threads", "2"])
+    #expect(again.status == 0, "\(again.stderr)")
+    #expect(try Data(contentsOf: URL(fileURLWithPath: interrupted + "/model.safetensors")) == expected)
+}
+
+@Test func resumeAndOutputFolderErrors() throws {
+    let dir = temporaryDirectory()
+    try writeTinyDataset(dir)
+    let noRun = try vae(["train", "--resume", dir + "/nothing"])
+    #expect(noRun.status != 0 && noRun.stderr.contains("nothing/config.json"))
+    let run = dir + "/run"
+    #expect(try vae(["train", "--data-dir", dir, "--out", run] + smallTrainArguments).status == 0)
+    let before = try Data(contentsOf: URL(fileURLWithPath: run + "/model.safetensors"))
+    // A damaged checkpoint is refused with one line naming it; nothing else changes.
+    let checkpoint = run + "/checkpoint.safetensors"
+    let saved = try Data(contentsOf: URL(fileURLWithPath: checkpoint))
+    try saved.prefix(saved.count / 2).write(to: URL(fileURLWithPath: checkpoint))
+    let damaged = try vae(["train", "--resume", run])
+    #expect(damaged.status != 0 && damaged.stderr.contains("checkpoint.safetensors: invalid tensor") && damaged.stderr.contains("past the"), "\(damaged.stderr)")
+    #expect(try Data(contentsOf: URL(fileURLWithPath: run + "/model.safetensors")) == before)
+    // A finished run has nothing to resume.
+    try saved.write(to: URL(fileURLWithPath: checkpoint))
+    let finished = try vae(["train", "--resume", run])
+    #expect(finished.status == 0 && finished.stdout.contains("has finished all 2 epochs"))
+    // --force replaces a run; a stray file also makes a folder non-empty.
+    let other = dir + "/other"
+    try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
+    try Data("notes".utf8).write(to: URL(fileURLWithPath: other + "/notes.txt"))
+    let refused = try vae(["train", "--data-dir", dir, "--out", other] + smallTrainArguments)
+    #expect(refused.status != 0 && refused.stderr.contains("is not empty (it holds notes.txt)"))
+    let forced = try vae(["train", "--data-dir", dir, "--out", run, "--force"] + smallTrainArguments)
+    #expect(forced.status == 0, "\(forced.stderr)")
+}
+
 @Test func helpExplainsEveryOption() throws {
     let top = try vae(["--help"])
     for command in ["train", "eval", "sample", "reconstruct", "interpolate", "manifold", "traverse", "scatter", "encode", "bench"] {
         #expect(top.stdout.contains(command))
     }
     let train = try vae(["train", "--help"])
-    for option in ["--dataset", "--data-dir", "--epochs", "--batch-size", "--latent", "--hidden", "--lr", "--seed", "--likelihood", "--sigma", "--binarize", "--out", "--force", "--threads", "--parallel", "--activation", "--beta", "--kl-warmup", "--free-bits", "--iwae", "--kl", "--arch", "--channels", "--upsampling", "--conditional"] {
+    for option in ["--dataset", "--data-dir", "--epochs", "--batch-size", "--latent", "--hidden", "--lr", "--seed", "--likelihood", "--sigma", "--binarize", "--out", "--force", "--threads", "--parallel", "--activation", "--beta", "--kl-warmup", "--free-bits", "--iwae", "--kl", "--arch", "--channels", "--upsampling", "--conditional", "--resume", "--checkpoint-every"] {
         #expect(train.stdout.contains(option), "train --help lacks \(option)")
     }
     #expect(train.stdout.contains("nats") || train.stdout.contains("Bernoulli"))
