@@ -26,7 +26,7 @@ let package = Package(
         .target(name: "Files"),
         .target(name: "SafeTensors", dependencies: ["Files"]),
         .target(name: "VAE", dependencies: ["Tensor", "NN", "SafeTensors", "Files", "CKernels"]),
-        .target(name: "Datasets", dependencies: ["Tensor", "CZlib", "Files", "CKernels"]),
+        .target(name: "Datasets", dependencies: ["Tensor", "CZlib", "Files", "CKernels", "Imaging"]),
         .target(name: "Imaging", dependencies: ["CPNG", "CFreeType", "Files"]),
         .executableTarget(
             name: "vae",
@@ -40,7 +40,7 @@ let package = Package(
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Tensor", "TestSupport"]),
         .testTarget(name: "VAETests", dependencies: ["VAE", "NN", "Tensor", "SafeTensors", "Files", "TestSupport"]),
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensor", "CZlib", "Files", "TestSupport"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensor", "CZlib", "Files", "Imaging", "TestSupport"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"]),
         .testTarget(name: "FilesTests", dependencies: ["Files", "TestSupport"]),

@@ -73,6 +73,19 @@ public final class BatchLoader {
         batch.setBatch(indices.count)
         let size = dataset.exampleSize
         let out = batch.data
+        if let values = dataset.values {
+            values.withUnsafeBufferPointer { v in
+                for (row, example) in indices.enumerated() {
+                    let src = v.baseAddress! + example * size, dst = out + row * size
+                    if binarize {
+                        for i in 0..<size { dst[i] = rng.nextFloat() < src[i] ? 1 : 0 }
+                    } else {
+                        dst.update(from: src, count: size)
+                    }
+                    labels[row] = dataset.labels?[example] ?? -1
+                }
+            }
+        } else {
         dataset.pixels.withUnsafeBufferPointer { px in
             scale.withUnsafeBufferPointer { table in
                 for (row, example) in indices.enumerated() {
@@ -86,6 +99,7 @@ public final class BatchLoader {
                     labels[row] = dataset.labels?[example] ?? -1
                 }
             }
+        }
         }
         if let oneHot {
             oneHot.setBatch(indices.count)

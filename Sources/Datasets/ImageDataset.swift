@@ -1,11 +1,15 @@
 import Files
 import Tensor
 
-/// Images held as bytes (0…255), one row of C·H·W per example, with optional labels.
-/// Batches are converted to Float32 in [0, 1] only when drawn, so memory stays at one byte
-/// per pixel (47 MB for the 60,000 Fashion-MNIST training images).
+/// Images, one row of C·H·W values per example, with optional labels. Byte images (0…255)
+/// stay bytes and are converted to Float32 in [0, 1] only when a batch is drawn, so memory
+/// stays at one byte per pixel (47 MB for the 60,000 Fashion-MNIST training images); data that
+/// arrive as floats in [0, 1] are kept as floats (`values`).
 public struct ImageDataset: Sendable {
+    /// Byte images (empty when the data are floats).
     public let pixels: [UInt8]
+    /// Float images in [0, 1] (nil when the data are bytes).
+    public let values: [Float]?
     public let labels: [Int]?
     /// One example's shape, [channels, height, width].
     public let shape: [Int]
@@ -16,18 +20,56 @@ public struct ImageDataset: Sendable {
         precondition(size > 0 && pixels.count % size == 0, "pixels do not divide into examples of \(shape)")
         precondition(labels == nil || labels!.count == pixels.count / size, "label count mismatch")
         self.pixels = pixels
+        self.values = nil
         self.labels = labels
         self.shape = shape
         self.count = pixels.count / size
     }
 
+    /// Float images, every value in [0, 1].
+    public init(values: [Float], labels: [Int]?, shape: [Int]) {
+        let size = shape.reduce(1, *)
+        precondition(size > 0 && values.count % size == 0, "values do not divide into examples of \(shape)")
+        precondition(labels == nil || labels!.count == values.count / size, "label count mismatch")
+        self.pixels = []
+        self.values = values
+        self.labels = labels
+        self.shape = shape
+        self.count = values.count / size
+    }
+
     /// Values per example.
     public var exampleSize: Int { shape.reduce(1, *) }
 
+    /// Writes example `index` as floats in [0, 1].
+    public func copyExample(_ index: Int, to out: UnsafeMutablePointer<Float>) {
+        let n = exampleSize
+        if let values {
+            values.withUnsafeBufferPointer { out.update(from: $0.baseAddress! + index * n, count: n) }
+        } else {
+            for k in 0..<n { out[k] = Float(pixels[index * n + k]) / 255 }
+        }
+    }
+
+    /// The examples at `indices`, in that order.
+    public func subset(_ indices: [Int]) -> ImageDataset {
+        let n = exampleSize
+        let newLabels = labels.map { l in indices.map { l[$0] } }
+        if let values {
+            var out = [Float]()
+            out.reserveCapacity(indices.count * n)
+            for i in indices { out += values[(i * n)..<((i + 1) * n)] }
+            return ImageDataset(values: out, labels: newLabels, shape: shape)
+        }
+        var out = [UInt8]()
+        out.reserveCapacity(indices.count * n)
+        for i in indices { out += pixels[(i * n)..<((i + 1) * n)] }
+        return ImageDataset(pixels: out, labels: newLabels, shape: shape)
+    }
+
     /// The first `n` examples.
     public func prefix(_ n: Int) -> ImageDataset {
-        let k = min(n, count)
-        return ImageDataset(pixels: Array(pixels[0..<(k * exampleSize)]), labels: labels.map { Array($0[0..<k]) }, shape: shape)
+        subset(Array(0..<min(n, count)))
     }
 
     /// Loads an IDX image file ([N, H, W] bytes) and, optionally, its IDX label file ([N]).
@@ -51,6 +93,9 @@ public struct ImageDataset: Sendable {
     /// generator seeded with `seed` (a fixed binarisation, as used for test sets).
     public func binarized(seed: UInt64) -> ImageDataset {
         var rng = RandomGenerator(seed: seed)
+        if let values {
+            return ImageDataset(pixels: values.map { rng.nextFloat() < $0 ? 255 : 0 }, labels: labels, shape: shape)
+        }
         let table = (0..<256).map { Float($0) / 255 }
         let out = pixels.map { p -> UInt8 in rng.nextFloat() < table[Int(p)] ? 255 : 0 }
         return ImageDataset(pixels: out, labels: labels, shape: shape)

@@ -27,7 +27,7 @@ struct LatentToolContext {
             guard i >= 0 && i < testSet.count else {
                 throw CLIError("image \(i) does not exist: the test set has images 0…\(testSet.count - 1)")
             }
-            for k in 0..<size { out[row * size + k] = Float(testSet.pixels[i * size + k]) / 255 }
+            testSet.copyExample(i, to: out.data + row * size)
         }
         return out
     }
@@ -206,7 +206,7 @@ struct Scatter: ParsableCommand {
             axes = ("principal component 1 (\(Int((100 * pca.explained[0]).rounded()))% of variance)",
                     "principal component 2 (\(Int((100 * pca.explained[1]).rounded()))% of variance)")
         }
-        let names = context.config.training.datasetName.classNames
+        let names = context.config.training.classNames
         let image = try ScatterPlot.render(
             points, labelNames: names, title: "Posterior means E[z|x] of \(points.count) test images (\(context.config.training.dataset), d = \(d))",
             xLabel: axes.0, yLabel: axes.1)

@@ -17,6 +17,14 @@ struct TrainingConfig: Codable, Equatable {
     var testBinarizationSeed: UInt64
     /// What was minimised (absent in runs that predate objectives: the plain ELBO).
     var objective: TrainingObjective?
+    /// Your own data (`dataset` = "files"): images, labels, test images and labels, or the
+    /// fraction split off as the test set, and the shape given to flat rows.
+    var dataPath: String?
+    var labelsPath: String?
+    var testDataPath: String?
+    var testLabelsPath: String?
+    var testSplit: Double?
+    var imageShape: [Int]?
 }
 
 /// The contents of `RUN/config.json`.
@@ -88,11 +96,36 @@ func makeLoader(_ dataset: ImageDataset, batchSize: Int, for model: VariationalA
 }
 
 extension TrainingConfig {
+    static let userData = "files"
+
     var datasetName: DatasetName { DatasetName(rawValue: dataset) ?? .fashionMNIST }
+
+    /// Names of the classes, by label.
+    var classNames: [String] {
+        dataset == Self.userData ? (0..<10).map { "class \($0)" } : datasetName.classNames
+    }
+
+    /// Training and test images as stored (before any binarisation).
+    func loadSplits() throws -> (train: ImageDataset, test: ImageDataset) {
+        guard dataset == Self.userData, let dataPath else {
+            return (try datasetName.load(.train, directory: dataDirectory), try datasetName.load(.test, directory: dataDirectory))
+        }
+        let all = try UserData.load(dataPath, labels: labelsPath, imageShape: imageShape)
+        if let testDataPath {
+            let test = try UserData.load(testDataPath, labels: testLabelsPath, imageShape: imageShape)
+            guard test.shape == all.shape else {
+                throw CLIError("\(testDataPath) holds \(test.shape) images, \(dataPath) holds \(all.shape)")
+            }
+            return (all, test)
+        }
+        guard all.count >= 2 else { throw CLIError("\(dataPath) holds \(all.count) image; a test split needs at least 2") }
+        let split = UserData.split(all, testFraction: testSplit ?? 0.1, seed: seed &+ 0x5EED_0003)
+        return (split.train, split.test)
+    }
 
     /// The test split as the model sees it (binarised once with a fixed seed if trained binarised).
     func loadTestSet() throws -> ImageDataset {
-        let test = try datasetName.load(.test, directory: dataDirectory)
+        let test = dataset == Self.userData ? try loadSplits().test : try datasetName.load(.test, directory: dataDirectory)
         return binarize ? test.binarized(seed: testBinarizationSeed) : test
     }
 }

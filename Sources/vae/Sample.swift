@@ -41,7 +41,7 @@ struct Sample: ParsableCommand {
         }
         if let perClass {
             try PNG.write(Pictures.samplesPerClass(model, perClass: perClass, seed: seed), to: out)
-            let names = config.training.datasetName.classNames
+            let names = config.training.classNames
             print("wrote \(out): \(classes) rows of \(perClass) samples, one row per class (\(names.prefix(classes).joined(separator: ", ")))")
             return
         }

@@ -44,6 +44,24 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Folder with the four standard IDX files (gzipped or not).", valueName: "dir"))
     var dataDir: String?
 
+    @Option(help: ArgumentHelp("Your own images: a .npy file (uint8, float32 or float64; [N,H,W], [N,C,H,W] or [N,D]), a .csv file (one image per row, optional header with a 'label' column), or a folder of .png files (grey or RGB, one size; class sub-folders give labels).", valueName: "path"))
+    var data: String?
+
+    @Option(help: ArgumentHelp("Labels for --data: a .npy array of N whole numbers.", valueName: "file.npy"))
+    var labels: String?
+
+    @Option(help: ArgumentHelp("Test images for --data (same formats); without it, --test-split is held out.", valueName: "path"))
+    var testData: String?
+
+    @Option(help: ArgumentHelp("Labels for --test-data.", valueName: "file.npy"))
+    var testLabels: String?
+
+    @Option(help: ArgumentHelp("Fraction of --data held out as the test set (seeded), when there is no --test-data.", valueName: "fraction"))
+    var testSplit: Double = 0.1
+
+    @Option(help: ArgumentHelp("Shape of each example for flat rows ([N, D] arrays, CSV), e.g. 1,28,28 (default 1,1,D).", valueName: "c,h,w"))
+    var imageShape: String?
+
     @Option(help: "Passes over the training set.")
     var epochs: Int = 10
 
@@ -136,6 +154,12 @@ struct Train: ParsableCommand {
         guard Upsampling(rawValue: upsampling) != nil else { throw ValidationError("--upsampling must be transposed or nearest") }
         try threading.validate()
         guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every must be 0 or more steps") }
+        guard testSplit > 0 && testSplit < 1 else { throw ValidationError("--test-split must be between 0 and 1") }
+        if data == nil && (labels != nil || testData != nil || testLabels != nil) {
+            throw ValidationError("--labels, --test-data and --test-labels go with --data")
+        }
+        if testLabels != nil && testData == nil { throw ValidationError("--test-labels needs --test-data") }
+        _ = try parsedImageShape()
         do {
             try objective().validate()
         } catch let error as ModelConfigError {
@@ -181,13 +205,19 @@ struct Train: ParsableCommand {
         }
         let training = runConfig.training, modelConfig = runConfig.model
         let objective = training.objective ?? TrainingObjective()
-        var trainSet = try training.datasetName.load(.train, directory: training.dataDirectory)
-        let testSet = try training.loadTestSet()
+        let splits = try training.loadSplits()
+        var trainSet = splits.train
+        let testSet = training.binarize ? splits.test.binarized(seed: training.testBinarizationSeed) : splits.test
         if let limit = ProcessEnvironment.trainLimit { trainSet = trainSet.prefix(limit) }
         guard trainSet.shape == modelConfig.inputShape else {
             throw CLIError("the training images are \(trainSet.shape), the model expects \(modelConfig.inputShape)")
         }
-        if modelConfig.isConditional && trainSet.labels == nil { throw CLIError("--conditional needs labels, and the training data has none") }
+        if modelConfig.isConditional {
+            guard let l = trainSet.labels, let t = testSet.labels else { throw CLIError("--conditional needs labels for the training and the test images") }
+            guard (l + t).allSatisfy({ $0 < modelConfig.conditionClasses }) else {
+                throw CLIError("--conditional supports labels 0…\(modelConfig.conditionClasses - 1)")
+            }
+        }
 
         // Independent streams from one seed: initialisation, data order/binarisation, ε.
         var initRNG = RandomGenerator(seed: training.seed)
@@ -292,19 +322,31 @@ struct Train: ParsableCommand {
         print("wrote \(folder.modelPath), \(folder.metricsPath), \(folder.reconstructionsPath), \(folder.samplesPath)")
     }
 
+    func parsedImageShape() throws -> [Int]? {
+        guard let imageShape else { return nil }
+        let parts = imageShape.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard parts.count == 3, parts.allSatisfy({ $0 > 0 && $0 <= 1 << 14 }) else {
+            throw ValidationError("--image-shape must be three positive sizes, channels,height,width (e.g. 1,28,28)")
+        }
+        return parts
+    }
+
     /// The run's configuration from the flags.
     func newRunConfig() throws -> RunConfig {
         let name = DatasetName(rawValue: dataset)!
         let training = TrainingConfig(
-            dataset: dataset, dataDirectory: dataDir, epochs: epochs, batchSize: batchSize,
+            dataset: data == nil ? dataset : TrainingConfig.userData, dataDirectory: dataDir, epochs: epochs, batchSize: batchSize,
             learningRate: lr, seed: seed, binarize: binarize, testBinarizationSeed: RunFolder.testBinarizationSeed,
-            objective: try objective())
-        let shape = try name.load(.test, directory: dataDir).shape
+            objective: try objective(), dataPath: data.map(absolutePath), labelsPath: labels.map(absolutePath),
+            testDataPath: testData.map(absolutePath), testLabelsPath: testLabels.map(absolutePath),
+            testSplit: data == nil || testData != nil ? nil : testSplit, imageShape: try parsedImageShape())
+        let shape = data == nil ? try name.load(.test, directory: dataDir).shape : try training.loadSplits().train.shape
+        let classes = training.dataset == TrainingConfig.userData ? 10 : name.classNames.count
         let modelConfig = ModelConfig(
             architecture: arch, inputShape: shape, hiddenSizes: try hiddenSizes(), latentDimension: latent,
             activation: ActivationKind(rawValue: activation)!, likelihood: LikelihoodKind(rawValue: likelihood)!,
             gaussianSigma: sigma, channels: try channelWidths(), upsampling: Upsampling(rawValue: upsampling)!,
-            conditionClasses: conditional ? name.classNames.count : 0)
+            conditionClasses: conditional ? classes : 0)
         do {
             try modelConfig.validate()
         } catch let error as ModelConfigError {
@@ -325,6 +367,11 @@ struct Train: ParsableCommand {
         // Replacing the run: an old training checkpoint must not be resumed into the new one.
         if Files.exists(folder.checkpointPath) { unlink(folder.checkpointPath) }
     }
+}
+
+/// `path` made absolute, so a run folder keeps working from another directory.
+func absolutePath(_ path: String) -> String {
+    path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
 }
 
 /// Records SIGINT and SIGTERM so that training can finish its step, save and exit.
