@@ -13,7 +13,7 @@ public enum Gzip {
 
     /// Inflates a gzip stream (concatenated members included). Throws on corrupt or truncated
     /// data, or when the output would exceed `limit` bytes.
-    public static func decompress(_ input: [UInt8], limit: Int = 1 << 32) throws -> [UInt8] {
+    public static func decompress(_ input: [UInt8], limit: Int = 1 << 30) throws -> [UInt8] {
         var stream = z_stream()
         // 15 + 32: accept gzip or zlib headers, with the largest window.
         guard inflateInit2_(&stream, 15 + 32, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {

@@ -124,7 +124,11 @@ public enum UserData {
     /// CSV: one example per row, numbers only; an optional header row, whose column named
     /// `label` (if any) holds the labels.
     static func csv(_ path: String, imageShape: [Int]?) throws -> ImageDataset {
-        let text = String(decoding: try Files.read(path), as: UTF8.self)
+        try csv(text: String(decoding: try Files.read(path), as: UTF8.self), path: path, imageShape: imageShape)
+    }
+
+    /// Parses CSV text (`path` names it in errors).
+    public static func csv(text: String, path: String, imageShape: [Int]? = nil) throws -> ImageDataset {
         var lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !lines.isEmpty else { throw FileError(path: path, reason: "is empty") }
         var labelColumn: Int?

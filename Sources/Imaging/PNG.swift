@@ -67,7 +67,9 @@ public enum PNG {
         png.format = colour ? UInt32(PNG_FORMAT_RGB) : UInt32(PNG_FORMAT_GRAY)
         let channels = colour ? 3 : 1
         let (w, h) = (Int(png.width), Int(png.height))
-        guard w > 0, h > 0, w <= 1 << 15, h <= 1 << 15 else { throw PNGError(description: "image size \(w)×\(h) is out of range") }
+        guard w > 0, h > 0, w <= 1 << 15, h <= 1 << 15, w * h * channels <= 1 << 26 else {
+            throw PNGError(description: "image size \(w)×\(h) is out of range (at most 2²⁶ values)")
+        }
         var pixels = [UInt8](repeating: 0, count: w * h * channels)
         let finished = pixels.withUnsafeMutableBytes { png_image_finish_read(&png, nil, $0.baseAddress, Int32(w * channels), nil) }
         guard finished != 0 else { throw PNGError(description: "corrupt PNG: \(message(&png))") }

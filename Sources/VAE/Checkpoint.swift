@@ -34,9 +34,16 @@ public enum Checkpoint {
 
     /// Rebuilds the model a checkpoint describes and loads its weights.
     public static func load(_ path: String) throws -> VariationalAutoencoder {
+        try load(bytes: try Files.read(path), path: path)
+    }
+
+    /// Rebuilds the model described by checkpoint bytes (`path` names them in errors). The
+    /// configuration must describe no more parameters than the file holds values, so a small
+    /// file cannot make the loader allocate a huge model.
+    public static func load(bytes: [UInt8], path: String) throws -> VariationalAutoencoder {
         let archive: SafeTensorsArchive
         do {
-            archive = try SafeTensorsArchive(bytes: try Files.read(path))
+            archive = try SafeTensorsArchive(bytes: bytes)
         } catch let error as SafeTensorsError {
             throw CheckpointError(path: path, problem: error.description)
         }
@@ -51,6 +58,10 @@ public enum Checkpoint {
             throw CheckpointError(path: path, problem: "bad model configuration: \(error.message)")
         } catch {
             throw CheckpointError(path: path, problem: "unreadable model configuration in __metadata__")
+        }
+        let stored = archive.tensors.values.reduce(0) { $0 + $1.dataRange.count } / 4
+        guard config.parameterCount <= Double(stored) else {
+            throw CheckpointError(path: path, problem: "the configuration describes \(Int(config.parameterCount)) parameters but the file holds \(stored) values")
         }
         var rng = RandomGenerator(seed: 0)
         let model = VariationalAutoencoder(config: config, rng: &rng)

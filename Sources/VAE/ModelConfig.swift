@@ -73,6 +73,47 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         conditionClasses = try c.decodeIfPresent(Int.self, forKey: .conditionClasses) ?? 0
     }
 
+    /// The number of trainable values the model has, computed from the configuration alone
+    /// (so that an absurd configuration can be refused before anything is allocated).
+    public var parameterCount: Double {
+        func linear(_ i: Double, _ o: Double) -> Double { i * o + o }
+        let d = Double(latentDimension), k = Double(conditionClasses), size = Double(inputSize)
+        let out = likelihood == .gaussianPixel ? 2.0 : 1.0
+        var total = likelihood == .gaussianShared ? 1.0 : 0
+        if architecture == "conv" {
+            let f = Double(1 << channels.count)
+            let flat = Double(channels.last ?? 1) * (Double(inputShape[1]) / f) * (Double(inputShape[2]) / f)
+            var c = Double(inputShape[0])
+            for w in channels {
+                total += Double(w) * c * 16 + Double(w)
+                c = Double(w)
+            }
+            total += linear(flat + k, 2 * d) + linear(d + k, flat)
+            let widths = channels.reversed().dropFirst().map(Double.init) + [Double(inputShape[0]) * out]
+            c = Double(channels.last ?? 1)
+            for w in widths {
+                total += c * w * (upsampling == .transposed ? 16 : 9) + w
+                c = w
+            }
+            return total
+        }
+        var width = size + k
+        for h in hiddenSizes {
+            total += linear(width, Double(h))
+            width = Double(h)
+        }
+        total += linear(width, 2 * d)
+        width = d + k
+        for h in hiddenSizes.reversed() {
+            total += linear(width, Double(h))
+            width = Double(h)
+        }
+        return total + linear(width, size * out)
+    }
+
+    /// The largest model a configuration may describe (4 GB of Float32 weights).
+    public static let maximumParameters = 1e9
+
     /// Whether the model takes a label.
     public var isConditional: Bool { conditionClasses > 0 }
 
@@ -96,6 +137,12 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         guard latentDimension > 0 && latentDimension <= 1 << 16 else { throw fail("latent dimension \(latentDimension) must be between 1 and 65536") }
         guard gaussianSigma.isFinite && gaussianSigma > 0 else { throw fail("gaussianSigma \(gaussianSigma) must be positive") }
         guard conditionClasses >= 0 && conditionClasses <= 1000 else { throw fail("conditionClasses must be between 0 and 1000") }
+        if architecture == "conv" && (channels.isEmpty || channels.count > 6) {
+            throw fail("channels \(channels) must be 1 to 6 positive widths")
+        }
+        guard parameterCount <= Self.maximumParameters else {
+            throw fail("the model would have \(Int(parameterCount)) parameters, more than the \(Int(Self.maximumParameters)) supported")
+        }
         if architecture == "conv" {
             guard !channels.isEmpty, channels.count <= 6, channels.allSatisfy({ $0 > 0 && $0 <= 4096 }) else {
                 throw fail("channels \(channels) must be 1 to 6 positive widths")

@@ -84,3 +84,29 @@ func writeArchive(_ tensors: [(String, [Int])], config: String?, dtype16: String
 func jsonQuoted(_ s: String) -> String {
     String(decoding: try! JSONSerialization.data(withJSONObject: [s]), as: UTF8.self).dropFirst().dropLast().description
 }
+
+@Test func parameterCountMatchesTheBuiltModels() {
+    for config in [
+        ModelConfig(), ModelConfig(hiddenSizes: [64, 32], likelihood: .gaussianPixel, conditionClasses: 10),
+        ModelConfig(architecture: "conv"), ModelConfig(architecture: "conv", inputShape: [3, 16, 16], channels: [4, 8], upsampling: .nearest, conditionClasses: 3),
+        ModelConfig(hiddenSizes: [], likelihood: .gaussianShared),
+    ] {
+        var rng = RandomGenerator(seed: 1)
+        #expect(Double(VariationalAutoencoder(config: config, rng: &rng).parameterCount) == config.parameterCount, "\(config)")
+    }
+    let absurd = ModelConfig(inputShape: [1, 4096, 4096], hiddenSizes: [65536, 65536])
+    #expect(throws: ModelConfigError.self) { try absurd.validate() }
+}
+
+@Test func aSmallFileCannotDescribeAHugeModel() throws {
+    // A valid header whose configuration asks for ~4.5·10⁸ parameters (under the cap), with one tiny tensor.
+    var writer = SafeTensorsWriter()
+    writer.metadata["config"] = Checkpoint.encodeConfig(ModelConfig(inputShape: [1, 500, 500], hiddenSizes: [900]))
+    writer.add("encoder.0.weight", shape: [1], floats: [0])
+    do {
+        _ = try Checkpoint.load(bytes: writer.serialize(), path: "tiny.safetensors")
+        Issue.record("loaded")
+    } catch {
+        #expect("\(error)".contains("tiny.safetensors: the configuration describes"), "\(error)")
+    }
+}
