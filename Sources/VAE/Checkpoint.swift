@@ -38,8 +38,9 @@ public enum Checkpoint {
     }
 
     /// Rebuilds the model described by checkpoint bytes (`path` names them in errors). The
-    /// configuration must describe no more parameters than the file holds values, so a small
-    /// file cannot make the loader allocate a huge model.
+    /// configuration may describe at most 2²⁰ more parameters than the file holds values, so a
+    /// small file cannot make the loader allocate a huge model (a missing tensor is then named
+    /// by the checks that follow).
     public static func load(bytes: [UInt8], path: String) throws -> VariationalAutoencoder {
         let archive: SafeTensorsArchive
         do {
@@ -60,7 +61,7 @@ public enum Checkpoint {
             throw CheckpointError(path: path, problem: "unreadable model configuration in __metadata__")
         }
         let stored = archive.tensors.values.reduce(0) { $0 + $1.dataRange.count } / 4
-        guard config.parameterCount <= Double(stored) else {
+        guard config.parameterCount <= Double(stored + (1 << 20)) else {
             throw CheckpointError(path: path, problem: "the configuration describes \(Int(config.parameterCount)) parameters but the file holds \(stored) values")
         }
         var rng = RandomGenerator(seed: 0)
