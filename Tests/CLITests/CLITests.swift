@@ -354,6 +354,79 @@ let resumeArguments = ["--dataset", "mnist", "--epochs", "12", "--batch-size", "
     #expect(forced.status == 0, "\(forced.stderr)")
 }
 
+/// Every file of a folder and its bytes.
+func snapshot(_ dir: String) throws -> [String: Data] {
+    var out: [String: Data] = [:]
+    for name in try FileManager.default.contentsOfDirectory(atPath: dir) {
+        out[name] = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/\(name)"))
+    }
+    return out
+}
+
+@Test func hostileInputGivesOneLineAndChangesNothing() throws {
+    let (run, dir) = try trainedRun()
+    let before = try snapshot(run)
+    func npyFile(_ name: String, descr: String, shape: String, data: [UInt8]) throws -> String {
+        var header = Array("{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shape), }".utf8)
+        while (10 + header.count + 1) % 64 != 0 { header.append(0x20) }
+        header.append(0x0A)
+        let path = "\(dir)/\(name)"
+        try Data([0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.count), 0] + header + data).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+    let nan = try npyFile("nan.npy", descr: "<f4", shape: "(2, 2)", data: [0, 0, 0xC0, 0x7F] + [UInt8](repeating: 0, count: 12))
+    let short = try npyFile("short.npy", descr: "<f4", shape: "(9, 9)", data: [0, 0, 0, 0])
+    let csv = "\(dir)/bad.csv"
+    try Data("1,2\n3,four\n".utf8).write(to: URL(fileURLWithPath: csv))
+    let pngs = "\(dir)/pngs"
+    try FileManager.default.createDirectory(atPath: pngs, withIntermediateDirectories: true)
+    try Data([0x89, 0x50, 0x4E, 0x47, 1, 2, 3]).write(to: URL(fileURLWithPath: pngs + "/broken.png"))
+    let badIDX = "\(dir)/badidx"
+    try FileManager.default.createDirectory(atPath: badIDX, withIntermediateDirectories: true)
+    for name in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"] {
+        try Data([0, 0, 8, 3, 0, 0, 0, 9]).write(to: URL(fileURLWithPath: "\(badIDX)/\(name)"))
+    }
+    let cases: [([String], String)] = [
+        (["train", "--data", nan, "--out", dir + "/n1"], "nan.npy: holds NaN or infinite values"),
+        (["train", "--data", short, "--out", dir + "/n2"], "short.npy: shape [9, 9] needs more data"),
+        (["train", "--data", csv, "--out", dir + "/n3"], "bad.csv: row 2, column 2: 'four' is not a number"),
+        (["train", "--data", pngs, "--out", dir + "/n4"], "broken.png: not a readable PNG"),
+        (["train", "--dataset", "mnist", "--data-dir", badIDX, "--out", dir + "/n5"], "t10k-images-idx3-ubyte: truncated IDX file"),
+        (["train", "--data", nan, "--out", run], "is not empty"),
+    ]
+    for (arguments, message) in cases {
+        let result = try vae(arguments)
+        #expect(result.status != 0, "\(arguments) exited 0")
+        #expect(result.stderr.contains(message), "\(arguments): \(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count <= 3, "more than one message: \(result.stderr)")
+    }
+    #expect(try snapshot(run) == before, "a failed command changed the run folder")
+
+    // A model file whose tensors overlap.
+    let modelPath = run + "/model.safetensors"
+    let header = #"{"__metadata__":{"config":"{}"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#
+    try Data(withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian, Array.init) + Array(header.utf8) + [UInt8](repeating: 0, count: 8))
+        .write(to: URL(fileURLWithPath: modelPath))
+    let overlapping = try vae(["eval", run])
+    #expect(overlapping.status != 0 && overlapping.stderr.contains("model.safetensors: invalid tensor 'b': data overlaps another tensor"))
+    // The weights of another model (latent 3 instead of 2).
+    let other = dir + "/other"
+    #expect(try vae(["train", "--data-dir", dir, "--out", other, "--dataset", "mnist", "--epochs", "1", "--hidden", "16", "--latent", "3"]).status == 0)
+    try FileManager.default.removeItem(atPath: modelPath)
+    try FileManager.default.copyItem(atPath: other + "/model.safetensors", toPath: modelPath)
+    let mismatched = try vae(["sample", run, "--out", dir + "/s.png"])
+    #expect(mismatched.status != 0 && mismatched.stderr.contains("model.safetensors: model configuration differs from"))
+    // A config.json describing an absurd model is refused before anything is allocated.
+    var config = try JSONSerialization.jsonObject(with: before["config.json"]!) as! [String: Any]
+    var model = config["model"] as! [String: Any]
+    model["hiddenSizes"] = [65536, 65536]
+    model["inputShape"] = [1, 4096, 4096]
+    config["model"] = model
+    try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: run + "/config.json"))
+    let absurd = try vae(["eval", run])
+    #expect(absurd.status != 0 && absurd.stderr.contains("config.json: the model would have"))
+}
+
 @Test func helpExplainsEveryOption() throws {
     let top = try vae(["--help"])
     for command in ["train", "eval", "sample", "reconstruct", "interpolate", "manifold", "traverse", "scatter", "encode", "bench"] {
