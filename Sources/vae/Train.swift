@@ -206,9 +206,8 @@ struct Train: ParsableCommand {
         let training = runConfig.training, modelConfig = runConfig.model
         let objective = training.objective ?? TrainingObjective()
         let splits = try training.loadSplits()
-        var trainSet = splits.train
+        let trainSet = splits.train
         let testSet = training.binarize ? splits.test.binarized(seed: training.testBinarizationSeed) : splits.test
-        if let limit = ProcessEnvironment.trainLimit { trainSet = trainSet.prefix(limit) }
         guard trainSet.shape == modelConfig.inputShape else {
             throw CLIError("the training images are \(trainSet.shape), the model expects \(modelConfig.inputShape)")
         }
@@ -390,15 +389,6 @@ enum StopSignal {
 func printWarning(_ message: String) {
     fflush(stdout)
     FileHandle.standardError.write(Data(("warning: " + message + "\n").utf8))
-}
-
-/// Settings read from the environment, for tests and quick experiments.
-enum ProcessEnvironment {
-    /// `VAE_TRAIN_LIMIT=N` trains on the first N training images only.
-    static var trainLimit: Int? {
-        guard let value = getenv("VAE_TRAIN_LIMIT") else { return nil }
-        return Int(String(cString: value)).flatMap { $0 > 0 ? $0 : nil }
-    }
 }
 
 /// `metrics.csv`: one row per epoch, rewritten atomically after each epoch.
