@@ -68,6 +68,13 @@ public enum Files {
             unlink(temporary)
             throw FileError(path: path, reason: "cannot write: \(failure)")
         }
+        // Make the rename itself durable: sync the folder's entry.
+        let folder = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+        let dirFD = open(folder.isEmpty ? "/" : folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dirFD >= 0 {
+            fsync(dirFD)
+            close(dirFD)
+        }
     }
 
     /// Writes UTF-8 text atomically.

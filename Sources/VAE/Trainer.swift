@@ -4,9 +4,8 @@ import Tensor
 /// Training stopped because the loss or a gradient was not finite.
 public struct NonFiniteLossError: Error, CustomStringConvertible {
     public let step: Int
-    public var description: String {
-        "the loss became non-finite at step \(step); lower --lr or check that the data lie in [0, 1]"
-    }
+    public var description: String { "the loss became non-finite at step \(step); \(Self.hint)" }
+    public static let hint = "lower --lr or check that the data lie in [0, 1]"
 }
 
 /// Where a training epoch is, reported after every step.

@@ -277,9 +277,10 @@ struct Train: ParsableCommand {
                 trainer.epochsDone = Double(epoch) + Double(index) / Double(steps)
                 do {
                     trainLoss += try trainer.trainStep(batch, condition: loader.lastCondition)
-                } catch let error as NonFiniteLossError {
+                } catch is NonFiniteLossError {
                     progress.endEpoch()
-                    throw CLIError("epoch \(epoch + 1), step \(index + 1): \(error.description). The last checkpoint in \(folder.path)/ is unchanged.")
+                    let saved = Files.exists(folder.checkpointPath) ? "the last checkpoint in \(folder.path)/ is unchanged" : "nothing had been saved yet"
+                    throw CLIError("epoch \(epoch + 1), step \(index + 1): the loss became non-finite; \(NonFiniteLossError.hint) (\(saved))")
                 }
                 index += 1
                 progress.update(

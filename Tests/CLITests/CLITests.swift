@@ -161,6 +161,8 @@ func trainedRun() throws -> (run: String, data: String) {
         (["sample", run, "--count", "0", "--out", dir + "/x.png"], "--count must be between 1 and 10000"),
         (["sample", run, "--out", dir + "/no/such/dir/x.png"], "no/such/dir/x.png: cannot write"),
         (["train", "--no-such-flag"], "Unknown option '--no-such-flag'"),
+        (["train", "--dataset", "mnist", "--data-dir", dir, "--out", dir + "/nan", "--lr", "1e30", "--batch-size", "16", "--hidden", "16"],
+         "epoch 1, step 2: the loss became non-finite; lower --lr or check that the data lie in [0, 1]"),
         (["train", "--iwae", "5", "--beta", "2"], "cannot be combined with beta"),
         (["train", "--kl", "exact"], "--kl must be analytic or mc"),
         (["eval", run, "--iw-samples=-1"], "--iw-samples must be between 0 and 1000000"),
