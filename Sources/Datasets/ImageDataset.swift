@@ -14,6 +14,8 @@ public struct ImageDataset: Sendable {
     /// One example's shape, [channels, height, width].
     public let shape: [Int]
     public let count: Int
+    /// Names of the classes by label, when the data name them (PNG class sub-folders).
+    public var classNames: [String]?
 
     public init(pixels: [UInt8], labels: [Int]?, shape: [Int]) {
         let size = shape.reduce(1, *)
@@ -55,16 +57,20 @@ public struct ImageDataset: Sendable {
     public func subset(_ indices: [Int]) -> ImageDataset {
         let n = exampleSize
         let newLabels = labels.map { l in indices.map { l[$0] } }
+        var result: ImageDataset
         if let values {
             var out = [Float]()
             out.reserveCapacity(indices.count * n)
             for i in indices { out += values[(i * n)..<((i + 1) * n)] }
-            return ImageDataset(values: out, labels: newLabels, shape: shape)
+            result = ImageDataset(values: out, labels: newLabels, shape: shape)
+        } else {
+            var out = [UInt8]()
+            out.reserveCapacity(indices.count * n)
+            for i in indices { out += pixels[(i * n)..<((i + 1) * n)] }
+            result = ImageDataset(pixels: out, labels: newLabels, shape: shape)
         }
-        var out = [UInt8]()
-        out.reserveCapacity(indices.count * n)
-        for i in indices { out += pixels[(i * n)..<((i + 1) * n)] }
-        return ImageDataset(pixels: out, labels: newLabels, shape: shape)
+        result.classNames = classNames
+        return result
     }
 
     /// The first `n` examples.
@@ -93,12 +99,15 @@ public struct ImageDataset: Sendable {
     /// generator seeded with `seed` (a fixed binarisation, as used for test sets).
     public func binarized(seed: UInt64) -> ImageDataset {
         var rng = RandomGenerator(seed: seed)
+        var result: ImageDataset
         if let values {
-            return ImageDataset(pixels: values.map { rng.nextFloat() < $0 ? 255 : 0 }, labels: labels, shape: shape)
+            result = ImageDataset(pixels: values.map { rng.nextFloat() < $0 ? 255 : 0 }, labels: labels, shape: shape)
+        } else {
+            let table = (0..<256).map { Float($0) / 255 }
+            result = ImageDataset(pixels: pixels.map { p -> UInt8 in rng.nextFloat() < table[Int(p)] ? 255 : 0 }, labels: labels, shape: shape)
         }
-        let table = (0..<256).map { Float($0) / 255 }
-        let out = pixels.map { p -> UInt8 in rng.nextFloat() < table[Int(p)] ? 255 : 0 }
-        return ImageDataset(pixels: out, labels: labels, shape: shape)
+        result.classNames = classNames
+        return result
     }
 }
 

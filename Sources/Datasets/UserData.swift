@@ -28,7 +28,7 @@ public enum UserData {
                 throw FileError(path: labelsPath, reason: "holds \(labels.count) labels for the \(data.count) images of \(path)")
             }
             data = data.values.map { ImageDataset(values: $0, labels: labels, shape: data.shape) }
-                ?? ImageDataset(pixels: data.pixels, labels: labels, shape: data.shape)
+                ?? ImageDataset(pixels: data.pixels, labels: labels, shape: data.shape)  // (named classes are replaced too)
         }
         return data
     }
@@ -118,7 +118,9 @@ public enum UserData {
             }
         }
         let labels = files.allSatisfy { $0.1 != nil } ? files.map { $0.1! } : nil
-        return ImageDataset(pixels: pixels, labels: labels, shape: shape!)
+        var data = ImageDataset(pixels: pixels, labels: labels, shape: shape!)
+        if labels != nil { data.classNames = classes }
+        return data
     }
 
     /// CSV: one example per row, numbers only; an optional header row, whose column named

@@ -25,6 +25,8 @@ struct TrainingConfig: Codable, Equatable {
     var testLabelsPath: String?
     var testSplit: Double?
     var imageShape: [Int]?
+    /// Names of your own data's classes, by label.
+    var userClassNames: [String]?
 }
 
 /// The contents of `RUN/config.json`.
@@ -102,7 +104,7 @@ extension TrainingConfig {
 
     /// Names of the classes, by label.
     var classNames: [String] {
-        dataset == Self.userData ? (0..<10).map { "class \($0)" } : datasetName.classNames
+        dataset == Self.userData ? (userClassNames ?? (0..<10).map { "class \($0)" }) : datasetName.classNames
     }
 
     /// Training and test images as stored (before any binarisation).

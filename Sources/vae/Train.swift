@@ -214,7 +214,7 @@ struct Train: ParsableCommand {
         if modelConfig.isConditional {
             guard let l = trainSet.labels, let t = testSet.labels else { throw CLIError("--conditional needs labels for the training and the test images") }
             guard (l + t).allSatisfy({ $0 < modelConfig.conditionClasses }) else {
-                throw CLIError("--conditional supports labels 0…\(modelConfig.conditionClasses - 1)")
+                throw CLIError("the model knows labels 0…\(modelConfig.conditionClasses - 1), and the data have larger ones")
             }
         }
 
@@ -334,14 +334,25 @@ struct Train: ParsableCommand {
     /// The run's configuration from the flags.
     func newRunConfig() throws -> RunConfig {
         let name = DatasetName(rawValue: dataset)!
-        let training = TrainingConfig(
+        var training = TrainingConfig(
             dataset: data == nil ? dataset : TrainingConfig.userData, dataDirectory: dataDir, epochs: epochs, batchSize: batchSize,
             learningRate: lr, seed: seed, binarize: binarize, testBinarizationSeed: RunFolder.testBinarizationSeed,
             objective: try objective(), dataPath: data.map(absolutePath), labelsPath: labels.map(absolutePath),
             testDataPath: testData.map(absolutePath), testLabelsPath: testLabels.map(absolutePath),
             testSplit: data == nil || testData != nil ? nil : testSplit, imageShape: try parsedImageShape())
-        let shape = data == nil ? try name.load(.test, directory: dataDir).shape : try training.loadSplits().train.shape
-        let classes = training.dataset == TrainingConfig.userData ? 10 : name.classNames.count
+        var shape: [Int]
+        var classes = name.classNames.count
+        if data == nil {
+            shape = try name.load(.test, directory: dataDir).shape
+        } else {
+            // Your own data: the classes are the labels that occur (0 … largest).
+            let splits = try training.loadSplits()
+            shape = splits.train.shape
+            let largest = ((splits.train.labels ?? []) + (splits.test.labels ?? [])).max() ?? -1
+            classes = largest + 1
+            training.userClassNames = splits.train.classNames ?? (0..<max(classes, 1)).map { "class \($0)" }
+            if conditional && classes < 2 { throw CLIError("--conditional needs labels with at least two classes") }
+        }
         let modelConfig = ModelConfig(
             architecture: arch, inputShape: shape, hiddenSizes: try hiddenSizes(), latentDimension: latent,
             activation: ActivationKind(rawValue: activation)!, likelihood: LikelihoodKind(rawValue: likelihood)!,

@@ -109,6 +109,7 @@ func loadError(_ bytes: [UInt8], name: String = "x.npy", labels: String? = nil, 
     }
     let classes = try UserData.load(dir + "/classes")
     #expect(classes.count == 3 && classes.shape == [3, 2, 3] && classes.labels == [0, 1, 1])
+    #expect(classes.classNames == ["cats", "dogs"] && classes.subset([2]).classNames == ["cats", "dogs"])
     // Planar: the red channel of the 6 pixels first.
     #expect(Array(classes.pixels.prefix(6)) == [0, 30, 60, 90, 120, 150])
     try PNG.write(Image(width: 4, height: 2, channels: 1, pixels: [UInt8](repeating: 0, count: 8)), to: dir + "/flat/c.png")
