@@ -7,6 +7,7 @@ let package = Package(
     name: "swift-vae",
     products: [
         .library(name: "SwiftVAE", targets: ["Tensor", "NN", "VAE", "Datasets", "Imaging", "SafeTensors", "Files"]),
+        .library(name: "FuzzTargets", targets: ["FuzzTargets"]),
         .executable(name: "vae", targets: ["vae"]),
     ],
     dependencies: [
@@ -28,6 +29,8 @@ let package = Package(
         .target(name: "VAE", dependencies: ["Tensor", "NN", "SafeTensors", "Files", "CKernels"]),
         .target(name: "Datasets", dependencies: ["Tensor", "CZlib", "Files", "CKernels", "Imaging"]),
         .target(name: "Imaging", dependencies: ["CPNG", "CFreeType", "Files"]),
+        // Every parser of untrusted input by name: replayed by the tests, driven by Fuzz/ (libFuzzer).
+        .target(name: "FuzzTargets", dependencies: ["Datasets", "Imaging", "SafeTensors", "VAE"]),
         .executableTarget(
             name: "vae",
             dependencies: [
@@ -44,6 +47,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"]),
         .testTarget(name: "FilesTests", dependencies: ["Files", "TestSupport"]),
+        .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets"]),
         // Runs the built `vae` binary as a user would.
         .testTarget(name: "CLITests", dependencies: ["vae", "Imaging", "TestSupport", "CZlib"]),
     ],

@@ -131,21 +131,24 @@ public enum UserData {
 
     /// Parses CSV text (`path` names it in errors).
     public static func csv(text: String, path: String, imageShape: [Int]? = nil) throws -> ImageDataset {
-        var lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        // Lines end with \n or \r\n only (not every Unicode line break: a vertical tab is data).
+        var lines = text.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" })
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !lines.isEmpty else { throw FileError(path: path, reason: "is empty") }
         var labelColumn: Int?
+        var width: Int?
         let first = lines[0].split(separator: ",", omittingEmptySubsequences: false)
         if first.contains(where: { Double($0.trimmingCharacters(in: .whitespaces)) == nil }) {
             labelColumn = first.firstIndex { $0.trimmingCharacters(in: .whitespaces).lowercased() == "label" }
+            width = first.count  // every row has the header's columns
             lines.removeFirst()
         }
         guard !lines.isEmpty else { throw FileError(path: path, reason: "has a header but no rows") }
         var values: [Double] = [], labels: [Int] = []
-        var width: Int?
         for (i, line) in lines.enumerated() {
             let fields = line.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
             if let width, fields.count != width {
-                throw FileError(path: path, reason: "row \(i + 1) has \(fields.count) columns, the first has \(width)")
+                throw FileError(path: path, reason: "row \(i + 1) has \(fields.count) columns, expected \(width)")
             }
             width = fields.count
             for (j, field) in fields.enumerated() {

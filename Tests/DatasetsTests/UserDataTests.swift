@@ -83,7 +83,9 @@ func loadError(_ bytes: [UInt8], name: String = "x.npy", labels: String? = nil, 
     #expect(plain.count == 2 && plain.shape == [1, 1, 3] && plain.labels == nil && plain.values == [0, 0.5, 1, 0.25, 0.75, 0])
     let labelled = try UserData.load(try write(Array("p1,label,p2\n255,4,0\n51,1,102\n".utf8), dir, "b.csv"))
     #expect(labelled.labels == [4, 1] && labelled.values == [1, 0, 0.2, 0.4])
-    for (text, message) in [("1,2\n3\n", "row 2 has 1 columns, the first has 2"), ("1,2\n3,x\n", "row 2, column 2: 'x' is not a number"),
+    for (text, message) in [("1,2\n3\n", "row 2 has 1 columns, expected 2"),
+                            // Found by the fuzzer: a header wider than the rows (a vertical tab is not a line break).
+                            ("0,02,label,p2\n20,0\u{0B}2,.50\n", "row 1 has 3 columns, expected 4"), ("1,2\n3,x\n", "row 2, column 2: 'x' is not a number"),
                             ("label\n1\n", "has no data columns"), ("a,b\n", "has a header but no rows"), ("label,p\n1.5,0\n", "row 1: label 1.5 is not a whole number")] {
         do {
             _ = try UserData.load(try write(Array(text.utf8), dir, "bad.csv"))
