@@ -255,8 +255,9 @@ struct Train: ParsableCommand {
             metrics = MetricsFile(path: folder.metricsPath, latentDimension: modelConfig.latentDimension)
         }
 
-        print("vae train: \(describe(modelConfig)), \(modelConfig.likelihood.rawValue) likelihood, \(model.parameterCount) parameters; \(training.dataset)\(training.binarize ? " (binarised)" : ""): \(trainSet.count) train / \(testSet.count) test images")
-        print("\(threading.summary(workers: workers)); batch \(training.batchSize), Adam lr \(training.learningRate), seed \(training.seed) → \(folder.path)/")
+        print("vae train: \(threading.summary(workers: workers))")
+        print("\(describe(modelConfig)), \(modelConfig.likelihood.rawValue) likelihood, \(model.parameterCount) parameters; \(training.dataset)\(training.binarize ? " (binarised)" : ""): \(trainSet.count) train / \(testSet.count) test images")
+        print("batch \(training.batchSize), Adam lr \(training.learningRate), seed \(training.seed) → \(folder.path)/")
         print("objective: \(describe(objective))")
         KernelCheck.warnIfSlow()
         StopSignal.install()
