@@ -194,11 +194,6 @@ public struct SafeTensorsArchive {
         }
     }
 
-    /// The raw little-endian bytes of any tensor.
-    public func rawBytes(_ name: String) throws -> ArraySlice<UInt8> {
-        guard let info = tensors[name] else { throw SafeTensorsError.missingTensor(name) }
-        return bytes[(dataStart + info.dataRange.lowerBound)..<(dataStart + info.dataRange.upperBound)]
-    }
 }
 
 /// Builds a safetensors file: tensors in name order, the header padded with spaces to 8 bytes.

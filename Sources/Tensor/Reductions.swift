@@ -37,17 +37,6 @@ extension Tensor {
         for i in 0..<count { p[i] *= alpha }
     }
 
-    /// Writes the sum of each row of `self` viewed as `[rows, rowSize]` into `out` (`rows` values).
-    public func sumColumnsPerRow(into out: UnsafeMutablePointer<Float>) {
-        let (r, n, p) = (rows, rowSize, data)
-        for i in 0..<r {
-            var s: Float = 0
-            let row = p + i * n
-            for j in 0..<n { s += row[j] }
-            out[i] = s
-        }
-    }
-
     /// Writes the column sums of `self` viewed as `[rows, rowSize]` into `out` (`rowSize` elements),
     /// adding to what `out` holds when `accumulate` is true.
     public func sumRows(into out: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
