@@ -24,7 +24,8 @@ public struct StepProgress: Sendable {
     }
 }
 
-/// Minimises the batch-mean −ELBO with an optimiser (Adam by default).
+/// Minimises the batch mean of the training objective (the −ELBO with β, warm-up or free bits,
+/// or the −IWAE bound; see ``TrainingObjective``) with an optimiser (Adam by default).
 ///
 /// With several workers each step splits the batch across cores (``DataParallel``): every
 /// worker runs forward and backward on its rows, then the workers sum the gradients and apply
