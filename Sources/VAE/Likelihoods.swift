@@ -139,26 +139,29 @@ public final class GaussianSharedVarianceLikelihood: Likelihood {
 
     public var namedParameters: [(name: String, parameter: Parameter)] { [("log_sigma", logSigma)] }
 
+    /// Per-example values, kept for the log σ gradient (one buffer per replica).
+    private var values: [Double] = []
+
+    /// The fixed-σ Gaussian at σ = e^s, plus ∂/∂s from its per-example values v_b:
+    /// ∂/∂s = Σ_b c_b (D − 2(v_b − D(s + ½ log 2π))), D values per example, c_b the row scale.
     public func negativeLogLikelihood(
         _ x: Tensor, output means: Tensor, perExample: UnsafeMutablePointer<Double>?,
         gradient: Tensor?, scale: Float, rowScales: UnsafePointer<Float>?
     ) -> Double {
-        let n = means.rowSize
-        let k = repeatFactor(x, means, n)
-        let s = logSigma.value[0]
-        let inverseVariance = exp(-2 * s)
-        let constant = Double(n) * (Double(s) + 0.5 * log(2 * Double.pi))
-        var total = 0.0
-        var sGradient: Float = 0
-        for b in 0..<means.rows {
-            let rowScale = scale * (rowScales?[b] ?? 1)
-            let squares = vae_squared_error(x.data + (b / k) * n, means.data + b * n, gradient.map { $0.data + b * n }, rowScale * inverseVariance, n)
-            sGradient += rowScale * (Float(n) - squares * inverseVariance)
-            let value = 0.5 * Double(squares * inverseVariance) + constant
-            perExample?[b] = value
-            total += value
+        let s = Double(logSigma.value[0])
+        if values.count < means.rows { values = [Double](repeating: 0, count: means.rows) }
+        let total = values.withUnsafeMutableBufferPointer {
+            GaussianLikelihood(sigma: Float(exp(s))).negativeLogLikelihood(
+                x, output: means, perExample: $0.baseAddress, gradient: gradient, scale: scale, rowScales: rowScales)
         }
-        if gradient != nil { logSigma.gradient[0] = sGradient }
+        let n = Double(means.rowSize)
+        let constant = n * (s + 0.5 * log(2 * Double.pi))
+        var sGradient = 0.0
+        for b in 0..<means.rows {
+            perExample?[b] = values[b]
+            sGradient += Double(scale * (rowScales?[b] ?? 1)) * (n - 2 * (values[b] - constant))
+        }
+        if gradient != nil { logSigma.gradient[0] = Float(sGradient) }
         return total
     }
 
