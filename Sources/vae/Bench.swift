@@ -25,6 +25,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Hidden layer widths, comma separated.") var hidden: String = "400"
     @Option(help: "Latent dimension.") var latent: Int = 20
     @Option(help: "Training batch size.") var batchSize: Int = 128
+    @Option(help: ArgumentHelp("Time training on the IWAE bound with K samples per image.", valueName: "K")) var iwae: Int = 1
+    @Flag(help: "Time a conditional model (one-hot labels into encoder and decoder).") var conditional = false
     @Option(help: "Timed epochs (and inference repeats); the median is reported.") var repeats: Int = 3
     @OptionGroup var threading: ThreadingOptions
     @Flag(help: "Print one JSON object instead of the table.") var json = false
@@ -35,6 +37,7 @@ struct Bench: ParsableCommand {
         guard batchSize >= 1 && batchSize <= 65536 else { throw ValidationError("--batch-size must be between 1 and 65536") }
         guard latent >= 1 && latent <= 4096 else { throw ValidationError("--latent must be between 1 and 4096") }
         guard arch == "mlp" || arch == "conv" else { throw ValidationError("--arch must be mlp or conv") }
+        guard iwae >= 1 && iwae <= 4096 else { throw ValidationError("--iwae must be between 1 and 4096") }
         try threading.validate()
     }
 
@@ -48,32 +51,38 @@ struct Bench: ParsableCommand {
 
         var rng = RandomGenerator(seed: 1)
         let widths = channels.split(separator: ",").compactMap { Int($0) }
-        let config = ModelConfig(architecture: arch, inputShape: train.shape, hiddenSizes: sizes, latentDimension: latent, channels: widths)
+        let config = ModelConfig(
+            architecture: arch, inputShape: train.shape, hiddenSizes: sizes, latentDimension: latent, channels: widths,
+            conditionClasses: conditional ? name.classNames.count : 0)
         do {
             try config.validate()
         } catch let error as ModelConfigError {
             throw CLIError(error.message)
         }
         let model = VariationalAutoencoder(config: config, rng: &rng)
-        let trainer = Trainer(model: model, optimizer: Adam(parameters: model.parameters), rng: RandomGenerator(seed: 2), workers: workers)
-        let loader = BatchLoader(dataset: train, batchSize: batchSize, shuffle: true, seed: 3)
+        let trainer = Trainer(
+            model: model, optimizer: Adam(parameters: model.parameters), rng: RandomGenerator(seed: 2), workers: workers,
+            objective: TrainingObjective(importanceSamples: iwae))
+        let loader = BatchLoader(dataset: train, batchSize: batchSize, shuffle: true, seed: 3, conditionClasses: config.conditionClasses)
         if !json { FileHandle.standardError.write(Data("vae bench: warm-up epoch, then \(repeats) timed…\n".utf8)) }
 
-        _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch)
+        _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch, condition: { loader.lastCondition })
         let epochSeconds = try (0..<repeats).map { _ in
-            try timed { _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch) }
+            try timed { _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch, condition: { loader.lastCondition }) }
         }
 
         // Inference at batch 1000 (or the whole test set if smaller), split across the workers.
         let parallel = DataParallel(model: model, workers: workers)
         let inferenceBatch = min(1000, test.count)
-        let testLoader = BatchLoader(dataset: test, batchSize: inferenceBatch, shuffle: false)
+        let testLoader = BatchLoader(dataset: test, batchSize: inferenceBatch, shuffle: false, conditionClasses: config.conditionClasses)
         let batches = Array(testLoader.epoch().prefix(1).map { $0.clone() })
+        let labels = testLoader.lastCondition?.clone()
         let inferenceRounds = 10
         let images = Tensor(shape: [inferenceBatch] + config.inputShape)
         let reconstructSeconds = (0...repeats).map { _ in
             timed {
                 for _ in 0..<inferenceRounds {
+                    model.condition = labels
                     parallel.map(batches[0], into: images) { worker, x, out in worker.reconstruct(x, into: out) }
                 }
             }
@@ -83,6 +92,7 @@ struct Bench: ParsableCommand {
         let generateSeconds = (0...repeats).map { _ in
             timed {
                 for _ in 0..<inferenceRounds {
+                    model.condition = labels
                     parallel.map(z, into: images) { worker, zs, out in worker.decodeMean(zs, into: out) }
                 }
             }
@@ -92,7 +102,10 @@ struct Bench: ParsableCommand {
         let iwImages = Tensor(viewing: batches[0], rows: 0..<min(100, batches[0].rows))
         let iwSamples = 1000
         let iwSeconds = (0...repeats).map { _ in
-            timed { _ = parallel.importanceSampledLogLikelihood(iwImages, samples: iwSamples, seed: 1) }
+            timed {
+                model.condition = labels.map { Tensor(viewing: $0, rows: 0..<iwImages.rows) }
+                _ = parallel.importanceSampledLogLikelihood(iwImages, samples: iwSamples, seed: 1)
+            }
         }.dropFirst()
         let iwRate = Double(iwImages.rows * iwSamples) / median(Array(iwSeconds))
 
@@ -103,7 +116,7 @@ struct Bench: ParsableCommand {
         let trainGFLOPS = flops.training * Double(train.count) / epoch / 1e9
         let ceiling = GEMMCeiling.measure(threads: threading.threadCount)
         let results: [(String, String, Any)] = [
-            ("model", "\(describe(config)), batch \(batchSize)", describe(config)),
+            ("model", "\(describe(config)), batch \(batchSize)\(iwae > 1 ? ", IWAE K = \(iwae)" : "")", describe(config) + (iwae > 1 ? ", IWAE K = \(iwae)" : "")),
             ("blas_kernel", "OpenBLAS kernel (\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"].map { "OPENBLAS_CORETYPE=\($0)" } ?? "OPENBLAS_CORETYPE unset"))", BLAS.coreName),
             ("elementwise_isa", "elementwise kernels", String(cString: vae_kernels_isa())),
             ("threads", "threads (\(threading.parallel.rawValue) parallelism)", threading.threadCount),

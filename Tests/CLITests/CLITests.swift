@@ -204,6 +204,8 @@ func trainedRun() throws -> (run: String, data: String) {
     #expect(["avx512f", "avx2", "default"].contains(json["elementwise_isa"] as? String ?? ""))
     let table = try vae(["bench", "--dataset", "mnist", "--data-dir", dir, "--hidden", "16", "--latent", "2", "--repeats", "1", "--parallel", "blas"])
     #expect(table.status == 0 && table.stdout.contains("training s/epoch") && table.stdout.contains("blas parallelism"))
+    let variants = try vae(["bench", "--dataset", "mnist", "--data-dir", dir, "--hidden", "16", "--latent", "2", "--repeats", "1", "--iwae", "3", "--conditional"])
+    #expect(variants.status == 0 && variants.stdout.contains("conditional MLP VAE") && variants.stdout.contains("IWAE K = 3"), "\(variants.stderr)")
 }
 
 @Test func slowKernelPinningIsReported() throws {
