@@ -41,7 +41,7 @@ let package = Package(
         // Finite differences, tolerances and temporary folders shared by the tests.
         .target(name: "TestSupport", dependencies: ["Tensor"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"]),
-        .testTarget(name: "NNTests", dependencies: ["NN", "Tensor", "TestSupport"]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "Tensor", "CKernels", "TestSupport"]),
         .testTarget(name: "VAETests", dependencies: ["VAE", "NN", "Tensor", "SafeTensors", "Files", "TestSupport"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensor", "CZlib", "Files", "Imaging", "TestSupport"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),

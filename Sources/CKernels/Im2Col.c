@@ -1,133 +1,111 @@
 #include "CKernels.h"
 #include "Clones.h"
-#include <string.h>
 
-// The grid positions p in [0, n) whose source index p·stride − padding + offset lies in
-// [0, size): returns [*lo, *hi).
-static inline void valid_range(long n, long size, long stride, long padding, long offset, long *lo, long *hi) {
-    // p·s − pad + off ≥ 0  ⇔  p ≥ ceil((pad − off)/s);  p·s − pad + off < size  ⇔  p < ceil((size + pad − off)/s)
-    long a = padding - offset, b = size + padding - offset;
-    long l = a <= 0 ? 0 : (a + stride - 1) / stride;
-    long h = b <= 0 ? 0 : (b + stride - 1) / stride;
-    *lo = l > n ? n : l;
-    *hi = h > n ? n : h;
-    if (*hi < *lo) *hi = *lo;
+// Runs are often short (one channel: k values), where a call to memcpy/memset costs more than
+// the copy, so the loops stay loops.
+#define INLINE_COPIES __attribute__((no_builtin("memcpy", "memmove", "memset")))
+
+// Channels-last (NHWC) patches: a kernel row of a patch, kw = 0…k−1 at source columns
+// pw·s − p + kw, is one contiguous run of k·C values in the source row, so gathering and
+// scattering are runs of copies and adds, never single strided values.
+
+// The kernel columns kw in [*lo, *hi) whose source column first + kw lies in [0, width).
+static inline void valid_columns(long first, long kernel, long width, long *lo, long *hi) {
+    long l = first < 0 ? -first : 0;
+    long h = width - first < kernel ? width - first : kernel;
+    if (l > kernel) l = kernel;
+    if (h < l) h = l;
+    *lo = l;
+    *hi = h;
 }
 
-// Kernel 4, stride 2, padding 1 (the reference model's layers): for a source row L, the four
-// kernel columns kw = 0…3 read L[2·pw − 1 + kw], that is: the odd elements shifted right by one,
-// the even elements, the odd elements, the even elements shifted left by one. One pass over each
-// source row writes all four column segments.
-__attribute__((always_inline)) static inline void im2col_k4s2p1(const float *restrict src, long batch, long channels, long height, long width,
-                                 long gridHeight, long gridWidth, float *restrict cols) {
-    const long M = batch * gridHeight * gridWidth;
-    for (long c = 0; c < channels; c++)
-    for (long kh = 0; kh < 4; kh++) {
-        float *r0 = cols + ((c * 4 + kh) * 4) * M;
-        float *r1 = r0 + M, *r2 = r1 + M, *r3 = r2 + M;
-        for (long b = 0; b < batch; b++)
-        for (long ph = 0; ph < gridHeight; ph++) {
-            long o = (b * gridHeight + ph) * gridWidth;
-            long sh = 2 * ph - 1 + kh;
-            if (sh < 0 || sh >= height) {
-                for (long pw = 0; pw < gridWidth; pw++) r0[o + pw] = r1[o + pw] = r2[o + pw] = r3[o + pw] = 0.0f;
+CLONES INLINE_COPIES
+void vae_im2col_nhwc(const float *restrict src, size_t batch, size_t channels, size_t height, size_t width,
+                     size_t gridHeight, size_t gridWidth, size_t kernel, size_t stride, size_t padding,
+                     float *restrict cols) {
+    const long C = (long)channels, K = (long)kernel, H = (long)height, W = (long)width;
+    const long s = (long)stride, pad = (long)padding, rowLength = K * K * C;
+    for (long b = 0; b < (long)batch; b++)
+    for (long ph = 0; ph < (long)gridHeight; ph++)
+    for (long pw = 0; pw < (long)gridWidth; pw++) {
+        float *row = cols + ((b * (long)gridHeight + ph) * (long)gridWidth + pw) * rowLength;
+        const long firstColumn = pw * s - pad;
+        long lo, hi;
+        valid_columns(firstColumn, K, W, &lo, &hi);
+        for (long kh = 0; kh < K; kh++) {
+            float *out = row + kh * K * C;
+            const long sh = ph * s - pad + kh;
+            if (sh < 0 || sh >= H) {
+                for (long t = 0; t < K * C; t++) out[t] = 0.0f;
                 continue;
             }
-            const float *line = src + ((b * channels + c) * height + sh) * width;
-            for (long pw = 0; pw < gridWidth; pw++) {
-                long e = 2 * pw;  // source columns e − 1, e, e + 1, e + 2
-                r0[o + pw] = e - 1 >= 0 && e - 1 < width ? line[e - 1] : 0.0f;
-                r1[o + pw] = e < width ? line[e] : 0.0f;
-                r2[o + pw] = e + 1 < width ? line[e + 1] : 0.0f;
-                r3[o + pw] = e + 2 < width ? line[e + 2] : 0.0f;
-            }
+            const float *in = src + ((b * H + sh) * W + firstColumn + lo) * C;
+            for (long t = 0; t < lo * C; t++) out[t] = 0.0f;
+            float *middle = out + lo * C;
+            for (long t = 0; t < (hi - lo) * C; t++) middle[t] = in[t];
+            for (long t = hi * C; t < K * C; t++) out[t] = 0.0f;
         }
     }
 }
 
-__attribute__((always_inline)) static inline void col2im_k4s2p1(const float *restrict cols, long batch, long channels, long height, long width,
-                                 long gridHeight, long gridWidth, float *restrict dst) {
-    const long M = batch * gridHeight * gridWidth;
-    for (long c = 0; c < channels; c++)
-    for (long kh = 0; kh < 4; kh++) {
-        const float *r0 = cols + ((c * 4 + kh) * 4) * M;
-        const float *r1 = r0 + M, *r2 = r1 + M, *r3 = r2 + M;
-        for (long b = 0; b < batch; b++)
-        for (long ph = 0; ph < gridHeight; ph++) {
-            long sh = 2 * ph - 1 + kh;
-            if (sh < 0 || sh >= height) continue;
-            long o = (b * gridHeight + ph) * gridWidth;
-            float *line = dst + ((b * channels + c) * height + sh) * width;
-            for (long pw = 0; pw < gridWidth; pw++) {
-                long e = 2 * pw;
-                if (e - 1 >= 0 && e - 1 < width) line[e - 1] += r0[o + pw];
-                if (e < width) line[e] += r1[o + pw];
-                if (e + 1 < width) line[e + 1] += r2[o + pw];
-                if (e + 2 < width) line[e + 2] += r3[o + pw];
-            }
+CLONES INLINE_COPIES
+void vae_col2im_nhwc(const float *restrict cols, size_t batch, size_t channels, size_t height, size_t width,
+                     size_t gridHeight, size_t gridWidth, size_t kernel, size_t stride, size_t padding,
+                     float *restrict dst) {
+    const long C = (long)channels, K = (long)kernel, H = (long)height, W = (long)width;
+    const long s = (long)stride, pad = (long)padding, rowLength = K * K * C;
+    for (long b = 0; b < (long)batch; b++)
+    for (long ph = 0; ph < (long)gridHeight; ph++)
+    for (long pw = 0; pw < (long)gridWidth; pw++) {
+        const float *row = cols + ((b * (long)gridHeight + ph) * (long)gridWidth + pw) * rowLength;
+        const long firstColumn = pw * s - pad;
+        long lo, hi;
+        valid_columns(firstColumn, K, W, &lo, &hi);
+        for (long kh = 0; kh < K; kh++) {
+            const long sh = ph * s - pad + kh;
+            if (sh < 0 || sh >= H) continue;
+            const float *in = row + (kh * K + lo) * C;
+            float *out = dst + ((b * H + sh) * W + firstColumn + lo) * C;
+            for (long t = 0; t < (hi - lo) * C; t++) out[t] += in[t];
         }
+    }
+}
+
+CLONES INLINE_COPIES
+void vae_fill_rows(float *restrict y, const float *restrict row, size_t rows, size_t columns) {
+    for (size_t r = 0; r < rows; r++) {
+        float *out = y + r * columns;
+        for (size_t c = 0; c < columns; c++) out[c] = row[c];
+    }
+}
+
+CLONES INLINE_COPIES
+void vae_column_sums(const float *restrict x, size_t rows, size_t columns, float *restrict sums) {
+    for (size_t c = 0; c < columns; c++) sums[c] = 0.0f;
+    if (columns < 16 && 16 % columns == 0) {
+        // Few columns (a one-channel image): 16 lanes of partial sums over the flat array,
+        // lane t summing column t mod columns, instead of one serial chain per column.
+        float lanes[16] = {0};
+        const size_t total = rows * columns, whole = total / 16 * 16;
+        for (size_t i = 0; i < whole; i += 16)
+            for (size_t t = 0; t < 16; t++) lanes[t] += x[i + t];
+        for (size_t t = 0; t < 16; t++) sums[t % columns] += lanes[t];
+        for (size_t i = whole; i < total; i++) sums[i % columns] += x[i];
+        return;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        const float *in = x + r * columns;
+        for (size_t c = 0; c < columns; c++) sums[c] += in[c];
     }
 }
 
 CLONES
-void vae_im2col(const float *restrict src, size_t batch, size_t channels, size_t height, size_t width,
-                size_t gridHeight, size_t gridWidth, size_t kernel, size_t stride, size_t padding, float *restrict cols) {
-    if (kernel == 4 && stride == 2 && padding == 1) {
-        im2col_k4s2p1(src, (long)batch, (long)channels, (long)height, (long)width, (long)gridHeight, (long)gridWidth, cols);
-        return;
-    }
-    const long M = (long)(batch * gridHeight * gridWidth);
-    const long s = (long)stride, pad = (long)padding;
-    for (size_t c = 0; c < channels; c++)
-    for (size_t kh = 0; kh < kernel; kh++)
-    for (size_t kw = 0; kw < kernel; kw++) {
-        float *row = cols + ((c * kernel + kh) * kernel + kw) * M;
-        long wlo, whi;
-        valid_range((long)gridWidth, (long)width, s, pad, (long)kw, &wlo, &whi);
-        for (size_t b = 0; b < batch; b++) {
-            const float *plane = src + (b * channels + c) * height * width;
-            for (size_t ph = 0; ph < gridHeight; ph++) {
-                float *out = row + (b * gridHeight + ph) * gridWidth;
-                long sh = (long)ph * s - pad + (long)kh;
-                if (sh < 0 || sh >= (long)height) {
-                    memset(out, 0, gridWidth * sizeof(float));
-                    continue;
-                }
-                const float *line = plane + sh * (long)width;
-                const long shift = (long)kw - pad;  // source column = pw·s + shift
-                for (long pw = 0; pw < wlo; pw++) out[pw] = 0.0f;
-                for (long pw = wlo; pw < whi; pw++) out[pw] = line[pw * s + shift];
-                for (long pw = whi; pw < (long)gridWidth; pw++) out[pw] = 0.0f;
-            }
-        }
-    }
-}
-
-CLONES
-void vae_col2im(const float *restrict cols, size_t batch, size_t channels, size_t height, size_t width,
-                size_t gridHeight, size_t gridWidth, size_t kernel, size_t stride, size_t padding, float *restrict dst) {
-    if (kernel == 4 && stride == 2 && padding == 1) {
-        col2im_k4s2p1(cols, (long)batch, (long)channels, (long)height, (long)width, (long)gridHeight, (long)gridWidth, dst);
-        return;
-    }
-    const long M = (long)(batch * gridHeight * gridWidth);
-    const long s = (long)stride, pad = (long)padding;
-    for (size_t c = 0; c < channels; c++)
-    for (size_t kh = 0; kh < kernel; kh++)
-    for (size_t kw = 0; kw < kernel; kw++) {
-        const float *row = cols + ((c * kernel + kh) * kernel + kw) * M;
-        long wlo, whi;
-        valid_range((long)gridWidth, (long)width, s, pad, (long)kw, &wlo, &whi);
-        for (size_t b = 0; b < batch; b++) {
-            float *plane = dst + (b * channels + c) * height * width;
-            for (size_t ph = 0; ph < gridHeight; ph++) {
-                long sh = (long)ph * s - pad + (long)kh;
-                if (sh < 0 || sh >= (long)height) continue;
-                const float *in = row + (b * gridHeight + ph) * gridWidth;
-                float *line = plane + sh * (long)width;
-                const long shift = (long)kw - pad;
-                for (long pw = wlo; pw < whi; pw++) line[pw * s + shift] += in[pw];
-            }
-        }
+void vae_transpose(const float *restrict src, size_t rows, size_t columns, float *restrict dst) {
+    // Tiles of 8×8 keep both sides' lines in cache.
+    for (size_t r0 = 0; r0 < rows; r0 += 8)
+    for (size_t c0 = 0; c0 < columns; c0 += 8) {
+        size_t r1 = r0 + 8 < rows ? r0 + 8 : rows, c1 = c0 + 8 < columns ? c0 + 8 : columns;
+        for (size_t r = r0; r < r1; r++)
+        for (size_t c = c0; c < c1; c++) dst[c * rows + r] = src[r * columns + c];
     }
 }

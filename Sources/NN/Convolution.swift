@@ -20,25 +20,6 @@ public struct ConvolutionGeometry: Codable, Equatable, Sendable {
     public func transposedOutput(_ size: Int) -> Int { (size - 1) * stride - 2 * padding + kernel }
 }
 
-/// NCHW [B, C, P] ⇄ channel-major [C, B·P] (P positions per image): block copies of P values.
-@inline(__always)
-func toChannelMajor(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, batch: Int, channels: Int, positions: Int) {
-    for b in 0..<batch {
-        for c in 0..<channels {
-            (dst + c * batch * positions + b * positions).update(from: src + (b * channels + c) * positions, count: positions)
-        }
-    }
-}
-
-@inline(__always)
-func fromChannelMajor(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, batch: Int, channels: Int, positions: Int) {
-    for b in 0..<batch {
-        for c in 0..<channels {
-            (dst + (b * channels + c) * positions).update(from: src + c * batch * positions + b * positions, count: positions)
-        }
-    }
-}
-
 /// What the two convolutions share: channels, geometry, weight and bias, PyTorch's default
 /// initialisation (uniform in ±1/√fan-in), and replicas that share the parameter values.
 public class ConvolutionLayer {
@@ -48,6 +29,10 @@ public class ConvolutionLayer {
     public let weight: Parameter
     public let bias: Parameter
     public var computesInputGradient = true
+    /// The weight [A, B, k, k] reordered to [A, (u, v, b)] for the products (channels-last
+    /// patches), and the gradient in that order; each replica has its own.
+    let reorderedWeight: Tensor
+    let reorderedGradient: Tensor
 
     init(_ inChannels: Int, _ outChannels: Int, geometry: ConvolutionGeometry, weightShape: [Int], fanIn: Int, rng: inout RandomGenerator) {
         self.inChannels = inChannels
@@ -55,6 +40,8 @@ public class ConvolutionLayer {
         self.geometry = geometry
         weight = Parameter(Tensor(shape: weightShape))
         bias = Parameter(Tensor(shape: [outChannels]))
+        reorderedWeight = Tensor(shape: [weightShape[0], weightShape.dropFirst().reduce(1, *)])
+        reorderedGradient = Tensor(shape: reorderedWeight.shape)
         let bound = 1 / Float(fanIn).squareRoot()
         rng.fillUniform(weight.value, low: -bound, high: bound)
         rng.fillUniform(bias.value, low: -bound, high: bound)
@@ -66,25 +53,45 @@ public class ConvolutionLayer {
         geometry = other.geometry
         weight = Parameter(sharingValueOf: other.weight)
         bias = Parameter(sharingValueOf: other.bias)
+        reorderedWeight = Tensor(shape: other.reorderedWeight.shape)
+        reorderedGradient = Tensor(shape: other.reorderedWeight.shape)
         computesInputGradient = other.computesInputGradient
     }
 
     public var namedParameters: [(name: String, parameter: Parameter)] { [("weight", weight), ("bias", bias)] }
+
+    /// reorderedWeight ← weight: [A, B, k, k] → [A, (u, v, b)], a transpose of each B × k² block.
+    func reorderWeight() {
+        let (a, k2) = (weight.value.shape[0], geometry.kernel * geometry.kernel)
+        let block = weight.value.count / a
+        for i in 0..<a {
+            vae_transpose(weight.value.data + i * block, block / k2, k2, reorderedWeight.data + i * block)
+        }
+    }
+
+    /// weight.gradient ← reorderedGradient: [A, (u, v, b)] → [A, B, k, k].
+    func storeReorderedGradient() {
+        let (a, k2) = (weight.value.shape[0], geometry.kernel * geometry.kernel)
+        let block = weight.value.count / a
+        for i in 0..<a {
+            vae_transpose(reorderedGradient.data + i * block, k2, block / k2, weight.gradient.data + i * block)
+        }
+    }
 }
 
-/// 2-D convolution over NCHW input, weight [O, C, k, k] and bias [O] (PyTorch's `nn.Conv2d`):
+/// 2-D convolution over channels-last input [B, H, W, C] with weight [O, C, k, k] and bias [O]
+/// (the weight in PyTorch's `nn.Conv2d` layout, so checkpoints carry over):
 ///
-///     y[b, o, i, j] = bias[o] + Σ_{c, u, v} W[o, c, u, v] · x[b, c, i·s − p + u, j·s − p + v]
+///     y[b, i, j, o] = bias[o] + Σ_{c, u, v} W[o, c, u, v] · x[b, i·s − p + u, j·s − p + v, c]
 ///
-/// Lowered to GEMMs over a few images at a time (their columns kept in cache):
-/// cols = im2col(x) is [C·k·k, n·H'·W'], Y = W · cols. Backward: ∂W = Σ_chunks ∂Y · colsᵀ,
-/// ∂b = Σ ∂Y, ∂x = col2im(Wᵀ · ∂Y).
+/// Lowered to GEMMs over a few images at a time (their patches kept in cache): each output
+/// position's patch is a row of cols = im2col(x) [n·H'·W', k·k·C] in (u, v, c) order, and with
+/// W' the weight reordered to [O, (u, v, c)], the output rows are Y = cols · W'ᵀ + b, already
+/// channels-last. Backward: ∂W' = Σ_chunks ∂Yᵀ · cols, ∂b = Σ_rows ∂Y, ∂x = col2im(∂Y · W').
 public final class Conv2D: ConvolutionLayer, Layer {
     private var input: Tensor?
-    private var cols: Tensor?
-    private var channelMajor: Tensor?
     private var output: Tensor?
-    private var outputGradientCM: Tensor?
+    private var cols: Tensor?
     private var colsGradient: Tensor?
     private var inputGradient: Tensor?
 
@@ -99,86 +106,83 @@ public final class Conv2D: ConvolutionLayer, Layer {
     public func replica() -> Layer { Conv2D(sharingParametersOf: self) }
 
     public func forward(_ x: Tensor) -> Tensor {
-        precondition(x.shape.count == 4 && x.shape[1] == inChannels, "Conv2D(\(inChannels)→\(outChannels)) got input \(x.shape)")
-        let (b, h, w) = (x.shape[0], x.shape[2], x.shape[3])
+        precondition(x.shape.count == 4 && x.shape[3] == inChannels, "Conv2D(\(inChannels)→\(outChannels)) takes [B, H, W, \(inChannels)] input, got \(x.shape)")
+        let (b, h, w) = (x.shape[0], x.shape[1], x.shape[2])
         let (ho, wo) = (geometry.convolutionOutput(h), geometry.convolutionOutput(w))
-        let (p, kk) = (ho * wo, inChannels * geometry.kernel * geometry.kernel)
+        let (p, kk, k) = (ho * wo, inChannels * geometry.kernel * geometry.kernel, geometry.kernel)
         input = x
-        let out = Tensor.reusing(output, shape: [b, outChannels, ho, wo])
+        let out = Tensor.reusing(output, shape: [b, ho, wo, outChannels])
         output = out
-        // A few images at a time, so that their columns stay in cache for the GEMM.
+        reorderWeight()
+        vae_fill_rows(out.data, bias.value.data, b * p, outChannels)
+        // A few images at a time, so that their patches stay in cache for the GEMM.
         let n = imagesPerChunk(columnsPerImage: kk * p, batch: b)
-        let c = Tensor.reusing(cols, rows: kk, columns: n * p)
-        let y = Tensor.reusing(channelMajor, rows: outChannels, columns: n * p)
+        let c = Tensor.reusing(cols, rows: n * p, columns: kk)
         cols = c
-        channelMajor = y
         for start in stride(from: 0, to: b, by: n) {
             let count = min(n, b - start), m = count * p
-            vae_im2col(x.data + start * inChannels * h * w, count, inChannels, h, w, ho, wo, geometry.kernel, geometry.stride, geometry.padding, c.data)
-            BLAS.sgemm(transposeA: false, transposeB: false, m: outChannels, n: m, k: kk, alpha: 1,
-                       a: weight.value.data, lda: kk, b: c.data, ldb: m, beta: 0, c: y.data, ldc: m)
-            fromChannelMajor(y.data, out.data + start * outChannels * p, batch: count, channels: outChannels, positions: p)
+            vae_im2col_nhwc(x.data + start * h * w * inChannels, count, inChannels, h, w, ho, wo, k, geometry.stride, geometry.padding, c.data)
+            BLAS.sgemm(transposeA: false, transposeB: true, m: m, n: outChannels, k: kk, alpha: 1,
+                       a: c.data, lda: kk, b: reorderedWeight.data, ldb: kk, beta: 1, c: out.data + start * p * outChannels, ldc: outChannels)
         }
-        addChannelBias(out, bias.value)
         return out
     }
 
     public func backward(_ dy: Tensor) -> Tensor? {
         guard let x = input else { preconditionFailure("Conv2D.backward before forward") }
-        let (b, h, w) = (x.shape[0], x.shape[2], x.shape[3])
-        let (ho, wo) = (dy.shape[2], dy.shape[3])
-        let (p, kk) = (ho * wo, inChannels * geometry.kernel * geometry.kernel)
+        let (b, h, w) = (x.shape[0], x.shape[1], x.shape[2])
+        let (ho, wo) = (dy.shape[1], dy.shape[2])
+        let (p, kk, k) = (ho * wo, inChannels * geometry.kernel * geometry.kernel, geometry.kernel)
         let n = imagesPerChunk(columnsPerImage: kk * p, batch: b)
-        let c = Tensor.reusing(cols, rows: kk, columns: n * p)
-        let g = Tensor.reusing(outputGradientCM, rows: outChannels, columns: n * p)
+        let c = Tensor.reusing(cols, rows: n * p, columns: kk)
         cols = c
-        outputGradientCM = g
         let dx: Tensor? = computesInputGradient ? Tensor.reusing(inputGradient, shape: x.shape) : nil
         inputGradient = dx ?? inputGradient
-        let dc: Tensor? = computesInputGradient ? Tensor.reusing(colsGradient, rows: kk, columns: n * p) : nil
+        let dc: Tensor? = computesInputGradient ? Tensor.reusing(colsGradient, rows: n * p, columns: kk) : nil
         colsGradient = dc ?? colsGradient
         dx?.fill(0)
-        channelSums(dy, into: bias.gradient.data)
+        vae_column_sums(dy.data, b * p, outChannels, bias.gradient.data)
         for start in stride(from: 0, to: b, by: n) {
             let count = min(n, b - start), m = count * p
-            // The chunk's columns again (recomputing is cheaper than keeping the whole batch's).
-            vae_im2col(x.data + start * inChannels * h * w, count, inChannels, h, w, ho, wo, geometry.kernel, geometry.stride, geometry.padding, c.data)
-            toChannelMajor(dy.data + start * outChannels * p, g.data, batch: count, channels: outChannels, positions: p)
-            BLAS.sgemm(transposeA: false, transposeB: true, m: outChannels, n: kk, k: m, alpha: 1,
-                       a: g.data, lda: m, b: c.data, ldb: m, beta: start == 0 ? 0 : 1, c: weight.gradient.data, ldc: kk)
+            let g = dy.data + start * p * outChannels
+            // The chunk's patches again (recomputing is cheaper than keeping the whole batch's).
+            vae_im2col_nhwc(x.data + start * h * w * inChannels, count, inChannels, h, w, ho, wo, k, geometry.stride, geometry.padding, c.data)
+            BLAS.sgemm(transposeA: true, transposeB: false, m: outChannels, n: kk, k: m, alpha: 1,
+                       a: g, lda: outChannels, b: c.data, ldb: kk, beta: start == 0 ? 0 : 1, c: reorderedGradient.data, ldc: kk)
             if let dx, let dc {
-                BLAS.sgemm(transposeA: true, transposeB: false, m: kk, n: m, k: outChannels, alpha: 1,
-                           a: weight.value.data, lda: kk, b: g.data, ldb: m, beta: 0, c: dc.data, ldc: m)
-                vae_col2im(dc.data, count, inChannels, h, w, ho, wo, geometry.kernel, geometry.stride, geometry.padding, dx.data + start * inChannels * h * w)
+                BLAS.sgemm(transposeA: false, transposeB: false, m: m, n: kk, k: outChannels, alpha: 1,
+                           a: g, lda: outChannels, b: reorderedWeight.data, ldb: kk, beta: 0, c: dc.data, ldc: kk)
+                vae_col2im_nhwc(dc.data, count, inChannels, h, w, ho, wo, k, geometry.stride, geometry.padding, dx.data + start * h * w * inChannels)
             }
         }
+        if b == 0 { reorderedGradient.fill(0) }
+        storeReorderedGradient()
         return dx
     }
 }
 
-/// Images per chunk so that a chunk's columns (`columnsPerImage` values each) take about 1 MB.
+/// Images per chunk so that a chunk's patches (`columnsPerImage` values each) take about 1 MB.
 @inline(__always)
 func imagesPerChunk(columnsPerImage: Int, batch: Int) -> Int {
     max(1, min(batch, (1 << 18) / max(columnsPerImage, 1)))
 }
 
-/// 2-D transposed convolution over NCHW input, weight [C_in, C_out, k, k] and bias [C_out]
-/// (PyTorch's `nn.ConvTranspose2d`): the adjoint of a convolution, each input value spreading
-/// W[c, o, ·, ·] over the output window at (i·s − p, j·s − p); output size (H − 1)s − 2p + k.
+/// 2-D transposed convolution over channels-last input [B, H, W, C] with weight [C, O, k, k]
+/// and bias [O] (PyTorch's `nn.ConvTranspose2d` layout): the adjoint of a convolution, each
+/// input value spreading W[c, o, ·, ·] over the output window at (i·s − p, j·s − p); output
+/// size (H − 1)s − 2p + k.
 ///
-/// Lowered to GEMMs over a few images at a time: cols = Wᵀ · X (X channel-major
-/// [C_in, n·H·W]), y = col2im(cols) + b. Backward: ∂cols = im2col(∂y), ∂W = Σ_chunks X · ∂colsᵀ,
-/// ∂x = W · ∂cols.
+/// Lowered to GEMMs over a few images at a time: with W' the weight reordered to
+/// [C, (u, v, o)], each input position's contributions are a row of cols = X · W'
+/// [n·H·W, k·k·O], and y = b + col2im(cols). Backward: ∂cols = im2col(∂y),
+/// ∂W' = Σ_chunks Xᵀ · ∂cols, ∂x = ∂cols · W'ᵀ.
 public final class ConvTranspose2D: ConvolutionLayer, Layer {
     private var input: Tensor?
-    private var inputCM: Tensor?
-    private var cols: Tensor?
     private var output: Tensor?
-    private var colsGradient: Tensor?
-    private var inputGradientCM: Tensor?
+    private var cols: Tensor?
     private var inputGradient: Tensor?
 
-    /// Initialised as PyTorch's `nn.ConvTranspose2d`: uniform in ±1/√(C_out·k·k).
+    /// Initialised as PyTorch's `nn.ConvTranspose2d`: uniform in ±1/√(O·k·k).
     public init(_ inChannels: Int, _ outChannels: Int, geometry: ConvolutionGeometry, rng: inout RandomGenerator) {
         let k = geometry.kernel
         super.init(inChannels, outChannels, geometry: geometry, weightShape: [inChannels, outChannels, k, k], fanIn: outChannels * k * k, rng: &rng)
@@ -189,85 +193,51 @@ public final class ConvTranspose2D: ConvolutionLayer, Layer {
     public func replica() -> Layer { ConvTranspose2D(sharingParametersOf: self) }
 
     public func forward(_ x: Tensor) -> Tensor {
-        precondition(x.shape.count == 4 && x.shape[1] == inChannels, "ConvTranspose2D(\(inChannels)→\(outChannels)) got input \(x.shape)")
-        let (b, h, w) = (x.shape[0], x.shape[2], x.shape[3])
+        precondition(x.shape.count == 4 && x.shape[3] == inChannels, "ConvTranspose2D(\(inChannels)→\(outChannels)) takes [B, H, W, \(inChannels)] input, got \(x.shape)")
+        let (b, h, w) = (x.shape[0], x.shape[1], x.shape[2])
         let (ho, wo) = (geometry.transposedOutput(h), geometry.transposedOutput(w))
-        let (p, kk) = (h * w, outChannels * geometry.kernel * geometry.kernel)
+        let (p, kk, k) = (h * w, outChannels * geometry.kernel * geometry.kernel, geometry.kernel)
         input = x
-        let out = Tensor.reusing(output, shape: [b, outChannels, ho, wo])
+        let out = Tensor.reusing(output, shape: [b, ho, wo, outChannels])
         output = out
-        out.fill(0)
+        reorderWeight()
+        vae_fill_rows(out.data, bias.value.data, b * ho * wo, outChannels)
         let n = imagesPerChunk(columnsPerImage: kk * p, batch: b)
-        let xc = Tensor.reusing(inputCM, rows: inChannels, columns: n * p)
-        let c = Tensor.reusing(cols, rows: kk, columns: n * p)
-        inputCM = xc
+        let c = Tensor.reusing(cols, rows: n * p, columns: kk)
         cols = c
         for start in stride(from: 0, to: b, by: n) {
             let count = min(n, b - start), m = count * p
-            toChannelMajor(x.data + start * inChannels * p, xc.data, batch: count, channels: inChannels, positions: p)
-            BLAS.sgemm(transposeA: true, transposeB: false, m: kk, n: m, k: inChannels, alpha: 1,
-                       a: weight.value.data, lda: kk, b: xc.data, ldb: m, beta: 0, c: c.data, ldc: m)
-            vae_col2im(c.data, count, outChannels, ho, wo, h, w, geometry.kernel, geometry.stride, geometry.padding, out.data + start * outChannels * ho * wo)
+            BLAS.sgemm(transposeA: false, transposeB: false, m: m, n: kk, k: inChannels, alpha: 1,
+                       a: x.data + start * p * inChannels, lda: inChannels, b: reorderedWeight.data, ldb: kk, beta: 0, c: c.data, ldc: kk)
+            vae_col2im_nhwc(c.data, count, outChannels, ho, wo, h, w, k, geometry.stride, geometry.padding, out.data + start * ho * wo * outChannels)
         }
-        addChannelBias(out, bias.value)
         return out
     }
 
     public func backward(_ dy: Tensor) -> Tensor? {
         guard let x = input else { preconditionFailure("ConvTranspose2D.backward before forward") }
-        let (b, h, w) = (x.shape[0], x.shape[2], x.shape[3])
-        let (ho, wo) = (dy.shape[2], dy.shape[3])
-        let (p, kk) = (h * w, outChannels * geometry.kernel * geometry.kernel)
+        let (b, h, w) = (x.shape[0], x.shape[1], x.shape[2])
+        let (ho, wo) = (dy.shape[1], dy.shape[2])
+        let (p, kk, k) = (h * w, outChannels * geometry.kernel * geometry.kernel, geometry.kernel)
         let n = imagesPerChunk(columnsPerImage: kk * p, batch: b)
-        let xc = Tensor.reusing(inputCM, rows: inChannels, columns: n * p)
-        let dc = Tensor.reusing(colsGradient, rows: kk, columns: n * p)
-        inputCM = xc
-        colsGradient = dc
+        let dc = Tensor.reusing(cols, rows: n * p, columns: kk)
+        cols = dc
         let dx: Tensor? = computesInputGradient ? Tensor.reusing(inputGradient, shape: x.shape) : nil
         inputGradient = dx ?? inputGradient
-        let gx: Tensor? = computesInputGradient ? Tensor.reusing(inputGradientCM, rows: inChannels, columns: n * p) : nil
-        inputGradientCM = gx ?? inputGradientCM
-        channelSums(dy, into: bias.gradient.data)
+        vae_column_sums(dy.data, b * ho * wo, outChannels, bias.gradient.data)
         for start in stride(from: 0, to: b, by: n) {
             let count = min(n, b - start), m = count * p
-            vae_im2col(dy.data + start * outChannels * ho * wo, count, outChannels, ho, wo, h, w, geometry.kernel, geometry.stride, geometry.padding, dc.data)
-            toChannelMajor(x.data + start * inChannels * p, xc.data, batch: count, channels: inChannels, positions: p)
-            BLAS.sgemm(transposeA: false, transposeB: true, m: inChannels, n: kk, k: m, alpha: 1,
-                       a: xc.data, lda: m, b: dc.data, ldb: m, beta: start == 0 ? 0 : 1, c: weight.gradient.data, ldc: kk)
-            if let dx, let gx {
-                BLAS.sgemm(transposeA: false, transposeB: false, m: inChannels, n: m, k: kk, alpha: 1,
-                           a: weight.value.data, lda: kk, b: dc.data, ldb: m, beta: 0, c: gx.data, ldc: m)
-                fromChannelMajor(gx.data, dx.data + start * inChannels * p, batch: count, channels: inChannels, positions: p)
+            let xs = x.data + start * p * inChannels
+            vae_im2col_nhwc(dy.data + start * ho * wo * outChannels, count, outChannels, ho, wo, h, w, k, geometry.stride, geometry.padding, dc.data)
+            BLAS.sgemm(transposeA: true, transposeB: false, m: inChannels, n: kk, k: m, alpha: 1,
+                       a: xs, lda: inChannels, b: dc.data, ldb: kk, beta: start == 0 ? 0 : 1, c: reorderedGradient.data, ldc: kk)
+            if let dx {
+                BLAS.sgemm(transposeA: false, transposeB: true, m: m, n: inChannels, k: kk, alpha: 1,
+                           a: dc.data, lda: kk, b: reorderedWeight.data, ldb: kk, beta: 0, c: dx.data + start * p * inChannels, ldc: inChannels)
             }
         }
+        if b == 0 { reorderedGradient.fill(0) }
+        storeReorderedGradient()
         return dx
-    }
-}
-
-/// y[b, c, ·] += bias[c] for NCHW `y`.
-func addChannelBias(_ y: Tensor, _ bias: Tensor) {
-    let (b, c) = (y.shape[0], y.shape[1])
-    let p = y.count / max(b * c, 1)
-    for i in 0..<b {
-        for j in 0..<c {
-            let row = y.data + (i * c + j) * p
-            let v = bias[j]
-            for k in 0..<p { row[k] += v }
-        }
-    }
-}
-
-/// out[c] = Σ_{b, positions} y[b, c, ·] for NCHW `y`.
-func channelSums(_ y: Tensor, into out: UnsafeMutablePointer<Float>) {
-    let (b, c) = (y.shape[0], y.shape[1])
-    let p = y.count / max(b * c, 1)
-    out.initialize(repeating: 0, count: c)
-    for i in 0..<b {
-        for j in 0..<c {
-            let row = y.data + (i * c + j) * p
-            var s: Float = 0
-            for k in 0..<p { s += row[k] }
-            out[j] += s
-        }
     }
 }

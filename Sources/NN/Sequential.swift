@@ -18,8 +18,10 @@ public final class Sequential: Layer {
         return copy
     }
 
+    /// Layout conversions (`ChannelsLast`, `ChannelsFirst`) take no index: they are this
+    /// engine's detail, not modules of the PyTorch model the names follow.
     public var namedParameters: [(name: String, parameter: Parameter)] {
-        layers.enumerated().flatMap { index, layer in
+        layers.filter { !($0 is LayoutConversion) }.enumerated().flatMap { index, layer in
             layer.namedParameters.map { ("\(index).\($0.name)", $0.parameter) }
         }
     }

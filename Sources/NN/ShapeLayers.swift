@@ -1,3 +1,4 @@
+import CKernels
 import Tensor
 
 /// Gives each example a new shape (`Flatten` is `Reshape([n])`); no copy: the output is a view.
@@ -28,8 +29,9 @@ public final class Reshape: ParameterFreeLayer {
     }
 }
 
-/// Nearest-neighbour upsampling of NCHW input by an integer factor f: each value becomes an
-/// f × f block. Backward: each input gradient is the sum over its block.
+/// Nearest-neighbour upsampling of channels-last input [B, H, W, C] by an integer factor f:
+/// each pixel's C values fill an f × f block. Backward: each input gradient is the sum over its
+/// block.
 public final class Upsample: ParameterFreeLayer {
     public let factor: Int
     public var computesInputGradient = true
@@ -45,34 +47,103 @@ public final class Upsample: ParameterFreeLayer {
     public func replica() -> Layer { Upsample(factor: factor) }
 
     public func forward(_ x: Tensor) -> Tensor {
-        precondition(x.shape.count == 4, "Upsample takes NCHW input, got \(x.shape)")
+        precondition(x.shape.count == 4, "Upsample takes [B, H, W, C] input, got \(x.shape)")
         inputShape = x.shape
-        let (planes, h, w, f) = (x.shape[0] * x.shape[1], x.shape[2], x.shape[3], factor)
-        let y = Tensor.reusing(output, shape: [x.shape[0], x.shape[1], h * f, w * f])
+        let (b, h, w, c, f) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], factor)
+        let y = Tensor.reusing(output, shape: [b, h * f, w * f, c])
         output = y
-        for p in 0..<planes {
-            let src = x.data + p * h * w, dst = y.data + p * h * w * f * f
-            for i in 0..<(h * f) {
-                let row = dst + i * w * f, srcRow = src + (i / f) * w
-                for j in 0..<(w * f) { row[j] = srcRow[j / f] }
-            }
+        for row in 0..<(b * h * f) {
+            let dst = y.data + row * w * f * c, src = x.data + (row / f) * w * c
+            for j in 0..<(w * f) { (dst + j * c).update(from: src + (j / f) * c, count: c) }
         }
         return y
     }
 
     public func backward(_ dy: Tensor) -> Tensor? {
         guard computesInputGradient else { return nil }
-        let (planes, h, w, f) = (inputShape[0] * inputShape[1], inputShape[2], inputShape[3], factor)
+        let (w, c, f) = (inputShape[2], inputShape[3], factor)
         let dx = Tensor.reusing(inputGradient, shape: inputShape)
         inputGradient = dx
         dx.fill(0)
-        for p in 0..<planes {
-            let src = dy.data + p * h * w * f * f, dst = dx.data + p * h * w
-            for i in 0..<(h * f) {
-                let row = src + i * w * f, dstRow = dst + (i / f) * w
-                for j in 0..<(w * f) { dstRow[j / f] += row[j] }
+        for row in 0..<(dy.count / (w * f * c)) {
+            let src = dy.data + row * w * f * c, dst = dx.data + (row / f) * w * c
+            for j in 0..<(w * f) {
+                let from = src + j * c, to = dst + (j / f) * c
+                for k in 0..<c { to[k] += from[k] }
             }
         }
+        return dx
+    }
+}
+
+/// A change of memory layout between PyTorch's channels-first images [B, C, H, W] and the
+/// channels-last [B, H, W, C] the convolutions compute in. Not a module in PyTorch's sense:
+/// `Sequential` gives it no index, so parameter names match the PyTorch model.
+public protocol LayoutConversion: ParameterFreeLayer {}
+
+/// [B, C, H, W] → [B, H, W, C] (a view when C = 1 or H·W = 1, otherwise a transpose per image).
+public final class ChannelsLast: LayoutConversion {
+    public var computesInputGradient = true
+    private let permute: ImagePermutation
+
+    public init() { permute = ImagePermutation() }
+    public func replica() -> Layer { ChannelsLast() }
+
+    public func forward(_ x: Tensor) -> Tensor {
+        precondition(x.shape.count == 4, "ChannelsLast takes [B, C, H, W] input, got \(x.shape)")
+        return permute.forward(x, planes: x.shape[1], positions: x.shape[2] * x.shape[3],
+                               outputShape: [x.shape[0], x.shape[2], x.shape[3], x.shape[1]])
+    }
+
+    public func backward(_ dy: Tensor) -> Tensor? {
+        computesInputGradient ? permute.backward(dy) : nil
+    }
+}
+
+/// [B, H, W, C] → [B, C, H, W] (a view when C = 1 or H·W = 1, otherwise a transpose per image).
+public final class ChannelsFirst: LayoutConversion {
+    public var computesInputGradient = true
+    private let permute: ImagePermutation
+
+    public init() { permute = ImagePermutation() }
+    public func replica() -> Layer { ChannelsFirst() }
+
+    public func forward(_ x: Tensor) -> Tensor {
+        precondition(x.shape.count == 4, "ChannelsFirst takes [B, H, W, C] input, got \(x.shape)")
+        return permute.forward(x, planes: x.shape[1] * x.shape[2], positions: x.shape[3],
+                               outputShape: [x.shape[0], x.shape[3], x.shape[1], x.shape[2]])
+    }
+
+    public func backward(_ dy: Tensor) -> Tensor? {
+        computesInputGradient ? permute.backward(dy) : nil
+    }
+}
+
+/// Each example is a [rows, columns] matrix transposed to [columns, rows]; the gradient is
+/// transposed back. When either side is 1 the data are already in order and views suffice.
+final class ImagePermutation {
+    private var inputShape: [Int] = []
+    private var rows = 0, columns = 0
+    private var output: Tensor?, outputView: Tensor?
+    private var gradient: Tensor?, gradientView: Tensor?
+
+    init() {}
+
+    func forward(_ x: Tensor, planes: Int, positions: Int, outputShape: [Int]) -> Tensor {
+        inputShape = x.shape
+        (rows, columns) = (planes, positions)
+        if rows == 1 || columns == 1 { return Tensor.view(x, shape: outputShape, reusing: &outputView) }
+        let y = Tensor.reusing(output, shape: outputShape)
+        output = y
+        for b in 0..<x.rows { vae_transpose(x.data + b * rows * columns, rows, columns, y.data + b * rows * columns) }
+        return y
+    }
+
+    func backward(_ dy: Tensor) -> Tensor {
+        if rows == 1 || columns == 1 { return Tensor.view(dy, shape: inputShape, reusing: &gradientView) }
+        let dx = Tensor.reusing(gradient, shape: inputShape)
+        gradient = dx
+        for b in 0..<dx.rows { vae_transpose(dy.data + b * rows * columns, columns, rows, dx.data + b * rows * columns) }
         return dx
     }
 }

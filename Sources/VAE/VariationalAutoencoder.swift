@@ -108,23 +108,25 @@ public final class VariationalAutoencoder {
     /// x → (Conv k4 s2 p1 → act)ⁿ → Flatten → [label] → Linear(2d);
     /// z → [label] → Linear → act → Reshape → (ConvT k4 s2 p1 → act)ⁿ⁻¹ → ConvT → output,
     /// or with nearest upsampling each ConvT is Upsample(2) → Conv k3 s1 p1.
+    /// The convolutions compute channels-last; `ChannelsLast`/`ChannelsFirst` convert at the
+    /// edges, so the flattened features, the output and every weight keep PyTorch's layout.
     static func convolutionalNetworks(_ config: ModelConfig, outputsPerValue: Int, rng: inout RandomGenerator) -> (encoder: [Layer], decoder: [Layer]) {
         let d = config.latentDimension, k = config.conditionClasses
         let down = ConvolutionGeometry(kernel: 4, stride: 2, padding: 1)
         let (h, w) = config.convolutionOutputSize
         let last = config.channels.last!
-        var encoder: [Layer] = []
+        var encoder: [Layer] = [ChannelsLast()]
         var inChannels = config.inputShape[0]
         for c in config.channels {
             encoder += [Conv2D(inChannels, c, geometry: down, rng: &rng), config.activation.makeLayer()]
             inChannels = c
         }
-        encoder.append(Reshape.flatten(last * h * w))
+        encoder += [ChannelsFirst(), Reshape.flatten(last * h * w)]
         if k > 0 { encoder.append(Conditioning(conditionSize: k)) }
         encoder.append(Linear(last * h * w + k, 2 * d, rng: &rng))
 
         var decoder: [Layer] = k > 0 ? [Conditioning(conditionSize: k)] : []
-        decoder += [Linear(d + k, last * h * w, rng: &rng), config.activation.makeLayer(), Reshape([last, h, w])]
+        decoder += [Linear(d + k, last * h * w, rng: &rng), config.activation.makeLayer(), Reshape([last, h, w]), ChannelsLast()]
         let widths = Array(config.channels.reversed().dropFirst()) + [config.inputShape[0] * outputsPerValue]
         inChannels = last
         for (i, c) in widths.enumerated() {
@@ -137,6 +139,7 @@ public final class VariationalAutoencoder {
             if i < widths.count - 1 { decoder.append(config.activation.makeLayer()) }
             inChannels = c
         }
+        decoder.append(ChannelsFirst())
         return (encoder, decoder)
     }
 

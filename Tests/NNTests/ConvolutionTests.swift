@@ -10,7 +10,10 @@ let geometries = [
     ConvolutionGeometry(kernel: 2, stride: 3, padding: 2),
 ]
 
-/// y[b, o, i, j] = bias[o] + Σ W[o, c, u, v] x[b, c, i·s − p + u, j·s − p + v], as loops.
+/// The layer on channels-first images, as the naive references and PyTorch see it.
+func channelsFirst(_ layer: Layer) -> Sequential { Sequential(ChannelsLast(), layer, ChannelsFirst()) }
+
+/// y[b, o, i, j] = bias[o] + Σ W[o, c, u, v] x[b, c, i·s − p + u, j·s − p + v], as loops (NCHW).
 func naiveConvolution(_ x: Tensor, _ layer: Conv2D) -> [Double] {
     let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let g = layer.geometry, o = layer.outChannels, k = g.kernel
@@ -28,7 +31,8 @@ func naiveConvolution(_ x: Tensor, _ layer: Conv2D) -> [Double] {
     return y
 }
 
-/// Each input value spreads W[c, o, ·, ·] over the output window at (i·s − p, j·s − p), as loops.
+/// Each input value spreads W[c, o, ·, ·] over the output window at (i·s − p, j·s − p), as
+/// loops (NCHW).
 func naiveTransposedConvolution(_ x: Tensor, _ layer: ConvTranspose2D) -> [Double] {
     let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let g = layer.geometry, o = layer.outChannels, k = g.kernel
@@ -51,10 +55,11 @@ func convolutionMatchesDirectLoopsAndItsGradientsCheck(geometry: ConvolutionGeom
     var rng = RandomGenerator(seed: 1)
     let layer = Conv2D(3, 4, geometry: geometry, rng: &rng)
     let x = randomTensor([2, 3, 7, 6], seed: 2)
-    let y = layer(x)
+    let y = channelsFirst(layer)(x)
     #expect(y.shape == [2, 4, geometry.convolutionOutput(7), geometry.convolutionOutput(6)])
     for (a, b) in zip(y.toArray(), naiveConvolution(x, layer)) { #expect(abs(Double(a) - b) < 1e-5) }
-    checkLayerGradients(layer, input: x, step: 1e-2)
+    checkLayerGradients(layer, input: randomTensor([2, 7, 6, 3], seed: 3), step: 1e-2)
+    checkLayerGradients(channelsFirst(layer), input: x, step: 1e-2)
 }
 
 @Test(arguments: geometries)
@@ -62,10 +67,11 @@ func transposedConvolutionMatchesDirectLoopsAndItsGradientsCheck(geometry: Convo
     var rng = RandomGenerator(seed: 3)
     let layer = ConvTranspose2D(3, 2, geometry: geometry, rng: &rng)
     let x = randomTensor([2, 3, 4, 5], seed: 4)
-    let y = layer(x)
+    let y = channelsFirst(layer)(x)
     #expect(y.shape == [2, 2, geometry.transposedOutput(4), geometry.transposedOutput(5)])
     for (a, b) in zip(y.toArray(), naiveTransposedConvolution(x, layer)) { #expect(abs(Double(a) - b) < 1e-5) }
-    checkLayerGradients(layer, input: x, step: 1e-2)
+    checkLayerGradients(layer, input: randomTensor([2, 4, 5, 3], seed: 5), step: 1e-2)
+    checkLayerGradients(channelsFirst(layer), input: x, step: 1e-2)
 }
 
 @Test func transposedConvolutionIsTheAdjointOfConvolution() {
@@ -77,8 +83,8 @@ func transposedConvolutionMatchesDirectLoopsAndItsGradientsCheck(geometry: Convo
     convT.weight.value.copy(from: conv.weight.value)
     conv.bias.value.fill(0)
     convT.bias.value.fill(0)
-    let x = randomTensor([2, 3, 8, 8], seed: 6)
-    let y = randomTensor([2, 5, 4, 4], seed: 7)
+    let x = randomTensor([2, 8, 8, 3], seed: 6)
+    let y = randomTensor([2, 4, 4, 5], seed: 7)
     let left = weightedSum(conv(x), y), right = weightedSum(x, convT(y))
     #expect(abs(left - right) < 1e-4 * max(1, abs(left)))
 }
@@ -88,9 +94,9 @@ func transposedConvolutionMatchesDirectLoopsAndItsGradientsCheck(geometry: Convo
     var rng = RandomGenerator(seed: 1)
     let g = ConvolutionGeometry(kernel: 4, stride: 2, padding: 1)
     let net = Sequential(Conv2D(1, 32, geometry: g, rng: &rng), ReLU(), Conv2D(32, 64, geometry: g, rng: &rng), ReLU(),
-                         Reshape.flatten(64 * 7 * 7), Reshape([64, 7, 7]),
+                         Reshape.flatten(7 * 7 * 64), Reshape([7, 7, 64]),
                          ConvTranspose2D(64, 32, geometry: g, rng: &rng), ReLU(), ConvTranspose2D(32, 1, geometry: g, rng: &rng))
-    #expect(net(randomTensor([3, 1, 28, 28], seed: 2)).shape == [3, 1, 28, 28])
+    #expect(net(randomTensor([3, 28, 28, 1], seed: 2)).shape == [3, 28, 28, 1])
 }
 
 @Test func shapeLayersAndConditioningGradients() {
@@ -99,9 +105,12 @@ func transposedConvolutionMatchesDirectLoopsAndItsGradientsCheck(geometry: Convo
     #expect(flat(x).shape == [2, 12] && flat(x).data == x.data)  // a view: no copy
     checkLayerGradients(flat, input: x)
     let up = Upsample(factor: 2)
-    let small = Tensor(shape: [1, 1, 2, 2], values: [1, 2, 3, 4])
+    let small = Tensor(shape: [1, 2, 2, 1], values: [1, 2, 3, 4])
     #expect(up(small).toArray() == [1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4])
-    checkLayerGradients(up, input: randomTensor([2, 2, 3, 3], seed: 2))
+    // Two channels stay interleaved: pixel (i, j) of the output is pixel (i/2, j/2) of the input.
+    let pair = Tensor(shape: [1, 1, 2, 2], values: [1, -1, 2, -2])
+    #expect(up(pair).toArray() == [1, -1, 1, -1, 2, -2, 2, -2, 1, -1, 1, -1, 2, -2, 2, -2])
+    checkLayerGradients(up, input: randomTensor([2, 3, 3, 2], seed: 2))
     let conditioning = Conditioning(conditionSize: 3)
     conditioning.condition = Tensor(shape: [2, 3], values: [0, 1, 0, 1, 0, 0])
     let joined = conditioning(Tensor(shape: [2, 2], values: [5, 6, 7, 8]))
@@ -141,7 +150,31 @@ func checkChunkingIsInvisible(_ layer: Layer, input x: Tensor, weight: Parameter
     // 32 channels × 3×3 kernel over 16×16 positions: three images per chunk, so 5 images make 2 chunks.
     var rng = RandomGenerator(seed: 1)
     let conv = Conv2D(32, 2, geometry: ConvolutionGeometry(kernel: 3, stride: 1, padding: 1), rng: &rng)
-    checkChunkingIsInvisible(conv, input: randomTensor([5, 32, 16, 16], seed: 2), weight: conv.weight)
+    checkChunkingIsInvisible(conv, input: randomTensor([5, 16, 16, 32], seed: 2), weight: conv.weight)
     let convT = ConvTranspose2D(2, 32, geometry: ConvolutionGeometry(kernel: 3, stride: 1, padding: 1), rng: &rng)
-    checkChunkingIsInvisible(convT, input: randomTensor([5, 2, 16, 16], seed: 3), weight: convT.weight)
+    checkChunkingIsInvisible(convT, input: randomTensor([5, 16, 16, 2], seed: 3), weight: convT.weight)
+}
+
+@Test func layoutConversionsTransposeEachImageAndInvertEachOther() {
+    let x = randomTensor([2, 3, 4, 5], seed: 1)  // [B, C, H, W]
+    let last = ChannelsLast(), first = ChannelsFirst()
+    let y = last(x)
+    #expect(y.shape == [2, 4, 5, 3])
+    for b in 0..<2 { for c in 0..<3 { for i in 0..<4 { for j in 0..<5 {
+        #expect(y[((b * 4 + i) * 5 + j) * 3 + c] == x[((b * 3 + c) * 4 + i) * 5 + j])
+    } } } }
+    #expect(first(y).toArray() == x.toArray())
+    checkLayerGradients(last, input: x)
+    checkLayerGradients(first, input: randomTensor([2, 4, 5, 3], seed: 2))
+    // One channel: the same numbers in the same order, so a view.
+    let gray = randomTensor([2, 1, 4, 5], seed: 3)
+    #expect(last(gray).shape == [2, 4, 5, 1] && last(gray).data == gray.data)
+    checkLayerGradients(last, input: gray)
+}
+
+@Test func layoutConversionsTakeNoIndexInParameterNames() {
+    var rng = RandomGenerator(seed: 1)
+    let net = Sequential(ChannelsLast(), Conv2D(1, 2, geometry: ConvolutionGeometry(kernel: 3), rng: &rng), ReLU(), ChannelsFirst(),
+                         Reshape.flatten(2), Linear(2, 1, rng: &rng))
+    #expect(net.namedParameters.map(\.name) == ["0.weight", "0.bias", "3.weight", "3.bias"])
 }

@@ -5,12 +5,13 @@ import Testing
 import TestSupport
 import VAE
 
-/// Checks `parameters`' gradients (set by `computeGradients`) against central differences of `loss`.
-func checkModelGradients(_ model: VariationalAutoencoder, label: String, loss: () -> Double, computeGradients: () -> Void) {
+/// Checks `parameters`' gradients (set by `computeGradients`) against central differences of
+/// `loss`. The loss is summed in Float32, so a larger loss (more pixels) needs a larger `step`.
+func checkModelGradients(_ model: VariationalAutoencoder, label: String, step: Float = 1e-2, loss: () -> Double, computeGradients: () -> Void) {
     computeGradients()
     let analytic = model.namedParameters.map { ($0.name, $0.parameter.gradient.toArray()) }
     for ((name, p), (_, grad)) in zip(model.namedParameters, analytic) {
-        let m = gradientMismatch(analytic: grad, numeric: numericalGradient(of: loss, wrt: p.value, step: 1e-2), atol: 2e-3, rtol: 2e-2)
+        let m = gradientMismatch(analytic: grad, numeric: numericalGradient(of: loss, wrt: p.value, step: step), atol: 2e-3, rtol: 2e-2)
         #expect(m.excess <= 0, "\(label) \(name)[\(m.index)]: analytic \(m.analytic) vs numeric \(m.numeric)")
     }
 }

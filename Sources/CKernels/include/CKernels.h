@@ -43,18 +43,27 @@ const char *vae_kernels_isa(void);
 
 #ifndef SWIFT_VAE_CKERNELS_CONV_H
 #define SWIFT_VAE_CKERNELS_CONV_H
-/// Gathers the patches of an NCHW source into columns, one row per (channel, kh, kw) and one
-/// column per (image, grid position), M = batch·gridHeight·gridWidth columns:
-///   cols[((c·k + kh)·k + kw)·M + (b·gridHeight + ph)·gridWidth + pw]
-///     = src[b, c, ph·stride − padding + kh, pw·stride − padding + kw]   (0 outside the source)
+/// Gathers the patches of a channels-last (NHWC) source into rows, one row per (image, grid
+/// position) and, within a row, the values in (kh, kw, c) order, k·k·C per row:
+///   cols[((b·gridHeight + ph)·gridWidth + pw)·k·k·C + (kh·k + kw)·C + c]
+///     = src[b, ph·stride − padding + kh, pw·stride − padding + kw, c]   (0 outside the source)
 /// For a convolution the grid is its output; for a transposed convolution's backward pass the
 /// grid is its input and the source is the output gradient.
-void vae_im2col(const float *src, size_t batch, size_t channels, size_t height, size_t width,
-                size_t gridHeight, size_t gridWidth, size_t kernel, size_t stride, size_t padding, float *cols);
+void vae_im2col_nhwc(const float *src, size_t batch, size_t channels, size_t height, size_t width,
+                     size_t gridHeight, size_t gridWidth, size_t kernel, size_t stride, size_t padding, float *cols);
 
-/// The adjoint of vae_im2col: adds every column entry back into the NCHW destination
-/// (dst[b, c, ph·stride − padding + kh, pw·stride − padding + kw] += cols[...]). The caller
-/// zeroes dst first if it should hold only the sum.
-void vae_col2im(const float *cols, size_t batch, size_t channels, size_t height, size_t width,
-                size_t gridHeight, size_t gridWidth, size_t kernel, size_t stride, size_t padding, float *dst);
+/// The adjoint of vae_im2col_nhwc: adds every patch value back into the NHWC destination
+/// (dst[b, ph·stride − padding + kh, pw·stride − padding + kw, c] += cols[...]). The caller
+/// initialises dst (zeros, or a bias) first.
+void vae_col2im_nhwc(const float *cols, size_t batch, size_t channels, size_t height, size_t width,
+                     size_t gridHeight, size_t gridWidth, size_t kernel, size_t stride, size_t padding, float *dst);
+
+/// y[r, ·] = row for each of `rows` rows of `columns` values (a bias broadcast).
+void vae_fill_rows(float *y, const float *row, size_t rows, size_t columns);
+
+/// sums[c] = Σ_r x[r, c] for a row-major [rows, columns] matrix (a bias gradient).
+void vae_column_sums(const float *x, size_t rows, size_t columns, float *sums);
+
+/// dst[c, r] = src[r, c] for a row-major [rows, columns] source.
+void vae_transpose(const float *src, size_t rows, size_t columns, float *dst);
 #endif
