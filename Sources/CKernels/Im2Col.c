@@ -9,6 +9,25 @@
 // pw·s − p + kw, is one contiguous run of k·C values in the source row, so gathering and
 // scattering are runs of copies and adds, never single strided values.
 
+// Four floats at any alignment: a one-channel image's kernel row (k = 4), one move.
+typedef float float4_unaligned __attribute__((vector_size(16), aligned(4)));
+
+static inline void copy_run(float *restrict d, const float *restrict s, long n) {
+    if (n == 4) {
+        *(float4_unaligned *)d = *(const float4_unaligned *)s;
+        return;
+    }
+    for (long t = 0; t < n; t++) d[t] = s[t];
+}
+
+static inline void add_run(float *restrict d, const float *restrict s, long n) {
+    if (n == 4) {
+        *(float4_unaligned *)d += *(const float4_unaligned *)s;
+        return;
+    }
+    for (long t = 0; t < n; t++) d[t] += s[t];
+}
+
 // The kernel columns kw in [*lo, *hi) whose source column first + kw lies in [0, width).
 static inline void valid_columns(long first, long kernel, long width, long *lo, long *hi) {
     long l = first < 0 ? -first : 0;
@@ -19,12 +38,71 @@ static inline void valid_columns(long first, long kernel, long width, long *lo, 
     *hi = h;
 }
 
+// Narrow patches (k·C ≤ 16, e.g. a one-channel image): per-position bounds logic would cost more
+// than the copies, so each source row is first laid into a zero-padded line and every grid
+// position copies its k·C values from it without checks.
+enum { NARROW_LINE = 4096 };
+
+static inline int is_narrow(long C, long K, long gridWidth, long stride) {
+    return K * C <= 16 && ((gridWidth - 1) * stride + K) * C <= NARROW_LINE;
+}
+
+__attribute__((always_inline)) static inline void
+im2col_narrow(const float *restrict src, long batch, long C, long H, long W, long gridHeight, long gridWidth,
+              long K, long s, long pad, float *restrict cols) {
+    const long rowLength = K * K * C, lineLength = ((gridWidth - 1) * s + K) * C;
+    float line[NARROW_LINE];
+    for (long t = 0; t < lineLength; t++) line[t] = 0.0f;
+    // Source columns [first, last) land at line[(x + pad)·C]; the rest of the line stays 0.
+    const long first = pad, last = (W + pad) * C < lineLength ? W + pad : lineLength / C;
+    for (long b = 0; b < batch; b++)
+    for (long ph = 0; ph < gridHeight; ph++)
+    for (long kh = 0; kh < K; kh++) {
+        float *out = cols + (b * gridHeight + ph) * gridWidth * rowLength + kh * K * C;
+        const long sh = ph * s - pad + kh;
+        if (sh < 0 || sh >= H) {
+            for (long pw = 0; pw < gridWidth; pw++)
+                for (long t = 0; t < K * C; t++) out[pw * rowLength + t] = 0.0f;
+            continue;
+        }
+        const float *in = src + (b * H + sh) * W * C;
+        for (long t = 0; t < (last - first) * C; t++) line[first * C + t] = in[t];
+        for (long pw = 0; pw < gridWidth; pw++) copy_run(out + pw * rowLength, line + pw * s * C, K * C);
+    }
+}
+
+__attribute__((always_inline)) static inline void
+col2im_narrow(const float *restrict cols, long batch, long C, long H, long W, long gridHeight, long gridWidth,
+              long K, long s, long pad, float *restrict dst) {
+    const long rowLength = K * K * C, lineLength = ((gridWidth - 1) * s + K) * C;
+    float line[NARROW_LINE];
+    const long first = pad, last = (W + pad) * C < lineLength ? W + pad : lineLength / C;
+    for (long b = 0; b < batch; b++)
+    for (long ph = 0; ph < gridHeight; ph++)
+    for (long kh = 0; kh < K; kh++) {
+        const long sh = ph * s - pad + kh;
+        if (sh < 0 || sh >= H) continue;
+        const float *in = cols + (b * gridHeight + ph) * gridWidth * rowLength + kh * K * C;
+        for (long t = 0; t < lineLength; t++) line[t] = 0.0f;
+        // One kernel column at a time: its targets never overlap, so no add waits on another.
+        for (long kw = 0; kw < K; kw++)
+            for (long pw = 0; pw < gridWidth; pw++)
+                for (long c = 0; c < C; c++) line[(pw * s + kw) * C + c] += in[pw * rowLength + kw * C + c];
+        float *out = dst + (b * H + sh) * W * C;
+        for (long t = 0; t < (last - first) * C; t++) out[t] += line[first * C + t];
+    }
+}
+
 CLONES INLINE_COPIES
 void vae_im2col_nhwc(const float *restrict src, size_t batch, size_t channels, size_t height, size_t width,
                      size_t gridHeight, size_t gridWidth, size_t kernel, size_t stride, size_t padding,
                      float *restrict cols) {
     const long C = (long)channels, K = (long)kernel, H = (long)height, W = (long)width;
     const long s = (long)stride, pad = (long)padding, rowLength = K * K * C;
+    if (is_narrow(C, K, (long)gridWidth, s)) {
+        im2col_narrow(src, (long)batch, C, H, W, (long)gridHeight, (long)gridWidth, K, s, pad, cols);
+        return;
+    }
     for (long b = 0; b < (long)batch; b++)
     for (long ph = 0; ph < (long)gridHeight; ph++)
     for (long pw = 0; pw < (long)gridWidth; pw++) {
@@ -41,8 +119,7 @@ void vae_im2col_nhwc(const float *restrict src, size_t batch, size_t channels, s
             }
             const float *in = src + ((b * H + sh) * W + firstColumn + lo) * C;
             for (long t = 0; t < lo * C; t++) out[t] = 0.0f;
-            float *middle = out + lo * C;
-            for (long t = 0; t < (hi - lo) * C; t++) middle[t] = in[t];
+            copy_run(out + lo * C, in, (hi - lo) * C);
             for (long t = hi * C; t < K * C; t++) out[t] = 0.0f;
         }
     }
@@ -54,6 +131,10 @@ void vae_col2im_nhwc(const float *restrict cols, size_t batch, size_t channels, 
                      float *restrict dst) {
     const long C = (long)channels, K = (long)kernel, H = (long)height, W = (long)width;
     const long s = (long)stride, pad = (long)padding, rowLength = K * K * C;
+    if (is_narrow(C, K, (long)gridWidth, s)) {
+        col2im_narrow(cols, (long)batch, C, H, W, (long)gridHeight, (long)gridWidth, K, s, pad, dst);
+        return;
+    }
     for (long b = 0; b < (long)batch; b++)
     for (long ph = 0; ph < (long)gridHeight; ph++)
     for (long pw = 0; pw < (long)gridWidth; pw++) {
@@ -66,7 +147,7 @@ void vae_col2im_nhwc(const float *restrict cols, size_t batch, size_t channels, 
             if (sh < 0 || sh >= H) continue;
             const float *in = row + (kh * K + lo) * C;
             float *out = dst + ((b * H + sh) * W + firstColumn + lo) * C;
-            for (long t = 0; t < (hi - lo) * C; t++) out[t] += in[t];
+            add_run(out, in, (hi - lo) * C);
         }
     }
 }
@@ -101,11 +182,8 @@ void vae_column_sums(const float *restrict x, size_t rows, size_t columns, float
 
 CLONES
 void vae_transpose(const float *restrict src, size_t rows, size_t columns, float *restrict dst) {
-    // Tiles of 8×8 keep both sides' lines in cache.
-    for (size_t r0 = 0; r0 < rows; r0 += 8)
-    for (size_t c0 = 0; c0 < columns; c0 += 8) {
-        size_t r1 = r0 + 8 < rows ? r0 + 8 : rows, c1 = c0 + 8 < columns ? c0 + 8 : columns;
-        for (size_t r = r0; r < r1; r++)
-        for (size_t c = c0; c < c1; c++) dst[c * rows + r] = src[r * columns + c];
-    }
+    // Contiguous writes, strided (gathered) reads: measured 2× faster than 8×8 tiles at the
+    // sizes here (one image's activations, a few thousand values).
+    for (size_t c = 0; c < columns; c++)
+        for (size_t r = 0; r < rows; r++) dst[c * rows + r] = src[r * columns + c];
 }

@@ -50,25 +50,28 @@ func naiveTransposedConvolution(_ x: Tensor, _ layer: ConvTranspose2D) -> [Doubl
     return y
 }
 
-@Test(arguments: geometries)
-func convolutionMatchesDirectLoopsAndItsGradientsCheck(geometry: ConvolutionGeometry) {
+/// 3 channels take the kernels' narrow path (k·C ≤ 16: rows through a padded line), 9 the
+/// general one (bounds worked out per position).
+@Test(arguments: geometries, [3, 9])
+func convolutionMatchesDirectLoopsAndItsGradientsCheck(geometry: ConvolutionGeometry, channels: Int) {
     var rng = RandomGenerator(seed: 1)
-    let layer = Conv2D(3, 4, geometry: geometry, rng: &rng)
-    let x = randomTensor([2, 3, 7, 6], seed: 2)
+    let layer = Conv2D(channels, 4, geometry: geometry, rng: &rng)
+    let x = randomTensor([2, channels, 7, 6], seed: 2)
     let y = channelsFirst(layer)(x)
     #expect(y.shape == [2, 4, geometry.convolutionOutput(7), geometry.convolutionOutput(6)])
     for (a, b) in zip(y.toArray(), naiveConvolution(x, layer)) { #expect(abs(Double(a) - b) < 1e-5) }
-    checkLayerGradients(layer, input: randomTensor([2, 7, 6, 3], seed: 3), step: 1e-2)
+    checkLayerGradients(layer, input: randomTensor([2, 7, 6, channels], seed: 3), step: 1e-2)
     checkLayerGradients(channelsFirst(layer), input: x, step: 1e-2)
 }
 
-@Test(arguments: geometries)
-func transposedConvolutionMatchesDirectLoopsAndItsGradientsCheck(geometry: ConvolutionGeometry) {
+/// 2 output channels take the narrow path of the patch kernels, 9 the general one.
+@Test(arguments: geometries, [2, 9])
+func transposedConvolutionMatchesDirectLoopsAndItsGradientsCheck(geometry: ConvolutionGeometry, outChannels: Int) {
     var rng = RandomGenerator(seed: 3)
-    let layer = ConvTranspose2D(3, 2, geometry: geometry, rng: &rng)
+    let layer = ConvTranspose2D(3, outChannels, geometry: geometry, rng: &rng)
     let x = randomTensor([2, 3, 4, 5], seed: 4)
     let y = channelsFirst(layer)(x)
-    #expect(y.shape == [2, 2, geometry.transposedOutput(4), geometry.transposedOutput(5)])
+    #expect(y.shape == [2, outChannels, geometry.transposedOutput(4), geometry.transposedOutput(5)])
     for (a, b) in zip(y.toArray(), naiveTransposedConvolution(x, layer)) { #expect(abs(Double(a) - b) < 1e-5) }
     checkLayerGradients(layer, input: randomTensor([2, 4, 5, 3], seed: 5), step: 1e-2)
     checkLayerGradients(channelsFirst(layer), input: x, step: 1e-2)
