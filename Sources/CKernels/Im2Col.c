@@ -1,8 +1,9 @@
 #include "CKernels.h"
 #include "Clones.h"
 
-// Runs are often short (one channel: k values), where a call to memcpy/memset costs more than
-// the copy, so the loops stay loops.
+// Runs are short (one channel: k values; 32 channels: 4·32), where a call to memcpy/memset
+// costs more than the copy, so the loops stay loops (the attribute also goes on every inlined
+// helper: it does not carry over).
 #define INLINE_COPIES __attribute__((no_builtin("memcpy", "memmove", "memset")))
 
 // Channels-last (NHWC) patches: a kernel row of a patch, kw = 0…k−1 at source columns
@@ -11,8 +12,10 @@
 
 // Four floats at any alignment: a one-channel image's kernel row (k = 4), one move.
 typedef float float4_unaligned __attribute__((vector_size(16), aligned(4)));
+// Sixteen floats (one AVX-512 register; two or four narrower ones on other clones).
+typedef float float16_unaligned __attribute__((vector_size(64), aligned(4)));
 
-static inline void copy_run(float *restrict d, const float *restrict s, long n) {
+INLINE_COPIES static inline void copy_run(float *restrict d, const float *restrict s, long n) {
     if (n == 4) {
         *(float4_unaligned *)d = *(const float4_unaligned *)s;
         return;
@@ -20,7 +23,7 @@ static inline void copy_run(float *restrict d, const float *restrict s, long n) 
     for (long t = 0; t < n; t++) d[t] = s[t];
 }
 
-static inline void add_run(float *restrict d, const float *restrict s, long n) {
+INLINE_COPIES static inline void add_run(float *restrict d, const float *restrict s, long n) {
     if (n == 4) {
         *(float4_unaligned *)d += *(const float4_unaligned *)s;
         return;
@@ -38,6 +41,12 @@ static inline void valid_columns(long first, long kernel, long width, long *lo, 
     *hi = h;
 }
 
+// For each kernel row kh (with its grid row ph) whose patch covers output row y,
+// y = ph·s − pad + kh with 0 ≤ ph < gridCount; likewise for columns.
+#define FOR_COVERING(kh, ph, y, K, s, pad, gridCount)                                          \
+    for (long kh = ((y) + (pad)) % (s), ph = ((y) + (pad) - kh) / (s); kh < (K); kh += (s), ph--) \
+        if (ph >= 0 && ph < (gridCount))
+
 // Narrow patches (k·C ≤ 16, e.g. a one-channel image): per-position bounds logic would cost more
 // than the copies, so each source row is first laid into a zero-padded line and every grid
 // position copies its k·C values from it without checks.
@@ -47,7 +56,7 @@ static inline int is_narrow(long C, long K, long gridWidth, long stride) {
     return K * C <= 16 && ((gridWidth - 1) * stride + K) * C <= NARROW_LINE;
 }
 
-__attribute__((always_inline)) static inline void
+__attribute__((always_inline)) INLINE_COPIES static inline void
 im2col_narrow(const float *restrict src, long batch, long C, long H, long W, long gridHeight, long gridWidth,
               long K, long s, long pad, float *restrict cols) {
     const long rowLength = K * K * C, lineLength = ((gridWidth - 1) * s + K) * C;
@@ -71,25 +80,28 @@ im2col_narrow(const float *restrict src, long batch, long C, long H, long W, lon
     }
 }
 
-__attribute__((always_inline)) static inline void
+__attribute__((always_inline)) INLINE_COPIES static inline void
 col2im_narrow(const float *restrict cols, long batch, long C, long H, long W, long gridHeight, long gridWidth,
-              long K, long s, long pad, float *restrict dst) {
+              long K, long s, long pad, const float *restrict base, float *restrict dst) {
     const long rowLength = K * K * C, lineLength = ((gridWidth - 1) * s + K) * C;
+    // Output column x is line position x + pad; columns past the line get no patch.
+    const long covered = lineLength / C - pad < W ? lineLength / C - pad : W;
     float line[NARROW_LINE];
-    const long first = pad, last = (W + pad) * C < lineLength ? W + pad : lineLength / C;
     for (long b = 0; b < batch; b++)
-    for (long ph = 0; ph < gridHeight; ph++)
-    for (long kh = 0; kh < K; kh++) {
-        const long sh = ph * s - pad + kh;
-        if (sh < 0 || sh >= H) continue;
-        const float *in = cols + (b * gridHeight + ph) * gridWidth * rowLength + kh * K * C;
+    for (long y = 0; y < H; y++) {
         for (long t = 0; t < lineLength; t++) line[t] = 0.0f;
-        // One kernel column at a time: its targets never overlap, so no add waits on another.
-        for (long kw = 0; kw < K; kw++)
-            for (long pw = 0; pw < gridWidth; pw++)
-                for (long c = 0; c < C; c++) line[(pw * s + kw) * C + c] += in[pw * rowLength + kw * C + c];
-        float *out = dst + (b * H + sh) * W * C;
-        for (long t = 0; t < (last - first) * C; t++) out[t] += line[first * C + t];
+        FOR_COVERING(kh, ph, y, K, s, pad, gridHeight) {
+            const float *in = cols + (b * gridHeight + ph) * gridWidth * rowLength + kh * K * C;
+            // One kernel column at a time: its targets never overlap, so no add waits on another.
+            for (long kw = 0; kw < K; kw++)
+                for (long pw = 0; pw < gridWidth; pw++)
+                    for (long c = 0; c < C; c++) line[(pw * s + kw) * C + c] += in[pw * rowLength + kw * C + c];
+        }
+        float *out = dst + (b * H + y) * W * C;
+        for (long x = 0; x < covered; x++)
+            for (long c = 0; c < C; c++) out[x * C + c] = base[c] + line[(x + pad) * C + c];
+        for (long x = covered; x < W; x++)
+            for (long c = 0; c < C; c++) out[x * C + c] = base[c];
     }
 }
 
@@ -128,26 +140,51 @@ void vae_im2col_nhwc(const float *restrict src, size_t batch, size_t channels, s
 CLONES INLINE_COPIES
 void vae_col2im_nhwc(const float *restrict cols, size_t batch, size_t channels, size_t height, size_t width,
                      size_t gridHeight, size_t gridWidth, size_t kernel, size_t stride, size_t padding,
-                     float *restrict dst) {
+                     const float *restrict bias, float *restrict dst) {
     const long C = (long)channels, K = (long)kernel, H = (long)height, W = (long)width;
     const long s = (long)stride, pad = (long)padding, rowLength = K * K * C;
+    float zeros[C > 0 ? C : 1];
+    for (long c = 0; c < C; c++) zeros[c] = 0.0f;
+    const float *base = bias ? bias : zeros;
     if (is_narrow(C, K, (long)gridWidth, s)) {
-        col2im_narrow(cols, (long)batch, C, H, W, (long)gridHeight, (long)gridWidth, K, s, pad, dst);
+        col2im_narrow(cols, (long)batch, C, H, W, (long)gridHeight, (long)gridWidth, K, s, pad, base, dst);
         return;
     }
+    // Each output pixel gathers the few patch values that cover it and is written once. Which
+    // (kw, pw) cover column x is the same in every row: worked out once, as offsets into a grid
+    // row of patches (no divisions in the loop).
+    const long perColumn = (K + s - 1) / s;
+    long coverCount[W > 0 ? W : 1], coverOffset[W > 0 ? W * perColumn : 1];
+    for (long x = 0; x < W; x++) {
+        coverCount[x] = 0;
+        FOR_COVERING(kw, pw, x, K, s, pad, (long)gridWidth) {
+            coverOffset[x * perColumn + coverCount[x]++] = pw * rowLength + kw * C;
+        }
+    }
     for (long b = 0; b < (long)batch; b++)
-    for (long ph = 0; ph < (long)gridHeight; ph++)
-    for (long pw = 0; pw < (long)gridWidth; pw++) {
-        const float *row = cols + ((b * (long)gridHeight + ph) * (long)gridWidth + pw) * rowLength;
-        const long firstColumn = pw * s - pad;
-        long lo, hi;
-        valid_columns(firstColumn, K, W, &lo, &hi);
-        for (long kh = 0; kh < K; kh++) {
-            const long sh = ph * s - pad + kh;
-            if (sh < 0 || sh >= H) continue;
-            const float *in = row + (kh * K + lo) * C;
-            float *out = dst + ((b * H + sh) * W + firstColumn + lo) * C;
-            add_run(out, in, (hi - lo) * C);
+    for (long y = 0; y < H; y++) {
+        const float *rows[K];
+        long n = 0;
+        FOR_COVERING(kh, ph, y, K, s, pad, (long)gridHeight) {
+            rows[n++] = cols + (b * (long)gridHeight + ph) * (long)gridWidth * rowLength + kh * K * C;
+        }
+        for (long x = 0; x < W; x++) {
+            float *out = dst + ((b * H + y) * W + x) * C;
+            const long *offsets = coverOffset + x * perColumn, m = coverCount[x];
+            long c = 0;
+            // 16 channels at a time in a register, stored once.
+            for (; c + 16 <= C; c += 16) {
+                float16_unaligned sum = *(const float16_unaligned *)(base + c);
+                for (long r = 0; r < n; r++)
+                    for (long i = 0; i < m; i++) sum += *(const float16_unaligned *)(rows[r] + offsets[i] + c);
+                *(float16_unaligned *)(out + c) = sum;
+            }
+            for (; c < C; c++) {
+                float sum = base[c];
+                for (long r = 0; r < n; r++)
+                    for (long i = 0; i < m; i++) sum += rows[r][offsets[i] + c];
+                out[c] = sum;
+            }
         }
     }
 }

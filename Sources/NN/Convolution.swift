@@ -140,7 +140,6 @@ public final class Conv2D: ConvolutionLayer, Layer {
         inputGradient = dx ?? inputGradient
         let dc: Tensor? = computesInputGradient ? Tensor.reusing(colsGradient, rows: n * p, columns: kk) : nil
         colsGradient = dc ?? colsGradient
-        dx?.fill(0)
         vae_column_sums(dy.data, b * p, outChannels, bias.gradient.data)
         for start in stride(from: 0, to: b, by: n) {
             let count = min(n, b - start), m = count * p
@@ -152,7 +151,7 @@ public final class Conv2D: ConvolutionLayer, Layer {
             if let dx, let dc {
                 BLAS.sgemm(transposeA: false, transposeB: false, m: m, n: kk, k: outChannels, alpha: 1,
                            a: g, lda: outChannels, b: reorderedWeight.data, ldb: kk, beta: 0, c: dc.data, ldc: kk)
-                vae_col2im_nhwc(dc.data, count, inChannels, h, w, ho, wo, k, geometry.stride, geometry.padding, dx.data + start * h * w * inChannels)
+                vae_col2im_nhwc(dc.data, count, inChannels, h, w, ho, wo, k, geometry.stride, geometry.padding, nil, dx.data + start * h * w * inChannels)
             }
         }
         if b == 0 { reorderedGradient.fill(0) }
@@ -201,7 +200,6 @@ public final class ConvTranspose2D: ConvolutionLayer, Layer {
         let out = Tensor.reusing(output, shape: [b, ho, wo, outChannels])
         output = out
         reorderWeight()
-        vae_fill_rows(out.data, bias.value.data, b * ho * wo, outChannels)
         let n = imagesPerChunk(columnsPerImage: kk * p, batch: b)
         let c = Tensor.reusing(cols, rows: n * p, columns: kk)
         cols = c
@@ -209,7 +207,7 @@ public final class ConvTranspose2D: ConvolutionLayer, Layer {
             let count = min(n, b - start), m = count * p
             BLAS.sgemm(transposeA: false, transposeB: false, m: m, n: kk, k: inChannels, alpha: 1,
                        a: x.data + start * p * inChannels, lda: inChannels, b: reorderedWeight.data, ldb: kk, beta: 0, c: c.data, ldc: kk)
-            vae_col2im_nhwc(c.data, count, outChannels, ho, wo, h, w, k, geometry.stride, geometry.padding, out.data + start * ho * wo * outChannels)
+            vae_col2im_nhwc(c.data, count, outChannels, ho, wo, h, w, k, geometry.stride, geometry.padding, bias.value.data, out.data + start * ho * wo * outChannels)
         }
         return out
     }

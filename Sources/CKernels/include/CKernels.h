@@ -52,11 +52,13 @@ const char *vae_kernels_isa(void);
 void vae_im2col_nhwc(const float *src, size_t batch, size_t channels, size_t height, size_t width,
                      size_t gridHeight, size_t gridWidth, size_t kernel, size_t stride, size_t padding, float *cols);
 
-/// The adjoint of vae_im2col_nhwc: adds every patch value back into the NHWC destination
-/// (dst[b, ph·stride − padding + kh, pw·stride − padding + kw, c] += cols[...]). The caller
-/// initialises dst (zeros, or a bias) first.
+/// The adjoint of vae_im2col_nhwc, plus a per-channel bias (NULL: none): every NHWC
+/// destination pixel is written once with
+///   dst[b, y, x, c] = bias[c] + Σ cols[((b·gridHeight + ph)·gridWidth + pw)·k·k·C + (kh·k + kw)·C + c]
+/// over the patches covering it, y = ph·stride − padding + kh, x = pw·stride − padding + kw.
 void vae_col2im_nhwc(const float *cols, size_t batch, size_t channels, size_t height, size_t width,
-                     size_t gridHeight, size_t gridWidth, size_t kernel, size_t stride, size_t padding, float *dst);
+                     size_t gridHeight, size_t gridWidth, size_t kernel, size_t stride, size_t padding,
+                     const float *bias, float *dst);
 
 /// y[r, ·] = row for each of `rows` rows of `columns` values (a bias broadcast).
 void vae_fill_rows(float *y, const float *row, size_t rows, size_t columns);
