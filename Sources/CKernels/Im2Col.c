@@ -82,7 +82,7 @@ im2col_narrow(const float *restrict src, long batch, long C, long H, long W, lon
 
 __attribute__((always_inline)) INLINE_COPIES static inline void
 col2im_narrow(const float *restrict cols, long batch, long C, long H, long W, long gridHeight, long gridWidth,
-              long K, long s, long pad, const float *restrict base, float *restrict dst) {
+              long K, long s, long pad, const float *restrict base, int relu, float *restrict dst) {
     const long rowLength = K * K * C, lineLength = ((gridWidth - 1) * s + K) * C;
     // Output column x is line position x + pad; columns past the line get no patch.
     const long covered = lineLength / C - pad < W ? lineLength / C - pad : W;
@@ -102,6 +102,8 @@ col2im_narrow(const float *restrict cols, long batch, long C, long H, long W, lo
             for (long c = 0; c < C; c++) out[x * C + c] = base[c] + line[(x + pad) * C + c];
         for (long x = covered; x < W; x++)
             for (long c = 0; c < C; c++) out[x * C + c] = base[c];
+        if (relu)
+            for (long t = 0; t < W * C; t++) out[t] = out[t] > 0.0f ? out[t] : 0.0f;
     }
 }
 
@@ -140,14 +142,14 @@ void vae_im2col_nhwc(const float *restrict src, size_t batch, size_t channels, s
 CLONES INLINE_COPIES
 void vae_col2im_nhwc(const float *restrict cols, size_t batch, size_t channels, size_t height, size_t width,
                      size_t gridHeight, size_t gridWidth, size_t kernel, size_t stride, size_t padding,
-                     const float *restrict bias, float *restrict dst) {
+                     const float *restrict bias, int relu, float *restrict dst) {
     const long C = (long)channels, K = (long)kernel, H = (long)height, W = (long)width;
     const long s = (long)stride, pad = (long)padding, rowLength = K * K * C;
     float zeros[C > 0 ? C : 1];
     for (long c = 0; c < C; c++) zeros[c] = 0.0f;
     const float *base = bias ? bias : zeros;
     if (is_narrow(C, K, (long)gridWidth, s)) {
-        col2im_narrow(cols, (long)batch, C, H, W, (long)gridHeight, (long)gridWidth, K, s, pad, base, dst);
+        col2im_narrow(cols, (long)batch, C, H, W, (long)gridHeight, (long)gridWidth, K, s, pad, base, relu, dst);
         return;
     }
     // Each output pixel gathers the few patch values that cover it and is written once. Which
@@ -177,13 +179,14 @@ void vae_col2im_nhwc(const float *restrict cols, size_t batch, size_t channels, 
                 float16_unaligned sum = *(const float16_unaligned *)(base + c);
                 for (long r = 0; r < n; r++)
                     for (long i = 0; i < m; i++) sum += *(const float16_unaligned *)(rows[r] + offsets[i] + c);
+                if (relu) sum = __builtin_elementwise_max(sum, (float16_unaligned){0});
                 *(float16_unaligned *)(out + c) = sum;
             }
             for (; c < C; c++) {
                 float sum = base[c];
                 for (long r = 0; r < n; r++)
                     for (long i = 0; i < m; i++) sum += rows[r][offsets[i] + c];
-                out[c] = sum;
+                out[c] = relu && sum < 0.0f ? 0.0f : sum;
             }
         }
     }
@@ -223,4 +226,26 @@ void vae_transpose(const float *restrict src, size_t rows, size_t columns, float
     // sizes here (one image's activations, a few thousand values).
     for (size_t c = 0; c < columns; c++)
         for (size_t r = 0; r < rows; r++) dst[c * rows + r] = src[r * columns + c];
+}
+
+CLONES
+void vae_relu_inplace(float *restrict x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = v > 0.0f ? v : 0.0f;
+    }
+}
+
+CLONES
+void vae_relu_mask_column_sums(const float *restrict y, const float *restrict dy, float *restrict masked,
+                               size_t rows, size_t columns, float *restrict sums) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *yr = y + r * columns, *gr = dy + r * columns;
+        float *mr = masked + r * columns;
+        for (size_t c = 0; c < columns; c++) {
+            float g = yr[c] > 0.0f ? gr[c] : 0.0f;
+            mr[c] = g;
+            sums[c] += g;
+        }
+    }
 }

@@ -55,9 +55,24 @@ public class ElementwiseActivation: ParameterFreeLayer {
 }
 
 /// ReLU: y = max(x, 0); ∂y/∂x = 1 where x > 0, else 0.
+///
+/// Fused into the layer before it (see `ReLUFusing`), it passes values and gradients through.
 public final class ReLU: ElementwiseActivation {
+    /// Whether the layer before applies this ReLU (set by `Sequential`).
+    public internal(set) var isFused = false
+
     public override init() {}
     override func makeCopy() -> ElementwiseActivation { ReLU() }
+
+    public override func forward(_ x: Tensor) -> Tensor {
+        isFused ? x : super.forward(x)
+    }
+
+    public override func backward(_ dy: Tensor) -> Tensor? {
+        guard isFused else { return super.backward(dy) }
+        return computesInputGradient ? dy : nil
+    }
+
     override func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
         // Load first, then select: a conditional load would compile to a branch.
         for i in 0..<n {

@@ -22,13 +22,17 @@ public struct ConvolutionGeometry: Codable, Equatable, Sendable {
 
 /// What the two convolutions share: channels, geometry, weight and bias, PyTorch's default
 /// initialisation (uniform in ±1/√fan-in), and replicas that share the parameter values.
-public class ConvolutionLayer {
+public class ConvolutionLayer: ReLUFusing {
     public let inChannels: Int
     public let outChannels: Int
     public let geometry: ConvolutionGeometry
     public let weight: Parameter
     public let bias: Parameter
     public var computesInputGradient = true
+    /// Whether this layer applies the ReLU after it (set by `Sequential`; see `ReLUFusing`).
+    public internal(set) var fusesReLU = false
+    /// ∂L/∂y masked by the fused ReLU, one chunk at a time.
+    var maskedGradient: Tensor?
     /// The weight [A, B, k, k] reordered to [A, (u, v, b)] for the products (channels-last
     /// patches), and the gradient in that order; each replica has its own.
     let reorderedWeight: Tensor
@@ -59,6 +63,28 @@ public class ConvolutionLayer {
     }
 
     public var namedParameters: [(name: String, parameter: Parameter)] { [("weight", weight), ("bias", bias)] }
+
+    /// Without a fused ReLU the bias gradient is Σ_rows ∂L/∂y at once; with one it is summed
+    /// chunk by chunk as the gradient is masked, into the buffer returned (`chunkRows` rows).
+    func beginBiasGradient(_ dy: Tensor, rows chunkRows: Int) -> Tensor? {
+        guard fusesReLU else {
+            vae_column_sums(dy.data, dy.count / outChannels, outChannels, bias.gradient.data)
+            return nil
+        }
+        bias.gradient.fill(0)
+        let masked = Tensor.reusing(maskedGradient, rows: chunkRows, columns: outChannels)
+        maskedGradient = masked
+        return masked
+    }
+
+    /// ∂L/∂(pre-activation) for output rows [firstRow, firstRow + rows): ∂L/∂y itself, or
+    /// masked where the fused ReLU's output y is 0 (adding to the bias gradient as it goes).
+    func chunkGradient(_ dy: Tensor, output y: Tensor, masked: Tensor?, firstRow: Int, rows: Int) -> UnsafeMutablePointer<Float> {
+        let offset = firstRow * outChannels
+        guard let masked else { return dy.data + offset }
+        vae_relu_mask_column_sums(y.data + offset, dy.data + offset, masked.data, rows, outChannels, bias.gradient.data)
+        return masked.data
+    }
 
     /// reorderedWeight ← weight: [A, B, k, k] → [A, (u, v, b)], a transpose of each B × k² block.
     func reorderWeight() {
@@ -124,12 +150,13 @@ public final class Conv2D: ConvolutionLayer, Layer {
             vae_im2col_nhwc(x.data + start * h * w * inChannels, count, inChannels, h, w, ho, wo, k, geometry.stride, geometry.padding, c.data)
             BLAS.sgemm(transposeA: false, transposeB: true, m: m, n: outChannels, k: kk, alpha: 1,
                        a: c.data, lda: kk, b: reorderedWeight.data, ldb: kk, beta: 1, c: out.data + start * p * outChannels, ldc: outChannels)
+            if fusesReLU { vae_relu_inplace(out.data + start * p * outChannels, m * outChannels) }
         }
         return out
     }
 
     public func backward(_ dy: Tensor) -> Tensor? {
-        guard let x = input else { preconditionFailure("Conv2D.backward before forward") }
+        guard let x = input, let y = output else { preconditionFailure("Conv2D.backward before forward") }
         let (b, h, w) = (x.shape[0], x.shape[1], x.shape[2])
         let (ho, wo) = (dy.shape[1], dy.shape[2])
         let (p, kk, k) = (ho * wo, inChannels * geometry.kernel * geometry.kernel, geometry.kernel)
@@ -140,10 +167,10 @@ public final class Conv2D: ConvolutionLayer, Layer {
         inputGradient = dx ?? inputGradient
         let dc: Tensor? = computesInputGradient ? Tensor.reusing(colsGradient, rows: n * p, columns: kk) : nil
         colsGradient = dc ?? colsGradient
-        vae_column_sums(dy.data, b * p, outChannels, bias.gradient.data)
+        let masked = beginBiasGradient(dy, rows: n * p)
         for start in stride(from: 0, to: b, by: n) {
             let count = min(n, b - start), m = count * p
-            let g = dy.data + start * p * outChannels
+            let g = chunkGradient(dy, output: y, masked: masked, firstRow: start * p, rows: m)
             // The chunk's patches again (recomputing is cheaper than keeping the whole batch's).
             vae_im2col_nhwc(x.data + start * h * w * inChannels, count, inChannels, h, w, ho, wo, k, geometry.stride, geometry.padding, c.data)
             BLAS.sgemm(transposeA: true, transposeB: false, m: outChannels, n: kk, k: m, alpha: 1,
@@ -151,7 +178,7 @@ public final class Conv2D: ConvolutionLayer, Layer {
             if let dx, let dc {
                 BLAS.sgemm(transposeA: false, transposeB: false, m: m, n: kk, k: outChannels, alpha: 1,
                            a: g, lda: outChannels, b: reorderedWeight.data, ldb: kk, beta: 0, c: dc.data, ldc: kk)
-                vae_col2im_nhwc(dc.data, count, inChannels, h, w, ho, wo, k, geometry.stride, geometry.padding, nil, dx.data + start * h * w * inChannels)
+                vae_col2im_nhwc(dc.data, count, inChannels, h, w, ho, wo, k, geometry.stride, geometry.padding, nil, 0, dx.data + start * h * w * inChannels)
             }
         }
         if b == 0 { reorderedGradient.fill(0) }
@@ -209,13 +236,13 @@ public final class ConvTranspose2D: ConvolutionLayer, Layer {
             let count = min(n, b - start), m = count * p
             BLAS.sgemm(transposeA: false, transposeB: false, m: m, n: kk, k: inChannels, alpha: 1,
                        a: x.data + start * p * inChannels, lda: inChannels, b: reorderedWeight.data, ldb: kk, beta: 0, c: c.data, ldc: kk)
-            vae_col2im_nhwc(c.data, count, outChannels, ho, wo, h, w, k, geometry.stride, geometry.padding, bias.value.data, out.data + start * ho * wo * outChannels)
+            vae_col2im_nhwc(c.data, count, outChannels, ho, wo, h, w, k, geometry.stride, geometry.padding, bias.value.data, fusesReLU ? 1 : 0, out.data + start * ho * wo * outChannels)
         }
         return out
     }
 
     public func backward(_ dy: Tensor) -> Tensor? {
-        guard let x = input else { preconditionFailure("ConvTranspose2D.backward before forward") }
+        guard let x = input, let y = output else { preconditionFailure("ConvTranspose2D.backward before forward") }
         let (b, h, w) = (x.shape[0], x.shape[1], x.shape[2])
         let (ho, wo) = (dy.shape[1], dy.shape[2])
         let (p, kk, k) = (h * w, outChannels * geometry.kernel * geometry.kernel, geometry.kernel)
@@ -224,11 +251,12 @@ public final class ConvTranspose2D: ConvolutionLayer, Layer {
         cols = dc
         let dx: Tensor? = computesInputGradient ? Tensor.reusing(inputGradient, shape: x.shape) : nil
         inputGradient = dx ?? inputGradient
-        vae_column_sums(dy.data, b * ho * wo, outChannels, bias.gradient.data)
+        let masked = beginBiasGradient(dy, rows: n * ho * wo)
         for start in stride(from: 0, to: b, by: n) {
             let count = min(n, b - start), m = count * p
             let xs = x.data + start * p * inChannels
-            vae_im2col_nhwc(dy.data + start * ho * wo * outChannels, count, outChannels, ho, wo, h, w, k, geometry.stride, geometry.padding, dc.data)
+            let g = chunkGradient(dy, output: y, masked: masked, firstRow: start * ho * wo, rows: count * ho * wo)
+            vae_im2col_nhwc(g, count, outChannels, ho, wo, h, w, k, geometry.stride, geometry.padding, dc.data)
             BLAS.sgemm(transposeA: true, transposeB: false, m: inChannels, n: kk, k: m, alpha: 1,
                        a: xs, lda: inChannels, b: dc.data, ldb: kk, beta: start == 0 ? 0 : 1, c: reorderedGradient.data, ldc: kk)
             if let dx {

@@ -33,3 +33,12 @@ public protocol ParameterFreeLayer: Layer {}
 extension ParameterFreeLayer {
     public var namedParameters: [(name: String, parameter: Parameter)] { [] }
 }
+
+/// A layer that can apply the ReLU after it itself, while its output is still in cache:
+/// forward ends with max(y, 0); backward masks ∂L/∂y where y ≤ 0 in the same pass that sums the
+/// bias gradient. `Sequential` turns this on for each such layer directly followed by a `ReLU`,
+/// and that `ReLU` then passes values and gradients through unchanged (it keeps its index, so
+/// parameter names do not move). The results are the unfused ones.
+protocol ReLUFusing: AnyObject {
+    var fusesReLU: Bool { get set }
+}

@@ -1,18 +1,23 @@
+import CKernels
 import Tensor
 
 /// Fully connected layer: y = x Wᵀ + b, with x `[B, in]`, W `[out, in]` (PyTorch layout), b `[out]`.
 ///
 /// Backward: ∂L/∂W = (∂L/∂y)ᵀ x, ∂L/∂b = Σ_rows ∂L/∂y, ∂L/∂x = (∂L/∂y) W.
-public final class Linear: Layer {
+/// Followed by a ReLU in a `Sequential`, it applies the ReLU itself (`ReLUFusing`).
+public final class Linear: Layer, ReLUFusing {
     public let inputSize: Int
     public let outputSize: Int
     public let weight: Parameter
     public let bias: Parameter
     public var computesInputGradient = true
+    /// Whether this layer applies the ReLU after it (set by `Sequential`; see `ReLUFusing`).
+    public internal(set) var fusesReLU = false
 
     private var input: Tensor?
     private var output: Tensor?
     private var inputGradient: Tensor?
+    private var maskedGradient: Tensor?
 
     /// Initialised as PyTorch's `nn.Linear`: W and b uniform in ±1/√in.
     public init(_ inputSize: Int, _ outputSize: Int, rng: inout RandomGenerator) {
@@ -53,14 +58,24 @@ public final class Linear: Layer {
             for j in 0..<n { row[j] = bp[j] }
         }
         matmul(x, weight.value, into: y, transposeB: true, beta: 1)
+        if fusesReLU { vae_relu_inplace(y.data, y.count) }
         return y
     }
 
-    public func backward(_ dy: Tensor) -> Tensor? {
-        guard let x = input else { preconditionFailure("Linear.backward before forward") }
-        precondition(dy.rows == x.rows && dy.rowSize == outputSize, "Linear.backward got \(dy.shape)")
+    public func backward(_ outputGradient: Tensor) -> Tensor? {
+        guard let x = input, let y = output else { preconditionFailure("Linear.backward before forward") }
+        precondition(outputGradient.rows == x.rows && outputGradient.rowSize == outputSize, "Linear.backward got \(outputGradient.shape)")
+        var dy = outputGradient
+        if fusesReLU {
+            // ∂L/∂(xWᵀ + b) = ∂L/∂y where y > 0; the bias gradient summed in the same pass.
+            dy = Tensor.reusing(maskedGradient, shape: outputGradient.shape)
+            maskedGradient = dy
+            bias.gradient.fill(0)
+            vae_relu_mask_column_sums(y.data, outputGradient.data, dy.data, x.rows, outputSize, bias.gradient.data)
+        } else {
+            dy.sumRows(into: bias.gradient.data)
+        }
         matmul(dy, x, into: weight.gradient, transposeA: true)
-        dy.sumRows(into: bias.gradient.data)
         guard computesInputGradient else { return nil }
         let dx = Tensor.reusing(inputGradient, shape: x.shape)
         inputGradient = dx

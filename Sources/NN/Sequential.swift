@@ -5,9 +5,17 @@ import Tensor
 public final class Sequential: Layer {
     public let layers: [Layer]
 
+    /// A layer that can apply a ReLU itself (`Linear`, the convolutions) and is directly followed
+    /// by one gets it fused (see `ReLUFusing`).
     public init(_ layers: [Layer]) {
         precondition(!layers.isEmpty, "Sequential needs at least one layer")
         self.layers = layers
+        for (layer, next) in zip(layers, layers.dropFirst()) {
+            if let fusing = layer as? ReLUFusing, let relu = next as? ReLU {
+                fusing.fusesReLU = true
+                relu.isFused = true
+            }
+        }
     }
 
     public convenience init(_ layers: Layer...) { self.init(layers) }

@@ -55,16 +55,25 @@ void vae_im2col_nhwc(const float *src, size_t batch, size_t channels, size_t hei
 /// The adjoint of vae_im2col_nhwc, plus a per-channel bias (NULL: none): every NHWC
 /// destination pixel is written once with
 ///   dst[b, y, x, c] = bias[c] + Σ cols[((b·gridHeight + ph)·gridWidth + pw)·k·k·C + (kh·k + kw)·C + c]
-/// over the patches covering it, y = ph·stride − padding + kh, x = pw·stride − padding + kw.
+/// over the patches covering it, y = ph·stride − padding + kh, x = pw·stride − padding + kw,
+/// and then max(·, 0) if relu is non-zero.
 void vae_col2im_nhwc(const float *cols, size_t batch, size_t channels, size_t height, size_t width,
                      size_t gridHeight, size_t gridWidth, size_t kernel, size_t stride, size_t padding,
-                     const float *bias, float *dst);
+                     const float *bias, int relu, float *dst);
 
 /// y[r, ·] = row for each of `rows` rows of `columns` values (a bias broadcast).
 void vae_fill_rows(float *y, const float *row, size_t rows, size_t columns);
 
 /// sums[c] = Σ_r x[r, c] for a row-major [rows, columns] matrix (a bias gradient).
 void vae_column_sums(const float *x, size_t rows, size_t columns, float *sums);
+
+/// x[i] = max(x[i], 0).
+void vae_relu_inplace(float *x, size_t n);
+
+/// The backward pass of a ReLU fused into the layer before it, and that layer's bias gradient:
+/// masked[r, c] = dy[r, c] where y[r, c] > 0, else 0; and sums[c] += Σ_r masked[r, c].
+void vae_relu_mask_column_sums(const float *y, const float *dy, float *masked, size_t rows, size_t columns,
+                               float *sums);
 
 /// dst[c, r] = src[r, c] for a row-major [rows, columns] source.
 void vae_transpose(const float *src, size_t rows, size_t columns, float *dst);
