@@ -50,15 +50,17 @@ func naiveTransposedConvolution(_ x: Tensor, _ layer: ConvTranspose2D) -> [Doubl
     return y
 }
 
-/// 3 channels take the kernels' narrow path (k·C ≤ 16: rows through a padded line), 9 the
-/// general one (bounds worked out per position).
-@Test(arguments: geometries, [3, 9])
-func convolutionMatchesDirectLoopsAndItsGradientsCheck(geometry: ConvolutionGeometry, channels: Int) {
+/// 3 input channels take the patch kernels' narrow path (k·C ≤ 16: rows through a padded line),
+/// 9 the general one (bounds worked out per position); up to 4 output channels skip the patches
+/// (sums straight over the image), 8 go through im2col and GEMM.
+@Test(arguments: geometries, [(3, 2), (3, 8), (9, 4), (9, 8)])
+func convolutionMatchesDirectLoopsAndItsGradientsCheck(geometry: ConvolutionGeometry, sizes: (in: Int, out: Int)) {
     var rng = RandomGenerator(seed: 1)
-    let layer = Conv2D(channels, 4, geometry: geometry, rng: &rng)
+    let (channels, outChannels) = sizes
+    let layer = Conv2D(channels, outChannels, geometry: geometry, rng: &rng)
     let x = randomTensor([2, channels, 7, 6], seed: 2)
     let y = channelsFirst(layer)(x)
-    #expect(y.shape == [2, 4, geometry.convolutionOutput(7), geometry.convolutionOutput(6)])
+    #expect(y.shape == [2, outChannels, geometry.convolutionOutput(7), geometry.convolutionOutput(6)])
     for (a, b) in zip(y.toArray(), naiveConvolution(x, layer)) { #expect(abs(Double(a) - b) < 1e-5) }
     checkLayerGradients(layer, input: randomTensor([2, 7, 6, channels], seed: 3), step: 1e-2)
     checkLayerGradients(channelsFirst(layer), input: x, step: 1e-2)

@@ -35,8 +35,10 @@ func checkFusedReLUMatchesUnfused(_ layer: Layer & AnyObject, fused: () -> Bool,
     var rng = RandomGenerator(seed: 1)
     let g = ConvolutionGeometry(kernel: 4, stride: 2, padding: 1)
     for channels in [1, 16] {  // the narrow and general patch paths
-        let conv = Conv2D(channels, 3, geometry: g, rng: &rng)
-        checkFusedReLUMatchesUnfused(conv, fused: { conv.fusesReLU }, input: randomTensor([3, 6, 6, channels], seed: 2), weight: conv.weight, bias: conv.bias)
+        for outChannels in [3, 8] {  // straight over the image, and through GEMM
+            let conv = Conv2D(channels, outChannels, geometry: g, rng: &rng)
+            checkFusedReLUMatchesUnfused(conv, fused: { conv.fusesReLU }, input: randomTensor([3, 6, 6, channels], seed: 2), weight: conv.weight, bias: conv.bias)
+        }
         let convT = ConvTranspose2D(3, channels, geometry: g, rng: &rng)
         checkFusedReLUMatchesUnfused(convT, fused: { convT.fusesReLU }, input: randomTensor([3, 3, 3, 3], seed: 3), weight: convT.weight, bias: convT.bias)
     }

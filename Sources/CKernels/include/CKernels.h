@@ -67,6 +67,20 @@ void vae_fill_rows(float *y, const float *row, size_t rows, size_t columns);
 /// sums[c] = Σ_r x[r, c] for a row-major [rows, columns] matrix (a bias gradient).
 void vae_column_sums(const float *x, size_t rows, size_t columns, float *sums);
 
+/// A convolution with few output channels straight from the channels-last image (no patch
+/// matrix): weight w [O, (kh, kw, c)] (the layer's reordered weight),
+///   y[b, i, j, o] = bias[o] + Σ_{kh, kw, c} w[o, kh, kw, c] · x[b, i·s − p + kh, j·s − p + kw, c],
+/// then max(·, 0) if relu is non-zero.
+void vae_conv_direct_forward(const float *x, size_t batch, size_t channels, size_t height, size_t width,
+                             size_t outHeight, size_t outWidth, size_t kernel, size_t stride, size_t padding,
+                             const float *w, size_t outChannels, const float *bias, int relu, float *y);
+
+/// Its backward pass for ∂L/∂y = dy: sets weightGradient [O, (kh, kw, c)] = Σ dy · x and, when
+/// dx is not NULL, dx = Σ dy · w (both overwritten).
+void vae_conv_direct_backward(const float *x, size_t batch, size_t channels, size_t height, size_t width,
+                              size_t outHeight, size_t outWidth, size_t kernel, size_t stride, size_t padding,
+                              const float *w, size_t outChannels, const float *dy, float *weightGradient, float *dx);
+
 /// x[i] = max(x[i], 0).
 void vae_relu_inplace(float *x, size_t n);
 
