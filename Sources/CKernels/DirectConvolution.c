@@ -1,14 +1,11 @@
 #include "CKernels.h"
 #include "Clones.h"
+#include "Patches.h"
 
 // Convolutions with few output channels (a decoder's last layer: one channel per image channel),
 // computed straight from the channels-last image. A GEMM would need the patch matrix, k·k·C
 // values per output pixel (900 KB per 28×28 image for 32 channels and k = 3), for a product
 // that is only k·k·C multiply-adds per pixel and channel.
-
-#define NO_LIBCALLS __attribute__((no_builtin("memcpy", "memmove", "memset")))
-
-typedef float float16_unaligned __attribute__((vector_size(64), aligned(4)));
 
 #define LOAD16(p) (*(const float16_unaligned *)(p))
 
@@ -47,21 +44,11 @@ __attribute__((always_inline)) static inline float reduce16(const float16_unalig
 }
 
 // y[t] += g·x[t].
-NO_LIBCALLS static inline void axpy(float *restrict y, float g, const float *restrict x, long n) {
+INLINE_COPIES static inline void axpy(float *restrict y, float g, const float *restrict x, long n) {
     for (long t = 0; t < n; t++) y[t] += g * x[t];
 }
 
-// The kernel columns kw in [*lo, *hi) whose source column first + kw lies in [0, width).
-static inline void covered_columns(long first, long kernel, long width, long *lo, long *hi) {
-    long l = first < 0 ? -first : 0;
-    long h = width - first < kernel ? width - first : kernel;
-    if (l > kernel) l = kernel;
-    if (h < l) h = l;
-    *lo = l;
-    *hi = h;
-}
-
-CLONES NO_LIBCALLS
+CLONES INLINE_COPIES
 void vae_conv_direct_forward(const float *restrict x, size_t batch, size_t channels, size_t height, size_t width,
                              size_t outHeight, size_t outWidth, size_t kernel, size_t stride, size_t padding,
                              const float *restrict w, size_t outChannels, const float *restrict bias, int relu,
@@ -74,7 +61,7 @@ void vae_conv_direct_forward(const float *restrict x, size_t batch, size_t chann
         float *out = y + ((b * Ho + i) * Wo + j) * O;
         const long first = j * s - pad;
         long lo, hi;
-        covered_columns(first, K, W, &lo, &hi);
+        valid_columns(first, K, W, &lo, &hi);
         // One output channel at a time, its patch's products gathered in sixteen lanes and
         // summed once.
         for (long o = 0; o < O; o++) {
@@ -94,7 +81,7 @@ void vae_conv_direct_forward(const float *restrict x, size_t batch, size_t chann
     }
 }
 
-CLONES NO_LIBCALLS
+CLONES INLINE_COPIES
 void vae_conv_direct_backward(const float *restrict x, size_t batch, size_t channels, size_t height, size_t width,
                               size_t outHeight, size_t outWidth, size_t kernel, size_t stride, size_t padding,
                               const float *restrict w, size_t outChannels, const float *restrict dy,
@@ -110,7 +97,7 @@ void vae_conv_direct_backward(const float *restrict x, size_t batch, size_t chan
         const float *g = dy + ((b * Ho + i) * Wo + j) * O;
         const long first = j * s - pad;
         long lo, hi;
-        covered_columns(first, K, W, &lo, &hi);
+        valid_columns(first, K, W, &lo, &hi);
         for (long kh = 0; kh < K; kh++) {
             const long sh = i * s - pad + kh;
             if (sh < 0 || sh >= H || hi <= lo) continue;

@@ -1,19 +1,10 @@
 #include "CKernels.h"
 #include "Clones.h"
-
-// Runs are short (one channel: k values; 32 channels: 4·32), where a call to memcpy/memset
-// costs more than the copy, so the loops stay loops (the attribute also goes on every inlined
-// helper: it does not carry over).
-#define INLINE_COPIES __attribute__((no_builtin("memcpy", "memmove", "memset")))
+#include "Patches.h"
 
 // Channels-last (NHWC) patches: a kernel row of a patch, kw = 0…k−1 at source columns
 // pw·s − p + kw, is one contiguous run of k·C values in the source row, so gathering and
 // scattering are runs of copies and adds, never single strided values.
-
-// Four floats at any alignment: a one-channel image's kernel row (k = 4), one move.
-typedef float float4_unaligned __attribute__((vector_size(16), aligned(4)));
-// Sixteen floats (one AVX-512 register; two or four narrower ones on other clones).
-typedef float float16_unaligned __attribute__((vector_size(64), aligned(4)));
 
 INLINE_COPIES static inline void copy_run(float *restrict d, const float *restrict s, long n) {
     if (n == 4) {
@@ -29,16 +20,6 @@ INLINE_COPIES static inline void add_run(float *restrict d, const float *restric
         return;
     }
     for (long t = 0; t < n; t++) d[t] += s[t];
-}
-
-// The kernel columns kw in [*lo, *hi) whose source column first + kw lies in [0, width).
-static inline void valid_columns(long first, long kernel, long width, long *lo, long *hi) {
-    long l = first < 0 ? -first : 0;
-    long h = width - first < kernel ? width - first : kernel;
-    if (l > kernel) l = kernel;
-    if (h < l) h = l;
-    *lo = l;
-    *hi = h;
 }
 
 // For each kernel row kh (with its grid row ph) whose patch covers output row y,

@@ -7,7 +7,7 @@ import TestSupport
 /// unfused (a replica sharing its weights) followed by a standalone ReLU, two pieces each checked
 /// by finite differences and direct loops elsewhere; outputs and every gradient must agree.
 /// (Finite differences through the pair itself would straddle the ReLU's kink.)
-func checkFusedReLUMatchesUnfused(_ layer: Layer & AnyObject, fused: () -> Bool, input x: Tensor, weight: Parameter, bias: Parameter) {
+func checkFusedReLUMatchesUnfused(_ layer: Layer, fused: () -> Bool, input x: Tensor, weight: Parameter, bias: Parameter) {
     let unfusedLayer = layer.replica()
     let unfused = (unfusedLayer, ReLU())
     let pair = Sequential(layer, ReLU())
