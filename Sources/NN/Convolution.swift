@@ -37,6 +37,18 @@ public class ConvolutionLayer: ReLUFusing {
     /// patches), and the gradient in that order; each replica has its own.
     let reorderedWeight: Tensor
     let reorderedGradient: Tensor
+    /// Whether the layer may use the register-blocked kernels (`vae_conv_gather`, `_scatter`,
+    /// `_weight_gradient`) where they apply: AVX-512 and a multiple of 16 channels on the
+    /// vectorised side. Tests turn it off to check them against the im2col + GEMM path.
+    public var allowsBlockedKernels = true
+    /// Below this many channels on the broadcast side (an encoder's one-channel input) the weight
+    /// gradient keeps the patch matrix: a blocked step would do too few products per load.
+    static let minimumBroadcastChannels = 4
+    /// The weight with its taps first, [k, k, ·, ·], for the blocked kernels (one per direction),
+    /// and their weight gradient [k, k, A, V].
+    let tapsFirstWeight: Tensor
+    let tapsFirstGradient: Tensor
+    let reorderScratch: Tensor
 
     init(_ inChannels: Int, _ outChannels: Int, geometry: ConvolutionGeometry, weightShape: [Int], fanIn: Int, rng: inout RandomGenerator) {
         self.inChannels = inChannels
@@ -46,6 +58,9 @@ public class ConvolutionLayer: ReLUFusing {
         bias = Parameter(Tensor(shape: [outChannels]))
         reorderedWeight = Tensor(shape: [weightShape[0], weightShape.dropFirst().reduce(1, *)])
         reorderedGradient = Tensor(shape: reorderedWeight.shape)
+        tapsFirstWeight = Tensor(shape: reorderedWeight.shape)
+        tapsFirstGradient = Tensor(shape: reorderedWeight.shape)
+        reorderScratch = Tensor(shape: reorderedWeight.shape)
         let bound = 1 / Float(fanIn).squareRoot()
         rng.fillUniform(weight.value, low: -bound, high: bound)
         rng.fillUniform(bias.value, low: -bound, high: bound)
@@ -59,7 +74,11 @@ public class ConvolutionLayer: ReLUFusing {
         bias = Parameter(sharingValueOf: other.bias)
         reorderedWeight = Tensor(shape: other.reorderedWeight.shape)
         reorderedGradient = Tensor(shape: other.reorderedWeight.shape)
+        tapsFirstWeight = Tensor(shape: other.reorderedWeight.shape)
+        tapsFirstGradient = Tensor(shape: other.reorderedWeight.shape)
+        reorderScratch = Tensor(shape: other.reorderedWeight.shape)
         computesInputGradient = other.computesInputGradient
+        allowsBlockedKernels = other.allowsBlockedKernels
     }
 
     public var namedParameters: [(name: String, parameter: Parameter)] { [("weight", weight), ("bias", bias)] }
@@ -93,6 +112,25 @@ public class ConvolutionLayer: ReLUFusing {
         for i in 0..<a {
             vae_transpose(weight.value.data + i * block, block / k2, k2, reorderedWeight.data + i * block)
         }
+    }
+
+    /// Whether the blocked kernels take this product: `reduced` channels summed per tap,
+    /// `vectorChannels` computed side by side.
+    func blocked(reduced: Int, vectorChannels: Int) -> Bool {
+        allowsBlockedKernels && reduced >= Self.minimumBroadcastChannels
+            && vae_blocked_convolution_supported(reduced, vectorChannels, geometry.kernel) != 0
+    }
+
+    /// tapsFirstWeight ← weight [A, B, k, k] as [k, k, A, B], or [k, k, B, A] when `swap`.
+    func reorderWeightTapsFirst(swap: Bool) {
+        let (a, b) = (weight.value.shape[0], weight.value.shape[1])
+        vae_weight_taps_first(weight.value.data, a, b, geometry.kernel * geometry.kernel, swap ? 1 : 0, reorderScratch.data, tapsFirstWeight.data)
+    }
+
+    /// weight.gradient ← tapsFirstGradient [k, k, A, B] (or [k, k, B, A] when `swap`) as [A, B, k, k].
+    func storeTapsFirstGradient(swap: Bool) {
+        let (a, b) = (weight.value.shape[0], weight.value.shape[1])
+        vae_weight_taps_last(tapsFirstGradient.data, a, b, geometry.kernel * geometry.kernel, swap ? 1 : 0, reorderScratch.data, weight.gradient.data)
     }
 
     /// weight.gradient ← reorderedGradient: [A, (u, v, b)] → [A, B, k, k].
@@ -149,12 +187,19 @@ public final class Conv2D: ConvolutionLayer, Layer {
         input = x
         let out = Tensor.reusing(output, shape: [b, ho, wo, outChannels])
         output = out
-        reorderWeight()
         if computesDirectly {
+            reorderWeight()
             vae_conv_direct_forward(x.data, b, inChannels, h, w, ho, wo, k, geometry.stride, geometry.padding,
                                     reorderedWeight.data, outChannels, bias.value.data, fusesReLU ? 1 : 0, out.data)
             return out
         }
+        if blocked(reduced: inChannels, vectorChannels: outChannels) {
+            reorderWeightTapsFirst(swap: true)  // [k, k, C, O]
+            vae_conv_gather(x.data, b, inChannels, h, w, ho, wo, k, geometry.stride, geometry.padding,
+                            tapsFirstWeight.data, outChannels, bias.value.data, fusesReLU ? 1 : 0, out.data)
+            return out
+        }
+        reorderWeight()
         vae_fill_rows(out.data, bias.value.data, b * p, outChannels)
         // A few images at a time, so that their patches stay in cache for the GEMM.
         let n = imagesPerChunk(columnsPerImage: kk * p, batch: b)
@@ -175,37 +220,59 @@ public final class Conv2D: ConvolutionLayer, Layer {
         let (b, h, w) = (x.shape[0], x.shape[1], x.shape[2])
         let (ho, wo) = (dy.shape[1], dy.shape[2])
         let (p, kk, k) = (ho * wo, inChannels * geometry.kernel * geometry.kernel, geometry.kernel)
+        let (s, pad) = (geometry.stride, geometry.padding)
         let dx: Tensor? = computesInputGradient ? Tensor.reusing(inputGradient, shape: x.shape) : nil
         inputGradient = dx ?? inputGradient
         if computesDirectly {
+            reorderWeight()
             let masked = beginBiasGradient(dy, rows: b * p)
             let g = chunkGradient(dy, output: y, masked: masked, firstRow: 0, rows: b * p)
-            vae_conv_direct_backward(x.data, b, inChannels, h, w, ho, wo, k, geometry.stride, geometry.padding,
+            vae_conv_direct_backward(x.data, b, inChannels, h, w, ho, wo, k, s, pad,
                                      reorderedWeight.data, outChannels, g, reorderedGradient.data, dx?.data)
             storeReorderedGradient()
             return dx
         }
+        // Each product by the blocked kernels where they apply, else through the patch matrix.
+        let blockedWeights = blocked(reduced: inChannels, vectorChannels: outChannels)
+        let blockedInput = dx != nil && blocked(reduced: outChannels, vectorChannels: inChannels)
+        let needsPatches = !blockedWeights, needsPatchGradient = dx != nil && !blockedInput
+        if blockedInput { reorderWeightTapsFirst(swap: false) }  // [k, k, O, C]
+        if needsPatchGradient { reorderWeight() }
+        if blockedWeights { tapsFirstGradient.fill(0) }
         let n = imagesPerChunk(columnsPerImage: kk * p, batch: b)
-        let c = Tensor.reusing(cols, rows: n * p, columns: kk)
-        cols = c
-        let dc: Tensor? = computesInputGradient ? Tensor.reusing(colsGradient, rows: n * p, columns: kk) : nil
+        let c: Tensor? = needsPatches ? Tensor.reusing(cols, rows: n * p, columns: kk) : nil
+        cols = c ?? cols
+        let dc: Tensor? = needsPatchGradient ? Tensor.reusing(colsGradient, rows: n * p, columns: kk) : nil
         colsGradient = dc ?? colsGradient
         let masked = beginBiasGradient(dy, rows: n * p)
         for start in stride(from: 0, to: b, by: n) {
             let count = min(n, b - start), m = count * p
+            let xs = x.data + start * h * w * inChannels
             let g = chunkGradient(dy, output: y, masked: masked, firstRow: start * p, rows: m)
-            // The chunk's patches again (recomputing is cheaper than keeping the whole batch's).
-            vae_im2col_nhwc(x.data + start * h * w * inChannels, count, inChannels, h, w, ho, wo, k, geometry.stride, geometry.padding, c.data)
-            BLAS.sgemm(transposeA: true, transposeB: false, m: outChannels, n: kk, k: m, alpha: 1,
-                       a: g, lda: outChannels, b: c.data, ldb: kk, beta: start == 0 ? 0 : 1, c: reorderedGradient.data, ldc: kk)
-            if let dx, let dc {
+            if blockedWeights {
+                vae_conv_weight_gradient(xs, inChannels, g, outChannels, count, ho, wo, h, w, k, s, pad, 1, tapsFirstGradient.data)
+            } else if let c {
+                // The chunk's patches again (recomputing is cheaper than keeping the whole batch's).
+                vae_im2col_nhwc(xs, count, inChannels, h, w, ho, wo, k, s, pad, c.data)
+                BLAS.sgemm(transposeA: true, transposeB: false, m: outChannels, n: kk, k: m, alpha: 1,
+                           a: g, lda: outChannels, b: c.data, ldb: kk, beta: start == 0 ? 0 : 1, c: reorderedGradient.data, ldc: kk)
+            }
+            guard let dx else { continue }
+            let dxs = dx.data + start * h * w * inChannels
+            if blockedInput {
+                vae_conv_scatter(g, count, outChannels, ho, wo, h, w, k, s, pad, tapsFirstWeight.data, inChannels, nil, 0, dxs)
+            } else if let dc {
                 BLAS.sgemm(transposeA: false, transposeB: false, m: m, n: kk, k: outChannels, alpha: 1,
                            a: g, lda: outChannels, b: reorderedWeight.data, ldb: kk, beta: 0, c: dc.data, ldc: kk)
-                vae_col2im_nhwc(dc.data, count, inChannels, h, w, ho, wo, k, geometry.stride, geometry.padding, nil, 0, dx.data + start * h * w * inChannels)
+                vae_col2im_nhwc(dc.data, count, inChannels, h, w, ho, wo, k, s, pad, nil, 0, dxs)
             }
         }
-        if b == 0 { reorderedGradient.fill(0) }
-        storeReorderedGradient()
+        if blockedWeights {
+            storeTapsFirstGradient(swap: true)
+        } else {
+            if b == 0 { reorderedGradient.fill(0) }
+            storeReorderedGradient()
+        }
         return dx
     }
 }
@@ -251,6 +318,12 @@ public final class ConvTranspose2D: ConvolutionLayer, Layer {
         input = x
         let out = Tensor.reusing(output, shape: [b, ho, wo, outChannels])
         output = out
+        if blocked(reduced: inChannels, vectorChannels: outChannels) {
+            reorderWeightTapsFirst(swap: false)  // [k, k, C, O]
+            vae_conv_scatter(x.data, b, inChannels, h, w, ho, wo, k, geometry.stride, geometry.padding,
+                             tapsFirstWeight.data, outChannels, bias.value.data, fusesReLU ? 1 : 0, out.data)
+            return out
+        }
         reorderWeight()
         let n = imagesPerChunk(columnsPerImage: kk * p, batch: b)
         let c = Tensor.reusing(cols, rows: n * p, columns: kk)
@@ -269,26 +342,46 @@ public final class ConvTranspose2D: ConvolutionLayer, Layer {
         let (b, h, w) = (x.shape[0], x.shape[1], x.shape[2])
         let (ho, wo) = (dy.shape[1], dy.shape[2])
         let (p, kk, k) = (h * w, outChannels * geometry.kernel * geometry.kernel, geometry.kernel)
-        let n = imagesPerChunk(columnsPerImage: kk * p, batch: b)
-        let dc = Tensor.reusing(cols, rows: n * p, columns: kk)
-        cols = dc
+        let (s, pad) = (geometry.stride, geometry.padding)
         let dx: Tensor? = computesInputGradient ? Tensor.reusing(inputGradient, shape: x.shape) : nil
         inputGradient = dx ?? inputGradient
+        // Each product by the blocked kernels where they apply, else through the patch matrix
+        // of ∂L/∂y.
+        let blockedWeights = blocked(reduced: inChannels, vectorChannels: outChannels)
+        let blockedInput = dx != nil && blocked(reduced: outChannels, vectorChannels: inChannels)
+        let needsPatches = !blockedWeights || (dx != nil && !blockedInput)
+        if blockedInput { reorderWeightTapsFirst(swap: true) }  // [k, k, O, C]
+        if dx != nil && !blockedInput { reorderWeight() }
+        if blockedWeights { tapsFirstGradient.fill(0) }
+        let n = imagesPerChunk(columnsPerImage: kk * p, batch: b)
+        let dc: Tensor? = needsPatches ? Tensor.reusing(cols, rows: n * p, columns: kk) : nil
+        cols = dc ?? cols
         let masked = beginBiasGradient(dy, rows: n * ho * wo)
         for start in stride(from: 0, to: b, by: n) {
             let count = min(n, b - start), m = count * p
             let xs = x.data + start * p * inChannels
             let g = chunkGradient(dy, output: y, masked: masked, firstRow: start * ho * wo, rows: count * ho * wo)
-            vae_im2col_nhwc(g, count, outChannels, ho, wo, h, w, k, geometry.stride, geometry.padding, dc.data)
-            BLAS.sgemm(transposeA: true, transposeB: false, m: inChannels, n: kk, k: m, alpha: 1,
-                       a: xs, lda: inChannels, b: dc.data, ldb: kk, beta: start == 0 ? 0 : 1, c: reorderedGradient.data, ldc: kk)
-            if let dx {
+            if let dc { vae_im2col_nhwc(g, count, outChannels, ho, wo, h, w, k, s, pad, dc.data) }
+            if blockedWeights {
+                vae_conv_weight_gradient(xs, inChannels, g, outChannels, count, h, w, ho, wo, k, s, pad, 0, tapsFirstGradient.data)
+            } else if let dc {
+                BLAS.sgemm(transposeA: true, transposeB: false, m: inChannels, n: kk, k: m, alpha: 1,
+                           a: xs, lda: inChannels, b: dc.data, ldb: kk, beta: start == 0 ? 0 : 1, c: reorderedGradient.data, ldc: kk)
+            }
+            guard let dx else { continue }
+            if blockedInput {
+                vae_conv_gather(g, count, outChannels, ho, wo, h, w, k, s, pad, tapsFirstWeight.data, inChannels, nil, 0, dx.data + start * p * inChannels)
+            } else if let dc {
                 BLAS.sgemm(transposeA: false, transposeB: true, m: m, n: inChannels, k: kk, alpha: 1,
                            a: dc.data, lda: kk, b: reorderedWeight.data, ldb: kk, beta: 0, c: dx.data + start * p * inChannels, ldc: inChannels)
             }
         }
-        if b == 0 { reorderedGradient.fill(0) }
-        storeReorderedGradient()
+        if blockedWeights {
+            storeTapsFirstGradient(swap: false)
+        } else {
+            if b == 0 { reorderedGradient.fill(0) }
+            storeReorderedGradient()
+        }
         return dx
     }
 }

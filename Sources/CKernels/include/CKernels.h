@@ -91,4 +91,46 @@ void vae_relu_mask_column_sums(const float *y, const float *dy, float *masked, s
 
 /// dst[c, r] = src[r, c] for a row-major [rows, columns] source.
 void vae_transpose(const float *src, size_t rows, size_t columns, float *dst);
+
+/// Register-blocked AVX-512 convolutions on channels-last images (BlockedConvolution.c): whether
+/// they take `vectorChannels` output channels (a multiple of 16), `reduced` channels summed over
+/// per tap, and a k × k kernel on this CPU. When they do not, the layers use im2col and GEMM.
+int vae_blocked_convolution_supported(size_t reduced, size_t vectorChannels, size_t kernel);
+
+/// A convolution straight from the image, with weight w [k, k, R, V] (taps first, then the
+/// reduced channels, then the output channels), bias NULL for none:
+///   out[b, i, j, o] = bias[o] + Σ_{u, v, c} in[b, i·s − p + u, j·s − p + v, c] · w[u, v, c, o]
+/// (0 outside the input), then max(·, 0) if relu is non-zero. The forward pass of Conv2D and the
+/// input gradient of ConvTranspose2D.
+void vae_conv_gather(const float *in, size_t batch, size_t reduced, size_t height, size_t width,
+                     size_t outHeight, size_t outWidth, size_t kernel, size_t stride, size_t padding,
+                     const float *w, size_t vectorChannels, const float *bias, int relu, float *out);
+
+/// Its adjoint: each input position (i, j) spreads over the output window at (i·s − p, j·s − p),
+///   out[b, y, x, o] = bias[o] + Σ_{u, v, c: y = i·s − p + u, x = j·s − p + v} in[b, i, j, c] · w[u, v, c, o],
+/// then max(·, 0) if relu is non-zero; every output value is written once. The forward pass of
+/// ConvTranspose2D and the input gradient of Conv2D.
+void vae_conv_scatter(const float *in, size_t batch, size_t reduced, size_t height, size_t width,
+                      size_t outHeight, size_t outWidth, size_t kernel, size_t stride, size_t padding,
+                      const float *w, size_t vectorChannels, const float *bias, int relu, float *out);
+
+/// The weight gradient of either, accumulated: over the grid positions (b, i, j) of a
+/// [batch, gridHeight, gridWidth] plane and the gathered positions (i·s − p + u, j·s − p + v) of a
+/// [batch, gatheredHeight, gatheredWidth] plane that fall inside it,
+///   gradient[u, v, a, o] += Σ broadcast[·, a] · vector[·, o]
+/// where `broadcast` (A channels) is read at the gathered positions when broadcastIsGathered is
+/// non-zero (Conv2D: the input; vector = ∂L/∂y at the grid) and at the grid otherwise
+/// (ConvTranspose2D: the input at the grid; vector = ∂L/∂y gathered). V must be a multiple of 16.
+void vae_conv_weight_gradient(const float *broadcast, size_t broadcastChannels, const float *vector,
+                              size_t vectorChannels, size_t batch, size_t gridHeight, size_t gridWidth,
+                              size_t gatheredHeight, size_t gatheredWidth, size_t kernel, size_t stride,
+                              size_t padding, int broadcastIsGathered, float *gradient);
+
+/// A weight [a, b, taps] (PyTorch's layout, taps = k·k) with the taps first:
+/// out[t, i, j] = w[i, j, t], or out[t, j, i] when swap is non-zero (which uses `scratch`, as
+/// many floats as w).
+void vae_weight_taps_first(const float *w, size_t a, size_t b, size_t taps, int swap, float *scratch, float *out);
+
+/// The inverse: out[i, j, t] = g[t, i, j], or g[t, j, i] when swap is non-zero.
+void vae_weight_taps_last(const float *g, size_t a, size_t b, size_t taps, int swap, float *scratch, float *out);
 #endif

@@ -1,0 +1,251 @@
+#include "CKernels.h"
+#include <immintrin.h>
+
+// Register-blocked convolutions on channels-last images, for AVX-512: no patch matrix, no packing,
+// no zero-filled product buffer. A block of output positions × up to 64 channels lives in 16
+// vector registers while the sum runs over the kernel taps and the reduced channels; each step
+// loads the tap's weight vectors once and multiplies them by one broadcast input value per
+// position. Taps that fall wholly outside the image (a padded border row) are skipped; a position
+// whose tap falls in the padding reads zeros instead of branching.
+//
+// Measured on the conv reference model's 32→64 k4 s2 p1 layer (one core, 64 images), against the
+// channels-last im2col + OpenBLAS GEMM: forward 265 against 190 effective GFLOP/s, weight
+// gradient 285 against 185 (effective: counting the padding's products, as the GEMM does).
+// Sixteen accumulators: with 28 the compiler ran out of the 32 registers and spilled.
+
+#define TARGET __attribute__((target("avx512f")))
+
+enum { MAX_TAPS = 64, MAX_BLOCK = 16, ZERO_RUN = 4096, ROW_GROUP = 256 };
+
+// What a padded position reads: as many zeros as a position has reduced channels.
+static const float zeros[ZERO_RUN] __attribute__((aligned(64)));
+
+int vae_blocked_convolution_supported(size_t reduced, size_t vectorChannels, size_t kernel) {
+    return __builtin_cpu_supports("avx512f") && vectorChannels > 0 && vectorChannels % 16 == 0 &&
+           reduced >= 1 && reduced <= ZERO_RUN && kernel >= 1 && kernel * kernel <= MAX_TAPS;
+}
+
+// Output positions per block for a block of `vectors` 16-channel vectors (16 accumulators).
+static inline long positions_per_block(long vectors) { return vectors == 4 ? 4 : vectors == 3 ? 5 : vectors == 2 ? 8 : 16; }
+
+// out[r·ldo + 16q + l] = max?(bias[16q + l] + Σ_t Σ_c rows[t·RW + r][c] · w[t][c·ldw + 16q + l], 0)
+// for the RW positions r and NV vectors q of a block.
+#define SUM_BLOCK(RW, NV)                                                                                      \
+    TARGET static void sum_block_##RW##_##NV(const float *const *rows, const float *const *w, long taps,       \
+                                             long reduced, long ldw, const float *bias, int relu, float *out,  \
+                                             long ldo) {                                                       \
+        __m512 acc[RW][NV];                                                                                    \
+        for (int q = 0; q < NV; q++) {                                                                         \
+            const __m512 start = bias ? _mm512_loadu_ps(bias + 16 * q) : _mm512_setzero_ps();                 \
+            for (int r = 0; r < RW; r++) acc[r][q] = start;                                                    \
+        }                                                                                                      \
+        for (long t = 0; t < taps; t++) {                                                                      \
+            const float *const *src = rows + t * RW;                                                           \
+            const float *wt = w[t];                                                                            \
+            for (long c = 0; c < reduced; c++) {                                                               \
+                __m512 wv[NV];                                                                                 \
+                for (int q = 0; q < NV; q++) wv[q] = _mm512_loadu_ps(wt + c * ldw + 16 * q);                   \
+                for (int r = 0; r < RW; r++) {                                                                 \
+                    const __m512 xv = _mm512_set1_ps(src[r][c]);                                               \
+                    for (int q = 0; q < NV; q++) acc[r][q] = _mm512_fmadd_ps(xv, wv[q], acc[r][q]);            \
+                }                                                                                              \
+            }                                                                                                  \
+        }                                                                                                      \
+        const __m512 zero = _mm512_setzero_ps();                                                               \
+        for (int r = 0; r < RW; r++)                                                                           \
+            for (int q = 0; q < NV; q++)                                                                       \
+                _mm512_storeu_ps(out + r * ldo + 16 * q, relu ? _mm512_max_ps(acc[r][q], zero) : acc[r][q]);   \
+    }
+
+// acc[a][q] = out[a·ldo + 16q + ·] + Σ_rows Σ_{m < count} b[row][m·sb + a] · v[row][m·sv + 16q + ·]
+// for the RA broadcast channels a and NV vectors q of a block (b and v already offset to the block).
+#define PRODUCT_BLOCK(RA, NV)                                                                                  \
+    TARGET static void product_block_##RA##_##NV(const float *const *b, const float *const *v, long rows,      \
+                                                 long count, long sb, long sv, long boff, long voff,           \
+                                                 float *out, long ldo) {                                       \
+        __m512 acc[RA][NV];                                                                                    \
+        for (int a = 0; a < RA; a++)                                                                           \
+            for (int q = 0; q < NV; q++) acc[a][q] = _mm512_loadu_ps(out + a * ldo + 16 * q);                  \
+        for (long row = 0; row < rows; row++) {                                                                \
+            const float *br = b[row] + boff, *vr = v[row] + voff;                                              \
+            for (long m = 0; m < count; m++) {                                                                 \
+                __m512 vv[NV];                                                                                 \
+                for (int q = 0; q < NV; q++) vv[q] = _mm512_loadu_ps(vr + m * sv + 16 * q);                    \
+                for (int a = 0; a < RA; a++) {                                                                 \
+                    const __m512 bv = _mm512_set1_ps(br[m * sb + a]);                                          \
+                    for (int q = 0; q < NV; q++) acc[a][q] = _mm512_fmadd_ps(bv, vv[q], acc[a][q]);            \
+                }                                                                                              \
+            }                                                                                                  \
+        }                                                                                                      \
+        for (int a = 0; a < RA; a++)                                                                           \
+            for (int q = 0; q < NV; q++) _mm512_storeu_ps(out + a * ldo + 16 * q, acc[a][q]);                  \
+    }
+
+#define BLOCKS_4(M) M(1, 4) M(2, 4) M(3, 4) M(4, 4)
+#define BLOCKS_3(M) M(1, 3) M(2, 3) M(3, 3) M(4, 3) M(5, 3)
+#define BLOCKS_2(M) M(1, 2) M(2, 2) M(3, 2) M(4, 2) M(5, 2) M(6, 2) M(7, 2) M(8, 2)
+#define BLOCKS_1(M) M(1, 1) M(2, 1) M(3, 1) M(4, 1) M(5, 1) M(6, 1) M(7, 1) M(8, 1) \
+                    M(9, 1) M(10, 1) M(11, 1) M(12, 1) M(13, 1) M(14, 1) M(15, 1) M(16, 1)
+#define ALL_BLOCKS(M) BLOCKS_4(M) BLOCKS_3(M) BLOCKS_2(M) BLOCKS_1(M)
+
+ALL_BLOCKS(SUM_BLOCK)
+ALL_BLOCKS(PRODUCT_BLOCK)
+
+typedef void (*sum_block_fn)(const float *const *, const float *const *, long, long, long, const float *, int, float *, long);
+typedef void (*product_block_fn)(const float *const *, const float *const *, long, long, long, long, long, long, float *, long);
+
+#define SUM_ENTRY(RW, NV) [NV][RW] = sum_block_##RW##_##NV,
+#define PRODUCT_ENTRY(RA, NV) [NV][RA] = product_block_##RA##_##NV,
+static const sum_block_fn sum_blocks[5][MAX_BLOCK + 1] = {ALL_BLOCKS(SUM_ENTRY)};
+static const product_block_fn product_blocks[5][MAX_BLOCK + 1] = {ALL_BLOCKS(PRODUCT_ENTRY)};
+
+static inline long vectors_in_block(long vectorChannels, long first) {
+    const long left = (vectorChannels - first) / 16;
+    return left < 4 ? left : 4;
+}
+
+TARGET void vae_conv_gather(const float *restrict in, size_t batch, size_t reduced, size_t height, size_t width,
+                            size_t outHeight, size_t outWidth, size_t kernel, size_t stride, size_t padding,
+                            const float *restrict w, size_t vectorChannels, const float *restrict bias, int relu,
+                            float *restrict out) {
+    const long R = (long)reduced, H = (long)height, W = (long)width, Ho = (long)outHeight, Wo = (long)outWidth;
+    const long K = (long)kernel, s = (long)stride, p = (long)padding, V = (long)vectorChannels;
+    const float *rows[MAX_TAPS * MAX_BLOCK];
+    const float *taps[MAX_TAPS];
+    for (long b = 0; b < (long)batch; b++)
+    for (long i = 0; i < Ho; i++)
+    for (long o = 0; o < V; o += 16 * vectors_in_block(V, o)) {
+        const long nv = vectors_in_block(V, o), most = positions_per_block(nv);
+        for (long j0 = 0; j0 < Wo; j0 += most) {
+            const long rw = Wo - j0 < most ? Wo - j0 : most;
+            long n = 0;
+            for (long u = 0; u < K; u++) {
+                const long ih = i * s - p + u;
+                if (ih < 0 || ih >= H) continue;
+                for (long v = 0; v < K; v++) {
+                    int any = 0;
+                    for (long r = 0; r < rw; r++) {
+                        const long jw = (j0 + r) * s - p + v;
+                        const int inside = jw >= 0 && jw < W;
+                        rows[n * rw + r] = inside ? in + ((b * H + ih) * W + jw) * R : zeros;
+                        any |= inside;
+                    }
+                    if (!any) continue;
+                    taps[n++] = w + (u * K + v) * R * V + o;
+                }
+            }
+            sum_blocks[nv][rw](rows, taps, n, R, V, bias ? bias + o : 0, relu, out + ((b * Ho + i) * Wo + j0) * V + o, V);
+        }
+    }
+}
+
+TARGET void vae_conv_scatter(const float *restrict in, size_t batch, size_t reduced, size_t height, size_t width,
+                             size_t outHeight, size_t outWidth, size_t kernel, size_t stride, size_t padding,
+                             const float *restrict w, size_t vectorChannels, const float *restrict bias, int relu,
+                             float *restrict out) {
+    const long R = (long)reduced, H = (long)height, W = (long)width, Ho = (long)outHeight, Wo = (long)outWidth;
+    const long K = (long)kernel, s = (long)stride, p = (long)padding, V = (long)vectorChannels;
+    const float *rows[MAX_TAPS * MAX_BLOCK];
+    const float *taps[MAX_TAPS];
+    for (long b = 0; b < (long)batch; b++)
+    for (long y = 0; y < Ho; y++)
+    // The output columns x with (x + p) mod s = phase take kernel columns v ≡ phase (mod s) from
+    // consecutive input columns j = (x + p − v)/s: one block shares its taps.
+    for (long phase = 0; phase < s; phase++) {
+        const long x0 = ((phase - p) % s + s) % s;
+        if (x0 >= Wo) continue;
+        const long columns = (Wo - x0 + s - 1) / s;
+        for (long o = 0; o < V; o += 16 * vectors_in_block(V, o)) {
+            const long nv = vectors_in_block(V, o), most = positions_per_block(nv);
+            for (long t0 = 0; t0 < columns; t0 += most) {
+                const long rw = columns - t0 < most ? columns - t0 : most;
+                long n = 0;
+                for (long u = (y + p) % s; u < K; u += s) {
+                    const long i = (y + p - u) / s;
+                    if (i < 0 || i >= H) continue;
+                    for (long v = phase; v < K; v += s) {
+                        const long j0 = (x0 + s * t0 + p - v) / s;  // exact: x0 + p − v ≡ 0 (mod s)
+                        int any = 0;
+                        for (long r = 0; r < rw; r++) {
+                            const long j = j0 + r;
+                            const int inside = j >= 0 && j < W;
+                            rows[n * rw + r] = inside ? in + ((b * H + i) * W + j) * R : zeros;
+                            any |= inside;
+                        }
+                        if (!any) continue;
+                        taps[n++] = w + (u * K + v) * R * V + o;
+                    }
+                }
+                sum_blocks[nv][rw](rows, taps, n, R, V, bias ? bias + o : 0, relu,
+                                   out + ((b * Ho + y) * Wo + x0 + s * t0) * V + o, s * V);
+            }
+        }
+    }
+}
+
+TARGET void vae_conv_weight_gradient(const float *restrict broadcast, size_t broadcastChannels,
+                                     const float *restrict vector, size_t vectorChannels, size_t batch,
+                                     size_t gridHeight, size_t gridWidth, size_t gatheredHeight, size_t gatheredWidth,
+                                     size_t kernel, size_t stride, size_t padding, int broadcastIsGathered,
+                                     float *restrict gradient) {
+    const long A = (long)broadcastChannels, V = (long)vectorChannels, Hg = (long)gridHeight, Wg = (long)gridWidth;
+    const long Ht = (long)gatheredHeight, Wt = (long)gatheredWidth, K = (long)kernel, s = (long)stride, p = (long)padding;
+    const long sb = broadcastIsGathered ? s * A : A, sv = broadcastIsGathered ? V : s * V;
+    const float *brows[ROW_GROUP], *vrows[ROW_GROUP];
+    for (long u = 0; u < K; u++)
+    for (long v = 0; v < K; v++) {
+        // Grid columns [jlo, jhi) whose gathered column j·s − p + v lies in [0, Wt).
+        long jlo = 0, jhi = Wg;
+        while (jlo < Wg && jlo * s - p + v < 0) jlo++;
+        while (jhi > jlo && (jhi - 1) * s - p + v >= Wt) jhi--;
+        if (jhi == jlo) continue;
+        float *tap = gradient + (u * K + v) * A * V;
+        long n = 0;
+        for (long row = 0; row < (long)batch * Hg; row++) {
+            const long b = row / Hg, i = row % Hg, it = i * s - p + u;
+            if (it >= 0 && it < Ht) {
+                const long grid = (row * Wg + jlo), gathered = (b * Ht + it) * Wt + jlo * s - p + v;
+                brows[n] = broadcast + (broadcastIsGathered ? gathered : grid) * A;
+                vrows[n] = vector + (broadcastIsGathered ? grid : gathered) * V;
+                n++;
+            }
+            if (n == ROW_GROUP || (row == (long)batch * Hg - 1 && n > 0)) {
+                for (long o = 0; o < V; o += 16 * vectors_in_block(V, o)) {
+                    const long nv = vectors_in_block(V, o), most = positions_per_block(nv);
+                    for (long a = 0; a < A; a += most) {
+                        const long ra = A - a < most ? A - a : most;
+                        product_blocks[nv][ra](brows, vrows, n, jhi - jlo, sb, sv, a, o, tap + a * V + o, V);
+                    }
+                }
+                n = 0;
+            }
+        }
+    }
+}
+
+// Row copies of n floats (a weight's channels), kept as loops like the patch kernels' runs.
+static void copy_rows(float *restrict dst, const float *restrict src, size_t n) {
+    for (size_t t = 0; t < n; t++) dst[t] = src[t];
+}
+
+void vae_weight_taps_first(const float *restrict w, size_t a, size_t b, size_t taps, int swap, float *restrict scratch,
+                           float *restrict out) {
+    if (!swap) {
+        vae_transpose(w, a * b, taps, out);  // [(i, j), t] → [t, (i, j)]
+        return;
+    }
+    vae_transpose(w, a, b * taps, scratch);  // [i, (j, t)] → [(j, t), i]
+    for (size_t t = 0; t < taps; t++)
+        for (size_t j = 0; j < b; j++) copy_rows(out + (t * b + j) * a, scratch + (j * taps + t) * a, a);
+}
+
+void vae_weight_taps_last(const float *restrict g, size_t a, size_t b, size_t taps, int swap, float *restrict scratch,
+                          float *restrict out) {
+    if (!swap) {
+        vae_transpose(g, taps, a * b, out);  // [t, (i, j)] → [(i, j), t]
+        return;
+    }
+    for (size_t t = 0; t < taps; t++)
+        for (size_t j = 0; j < b; j++) copy_rows(scratch + (j * taps + t) * a, g + (t * b + j) * a, a);
+    vae_transpose(scratch, b * taps, a, out);  // [(j, t), i] → [i, (j, t)]
+}
