@@ -77,10 +77,11 @@ public final class VariationalAutoencoder {
             : Self.fullyConnectedNetworks(config, outputsPerValue: likelihood.outputsPerValue, rng: &rng)
         encoder = Sequential(networks.encoder)
         decoder = Sequential(networks.decoder)
-        // Layers that see only data (and the label) need no input gradient.
+        // Layers that see only data (and the label) need no input gradient: everything up to and
+        // including the first layer with parameters (past the label join and layout conversion).
         for layer in encoder.layers {
             layer.computesInputGradient = false
-            if !(layer is Conditioning) { break }
+            if !layer.namedParameters.isEmpty { break }
         }
     }
 

@@ -113,3 +113,19 @@ func conditionalVAEGradientsAndTheLabelMatters(architecture: String) {
     bad.channels = [8, 8]
     try bad.validate()
 }
+
+/// The encoder's input is data: no layer up to its first one with parameters computes an input
+/// gradient (the label join and the layout conversion in front of it included); every later one
+/// does. (The first convolution's input gradient was once computed and thrown away.)
+@Test(arguments: ["mlp", "conv"], [0, 4])
+func onlyTheEncodersDataLayersSkipTheirInputGradient(architecture: String, classes: Int) {
+    var rng = RandomGenerator(seed: 1)
+    let model = architecture == "conv"
+        ? convModel(conditionClasses: classes)
+        : VariationalAutoencoder(config: ModelConfig(inputShape: [1, 2, 3], hiddenSizes: [5], latentDimension: 2, conditionClasses: classes), rng: &rng)
+    let layers = model.encoder.layers
+    guard let first = layers.firstIndex(where: { !$0.namedParameters.isEmpty }) else { Issue.record("no parameters"); return }
+    #expect(first > 0 || (architecture == "mlp" && classes == 0), "the case should have a layer in front of the first parametric one")
+    #expect(layers[...first].allSatisfy { !$0.computesInputGradient })
+    #expect(layers[(first + 1)...].allSatisfy { $0.computesInputGradient })
+}
