@@ -1,5 +1,6 @@
 #include "CKernels.h"
 #include <immintrin.h>
+#include <stdlib.h>
 
 // Register-blocked convolutions on channels-last images, for AVX-512: no patch matrix, no packing,
 // no zero-filled product buffer. A block of output positions × up to 64 channels lives in 16
@@ -15,7 +16,7 @@
 
 #define TARGET __attribute__((target("avx512f")))
 
-enum { MAX_TAPS = 64, MAX_BLOCK = 16, ZERO_RUN = 4096, ROW_GROUP = 256 };
+enum { MAX_TAPS = 64, MAX_BLOCK = 16, ZERO_RUN = 4096, ROW_GROUP = 256, NARROW = 4 };
 
 // What a padded position reads: as many zeros as a position has reduced channels.
 static const float zeros[ZERO_RUN] __attribute__((aligned(64)));
@@ -104,12 +105,62 @@ static inline long vectors_in_block(long vectorChannels, long first) {
     return left < 4 ? left : 4;
 }
 
+static inline long max_long(long a, long b) { return a > b ? a : b; }
+
+// A copy of n images [H, W, C] inside zeros: pad rows/columns before, enough after for
+// `paddedHeight` × `paddedWidth`.
+static void pad_images(const float *restrict in, long n, long H, long W, long C, long pad, long paddedHeight,
+                       long paddedWidth, float *restrict out) {
+    for (long t = 0; t < n * paddedHeight * paddedWidth * C; t++) out[t] = 0.0f;
+    for (long b = 0; b < n; b++)
+        for (long y = 0; y < H; y++) {
+            const float *src = in + (b * H + y) * W * C;
+            float *dst = out + ((b * paddedHeight + y + pad) * paddedWidth + pad) * C;
+            for (long t = 0; t < W * C; t++) dst[t] = src[t];
+        }
+}
+
+// Few channels (a one-channel image): a handful of products per tap would not pay for the tap's
+// pointers. On a zero-padded copy a kernel row's k·R values (v, c) are one contiguous run, so a
+// tap is a whole kernel row u and the sum runs over k·R values (the weight's [u, v, c, o] order
+// makes that run contiguous too).
+TARGET static int gather_narrow(const float *restrict in, long batch, long R, long H, long W, long Ho, long Wo, long K,
+                                long s, long p, const float *restrict w, long V, const float *restrict bias, int relu,
+                                float *restrict out) {
+    const long Hp = max_long((Ho - 1) * s + K, H + p), Wp = max_long((Wo - 1) * s + K, W + p);
+    float *padded = malloc(sizeof(float) * (size_t)(Hp * Wp * R));
+    if (!padded) return 0;
+    const float *rows[MAX_TAPS * MAX_BLOCK];
+    const float *taps[MAX_TAPS];
+    for (long b = 0; b < batch; b++) {
+        pad_images(in + b * H * W * R, 1, H, W, R, p, Hp, Wp, padded);
+        for (long i = 0; i < Ho; i++)
+        for (long o = 0; o < V; o += 16 * vectors_in_block(V, o)) {
+            const long nv = vectors_in_block(V, o), most = positions_per_block(nv);
+            for (long j0 = 0; j0 < Wo; j0 += most) {
+                const long rw = Wo - j0 < most ? Wo - j0 : most;
+                long n = 0;
+                for (long u = 0; u < K; u++) {
+                    const long ih = i * s - p + u;
+                    if (ih < 0 || ih >= H) continue;  // a row of padding
+                    for (long r = 0; r < rw; r++) rows[n * rw + r] = padded + ((i * s + u) * Wp + (j0 + r) * s) * R;
+                    taps[n++] = w + u * K * R * V + o;
+                }
+                sum_blocks[nv][rw](rows, taps, n, K * R, V, bias ? bias + o : 0, relu, out + ((b * Ho + i) * Wo + j0) * V + o, V);
+            }
+        }
+    }
+    free(padded);
+    return 1;
+}
+
 TARGET void vae_conv_gather(const float *restrict in, size_t batch, size_t reduced, size_t height, size_t width,
                             size_t outHeight, size_t outWidth, size_t kernel, size_t stride, size_t padding,
                             const float *restrict w, size_t vectorChannels, const float *restrict bias, int relu,
                             float *restrict out) {
     const long R = (long)reduced, H = (long)height, W = (long)width, Ho = (long)outHeight, Wo = (long)outWidth;
     const long K = (long)kernel, s = (long)stride, p = (long)padding, V = (long)vectorChannels;
+    if (R < NARROW && K * R <= ZERO_RUN && gather_narrow(in, (long)batch, R, H, W, Ho, Wo, K, s, p, w, V, bias, relu, out)) return;
     const float *rows[MAX_TAPS * MAX_BLOCK];
     const float *taps[MAX_TAPS];
     for (long b = 0; b < (long)batch; b++)
@@ -183,6 +234,42 @@ TARGET void vae_conv_scatter(const float *restrict in, size_t batch, size_t redu
     }
 }
 
+// The weight gradient over a zero-padded copy of a narrow gathered side: a kernel row u's k·A
+// values (v, a) at a grid position are one contiguous run, as in gather_narrow.
+TARGET static int weight_gradient_narrow(const float *restrict broadcast, long A, const float *restrict vector, long V,
+                                         long batch, long Hg, long Wg, long Ht, long Wt, long K, long s, long p,
+                                         float *restrict gradient) {
+    const long Hp = max_long((Hg - 1) * s + K, Ht + p), Wp = max_long((Wg - 1) * s + K, Wt + p);
+    float *padded = malloc(sizeof(float) * (size_t)(batch * Hp * Wp * A));
+    if (!padded) return 0;
+    pad_images(broadcast, batch, Ht, Wt, A, p, Hp, Wp, padded);
+    const float *brows[ROW_GROUP], *vrows[ROW_GROUP];
+    for (long u = 0; u < K; u++) {
+        float *tap = gradient + u * K * A * V;
+        long n = 0;
+        for (long row = 0; row < batch * Hg; row++) {
+            const long b = row / Hg, i = row % Hg, it = i * s - p + u;
+            if (it >= 0 && it < Ht) {  // else a row of padding
+                brows[n] = padded + ((b * Hp + i * s + u) * Wp) * A;
+                vrows[n] = vector + row * Wg * V;
+                n++;
+            }
+            if (n == ROW_GROUP || (row == batch * Hg - 1 && n > 0)) {
+                for (long o = 0; o < V; o += 16 * vectors_in_block(V, o)) {
+                    const long nv = vectors_in_block(V, o), most = positions_per_block(nv);
+                    for (long a = 0; a < K * A; a += most) {
+                        const long ra = K * A - a < most ? K * A - a : most;
+                        product_blocks[nv][ra](brows, vrows, n, Wg, s * A, V, a, o, tap + a * V + o, V);
+                    }
+                }
+                n = 0;
+            }
+        }
+    }
+    free(padded);
+    return 1;
+}
+
 TARGET void vae_conv_weight_gradient(const float *restrict broadcast, size_t broadcastChannels,
                                      const float *restrict vector, size_t vectorChannels, size_t batch,
                                      size_t gridHeight, size_t gridWidth, size_t gatheredHeight, size_t gatheredWidth,
@@ -190,6 +277,9 @@ TARGET void vae_conv_weight_gradient(const float *restrict broadcast, size_t bro
                                      float *restrict gradient) {
     const long A = (long)broadcastChannels, V = (long)vectorChannels, Hg = (long)gridHeight, Wg = (long)gridWidth;
     const long Ht = (long)gatheredHeight, Wt = (long)gatheredWidth, K = (long)kernel, s = (long)stride, p = (long)padding;
+    if (broadcastIsGathered && A < NARROW &&
+        weight_gradient_narrow(broadcast, A, vector, V, (long)batch, Hg, Wg, Ht, Wt, K, s, p, gradient))
+        return;
     const long sb = broadcastIsGathered ? s * A : A, sv = broadcastIsGathered ? V : s * V;
     const float *brows[ROW_GROUP], *vrows[ROW_GROUP];
     for (long u = 0; u < K; u++)

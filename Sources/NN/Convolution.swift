@@ -41,9 +41,9 @@ public class ConvolutionLayer: ReLUFusing {
     /// `_weight_gradient`) where they apply: AVX-512 and a multiple of 16 channels on the
     /// vectorised side. Tests turn it off to check them against the im2col + GEMM path.
     public var allowsBlockedKernels = true
-    /// Below this many channels on the broadcast side (an encoder's one-channel input) the weight
-    /// gradient keeps the patch matrix: a blocked step would do too few products per load.
-    static let minimumBroadcastChannels = 4
+    /// Below this many reduced channels a scatter (or a grid-broadcast weight gradient) would do
+    /// too few products per tap: those products keep the patch matrix.
+    static let minimumScatteredChannels = 4
     /// The weight with its taps first, [k, k, ·, ·], for the blocked kernels (one per direction),
     /// and their weight gradient [k, k, A, V].
     let tapsFirstWeight: Tensor
@@ -115,9 +115,11 @@ public class ConvolutionLayer: ReLUFusing {
     }
 
     /// Whether the blocked kernels take this product: `reduced` channels summed per tap,
-    /// `vectorChannels` computed side by side.
-    func blocked(reduced: Int, vectorChannels: Int) -> Bool {
-        allowsBlockedKernels && reduced >= Self.minimumBroadcastChannels
+    /// `vectorChannels` computed side by side. The scatter kernel and a weight gradient that
+    /// broadcasts the grid side need `minimumScatteredChannels` reduced or broadcast channels;
+    /// gathers take any number (fewer go through a zero-padded copy of the image).
+    func blocked(reduced: Int, vectorChannels: Int, scattered: Bool = false) -> Bool {
+        allowsBlockedKernels && (!scattered || reduced >= Self.minimumScatteredChannels)
             && vae_blocked_convolution_supported(reduced, vectorChannels, geometry.kernel) != 0
     }
 
@@ -234,7 +236,7 @@ public final class Conv2D: ConvolutionLayer, Layer {
         }
         // Each product by the blocked kernels where they apply, else through the patch matrix.
         let blockedWeights = blocked(reduced: inChannels, vectorChannels: outChannels)
-        let blockedInput = dx != nil && blocked(reduced: outChannels, vectorChannels: inChannels)
+        let blockedInput = dx != nil && blocked(reduced: outChannels, vectorChannels: inChannels, scattered: true)
         let needsPatches = !blockedWeights, needsPatchGradient = dx != nil && !blockedInput
         if blockedInput { reorderWeightTapsFirst(swap: false) }  // [k, k, O, C]
         if needsPatchGradient { reorderWeight() }
@@ -318,7 +320,7 @@ public final class ConvTranspose2D: ConvolutionLayer, Layer {
         input = x
         let out = Tensor.reusing(output, shape: [b, ho, wo, outChannels])
         output = out
-        if blocked(reduced: inChannels, vectorChannels: outChannels) {
+        if blocked(reduced: inChannels, vectorChannels: outChannels, scattered: true) {
             reorderWeightTapsFirst(swap: false)  // [k, k, C, O]
             vae_conv_scatter(x.data, b, inChannels, h, w, ho, wo, k, geometry.stride, geometry.padding,
                              tapsFirstWeight.data, outChannels, bias.value.data, fusesReLU ? 1 : 0, out.data)
@@ -346,8 +348,11 @@ public final class ConvTranspose2D: ConvolutionLayer, Layer {
         let dx: Tensor? = computesInputGradient ? Tensor.reusing(inputGradient, shape: x.shape) : nil
         inputGradient = dx ?? inputGradient
         // Each product by the blocked kernels where they apply, else through the patch matrix
-        // of ∂L/∂y.
-        let blockedWeights = blocked(reduced: inChannels, vectorChannels: outChannels)
+        // of ∂L/∂y. The weight gradient vectorises ∂L/∂y's channels (broadcasting x's), or
+        // x's (broadcasting ∂L/∂y's, gathered: a one-channel decoder output).
+        let weightsByOutput = blocked(reduced: inChannels, vectorChannels: outChannels, scattered: true)
+        let weightsByInput = !weightsByOutput && blocked(reduced: outChannels, vectorChannels: inChannels)
+        let blockedWeights = weightsByOutput || weightsByInput
         let blockedInput = dx != nil && blocked(reduced: outChannels, vectorChannels: inChannels)
         let needsPatches = !blockedWeights || (dx != nil && !blockedInput)
         if blockedInput { reorderWeightTapsFirst(swap: true) }  // [k, k, O, C]
@@ -362,8 +367,10 @@ public final class ConvTranspose2D: ConvolutionLayer, Layer {
             let xs = x.data + start * p * inChannels
             let g = chunkGradient(dy, output: y, masked: masked, firstRow: start * ho * wo, rows: count * ho * wo)
             if let dc { vae_im2col_nhwc(g, count, outChannels, ho, wo, h, w, k, s, pad, dc.data) }
-            if blockedWeights {
+            if weightsByOutput {
                 vae_conv_weight_gradient(xs, inChannels, g, outChannels, count, h, w, ho, wo, k, s, pad, 0, tapsFirstGradient.data)
+            } else if weightsByInput {
+                vae_conv_weight_gradient(g, outChannels, xs, inChannels, count, h, w, ho, wo, k, s, pad, 1, tapsFirstGradient.data)
             } else if let dc {
                 BLAS.sgemm(transposeA: true, transposeB: false, m: inChannels, n: kk, k: m, alpha: 1,
                            a: xs, lda: inChannels, b: dc.data, ldb: kk, beta: start == 0 ? 0 : 1, c: reorderedGradient.data, ldc: kk)
@@ -377,7 +384,7 @@ public final class ConvTranspose2D: ConvolutionLayer, Layer {
             }
         }
         if blockedWeights {
-            storeTapsFirstGradient(swap: false)
+            storeTapsFirstGradient(swap: weightsByInput)  // [k, k, C, O] or [k, k, O, C]
         } else {
             if b == 0 { reorderedGradient.fill(0) }
             storeReorderedGradient()

@@ -23,6 +23,10 @@ let blockedCases = [
     BlockedCase(reduced: 33, vector: 80, height: 5, width: 5, kernel: 2, stride: 3, padding: 2),
     BlockedCase(reduced: 16, vector: 32, height: 8, width: 13, kernel: 5, stride: 2, padding: 2),
     BlockedCase(reduced: 8, vector: 64, height: 14, width: 14, kernel: 4, stride: 2, padding: 1),
+    // Fewer than 4 reduced channels: gathers and gathered weight gradients use a zero-padded
+    // copy (here one that must reach past the last row read: 10 rows, k3 s2 p0 reads 9).
+    BlockedCase(reduced: 1, vector: 32, height: 10, width: 9, kernel: 4, stride: 2, padding: 1),
+    BlockedCase(reduced: 3, vector: 16, height: 10, width: 11, kernel: 3, stride: 2, padding: 0),
 ]
 
 private func values(_ count: Int, seed: UInt64) -> [Float] { randomTensor([count], seed: seed).toArray() }
@@ -141,6 +145,10 @@ private func pass(_ layer: Layer, _ x: Tensor, _ dy: Tensor) -> [[Float]] {
     (ConvolutionGeometry(kernel: 4, stride: 2, padding: 1), 16, 32),
     (ConvolutionGeometry(kernel: 3, stride: 1, padding: 1), 32, 16),
     (ConvolutionGeometry(kernel: 3, stride: 2, padding: 0), 16, 48),
+    // An encoder's one-channel input and a decoder's one-channel output (padded copies; the
+    // transposed layer's weight gradient broadcasts ∂L/∂y and vectorises x's channels).
+    (ConvolutionGeometry(kernel: 4, stride: 2, padding: 1), 1, 32),
+    (ConvolutionGeometry(kernel: 4, stride: 2, padding: 1), 32, 1),
 ])
 func blockedLayersMatchThePatchPath(geometry: ConvolutionGeometry, inChannels: Int, outChannels: Int) {
     var rng = RandomGenerator(seed: 1)
