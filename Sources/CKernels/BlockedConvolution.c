@@ -16,7 +16,10 @@
 
 #define TARGET __attribute__((target("avx512f")))
 
-enum { MAX_TAPS = 64, MAX_BLOCK = 16, ZERO_RUN = 4096, ROW_GROUP = 256, NARROW = 4 };
+// MAX_ROWS: grid rows per product call (their pointers on the stack); STACK_PADDED: the largest
+// padded image (floats) copied on the stack rather than the heap (a 28×28 one-channel image
+// padded for k4 s2 p1 is 900).
+enum { MAX_TAPS = 64, MAX_BLOCK = 16, ZERO_RUN = 4096, MAX_ROWS = 256, NARROW = 4, STACK_PADDED = 8192 };
 
 // What a padded position reads: as many zeros as a position has reduced channels.
 static const float zeros[ZERO_RUN] __attribute__((aligned(64)));
@@ -128,7 +131,8 @@ TARGET static int gather_narrow(const float *restrict in, long batch, long R, lo
                                 long s, long p, const float *restrict w, long V, const float *restrict bias, int relu,
                                 float *restrict out) {
     const long Hp = max_long((Ho - 1) * s + K, H + p), Wp = max_long((Wo - 1) * s + K, W + p);
-    float *padded = malloc(sizeof(float) * (size_t)(Hp * Wp * R));
+    float stack[STACK_PADDED];
+    float *padded = Hp * Wp * R <= STACK_PADDED ? stack : malloc(sizeof(float) * (size_t)(Hp * Wp * R));
     if (!padded) return 0;
     const float *rows[MAX_TAPS * MAX_BLOCK];
     const float *taps[MAX_TAPS];
@@ -150,7 +154,7 @@ TARGET static int gather_narrow(const float *restrict in, long batch, long R, lo
             }
         }
     }
-    free(padded);
+    if (padded != stack) free(padded);
     return 1;
 }
 
@@ -234,39 +238,39 @@ TARGET void vae_conv_scatter(const float *restrict in, size_t batch, size_t redu
     }
 }
 
-// The weight gradient over a zero-padded copy of a narrow gathered side: a kernel row u's k·A
-// values (v, a) at a grid position are one contiguous run, as in gather_narrow.
+// The weight gradient over a zero-padded copy of a narrow gathered side, one image at a time: a
+// kernel row u's k·A values (v, a) at a grid position are one contiguous run, as in gather_narrow.
 TARGET static int weight_gradient_narrow(const float *restrict broadcast, long A, const float *restrict vector, long V,
                                          long batch, long Hg, long Wg, long Ht, long Wt, long K, long s, long p,
                                          float *restrict gradient) {
     const long Hp = max_long((Hg - 1) * s + K, Ht + p), Wp = max_long((Wg - 1) * s + K, Wt + p);
-    float *padded = malloc(sizeof(float) * (size_t)(batch * Hp * Wp * A));
+    float stack[STACK_PADDED];
+    float *padded = Hp * Wp * A <= STACK_PADDED ? stack : malloc(sizeof(float) * (size_t)(Hp * Wp * A));
     if (!padded) return 0;
-    pad_images(broadcast, batch, Ht, Wt, A, p, Hp, Wp, padded);
-    const float *brows[ROW_GROUP], *vrows[ROW_GROUP];
-    for (long u = 0; u < K; u++) {
-        float *tap = gradient + u * K * A * V;
-        long n = 0;
-        for (long row = 0; row < batch * Hg; row++) {
-            const long b = row / Hg, i = row % Hg, it = i * s - p + u;
-            if (it >= 0 && it < Ht) {  // else a row of padding
-                brows[n] = padded + ((b * Hp + i * s + u) * Wp) * A;
-                vrows[n] = vector + row * Wg * V;
+    const float *brows[MAX_ROWS], *vrows[MAX_ROWS];
+    for (long b = 0; b < batch; b++) {
+        pad_images(broadcast + b * Ht * Wt * A, 1, Ht, Wt, A, p, Hp, Wp, padded);
+        for (long u = 0; u < K; u++)
+        for (long i0 = 0; i0 < Hg; i0 += MAX_ROWS) {
+            long n = 0;
+            for (long i = i0; i < Hg && i < i0 + MAX_ROWS; i++) {
+                const long it = i * s - p + u;
+                if (it < 0 || it >= Ht) continue;  // a row of padding
+                brows[n] = padded + (i * s + u) * Wp * A;
+                vrows[n] = vector + (b * Hg + i) * Wg * V;
                 n++;
             }
-            if (n == ROW_GROUP || (row == batch * Hg - 1 && n > 0)) {
-                for (long o = 0; o < V; o += 16 * vectors_in_block(V, o)) {
-                    const long nv = vectors_in_block(V, o), most = positions_per_block(nv);
-                    for (long a = 0; a < K * A; a += most) {
-                        const long ra = K * A - a < most ? K * A - a : most;
-                        product_blocks[nv][ra](brows, vrows, n, Wg, s * A, V, a, o, tap + a * V + o, V);
-                    }
+            if (n == 0) continue;
+            for (long o = 0; o < V; o += 16 * vectors_in_block(V, o)) {
+                const long nv = vectors_in_block(V, o), most = positions_per_block(nv);
+                for (long a = 0; a < K * A; a += most) {
+                    const long ra = K * A - a < most ? K * A - a : most;
+                    product_blocks[nv][ra](brows, vrows, n, Wg, s * A, V, a, o, gradient + u * K * A * V + a * V + o, V);
                 }
-                n = 0;
             }
         }
     }
-    free(padded);
+    if (padded != stack) free(padded);
     return 1;
 }
 
@@ -281,7 +285,7 @@ TARGET void vae_conv_weight_gradient(const float *restrict broadcast, size_t bro
         weight_gradient_narrow(broadcast, A, vector, V, (long)batch, Hg, Wg, Ht, Wt, K, s, p, gradient))
         return;
     const long sb = broadcastIsGathered ? s * A : A, sv = broadcastIsGathered ? V : s * V;
-    const float *brows[ROW_GROUP], *vrows[ROW_GROUP];
+    const float *brows[MAX_ROWS], *vrows[MAX_ROWS];
     for (long u = 0; u < K; u++)
     for (long v = 0; v < K; v++) {
         // Grid columns [jlo, jhi) whose gathered column j·s − p + v lies in [0, Wt).
@@ -299,7 +303,7 @@ TARGET void vae_conv_weight_gradient(const float *restrict broadcast, size_t bro
                 vrows[n] = vector + (broadcastIsGathered ? grid : gathered) * V;
                 n++;
             }
-            if (n == ROW_GROUP || (row == (long)batch * Hg - 1 && n > 0)) {
+            if (n == MAX_ROWS || (row == (long)batch * Hg - 1 && n > 0)) {
                 for (long o = 0; o < V; o += 16 * vectors_in_block(V, o)) {
                     const long nv = vectors_in_block(V, o), most = positions_per_block(nv);
                     for (long a = 0; a < A; a += most) {
