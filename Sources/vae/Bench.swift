@@ -10,10 +10,10 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure training and inference speed on the real data (the source of every speed claim).",
         discussion: """
-            Trains the model for a warm-up epoch and then `--repeats` timed epochs (median
-            reported), times reconstruction (encoder + decoder) and generation (decoder) at batch
-            1000, and measures the machine's single-GEMM ceiling for comparison. Peak resident
-            memory is the whole bench process's. Effective GFLOP/s counts the matrix products
+            Trains the model for a warm-up epoch and then `--repeats` timed epochs (median \
+            reported), times reconstruction (encoder + decoder) and generation (decoder) at batch \
+            1000, and measures the machine's single-GEMM ceiling for comparison. Peak resident \
+            memory is the whole bench process's. Effective GFLOP/s counts the matrix products \
             of a training step (forward, weight gradients, input gradients but the first layer's).
             """
     )

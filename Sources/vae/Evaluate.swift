@@ -9,14 +9,14 @@ struct Evaluate: ParsableCommand {
         commandName: "eval",
         abstract: "Report a trained model's test-set −ELBO, its terms, latent usage and (with --iw-samples) log p(x).",
         discussion: """
-            −ELBO, reconstruction and KL are in nats per image, with one ε per image drawn from a
-            fixed seed, so the same run always gives the same figures. `elbo` in the JSON output
+            −ELBO, reconstruction and KL are in nats per image, with one ε per image drawn from a \
+            fixed seed, so the same run always gives the same figures. `elbo` in the JSON output \
             is the negative ELBO, the figure training lowers.
 
-            --iw-samples K estimates log p(x) per image by importance sampling,
-            log (1/K) Σ_k p(x|z_k) p(z_k)/q(z_k|x) with z_k ~ q(z|x) (the IWAE bound, which
-            approaches log p(x) as K grows), and reports its mean over the images with the
-            standard error of that mean, and the gap to the ELBO. K = 5000 is the usual figure
+            --iw-samples K estimates log p(x) per image by importance sampling, \
+            log (1/K) Σ_k p(x|z_k) p(z_k)/q(z_k|x) with z_k ~ q(z|x) (the IWAE bound, which \
+            approaches log p(x) as K grows), and reports its mean over the images with the \
+            standard error of that mean, and the gap to the ELBO. K = 5000 is the usual figure \
             for papers; it takes a few minutes for 10,000 images.
 
             Active units are latent dimensions u with Cov_x(E_q[z_u]) > 0.01 (Burda et al.).

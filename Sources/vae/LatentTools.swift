@@ -100,8 +100,8 @@ struct Manifold: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "For a 2-D latent space: decode a grid of codes covering the prior (Kingma & Welling's figures).",
         discussion: """
-            Grid point (i, j) decodes z = (Φ⁻¹(u_j), Φ⁻¹(u_i)) with u_k = (k + ½)/n, so the grid
-            covers the prior N(0, I) evenly in probability; z₁ grows to the right, z₂ upwards.
+            Grid point (i, j) decodes z = (Φ⁻¹(u_j), Φ⁻¹(u_i)) with u_k = (k + ½)/n, so the grid \
+            covers the prior N(0, I) evenly in probability; z₁ grows to the right, z₂ upwards. \
             Train a model for it with `vae train --latent 2`.
             """)
 
@@ -220,7 +220,7 @@ struct Encode: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write the test set's posterior parameters and labels as a NumPy file.",
         discussion: """
-            The file holds a structured array with one record per test image and the fields
+            The file holds a structured array with one record per test image and the fields \
             mu (float32, d), logvar (float32, d: log σ²) and label (int64):
               a = numpy.load("latents.npy"); a["mu"].shape == (10000, d)
             """)

@@ -11,13 +11,13 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a VAE and write its run folder (weights, config, metrics, pictures).",
         discussion: """
-            Defaults are the classic MLP VAE (784 → 400 → 20 → 400 → 784, ReLU,
-            Bernoulli likelihood on logits, Adam 1e-3, batch 128, 10 epochs) on
+            Defaults are the classic MLP VAE (784 → 400 → 20 → 400 → 784, ReLU, \
+            Bernoulli likelihood on logits, Adam 1e-3, batch 128, 10 epochs) on \
             Fashion-MNIST.
 
-            After each epoch the test-set −ELBO is computed (one ε per image from a
-            fixed seed) and a row is added to RUN/metrics.csv. At the end RUN/ holds
-            model.safetensors, config.json, metrics.csv, reconstructions.png and
+            After each epoch the test-set −ELBO is computed (one ε per image from a \
+            fixed seed) and a row is added to RUN/metrics.csv. At the end RUN/ holds \
+            model.safetensors, config.json, metrics.csv, reconstructions.png and \
             samples.png.
 
             Likelihoods, and which fits which data:
@@ -29,11 +29,11 @@ struct Train: ParsableCommand {
               gaussian-shared  one σ learned with the model (starts at --sigma).
               gaussian-pixel   a σ per pixel from the decoder (floored at 0.01): the
                                most flexible; rewards tiny σ on constant pixels.
-            Gaussian figures are densities and can be positive; do not compare them
+            Gaussian figures are densities and can be positive; do not compare them \
             with Bernoulli figures.
 
-            Objectives: the ELBO (default), β-VAE (--beta), KL warm-up (--kl-warmup),
-            free bits (--free-bits), the IWAE bound (--iwae K), and an analytic or
+            Objectives: the ELBO (default), β-VAE (--beta), KL warm-up (--kl-warmup), \
+            free bits (--free-bits), the IWAE bound (--iwae K), and an analytic or \
             sampled KL (--kl).
             """
     )
