@@ -19,7 +19,9 @@
 // MAX_ROWS: grid rows per product call (their pointers on the stack); STACK_PADDED: the largest
 // padded image (floats) copied on the stack rather than the heap (a 28×28 one-channel image
 // padded for k4 s2 p1 is 900).
-enum { MAX_TAPS = 64, MAX_BLOCK = 16, ZERO_RUN = 4096, MAX_ROWS = 256, NARROW = 4, STACK_PADDED = 8192 };
+// IMAGES_PER_PASS: images that share one working-out of a block's taps and offsets (their
+// inputs, 25 KB each for the 32-channel 14 × 14 layer, stay in L2).
+enum { MAX_TAPS = 64, MAX_BLOCK = 16, ZERO_RUN = 4096, MAX_ROWS = 256, NARROW = 4, STACK_PADDED = 8192, IMAGES_PER_PASS = 4 };
 
 // What a padded position reads: as many zeros as a position has reduced channels.
 static const float zeros[ZERO_RUN] __attribute__((aligned(64)));
@@ -32,33 +34,45 @@ int vae_blocked_convolution_supported(size_t reduced, size_t vectorChannels, siz
 // Output positions per block for a block of `vectors` 16-channel vectors (16 accumulators).
 static inline long positions_per_block(long vectors) { return vectors == 4 ? 4 : vectors == 3 ? 5 : vectors == 2 ? 8 : 16; }
 
-// out[r·ldo + 16q + l] = max?(bias[16q + l] + Σ_t Σ_c rows[t·RW + r][c] · w[t][c·ldw + 16q + l], 0)
-// for the RW positions r and NV vectors q of a block.
+// For each of `images` images (source in + b·inStride, destination out + b·outStride), the RW
+// positions r and NV vectors q of a block:
+//   out[r·ldo + 16q + l] = max?(bias[16q + l] + Σ_t Σ_c src(t, r)[c] · w[taps[t] + c·ldw + 16q + l], 0)
+// where src(t, r) = in + offsets[t·RW + r], or zeros where that offset is negative (padding).
+// The offsets and taps are the same for every image, so the caller works them out once.
 #define SUM_BLOCK(RW, NV)                                                                                      \
-    TARGET static void sum_block_##RW##_##NV(const float *const *rows, const float *const *w, long taps,       \
+    TARGET static void sum_block_##RW##_##NV(const long *offsets, const long *taps, long ntaps,                \
+                                             const float *in, long inStride, long images, const float *w,      \
                                              long reduced, long ldw, const float *bias, int relu, float *out,  \
-                                             long ldo) {                                                       \
-        __m512 acc[RW][NV];                                                                                    \
-        for (int q = 0; q < NV; q++) {                                                                         \
-            const __m512 start = bias ? _mm512_loadu_ps(bias + 16 * q) : _mm512_setzero_ps();                 \
-            for (int r = 0; r < RW; r++) acc[r][q] = start;                                                    \
-        }                                                                                                      \
-        for (long t = 0; t < taps; t++) {                                                                      \
-            const float *const *src = rows + t * RW;                                                           \
-            const float *wt = w[t];                                                                            \
-            for (long c = 0; c < reduced; c++) {                                                               \
-                __m512 wv[NV];                                                                                 \
-                for (int q = 0; q < NV; q++) wv[q] = _mm512_loadu_ps(wt + c * ldw + 16 * q);                   \
+                                             long outStride, long ldo) {                                       \
+        for (long b = 0; b < images; b++) {                                                                    \
+            const float *base = in + b * inStride;                                                             \
+            __m512 acc[RW][NV];                                                                                \
+            for (int q = 0; q < NV; q++) {                                                                     \
+                const __m512 start = bias ? _mm512_loadu_ps(bias + 16 * q) : _mm512_setzero_ps();             \
+                for (int r = 0; r < RW; r++) acc[r][q] = start;                                                \
+            }                                                                                                  \
+            for (long t = 0; t < ntaps; t++) {                                                                 \
+                const float *src[RW];                                                                          \
                 for (int r = 0; r < RW; r++) {                                                                 \
-                    const __m512 xv = _mm512_set1_ps(src[r][c]);                                               \
-                    for (int q = 0; q < NV; q++) acc[r][q] = _mm512_fmadd_ps(xv, wv[q], acc[r][q]);            \
+                    const long offset = offsets[t * RW + r];                                                   \
+                    src[r] = offset < 0 ? zeros : base + offset;                                               \
+                }                                                                                              \
+                const float *wt = w + taps[t];                                                                 \
+                for (long c = 0; c < reduced; c++) {                                                           \
+                    __m512 wv[NV];                                                                             \
+                    for (int q = 0; q < NV; q++) wv[q] = _mm512_loadu_ps(wt + c * ldw + 16 * q);               \
+                    for (int r = 0; r < RW; r++) {                                                             \
+                        const __m512 xv = _mm512_set1_ps(src[r][c]);                                           \
+                        for (int q = 0; q < NV; q++) acc[r][q] = _mm512_fmadd_ps(xv, wv[q], acc[r][q]);        \
+                    }                                                                                          \
                 }                                                                                              \
             }                                                                                                  \
+            float *dst = out + b * outStride;                                                                  \
+            const __m512 zero = _mm512_setzero_ps();                                                           \
+            for (int r = 0; r < RW; r++)                                                                       \
+                for (int q = 0; q < NV; q++)                                                                   \
+                    _mm512_storeu_ps(dst + r * ldo + 16 * q, relu ? _mm512_max_ps(acc[r][q], zero) : acc[r][q]); \
         }                                                                                                      \
-        const __m512 zero = _mm512_setzero_ps();                                                               \
-        for (int r = 0; r < RW; r++)                                                                           \
-            for (int q = 0; q < NV; q++)                                                                       \
-                _mm512_storeu_ps(out + r * ldo + 16 * q, relu ? _mm512_max_ps(acc[r][q], zero) : acc[r][q]);   \
     }
 
 // acc[a][q] = out[a·ldo + 16q + ·] + Σ_rows Σ_{m < count} b[row][m·sb + a] · v[row][m·sv + 16q + ·]
@@ -95,7 +109,8 @@ static inline long positions_per_block(long vectors) { return vectors == 4 ? 4 :
 ALL_BLOCKS(SUM_BLOCK)
 ALL_BLOCKS(PRODUCT_BLOCK)
 
-typedef void (*sum_block_fn)(const float *const *, const float *const *, long, long, long, const float *, int, float *, long);
+typedef void (*sum_block_fn)(const long *, const long *, long, const float *, long, long, const float *, long, long,
+                             const float *, int, float *, long, long);
 typedef void (*product_block_fn)(const float *const *, const float *const *, long, long, long, long, long, long, float *, long);
 
 #define SUM_ENTRY(RW, NV) [NV][RW] = sum_block_##RW##_##NV,
@@ -134,8 +149,7 @@ TARGET static int gather_narrow(const float *restrict in, long batch, long R, lo
     float stack[STACK_PADDED];
     float *padded = Hp * Wp * R <= STACK_PADDED ? stack : malloc(sizeof(float) * (size_t)(Hp * Wp * R));
     if (!padded) return 0;
-    const float *rows[MAX_TAPS * MAX_BLOCK];
-    const float *taps[MAX_TAPS];
+    long offsets[MAX_TAPS * MAX_BLOCK], taps[MAX_TAPS];
     for (long b = 0; b < batch; b++) {
         pad_images(in + b * H * W * R, 1, H, W, R, p, Hp, Wp, padded);
         for (long i = 0; i < Ho; i++)
@@ -147,10 +161,11 @@ TARGET static int gather_narrow(const float *restrict in, long batch, long R, lo
                 for (long u = 0; u < K; u++) {
                     const long ih = i * s - p + u;
                     if (ih < 0 || ih >= H) continue;  // a row of padding
-                    for (long r = 0; r < rw; r++) rows[n * rw + r] = padded + ((i * s + u) * Wp + (j0 + r) * s) * R;
-                    taps[n++] = w + u * K * R * V + o;
+                    for (long r = 0; r < rw; r++) offsets[n * rw + r] = ((i * s + u) * Wp + (j0 + r) * s) * R;
+                    taps[n++] = u * K * R * V + o;
                 }
-                sum_blocks[nv][rw](rows, taps, n, K * R, V, bias ? bias + o : 0, relu, out + ((b * Ho + i) * Wo + j0) * V + o, V);
+                sum_blocks[nv][rw](offsets, taps, n, padded, 0, 1, w, K * R, V, bias ? bias + o : 0, relu,
+                                   out + ((b * Ho + i) * Wo + j0) * V + o, 0, V);
             }
         }
     }
@@ -165,31 +180,33 @@ TARGET void vae_conv_gather(const float *restrict in, size_t batch, size_t reduc
     const long R = (long)reduced, H = (long)height, W = (long)width, Ho = (long)outHeight, Wo = (long)outWidth;
     const long K = (long)kernel, s = (long)stride, p = (long)padding, V = (long)vectorChannels;
     if (R < NARROW && K * R <= ZERO_RUN && gather_narrow(in, (long)batch, R, H, W, Ho, Wo, K, s, p, w, V, bias, relu, out)) return;
-    const float *rows[MAX_TAPS * MAX_BLOCK];
-    const float *taps[MAX_TAPS];
-    for (long b = 0; b < (long)batch; b++)
-    for (long i = 0; i < Ho; i++)
-    for (long o = 0; o < V; o += 16 * vectors_in_block(V, o)) {
-        const long nv = vectors_in_block(V, o), most = positions_per_block(nv);
-        for (long j0 = 0; j0 < Wo; j0 += most) {
-            const long rw = Wo - j0 < most ? Wo - j0 : most;
-            long n = 0;
-            for (long u = 0; u < K; u++) {
-                const long ih = i * s - p + u;
-                if (ih < 0 || ih >= H) continue;
-                for (long v = 0; v < K; v++) {
-                    int any = 0;
-                    for (long r = 0; r < rw; r++) {
-                        const long jw = (j0 + r) * s - p + v;
-                        const int inside = jw >= 0 && jw < W;
-                        rows[n * rw + r] = inside ? in + ((b * H + ih) * W + jw) * R : zeros;
-                        any |= inside;
+    long offsets[MAX_TAPS * MAX_BLOCK], taps[MAX_TAPS];
+    for (long b0 = 0; b0 < (long)batch; b0 += IMAGES_PER_PASS) {
+        const long images = (long)batch - b0 < IMAGES_PER_PASS ? (long)batch - b0 : IMAGES_PER_PASS;
+        for (long i = 0; i < Ho; i++)
+        for (long o = 0; o < V; o += 16 * vectors_in_block(V, o)) {
+            const long nv = vectors_in_block(V, o), most = positions_per_block(nv);
+            for (long j0 = 0; j0 < Wo; j0 += most) {
+                const long rw = Wo - j0 < most ? Wo - j0 : most;
+                long n = 0;
+                for (long u = 0; u < K; u++) {
+                    const long ih = i * s - p + u;
+                    if (ih < 0 || ih >= H) continue;
+                    for (long v = 0; v < K; v++) {
+                        int any = 0;
+                        for (long r = 0; r < rw; r++) {
+                            const long jw = (j0 + r) * s - p + v;
+                            const int inside = jw >= 0 && jw < W;
+                            offsets[n * rw + r] = inside ? (ih * W + jw) * R : -1;
+                            any |= inside;
+                        }
+                        if (!any) continue;
+                        taps[n++] = (u * K + v) * R * V + o;
                     }
-                    if (!any) continue;
-                    taps[n++] = w + (u * K + v) * R * V + o;
                 }
+                sum_blocks[nv][rw](offsets, taps, n, in + b0 * H * W * R, H * W * R, images, w, R, V, bias ? bias + o : 0,
+                                   relu, out + ((b0 * Ho + i) * Wo + j0) * V + o, Ho * Wo * V, V);
             }
-            sum_blocks[nv][rw](rows, taps, n, R, V, bias ? bias + o : 0, relu, out + ((b * Ho + i) * Wo + j0) * V + o, V);
         }
     }
 }
@@ -200,39 +217,41 @@ TARGET void vae_conv_scatter(const float *restrict in, size_t batch, size_t redu
                              float *restrict out) {
     const long R = (long)reduced, H = (long)height, W = (long)width, Ho = (long)outHeight, Wo = (long)outWidth;
     const long K = (long)kernel, s = (long)stride, p = (long)padding, V = (long)vectorChannels;
-    const float *rows[MAX_TAPS * MAX_BLOCK];
-    const float *taps[MAX_TAPS];
-    for (long b = 0; b < (long)batch; b++)
-    for (long y = 0; y < Ho; y++)
-    // The output columns x with (x + p) mod s = phase take kernel columns v ≡ phase (mod s) from
-    // consecutive input columns j = (x + p − v)/s: one block shares its taps.
-    for (long phase = 0; phase < s; phase++) {
-        const long x0 = ((phase - p) % s + s) % s;
-        if (x0 >= Wo) continue;
-        const long columns = (Wo - x0 + s - 1) / s;
-        for (long o = 0; o < V; o += 16 * vectors_in_block(V, o)) {
-            const long nv = vectors_in_block(V, o), most = positions_per_block(nv);
-            for (long t0 = 0; t0 < columns; t0 += most) {
-                const long rw = columns - t0 < most ? columns - t0 : most;
-                long n = 0;
-                for (long u = (y + p) % s; u < K; u += s) {
-                    const long i = (y + p - u) / s;
-                    if (i < 0 || i >= H) continue;
-                    for (long v = phase; v < K; v += s) {
-                        const long j0 = (x0 + s * t0 + p - v) / s;  // exact: x0 + p − v ≡ 0 (mod s)
-                        int any = 0;
-                        for (long r = 0; r < rw; r++) {
-                            const long j = j0 + r;
-                            const int inside = j >= 0 && j < W;
-                            rows[n * rw + r] = inside ? in + ((b * H + i) * W + j) * R : zeros;
-                            any |= inside;
+    long offsets[MAX_TAPS * MAX_BLOCK], taps[MAX_TAPS];
+    for (long b0 = 0; b0 < (long)batch; b0 += IMAGES_PER_PASS) {
+        const long images = (long)batch - b0 < IMAGES_PER_PASS ? (long)batch - b0 : IMAGES_PER_PASS;
+        for (long y = 0; y < Ho; y++)
+        // The output columns x with (x + p) mod s = phase take kernel columns v ≡ phase (mod s)
+        // from consecutive input columns j = (x + p − v)/s: one block shares its taps.
+        for (long phase = 0; phase < s; phase++) {
+            const long x0 = ((phase - p) % s + s) % s;
+            if (x0 >= Wo) continue;
+            const long columns = (Wo - x0 + s - 1) / s;
+            for (long o = 0; o < V; o += 16 * vectors_in_block(V, o)) {
+                const long nv = vectors_in_block(V, o), most = positions_per_block(nv);
+                for (long t0 = 0; t0 < columns; t0 += most) {
+                    const long rw = columns - t0 < most ? columns - t0 : most;
+                    long n = 0;
+                    for (long u = (y + p) % s; u < K; u += s) {
+                        const long i = (y + p - u) / s;
+                        if (i < 0 || i >= H) continue;
+                        for (long v = phase; v < K; v += s) {
+                            const long j0 = (x0 + s * t0 + p - v) / s;  // exact: x0 + p − v ≡ 0 (mod s)
+                            int any = 0;
+                            for (long r = 0; r < rw; r++) {
+                                const long j = j0 + r;
+                                const int inside = j >= 0 && j < W;
+                                offsets[n * rw + r] = inside ? (i * W + j) * R : -1;
+                                any |= inside;
+                            }
+                            if (!any) continue;
+                            taps[n++] = (u * K + v) * R * V + o;
                         }
-                        if (!any) continue;
-                        taps[n++] = w + (u * K + v) * R * V + o;
                     }
+                    sum_blocks[nv][rw](offsets, taps, n, in + b0 * H * W * R, H * W * R, images, w, R, V,
+                                       bias ? bias + o : 0, relu, out + ((b0 * Ho + y) * Wo + x0 + s * t0) * V + o,
+                                       Ho * Wo * V, s * V);
                 }
-                sum_blocks[nv][rw](rows, taps, n, R, V, bias ? bias + o : 0, relu,
-                                   out + ((b * Ho + y) * Wo + x0 + s * t0) * V + o, s * V);
             }
         }
     }
