@@ -40,7 +40,7 @@ private func expectClose(_ actual: [Float], _ expected: [Double], _ what: String
 /// out[b, i, j, o] = bias[o] + Σ in[b, i·s − p + u, j·s − p + v, c] · w[u, v, c, o], as loops.
 @Test(.enabled(if: blockedKernelsAvailable), arguments: blockedCases, [false, true])
 func gatherMatchesLoops(shape: BlockedCase, relu: Bool) {
-    let (R, V, H, W, K, s, p, batch) = (shape.reduced, shape.vector, shape.height, shape.width, shape.kernel, shape.stride, shape.padding, 2)
+    let (R, V, H, W, K, s, p, batch) = (shape.reduced, shape.vector, shape.height, shape.width, shape.kernel, shape.stride, shape.padding, 5)  // 4 + 1: two passes of the kernels' 4 images
     let (Ho, Wo) = (shape.convolvedHeight, shape.convolvedWidth)
     let x = values(batch * H * W * R, seed: 1), w = values(K * K * R * V, seed: 2), bias = values(V, seed: 3)
     for withBias in [true, false] {
@@ -65,7 +65,7 @@ func gatherMatchesLoops(shape: BlockedCase, relu: Bool) {
 /// transposed size, as a convolution's input can be, so some positions get the bias alone.
 @Test(.enabled(if: blockedKernelsAvailable), arguments: blockedCases, [false, true])
 func scatterMatchesLoops(shape: BlockedCase, relu: Bool) {
-    let (R, V, H, W, K, s, p, batch) = (shape.reduced, shape.vector, shape.height, shape.width, shape.kernel, shape.stride, shape.padding, 2)
+    let (R, V, H, W, K, s, p, batch) = (shape.reduced, shape.vector, shape.height, shape.width, shape.kernel, shape.stride, shape.padding, 5)  // 4 + 1: two passes of the kernels' 4 images
     let (Ho, Wo) = ((H - 1) * s - 2 * p + K + 1, (W - 1) * s - 2 * p + K + 1)
     let x = values(batch * H * W * R, seed: 4), w = values(K * K * R * V, seed: 5), bias = values(V, seed: 6)
     for withBias in [true, false] {
