@@ -150,10 +150,13 @@ public class ConvolutionLayer: ReLUFusing {
 ///
 ///     y[b, i, j, o] = bias[o] + Σ_{c, u, v} W[o, c, u, v] · x[b, i·s − p + u, j·s − p + v, c]
 ///
-/// Lowered to GEMMs over a few images at a time (their patches kept in cache): each output
-/// position's patch is a row of cols = im2col(x) [n·H'·W', k·k·C] in (u, v, c) order, and with
-/// W' the weight reordered to [O, (u, v, c)], the output rows are Y = cols · W'ᵀ + b, already
-/// channels-last. Backward: ∂W' = Σ_chunks ∂Yᵀ · cols, ∂b = Σ_rows ∂Y, ∂x = col2im(∂Y · W').
+/// Each product goes through the register-blocked AVX-512 kernels where the channels allow
+/// (`vae_conv_gather` forward, `vae_conv_weight_gradient`, `vae_conv_scatter` for ∂x: see
+/// `blocked(reduced:vectorChannels:scattered:)`), else it is lowered to GEMMs over a few images
+/// at a time (their patches kept in cache): each output position's patch is a row of
+/// cols = im2col(x) [n·H'·W', k·k·C] in (u, v, c) order, and with W' the weight reordered to
+/// [O, (u, v, c)], the output rows are Y = cols · W'ᵀ + b, already channels-last. Backward:
+/// ∂W' = Σ_chunks ∂Yᵀ · cols, ∂b = Σ_rows ∂Y, ∂x = col2im(∂Y · W').
 ///
 /// With at most `directOutputChannels` output channels (a decoder's last layer) there is too
 /// little product per patch value to pay for the patch matrix: the sums run straight over the
@@ -292,9 +295,11 @@ func imagesPerChunk(columnsPerImage: Int, batch: Int) -> Int {
 /// input value spreading W[c, o, ·, ·] over the output window at (i·s − p, j·s − p); output
 /// size (H − 1)s − 2p + k.
 ///
-/// Lowered to GEMMs over a few images at a time: with W' the weight reordered to
-/// [C, (u, v, o)], each input position's contributions are a row of cols = X · W'
-/// [n·H·W, k·k·O], and y = b + col2im(cols). Backward: ∂cols = im2col(∂y),
+/// Each product goes through the register-blocked AVX-512 kernels where the channels allow
+/// (`vae_conv_scatter` forward, `vae_conv_weight_gradient` vectorising ∂y's channels or x's,
+/// `vae_conv_gather` for ∂x), else it is lowered to GEMMs over a few images at a time: with W'
+/// the weight reordered to [C, (u, v, o)], each input position's contributions are a row of
+/// cols = X · W' [n·H·W, k·k·O], and y = b + col2im(cols). Backward: ∂cols = im2col(∂y),
 /// ∂W' = Σ_chunks Xᵀ · ∂cols, ∂x = ∂cols · W'ᵀ.
 public final class ConvTranspose2D: ConvolutionLayer, Layer {
     private var input: Tensor?
