@@ -19,7 +19,7 @@ func columnSumsAndRowFillsMatchLoops(columns: Int, rows: Int) {
 }
 
 @Test func transposeMovesEveryElement() {
-    for (rows, columns) in [(1, 5), (7, 1), (9, 13), (64, 49)] {
+    for (rows, columns) in [(1, 5), (7, 1), (9, 13), (64, 49), (49, 64), (16, 16), (33, 17), (17, 100)] {
         let src = (0..<(rows * columns)).map(Float.init)
         var dst = [Float](repeating: .nan, count: rows * columns)
         vae_transpose(src, rows, columns, &dst)
