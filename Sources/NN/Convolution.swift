@@ -33,10 +33,13 @@ public class ConvolutionLayer: ReLUFusing {
     public internal(set) var fusesReLU = false
     /// ∂L/∂y masked by the fused ReLU, one chunk at a time.
     var maskedGradient: Tensor?
-    /// The weight [A, B, k, k] reordered to [A, (u, v, b)] for the products (channels-last
-    /// patches), and the gradient in that order; each replica has its own.
-    let reorderedWeight: Tensor
-    let reorderedGradient: Tensor
+    /// The weight [A, B, k, k] arranged for the product at hand, and the weight gradient in
+    /// the order a backward pass sums it: [A, (u, v, b)] for the patch products and the direct
+    /// path, or taps first, [k, k, ·, ·], for the blocked kernels. Each path arranges the weight
+    /// just before it uses it; each replica has its own.
+    let arrangedWeight: Tensor
+    let arrangedGradient: Tensor
+    let reorderScratch: Tensor
     /// Whether the layer may use the register-blocked kernels (`vae_conv_gather`, `_scatter`,
     /// `_weight_gradient`) where they apply: AVX-512 and a multiple of 16 channels on the
     /// vectorised side. Tests turn it off to check them against the im2col + GEMM path.
@@ -44,11 +47,6 @@ public class ConvolutionLayer: ReLUFusing {
     /// Below this many reduced channels a scatter (or a grid-broadcast weight gradient) would do
     /// too few products per tap: those products keep the patch matrix.
     static let minimumScatteredChannels = 4
-    /// The weight with its taps first, [k, k, ·, ·], for the blocked kernels (one per direction),
-    /// and their weight gradient [k, k, A, V].
-    let tapsFirstWeight: Tensor
-    let tapsFirstGradient: Tensor
-    let reorderScratch: Tensor
 
     init(_ inChannels: Int, _ outChannels: Int, geometry: ConvolutionGeometry, weightShape: [Int], fanIn: Int, rng: inout RandomGenerator) {
         self.inChannels = inChannels
@@ -56,11 +54,9 @@ public class ConvolutionLayer: ReLUFusing {
         self.geometry = geometry
         weight = Parameter(Tensor(shape: weightShape))
         bias = Parameter(Tensor(shape: [outChannels]))
-        reorderedWeight = Tensor(shape: [weightShape[0], weightShape.dropFirst().reduce(1, *)])
-        reorderedGradient = Tensor(shape: reorderedWeight.shape)
-        tapsFirstWeight = Tensor(shape: reorderedWeight.shape)
-        tapsFirstGradient = Tensor(shape: reorderedWeight.shape)
-        reorderScratch = Tensor(shape: reorderedWeight.shape)
+        arrangedWeight = Tensor(shape: weightShape)
+        arrangedGradient = Tensor(shape: weightShape)
+        reorderScratch = Tensor(shape: weightShape)
         let bound = 1 / Float(fanIn).squareRoot()
         rng.fillUniform(weight.value, low: -bound, high: bound)
         rng.fillUniform(bias.value, low: -bound, high: bound)
@@ -72,11 +68,9 @@ public class ConvolutionLayer: ReLUFusing {
         geometry = other.geometry
         weight = Parameter(sharingValueOf: other.weight)
         bias = Parameter(sharingValueOf: other.bias)
-        reorderedWeight = Tensor(shape: other.reorderedWeight.shape)
-        reorderedGradient = Tensor(shape: other.reorderedWeight.shape)
-        tapsFirstWeight = Tensor(shape: other.reorderedWeight.shape)
-        tapsFirstGradient = Tensor(shape: other.reorderedWeight.shape)
-        reorderScratch = Tensor(shape: other.reorderedWeight.shape)
+        arrangedWeight = Tensor(shape: other.weight.value.shape)
+        arrangedGradient = Tensor(shape: other.weight.value.shape)
+        reorderScratch = Tensor(shape: other.weight.value.shape)
         computesInputGradient = other.computesInputGradient
         allowsBlockedKernels = other.allowsBlockedKernels
     }
@@ -105,12 +99,12 @@ public class ConvolutionLayer: ReLUFusing {
         return masked.data
     }
 
-    /// reorderedWeight ← weight: [A, B, k, k] → [A, (u, v, b)], a transpose of each B × k² block.
+    /// arrangedWeight ← weight: [A, B, k, k] → [A, (u, v, b)], a transpose of each B × k² block.
     func reorderWeight() {
         let (a, k2) = (weight.value.shape[0], geometry.kernel * geometry.kernel)
         let block = weight.value.count / a
         for i in 0..<a {
-            vae_transpose(weight.value.data + i * block, block / k2, k2, reorderedWeight.data + i * block)
+            vae_transpose(weight.value.data + i * block, block / k2, k2, arrangedWeight.data + i * block)
         }
     }
 
@@ -123,24 +117,24 @@ public class ConvolutionLayer: ReLUFusing {
             && vae_blocked_convolution_supported(reduced, vectorChannels, geometry.kernel) != 0
     }
 
-    /// tapsFirstWeight ← weight [A, B, k, k] as [k, k, A, B], or [k, k, B, A] when `swap`.
+    /// arrangedWeight ← weight [A, B, k, k] as [k, k, A, B], or [k, k, B, A] when `swap`.
     func reorderWeightTapsFirst(swap: Bool) {
         let (a, b) = (weight.value.shape[0], weight.value.shape[1])
-        vae_weight_taps_first(weight.value.data, a, b, geometry.kernel * geometry.kernel, swap ? 1 : 0, reorderScratch.data, tapsFirstWeight.data)
+        vae_weight_taps_first(weight.value.data, a, b, geometry.kernel * geometry.kernel, swap ? 1 : 0, reorderScratch.data, arrangedWeight.data)
     }
 
-    /// weight.gradient ← tapsFirstGradient [k, k, A, B] (or [k, k, B, A] when `swap`) as [A, B, k, k].
-    func storeTapsFirstGradient(swap: Bool) {
-        let (a, b) = (weight.value.shape[0], weight.value.shape[1])
-        vae_weight_taps_last(tapsFirstGradient.data, a, b, geometry.kernel * geometry.kernel, swap ? 1 : 0, reorderScratch.data, weight.gradient.data)
-    }
-
-    /// weight.gradient ← reorderedGradient: [A, (u, v, b)] → [A, B, k, k].
-    func storeReorderedGradient() {
-        let (a, k2) = (weight.value.shape[0], geometry.kernel * geometry.kernel)
-        let block = weight.value.count / a
+    /// weight.gradient ← arrangedGradient, summed taps first by the blocked kernels ([k, k, A, B],
+    /// or [k, k, B, A] when `swap`), else as [A, (u, v, b)] by the patch products (which leave it
+    /// untouched when the batch is empty: then it is 0).
+    func storeWeightGradient(tapsFirst: Bool, swap: Bool = false, batch: Int) {
+        let (a, b, k2) = (weight.value.shape[0], weight.value.shape[1], geometry.kernel * geometry.kernel)
+        if tapsFirst {
+            vae_weight_taps_last(arrangedGradient.data, a, b, k2, swap ? 1 : 0, reorderScratch.data, weight.gradient.data)
+            return
+        }
+        if batch == 0 { arrangedGradient.fill(0) }
         for i in 0..<a {
-            vae_transpose(reorderedGradient.data + i * block, k2, block / k2, weight.gradient.data + i * block)
+            vae_transpose(arrangedGradient.data + i * b * k2, k2, b, weight.gradient.data + i * b * k2)
         }
     }
 }
@@ -195,13 +189,13 @@ public final class Conv2D: ConvolutionLayer, Layer {
         if computesDirectly {
             reorderWeight()
             vae_conv_direct_forward(x.data, b, inChannels, h, w, ho, wo, k, geometry.stride, geometry.padding,
-                                    reorderedWeight.data, outChannels, bias.value.data, fusesReLU ? 1 : 0, out.data)
+                                    arrangedWeight.data, outChannels, bias.value.data, fusesReLU ? 1 : 0, out.data)
             return out
         }
         if blocked(reduced: inChannels, vectorChannels: outChannels) {
             reorderWeightTapsFirst(swap: true)  // [k, k, C, O]
             vae_conv_gather(x.data, b, inChannels, h, w, ho, wo, k, geometry.stride, geometry.padding,
-                            tapsFirstWeight.data, outChannels, bias.value.data, fusesReLU ? 1 : 0, out.data)
+                            arrangedWeight.data, outChannels, bias.value.data, fusesReLU ? 1 : 0, out.data)
             return out
         }
         reorderWeight()
@@ -214,7 +208,7 @@ public final class Conv2D: ConvolutionLayer, Layer {
             let count = min(n, b - start), m = count * p
             vae_im2col_nhwc(x.data + start * h * w * inChannels, count, inChannels, h, w, ho, wo, k, geometry.stride, geometry.padding, c.data)
             BLAS.sgemm(transposeA: false, transposeB: true, m: m, n: outChannels, k: kk, alpha: 1,
-                       a: c.data, lda: kk, b: reorderedWeight.data, ldb: kk, beta: 1, c: out.data + start * p * outChannels, ldc: outChannels)
+                       a: c.data, lda: kk, b: arrangedWeight.data, ldb: kk, beta: 1, c: out.data + start * p * outChannels, ldc: outChannels)
             if fusesReLU { vae_relu_inplace(out.data + start * p * outChannels, m * outChannels) }
         }
         return out
@@ -228,13 +222,12 @@ public final class Conv2D: ConvolutionLayer, Layer {
         let (s, pad) = (geometry.stride, geometry.padding)
         let dx: Tensor? = computesInputGradient ? Tensor.reusing(inputGradient, shape: x.shape) : nil
         inputGradient = dx ?? inputGradient
-        if computesDirectly {
-            reorderWeight()
+        if computesDirectly {  // arrangedWeight is as the forward pass left it
             let masked = beginBiasGradient(dy, rows: b * p)
             let g = chunkGradient(dy, output: y, masked: masked, firstRow: 0, rows: b * p)
             vae_conv_direct_backward(x.data, b, inChannels, h, w, ho, wo, k, s, pad,
-                                     reorderedWeight.data, outChannels, g, reorderedGradient.data, dx?.data)
-            storeReorderedGradient()
+                                     arrangedWeight.data, outChannels, g, arrangedGradient.data, dx?.data)
+            storeWeightGradient(tapsFirst: false, batch: b)
             return dx
         }
         // Each product by the blocked kernels where they apply, else through the patch matrix.
@@ -243,7 +236,7 @@ public final class Conv2D: ConvolutionLayer, Layer {
         let needsPatches = !blockedWeights, needsPatchGradient = dx != nil && !blockedInput
         if blockedInput { reorderWeightTapsFirst(swap: false) }  // [k, k, O, C]
         if needsPatchGradient { reorderWeight() }
-        if blockedWeights { tapsFirstGradient.fill(0) }
+        if blockedWeights { arrangedGradient.fill(0) }
         let n = imagesPerChunk(columnsPerImage: kk * p, batch: b)
         let c: Tensor? = needsPatches ? Tensor.reusing(cols, rows: n * p, columns: kk) : nil
         cols = c ?? cols
@@ -255,29 +248,24 @@ public final class Conv2D: ConvolutionLayer, Layer {
             let xs = x.data + start * h * w * inChannels
             let g = chunkGradient(dy, output: y, masked: masked, firstRow: start * p, rows: m)
             if blockedWeights {
-                vae_conv_weight_gradient(xs, inChannels, g, outChannels, count, ho, wo, h, w, k, s, pad, 1, tapsFirstGradient.data)
+                vae_conv_weight_gradient(xs, inChannels, g, outChannels, count, ho, wo, h, w, k, s, pad, 1, arrangedGradient.data)
             } else if let c {
                 // The chunk's patches again (recomputing is cheaper than keeping the whole batch's).
                 vae_im2col_nhwc(xs, count, inChannels, h, w, ho, wo, k, s, pad, c.data)
                 BLAS.sgemm(transposeA: true, transposeB: false, m: outChannels, n: kk, k: m, alpha: 1,
-                           a: g, lda: outChannels, b: c.data, ldb: kk, beta: start == 0 ? 0 : 1, c: reorderedGradient.data, ldc: kk)
+                           a: g, lda: outChannels, b: c.data, ldb: kk, beta: start == 0 ? 0 : 1, c: arrangedGradient.data, ldc: kk)
             }
             guard let dx else { continue }
             let dxs = dx.data + start * h * w * inChannels
             if blockedInput {
-                vae_conv_scatter(g, count, outChannels, ho, wo, h, w, k, s, pad, tapsFirstWeight.data, inChannels, nil, 0, dxs)
+                vae_conv_scatter(g, count, outChannels, ho, wo, h, w, k, s, pad, arrangedWeight.data, inChannels, nil, 0, dxs)
             } else if let dc {
                 BLAS.sgemm(transposeA: false, transposeB: false, m: m, n: kk, k: outChannels, alpha: 1,
-                           a: g, lda: outChannels, b: reorderedWeight.data, ldb: kk, beta: 0, c: dc.data, ldc: kk)
+                           a: g, lda: outChannels, b: arrangedWeight.data, ldb: kk, beta: 0, c: dc.data, ldc: kk)
                 vae_col2im_nhwc(dc.data, count, inChannels, h, w, ho, wo, k, s, pad, nil, 0, dxs)
             }
         }
-        if blockedWeights {
-            storeTapsFirstGradient(swap: true)
-        } else {
-            if b == 0 { reorderedGradient.fill(0) }
-            storeReorderedGradient()
-        }
+        storeWeightGradient(tapsFirst: blockedWeights, swap: true, batch: b)
         return dx
     }
 }
@@ -328,7 +316,7 @@ public final class ConvTranspose2D: ConvolutionLayer, Layer {
         if blocked(reduced: inChannels, vectorChannels: outChannels, scattered: true) {
             reorderWeightTapsFirst(swap: false)  // [k, k, C, O]
             vae_conv_scatter(x.data, b, inChannels, h, w, ho, wo, k, geometry.stride, geometry.padding,
-                             tapsFirstWeight.data, outChannels, bias.value.data, fusesReLU ? 1 : 0, out.data)
+                             arrangedWeight.data, outChannels, bias.value.data, fusesReLU ? 1 : 0, out.data)
             return out
         }
         reorderWeight()
@@ -338,7 +326,7 @@ public final class ConvTranspose2D: ConvolutionLayer, Layer {
         for start in stride(from: 0, to: b, by: n) {
             let count = min(n, b - start), m = count * p
             BLAS.sgemm(transposeA: false, transposeB: false, m: m, n: kk, k: inChannels, alpha: 1,
-                       a: x.data + start * p * inChannels, lda: inChannels, b: reorderedWeight.data, ldb: kk, beta: 0, c: c.data, ldc: kk)
+                       a: x.data + start * p * inChannels, lda: inChannels, b: arrangedWeight.data, ldb: kk, beta: 0, c: c.data, ldc: kk)
             vae_col2im_nhwc(c.data, count, outChannels, ho, wo, h, w, k, geometry.stride, geometry.padding, bias.value.data, fusesReLU ? 1 : 0, out.data + start * ho * wo * outChannels)
         }
         return out
@@ -362,7 +350,7 @@ public final class ConvTranspose2D: ConvolutionLayer, Layer {
         let needsPatches = !blockedWeights || (dx != nil && !blockedInput)
         if blockedInput { reorderWeightTapsFirst(swap: true) }  // [k, k, O, C]
         if dx != nil && !blockedInput { reorderWeight() }
-        if blockedWeights { tapsFirstGradient.fill(0) }
+        if blockedWeights { arrangedGradient.fill(0) }
         let n = imagesPerChunk(columnsPerImage: kk * p, batch: b)
         let dc: Tensor? = needsPatches ? Tensor.reusing(cols, rows: n * p, columns: kk) : nil
         cols = dc ?? cols
@@ -373,27 +361,22 @@ public final class ConvTranspose2D: ConvolutionLayer, Layer {
             let g = chunkGradient(dy, output: y, masked: masked, firstRow: start * ho * wo, rows: count * ho * wo)
             if let dc { vae_im2col_nhwc(g, count, outChannels, ho, wo, h, w, k, s, pad, dc.data) }
             if weightsByOutput {
-                vae_conv_weight_gradient(xs, inChannels, g, outChannels, count, h, w, ho, wo, k, s, pad, 0, tapsFirstGradient.data)
+                vae_conv_weight_gradient(xs, inChannels, g, outChannels, count, h, w, ho, wo, k, s, pad, 0, arrangedGradient.data)
             } else if weightsByInput {
-                vae_conv_weight_gradient(g, outChannels, xs, inChannels, count, h, w, ho, wo, k, s, pad, 1, tapsFirstGradient.data)
+                vae_conv_weight_gradient(g, outChannels, xs, inChannels, count, h, w, ho, wo, k, s, pad, 1, arrangedGradient.data)
             } else if let dc {
                 BLAS.sgemm(transposeA: true, transposeB: false, m: inChannels, n: kk, k: m, alpha: 1,
-                           a: xs, lda: inChannels, b: dc.data, ldb: kk, beta: start == 0 ? 0 : 1, c: reorderedGradient.data, ldc: kk)
+                           a: xs, lda: inChannels, b: dc.data, ldb: kk, beta: start == 0 ? 0 : 1, c: arrangedGradient.data, ldc: kk)
             }
             guard let dx else { continue }
             if blockedInput {
-                vae_conv_gather(g, count, outChannels, ho, wo, h, w, k, s, pad, tapsFirstWeight.data, inChannels, nil, 0, dx.data + start * p * inChannels)
+                vae_conv_gather(g, count, outChannels, ho, wo, h, w, k, s, pad, arrangedWeight.data, inChannels, nil, 0, dx.data + start * p * inChannels)
             } else if let dc {
                 BLAS.sgemm(transposeA: false, transposeB: true, m: m, n: inChannels, k: kk, alpha: 1,
-                           a: dc.data, lda: kk, b: reorderedWeight.data, ldb: kk, beta: 0, c: dx.data + start * p * inChannels, ldc: inChannels)
+                           a: dc.data, lda: kk, b: arrangedWeight.data, ldb: kk, beta: 0, c: dx.data + start * p * inChannels, ldc: inChannels)
             }
         }
-        if blockedWeights {
-            storeTapsFirstGradient(swap: weightsByInput)  // [k, k, C, O] or [k, k, O, C]
-        } else {
-            if b == 0 { reorderedGradient.fill(0) }
-            storeReorderedGradient()
-        }
+        storeWeightGradient(tapsFirst: blockedWeights, swap: weightsByInput, batch: b)  // [k, k, C, O] or [k, k, O, C]
         return dx
     }
 }
