@@ -1,6 +1,7 @@
 #include "CKernels.h"
 #include <immintrin.h>
 #include <stdlib.h>
+#include <string.h>
 
 // Register-blocked convolutions on channels-last images, for AVX-512: no patch matrix, no packing,
 // no zero-filled product buffer. A block of output positions × up to 64 channels lives in 16
@@ -257,6 +258,19 @@ TARGET void vae_conv_scatter(const float *restrict in, size_t batch, size_t redu
     }
 }
 
+// One tap's weight gradient [A, V] (row stride V) += the products over `n` rows of `count`
+// positions each, block by block over the vector and broadcast channels.
+TARGET static void product_rows(const float *const *brows, const float *const *vrows, long n, long count, long sb,
+                                long sv, long A, long V, float *tap) {
+    for (long o = 0; o < V; o += 16 * vectors_in_block(V, o)) {
+        const long nv = vectors_in_block(V, o), most = positions_per_block(nv);
+        for (long a = 0; a < A; a += most) {
+            const long ra = A - a < most ? A - a : most;
+            product_blocks[nv][ra](brows, vrows, n, count, sb, sv, a, o, tap + a * V + o, V);
+        }
+    }
+}
+
 // The weight gradient over a zero-padded copy of a narrow gathered side, one image at a time: a
 // kernel row u's k·A values (v, a) at a grid position are one contiguous run, as in gather_narrow.
 TARGET static int weight_gradient_narrow(const float *restrict broadcast, long A, const float *restrict vector, long V,
@@ -279,14 +293,7 @@ TARGET static int weight_gradient_narrow(const float *restrict broadcast, long A
                 vrows[n] = vector + (b * Hg + i) * Wg * V;
                 n++;
             }
-            if (n == 0) continue;
-            for (long o = 0; o < V; o += 16 * vectors_in_block(V, o)) {
-                const long nv = vectors_in_block(V, o), most = positions_per_block(nv);
-                for (long a = 0; a < K * A; a += most) {
-                    const long ra = K * A - a < most ? K * A - a : most;
-                    product_blocks[nv][ra](brows, vrows, n, Wg, s * A, V, a, o, gradient + u * K * A * V + a * V + o, V);
-                }
-            }
+            if (n > 0) product_rows(brows, vrows, n, Wg, s * A, V, K * A, V, gradient + u * K * A * V);
         }
     }
     if (padded != stack) free(padded);
@@ -323,22 +330,11 @@ TARGET void vae_conv_weight_gradient(const float *restrict broadcast, size_t bro
                 n++;
             }
             if (n == MAX_ROWS || (row == (long)batch * Hg - 1 && n > 0)) {
-                for (long o = 0; o < V; o += 16 * vectors_in_block(V, o)) {
-                    const long nv = vectors_in_block(V, o), most = positions_per_block(nv);
-                    for (long a = 0; a < A; a += most) {
-                        const long ra = A - a < most ? A - a : most;
-                        product_blocks[nv][ra](brows, vrows, n, jhi - jlo, sb, sv, a, o, tap + a * V + o, V);
-                    }
-                }
+                product_rows(brows, vrows, n, jhi - jlo, sb, sv, A, V, tap);
                 n = 0;
             }
         }
     }
-}
-
-// Row copies of n floats (a weight's channels), kept as loops like the patch kernels' runs.
-static void copy_rows(float *restrict dst, const float *restrict src, size_t n) {
-    for (size_t t = 0; t < n; t++) dst[t] = src[t];
 }
 
 void vae_weight_taps_first(const float *restrict w, size_t a, size_t b, size_t taps, int swap, float *restrict scratch,
@@ -349,7 +345,7 @@ void vae_weight_taps_first(const float *restrict w, size_t a, size_t b, size_t t
     }
     vae_transpose(w, a, b * taps, scratch);  // [i, (j, t)] → [(j, t), i]
     for (size_t t = 0; t < taps; t++)
-        for (size_t j = 0; j < b; j++) copy_rows(out + (t * b + j) * a, scratch + (j * taps + t) * a, a);
+        for (size_t j = 0; j < b; j++) memcpy(out + (t * b + j) * a, scratch + (j * taps + t) * a, sizeof(float) * a);
 }
 
 void vae_weight_taps_last(const float *restrict g, size_t a, size_t b, size_t taps, int swap, float *restrict scratch,
@@ -359,6 +355,6 @@ void vae_weight_taps_last(const float *restrict g, size_t a, size_t b, size_t ta
         return;
     }
     for (size_t t = 0; t < taps; t++)
-        for (size_t j = 0; j < b; j++) copy_rows(scratch + (j * taps + t) * a, g + (t * b + j) * a, a);
+        for (size_t j = 0; j < b; j++) memcpy(scratch + (j * taps + t) * a, g + (t * b + j) * a, sizeof(float) * a);
     vae_transpose(scratch, b * taps, a, out);  // [(j, t), i] → [i, (j, t)]
 }
