@@ -1,17 +1,20 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Data flows one way: Datasets → Tensor → NN → VAE → the `vae` CLI.
-// Imaging and SafeTensors are leaf utilities for pictures and checkpoint files.
+// Data flows one way: Datasets → Tensor → NN → VAE → Training (the run) → the `vae` CLI.
+// Imaging and SafeTensors are leaf utilities for pictures and checkpoint files; SwiftVAE is the
+// one module a library user imports (it re-exports the others).
 let package = Package(
     name: "swift-vae",
     products: [
-        .library(name: "SwiftVAE", targets: ["Tensor", "NN", "VAE", "Datasets", "Imaging", "SafeTensors", "Files"]),
+        .library(name: "SwiftVAE", targets: ["SwiftVAE"]),
         .library(name: "FuzzTargets", targets: ["FuzzTargets"]),
         .executable(name: "vae", targets: ["vae"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // `swift package generate-documentation` (the DocC catalog in Sources/SwiftVAE); nothing is built from it otherwise.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // C libraries from Debian: OpenBLAS (GEMM), zlib (gzip), libpng (PNG files).
@@ -26,7 +29,10 @@ let package = Package(
         .target(name: "NN", dependencies: ["Tensor", "CKernels"]),
         .target(name: "Files"),
         .target(name: "SafeTensors", dependencies: ["Files"]),
-        .target(name: "VAE", dependencies: ["Tensor", "NN", "SafeTensors", "Files", "CKernels"]),
+        .target(name: "VAE", dependencies: ["Tensor", "NN", "Datasets", "SafeTensors", "Files", "CKernels"]),
+        // The training run: run folders, configuration, data splits, the epoch loop, schedules, metrics.
+        .target(name: "Training", dependencies: ["Tensor", "NN", "VAE", "Datasets", "Imaging", "SafeTensors", "Files"]),
+        .target(name: "SwiftVAE", dependencies: ["Tensor", "NN", "VAE", "Datasets", "Imaging", "SafeTensors", "Files", "Training"]),
         .target(name: "Datasets", dependencies: ["Tensor", "CZlib", "Files", "CKernels", "Imaging"]),
         .target(name: "Imaging", dependencies: ["CPNG", "CFreeType", "Files"]),
         // Every parser of untrusted input by name: replayed by the tests, driven by Fuzz/ (libFuzzer).
@@ -34,7 +40,7 @@ let package = Package(
         .executableTarget(
             name: "vae",
             dependencies: [
-                "Tensor", "NN", "VAE", "Datasets", "Imaging", "Files",
+                "Tensor", "NN", "VAE", "Datasets", "Imaging", "Files", "Training", "CKernels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -42,7 +48,8 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Tensor"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Tensor", "CKernels", "TestSupport"]),
-        .testTarget(name: "VAETests", dependencies: ["VAE", "NN", "Tensor", "SafeTensors", "Files", "TestSupport"]),
+        .testTarget(name: "VAETests", dependencies: ["VAE", "NN", "Tensor", "Datasets", "SafeTensors", "Files", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "VAE", "NN", "Tensor", "Datasets", "Files", "TestSupport"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensor", "CZlib", "Files", "Imaging", "TestSupport"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"]),

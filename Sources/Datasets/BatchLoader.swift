@@ -1,12 +1,34 @@
 import CKernels
 import Tensor
 
+/// A batch of examples as the model takes it: images in [0, 1] and, when the data set has them,
+/// their labels (and, for a conditional model, the labels one-hot). The tensors belong to the
+/// loader that made the batch and are overwritten by its next batch.
+public struct Batch {
+    /// [B, C, H, W] values in [0, 1].
+    public let images: Tensor
+    /// The examples' labels (nil for unlabelled data).
+    public let labels: [Int]?
+    /// One-hot labels [B, classes] when the loader was asked for them (conditional models).
+    public let condition: Tensor?
+
+    public init(images: Tensor, labels: [Int]? = nil, condition: Tensor? = nil) {
+        self.images = images
+        self.labels = labels
+        self.condition = condition
+    }
+
+    /// Examples in the batch.
+    public var count: Int { images.rows }
+}
+
 /// Draws batches of Float32 images in [0, 1] from an ``ImageDataset``.
 ///
 /// Each epoch visits every example once, in an order shuffled by the loader's own seeded
 /// generator when `shuffle` is on; the last batch may be smaller. With `binarize`, each pixel
 /// is resampled as Bernoulli(p = value/255) every time it is drawn (dynamic binarisation).
-/// Every batch is written into the same tensor, overwritten by the next one.
+/// Every batch is written into the same tensors, overwritten by the next one; each ``Batch``
+/// carries its own labels.
 public final class BatchLoader {
     public let dataset: ImageDataset
     public let batchSize: Int
@@ -15,7 +37,6 @@ public final class BatchLoader {
     public var rng: RandomGenerator
     private var order: [Int]
     private let batch: Tensor
-    private let labels: UnsafeMutablePointer<Int>
     private let scale: [Float] = (0..<256).map { Float($0) / 255 }
     /// Classes of the one-hot labels made with each batch (0: none).
     public let conditionClasses: Int
@@ -32,21 +53,12 @@ public final class BatchLoader {
         order = Array(0..<dataset.count)
         let rows = min(batchSize, max(dataset.count, 1))
         batch = Tensor(shape: [rows] + dataset.shape)
-        labels = .allocate(capacity: rows)
         self.conditionClasses = conditionClasses
         oneHot = conditionClasses > 0 ? Tensor(shape: [rows, conditionClasses]) : nil
     }
 
-    deinit { labels.deallocate() }
-
     /// Batches per epoch (the last one may be short).
     public var batchesPerEpoch: Int { (dataset.count + batchSize - 1) / batchSize }
-
-    /// Labels of the examples in the most recent batch.
-    public var lastLabels: UnsafeBufferPointer<Int> { UnsafeBufferPointer(start: labels, count: batch.rows) }
-
-    /// One-hot labels [B, classes] of the most recent batch (nil without `conditionClasses`).
-    public var lastCondition: Tensor? { oneHot }
 
     /// One pass over the data; shuffles first when `shuffle` is on.
     public func epoch() -> Epoch {
@@ -68,8 +80,8 @@ public final class BatchLoader {
         }
     }
 
-    /// Fills the loader's batch tensor with the examples at `indices` and returns it.
-    func fill(_ indices: ArraySlice<Int>) -> Tensor {
+    /// Fills the loader's batch tensors with the examples at `indices`.
+    func fill(_ indices: ArraySlice<Int>) -> Batch {
         batch.setBatch(indices.count)
         let size = dataset.exampleSize
         let out = batch.data
@@ -82,7 +94,6 @@ public final class BatchLoader {
                     } else {
                         dst.update(from: src, count: size)
                     }
-                    labels[row] = dataset.labels?[example] ?? -1
                 }
             }
         } else {
@@ -96,26 +107,26 @@ public final class BatchLoader {
                     } else {
                         vae_bytes_to_unit(src, dst, size)
                     }
-                    labels[row] = dataset.labels?[example] ?? -1
                 }
             }
         }
         }
-        if let oneHot {
+        let labels = dataset.labels.map { all in indices.map { all[$0] } }
+        if let oneHot, let labels {
             oneHot.setBatch(indices.count)
             oneHot.fill(0)
-            for row in 0..<indices.count where labels[row] >= 0 && labels[row] < conditionClasses {
-                oneHot[row * conditionClasses + labels[row]] = 1
+            for (row, label) in labels.enumerated() where label >= 0 && label < conditionClasses {
+                oneHot[row * conditionClasses + label] = 1
             }
         }
-        return batch
+        return Batch(images: batch, labels: labels, condition: oneHot)
     }
 
     public struct Epoch: Sequence, IteratorProtocol {
         let loader: BatchLoader
         var position = 0
 
-        public mutating func next() -> Tensor? {
+        public mutating func next() -> Batch? {
             guard position < loader.dataset.count else { return nil }
             let end = Swift.min(position + loader.batchSize, loader.dataset.count)
             defer { position = end }

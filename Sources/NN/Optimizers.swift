@@ -9,13 +9,24 @@ import Tensor
 /// A step is `beginStep()` followed by `update(parameterAt:range:)` over every element of every
 /// parameter; updates of disjoint ranges may run concurrently (the trainer splits them across
 /// cores). `step()` does all of it on the calling thread.
+///
+/// Everything an optimiser remembers between steps is `stepCount` and its ``stateSlots``: named
+/// tensors, one per parameter and slot (Adam's moments `m` and `v`, SGD's momentum buffer). A
+/// checkpoint saves and restores exactly these, so any optimiser resumes bit for bit.
 public protocol Optimizer: AnyObject {
     var parameters: [Parameter] { get }
     var learningRate: Float { get set }
+    /// Updates taken so far (restored with a checkpoint).
+    var stepCount: Int { get set }
+    /// Per-parameter state, by slot name: `tensors[k]` belongs to `parameters[k]`.
+    var stateSlots: [(name: String, tensors: [Tensor])] { get }
     /// Advances the step counter and anything derived from it.
     func beginStep()
     /// Updates elements `range` of parameter `index` from its gradient.
     func update(parameterAt index: Int, range: Range<Int>)
+    /// Updates elements `range` of parameter `index` from its gradient plus `extra` (another
+    /// worker's gradient of the same parameter, nil for none), the sum written into the gradient.
+    func update(parameterAt index: Int, range: Range<Int>, addingGradient extra: UnsafePointer<Float>?)
 }
 
 extension Optimizer {
@@ -24,33 +35,52 @@ extension Optimizer {
         beginStep()
         for (k, p) in parameters.enumerated() { update(parameterAt: k, range: 0..<p.value.count) }
     }
+
+    /// Adds `extra` into the gradient, then updates (optimisers may fuse the two).
+    public func update(parameterAt k: Int, range: Range<Int>, addingGradient extra: UnsafePointer<Float>?) {
+        if let extra {
+            let g = parameters[k].gradient.data
+            for i in range { g[i] += extra[i] }
+        }
+        update(parameterAt: k, range: range)
+    }
 }
 
-/// Stochastic gradient descent with optional momentum: v ← μv + g; θ ← θ − η v.
+/// Stochastic gradient descent with optional momentum and L2 weight decay, as PyTorch's
+/// `torch.optim.SGD` (dampening 0, not Nesterov):
+///
+///     g ← g + λθ,   v ← μv + g (v₀ = 0),   θ ← θ − η v.
 public final class SGD: Optimizer {
     public let parameters: [Parameter]
     public var learningRate: Float
     public let momentum: Float
+    public let weightDecay: Float
+    public var stepCount = 0
     private let velocity: [Tensor]
 
-    public init(parameters: [Parameter], learningRate: Float, momentum: Float = 0) {
+    public init(parameters: [Parameter], learningRate: Float, momentum: Float = 0, weightDecay: Float = 0) {
         self.parameters = parameters
         self.learningRate = learningRate
         self.momentum = momentum
-        velocity = parameters.map { Tensor(shape: $0.shape) }
+        self.weightDecay = weightDecay
+        velocity = momentum == 0 ? [] : parameters.map { Tensor(shape: $0.shape) }
     }
 
-    public func beginStep() {}
+    public var stateSlots: [(name: String, tensors: [Tensor])] { momentum == 0 ? [] : [("momentum", velocity)] }
+
+    public func beginStep() { stepCount += 1 }
 
     public func update(parameterAt k: Int, range: Range<Int>) {
-        let (lr, mu) = (learningRate, momentum)
+        let (lr, mu, decay) = (learningRate, momentum, weightDecay)
         let p = parameters[k]
-        let (w, g, m) = (p.value.data, p.gradient.data, velocity[k].data)
+        let (w, g) = (p.value.data, p.gradient.data)
+        if decay != 0 { for i in range { g[i] += decay * w[i] } }
         if mu == 0 {
             for i in range { w[i] -= lr * g[i] }
         } else {
+            let m = velocity[k].data
             for i in range {
-                m[i] = mu * m[i] + g[i]
+                m[i] = mu * m[i] + g[i]  // v starts at 0, so the first step's v is g
                 w[i] -= lr * m[i]
             }
         }
@@ -71,7 +101,7 @@ public final class Adam: Optimizer {
     public let epsilon: Float
     public let decoupledWeightDecay: Float
     /// Number of updates taken so far (t).
-    public private(set) var stepCount: Int = 0
+    public var stepCount: Int = 0
     /// First and second moment estimates, one per parameter.
     public let firstMoments: [Tensor]
     public let secondMoments: [Tensor]
@@ -90,8 +120,7 @@ public final class Adam: Optimizer {
         secondMoments = parameters.map { Tensor(shape: $0.shape) }
     }
 
-    /// Restores the step count saved with a checkpoint (the moments are restored in place).
-    public func restore(stepCount: Int) { self.stepCount = stepCount }
+    public var stateSlots: [(name: String, tensors: [Tensor])] { [("m", firstMoments), ("v", secondMoments)] }
 
     private var stepSize: Float = 0
     private var inverseRootCorrection2: Float = 1
@@ -107,8 +136,7 @@ public final class Adam: Optimizer {
         update(parameterAt: k, range: range, addingGradient: nil)
     }
 
-    /// Updates elements `range` of parameter `k` with its gradient plus `extra` (another
-    /// worker's gradient for the same parameter), summed into the gradient in the same pass.
+    /// The gradient sum is fused into the update kernel (one pass over the memory).
     public func update(parameterAt k: Int, range: Range<Int>, addingGradient extra: UnsafePointer<Float>?) {
         let p = parameters[k]
         let o = range.lowerBound

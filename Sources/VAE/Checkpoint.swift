@@ -8,6 +8,10 @@ import Tensor
 public struct CheckpointError: Error, CustomStringConvertible {
     public let path: String
     public let problem: String
+    public init(path: String, problem: String) {
+        self.path = path
+        self.problem = problem
+    }
     public var description: String { "\(path): \(problem)" }
 }
 

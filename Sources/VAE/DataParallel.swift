@@ -70,16 +70,17 @@ public final class DataParallel {
         pool.run { w in body(w, workers[w]) }
     }
 
-    /// `f(worker, rows, outputRows)` on every worker's slice of `batch`, where `outputRows` is a
-    /// view of the same rows of `output` that `f` fills (for inference: reconstruction, generation).
-    public func map(_ batch: Tensor, into output: Tensor, _ f: (VariationalAutoencoder, Tensor, Tensor) -> Void) {
+    /// `f(worker, rows, conditionRows, outputRows)` on every worker's slice of `batch` (and of its
+    /// one-hot labels `condition`), where `outputRows` is a view of the same rows of `output` that
+    /// `f` fills (for inference: reconstruction, generation).
+    public func map(
+        _ batch: Tensor, condition: Tensor? = nil, into output: Tensor, _ f: (VariationalAutoencoder, Tensor, Tensor?, Tensor) -> Void
+    ) {
         precondition(output.rows == batch.rows, "output \(output.shape) for a batch of \(batch.rows)")
-        let condition = model.condition
         run { w, worker in
             let range = rows(w, of: batch.rows)
             guard !range.isEmpty else { return }
-            worker.condition = conditionRows(w, of: condition, range: range)
-            f(worker, input(w, of: batch), slice(output, rows: range, buffer: &buffers[w].output))
+            f(worker, input(w, of: batch), conditionRows(w, of: condition, range: range), slice(output, rows: range, buffer: &buffers[w].output))
         }
     }
 }

@@ -14,15 +14,16 @@ extension VariationalAutoencoder {
     /// from q(z|x) (the IWAE bound with K = `samples`; K = 1 is the ELBO), with a stable
     /// log-sum-exp over the weights. The decoder sees `chunk` samples at a time. Image i draws
     /// its ε from a generator seeded by (`seed`, `firstIndex` + i), so the estimate of an image
-    /// does not depend on how the images are batched or split across cores.
+    /// does not depend on how the images are batched or split across cores. A conditional model
+    /// takes the images' one-hot labels as `condition`.
     public func importanceSampledLogLikelihood(
-        _ images: Tensor, samples: Int, seed: UInt64, firstIndex: Int = 0, chunk: Int = 1000
+        _ images: Tensor, condition: Tensor? = nil, samples: Int, seed: UInt64, firstIndex: Int = 0, chunk: Int = 1000
     ) -> [ImportanceSampledEstimate] {
         precondition(samples >= 1 && chunk >= 1, "need at least one sample")
         let d = latentDimension
         let n = images.rowSize
         // Image i's label (for a conditional model) conditions all of its samples.
-        let posterior = encode(images).clone()  // the encoder's buffer is reused below
+        let posterior = encode(images, condition: condition).clone()  // the encoder's buffer is reused below
         let rows = min(chunk, samples)
         let eps = Tensor(shape: [rows, d])
         let z = Tensor(shape: [rows, d])
@@ -46,7 +47,7 @@ extension VariationalAutoencoder {
                 for r in 0..<k {
                     for j in 0..<d { z[r * d + j] = mu[j] + fastExp(0.5 * logVar[j]) * eps[r * d + j] }
                 }
-                let output = runDecoder(z) { _ in i }
+                let output = runDecoder(z, condition: condition) { _ in i }
                 nll.withUnsafeMutableBufferPointer {
                     _ = likelihood.negativeLogLikelihood(x, output: output, perExample: $0.baseAddress, gradient: nil, scale: 1)
                 }
@@ -80,17 +81,17 @@ extension VariationalAutoencoder {
 extension DataParallel {
     /// ``VariationalAutoencoder/importanceSampledLogLikelihood(_:samples:seed:firstIndex:chunk:)``
     /// with the rows of `images` split across the workers.
-    public func importanceSampledLogLikelihood(_ images: Tensor, samples: Int, seed: UInt64, firstIndex: Int = 0) -> [ImportanceSampledEstimate] {
+    public func importanceSampledLogLikelihood(
+        _ images: Tensor, condition: Tensor? = nil, samples: Int, seed: UInt64, firstIndex: Int = 0
+    ) -> [ImportanceSampledEstimate] {
         let parts = UnsafeMutableBufferPointer<[ImportanceSampledEstimate]>.allocate(capacity: count)
         parts.initialize(repeating: [])
         defer { parts.deinitialize(); parts.deallocate() }
-        let condition = model.condition  // read once: worker 0 is the model and replaces it
         run { w, worker in
             let range = rows(w, of: images.rows)
             guard !range.isEmpty else { return }
-            worker.condition = conditionRows(w, of: condition, range: range)
             parts[w] = worker.importanceSampledLogLikelihood(
-                Tensor(viewing: images, rows: range), samples: samples, seed: seed, firstIndex: firstIndex + range.lowerBound)
+                Tensor(viewing: images, rows: range), condition: conditionRows(w, of: condition, range: range), samples: samples, seed: seed, firstIndex: firstIndex + range.lowerBound)
         }
         return Array(parts.joined())
     }

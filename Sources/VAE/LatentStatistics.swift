@@ -1,4 +1,5 @@
 import Foundation
+import Datasets
 import Tensor
 
 /// How the model uses its latent dimensions over a data set.
@@ -16,15 +17,14 @@ public struct LatentStatistics: Sendable {
 
 extension VariationalAutoencoder {
     /// Per-dimension KL and the variance of posterior means over all `batches`.
-    public func latentStatistics<S: Sequence>(_ batches: S, condition: () -> Tensor? = { nil }) -> LatentStatistics where S.Element == Tensor {
+    public func latentStatistics<S: Sequence>(_ batches: S) -> LatentStatistics where S.Element == Batch {
         let d = latentDimension
         var kl = [Double](repeating: 0, count: d)
         var sum = [Double](repeating: 0, count: d), squares = [Double](repeating: 0, count: d)
         var images = 0
         for batch in batches {
-            self.condition = condition()
-            let h = encode(batch)
-            for b in 0..<batch.rows {
+            let h = encode(batch.images, condition: batch.condition)
+            for b in 0..<batch.count {
                 let mu = h.data + b * 2 * d, logVar = mu + d
                 for j in 0..<d {
                     let m = Double(mu[j]), lv = Double(logVar[j])
@@ -33,7 +33,7 @@ extension VariationalAutoencoder {
                     squares[j] += m * m
                 }
             }
-            images += batch.rows
+            images += batch.count
         }
         let n = Double(max(images, 1))
         return LatentStatistics(

@@ -1,4 +1,5 @@
 import NN
+import Tensor
 
 /// The decoder likelihoods a model can be built with.
 public enum LikelihoodKind: String, Codable, CaseIterable, Sendable {
@@ -20,10 +21,18 @@ public enum Upsampling: String, Codable, CaseIterable, Sendable {
     case nearest
 }
 
+/// The network families a model can be built with (stored by name in `config.json`).
+public enum Architecture: String, Codable, CaseIterable, Sendable {
+    /// Fully connected encoder and decoder (`hiddenSizes`).
+    case mlp
+    /// Convolutional encoder and decoder (`channels`, `upsampling`).
+    case conv
+}
+
 /// Everything needed to rebuild a model: stored in `config.json` and in the checkpoint header.
 public struct ModelConfig: Codable, Equatable, Sendable {
-    /// Network family: "mlp" (fully connected) or "conv" (convolutional encoder and decoder).
-    public var architecture: String
+    /// Network family: fully connected or convolutional.
+    public var architecture: Architecture
     /// One example's shape, [channels, height, width].
     public var inputShape: [Int]
     /// Hidden layer widths of the encoder; the decoder mirrors them.
@@ -41,7 +50,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var conditionClasses: Int
 
     public init(
-        architecture: String = "mlp", inputShape: [Int] = [1, 28, 28], hiddenSizes: [Int] = [400],
+        architecture: Architecture = .mlp, inputShape: [Int] = [1, 28, 28], hiddenSizes: [Int] = [400],
         latentDimension: Int = 20, activation: ActivationKind = .relu,
         likelihood: LikelihoodKind = .bernoulli, gaussianSigma: Float = 0.1,
         channels: [Int] = [32, 64], upsampling: Upsampling = .transposed, conditionClasses: Int = 0
@@ -61,7 +70,11 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     /// Reads configurations written before `channels`, `upsampling` and `conditionClasses` existed.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        architecture = try c.decode(String.self, forKey: .architecture)
+        let name = try c.decode(String.self, forKey: .architecture)
+        guard let kind = Architecture(rawValue: name) else {
+            throw ModelConfigError(message: "unknown architecture '\(name)' (expected \(Architecture.allCases.map(\.rawValue).joined(separator: " or ")))")
+        }
+        architecture = kind
         inputShape = try c.decode([Int].self, forKey: .inputShape)
         hiddenSizes = try c.decode([Int].self, forKey: .hiddenSizes)
         latentDimension = try c.decode(Int.self, forKey: .latentDimension)
@@ -73,42 +86,14 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         conditionClasses = try c.decodeIfPresent(Int.self, forKey: .conditionClasses) ?? 0
     }
 
-    /// The number of trainable values the model has, computed from the configuration alone
-    /// (so that an absurd configuration can be refused before anything is allocated).
+    /// The number of trainable values the model has: the sum over ``networkPlan(outputsPerValue:)``,
+    /// the layers the model is built from, plus the likelihood's own (a learned σ). Computed
+    /// without building anything, so that an absurd configuration is refused before allocation.
     public var parameterCount: Double {
-        func linear(_ i: Double, _ o: Double) -> Double { i * o + o }
-        let d = Double(latentDimension), k = Double(conditionClasses), size = Double(inputSize)
-        let out = likelihood == .gaussianPixel ? 2.0 : 1.0
-        var total = likelihood == .gaussianShared ? 1.0 : 0
-        if architecture == "conv" {
-            let f = Double(1 << channels.count)
-            let flat = Double(channels.last ?? 1) * (Double(inputShape[1]) / f) * (Double(inputShape[2]) / f)
-            var c = Double(inputShape[0])
-            for w in channels {
-                total += Double(w) * c * 16 + Double(w)
-                c = Double(w)
-            }
-            total += linear(flat + k, 2 * d) + linear(d + k, flat)
-            let widths = channels.reversed().dropFirst().map(Double.init) + [Double(inputShape[0]) * out]
-            c = Double(channels.last ?? 1)
-            for w in widths {
-                total += c * w * (upsampling == .transposed ? 16 : 9) + w
-                c = w
-            }
-            return total
-        }
-        var width = size + k
-        for h in hiddenSizes {
-            total += linear(width, Double(h))
-            width = Double(h)
-        }
-        total += linear(width, 2 * d)
-        width = d + k
-        for h in hiddenSizes.reversed() {
-            total += linear(width, Double(h))
-            width = Double(h)
-        }
-        return total + linear(width, size * out)
+        let l = makeLikelihood()
+        let plan = networkPlan(outputsPerValue: l.outputsPerValue)
+        let own = l.namedParameters.reduce(0) { $0 + $1.parameter.value.count }
+        return (plan.encoder + plan.decoder).reduce(Double(own)) { $0 + $1.parameterCount }
     }
 
     /// The largest model a configuration may describe (4 GB of Float32 weights).
@@ -129,7 +114,6 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     /// Checks the values a file or a user supplied; throws a message naming the bad field.
     public func validate() throws {
         func fail(_ message: String) -> ModelConfigError { ModelConfigError(message: message) }
-        guard architecture == "mlp" || architecture == "conv" else { throw fail("unknown architecture '\(architecture)' (expected mlp or conv)") }
         guard inputShape.count == 3, inputShape.allSatisfy({ $0 > 0 && $0 <= 1 << 16 }), inputSize <= 1 << 26 else {
             throw fail("inputShape \(inputShape) must be three positive sizes [channels, height, width]")
         }
@@ -137,13 +121,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         guard latentDimension > 0 && latentDimension <= 1 << 16 else { throw fail("latent dimension \(latentDimension) must be between 1 and 65536") }
         guard gaussianSigma.isFinite && gaussianSigma > 0 else { throw fail("gaussianSigma \(gaussianSigma) must be positive") }
         guard conditionClasses >= 0 && conditionClasses <= 1000 else { throw fail("conditionClasses must be between 0 and 1000") }
-        if architecture == "conv" && (channels.isEmpty || channels.count > 6) {
-            throw fail("channels \(channels) must be 1 to 6 positive widths")
-        }
-        guard parameterCount <= Self.maximumParameters else {
-            throw fail("the model would have \(Int(parameterCount)) parameters, more than the \(Int(Self.maximumParameters)) supported")
-        }
-        if architecture == "conv" {
+        if architecture == .conv {
             guard !channels.isEmpty, channels.count <= 6, channels.allSatisfy({ $0 > 0 && $0 <= 4096 }) else {
                 throw fail("channels \(channels) must be 1 to 6 positive widths")
             }
@@ -152,6 +130,19 @@ public struct ModelConfig: Codable, Equatable, Sendable {
                 throw fail("a convolutional model with \(channels.count) layers halves the image \(channels.count) times: \(inputShape[1])×\(inputShape[2]) must be divisible by \(f)")
             }
         }
+        guard parameterCount <= Self.maximumParameters else {
+            throw fail("the model would have \(Int(parameterCount)) parameters, more than the \(Int(Self.maximumParameters)) supported")
+        }
+    }
+
+    /// One-hot rows [n, classes] for `labels` (nil for an unconditional model). A label outside
+    /// 0 ..< classes gives an all-zero row.
+    public func oneHot(_ labels: [Int]) -> Tensor? {
+        let k = conditionClasses
+        guard k > 0 else { return nil }
+        let t = Tensor(shape: [labels.count, k])
+        for (r, l) in labels.enumerated() where l >= 0 && l < k { t[r * k + l] = 1 }
+        return t
     }
 
     public func makeLikelihood() -> Likelihood {

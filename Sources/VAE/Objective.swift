@@ -41,37 +41,37 @@ extension VariationalAutoencoder {
     /// See ``negativeELBO(_:noise:computeGradients:klWeight:gradientScale:)``.
     @discardableResult
     public func negativeELBO(
-        _ x: Tensor, rng: inout RandomGenerator, computeGradients: Bool, klWeight: Float = 1
+        _ x: Tensor, condition: Tensor? = nil, rng: inout RandomGenerator, computeGradients: Bool, klWeight: Float = 1
     ) -> LossBreakdown {
         let eps = Tensor.reusing(noise, rows: x.rows, columns: latentDimension)
         noise = eps
         rng.fillNormal(eps)
-        return negativeELBO(x, noise: eps, computeGradients: computeGradients, klWeight: klWeight)
+        return negativeELBO(x, condition: condition, noise: eps, computeGradients: computeGradients, klWeight: klWeight)
     }
 
     /// The negative ELBO of a batch with one reparameterised sample per image:
     ///
     ///     −ELBO(x) = −log p(x | z) + β · KL(q(z|x) ‖ p(z)),   z = μ(x) + σ(x) ⊙ ε,
     ///
-    /// for the given ε [B, d]. Returns the summed terms (KL unweighted). With `computeGradients`,
+    /// for the given ε [B, d] (and, for a conditional model, the one-hot labels `condition`). Returns the summed terms (KL unweighted). With `computeGradients`,
     /// sets every parameter's gradient to `gradientScale` · ∂/∂θ Σ_batch (−log p(x|z) + β KL);
     /// the default scale 1/B gives the gradient of the batch mean. `klDimensionWeights` (d values)
     /// multiply each dimension's KL gradient (free bits set them to 0 or 1). With
     /// `reuseEncoding`, the encoder's output from the last `encode(x)` of this batch is used.
     @discardableResult
     public func negativeELBO(
-        _ x: Tensor, noise eps: Tensor, computeGradients: Bool, klWeight: Float = 1, gradientScale: Float? = nil,
+        _ x: Tensor, condition: Tensor? = nil, noise eps: Tensor, computeGradients: Bool, klWeight: Float = 1, gradientScale: Float? = nil,
         klDimensionWeights: UnsafePointer<Float>? = nil, reuseEncoding: Bool = false
     ) -> LossBreakdown {
         let batch = x.rows
         let d = latentDimension
         precondition(eps.rows == batch && eps.rowSize == d, "noise \(eps.shape) for a batch of \(batch) with d = \(d)")
-        let posterior = reuseEncoding ? lastPosterior! : encode(x)
+        let posterior = reuseEncoding ? lastPosterior! : encode(x, condition: condition)
         precondition(posterior.rows == batch, "reused encoding is for another batch")
         let z = Tensor.reusing(latent, rows: batch, columns: d)
         latent = z
         reparameterize(posterior, noise: eps, into: z)
-        let output = runDecoder(z)
+        let output = runDecoder(z, condition: condition)
 
         ensurePerExampleCapacity(batch)
         let scale = gradientScale ?? 1 / Float(batch)
@@ -114,14 +114,15 @@ extension VariationalAutoencoder {
     /// reconstruction and KL are the per-image means over the samples; `objective` is the bound.
     @discardableResult
     public func monteCarloObjective(
-        _ x: Tensor, noise eps: Tensor, samples k: Int, computeGradients: Bool, klWeight beta: Float = 1, gradientScale: Float? = nil
+        _ x: Tensor, condition: Tensor? = nil, noise eps: Tensor, samples k: Int, computeGradients: Bool, klWeight beta: Float = 1,
+        gradientScale: Float? = nil
     ) -> LossBreakdown {
         let batch = x.rows
         let d = latentDimension
         let rows = batch * k
         precondition(eps.rows == rows && eps.rowSize == d, "noise \(eps.shape) for \(batch) images × \(k) samples, d = \(d)")
         precondition(k == 1 || beta == 1, "the IWAE bound has no KL weight")
-        let posterior = encode(x)
+        let posterior = encode(x, condition: condition)
         let z = Tensor.reusing(latent, rows: rows, columns: d)
         latent = z
         for b in 0..<batch {
@@ -131,7 +132,7 @@ extension VariationalAutoencoder {
                 for j in 0..<d { z[r * d + j] = mu[j] + fastExp(0.5 * logVar[j]) * eps[r * d + j] }
             }
         }
-        let output = runDecoder(z) { $0 / k }
+        let output = runDecoder(z, condition: condition) { $0 / k }
         ensurePerExampleCapacity(rows)
         if sampleWeights.count < rows { sampleWeights = [Float](repeating: 0, count: rows) }
         let scale = gradientScale ?? 1 / Float(batch)

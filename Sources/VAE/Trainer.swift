@@ -1,3 +1,4 @@
+import Datasets
 import NN
 import Tensor
 
@@ -42,6 +43,9 @@ public final class Trainer {
     public var epochsDone: Double = 0
     /// Total optimiser steps taken (restored when resuming).
     public var step = 0
+    /// Largest global L2 norm of the summed gradient; a larger one is scaled down to it before
+    /// the update (nil: no clipping).
+    public var clipNorm: Float?
     public let parallel: DataParallel
     private var noise: Tensor?
     /// One slot per worker, written concurrently (a raw buffer: no shared Swift container).
@@ -56,8 +60,9 @@ public final class Trainer {
 
     public init(
         model: VariationalAutoencoder, optimizer: Optimizer, rng: RandomGenerator, workers: Int = 1,
-        objective: TrainingObjective = TrainingObjective()
+        objective: TrainingObjective = TrainingObjective(), clipNorm: Float? = nil
     ) {
+        self.clipNorm = clipNorm
         self.model = model
         self.optimizer = optimizer
         self.rng = rng
@@ -82,12 +87,16 @@ public final class Trainer {
     /// The KL weight this step uses (β, ramped up during the warm-up).
     public var currentKLWeight: Float { objective.klWeight(afterEpochs: epochsDone) }
 
-    /// One optimiser step on a batch (with its one-hot labels for a conditional model); returns
+    /// One optimiser step on a batch of images and their labels; returns the batch's loss terms
+    /// (before the update).
+    public func trainStep(_ batch: Batch) throws -> LossBreakdown {
+        try trainStep(batch.images, condition: batch.condition)
+    }
+
+    /// One optimiser step on `batch` (with its one-hot labels for a conditional model); returns
     /// the batch's loss terms (before the update).
     public func trainStep(_ batch: Tensor, condition: Tensor? = nil) throws -> LossBreakdown {
-        for w in 0..<parallel.count {
-            parallel.workers[w].condition = parallel.conditionRows(w, of: condition, range: parallel.rows(w, of: batch.rows))
-        }
+        func labels(_ w: Int) -> Tensor? { parallel.conditionRows(w, of: condition, range: parallel.rows(w, of: batch.rows)) }
         let samples = objective.usesMonteCarlo ? objective.importanceSamples : 1
         let d = model.latentDimension
         let eps = Tensor.reusing(noise, rows: batch.rows * samples, columns: d)
@@ -100,17 +109,17 @@ public final class Trainer {
             parallel.run { w, worker in
                 let rows = parallel.rows(w, of: batch.rows)
                 workerLosses[w] = rows.isEmpty ? LossBreakdown() : worker.monteCarloObjective(
-                    parallel.input(w, of: batch), noise: parallel.noise(w, of: eps, rows: (rows.lowerBound * samples)..<(rows.upperBound * samples)),
+                    parallel.input(w, of: batch), condition: labels(w), noise: parallel.noise(w, of: eps, rows: (rows.lowerBound * samples)..<(rows.upperBound * samples)),
                     samples: samples, computeGradients: true, klWeight: weight, gradientScale: scale)
             }
             for l in workerLosses { loss += l }
         } else if objective.freeBits > 0 {
-            loss = freeBitsStep(batch, noise: eps, klWeight: weight, scale: scale)
+            loss = freeBitsStep(batch, labels: labels, noise: eps, klWeight: weight, scale: scale)
         } else {
             parallel.run { w, worker in
                 let rows = parallel.rows(w, of: batch.rows)
                 workerLosses[w] = rows.isEmpty ? LossBreakdown() : worker.negativeELBO(
-                    parallel.input(w, of: batch), noise: parallel.noise(w, of: eps),
+                    parallel.input(w, of: batch), condition: labels(w), noise: parallel.noise(w, of: eps),
                     computeGradients: true, klWeight: weight, gradientScale: scale)
             }
             for l in workerLosses { loss += l }
@@ -123,12 +132,14 @@ public final class Trainer {
 
     /// Free bits: the batch-mean KL of each dimension decides whether its KL gradient counts, so
     /// the workers first encode and sum their KL per dimension, then finish the step.
-    private func freeBitsStep(_ batch: Tensor, noise eps: Tensor, klWeight weight: Float, scale: Float) -> LossBreakdown {
+    private func freeBitsStep(
+        _ batch: Tensor, labels: (Int) -> Tensor?, noise eps: Tensor, klWeight weight: Float, scale: Float
+    ) -> LossBreakdown {
         let d = model.latentDimension
         for i in klSums.indices { klSums[i] = 0 }
         parallel.run { w, worker in
             guard !parallel.rows(w, of: batch.rows).isEmpty else { return }
-            klSumsPerDimension(worker.encode(parallel.input(w, of: batch)), into: klSums.baseAddress! + w * d)
+            klSumsPerDimension(worker.encode(parallel.input(w, of: batch), condition: labels(w)), into: klSums.baseAddress! + w * d)
         }
         let lambda = Double(objective.freeBits)
         var flooredKL = 0.0
@@ -142,7 +153,7 @@ public final class Trainer {
         parallel.run { w, worker in
             let rows = parallel.rows(w, of: batch.rows)
             workerLosses[w] = rows.isEmpty ? LossBreakdown() : worker.negativeELBO(
-                parallel.input(w, of: batch), noise: parallel.noise(w, of: eps), computeGradients: true,
+                parallel.input(w, of: batch), condition: labels(w), noise: parallel.noise(w, of: eps), computeGradients: true,
                 klWeight: weight, gradientScale: scale, klDimensionWeights: klMask.baseAddress, reuseEncoding: true)
         }
         var loss = LossBreakdown()
@@ -152,46 +163,56 @@ public final class Trainer {
     }
 
     /// Sums the active workers' gradients into the model's and updates, each worker taking a
-    /// slice of every parameter, chunk by chunk so the summed gradient is still in cache.
+    /// slice of every parameter, chunk by chunk so the summed gradient is still in cache. With
+    /// two workers the sum is fused into the optimiser's update; with gradient clipping the sum
+    /// is completed first, since the global norm needs all of it.
     private func applyUpdate(activeWorkers: Int) {
-        optimizer.beginStep()
         let params = workerParameters[0]
-        let workerParams = workerParameters.prefix(activeWorkers)
+        let others = workerParameters.prefix(activeWorkers).dropFirst()
+        let fuse = others.count <= 1 && clipNorm == nil
+        if !fuse {
+            chunked(params) { k, range in
+                let g = params[k].gradient.data
+                for other in others {
+                    let h = other[k].gradient.data
+                    for i in range { g[i] += h[i] }
+                }
+            }
+            if let clipNorm { clipGradientNorm(params, maxNorm: clipNorm) }
+        }
+        optimizer.beginStep()
+        chunked(params) { k, range in
+            let extra = fuse ? others.first.map { UnsafePointer($0[k].gradient.data) } : nil
+            optimizer.update(parameterAt: k, range: range, addingGradient: extra)
+        }
+    }
+
+    /// `body(k, range)` over every parameter's elements, the workers taking disjoint slices of
+    /// each parameter, in chunks of `chunk` elements.
+    private func chunked(_ params: [Parameter], _ body: (Int, Range<Int>) -> Void) {
         parallel.run { w, _ in
             for k in params.indices {
                 let slice = Parallel.slice(w, of: parallel.count, count: params[k].value.count)
                 var start = slice.lowerBound
                 while start < slice.upperBound {
                     let range = start..<min(start + chunk, slice.upperBound)
-                    let others = workerParams.dropFirst()
-                    if let adam = optimizer as? Adam, others.count <= 1 {
-                        // Two workers (the usual case): the sum is fused into the Adam kernel.
-                        adam.update(parameterAt: k, range: range, addingGradient: others.first.map { UnsafePointer($0[k].gradient.data) })
-                    } else {
-                        let g = params[k].gradient.data
-                        for other in others {
-                            let h = other[k].gradient.data
-                            for i in range { g[i] += h[i] }
-                        }
-                        optimizer.update(parameterAt: k, range: range)
-                    }
+                    body(k, range)
                     start = range.upperBound
                 }
             }
         }
     }
 
-    /// Trains on every batch of `batches` once; `condition()` gives the labels of the batch just
-    /// drawn (for a conditional model); `onStep` sees progress after each step.
+    /// Trains on every batch of `batches` once; `onStep` sees progress after each step.
     public func trainEpoch<S: Sequence>(
-        _ batches: S, stepsInEpoch: Int, condition: () -> Tensor? = { nil }, onStep: (StepProgress) -> Void = { _ in }
-    ) throws -> LossBreakdown where S.Element == Tensor {
+        _ batches: S, stepsInEpoch: Int, onStep: (StepProgress) -> Void = { _ in }
+    ) throws -> LossBreakdown where S.Element == Batch {
         var total = LossBreakdown()
         var index = 0
         let start = epochsDone.rounded(.down)
         for batch in batches {
             epochsDone = start + Double(index) / Double(max(stepsInEpoch, 1))
-            total += try trainStep(batch, condition: condition())
+            total += try trainStep(batch)
             index += 1
             onStep(StepProgress(step: index, stepsInEpoch: stepsInEpoch, imagesSeen: total.images, runningLoss: total.meanNegativeELBO))
         }
@@ -203,13 +224,11 @@ public final class Trainer {
 extension VariationalAutoencoder {
     /// −ELBO over all `batches` with one ε per image drawn from a generator seeded with `seed`,
     /// so the same model and data always give the same figure.
-    /// `condition()` gives the labels of the batch just drawn (conditional models).
-    public func evaluate<S: Sequence>(_ batches: S, seed: UInt64 = 0, condition: () -> Tensor? = { nil }) -> LossBreakdown where S.Element == Tensor {
+    public func evaluate<S: Sequence>(_ batches: S, seed: UInt64 = 0) -> LossBreakdown where S.Element == Batch {
         var rng = RandomGenerator(seed: seed)
         var total = LossBreakdown()
         for batch in batches {
-            self.condition = condition()
-            total += negativeELBO(batch, rng: &rng, computeGradients: false)
+            total += negativeELBO(batch.images, condition: batch.condition, rng: &rng, computeGradients: false)
         }
         return total
     }

@@ -26,29 +26,26 @@ public final class VariationalAutoencoder {
     /// The encoder's output for the last `encode` call.
     var lastPosterior: Tensor?
 
-    /// For a conditional model: the one-hot labels [B, classes] of the images being encoded, or
-    /// of the codes being decoded. Set it before `encode`, `decode`, the objectives and
-    /// generation; it is ignored by unconditional models.
-    public var condition: Tensor?
     private var decoderCondition: Tensor?
     private lazy var encoderConditioning = encoder.layers.compactMap { $0 as? Conditioning }
     private lazy var decoderConditioning = decoder.layers.compactMap { $0 as? Conditioning }
 
-    /// Gives the encoder's conditioning layers the labels of `rows` images.
-    func applyEncoderCondition(rows: Int) {
+    /// Gives the encoder's conditioning layers the one-hot labels of `rows` images. A conditional
+    /// model needs `condition` [rows, classes]; an unconditional one ignores it.
+    func applyEncoderCondition(_ condition: Tensor?, rows: Int) {
         guard config.isConditional else { return }
         guard let c = condition, c.rows == rows, c.rowSize == config.conditionClasses else {
-            preconditionFailure("a conditional model needs `condition` = one-hot labels [\(rows), \(config.conditionClasses)]")
+            preconditionFailure("a conditional model needs one-hot labels [\(rows), \(config.conditionClasses)] with its images")
         }
         for layer in encoderConditioning { layer.condition = c }
     }
 
     /// Gives the decoder's conditioning layers `rows` labels, row r taking `condition` row
     /// `source(r)` (the same image's label for all of its samples).
-    func applyDecoderCondition(rows: Int, source: (Int) -> Int) {
+    func applyDecoderCondition(_ condition: Tensor?, rows: Int, source: (Int) -> Int) {
         guard config.isConditional else { return }
         guard let c = condition, c.rowSize == config.conditionClasses else {
-            preconditionFailure("a conditional model needs `condition` = one-hot labels [B, \(config.conditionClasses)]")
+            preconditionFailure("a conditional model needs one-hot labels [B, \(config.conditionClasses)] with its codes")
         }
         let k = config.conditionClasses
         let target: Tensor
@@ -63,85 +60,25 @@ public final class VariationalAutoencoder {
     }
 
     /// Runs the decoder on `z`, decoder row r conditioned on label row `source(r)`.
-    func runDecoder(_ z: Tensor, source: (Int) -> Int = { $0 }) -> Tensor {
-        applyDecoderCondition(rows: z.rows, source: source)
+    func runDecoder(_ z: Tensor, condition: Tensor?, source: (Int) -> Int = { $0 }) -> Tensor {
+        applyDecoderCondition(condition, rows: z.rows, source: source)
         return decoder(z)
     }
 
-    /// Builds the networks from `config`, initialised as PyTorch would from `rng`.
+    /// Builds the networks from `config` (its ``ModelConfig/networkPlan(outputsPerValue:)``),
+    /// initialised as PyTorch would from `rng`.
     public init(config: ModelConfig, rng: inout RandomGenerator) {
         self.config = config
         likelihood = config.makeLikelihood()
-        let networks = config.architecture == "conv"
-            ? Self.convolutionalNetworks(config, outputsPerValue: likelihood.outputsPerValue, rng: &rng)
-            : Self.fullyConnectedNetworks(config, outputsPerValue: likelihood.outputsPerValue, rng: &rng)
-        encoder = Sequential(networks.encoder)
-        decoder = Sequential(networks.decoder)
+        let plan = config.networkPlan(outputsPerValue: likelihood.outputsPerValue)
+        encoder = Sequential(plan.encoder.map { $0.make(rng: &rng) })
+        decoder = Sequential(plan.decoder.map { $0.make(rng: &rng) })
         // Layers that see only data (and the label) need no input gradient: everything up to and
         // including the first layer with parameters (past the label join and layout conversion).
         for layer in encoder.layers {
             layer.computesInputGradient = false
             if !layer.namedParameters.isEmpty { break }
         }
-    }
-
-    /// x → [label] → (Linear → act)* → Linear(2d);  z → [label] → (Linear → act)* → Linear.
-    static func fullyConnectedNetworks(_ config: ModelConfig, outputsPerValue: Int, rng: inout RandomGenerator) -> (encoder: [Layer], decoder: [Layer]) {
-        let d = config.latentDimension, k = config.conditionClasses
-        var encoder: [Layer] = k > 0 ? [Conditioning(conditionSize: k)] : []
-        var width = config.inputSize + k
-        for h in config.hiddenSizes {
-            encoder += [Linear(width, h, rng: &rng), config.activation.makeLayer()]
-            width = h
-        }
-        encoder.append(Linear(width, 2 * d, rng: &rng))
-        var decoder: [Layer] = k > 0 ? [Conditioning(conditionSize: k)] : []
-        width = d + k
-        for h in config.hiddenSizes.reversed() {
-            decoder += [Linear(width, h, rng: &rng), config.activation.makeLayer()]
-            width = h
-        }
-        decoder.append(Linear(width, config.inputSize * outputsPerValue, rng: &rng))
-        return (encoder, decoder)
-    }
-
-    /// The convolutional reference model, for channels [c₁, …, c_n]:
-    /// x → (Conv k4 s2 p1 → act)ⁿ → Flatten → [label] → Linear(2d);
-    /// z → [label] → Linear → act → Reshape → (ConvT k4 s2 p1 → act)ⁿ⁻¹ → ConvT → output,
-    /// or with nearest upsampling each ConvT is Upsample(2) → Conv k3 s1 p1.
-    /// The convolutions compute channels-last; `ChannelsLast`/`ChannelsFirst` convert at the
-    /// edges, so the flattened features, the output and every weight keep PyTorch's layout.
-    static func convolutionalNetworks(_ config: ModelConfig, outputsPerValue: Int, rng: inout RandomGenerator) -> (encoder: [Layer], decoder: [Layer]) {
-        let d = config.latentDimension, k = config.conditionClasses
-        let down = ConvolutionGeometry(kernel: 4, stride: 2, padding: 1)
-        let (h, w) = config.convolutionOutputSize
-        let last = config.channels.last!
-        var encoder: [Layer] = [ChannelsLast()]
-        var inChannels = config.inputShape[0]
-        for c in config.channels {
-            encoder += [Conv2D(inChannels, c, geometry: down, rng: &rng), config.activation.makeLayer()]
-            inChannels = c
-        }
-        encoder += [ChannelsFirst(), Reshape.flatten(last * h * w)]
-        if k > 0 { encoder.append(Conditioning(conditionSize: k)) }
-        encoder.append(Linear(last * h * w + k, 2 * d, rng: &rng))
-
-        var decoder: [Layer] = k > 0 ? [Conditioning(conditionSize: k)] : []
-        decoder += [Linear(d + k, last * h * w, rng: &rng), config.activation.makeLayer(), Reshape([last, h, w]), ChannelsLast()]
-        let widths = Array(config.channels.reversed().dropFirst()) + [config.inputShape[0] * outputsPerValue]
-        inChannels = last
-        for (i, c) in widths.enumerated() {
-            switch config.upsampling {
-            case .transposed:
-                decoder.append(ConvTranspose2D(inChannels, c, geometry: down, rng: &rng))
-            case .nearest:
-                decoder += [Upsample(factor: 2), Conv2D(inChannels, c, geometry: ConvolutionGeometry(kernel: 3, stride: 1, padding: 1), rng: &rng)]
-            }
-            if i < widths.count - 1 { decoder.append(config.activation.makeLayer()) }
-            inChannels = c
-        }
-        decoder.append(ChannelsFirst())
-        return (encoder, decoder)
     }
 
     private init(config: ModelConfig, encoder: Sequential, decoder: Sequential, likelihood: Likelihood) {
@@ -213,27 +150,28 @@ public final class VariationalAutoencoder {
     }
 
     /// q(z|x) as a [B, 2d] tensor [μ | log σ²] (owned by the encoder; overwritten next call).
-    public func encode(_ x: Tensor) -> Tensor {
+    /// `condition`: the images' one-hot labels [B, classes] (conditional models only).
+    public func encode(_ x: Tensor, condition: Tensor? = nil) -> Tensor {
         precondition(x.rowSize == config.inputSize, "model expects \(config.inputSize) values per example, got \(x.shape)")
-        applyEncoderCondition(rows: x.rows)
+        applyEncoderCondition(condition, rows: x.rows)
         let h = encoder(x)
         lastPosterior = h
         return h
     }
 
     /// The decoder's output (logits or means) for latent codes z [B, d].
-    public func decode(_ z: Tensor) -> Tensor { runDecoder(z) }
+    public func decode(_ z: Tensor, condition: Tensor? = nil) -> Tensor { runDecoder(z, condition: condition) }
 
     /// E[x|z] for latent codes z [B, d], as a new [B, C, H, W] tensor.
-    public func decodeMean(_ z: Tensor) -> Tensor {
+    public func decodeMean(_ z: Tensor, condition: Tensor? = nil) -> Tensor {
         let mean = Tensor(shape: [z.rows] + config.inputShape)
-        decodeMean(z, into: mean)
+        decodeMean(z, condition: condition, into: mean)
         return mean
     }
 
     /// Posterior means μ(x) as a new [B, d] tensor.
-    public func posteriorMeans(_ x: Tensor) -> Tensor {
-        let h = encode(x)
+    public func posteriorMeans(_ x: Tensor, condition: Tensor? = nil) -> Tensor {
+        let h = encode(x, condition: condition)
         let d = latentDimension
         let mu = Tensor(shape: [x.rows, d])
         for b in 0..<x.rows { (mu.data + b * d).update(from: h.data + b * 2 * d, count: d) }
@@ -241,29 +179,32 @@ public final class VariationalAutoencoder {
     }
 
     /// Reconstruction x → μ(x) → E[x|z = μ(x)], as a new tensor shaped like one example per row.
-    public func reconstruct(_ x: Tensor) -> Tensor { decodeMean(posteriorMeans(x)) }
+    public func reconstruct(_ x: Tensor, condition: Tensor? = nil) -> Tensor {
+        decodeMean(posteriorMeans(x, condition: condition), condition: condition)
+    }
 
     /// E[x|z] for latent codes z [B, d], written into `mean` (B rows of C·H·W values).
-    public func decodeMean(_ z: Tensor, into mean: Tensor) {
-        likelihood.mean(output: runDecoder(z), into: mean)
+    public func decodeMean(_ z: Tensor, condition: Tensor? = nil, into mean: Tensor) {
+        likelihood.mean(output: runDecoder(z, condition: condition), into: mean)
     }
 
     var muBuffer: Tensor?
 
     /// x → μ(x) → E[x|μ(x)], written into `mean`.
-    public func reconstruct(_ x: Tensor, into mean: Tensor) {
-        let h = encode(x)
+    public func reconstruct(_ x: Tensor, condition: Tensor? = nil, into mean: Tensor) {
+        let h = encode(x, condition: condition)
         let d = latentDimension
         let mu = Tensor.reusing(muBuffer, rows: x.rows, columns: d)
         muBuffer = mu
         for b in 0..<x.rows { (mu.data + b * d).update(from: h.data + b * 2 * d, count: d) }
-        decodeMean(mu, into: mean)
+        decodeMean(mu, condition: condition, into: mean)
     }
 
-    /// `count` images decoded from z ~ N(0, I).
-    public func generate(count: Int, rng: inout RandomGenerator) -> Tensor {
+    /// `count` images decoded from z ~ N(0, I); a conditional model draws them with the one-hot
+    /// labels `condition` [count, classes].
+    public func generate(count: Int, condition: Tensor? = nil, rng: inout RandomGenerator) -> Tensor {
         let z = Tensor(shape: [count, latentDimension])
         rng.fillNormal(z)
-        return decodeMean(z)
+        return decodeMean(z, condition: condition)
     }
 }

@@ -4,6 +4,7 @@ import Datasets
 import Foundation
 import NN
 import Tensor
+import Training
 import VAE
 
 struct Bench: ParsableCommand {
@@ -18,72 +19,56 @@ struct Bench: ParsableCommand {
             """
     )
 
-    @Option(help: "Data set to train on.") var dataset: String = DatasetName.fashionMNIST.rawValue
-    @Option(help: ArgumentHelp("Folder with the IDX files.", valueName: "dir")) var dataDir: String?
-    @Option(help: "Network: mlp or conv.") var arch: String = "mlp"
-    @Option(help: "Convolution channels for --arch conv.") var channels: String = "32,64"
-    @Option(help: "Hidden layer widths, comma separated.") var hidden: String = "400"
-    @Option(help: "Latent dimension.") var latent: Int = 20
+    @OptionGroup var data: DataOptions
+    @OptionGroup var model: ModelOptions
+    @OptionGroup var objective: ObjectiveOptions
     @Option(help: "Training batch size.") var batchSize: Int = 128
-    @Option(help: ArgumentHelp("Time training on the IWAE bound with K samples per image.", valueName: "K")) var iwae: Int = 1
-    @Flag(help: "Time a conditional model (one-hot labels into encoder and decoder).") var conditional = false
     @Option(help: "Timed epochs (and inference repeats); the median is reported.") var repeats: Int = 3
     @OptionGroup var threading: ThreadingOptions
     @Flag(help: "Print one JSON object instead of the table.") var json = false
 
     func validate() throws {
-        guard DatasetName(rawValue: dataset) != nil else { throw ValidationError("unknown dataset '\(dataset)'") }
         guard repeats >= 1 && repeats <= 100 else { throw ValidationError("--repeats must be between 1 and 100") }
-        guard batchSize >= 1 && batchSize <= 65536 else { throw ValidationError("--batch-size must be between 1 and 65536") }
-        guard latent >= 1 && latent <= 4096 else { throw ValidationError("--latent must be between 1 and 4096") }
-        guard arch == "mlp" || arch == "conv" else { throw ValidationError("--arch must be mlp or conv") }
-        guard iwae >= 1 && iwae <= 4096 else { throw ValidationError("--iwae must be between 1 and 4096") }
-        try threading.validate()
     }
 
     func run() throws {
-        let sizes = hidden.split(separator: ",").compactMap { Int($0) }
-        guard !sizes.isEmpty, sizes.allSatisfy({ $0 > 0 }) else { throw ValidationError("--hidden must be positive integers separated by commas") }
-        let workers = threading.configure()
-        let name = DatasetName(rawValue: dataset)!
-        let train = try name.load(.train, directory: dataDir)
-        let test = try name.load(.test, directory: dataDir)
+        // The same flags, validation and data loading as `vae train`.
+        var training = TrainingConfig(batchSize: batchSize, objective: objective.objective)
+        data.apply(to: &training)
+        try training.validate()
+        let splits = try training.loadData()
+        let config = try model.config(inputShape: splits.inputShape, classes: splits.classCount)
+        let (train, test) = (splits.train, splits.test)
+        let workers = threading.parallelism.apply()
+        let iwae = objective.iwae
+        let latent = config.latentDimension
 
         var rng = RandomGenerator(seed: 1)
-        let widths = channels.split(separator: ",").compactMap { Int($0) }
-        let config = ModelConfig(
-            architecture: arch, inputShape: train.shape, hiddenSizes: sizes, latentDimension: latent, channels: widths,
-            conditionClasses: conditional ? name.classNames.count : 0)
-        do {
-            try config.validate()
-        } catch let error as ModelConfigError {
-            throw CLIError(error.message)
-        }
         let model = VariationalAutoencoder(config: config, rng: &rng)
         let trainer = Trainer(
             model: model, optimizer: Adam(parameters: model.parameters), rng: RandomGenerator(seed: 2), workers: workers,
-            objective: TrainingObjective(importanceSamples: iwae))
+            objective: training.trainingObjective)
         let loader = BatchLoader(dataset: train, batchSize: batchSize, shuffle: true, seed: 3, conditionClasses: config.conditionClasses)
         if !json { FileHandle.standardError.write(Data("vae bench: warm-up epoch, then \(repeats) timed…\n".utf8)) }
 
-        _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch, condition: { loader.lastCondition })
+        _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch)
         let epochSeconds = try (0..<repeats).map { _ in
-            try timed { _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch, condition: { loader.lastCondition }) }
+            try timed { _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch) }
         }
 
         // Inference at batch 1000 (or the whole test set if smaller), split across the workers.
         let parallel = DataParallel(model: model, workers: workers)
         let inferenceBatch = min(1000, test.count)
-        let testLoader = BatchLoader(dataset: test, batchSize: inferenceBatch, shuffle: false, conditionClasses: config.conditionClasses)
-        let batches = Array(testLoader.epoch().prefix(1).map { $0.clone() })
-        let labels = testLoader.lastCondition?.clone()
+        var testBatches = BatchLoader.evaluation(test, for: model, batchSize: inferenceBatch).epoch()
+        let first = testBatches.next()!
+        let batches = [first.images.clone()]
+        let labels = first.condition?.clone()
         let inferenceRounds = 10
         let images = Tensor(shape: [inferenceBatch] + config.inputShape)
         let reconstructSeconds = (0...repeats).map { _ in
             timed {
                 for _ in 0..<inferenceRounds {
-                    model.condition = labels
-                    parallel.map(batches[0], into: images) { worker, x, out in worker.reconstruct(x, into: out) }
+                    parallel.map(batches[0], condition: labels, into: images) { worker, x, c, out in worker.reconstruct(x, condition: c, into: out) }
                 }
             }
         }.dropFirst()
@@ -92,8 +77,7 @@ struct Bench: ParsableCommand {
         let generateSeconds = (0...repeats).map { _ in
             timed {
                 for _ in 0..<inferenceRounds {
-                    model.condition = labels
-                    parallel.map(z, into: images) { worker, zs, out in worker.decodeMean(zs, into: out) }
+                    parallel.map(z, condition: labels, into: images) { worker, zs, c, out in worker.decodeMean(zs, condition: c, into: out) }
                 }
             }
         }.dropFirst()
@@ -103,8 +87,8 @@ struct Bench: ParsableCommand {
         let iwSamples = 1000
         let iwSeconds = (0...repeats).map { _ in
             timed {
-                model.condition = labels.map { Tensor(viewing: $0, rows: 0..<iwImages.rows) }
-                _ = parallel.importanceSampledLogLikelihood(iwImages, samples: iwSamples, seed: 1)
+                _ = parallel.importanceSampledLogLikelihood(
+                    iwImages, condition: labels.map { Tensor(viewing: $0, rows: 0..<iwImages.rows) }, samples: iwSamples, seed: 1)
             }
         }.dropFirst()
         let iwRate = Double(iwImages.rows * iwSamples) / median(Array(iwSeconds))
@@ -116,7 +100,7 @@ struct Bench: ParsableCommand {
         let trainGFLOPS = flops.training * Double(train.count) / epoch / 1e9
         let ceiling = GEMMCeiling.measure(threads: threading.threadCount)
         let results: [(String, String, Any)] = [
-            ("model", "\(describe(config)), batch \(batchSize)\(iwae > 1 ? ", IWAE K = \(iwae)" : "")", describe(config) + (iwae > 1 ? ", IWAE K = \(iwae)" : "")),
+            ("model", "\(config.summary), batch \(batchSize)\(iwae > 1 ? ", IWAE K = \(iwae)" : "")", config.summary + (iwae > 1 ? ", IWAE K = \(iwae)" : "")),
             ("blas_kernel", "OpenBLAS kernel (\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"].map { "OPENBLAS_CORETYPE=\($0)" } ?? "OPENBLAS_CORETYPE unset"))", BLAS.coreName),
             ("elementwise_isa", "elementwise kernels", String(cString: vae_kernels_isa())),
             ("threads", "threads (\(threading.parallel.rawValue) parallelism)", threading.threadCount),

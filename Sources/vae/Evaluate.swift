@@ -2,6 +2,7 @@ import ArgumentParser
 import Datasets
 import Foundation
 import Tensor
+import Training
 import VAE
 
 struct Evaluate: ParsableCommand {
@@ -26,6 +27,9 @@ struct Evaluate: ParsableCommand {
     @Argument(help: ArgumentHelp("Run folder written by `vae train`.", valueName: "run"))
     var runFolder: String
 
+    @Option(help: "Which weights: final (model.safetensors) or best (best.safetensors, the best validation epoch of a run with --validation-split).")
+    var weights: RunFolder.Weights = .final
+
     @Option(help: "Importance samples per image for log p(x) (0: skip).")
     var iwSamples: Int = 0
 
@@ -47,22 +51,22 @@ struct Evaluate: ParsableCommand {
     }
 
     func run() throws {
-        let workers = threading.configure()
-        let (model, config) = try RunFolder(path: runFolder).loadModel()
+        let parallelism = threading.parallelism
+        let workers = parallelism.apply()
+        let (model, config) = try RunFolder(path: runFolder).loadModel(weights)
         var testSet = try config.training.loadTestSet()
         if let limit { testSet = testSet.prefix(limit) }
-        let loader = makeLoader(testSet, batchSize: 1000, for: model)
-        let loss = model.evaluate(loader.epoch(), seed: RunFolder.evaluationSeed) { loader.lastCondition }
-        let stats = model.latentStatistics(loader.epoch()) { loader.lastCondition }
+        let loss = model.evaluate(testSet)
+        let stats = model.latentStatistics(testSet)
 
         var object: [String: Any] = [
             "elbo": loss.meanNegativeELBO, "reconstruction": loss.meanReconstruction,
             "kl": loss.meanKL, "images": loss.images, "dataset": config.training.dataset,
             "binarized": config.training.binarize, "active_units": stats.activeUnits(),
-            "kl_per_dimension": stats.klPerDimension,
+            "kl_per_dimension": stats.klPerDimension, "weights": weights.rawValue,
         ]
         var lines = [
-            "\(runFolder): \(loss.images) test images (\(config.training.dataset)\(config.training.binarize ? ", binarised" : ""))",
+            "\(runFolder)\(weights == .best ? " (best weights)" : ""): \(loss.images) test images (\(config.training.dataset)\(config.training.binarize ? ", binarised" : ""))",
             "  −ELBO           \(fixed(loss.meanNegativeELBO, 3)) nats/image",
             "  reconstruction  \(fixed(loss.meanReconstruction, 3)) nats/image",
             "  KL              \(fixed(loss.meanKL, 3)) nats/image",
@@ -71,30 +75,18 @@ struct Evaluate: ParsableCommand {
         ]
         if iwSamples > 0 {
             let start = now()
-            let parallel = DataParallel(model: model, workers: workers)
-            var estimates: [ImportanceSampledEstimate] = []
-            var index = 0
-            for batch in loader.epoch() {
-                model.condition = loader.lastCondition
-                estimates += parallel.importanceSampledLogLikelihood(batch, samples: iwSamples, seed: seed, firstIndex: index)
-                index += batch.rows
-            }
-            let values = estimates.map(\.logLikelihood)
-            let n = Double(values.count)
-            let mean = values.reduce(0, +) / n
-            let variance = values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / max(n - 1, 1)
-            let stderr = (variance / n).squareRoot()
-            let gap = mean + loss.meanNegativeELBO
+            let estimate = model.logLikelihood(testSet, samples: iwSamples, seed: seed, workers: workers)
+            let gap = estimate.mean + loss.meanNegativeELBO
             let seconds = now() - start
-            object["log_px"] = mean
-            object["log_px_stderr"] = stderr
+            object["log_px"] = estimate.mean
+            object["log_px_stderr"] = estimate.standardError
             object["iw_samples"] = iwSamples
             object["gap"] = gap
             object["iw_seconds"] = seconds
             lines += [
-                "  log p(x)        \(fixed(mean, 3)) ± \(fixed(stderr, 3)) nats/image (K = \(iwSamples) importance samples; ± is the standard error)",
+                "  log p(x)        \(fixed(estimate.mean, 3)) ± \(fixed(estimate.standardError, 3)) nats/image (K = \(iwSamples) importance samples; ± is the standard error)",
                 "  gap             \(fixed(gap, 3)) nats/image (log p(x) − ELBO)",
-                "                  \(fixed(seconds, 1)) s, \(Int(Double(estimates.count * iwSamples) / seconds)) samples/s",
+                "                  \(fixed(seconds, 1)) s, \(Int(Double(estimate.perImage.count * iwSamples) / seconds)) samples/s",
             ]
         }
         if json {

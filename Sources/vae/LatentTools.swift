@@ -4,6 +4,7 @@ import Files
 import Foundation
 import Imaging
 import Tensor
+import Training
 import VAE
 
 /// What every latent tool starts from: the model, its test set, and where to write.
@@ -38,16 +39,15 @@ struct LatentToolContext {
     /// Posterior means μ(x) of the given test images, one array per image.
     func means(_ indices: [Int]) throws -> [[Float]] {
         let x = try images(indices)
-        model.condition = oneHotLabels(labels(indices), for: model)
-        let mu = model.posteriorMeans(x)
+        let mu = model.posteriorMeans(x, condition: model.config.oneHot(labels(indices)))
         let d = model.latentDimension
         return (0..<indices.count).map { r in (0..<d).map { mu[r * d + $0] } }
     }
 
     /// The mean images of latent codes `codes` (conditional models: all with class `label`).
     func decode(_ codes: [[Float]], label: Int = 0) -> Tensor {
-        model.condition = oneHotLabels([Int](repeating: label, count: codes.count), for: model)
-        return model.decodeMean(Tensor(shape: [codes.count, model.latentDimension], values: codes.flatMap { $0 }))
+        let condition = model.config.oneHot([Int](repeating: label, count: codes.count))
+        return model.decodeMean(Tensor(shape: [codes.count, model.latentDimension], values: codes.flatMap { $0 }), condition: condition)
     }
 
     func write(_ tiles: Tensor, columns: Int, to path: String) throws {
@@ -179,13 +179,11 @@ struct Scatter: ParsableCommand {
         let context = try LatentToolContext(runFolder)
         let testSet = limit.map { context.testSet.prefix($0) } ?? context.testSet
         guard let labels = testSet.labels else { throw CLIError("the test set has no labels to colour by") }
-        let loader = makeLoader(testSet, batchSize: 1000, for: context.model)
         let d = context.model.latentDimension
         var means: [[Double]] = []
-        for batch in loader.epoch() {
-            context.model.condition = loader.lastCondition
-            let mu = context.model.posteriorMeans(batch)
-            for r in 0..<batch.rows { means.append((0..<d).map { Double(mu[r * d + $0]) }) }
+        for batch in BatchLoader.evaluation(testSet, for: context.model).epoch() {
+            let mu = context.model.posteriorMeans(batch.images, condition: batch.condition)
+            for r in 0..<batch.count { means.append((0..<d).map { Double(mu[r * d + $0]) }) }
         }
         let points: [ScatterPlot.Point]
         let axes: (String, String)
@@ -230,13 +228,11 @@ struct Encode: ParsableCommand {
 
     func run() throws {
         let context = try LatentToolContext(runFolder)
-        let loader = makeLoader(context.testSet, batchSize: 1000, for: context.model)
         let d = context.model.latentDimension
         var mu: [Float] = [], logVar: [Float] = []
-        for batch in loader.epoch() {
-            context.model.condition = loader.lastCondition
-            let h = context.model.encode(batch)
-            for r in 0..<batch.rows {
+        for batch in BatchLoader.evaluation(context.testSet, for: context.model).epoch() {
+            let h = context.model.encode(batch.images, condition: batch.condition)
+            for r in 0..<batch.count {
                 mu += (0..<d).map { h[r * 2 * d + $0] }
                 logVar += (0..<d).map { h[r * 2 * d + d + $0] }
             }

@@ -1,55 +1,65 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import VAE
+import Training
 
-/// Reports training progress: a live bar on a terminal, a few plain lines otherwise.
-struct ProgressReporter {
+/// Draws training progress from the run's reports: a live bar on a terminal, a few plain lines
+/// otherwise, and one line per epoch.
+final class TrainingProgress: TrainingObserver {
     let epochs: Int
+    private var bar: ProgressBar
+
+    init(epochs: Int) {
+        self.epochs = epochs
+        bar = ProgressBar()
+    }
+
+    func stepDone(_ run: TrainingRun, _ p: StepReport) {
+        let rate = Double(p.imagesSeen) / max(p.elapsed, 1e-9)
+        bar.update(
+            done: p.step, of: p.stepsInEpoch, elapsed: p.elapsed,
+            text: "epoch \(p.epoch)/\(epochs) step \(p.step)/\(p.stepsInEpoch)  loss \(fixed(p.runningLoss, 2))  \(Int(rate)) img/s")
+    }
+
+    func epochDone(_ run: TrainingRun, _ e: EpochSummary) {
+        bar.end()
+        let validation = e.validation.map { "  validation −ELBO \(fixed($0.meanNegativeELBO, 2))\(e.isBest ? " (best)" : "")" } ?? ""
+        print("epoch \(e.epoch)/\(epochs)  train −ELBO \(fixed(e.train.meanNegativeELBO, 2))\(validation)  test −ELBO \(fixed(e.test.meanNegativeELBO, 2)) (reconstruction \(fixed(e.test.meanReconstruction, 2)) + KL \(fixed(e.test.meanKL, 2)))  lr \(e.learningRate)  \(fixed(e.seconds, 2)) s  \(Int(e.imagesPerSecond)) img/s")
+    }
+
+    func runEnded(_ run: TrainingRun, _ outcome: TrainingOutcome) { bar.end() }
+}
+
+/// A progress bar with ETA on a terminal; plain lines at each quarter otherwise.
+struct ProgressBar {
     let interactive = isatty(STDOUT_FILENO) != 0
-    private var lastDraw = 0.0
+    private var lastDraw = -1.0
     private var lastPlainQuarter = 0
 
-    init(epochs: Int) { self.epochs = epochs }
-
-    mutating func update(epoch: Int, progress: StepProgress, elapsed: Double) {
-        let rate = Double(progress.imagesSeen) / max(elapsed, 1e-9)
-        let remaining = Double(progress.stepsInEpoch - progress.step) * elapsed / Double(progress.step)
-        let text = "epoch \(epoch)/\(epochs) step \(progress.step)/\(progress.stepsInEpoch)  loss \(fixed(progress.runningLoss, 2))  \(Int(rate)) img/s  ETA \(clock(remaining))"
+    mutating func update(done: Int, of total: Int, elapsed: Double, text: String) {
+        let remaining = Double(total - done) * elapsed / Double(max(done, 1))
+        let line = "\(text)  ETA \(clock(remaining))"
         if interactive {
-            guard elapsed - lastDraw > 0.1 || progress.step == progress.stepsInEpoch else { return }
+            guard elapsed - lastDraw > 0.1 || done == total else { return }
             lastDraw = elapsed
             let width = 24
-            let filled = width * progress.step / max(progress.stepsInEpoch, 1)
-            let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-            print("\r\u{1B}[2K[\(bar)] \(text)", terminator: "")
+            let filled = width * done / max(total, 1)
+            print("\r\u{1B}[2K[" + String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled) + "] " + line, terminator: "")
             fflush(stdout)
         } else {
-            let quarter = 4 * progress.step / max(progress.stepsInEpoch, 1)
+            let quarter = 4 * done / max(total, 1)
             if quarter > lastPlainQuarter && quarter < 4 {
                 lastPlainQuarter = quarter
-                print(text)
+                print(line)
             }
         }
     }
 
-    mutating func endEpoch() {
-        if interactive { print("\r\u{1B}[2K", terminator: "") }
+    mutating func end() {
+        if interactive && lastDraw >= 0 { print("\r\u{1B}[2K", terminator: "") }
         lastPlainQuarter = 0
-        lastDraw = 0
+        lastDraw = -1
     }
-}
-
-/// `value` with `digits` decimals.
-func fixed(_ value: Double, _ digits: Int) -> String {
-    guard value.isFinite else { return "\(value)" }
-    var scale = 1.0
-    for _ in 0..<digits { scale *= 10 }
-    let r = (abs(value) * scale).rounded() / scale
-    let whole = Int(r)
-    var frac = String(Int(((r - Double(whole)) * scale).rounded()))
-    while frac.count < digits { frac = "0" + frac }
-    return (value < 0 && r != 0 ? "-" : "") + "\(whole)" + (digits > 0 ? ".\(frac)" : "")
 }
 
 /// Seconds as m:ss.
@@ -58,11 +68,4 @@ func clock(_ seconds: Double) -> String {
     let s = Int(seconds.rounded())
     let ss = s % 60
     return "\(s / 60):\(ss < 10 ? "0" : "")\(ss)"
-}
-
-/// Monotonic seconds.
-func now() -> Double {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Imaging
+import Training
 import VAE
 
 struct Sample: ParsableCommand {

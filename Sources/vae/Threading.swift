@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Tensor
+import Training
 
 /// How the CPU cores are used: `--threads N --parallel batch|blas`.
 struct ThreadingOptions: ParsableArguments {
@@ -19,28 +20,14 @@ struct ThreadingOptions: ParsableArguments {
     }
 
     func validate() throws {
-        if let threads, threads < 1 || threads > 256 { throw ValidationError("--threads must be between 1 and 256") }
+        if let threads, !Limits.threads.contains(threads) { throw ValidationError("--threads must be between 1 and \(Limits.threads.upperBound)") }
     }
 
     var threadCount: Int { threads ?? Parallel.coreCount }
 
-    /// Sets OpenBLAS's thread count and returns the number of batch workers.
-    func configure() -> Int {
-        switch parallel {
-        case .batch:
-            BLAS.threads = 1
-            return threadCount
-        case .blas:
-            BLAS.threads = threadCount
-            return 1
-        }
-    }
-
-    func summary(workers: Int) -> String {
-        let mode = parallel == .batch
-            ? "\(workers) batch worker\(workers == 1 ? "" : "s") × 1 OpenBLAS thread"
-            : "1 worker × \(BLAS.threads) OpenBLAS thread\(BLAS.threads == 1 ? "" : "s")"
-        return "OpenBLAS kernel \(BLAS.coreName), \(mode)"
+    /// The library's description of this choice (applied by whoever runs the model).
+    var parallelism: Parallelism {
+        parallel == .batch ? .batch(workers: threadCount) : .blas(threads: threadCount)
     }
 }
 
@@ -68,4 +55,16 @@ enum KernelCheck {
         fflush(stdout)
         FileHandle.standardError.write(Data((warning + "\n").utf8))
     }
+}
+
+/// A problem found while running a command (as opposed to a malformed flag): printed as one
+/// line without the usage hint.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+func printWarning(_ message: String) {
+    fflush(stdout)
+    FileHandle.standardError.write(Data(("warning: " + message + "\n").utf8))
 }

@@ -127,11 +127,12 @@ func syntheticDataset(count: Int) -> ImageDataset {
         var seen: [Int] = []
         var sizes: [Int] = []
         for batch in loader.epoch() {
-            sizes.append(batch.rows)
-            for (row, label) in loader.lastLabels.enumerated() {
+            sizes.append(batch.count)
+            #expect(batch.condition == nil)  // no one-hot labels unless asked for
+            for (row, label) in (batch.labels ?? []).enumerated() {
                 seen.append(label)
                 // Values are pixel/255 of that example.
-                for i in 0..<4 { #expect(batch[row * 4 + i] == Float(data.pixels[label * 4 + i]) / 255) }
+                for i in 0..<4 { #expect(batch.images[row * 4 + i] == Float(data.pixels[label * 4 + i]) / 255) }
             }
         }
         #expect(sizes == [4, 4, 2])
@@ -142,7 +143,7 @@ func syntheticDataset(count: Int) -> ImageDataset {
     #expect(orders[0] != Array(0..<10))
     let again = BatchLoader(dataset: data, batchSize: 4, shuffle: true, seed: 1)
     var first: [Int] = []
-    for _ in again.epoch() { first += again.lastLabels }
+    for batch in again.epoch() { first += batch.labels ?? [] }
     #expect(first == orders[0])
 }
 
@@ -151,12 +152,26 @@ func syntheticDataset(count: Int) -> ImageDataset {
     let data = ImageDataset(pixels: [UInt8](repeating: 64, count: 4000 * 4), labels: nil, shape: [1, 2, 2])
     let loader = BatchLoader(dataset: data, batchSize: 4000, shuffle: false, binarize: true, seed: 2)
     var e1 = loader.epoch(), e2 = loader.epoch()
-    let first = e1.next()!.toArray()
-    let second = e2.next()!.toArray()
+    let first = e1.next()!.images.toArray()
+    let second = e2.next()!.images.toArray()
     #expect(first.allSatisfy { $0 == 0 || $0 == 1 })
     let mean = first.reduce(0, +) / Float(first.count)
     #expect(abs(mean - 64 / 255) < 0.02)  // σ ≈ 0.0034
     #expect(first != second)
+}
+
+@Test func batchesCarryTheirOneHotLabels() {
+    let data = syntheticDataset(count: 10)
+    let loader = BatchLoader(dataset: data, batchSize: 4, shuffle: true, seed: 3, conditionClasses: 10)
+    for batch in loader.epoch() {
+        let labels = batch.labels ?? []
+        #expect(labels.count == batch.count)
+        guard let condition = batch.condition else { Issue.record("no one-hot labels"); return }
+        #expect(condition.shape == [batch.count, 10])
+        for (row, label) in labels.enumerated() {
+            for k in 0..<10 { #expect(condition[row * 10 + k] == (k == label ? 1 : 0)) }
+        }
+    }
 }
 
 @Test func fixedBinarizationIsDeterministic() {

@@ -4,11 +4,12 @@ import Tensor
 import Testing
 import TestSupport
 import VAE
+import Datasets
 
 func convModel(conditionClasses: Int = 0, upsampling: Upsampling = .transposed, likelihood: LikelihoodKind = .bernoulli, inputChannels: Int = 1, seed: UInt64 = 1) -> VariationalAutoencoder {
     var rng = RandomGenerator(seed: seed)
     let config = ModelConfig(
-        architecture: "conv", inputShape: [inputChannels, 8, 8], latentDimension: 3, activation: .tanh, likelihood: likelihood,
+        architecture: .conv, inputShape: [inputChannels, 8, 8], latentDimension: 3, activation: .tanh, likelihood: likelihood,
         channels: [2, 3], upsampling: upsampling, conditionClasses: conditionClasses)
     return VariationalAutoencoder(config: config, rng: &rng)
 }
@@ -19,13 +20,13 @@ func oneHot(_ labels: [Int], classes: Int) -> Tensor {
     return t
 }
 
-func checkELBOGradients(_ model: VariationalAutoencoder, _ x: Tensor, label: String, step: Float = 1e-2) {
+func checkELBOGradients(_ model: VariationalAutoencoder, _ x: Tensor, condition: Tensor? = nil, label: String, step: Float = 1e-2) {
     checkModelGradients(model, label: label, step: step, loss: {
         var rng = RandomGenerator(seed: 5)
-        return model.negativeELBO(x, rng: &rng, computeGradients: false).meanNegativeELBO
+        return model.negativeELBO(x, condition: condition, rng: &rng, computeGradients: false).meanNegativeELBO
     }, computeGradients: {
         var rng = RandomGenerator(seed: 5)
-        model.negativeELBO(x, rng: &rng, computeGradients: true)
+        model.negativeELBO(x, condition: condition, rng: &rng, computeGradients: true)
     })
 }
 
@@ -41,10 +42,10 @@ func convolutionalVAEGradientsForEveryParameter(upsampling: Upsampling, likeliho
     #expect(model.generate(count: 2, rng: &rng).shape == [2, inputChannels, 8, 8])
 }
 
-@Test(arguments: ["mlp", "conv"])
-func conditionalVAEGradientsAndTheLabelMatters(architecture: String) {
+@Test(arguments: Architecture.allCases)
+func conditionalVAEGradientsAndTheLabelMatters(architecture: Architecture) {
     let model: VariationalAutoencoder
-    if architecture == "conv" {
+    if architecture == .conv {
         model = convModel(conditionClasses: 4)
     } else {
         var rng = RandomGenerator(seed: 1)
@@ -52,18 +53,15 @@ func conditionalVAEGradientsAndTheLabelMatters(architecture: String) {
     }
     let shape = [3] + model.config.inputShape
     let x = randomTensor(shape, seed: 2, low: 0, high: 1)
-    model.condition = oneHot([0, 3, 1], classes: 4)
-    checkELBOGradients(model, x, label: "conditional \(architecture)")
+    checkELBOGradients(model, x, condition: oneHot([0, 3, 1], classes: 4), label: "conditional \(architecture)")
     var rng = RandomGenerator(seed: 5)
-    let withLabels = model.negativeELBO(x, rng: &rng, computeGradients: false).meanNegativeELBO
-    model.condition = oneHot([2, 2, 2], classes: 4)
+    let withLabels = model.negativeELBO(x, condition: oneHot([0, 3, 1], classes: 4), rng: &rng, computeGradients: false).meanNegativeELBO
     rng = RandomGenerator(seed: 5)
-    let otherLabels = model.negativeELBO(x, rng: &rng, computeGradients: false).meanNegativeELBO
+    let otherLabels = model.negativeELBO(x, condition: oneHot([2, 2, 2], classes: 4), rng: &rng, computeGradients: false).meanNegativeELBO
     #expect(withLabels != otherLabels)
     // Samples of one class: the decoder sees that label in every row.
-    model.condition = oneHot([1, 1], classes: 4)
     rng = RandomGenerator(seed: 1)
-    #expect(model.generate(count: 2, rng: &rng).shape == [2] + model.config.inputShape)
+    #expect(model.generate(count: 2, condition: oneHot([1, 1], classes: 4), rng: &rng).shape == [2] + model.config.inputShape)
 }
 
 @Test func conditionalTrainingSplitsLabelsAcrossWorkers() throws {
@@ -83,18 +81,16 @@ func conditionalVAEGradientsAndTheLabelMatters(architecture: String) {
 @Test func conditionalImportanceSamplingAndIWAEUseEachImagesLabel() {
     let model = convModel(conditionClasses: 4, seed: 3)
     let x = randomTensor([4, 1, 8, 8], seed: 3, low: 0, high: 1)
-    model.condition = oneHot([0, 1, 2, 3], classes: 4)
-    let whole = model.importanceSampledLogLikelihood(x, samples: 20, seed: 1)
-    model.condition = oneHot([0, 1, 2, 3], classes: 4)
-    let split = DataParallel(model: model, workers: 2).importanceSampledLogLikelihood(x, samples: 20, seed: 1)
+    let labels = oneHot([0, 1, 2, 3], classes: 4)
+    let whole = model.importanceSampledLogLikelihood(x, condition: labels, samples: 20, seed: 1)
+    let split = DataParallel(model: model, workers: 2).importanceSampledLogLikelihood(x, condition: labels, samples: 20, seed: 1)
     for (a, b) in zip(whole, split) { #expect(abs(a.logLikelihood - b.logLikelihood) < 1e-6) }
     // IWAE objective gradient with a condition repeated over the samples.
     let eps = randomTensor([4 * 3, 3], seed: 4, low: -2, high: 2)
-    model.condition = oneHot([0, 1, 2, 3], classes: 4)
     checkModelGradients(model, label: "conditional IWAE", loss: {
-        model.monteCarloObjective(x, noise: eps, samples: 3, computeGradients: false).meanObjective
+        model.monteCarloObjective(x, condition: labels, noise: eps, samples: 3, computeGradients: false).meanObjective
     }, computeGradients: {
-        model.monteCarloObjective(x, noise: eps, samples: 3, computeGradients: true)
+        model.monteCarloObjective(x, condition: labels, noise: eps, samples: 3, computeGradients: true)
     })
 }
 
@@ -103,12 +99,12 @@ func conditionalVAEGradientsAndTheLabelMatters(architecture: String) {
     let path = temporaryDirectory() + "/conv.safetensors"
     try Checkpoint.save(model, to: path)
     let loaded = try Checkpoint.load(path)
-    #expect(loaded.config == model.config && loaded.config.architecture == "conv" && loaded.config.conditionClasses == 4)
+    #expect(loaded.config == model.config && loaded.config.architecture == .conv && loaded.config.conditionClasses == 4)
     // A configuration written before these fields existed still loads (as an MLP, unconditional).
     let old = #"{"activation":"relu","architecture":"mlp","gaussianSigma":0.1,"hiddenSizes":[400],"inputShape":[1,28,28],"latentDimension":20,"likelihood":"bernoulli"}"#
     let config = try JSONDecoder().decode(ModelConfig.self, from: Data(old.utf8))
     #expect(config.channels == [32, 64] && config.conditionClasses == 0 && config.upsampling == .transposed)
-    var bad = ModelConfig(architecture: "conv", inputShape: [1, 28, 28], channels: [8, 8, 8])
+    var bad = ModelConfig(architecture: .conv, inputShape: [1, 28, 28], channels: [8, 8, 8])
     #expect(throws: ModelConfigError.self) { try bad.validate() }  // 28 is not divisible by 8
     bad.channels = [8, 8]
     try bad.validate()
@@ -117,15 +113,15 @@ func conditionalVAEGradientsAndTheLabelMatters(architecture: String) {
 /// The encoder's input is data: no layer up to its first one with parameters computes an input
 /// gradient (the label join and the layout conversion in front of it included); every later one
 /// does. (The first convolution's input gradient was once computed and thrown away.)
-@Test(arguments: ["mlp", "conv"], [0, 4])
-func onlyTheEncodersDataLayersSkipTheirInputGradient(architecture: String, classes: Int) {
+@Test(arguments: Architecture.allCases, [0, 4])
+func onlyTheEncodersDataLayersSkipTheirInputGradient(architecture: Architecture, classes: Int) {
     var rng = RandomGenerator(seed: 1)
-    let model = architecture == "conv"
+    let model = architecture == .conv
         ? convModel(conditionClasses: classes)
         : VariationalAutoencoder(config: ModelConfig(inputShape: [1, 2, 3], hiddenSizes: [5], latentDimension: 2, conditionClasses: classes), rng: &rng)
     let layers = model.encoder.layers
     guard let first = layers.firstIndex(where: { !$0.namedParameters.isEmpty }) else { Issue.record("no parameters"); return }
-    #expect(first > 0 || (architecture == "mlp" && classes == 0), "the case should have a layer in front of the first parametric one")
+    #expect(first > 0 || (architecture == .mlp && classes == 0), "the case should have a layer in front of the first parametric one")
     #expect(layers[...first].allSatisfy { !$0.computesInputGradient })
     #expect(layers[(first + 1)...].allSatisfy { $0.computesInputGradient })
 }

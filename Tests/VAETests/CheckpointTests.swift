@@ -88,7 +88,7 @@ func jsonQuoted(_ s: String) -> String {
 @Test func parameterCountMatchesTheBuiltModels() {
     for config in [
         ModelConfig(), ModelConfig(hiddenSizes: [64, 32], likelihood: .gaussianPixel, conditionClasses: 10),
-        ModelConfig(architecture: "conv"), ModelConfig(architecture: "conv", inputShape: [3, 16, 16], channels: [4, 8], upsampling: .nearest, conditionClasses: 3),
+        ModelConfig(architecture: .conv), ModelConfig(architecture: .conv, inputShape: [3, 16, 16], channels: [4, 8], upsampling: .nearest, conditionClasses: 3),
         ModelConfig(hiddenSizes: [], likelihood: .gaussianShared),
     ] {
         var rng = RandomGenerator(seed: 1)

@@ -60,6 +60,6 @@ func splittingTheBatchAcrossWorkersGivesTheSameStep(workers: Int) {
     let x = randomTensor([11, 1, 2, 3], seed: 2, low: 0, high: 1)
     let serial = model.reconstruct(x).toArray()
     let parallel = Tensor(shape: [11, 1, 2, 3])
-    DataParallel(model: model, workers: 3).map(x, into: parallel) { w, xs, out in w.reconstruct(xs, into: out) }
+    DataParallel(model: model, workers: 3).map(x, into: parallel) { w, xs, _, out in w.reconstruct(xs, into: out) }
     #expect(parallel.toArray() == serial)
 }

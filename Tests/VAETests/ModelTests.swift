@@ -1,4 +1,5 @@
 import Foundation
+import Datasets
 import NN
 import Tensor
 import Testing
@@ -62,7 +63,7 @@ func negativeELBOGradientForEveryParameter(activation: ActivationKind, likelihoo
 }
 
 /// Binary images made of a few prototype patterns with pixel noise: learnable structure.
-func patternData(count: Int, size: Int, seed: UInt64) -> [Tensor] {
+func patternData(count: Int, size: Int, seed: UInt64) -> [Batch] {
     var rng = RandomGenerator(seed: seed)
     let prototypes = (0..<4).map { _ in (0..<size).map { _ in rng.nextFloat() < 0.5 ? Float(1) : 0 } }
     return stride(from: 0, to: count, by: 32).map { start in
@@ -72,7 +73,7 @@ func patternData(count: Int, size: Int, seed: UInt64) -> [Tensor] {
             let p = prototypes[rng.nextInt(below: 4)]
             for i in 0..<size { t[b * size + i] = rng.nextFloat() < 0.05 ? 1 - p[i] : p[i] }
         }
-        return t
+        return Batch(images: t)
     }
 }
 
@@ -94,7 +95,7 @@ func patternData(count: Int, size: Int, seed: UInt64) -> [Tensor] {
 
 @Test func evaluationIsReproducible() {
     let model = smallModel()
-    let data = [randomTensor([5, 6], seed: 1, low: 0, high: 1)]
+    let data = [Batch(images: randomTensor([5, 6], seed: 1, low: 0, high: 1))]
     #expect(model.evaluate(data, seed: 0) == model.evaluate(data, seed: 0))
     #expect(model.evaluate(data, seed: 0) != model.evaluate(data, seed: 1))
 }

@@ -1,0 +1,91 @@
+import Datasets
+import Files
+import VAE
+
+/// The data of a run as the model sees it: the training set (raw: a binarised run resamples it
+/// as it draws), the validation set held out of it (if any), and the test set; validation and
+/// test are binarised once with a fixed seed when the run binarises.
+public struct DataSplits: Sendable {
+    public var train: ImageDataset
+    public var validation: ImageDataset?
+    public var test: ImageDataset
+    /// Names of the classes, by label.
+    public var classNames: [String]
+
+    /// One example's shape, [channels, height, width].
+    public var inputShape: [Int] { train.shape }
+
+    /// Classes a conditional model needs: one more than the largest label (0 without labels).
+    public var classCount: Int {
+        let largest = [train.labels, validation?.labels, test.labels].compactMap { $0?.max() }.max() ?? -1
+        return largest + 1
+    }
+}
+
+/// A problem with the data of a run (sizes, labels) that is not a problem of one file.
+public struct DataError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension TrainingConfig {
+    /// The data set's built-in name (Fashion-MNIST for your own files).
+    public var datasetName: DatasetName { DatasetName(rawValue: dataset) ?? .fashionMNIST }
+
+    /// Names of the classes, by label (your own data's as recorded when the run was made).
+    public var classNames: [String] {
+        dataset == Self.userData ? (userClassNames ?? (0..<10).map { "class \($0)" }) : datasetName.classNames
+    }
+
+    /// Loads the training, validation and test sets.
+    public func loadData() throws -> DataSplits {
+        var (train, test) = try loadTrainAndTest()
+        var validation: ImageDataset?
+        if validationFraction > 0 {
+            guard train.count >= 2 else { throw DataError("\(train.count) training image cannot be split for validation") }
+            let split = UserData.split(train, testFraction: validationFraction, seed: RunSeeds(seed).validationSplit)
+            (train, validation) = (split.train, split.test)
+        }
+        if binarize {
+            test = test.binarized(seed: testBinarizationSeed)
+            validation = validation?.binarized(seed: testBinarizationSeed)
+        }
+        var splits = DataSplits(train: train, validation: validation, test: test, classNames: classNames)
+        if dataset == Self.userData && userClassNames == nil {
+            splits.classNames = train.classNames ?? (0..<max(splits.classCount, 1)).map { "class \($0)" }
+        }
+        return splits
+    }
+
+    /// Training and test images as stored (before any binarisation or validation split).
+    func loadTrainAndTest() throws -> (train: ImageDataset, test: ImageDataset) {
+        guard dataset == Self.userData, let dataPath else {
+            return (try datasetName.load(.train, directory: dataDirectory), try datasetName.load(.test, directory: dataDirectory))
+        }
+        let all = try UserData.load(dataPath, labels: labelsPath, imageShape: imageShape)
+        if let testDataPath {
+            let test = try UserData.load(testDataPath, labels: testLabelsPath, imageShape: imageShape)
+            guard test.shape == all.shape else {
+                throw DataError("\(testDataPath) holds \(test.shape) images, \(dataPath) holds \(all.shape)")
+            }
+            return (all, test)
+        }
+        guard all.count >= 2 else { throw DataError("\(dataPath) holds \(all.count) image; a test split needs at least 2") }
+        let split = UserData.split(all, testFraction: testSplit ?? 0.1, seed: RunSeeds(seed).testSplit)
+        return (split.train, split.test)
+    }
+
+    /// The test set as the model sees it (binarised once with a fixed seed if trained binarised).
+    public func loadTestSet() throws -> ImageDataset {
+        let test = dataset == Self.userData ? try loadTrainAndTest().test : try datasetName.load(.test, directory: dataDirectory)
+        return binarize ? test.binarized(seed: testBinarizationSeed) : test
+    }
+}
+
+extension BatchLoader {
+    /// An unshuffled loader over `dataset` for evaluating `model` (one-hot labels for a
+    /// conditional model).
+    public static func evaluation(_ dataset: ImageDataset, for model: VariationalAutoencoder, batchSize: Int = 1000) -> BatchLoader {
+        BatchLoader(dataset: dataset, batchSize: batchSize, shuffle: false, conditionClasses: model.config.conditionClasses)
+    }
+}

@@ -1,0 +1,48 @@
+import Datasets
+import Tensor
+import VAE
+
+/// An importance-sampled estimate of the mean log p(x) over a data set, in nats per image.
+public struct LogLikelihoodEstimate: Sendable {
+    /// Mean over the images of log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x).
+    public let mean: Double
+    /// The standard error of that mean (over images).
+    public let standardError: Double
+    /// K.
+    public let samples: Int
+    /// Each image's estimate, in data-set order.
+    public let perImage: [ImportanceSampledEstimate]
+}
+
+extension VariationalAutoencoder {
+    /// −ELBO and its terms over `dataset`, one ε per image from the fixed evaluation seed (so the
+    /// same model and data always give the same figures).
+    public func evaluate(_ dataset: ImageDataset, seed: UInt64 = RunSeeds.evaluation) -> LossBreakdown {
+        evaluate(BatchLoader.evaluation(dataset, for: self).epoch(), seed: seed)
+    }
+
+    /// Per-dimension KL and active units over `dataset`.
+    public func latentStatistics(_ dataset: ImageDataset) -> LatentStatistics {
+        latentStatistics(BatchLoader.evaluation(dataset, for: self).epoch())
+    }
+
+    /// log p(x) of every image of `dataset` by importance sampling with `samples` draws from
+    /// q(z|x) (image i's draws seeded by (`seed`, i): the same for any batching or core count),
+    /// split across `workers` cores; `progress` sees the images done after each batch.
+    public func logLikelihood(
+        _ dataset: ImageDataset, samples: Int, seed: UInt64 = 1, workers: Int = Parallel.coreCount,
+        progress: (Int) -> Void = { _ in }
+    ) -> LogLikelihoodEstimate {
+        let parallel = DataParallel(model: self, workers: workers)
+        var estimates: [ImportanceSampledEstimate] = []
+        for batch in BatchLoader.evaluation(dataset, for: self).epoch() {
+            estimates += parallel.importanceSampledLogLikelihood(batch.images, condition: batch.condition, samples: samples, seed: seed, firstIndex: estimates.count)
+            progress(estimates.count)
+        }
+        let values = estimates.map(\.logLikelihood)
+        let n = Double(max(values.count, 1))
+        let mean = values.reduce(0, +) / n
+        let variance = values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / max(n - 1, 1)
+        return LogLikelihoodEstimate(mean: mean, standardError: (variance / n).squareRoot(), samples: samples, perImage: estimates)
+    }
+}

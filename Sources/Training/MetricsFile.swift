@@ -1,0 +1,58 @@
+import Files
+import Foundation
+import VAE
+
+/// `metrics.csv`: one row per epoch, rewritten atomically after each epoch. Losses are nats per
+/// image; the validation columns are empty for a run without a validation split.
+public struct MetricsFile {
+    public let path: String
+    private var lines: [String]
+
+    public static func columns(latentDimension: Int) -> [String] {
+        ["epoch", "train_neg_elbo", "train_reconstruction", "train_kl", "train_objective",
+         "validation_neg_elbo", "validation_reconstruction", "validation_kl",
+         "test_neg_elbo", "test_reconstruction", "test_kl", "learning_rate", "seconds", "images_per_second",
+         "kl_weight", "active_units"] + (1...max(latentDimension, 1)).map { "kl_dim_\($0)" }
+    }
+
+    public init(path: String, latentDimension: Int) {
+        self.path = path
+        lines = [Self.columns(latentDimension: latentDimension).joined(separator: ",")]
+    }
+
+    /// Continues the file of an interrupted run, keeping the rows of its `completedEpochs` epochs.
+    public init(resuming path: String, latentDimension: Int, completedEpochs: Int) throws {
+        self.init(path: path, latentDimension: latentDimension)
+        guard Files.exists(path) else { return }
+        let text = String(decoding: try Files.read(path, limit: 1 << 26), as: UTF8.self)
+        let rows = text.split(separator: "\n").dropFirst().filter { row in
+            guard let epoch = Int(row.prefix { $0 != "," }) else { return false }
+            return epoch <= completedEpochs
+        }
+        lines += rows.map(String.init)
+    }
+
+    public mutating func append(_ e: EpochSummary) throws {
+        func terms(_ l: LossBreakdown?) -> [String] {
+            guard let l else { return ["", "", ""] }
+            return [l.meanNegativeELBO, l.meanReconstruction, l.meanKL].map { fixed($0, 4) }
+        }
+        let train = [e.train.meanNegativeELBO, e.train.meanReconstruction, e.train.meanKL, e.train.meanObjective].map { fixed($0, 4) }
+        let tail = ["\(e.learningRate)", fixed(e.seconds, 3), fixed(e.imagesPerSecond, 0), fixed(e.klWeight, 4), "\(e.latent.activeUnits())"]
+            + e.latent.klPerDimension.map { fixed($0, 4) }
+        lines.append((["\(e.epoch)"] + train + terms(e.validation) + terms(e.test) + tail).joined(separator: ","))
+        try Files.writeAtomically(lines.joined(separator: "\n") + "\n", to: path)
+    }
+}
+
+/// `value` with `digits` decimals.
+public func fixed(_ value: Double, _ digits: Int) -> String {
+    guard value.isFinite else { return "\(value)" }
+    var scale = 1.0
+    for _ in 0..<digits { scale *= 10 }
+    let r = (abs(value) * scale).rounded() / scale
+    let whole = Int(r)
+    var frac = String(Int(((r - Double(whole)) * scale).rounded()))
+    while frac.count < digits { frac = "0" + frac }
+    return (value < 0 && r != 0 ? "-" : "") + "\(whole)" + (digits > 0 ? ".\(frac)" : "")
+}

@@ -1,0 +1,272 @@
+import Datasets
+import Foundation
+import NN
+import VAE
+
+/// A configuration value that is out of range or does not fit the others. The message names
+/// the command-line flag that sets the value (the same rule applies to `config.json`).
+public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Which optimiser trains the model, and its settings.
+public struct OptimizerConfig: Codable, Equatable, Sendable {
+    public enum Kind: String, Codable, CaseIterable, Sendable {
+        /// Adam (Kingma & Ba), as `torch.optim.Adam`.
+        case adam
+        /// Adam with decoupled weight decay θ ← θ(1 − ηλ) (Loshchilov & Hutter), as `torch.optim.AdamW`.
+        case adamw
+        /// Stochastic gradient descent with momentum and L2 weight decay, as `torch.optim.SGD`.
+        case sgd
+    }
+
+    public var kind: Kind
+    /// λ: decoupled for AdamW, added to the gradient (λθ) for SGD; Adam takes none.
+    public var weightDecay: Float
+    /// SGD's momentum μ.
+    public var momentum: Float
+    /// Adam's β₁, β₂ and ε.
+    public var beta1: Float
+    public var beta2: Float
+    public var epsilon: Float
+
+    public init(kind: Kind = .adam, weightDecay: Float? = nil, momentum: Float = 0, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8) {
+        self.kind = kind
+        self.weightDecay = weightDecay ?? (kind == .adamw ? 0.01 : 0)
+        self.momentum = momentum
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let kind = try c.decode(Kind.self, forKey: .kind)
+        self.init(
+            kind: kind, weightDecay: try c.decodeIfPresent(Float.self, forKey: .weightDecay),
+            momentum: try c.decodeIfPresent(Float.self, forKey: .momentum) ?? 0,
+            beta1: try c.decodeIfPresent(Float.self, forKey: .beta1) ?? 0.9, beta2: try c.decodeIfPresent(Float.self, forKey: .beta2) ?? 0.999,
+            epsilon: try c.decodeIfPresent(Float.self, forKey: .epsilon) ?? 1e-8)
+    }
+
+    public func validate() throws {
+        guard weightDecay.isFinite && weightDecay >= 0 && weightDecay < 1 else { throw ConfigurationError("--weight-decay must be in [0, 1)") }
+        guard momentum.isFinite && momentum >= 0 && momentum < 1 else { throw ConfigurationError("--momentum must be in [0, 1)") }
+        if momentum != 0 && kind != .sgd { throw ConfigurationError("--momentum is for --optimizer sgd (Adam's moments are beta1 and beta2)") }
+        if weightDecay != 0 && kind == .adam { throw ConfigurationError("--weight-decay needs --optimizer adamw (decoupled) or sgd (L2)") }
+        guard beta1.isFinite && beta1 >= 0 && beta1 < 1, beta2.isFinite && beta2 >= 0 && beta2 < 1 else {
+            throw ConfigurationError("Adam's beta1 and beta2 must be in [0, 1)")
+        }
+        guard epsilon.isFinite && epsilon > 0 else { throw ConfigurationError("Adam's epsilon must be positive") }
+    }
+
+    /// The optimiser for `parameters`.
+    public func make(parameters: [Parameter], learningRate: Float) -> Optimizer {
+        switch kind {
+        case .adam, .adamw:
+            Adam(parameters: parameters, learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon,
+                 decoupledWeightDecay: kind == .adamw ? weightDecay : 0)
+        case .sgd:
+            SGD(parameters: parameters, learningRate: learningRate, momentum: momentum, weightDecay: weightDecay)
+        }
+    }
+
+    /// One line naming the optimiser.
+    public var summary: String {
+        switch kind {
+        case .adam: "Adam"
+        case .adamw: "AdamW (weight decay \(weightDecay))"
+        case .sgd: "SGD" + (momentum > 0 ? " (momentum \(momentum))" : "") + (weightDecay > 0 ? " (L2 \(weightDecay))" : "")
+        }
+    }
+}
+
+/// How a model was trained: saved as `config.json` beside the weights. Fields added after the
+/// first version are optional, so that older run folders still load; read them through the
+/// accessors, which give the defaults.
+public struct TrainingConfig: Codable, Equatable, Sendable {
+    /// A built-in data set's name (`fashion-mnist`, `mnist`), or ``userData`` for `dataPath`.
+    public var dataset: String
+    public var dataDirectory: String?
+    public var epochs: Int
+    public var batchSize: Int
+    /// The base learning rate η (the schedule scales it).
+    public var learningRate: Float
+    public var seed: UInt64
+    public var binarize: Bool
+    /// Seed of the fixed binarisation of the test (and validation) set, when `binarize` is on.
+    public var testBinarizationSeed: UInt64
+    /// What was minimised (absent in runs that predate objectives: the plain ELBO).
+    public var objective: TrainingObjective?
+    /// Your own data (`dataset` = "files"): images, labels, test images and labels, or the
+    /// fraction split off as the test set, and the shape given to flat rows.
+    public var dataPath: String?
+    public var labelsPath: String?
+    public var testDataPath: String?
+    public var testLabelsPath: String?
+    public var testSplit: Double?
+    public var imageShape: [Int]?
+    /// Names of your own data's classes, by label.
+    public var userClassNames: [String]?
+    /// Fraction of the training set held out (seeded) for validation and model selection.
+    public var validationSplit: Double?
+    public var optimizer: OptimizerConfig?
+    public var schedule: LearningRateSchedule?
+    /// End the run after this many epochs without a better validation −ELBO.
+    public var earlyStopping: Int?
+    /// Clip the gradient to this global L2 norm.
+    public var clipNorm: Float?
+    /// Save a training checkpoint every this many steps (besides the one after each epoch).
+    public var checkpointEvery: Int?
+
+    public static let userData = "files"
+
+    /// A configuration with the classic defaults (Adam 1e-3, batch 128, 10 epochs, seed 1).
+    public init(
+        dataset: DatasetName = .fashionMNIST, dataDirectory: String? = nil, epochs: Int = 10, batchSize: Int = 128,
+        learningRate: Float = 1e-3, seed: UInt64 = 1, binarize: Bool = false, objective: TrainingObjective = TrainingObjective(),
+        validationSplit: Double = 0, optimizer: OptimizerConfig = OptimizerConfig(), schedule: LearningRateSchedule = LearningRateSchedule(),
+        earlyStopping: Int? = nil, clipNorm: Float? = nil, checkpointEvery: Int = 0
+    ) {
+        self.dataset = dataset.rawValue
+        self.dataDirectory = dataDirectory
+        self.epochs = epochs
+        self.batchSize = batchSize
+        self.learningRate = learningRate
+        self.seed = seed
+        self.binarize = binarize
+        testBinarizationSeed = RunSeeds.testBinarization
+        self.objective = objective
+        self.validationSplit = validationSplit
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.earlyStopping = earlyStopping
+        self.clipNorm = clipNorm
+        self.checkpointEvery = checkpointEvery
+    }
+
+    /// Trains on your own files instead of a built-in set: `path` (with `labels`), tested on
+    /// `testPath` or, without it, on a seeded `testSplit` of `path`.
+    public mutating func useFiles(
+        _ path: String, labels: String? = nil, testPath: String? = nil, testLabels: String? = nil, testSplit: Double = 0.1,
+        imageShape: [Int]? = nil
+    ) {
+        dataset = Self.userData
+        dataPath = path
+        labelsPath = labels
+        testDataPath = testPath
+        testLabelsPath = testLabels
+        self.testSplit = testPath == nil ? testSplit : nil
+        self.imageShape = imageShape
+    }
+
+    public var trainingObjective: TrainingObjective { objective ?? TrainingObjective() }
+    public var optimizerConfig: OptimizerConfig { optimizer ?? OptimizerConfig() }
+    public var learningRateSchedule: LearningRateSchedule { schedule ?? LearningRateSchedule() }
+    public var validationFraction: Double { validationSplit ?? 0 }
+    public var checkpointInterval: Int { checkpointEvery ?? 0 }
+
+    /// Checks every value and combination, with the same limits and messages whether the
+    /// configuration came from flags, from `config.json` or from Swift code.
+    public func validate() throws {
+        func fail(_ m: String) -> ConfigurationError { ConfigurationError(m) }
+        if dataset != Self.userData && DatasetName(rawValue: dataset) == nil {
+            throw fail("unknown dataset '\(dataset)'; choose \(DatasetName.allCases.map(\.rawValue).joined(separator: " or "))")
+        }
+        if dataset == Self.userData && dataPath == nil { throw fail("your own data needs --data") }
+        guard Limits.epochs.contains(epochs) else { throw fail("--epochs must be at least 1") }
+        guard Limits.batchSize.contains(batchSize) else { throw fail("--batch-size must be between 1 and \(Limits.batchSize.upperBound)") }
+        guard learningRate.isFinite && learningRate > 0 else { throw fail("--lr must be a positive number") }
+        if let testSplit, !(testSplit > 0 && testSplit < 1) { throw fail("--test-split must be between 0 and 1") }
+        guard validationFraction >= 0 && validationFraction < 1 else { throw fail("--validation-split must be in [0, 1)") }
+        if let imageShape, imageShape.count != 3 || !imageShape.allSatisfy({ $0 > 0 && $0 <= 1 << 14 }) {
+            throw fail("--image-shape must be three positive sizes, channels,height,width (e.g. 1,28,28)")
+        }
+        if let earlyStopping {
+            guard earlyStopping >= 1 else { throw fail("--early-stopping must be at least 1 epoch") }
+            guard validationFraction > 0 else { throw fail("--early-stopping watches the validation −ELBO: it needs --validation-split") }
+        }
+        if let clipNorm, !(clipNorm.isFinite && clipNorm > 0) { throw fail("--clip-norm must be a positive number") }
+        guard checkpointInterval >= 0 else { throw fail("--checkpoint-every must be 0 or more steps") }
+        do {
+            try trainingObjective.validate()
+        } catch let error as ModelConfigError {
+            throw fail(error.message)
+        }
+        try optimizerConfig.validate()
+        try learningRateSchedule.validate(hasValidation: validationFraction > 0)
+    }
+}
+
+/// The contents of `RUN/config.json`: the model and how it is trained.
+public struct RunConfig: Codable, Equatable, Sendable {
+    public var model: ModelConfig
+    public var training: TrainingConfig
+
+    public init(model: ModelConfig, training: TrainingConfig) {
+        self.model = model
+        self.training = training
+    }
+
+    /// Checks the model and the training settings (see ``TrainingConfig/validate()``).
+    public func validate() throws {
+        try training.validate()
+        try Limits.validate(model)
+    }
+}
+
+/// The limits of every configurable size, in one place.
+public enum Limits {
+    public static let epochs = 1...10_000_000
+    public static let batchSize = 1...65536
+    public static let latent = 1...4096
+    public static let hidden = 1...65536
+    public static let hiddenLayers = 0...16
+    public static let channels = 1...4096
+    public static let channelLayers = 1...6
+    public static let threads = 1...256
+
+    /// The model's sizes against these limits (with the flags' messages), then the model's own
+    /// consistency checks (``ModelConfig/validate()``).
+    public static func validate(_ model: ModelConfig) throws {
+        guard latent.contains(model.latentDimension) else { throw ConfigurationError("--latent must be between 1 and \(latent.upperBound)") }
+        guard hiddenLayers.contains(model.hiddenSizes.count), model.hiddenSizes.allSatisfy(hidden.contains) else {
+            throw ConfigurationError("--hidden must be at most \(hiddenLayers.upperBound) sizes between 1 and \(hidden.upperBound)")
+        }
+        if model.architecture == .conv {
+            guard channelLayers.contains(model.channels.count), model.channels.allSatisfy(channels.contains) else {
+                throw ConfigurationError("--channels must be 1 to \(channelLayers.upperBound) widths between 1 and \(channels.upperBound), e.g. 32,64")
+            }
+        }
+        guard model.gaussianSigma.isFinite && model.gaussianSigma > 0 else { throw ConfigurationError("--sigma must be a positive number") }
+        do {
+            try model.validate()
+        } catch let error as ModelConfigError {
+            throw ConfigurationError(error.message)
+        }
+    }
+}
+
+/// Every seed of a run, derived from its one `--seed` so that the streams are independent.
+public struct RunSeeds: Sendable {
+    public let seed: UInt64
+    public init(_ seed: UInt64) { self.seed = seed }
+
+    /// Initial weights.
+    public var initialization: UInt64 { seed }
+    /// Data order and dynamic binarisation.
+    public var data: UInt64 { seed &+ 0x5EED_0001 }
+    /// ε of the reparameterisation (and IWAE samples) during training.
+    public var noise: UInt64 { seed &+ 0x5EED_0002 }
+    /// The test split of your own data.
+    public var testSplit: UInt64 { seed &+ 0x5EED_0003 }
+    /// The validation split of the training set.
+    public var validationSplit: UInt64 { seed &+ 0x5EED_0004 }
+
+    /// ε of every evaluation, so that a run's figures are reproducible.
+    public static let evaluation: UInt64 = 0
+    /// The test (and validation) set's fixed binarisation.
+    public static let testBinarization: UInt64 = 0
+}

@@ -1,0 +1,100 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import VAE
+
+/// What a run reports as it goes. Every method has an empty default: implement the ones you
+/// need. The `vae` command's progress bar is one observer; a report writer or a distributed
+/// coordinator plugs in the same way, without touching the loop.
+public protocol TrainingObserver: AnyObject {
+    /// Training is about to start (or continue) at `state`.
+    func runStarted(_ run: TrainingRun, at state: TrainingState)
+    /// One optimiser step is done.
+    func stepDone(_ run: TrainingRun, _ progress: StepReport)
+    /// An epoch is done, evaluated and saved.
+    func epochDone(_ run: TrainingRun, _ summary: EpochSummary)
+    /// A training checkpoint was written (mid-epoch or after an epoch).
+    func checkpointWritten(_ run: TrainingRun, path: String, state: TrainingState)
+    /// The run ended: finished, stopped early, or stopped on request (a checkpoint is saved).
+    func runEnded(_ run: TrainingRun, _ outcome: TrainingOutcome)
+}
+
+extension TrainingObserver {
+    public func runStarted(_ run: TrainingRun, at state: TrainingState) {}
+    public func stepDone(_ run: TrainingRun, _ progress: StepReport) {}
+    public func epochDone(_ run: TrainingRun, _ summary: EpochSummary) {}
+    public func checkpointWritten(_ run: TrainingRun, path: String, state: TrainingState) {}
+    public func runEnded(_ run: TrainingRun, _ outcome: TrainingOutcome) {}
+}
+
+/// Where an epoch is after a step.
+public struct StepReport: Sendable {
+    /// The epoch in progress, from 1.
+    public let epoch: Int
+    /// Steps of this epoch done, of `stepsInEpoch`.
+    public let step: Int
+    public let stepsInEpoch: Int
+    /// Optimiser steps of the whole run.
+    public let globalStep: Int
+    /// Images of this epoch so far, and the running −ELBO per image over them.
+    public let imagesSeen: Int
+    public let runningLoss: Double
+    /// The learning rate of the step.
+    public let learningRate: Float
+    /// Seconds since the epoch started.
+    public let elapsed: Double
+}
+
+/// One epoch's figures (nats per image), as `metrics.csv` records them.
+public struct EpochSummary: Sendable {
+    /// From 1.
+    public let epoch: Int
+    public let train: LossBreakdown
+    /// −ELBO on the validation set (runs with a validation split).
+    public let validation: LossBreakdown?
+    public let test: LossBreakdown
+    /// Per-dimension KL and active units on the test set.
+    public let latent: LatentStatistics
+    /// The learning rate at the epoch's first step, and the KL weight at its start.
+    public let learningRate: Float
+    public let klWeight: Double
+    public let seconds: Double
+    public let imagesPerSecond: Double
+    /// Whether this epoch has the best validation −ELBO so far (its weights are in `best.safetensors`).
+    public let isBest: Bool
+}
+
+/// How a call to ``TrainingRun/train(observer:stop:)`` ended.
+public enum TrainingOutcome: Equatable, Sendable {
+    /// Every epoch is done.
+    case finished(epochs: Int)
+    /// Early stopping ended the run after `epoch` epochs; the best validation epoch was `bestEpoch`.
+    case stoppedEarly(epoch: Int, bestEpoch: Int)
+    /// A stop was requested: the run saved a checkpoint after `step` of `stepsInEpoch` steps of
+    /// epoch `epoch` (from 1) and can be resumed.
+    case interrupted(epoch: Int, step: Int, stepsInEpoch: Int, signal: Int32)
+    /// The checkpoint says training was already over; nothing was done.
+    case alreadyFinished(epochs: Int)
+}
+
+/// A request to stop a run at the end of its current step (it then saves a checkpoint).
+///
+/// The caller owns it and may set it from anywhere — another thread, or a signal handler
+/// through ``flag``, which is a plain integer that is safe to write from one.
+public final class StopRequest: @unchecked Sendable {
+    /// 0 while no stop is requested, otherwise the signal number (or any non-zero value).
+    public let flag: UnsafeMutablePointer<sig_atomic_t>
+
+    public init() {
+        flag = .allocate(capacity: 1)
+        flag.initialize(to: 0)
+    }
+
+    deinit { flag.deallocate() }
+
+    /// Asks the run to stop after its current step; `signal` is reported back in the outcome.
+    public func request(signal: Int32 = SIGINT) { flag.pointee = sig_atomic_t(signal) }
+
+    /// The requested signal, or nil.
+    public var requested: Int32? { flag.pointee == 0 ? nil : Int32(flag.pointee) }
+}

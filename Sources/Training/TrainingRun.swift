@@ -1,0 +1,259 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Datasets
+import Files
+import Imaging
+import NN
+import Tensor
+import VAE
+
+/// A problem that ends a run (the message says what was kept).
+public struct TrainingRunError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// One training run in one run folder: the model, its data, the optimiser and where training
+/// is. ``train(observer:stop:)`` runs the epochs; each epoch is evaluated on the validation and
+/// test sets, recorded in `metrics.csv`, and saved (`model.safetensors`, `best.safetensors` when
+/// the validation −ELBO improves, and a training checkpoint), so that a run stopped at any
+/// moment continues exactly with ``init(resuming:parallelism:)``. The end of a run draws
+/// `samples.png` and `reconstructions.png`.
+///
+///     let data = try training.loadData()
+///     let model = ModelConfig(inputShape: data.inputShape, latentDimension: 20)
+///     let run = try TrainingRun(creating: RunFolder(path: "runs/a"), config: RunConfig(model: model, training: training), data: data)
+///     let outcome = try run.train()
+public final class TrainingRun {
+    public let folder: RunFolder
+    public let config: RunConfig
+    public let data: DataSplits
+    public let model: VariationalAutoencoder
+    public let optimizer: Optimizer
+    public let trainer: Trainer
+    /// Where training is (after the last step taken).
+    public private(set) var state: TrainingState
+    /// Whether this run continues one from its checkpoint.
+    public let isResumed: Bool
+    /// Things the caller should tell the user (e.g. a resume with another core count).
+    public private(set) var warnings: [String] = []
+    let loader: BatchLoader
+    private var metrics: MetricsFile
+    private let workers: Int
+
+    /// Starts a new run in `folder`, which must be empty or absent unless `replacing` (then the
+    /// old run's checkpoint and best weights are removed). `data` defaults to the configuration's.
+    public convenience init(
+        creating folder: RunFolder, config: RunConfig, data: DataSplits? = nil, parallelism: Parallelism = .allCores, replacing: Bool = false
+    ) throws {
+        try config.validate()
+        try Self.prepare(folder, replacing: replacing)
+        let data = try data ?? config.training.loadData()
+        var config = config
+        if config.training.dataset == TrainingConfig.userData && config.training.userClassNames == nil {
+            config.training.userClassNames = data.classNames
+        }
+        try self.init(folder: folder, config: config, data: data, parallelism: parallelism, resuming: false)
+        try Files.createDirectory(folder.path)
+        try folder.writeConfig(config)
+    }
+
+    /// Continues the run in `folder` from its training checkpoint (its `config.json` decides
+    /// everything but the cores).
+    public convenience init(resuming folder: RunFolder, parallelism: Parallelism = .allCores) throws {
+        let config = try folder.readConfig()
+        guard Files.exists(folder.checkpointPath) else {
+            throw TrainingRunError("\(folder.checkpointPath): no training checkpoint to resume from")
+        }
+        try self.init(folder: folder, config: config, data: try config.training.loadData(), parallelism: parallelism, resuming: true)
+    }
+
+    private init(folder: RunFolder, config: RunConfig, data: DataSplits, parallelism: Parallelism, resuming: Bool) throws {
+        let training = config.training, modelConfig = config.model
+        try Self.check(data, against: modelConfig)
+        self.folder = folder
+        self.config = config
+        self.data = data
+        isResumed = resuming
+        workers = parallelism.apply()
+        let seeds = RunSeeds(training.seed)
+        var initRNG = RandomGenerator(seed: seeds.initialization)
+        model = VariationalAutoencoder(config: modelConfig, rng: &initRNG)
+        optimizer = training.optimizerConfig.make(parameters: model.parameters, learningRate: training.learningRate)
+        trainer = Trainer(
+            model: model, optimizer: optimizer, rng: RandomGenerator(seed: seeds.noise), workers: workers,
+            objective: training.trainingObjective, clipNorm: training.clipNorm)
+        loader = BatchLoader(
+            dataset: data.train, batchSize: training.batchSize, shuffle: true, binarize: training.binarize,
+            seed: seeds.data, conditionClasses: modelConfig.conditionClasses)
+        state = TrainingState(
+            epoch: 0, batchIndex: 0, step: 0, noiseRNG: trainer.rng.state, dataRNG: loader.rng.state,
+            order: loader.currentOrder, partialLoss: LossBreakdown(), elapsed: 0, workers: workers)
+        metrics = MetricsFile(path: folder.metricsPath, latentDimension: modelConfig.latentDimension)
+        if resuming {
+            state = try TrainingCheckpoint.load(folder.checkpointPath, into: model, optimizer: optimizer, examples: data.train.count)
+            trainer.rng = RandomGenerator(state: state.noiseRNG)!
+            loader.rng = RandomGenerator(state: state.dataRNG)!
+            loader.currentOrder = state.order
+            trainer.step = state.step
+            metrics = try MetricsFile(resuming: folder.metricsPath, latentDimension: modelConfig.latentDimension, completedEpochs: state.epoch)
+            if state.workers != workers {
+                warnings.append("the run used \(state.workers) batch workers and this resume uses \(workers): the result will differ from an uninterrupted run by rounding (use --threads \(state.workers) for identical numbers)")
+            }
+        }
+    }
+
+    /// A new run never writes into a folder that holds anything, unless it replaces the run
+    /// there: throws the message that says so (call it before loading data to fail early).
+    public static func checkCanCreate(_ folder: RunFolder, replacing: Bool) throws {
+        guard let entries = Files.contents(ofDirectory: folder.path), !entries.isEmpty else {
+            if Files.exists(folder.path) && !Files.isDirectory(folder.path) { throw TrainingRunError("\(folder.path) exists and is not a folder") }
+            return
+        }
+        guard replacing else {
+            throw TrainingRunError("\(folder.path) is not empty (it holds \(entries.prefix(3).joined(separator: ", "))\(entries.count > 3 ? ", …" : "")); choose another --out, continue it with --resume \(folder.path), or pass --force to replace its run")
+        }
+    }
+
+    static func prepare(_ folder: RunFolder, replacing: Bool) throws {
+        try checkCanCreate(folder, replacing: replacing)
+        // Replacing the run: its checkpoint must not be resumed into the new one, nor its best weights kept.
+        for path in [folder.checkpointPath, folder.bestModelPath] where Files.exists(path) { unlink(path) }
+    }
+
+    /// The data must fit the model: the images' shape, and labels in range for a conditional model.
+    static func check(_ data: DataSplits, against model: ModelConfig) throws {
+        guard data.train.shape == model.inputShape else {
+            throw DataError("the training images are \(data.train.shape), the model expects \(model.inputShape)")
+        }
+        guard model.isConditional else { return }
+        let sets = [data.train, data.test] + (data.validation.map { [$0] } ?? [])
+        guard sets.allSatisfy({ $0.labels != nil }) else { throw DataError("--conditional needs labels for the training and the test images") }
+        guard model.conditionClasses >= 2 else { throw DataError("--conditional needs labels with at least two classes") }
+        guard sets.allSatisfy({ $0.labels!.allSatisfy { $0 >= 0 && $0 < model.conditionClasses } }) else {
+            throw DataError("the model knows labels 0…\(model.conditionClasses - 1), and the data have others")
+        }
+    }
+
+    /// Batches per epoch.
+    public var stepsPerEpoch: Int { loader.batchesPerEpoch }
+
+    /// The learning rate of global step `step` (from 0).
+    public func learningRate(atStep step: Int) -> Float {
+        let training = config.training
+        let steps = stepsPerEpoch
+        return Float(training.learningRateSchedule.rate(
+            base: Double(training.learningRate), epoch: step / steps, step: step, totalSteps: steps * training.epochs,
+            reductions: state.selection.plateauReductions))
+    }
+
+    /// Whether the checkpoint says training is over (all epochs, or early stopping).
+    public var isTrainingDone: Bool {
+        if state.epoch >= config.training.epochs { return true }
+        if let patience = config.training.earlyStopping, state.selection.epochsWithoutImprovement >= patience { return true }
+        return false
+    }
+
+    /// Trains until the last epoch, early stopping or `stop`, telling `observer` as it goes.
+    public func train(observer: TrainingObserver? = nil, stop: StopRequest = StopRequest()) throws -> TrainingOutcome {
+        let training = config.training
+        guard !isTrainingDone else {
+            let outcome = TrainingOutcome.alreadyFinished(epochs: state.epoch)
+            observer?.runEnded(self, outcome)
+            return outcome
+        }
+        observer?.runStarted(self, at: state)
+        let steps = stepsPerEpoch
+        let objective = training.trainingObjective
+        var outcome = TrainingOutcome.finished(epochs: training.epochs)
+        while state.epoch < training.epochs {
+            let epoch = state.epoch
+            let startTime = now() - state.elapsed
+            let batches = state.batchIndex > 0 ? loader.resumeEpoch(atBatch: state.batchIndex) : loader.epoch()
+            for batch in batches {
+                let rate = learningRate(atStep: trainer.step)
+                optimizer.learningRate = rate
+                trainer.epochsDone = Double(epoch) + Double(state.batchIndex) / Double(steps)
+                do {
+                    state.partialLoss += try trainer.trainStep(batch)
+                } catch is NonFiniteLossError {
+                    let saved = Files.exists(folder.checkpointPath) ? "the last checkpoint in \(folder.path)/ is unchanged" : "nothing had been saved yet"
+                    throw TrainingRunError("epoch \(epoch + 1), step \(state.batchIndex + 1): the loss became non-finite; \(NonFiniteLossError.hint) (\(saved))")
+                }
+                state.batchIndex += 1
+                state.step = trainer.step
+                state.elapsed = now() - startTime
+                observer?.stepDone(self, StepReport(
+                    epoch: epoch + 1, step: state.batchIndex, stepsInEpoch: steps, globalStep: trainer.step,
+                    imagesSeen: state.partialLoss.images, runningLoss: state.partialLoss.meanNegativeELBO, learningRate: rate, elapsed: state.elapsed))
+                if let signal = stop.requested {
+                    try saveCheckpoint(observer)
+                    outcome = .interrupted(epoch: epoch + 1, step: state.batchIndex, stepsInEpoch: steps, signal: signal)
+                    observer?.runEnded(self, outcome)
+                    return outcome
+                }
+                if training.checkpointInterval > 0 && trainer.step % training.checkpointInterval == 0 && state.batchIndex < steps {
+                    try saveCheckpoint(observer)
+                }
+            }
+            let summary = try finishEpoch(seconds: now() - startTime, klWeight: Double(objective.klWeight(afterEpochs: Double(epoch))), observer)
+            observer?.epochDone(self, summary)
+            if let patience = training.earlyStopping, state.selection.epochsWithoutImprovement >= patience {
+                outcome = .stoppedEarly(epoch: epoch + 1, bestEpoch: state.selection.bestEpoch)
+                break
+            }
+        }
+        try writePictures()
+        observer?.runEnded(self, outcome)
+        return outcome
+    }
+
+    /// Evaluates the epoch just trained, records it, saves the weights and the checkpoint.
+    private func finishEpoch(seconds: Double, klWeight: Double, _ observer: TrainingObserver?) throws -> EpochSummary {
+        let epoch = state.epoch + 1
+        let validation = data.validation.map { model.evaluate($0) }
+        let test = model.evaluate(data.test)
+        let schedule = config.training.learningRateSchedule
+        var isBest = false
+        if let validation {
+            isBest = state.selection.record(
+                validation: validation.meanNegativeELBO, epoch: epoch, plateauPatience: schedule.kind == .plateau ? schedule.patience : nil)
+        }
+        let summary = EpochSummary(
+            epoch: epoch, train: state.partialLoss, validation: validation, test: test, latent: model.latentStatistics(data.test),
+            learningRate: learningRate(atStep: state.epoch * stepsPerEpoch), klWeight: klWeight, seconds: seconds,
+            imagesPerSecond: Double(state.partialLoss.images) / seconds, isBest: isBest)
+        if isBest { try Checkpoint.save(model, to: folder.bestModelPath, metadata: ["epoch": "\(epoch)"]) }
+        try metrics.append(summary)
+        try Checkpoint.save(model, to: folder.modelPath, metadata: ["epoch": "\(epoch)"])
+        state.epoch = epoch
+        state.batchIndex = 0
+        state.partialLoss = LossBreakdown()
+        state.elapsed = 0
+        try saveCheckpoint(observer)
+        return summary
+    }
+
+    private func saveCheckpoint(_ observer: TrainingObserver?) throws {
+        state.step = trainer.step
+        state.noiseRNG = trainer.rng.state
+        state.dataRNG = loader.rng.state
+        state.order = loader.currentOrder
+        try TrainingCheckpoint.save(model, optimizer: optimizer, state: state, to: folder.checkpointPath)
+        observer?.checkpointWritten(self, path: folder.checkpointPath, state: state)
+    }
+
+    /// `samples.png` and `reconstructions.png` of the model as it is.
+    public func writePictures() throws {
+        try PNG.write(Pictures.reconstructions(model, testSet: data.test, count: 32), to: folder.reconstructionsPath)
+        try PNG.write(Pictures.runSamples(model, seed: config.training.seed), to: folder.samplesPath)
+    }
+}
+
+/// Monotonic seconds.
+public func now() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+}
