@@ -36,7 +36,7 @@ public struct LearningRateSchedule: Codable, Equatable, Sendable {
 
     public init(
         _ kind: Kind = .constant, milestones: [Int] = [], gamma: Double = 0.1, warmupSteps: Int = 0, minimum: Double = 0,
-        patience: Int = 10, factor: Double = 0.1
+        patience: Int = 2, factor: Double = 0.5
     ) {
         self.kind = kind
         self.milestones = milestones

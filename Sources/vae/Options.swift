@@ -185,10 +185,10 @@ struct TrainingOptions: ParsableArguments {
     var lrMin: Double = 0
 
     @Option(help: ArgumentHelp("Epochs without a better validation −ELBO before the plateau schedule lowers the rate.", valueName: "epochs"))
-    var plateauPatience: Int = 10
+    var plateauPatience: Int = 2
 
     @Option(help: "Factor by which the plateau schedule lowers the rate.")
-    var plateauFactor: Double = 0.1
+    var plateauFactor: Double = 0.5
 
     @Option(help: ArgumentHelp("Fraction of the training set held out (seeded) for validation: each epoch reports its −ELBO and RUN/best.safetensors keeps the best epoch's weights (0: none, the classic protocol).", valueName: "fraction"))
     var validationSplit: Double = 0

@@ -36,24 +36,6 @@ func vae(_ arguments: [String], environment: [String: String] = [:]) throws -> O
     return Output(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
 }
 
-func idx(_ dims: [Int], _ data: [UInt8]) -> Data {
-    var out: [UInt8] = [0, 0, 8, UInt8(dims.count)]
-    for d in dims { out += [UInt8(d >> 24 & 255), UInt8(d >> 16 & 255), UInt8(d >> 8 & 255), UInt8(d & 255)] }
-    return Data(out + data)
-}
-
-/// A tiny MNIST-format data set (8×8 images of bars) under the standard file names.
-func writeTinyDataset(_ dir: String, train: Int = 96, test: Int = 40) throws {
-    for (split, n) in [("train", train), ("t10k", test)] {
-        var pixels: [UInt8] = []
-        for k in 0..<n {
-            for y in 0..<8 { for x in 0..<8 { pixels.append((k % 2 == 0 ? x : y) == k % 8 ? 250 : 10) } }
-        }
-        try idx([n, 8, 8], pixels).write(to: URL(fileURLWithPath: "\(dir)/\(split)-images-idx3-ubyte"))
-        try idx([n], (0..<n).map { UInt8($0 % 10) }).write(to: URL(fileURLWithPath: "\(dir)/\(split)-labels-idx1-ubyte"))
-    }
-}
-
 let smallTrainArguments = ["--dataset", "mnist", "--epochs", "2", "--batch-size", "16", "--hidden", "16", "--latent", "2", "--threads", "1"]
 
 /// Trains the tiny model once and returns its run folder.
