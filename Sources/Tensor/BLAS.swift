@@ -1,4 +1,5 @@
 import CBLAS
+import Foundation
 
 /// OpenBLAS: the kernel it runs, its threads, and single-precision GEMM.
 public enum BLAS {
@@ -7,6 +8,23 @@ public enum BLAS {
     public static var coreName: String {
         guard let p = openblas_get_corename() else { return "unknown" }
         return String(cString: p)
+    }
+
+    /// Kernels that use AVX-512.
+    static let avx512Kernels: Set<String> = ["skylakex", "cooperlake", "sapphirerapids", "zen4", "zen5"]
+
+    static var cpuHasAVX512: Bool {
+        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return false }
+        return info.split(separator: "\n").contains { $0.hasPrefix("flags") && $0.contains(" avx512f") }
+    }
+
+    /// A warning when `OPENBLAS_CORETYPE` pins a kernel narrower than the CPU supports (some
+    /// machines set it to Haswell, AVX2, which halves GEMM speed on an AVX-512 CPU); nil otherwise.
+    public static var slowKernelWarning: String? {
+        guard let pinned = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"], !pinned.isEmpty else { return nil }
+        let core = coreName
+        guard cpuHasAVX512, !avx512Kernels.contains(core.lowercased()) else { return nil }
+        return "warning: OPENBLAS_CORETYPE=\(pinned) pins OpenBLAS to its \(core) kernel, but this CPU supports AVX-512; unset OPENBLAS_CORETYPE for up to 2× faster matrix products"
     }
 
     /// Threads OpenBLAS uses for one GEMM.

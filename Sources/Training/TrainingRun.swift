@@ -136,6 +136,16 @@ public final class TrainingRun {
         }
     }
 
+    /// Three lines naming the model, the data, the optimiser and schedule, and the objective.
+    public var summary: [String] {
+        let t = config.training
+        return [
+            "\(config.model.summary), \(config.model.likelihood.rawValue) likelihood, \(model.parameterCount) parameters; \(t.dataset)\(t.binarize ? " (binarised)" : ""): \(data.train.count) train\(data.validation.map { " / \($0.count) validation" } ?? "") / \(data.test.count) test images",
+            "batch \(t.batchSize), \(t.optimizerConfig.summary) lr \(t.learningRate) (\(t.learningRateSchedule.summary)), seed \(t.seed) → \(folder.path)/",
+            "objective: \(t.trainingObjective.summary)",
+        ]
+    }
+
     /// Batches per epoch.
     public var stepsPerEpoch: Int { loader.batchesPerEpoch }
 

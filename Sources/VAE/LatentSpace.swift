@@ -72,4 +72,19 @@ public enum LatentSpace {
         }
         return (mean, directions, explained)
     }
+
+    /// Points `points` (n × d) placed in a plane for a plot: as they are for d ≤ 2 (y = 0 when
+    /// d = 1), otherwise projected on their first two principal components; with the axes' names.
+    public static func plane(_ points: [[Double]]) -> (xy: [(x: Double, y: Double)], axes: (x: String, y: String)) {
+        let d = points.first?.count ?? 0
+        if d <= 2 { return (points.map { ($0[0], d == 2 ? $0[1] : 0) }, ("z₁", d == 2 ? "z₂" : "")) }
+        let pca = principalComponents(points, count: 2)
+        let xy = points.map { p -> (x: Double, y: Double) in
+            let centred = zip(p, pca.mean).map { $0 - $1 }
+            func along(_ v: [Double]) -> Double { zip(centred, v).reduce(0) { $0 + $1.0 * $1.1 } }
+            return (along(pca.directions[0]), along(pca.directions[1]))
+        }
+        func axis(_ k: Int) -> String { "principal component \(k + 1) (\(Int((100 * pca.explained[k]).rounded()))% of variance)" }
+        return (xy, (axis(0), axis(1)))
+    }
 }

@@ -41,7 +41,6 @@ struct Bench: ParsableCommand {
         let (train, test) = (splits.train, splits.test)
         let workers = threading.parallelism.apply()
         let iwae = objective.iwae
-        let latent = config.latentDimension
 
         var rng = RandomGenerator(seed: 1)
         let model = VariationalAutoencoder(config: config, rng: &rng)
@@ -57,46 +56,12 @@ struct Bench: ParsableCommand {
         }
 
         // Inference at batch 1000 (or the whole test set if smaller), split across the workers.
-        let parallel = DataParallel(model: model, workers: workers)
         let inferenceBatch = min(1000, test.count)
         var testBatches = BatchLoader.evaluation(test, for: model, batchSize: inferenceBatch).epoch()
-        let first = testBatches.next()!
-        let batches = [first.images.clone()]
-        let labels = first.condition?.clone()
-        let inferenceRounds = 10
-        let images = Tensor(shape: [inferenceBatch] + config.inputShape)
-        let reconstructSeconds = (0...repeats).map { _ in
-            timed {
-                for _ in 0..<inferenceRounds {
-                    parallel.map(batches[0], condition: labels, into: images) { worker, x, c, out in worker.reconstruct(x, condition: c, into: out) }
-                }
-            }
-        }.dropFirst()
-        let z = Tensor(shape: [inferenceBatch, latent])
-        rng.fillNormal(z)
-        let generateSeconds = (0...repeats).map { _ in
-            timed {
-                for _ in 0..<inferenceRounds {
-                    parallel.map(z, condition: labels, into: images) { worker, zs, c, out in worker.decodeMean(zs, condition: c, into: out) }
-                }
-            }
-        }.dropFirst()
-
-        // Importance-sampled log p(x): 1000 samples for each of 100 test images.
-        let iwImages = Tensor(viewing: batches[0], rows: 0..<min(100, batches[0].rows))
-        let iwSamples = 1000
-        let iwSeconds = (0...repeats).map { _ in
-            timed {
-                _ = parallel.importanceSampledLogLikelihood(
-                    iwImages, condition: labels.map { Tensor(viewing: $0, rows: 0..<iwImages.rows) }, samples: iwSamples, seed: 1)
-            }
-        }.dropFirst()
-        let iwRate = Double(iwImages.rows * iwSamples) / median(Array(iwSeconds))
+        let speed = inferenceSpeed(model, batch: testBatches.next()!, workers: workers, repeats: repeats)
 
         let flops = model.flopsPerImage
         let epoch = median(epochSeconds)
-        let reconstructRate = Double(inferenceBatch * inferenceRounds) / median(Array(reconstructSeconds))
-        let generateRate = Double(inferenceBatch * inferenceRounds) / median(Array(generateSeconds))
         let trainGFLOPS = flops.training * Double(train.count) / epoch / 1e9
         let ceiling = GEMMCeiling.measure(threads: threading.threadCount)
         let results: [(String, String, Any)] = [
@@ -107,9 +72,9 @@ struct Bench: ParsableCommand {
             ("train_seconds_per_epoch", "training s/epoch (median of \(repeats), \(train.count) images)", epoch),
             ("train_images_per_second", "training images/s", Double(train.count) / epoch),
             ("train_gflops", "training effective GFLOP/s", trainGFLOPS),
-            ("reconstruct_images_per_second", "reconstruction images/s (batch \(inferenceBatch))", reconstructRate),
-            ("generate_images_per_second", "generation images/s (batch \(inferenceBatch))", generateRate),
-            ("iw_samples_per_second", "importance-sampled log p(x), samples/s (K = \(iwSamples))", iwRate),
+            ("reconstruct_images_per_second", "reconstruction images/s (batch \(inferenceBatch))", speed.reconstruct),
+            ("generate_images_per_second", "generation images/s (batch \(inferenceBatch))", speed.generate),
+            ("iw_samples_per_second", "importance-sampled log p(x), samples/s (K = 1000)", speed.iwSamples),
             ("gemm_ceiling_gflops", "GEMM ceiling GFLOP/s (1024³ sgemm, \(threading.threadCount) thread\(threading.threadCount == 1 ? "" : "s"))", ceiling.all),
             ("gemm_ceiling_one_thread_gflops", "GEMM ceiling GFLOP/s (1 thread)", ceiling.one),
             ("peak_rss_mib", "peak resident memory MiB", peakResidentMiB()),
@@ -129,44 +94,7 @@ struct Bench: ParsableCommand {
                 }
                 print(label.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + text)
             }
-            if let warning = KernelCheck.warning { print(warning) }
+            if let warning = BLAS.slowKernelWarning { print(warning) }
         }
-    }
-}
-
-/// Wall-clock seconds of `body`.
-func timed(_ body: () throws -> Void) rethrows -> Double {
-    let start = now()
-    try body()
-    return now() - start
-}
-
-func median(_ xs: [Double]) -> Double {
-    let s = xs.sorted()
-    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-}
-
-/// Peak resident set size of this process, MiB.
-func peakResidentMiB() -> Double {
-    var usage = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    return Double(usage.ru_maxrss) / 1024
-}
-
-/// The best GFLOP/s of a large square sgemm: what the machine can do at all.
-enum GEMMCeiling {
-    static func measure(threads: Int, n: Int = 1024) -> (all: Double, one: Double) {
-        let saved = BLAS.threads
-        defer { BLAS.threads = saved }
-        let a = Tensor(shape: [n, n]), b = Tensor(shape: [n, n]), c = Tensor(shape: [n, n])
-        var rng = RandomGenerator(seed: 1)
-        rng.fillUniform(a)
-        rng.fillUniform(b)
-        func best(_ t: Int) -> Double {
-            BLAS.threads = t
-            let seconds = (0..<5).map { _ in timed { matmul(a, b, into: c) } }.min()!
-            return 2 * Double(n * n * n) / seconds / 1e9
-        }
-        return (best(threads), best(1))
     }
 }

@@ -7,63 +7,9 @@ import Tensor
 import Training
 import VAE
 
-/// What every latent tool starts from: the model, its test set, and where to write.
-struct LatentToolContext {
-    let model: VariationalAutoencoder
-    let config: RunConfig
-    let testSet: ImageDataset
-    let folder: RunFolder
-
-    init(_ run: String) throws {
-        folder = RunFolder(path: run)
-        (model, config) = try folder.loadModel()
-        testSet = try config.training.loadTestSet()
-    }
-
-    /// Test images `indices` as a batch [n, C, H, W] in [0, 1].
-    func images(_ indices: [Int]) throws -> Tensor {
-        let size = testSet.exampleSize
-        let out = Tensor(shape: [indices.count] + testSet.shape)
-        for (row, i) in indices.enumerated() {
-            guard i >= 0 && i < testSet.count else {
-                throw CLIError("image \(i) does not exist: the test set has images 0…\(testSet.count - 1)")
-            }
-            testSet.copyExample(i, to: out.data + row * size)
-        }
-        return out
-    }
-
-    /// Labels of test images (for a conditional model's condition).
-    func labels(_ indices: [Int]) -> [Int] { indices.map { testSet.labels?[$0] ?? 0 } }
-
-    /// Posterior means μ(x) of the given test images, one array per image.
-    func means(_ indices: [Int]) throws -> [[Float]] {
-        let x = try images(indices)
-        let mu = model.posteriorMeans(x, condition: model.config.oneHot(labels(indices)))
-        let d = model.latentDimension
-        return (0..<indices.count).map { r in (0..<d).map { mu[r * d + $0] } }
-    }
-
-    /// The mean images of latent codes `codes` (conditional models: all with class `label`).
-    func decode(_ codes: [[Float]], label: Int = 0) -> Tensor {
-        let condition = model.config.oneHot([Int](repeating: label, count: codes.count))
-        return model.decodeMean(Tensor(shape: [codes.count, model.latentDimension], values: codes.flatMap { $0 }), condition: condition)
-    }
-
-    func write(_ tiles: Tensor, columns: Int, to path: String) throws {
-        try PNG.write(Pictures.grid(tiles, columns: columns, shape: model.config.inputShape), to: path)
-    }
-}
-
-/// Stacks tensors of the same row shape into one.
-func stack(_ parts: [Tensor]) -> Tensor {
-    let out = Tensor(shape: [parts.reduce(0) { $0 + $1.rows }] + parts[0].shape.dropFirst())
-    var offset = 0
-    for p in parts {
-        (out.data + offset).update(from: p.data, count: p.count)
-        offset += p.count
-    }
-    return out
+/// Writes images [n, C, H, W] as a grid of `columns` tiles per row.
+func writeGrid(_ tiles: Tensor, of run: TrainedRun, columns: Int, to path: String) throws {
+    try PNG.write(Pictures.grid(tiles, columns: columns, shape: run.model.config.inputShape), to: path)
 }
 
 struct Interpolate: ParsableCommand {
@@ -83,15 +29,16 @@ struct Interpolate: ParsableCommand {
     }
 
     func run() throws {
-        let context = try LatentToolContext(runFolder)
-        let ends = try context.means([from, to])
+        let context = try TrainedRun(RunFolder(path: runFolder))
+        let ends = try context.posteriorMeans([from, to])
         let codes = (0..<steps).map { k -> [Float] in
             let t = Float(k) / Float(steps - 1)
             return spherical ? LatentSpace.slerp(ends[0], ends[1], t) : LatentSpace.lerp(ends[0], ends[1], t)
         }
-        let tiles = stack([try context.images([from]), context.decode(codes, label: context.labels([from])[0]), try context.images([to])])
+        let first = try context.testImages([from])
+        let tiles = stack([first.images, context.decode(codes, label: first.labels?[0] ?? 0), try context.testImages([to]).images])
         let path = out ?? "\(runFolder)/interpolation.png"
-        try context.write(tiles, columns: steps + 2, to: path)
+        try writeGrid(tiles, of: context, columns: steps + 2, to: path)
         print("wrote \(path): test image \(from), \(steps) decoded points (\(spherical ? "spherical" : "linear")), test image \(to)")
     }
 }
@@ -115,14 +62,14 @@ struct Manifold: ParsableCommand {
     }
 
     func run() throws {
-        let context = try LatentToolContext(runFolder)
+        let context = try TrainedRun(RunFolder(path: runFolder))
         guard context.model.latentDimension == 2 else {
             throw CLIError("manifold needs a 2-D latent space, and this model has \(context.model.latentDimension) dimensions (train one with --latent 2, or use `vae traverse`)")
         }
         let quantiles = (0..<grid).map { Float(LatentSpace.inverseNormalCDF((Double($0) + 0.5) / Double(grid))) }
         let codes = (0..<grid).flatMap { row in (0..<grid).map { column in [quantiles[column], quantiles[grid - 1 - row]] } }
         let path = out ?? "\(runFolder)/manifold.png"
-        try context.write(context.decode(codes, label: label), columns: grid, to: path)
+        try writeGrid(context.decode(codes, label: label), of: context, columns: grid, to: path)
         print("wrote \(path): \(grid)×\(grid) decoded grid, z from \(fixed(Double(quantiles[0]), 2)) to \(fixed(Double(quantiles[grid - 1]), 2))")
     }
 }
@@ -144,21 +91,21 @@ struct Traverse: ParsableCommand {
     }
 
     func run() throws {
-        let context = try LatentToolContext(runFolder)
-        let center = try context.means([image])[0]
+        let context = try TrainedRun(RunFolder(path: runFolder))
+        let center = try context.posteriorMeans([image])[0]
         let d = context.model.latentDimension
         var rows: [Tensor] = []
-        let original = try context.images([image])
+        let original = try context.testImages([image])
         for j in 0..<d {
             let codes = (0..<steps).map { k -> [Float] in
                 var z = center
                 z[j] = -range + 2 * range * Float(k) / Float(steps - 1)
                 return z
             }
-            rows += [original, context.decode(codes, label: context.labels([image])[0])]
+            rows += [original.images, context.decode(codes, label: original.labels?[0] ?? 0)]
         }
         let path = out ?? "\(runFolder)/traverse.png"
-        try context.write(stack(rows), columns: steps + 1, to: path)
+        try writeGrid(stack(rows), of: context, columns: steps + 1, to: path)
         print("wrote \(path): \(d) dimensions × \(steps) values in [−\(range), \(range)] around test image \(image)")
     }
 }
@@ -176,7 +123,7 @@ struct Scatter: ParsableCommand {
     }
 
     func run() throws {
-        let context = try LatentToolContext(runFolder)
+        let context = try TrainedRun(RunFolder(path: runFolder))
         let testSet = limit.map { context.testSet.prefix($0) } ?? context.testSet
         guard let labels = testSet.labels else { throw CLIError("the test set has no labels to colour by") }
         let d = context.model.latentDimension
@@ -185,25 +132,9 @@ struct Scatter: ParsableCommand {
             let mu = context.model.posteriorMeans(batch.images, condition: batch.condition)
             for r in 0..<batch.count { means.append((0..<d).map { Double(mu[r * d + $0]) }) }
         }
-        let points: [ScatterPlot.Point]
-        let axes: (String, String)
-        if d == 1 {
-            points = zip(means, labels).map { ScatterPlot.Point(x: $0[0], y: 0, label: $1) }
-            axes = ("z₁", "")
-        } else if d == 2 {
-            points = zip(means, labels).map { ScatterPlot.Point(x: $0[0], y: $0[1], label: $1) }
-            axes = ("z₁", "z₂")
-        } else {
-            let pca = LatentSpace.principalComponents(means, count: 2)
-            points = zip(means, labels).map { m, label in
-                let centred = zip(m, pca.mean).map { $0 - $1 }
-                return ScatterPlot.Point(
-                    x: zip(centred, pca.directions[0]).reduce(0) { $0 + $1.0 * $1.1 },
-                    y: zip(centred, pca.directions[1]).reduce(0) { $0 + $1.0 * $1.1 }, label: label)
-            }
-            axes = ("principal component 1 (\(Int((100 * pca.explained[0]).rounded()))% of variance)",
-                    "principal component 2 (\(Int((100 * pca.explained[1]).rounded()))% of variance)")
-        }
+        let plane = LatentSpace.plane(means)
+        let points = zip(plane.xy, labels).map { ScatterPlot.Point(x: $0.x, y: $0.y, label: $1) }
+        let axes = plane.axes
         let names = context.config.training.classNames
         let image = try ScatterPlot.render(
             points, labelNames: names, title: "Posterior means E[z|x] of \(points.count) test images (\(context.config.training.dataset), d = \(d))",
@@ -227,16 +158,9 @@ struct Encode: ParsableCommand {
     @Option(help: ArgumentHelp("NPY file to write (default RUN/latents.npy).", valueName: "file.npy")) var out: String?
 
     func run() throws {
-        let context = try LatentToolContext(runFolder)
+        let context = try TrainedRun(RunFolder(path: runFolder))
         let d = context.model.latentDimension
-        var mu: [Float] = [], logVar: [Float] = []
-        for batch in BatchLoader.evaluation(context.testSet, for: context.model).epoch() {
-            let h = context.model.encode(batch.images, condition: batch.condition)
-            for r in 0..<batch.count {
-                mu += (0..<d).map { h[r * 2 * d + $0] }
-                logVar += (0..<d).map { h[r * 2 * d + d + $0] }
-            }
-        }
+        let (mu, logVar) = context.posteriorParameters()
         let labels = context.testSet.labels ?? [Int](repeating: -1, count: context.testSet.count)
         let bytes = NPY.structuredArray(rows: context.testSet.count, fields: [
             .float32(name: "mu", values: mu, perRow: d), .float32(name: "logvar", values: logVar, perRow: d), .int64(name: "label", values: labels),

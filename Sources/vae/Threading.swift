@@ -31,27 +31,10 @@ struct ThreadingOptions: ParsableArguments {
     }
 }
 
-/// Warns when `OPENBLAS_CORETYPE` pins a kernel narrower than the CPU supports (on these
-/// machines it is set to Haswell, AVX2, which halves GEMM speed on an AVX-512 CPU).
+/// Prints the library's warning when `OPENBLAS_CORETYPE` pins a kernel narrower than the CPU.
 enum KernelCheck {
-    /// Kernels that use AVX-512.
-    static let avx512Kernels: Set<String> = ["skylakex", "cooperlake", "sapphirerapids", "zen4", "zen5"]
-
-    static var cpuHasAVX512: Bool {
-        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return false }
-        return info.split(separator: "\n").contains { $0.hasPrefix("flags") && $0.contains(" avx512f") }
-    }
-
-    /// The warning to print, if any.
-    static var warning: String? {
-        guard let pinned = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"], !pinned.isEmpty else { return nil }
-        let core = BLAS.coreName
-        guard cpuHasAVX512, !avx512Kernels.contains(core.lowercased()) else { return nil }
-        return "warning: OPENBLAS_CORETYPE=\(pinned) pins OpenBLAS to its \(core) kernel, but this CPU supports AVX-512; unset OPENBLAS_CORETYPE for up to 2× faster matrix products"
-    }
-
     static func warnIfSlow() {
-        guard let warning else { return }
+        guard let warning = BLAS.slowKernelWarning else { return }
         fflush(stdout)
         FileHandle.standardError.write(Data((warning + "\n").utf8))
     }

@@ -83,9 +83,7 @@ struct Train: ParsableCommand {
             print("vae train: resuming \(folder) at epoch \(run.state.epoch + 1), step \(run.state.batchIndex) of the epoch (\(run.state.step) steps done)")
         }
         print("vae train: \(parallelism.summary)")
-        print("\(run.config.model.summary), \(run.config.model.likelihood.rawValue) likelihood, \(run.model.parameterCount) parameters; \(config.dataset)\(config.binarize ? " (binarised)" : ""): \(run.data.train.count) train\(run.data.validation.map { " / \($0.count) validation" } ?? "") / \(run.data.test.count) test images")
-        print("batch \(config.batchSize), \(config.optimizerConfig.summary) lr \(config.learningRate) (\(config.learningRateSchedule.summary)), seed \(config.seed) → \(folder)/")
-        print("objective: \(config.trainingObjective.summary)")
+        run.summary.forEach { print($0) }
         KernelCheck.warnIfSlow()
 
         let stop = StopRequest()
