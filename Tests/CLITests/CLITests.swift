@@ -282,16 +282,28 @@ func waitFor(_ path: String) {
 
 let resumeArguments = ["--dataset", "mnist", "--epochs", "12", "--batch-size", "16", "--hidden", "16", "--latent", "2", "--threads", "2", "--checkpoint-every", "1"]
 
-@Test func killedAndResumedRunsEndBitIdentical() throws {
+/// SIGKILL at whatever moment after the first checkpoint, then `--resume` (and SIGINT, which
+/// saves and exits 130): the final weights are those of a run never interrupted, also with SGD,
+/// the plateau schedule, a validation split and early stopping.
+@Test(arguments: [
+    [String](),
+    ["--optimizer", "sgd", "--momentum", "0.9", "--lr", "0.3", "--validation-split", "0.25", "--lr-schedule", "plateau",
+     "--plateau-patience", "1", "--early-stopping", "3"],
+])
+func killedAndResumedRunsEndBitIdentical(extra: [String]) throws {
     let dir = temporaryDirectory()
     try writeTinyDataset(dir)
-    let reference = try vae(["train", "--data-dir", dir, "--out", dir + "/whole"] + resumeArguments)
+    let arguments = resumeArguments + extra
+    let reference = try vae(["train", "--data-dir", dir, "--out", dir + "/whole"] + arguments)
     #expect(reference.status == 0, "\(reference.stderr)")
     let expected = try Data(contentsOf: URL(fileURLWithPath: dir + "/whole/model.safetensors"))
+    let expectedBest = try? Data(contentsOf: URL(fileURLWithPath: dir + "/whole/best.safetensors"))
+    #expect((expectedBest != nil) == !extra.isEmpty)
+    if !extra.isEmpty { #expect(reference.stdout.contains("stopped early after epoch")) }
+    let expectedRows = try String(contentsOfFile: dir + "/whole/metrics.csv", encoding: .utf8).split(separator: "\n").count
 
-    // SIGKILL at whatever moment after the first checkpoint, then resume (possibly twice).
     let run = dir + "/killed"
-    let process = try startVAE(["train", "--data-dir", dir, "--out", run] + resumeArguments)
+    let process = try startVAE(["train", "--data-dir", dir, "--out", run] + arguments)
     waitFor(run + "/checkpoint.safetensors")
     usleep(20_000)
     kill(process.processIdentifier, SIGKILL)
@@ -299,12 +311,14 @@ let resumeArguments = ["--dataset", "mnist", "--epochs", "12", "--batch-size", "
     let resumed = try vae(["train", "--resume", run, "--threads", "2"])
     #expect(resumed.status == 0, "\(resumed.stderr)")
     #expect(try Data(contentsOf: URL(fileURLWithPath: run + "/model.safetensors")) == expected)
+    let resumedBest = try? Data(contentsOf: URL(fileURLWithPath: run + "/best.safetensors"))
+    #expect(resumedBest == expectedBest)
     let rows = try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8).split(separator: "\n")
-    #expect(rows.count == 13 && rows.dropFirst().map { $0.prefix { $0 != "," } } == (1...12).map { Substring("\($0)") })
+    #expect(rows.count == expectedRows && rows.dropFirst().map { $0.prefix { $0 != "," } } == (1..<expectedRows).map { Substring("\($0)") })
 
     // SIGINT: the step finishes, a checkpoint is written, the exit code says so, and resuming matches.
     let interrupted = dir + "/interrupted"
-    let second = try startVAE(["train", "--data-dir", dir, "--out", interrupted] + resumeArguments)
+    let second = try startVAE(["train", "--data-dir", dir, "--out", interrupted] + arguments)
     waitFor(interrupted + "/checkpoint.safetensors")
     kill(second.processIdentifier, SIGINT)
     second.waitUntilExit()
@@ -312,6 +326,40 @@ let resumeArguments = ["--dataset", "mnist", "--epochs", "12", "--batch-size", "
     let again = try vae(["train", "--resume", interrupted, "--threads", "2"])
     #expect(again.status == 0, "\(again.stderr)")
     #expect(try Data(contentsOf: URL(fileURLWithPath: interrupted + "/model.safetensors")) == expected)
+}
+
+@Test func validationSplitBestWeightsAndScheduleFlags() throws {
+    let dir = temporaryDirectory()
+    try writeTinyDataset(dir)
+    let run = dir + "/run"
+    let trained = try vae(["train", "--data-dir", dir, "--out", run, "--validation-split", "0.25", "--lr-schedule", "step", "--lr-milestones", "1",
+                           "--lr-gamma", "0.5", "--optimizer", "adamw"] + smallTrainArguments)
+    #expect(trained.status == 0, "\(trained.stderr)")
+    #expect(trained.stdout.contains("72 train / 24 validation / 40 test images") && trained.stdout.contains("AdamW"))
+    let rows = try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8).split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+    #expect(rows[1][11] == "0.001" && rows[2][11] == "0.0005")  // the step schedule, epoch by epoch
+    let best = try vae(["eval", run, "--weights", "best", "--json"])
+    #expect(best.status == 0, "\(best.stderr)")
+    let json = try JSONSerialization.jsonObject(with: Data(best.stdout.utf8)) as! [String: Any]
+    #expect(json["weights"] as? String == "best" && json["images"] as? Int == 40)
+    let (plain, _) = try trainedRun()
+    let none = try vae(["eval", plain, "--weights", "best"])
+    #expect(none.status != 0 && none.stderr.contains("best.safetensors: no best weights: the run has no validation split"))
+    let cases: [([String], String)] = [
+        (["train", "--lr-schedule", "plateau"], "--lr-schedule plateau watches the validation −ELBO: it needs --validation-split"),
+        (["train", "--early-stopping", "3"], "--early-stopping watches the validation −ELBO: it needs --validation-split"),
+        (["train", "--lr-schedule", "step"], "--lr-schedule step needs --lr-milestones"),
+        (["train", "--weight-decay", "0.1"], "--weight-decay needs --optimizer adamw (decoupled) or sgd (L2)"),
+        (["train", "--clip-norm", "0"], "--clip-norm must be a positive number"),
+        (["train", "--latent", "5000"], "--latent must be between 1 and 4096"),
+        (["bench", "--hidden", "400,abc"], "--hidden must be positive integers"),
+        (["bench", "--latent", "5000"], "--latent must be between 1 and 4096"),
+    ]
+    for (arguments, message) in cases {
+        let result = try vae(arguments)
+        #expect(result.status != 0, "\(arguments) exited 0")
+        #expect(result.stderr.contains(message), "\(arguments): \(result.stderr)")
+    }
 }
 
 @Test func resumeAndOutputFolderErrors() throws {
