@@ -7,7 +7,8 @@ import PackageDescription
 let package = Package(
     name: "swift-vae",
     products: [
-        .library(name: "SwiftVAE", targets: ["SwiftVAE"]),
+        // `import SwiftVAE` re-exports the rest; they are listed so that DocC documents each.
+        .library(name: "SwiftVAE", targets: ["SwiftVAE", "Training", "VAE", "NN", "Tensor", "Datasets", "Imaging", "SafeTensors", "Files"]),
         .library(name: "FuzzTargets", targets: ["FuzzTargets"]),
         .executable(name: "vae", targets: ["vae"]),
     ],
@@ -44,6 +45,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
+        // The README's library program, built and run by the tests (ExampleTests).
+        .executableTarget(name: "library-tour", dependencies: ["SwiftVAE"], path: "Examples/LibraryTour"),
+
         // Finite differences, tolerances and temporary folders shared by the tests.
         .target(name: "TestSupport", dependencies: ["Tensor"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"]),
@@ -57,6 +61,8 @@ let package = Package(
         .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets"]),
         // Runs the built `vae` binary as a user would.
         .testTarget(name: "CLITests", dependencies: ["vae", "Imaging", "TestSupport", "CZlib"]),
+        // Runs the README's library program and checks that the README shows it verbatim.
+        .testTarget(name: "ExampleTests", dependencies: ["library-tour", "Imaging", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -229,7 +229,7 @@ public enum Limits {
     public static let threads = 1...256
 
     /// The model's sizes against these limits (with the flags' messages), then the model's own
-    /// consistency checks (``ModelConfig/validate()``).
+    /// consistency checks (`ModelConfig.validate()`).
     public static func validate(_ model: ModelConfig) throws {
         guard latent.contains(model.latentDimension) else { throw ConfigurationError("--latent must be between 1 and \(latent.upperBound)") }
         guard hiddenLayers.contains(model.hiddenSizes.count), model.hiddenSizes.allSatisfy(hidden.contains) else {

@@ -79,7 +79,7 @@ extension VariationalAutoencoder {
 }
 
 extension DataParallel {
-    /// ``VariationalAutoencoder/importanceSampledLogLikelihood(_:samples:seed:firstIndex:chunk:)``
+    /// ``VariationalAutoencoder/importanceSampledLogLikelihood(_:condition:samples:seed:firstIndex:chunk:)``
     /// with the rows of `images` split across the workers.
     public func importanceSampledLogLikelihood(
         _ images: Tensor, condition: Tensor? = nil, samples: Int, seed: UInt64, firstIndex: Int = 0

@@ -3,7 +3,7 @@ import Tensor
 
 /// One layer of a network, described before it is built.
 ///
-/// ``ModelConfig/networkPlan`` lists a model's layers as these values; ``VariationalAutoencoder``
+/// ``ModelConfig/networkPlan(outputsPerValue:)`` lists a model's layers as these values; ``VariationalAutoencoder``
 /// builds its networks from that list, and ``ModelConfig/parameterCount`` sums it, so the size of
 /// a model and the model itself come from one description (a configuration can be refused for
 /// its size before anything is allocated).

@@ -38,7 +38,7 @@ public struct LossBreakdown: Equatable, Sendable {
 
 extension VariationalAutoencoder {
     /// The negative ELBO of a batch with one reparameterised sample per image, ε drawn from `rng`.
-    /// See ``negativeELBO(_:noise:computeGradients:klWeight:gradientScale:)``.
+    /// See ``negativeELBO(_:condition:noise:computeGradients:klWeight:gradientScale:klDimensionWeights:reuseEncoding:)``.
     @discardableResult
     public func negativeELBO(
         _ x: Tensor, condition: Tensor? = nil, rng: inout RandomGenerator, computeGradients: Bool, klWeight: Float = 1
