@@ -7,9 +7,10 @@ import Foundation
 /// - `step`: η · γ^(number of milestones m ≤ e) — the rate drops by γ once epoch m is done
 ///   (PyTorch's `MultiStepLR`, milestones counted in finished epochs).
 /// - `cosine`: η_min + (η − η_min) · ½ (1 + cos(π s / T)), per step (`CosineAnnealingLR` over the run).
-/// - `plateau`: η · f^r, where r counts the reductions so far: one reduction whenever the
-///   validation −ELBO has not improved for `patience` epochs (`ReduceLROnPlateau`, mode min,
-///   threshold 0, no cooldown), never below η_min.
+/// - `plateau`: η · f^r, where r counts the reductions so far: one reduction whenever more than
+///   `patience` epochs in a row fail to beat the best validation −ELBO; the count restarts after
+///   a reduction or an improvement (`ReduceLROnPlateau`, mode min, threshold 0, no cooldown);
+///   never below η_min.
 /// - `iwae`: Burda et al. (2015): stage i = 1 … 8 lasts 3^(i−1) epochs at
 ///   10⁻⁴ · round(10^(1 − (i−1)/7), 1) · (η / 10⁻³), i.e. 1e-3, 7.2e-4, …, 1e-4 over 3,280 epochs
 ///   at the default η = 1e-3; after the last stage the rate stays at the last stage's.
@@ -29,7 +30,7 @@ public struct LearningRateSchedule: Codable, Equatable, Sendable {
     public var warmupSteps: Int
     /// `cosine`, `plateau`: the lowest rate.
     public var minimum: Double
-    /// `plateau`: epochs without improvement before a reduction.
+    /// `plateau`: a reduction comes when more than this many epochs in a row do not improve.
     public var patience: Int
     /// `plateau`: the factor of each reduction.
     public var factor: Double

@@ -184,7 +184,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Lowest rate of the cosine and plateau schedules.")
     var lrMin: Double = 0
 
-    @Option(help: ArgumentHelp("Epochs without a better validation −ELBO before the plateau schedule lowers the rate.", valueName: "epochs"))
+    @Option(help: ArgumentHelp("The plateau schedule lowers the rate when more than this many epochs in a row fail to beat the best validation −ELBO (PyTorch's ReduceLROnPlateau patience).", valueName: "epochs"))
     var plateauPatience: Int = 2
 
     @Option(help: "Factor by which the plateau schedule lowers the rate.")
