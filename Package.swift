@@ -28,7 +28,9 @@ let package = Package(
         .target(name: "CKernels"),
         .target(name: "Tensor", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "NN", dependencies: ["Tensor", "CKernels"]),
-        .target(name: "Files"),
+        // System calls Swift's Glibc module does not declare (renameat2).
+        .target(name: "CFiles"),
+        .target(name: "Files", dependencies: ["CFiles"]),
         .target(name: "SafeTensors", dependencies: ["Files"]),
         .target(name: "VAE", dependencies: ["Tensor", "NN", "Datasets", "SafeTensors", "Files", "CKernels"]),
         // The training run: run folders, configuration, data splits, the epoch loop, schedules, metrics.
@@ -37,7 +39,7 @@ let package = Package(
         .target(name: "Datasets", dependencies: ["Tensor", "CZlib", "Files", "CKernels", "Imaging"]),
         .target(name: "Imaging", dependencies: ["CPNG", "CFreeType", "Files"]),
         // Every parser of untrusted input by name: replayed by the tests, driven by Fuzz/ (libFuzzer).
-        .target(name: "FuzzTargets", dependencies: ["Datasets", "Imaging", "SafeTensors", "VAE"]),
+        .target(name: "FuzzTargets", dependencies: ["Datasets", "Imaging", "SafeTensors", "VAE", "Training", "Files"]),
         .executableTarget(
             name: "vae",
             dependencies: [

@@ -124,7 +124,12 @@ public struct NPYArray {
             }
         }
         switch code {
-        case "u1", "i1", "b1":
+        case "b1":
+            // Booleans are 0/1 values (images of 0 and 1, or labels 0 and 1), never bytes of 1/255.
+            try need(1)
+            guard bytes[dataStart...].allSatisfy({ $0 <= 1 }) else { throw fail("bool data holds bytes other than 0 and 1") }
+            elements = .float32(bytes[dataStart...].map { Float($0) })
+        case "u1", "i1":
             try need(1)
             elements = .uint8(Array(bytes[dataStart...]))
             if code == "i1" && bytes[dataStart...].contains(where: { $0 > 127 }) { throw fail("int8 data has negative values") }

@@ -22,6 +22,25 @@ public struct DataSplits: Sendable {
     }
 }
 
+extension ModelConfig {
+    /// Throws unless `dataset` fits this model: one example's shape and, for a conditional model,
+    /// labels within its classes. `role` names the set in the message ("test", …); `hint` is
+    /// appended (for a run loaded from its folder: the data may have changed since training).
+    public func check(_ dataset: ImageDataset, _ role: String, hint: String = "") throws {
+        func shape(_ s: [Int]) -> String { s.map(String.init).joined(separator: "×") }
+        guard dataset.shape == inputShape else {
+            throw DataError("the \(role) images are \(shape(dataset.shape)), the model expects \(shape(inputShape))\(hint)")
+        }
+        guard isConditional else { return }
+        guard let labels = dataset.labels else {
+            throw DataError("the \(role) images have no labels, and the conditional model needs them\(hint)")
+        }
+        if let bad = labels.first(where: { $0 < 0 || $0 >= conditionClasses }) {
+            throw DataError("the \(role) images have label \(bad), and the model knows labels 0…\(conditionClasses - 1)\(hint)")
+        }
+    }
+}
+
 /// A problem with the data of a run (sizes, labels) that is not a problem of one file.
 public struct DataError: Error, CustomStringConvertible {
     public let description: String
@@ -75,10 +94,13 @@ extension TrainingConfig {
         return (split.train, split.test)
     }
 
-    /// The test set as the model sees it (binarised once with a fixed seed if trained binarised).
-    public func loadTestSet() throws -> ImageDataset {
-        let test = dataset == Self.userData ? try loadTrainAndTest().test : try datasetName.load(.test, directory: dataDirectory)
-        return binarize ? test.binarized(seed: testBinarizationSeed) : test
+    /// The test set as the model sees it (binarised once with a fixed seed if trained binarised),
+    /// checked against `model`, so that data changed since training is refused, not fed to it.
+    public func loadTestSet(for model: ModelConfig) throws -> ImageDataset {
+        var test = dataset == Self.userData ? try loadTrainAndTest().test : try datasetName.load(.test, directory: dataDirectory)
+        if binarize { test = test.binarized(seed: testBinarizationSeed) }
+        try model.check(test, "test", hint: " (the data behind the run changed since it was trained?)")
+        return test
     }
 }
 

@@ -204,10 +204,14 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
 public struct RunConfig: Codable, Equatable, Sendable {
     public var model: ModelConfig
     public var training: TrainingConfig
+    /// The run's identity, also written into every training checkpoint (given when the run is
+    /// created; absent in runs made before run ids existed).
+    public var runID: String?
 
-    public init(model: ModelConfig, training: TrainingConfig) {
+    public init(model: ModelConfig, training: TrainingConfig, runID: String? = nil) {
         self.model = model
         self.training = training
+        self.runID = runID
     }
 
     /// Checks the model and the training settings (see ``TrainingConfig/validate()``).

@@ -58,6 +58,9 @@ public struct RunFolder: Sendable {
         guard Files.isDirectory(path) else { throw FileError(path: path, reason: "no such run folder (create one with `vae train --out \(path)`)") }
         let config = try readConfig()
         let file = weights == .best ? bestModelPath : modelPath
+        if weights == .final && !Files.exists(file) {
+            throw FileError(path: file, reason: "not written yet: the run is \(stateDescription)")
+        }
         if weights == .best && !Files.exists(file) {
             throw FileError(path: file, reason: config.training.validationFraction > 0
                 ? "no best weights yet (they are written after the first epoch)"

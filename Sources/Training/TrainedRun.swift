@@ -16,7 +16,13 @@ public struct TrainedRun {
     public init(_ folder: RunFolder, weights: RunFolder.Weights = .final) throws {
         self.folder = folder
         (model, config) = try folder.loadModel(weights)
-        testSet = try config.training.loadTestSet()
+        testSet = try config.training.loadTestSet(for: config.model)
+    }
+
+    /// Checks a `--label` flag against the model: nil is fine; a label needs a conditional
+    /// model and must be one of its classes.
+    public func checkLabel(_ label: Int?) throws {
+        try config.model.checkLabel(label, run: folder.path)
     }
 
     /// Test images `indices` as a batch (images [n, C, H, W] in [0, 1], labels, one-hot labels
@@ -74,4 +80,18 @@ public func stack(_ parts: [Tensor]) -> Tensor {
         offset += p.count
     }
     return out
+}
+
+extension ModelConfig {
+    /// Checks a class label asked of this model (`run` names it in the message): nil is fine; a
+    /// label needs a conditional model and must be one of its classes.
+    public func checkLabel(_ label: Int?, run: String) throws {
+        guard let label else { return }
+        guard isConditional else {
+            throw ConfigurationError("\(run) holds an unconditional model: --label and --per-class need one trained with --conditional")
+        }
+        guard label >= 0 && label < conditionClasses else {
+            throw ConfigurationError("--label \(label) is not a class of this model (0…\(conditionClasses - 1))")
+        }
+    }
 }

@@ -84,7 +84,7 @@ public struct SelectionState: Equatable, Sendable {
 public enum TrainingCheckpoint {
     public static let format = Checkpoint.formatName + "-training"
 
-    public static func save(_ model: VariationalAutoencoder, optimizer: Optimizer, state: TrainingState, to path: String) throws {
+    public static func save(_ model: VariationalAutoencoder, optimizer: Optimizer, state: TrainingState, runID: String? = nil, to path: String) throws {
         let s = state.selection
         var meta = [
             "format": format,
@@ -101,6 +101,7 @@ public enum TrainingCheckpoint {
             "plateau_reductions": "\(s.plateauReductions)", "plateau_bad_epochs": "\(s.plateauBadEpochs)",
         ]
         if let best = s.bestValidation { meta["best_validation"] = "\(best)" }
+        if let runID { meta["run_id"] = runID }
         var writer = SafeTensorsWriter(metadata: meta)
         let slots = optimizer.stateSlots
         for (k, (name, p)) in model.namedParameters.enumerated() {
@@ -113,10 +114,11 @@ public enum TrainingCheckpoint {
         try Files.writeAtomically(writer.serialize(), to: path)
     }
 
-    /// Restores weights and optimiser state into `model` and `optimizer` (built from the run's
-    /// configuration) and returns where training was. Every value is checked; a damaged or
-    /// mismatched file is refused with a `CheckpointError`, leaving the model untouched.
-    public static func load(_ path: String, into model: VariationalAutoencoder, optimizer: Optimizer, examples: Int) throws -> TrainingState {
+    /// Checks, before anything is allocated, that the checkpoint at `path` is a training
+    /// checkpoint of this run (its run id) for exactly `model`, and that its data can back that
+    /// model's size: so that an edited config.json cannot make a resume build a model the
+    /// checkpoint does not hold.
+    public static func checkHeader(_ path: String, model: ModelConfig, runID: String?) throws {
         func fail(_ problem: String) -> CheckpointError { CheckpointError(path: path, problem: problem) }
         let archive: SafeTensorsArchive
         do {
@@ -126,6 +128,37 @@ public enum TrainingCheckpoint {
         }
         let meta = archive.metadata
         guard meta["format"] == format else { throw fail("not a swift-vae training checkpoint") }
+        if let runID, meta["run_id"] != runID {
+            throw fail("belongs to another run (run id \(meta["run_id"] ?? "none"), config.json says \(runID)); it cannot be resumed here")
+        }
+        guard let json = meta["config"], let saved = try? JSONDecoder().decode(ModelConfig.self, from: Data(json.utf8)), saved == model else {
+            throw fail("the checkpoint's model configuration differs from the run's config.json")
+        }
+        let stored = archive.tensors.values.reduce(0) { $0 + $1.dataRange.count } / 4
+        guard model.parameterCount <= Double(stored) else {
+            throw fail("the model has \(Int(model.parameterCount)) parameters but the file holds \(stored) values")
+        }
+    }
+
+    /// Restores weights and optimiser state into `model` and `optimizer` (built from the run's
+    /// configuration) and returns where training was. Every value is checked; a damaged or
+    /// mismatched file is refused with a `CheckpointError`, leaving the model untouched; so is a
+    /// checkpoint of another run (its run id differs from `runID`, the run's `config.json`'s).
+    public static func load(
+        _ path: String, into model: VariationalAutoencoder, optimizer: Optimizer, examples: Int, runID: String? = nil
+    ) throws -> TrainingState {
+        func fail(_ problem: String) -> CheckpointError { CheckpointError(path: path, problem: problem) }
+        let archive: SafeTensorsArchive
+        do {
+            archive = try SafeTensorsArchive(bytes: try Files.read(path))
+        } catch let error as SafeTensorsError {
+            throw fail(error.description)
+        }
+        let meta = archive.metadata
+        guard meta["format"] == format else { throw fail("not a swift-vae training checkpoint") }
+        if let runID, meta["run_id"] != runID {
+            throw fail("belongs to another run (run id \(meta["run_id"] ?? "none"), config.json says \(runID)); it cannot be resumed here")
+        }
         guard let json = meta["config"], let config = try? JSONDecoder().decode(ModelConfig.self, from: Data(json.utf8)), config == model.config else {
             throw fail("the checkpoint's model configuration differs from the run's config.json")
         }

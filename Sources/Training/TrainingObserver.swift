@@ -73,8 +73,9 @@ public enum TrainingOutcome: Equatable, Sendable {
     /// A stop was requested: the run saved a checkpoint after `step` of `stepsInEpoch` steps of
     /// epoch `epoch` (from 1) and can be resumed.
     case interrupted(epoch: Int, step: Int, stepsInEpoch: Int, signal: Int32)
-    /// The checkpoint says training was already over; nothing was done.
-    case alreadyFinished(epochs: Int)
+    /// The checkpoint says training was already over after `epochs` epochs; `completed` lists
+    /// the outputs that were missing and have now been written (empty: nothing to do).
+    case alreadyFinished(epochs: Int, completed: [String])
 }
 
 /// A request to stop a run at the end of its current step (it then saves a checkpoint).

@@ -26,7 +26,8 @@ public struct TrainingRunError: Error, CustomStringConvertible {
 ///     let run = try TrainingRun(creating: RunFolder(path: "runs/a"), config: RunConfig(model: model, training: training), data: data)
 ///     let outcome = try run.train()
 public final class TrainingRun {
-    public let folder: RunFolder
+    /// The run folder (while a replacing run is being set up, the folder beside it where it is built).
+    public private(set) var folder: RunFolder
     public let config: RunConfig
     public let data: DataSplits
     public let model: VariationalAutoencoder
@@ -41,32 +42,73 @@ public final class TrainingRun {
     let loader: BatchLoader
     private var metrics: MetricsFile
     private let workers: Int
+    /// This process's lock on the folder: one writer per run, for as long as this object lives.
+    private var lock: FileLock?
 
-    /// Starts a new run in `folder`, which must be empty or absent unless `replacing` (then the
-    /// old run's checkpoint and best weights are removed). `data` defaults to the configuration's.
+    /// Starts a new run in `folder`, which must be empty or absent unless `replacing`; `data`
+    /// defaults to the configuration's. Before it returns, the folder holds the run's config,
+    /// status and first checkpoint (so an unwritable or full disk fails now, not after an
+    /// epoch). Replacing a run builds the new one in a folder beside it and swaps it in once
+    /// that first checkpoint is written: until then the old run stays whole.
     public convenience init(
         creating folder: RunFolder, config: RunConfig, data: DataSplits? = nil, parallelism: Parallelism = .allCores, replacing: Bool = false
     ) throws {
         try config.validate()
-        try Self.prepare(folder, replacing: replacing)
+        let target = RunFolder(path: try Files.resolvingLinks(folder.path))
+        try Self.checkCanCreate(target, replacing: replacing)
         let data = try data ?? config.training.loadData()
         var config = config
         if config.training.dataset == TrainingConfig.userData && config.training.userClassNames == nil {
             config.training.userClassNames = data.classNames
         }
-        try self.init(folder: folder, config: config, data: data, parallelism: parallelism, resuming: false)
-        try Files.createDirectory(folder.path)
-        try folder.writeConfig(config)
+        if config.runID == nil { config.runID = newRunID() }
+        let replace = replacing && !(target.occupants ?? []).isEmpty
+        let staging = replace ? target.sibling(".new-\(getpid())") : target
+        try self.init(folder: staging, config: config, data: data, parallelism: parallelism, resuming: false)
+
+        let oldLock = replace ? try Self.lock(target) : nil
+        if replace { Files.removeTree(staging.path) }
+        try Files.createDirectory(staging.path)
+        lock = try Self.lock(staging)
+        if let occupants = staging.occupants, !occupants.isEmpty, !replace {
+            throw TrainingRunError("\(target.path) is not empty (it holds \(occupants.prefix(3).joined(separator: ", "))); another process wrote into it")
+        }
+        try staging.writeConfig(config)
+        try checkFreeSpace()
+        try writeStatus(.running)
+        try saveCheckpoint(nil)
+        if replace {
+            try Files.exchange(staging.path, target.path)
+            oldLock?.release()
+            Files.removeTree(staging.path)  // the old run, now at the staging name
+            self.folder = target
+            metrics = MetricsFile(path: target.metricsPath, latentDimension: config.model.latentDimension)
+        }
     }
 
     /// Continues the run in `folder` from its training checkpoint (its `config.json` decides
-    /// everything but the cores).
+    /// everything but the cores). Refused while another process trains the run.
     public convenience init(resuming folder: RunFolder, parallelism: Parallelism = .allCores) throws {
+        guard Files.isDirectory(folder.path) else {
+            throw FileError(path: folder.path, reason: "no such run folder (create one with `vae train --out \(folder.path)`)")
+        }
+        let lock = try Self.lock(folder)
         let config = try folder.readConfig()
         guard Files.exists(folder.checkpointPath) else {
             throw TrainingRunError("\(folder.checkpointPath): no training checkpoint to resume from")
         }
+        try TrainingCheckpoint.checkHeader(folder.checkpointPath, model: config.model, runID: config.runID)
         try self.init(folder: folder, config: config, data: try config.training.loadData(), parallelism: parallelism, resuming: true)
+        self.lock = lock
+    }
+
+    /// Takes the folder's writer lock, or says who has it.
+    static func lock(_ folder: RunFolder) throws -> FileLock {
+        do {
+            return try FileLock(folder.lockPath, holder: lockHolderDescription())
+        } catch let error as FileLockError where error.holder != nil {
+            throw TrainingRunError("\(folder.path) is being trained by \(error.holder!); a run has one writer at a time (eval, sample and the other commands can read it meanwhile)")
+        }
     }
 
     private init(folder: RunFolder, config: RunConfig, data: DataSplits, parallelism: Parallelism, resuming: Bool) throws {
@@ -92,7 +134,8 @@ public final class TrainingRun {
             order: loader.currentOrder, partialLoss: LossBreakdown(), elapsed: 0, workers: workers)
         metrics = MetricsFile(path: folder.metricsPath, latentDimension: modelConfig.latentDimension)
         if resuming {
-            state = try TrainingCheckpoint.load(folder.checkpointPath, into: model, optimizer: optimizer, examples: data.train.count)
+            state = try TrainingCheckpoint.load(
+                folder.checkpointPath, into: model, optimizer: optimizer, examples: data.train.count, runID: config.runID)
             trainer.rng = RandomGenerator(state: state.noiseRNG)!
             loader.rng = RandomGenerator(state: state.dataRNG)!
             loader.currentOrder = state.order
@@ -105,9 +148,13 @@ public final class TrainingRun {
     }
 
     /// A new run never writes into a folder that holds anything, unless it replaces the run
-    /// there: throws the message that says so (call it before loading data to fail early).
+    /// there, and never into a run another process trains: throws the message that says so (call
+    /// it before loading data to fail early).
     public static func checkCanCreate(_ folder: RunFolder, replacing: Bool) throws {
-        guard let entries = Files.contents(ofDirectory: folder.path), !entries.isEmpty else {
+        if let writer = folder.writer {
+            throw TrainingRunError("\(folder.path) is being trained by \(writer); a run has one writer at a time")
+        }
+        guard let entries = folder.occupants, !entries.isEmpty else {
             if Files.exists(folder.path) && !Files.isDirectory(folder.path) { throw TrainingRunError("\(folder.path) exists and is not a folder") }
             return
         }
@@ -116,24 +163,30 @@ public final class TrainingRun {
         }
     }
 
-    static func prepare(_ folder: RunFolder, replacing: Bool) throws {
-        try checkCanCreate(folder, replacing: replacing)
-        // Replacing the run: its checkpoint must not be resumed into the new one, nor its best weights kept.
-        for path in [folder.checkpointPath, folder.bestModelPath] where Files.exists(path) { unlink(path) }
+    /// Refuses to start when the folder's file system cannot hold what the run writes: the
+    /// checkpoint, the model and the best weights, each written beside its old copy.
+    func checkFreeSpace() throws {
+        let values = Double(model.parameterCount)
+        let checkpoint = values * 4 * Double(1 + optimizer.stateSlots.count) + Double(data.train.count) * 8
+        let needed = 2 * checkpoint + 2 * values * 4 * (data.validation == nil ? 1 : 2) + Double(1 << 20)
+        if let free = Files.freeSpace(folder.path), Double(free) < needed {
+            throw TrainingRunError("\(folder.path): \(free >> 20) MB free on its file system, and the run needs about \(Int(needed) >> 20) MB (checkpoint, model and best weights, each written beside its old copy)")
+        }
+    }
+
+    private func writeStatus(_ state: RunStatus.State, message: String? = nil) throws {
+        try folder.writeStatus(RunStatus(state: state, epoch: self.state.epoch, epochs: config.training.epochs, message: message))
     }
 
     /// The data must fit the model: the images' shape, and labels in range for a conditional model.
     static func check(_ data: DataSplits, against model: ModelConfig) throws {
-        guard data.train.shape == model.inputShape else {
-            throw DataError("the training images are \(data.train.shape), the model expects \(model.inputShape)")
+        if model.isConditional {
+            guard data.train.labels != nil && data.test.labels != nil else { throw DataError("--conditional needs labels for the training and the test images") }
+            guard model.conditionClasses >= 2 else { throw DataError("--conditional needs labels with at least two classes") }
         }
-        guard model.isConditional else { return }
-        let sets = [data.train, data.test] + (data.validation.map { [$0] } ?? [])
-        guard sets.allSatisfy({ $0.labels != nil }) else { throw DataError("--conditional needs labels for the training and the test images") }
-        guard model.conditionClasses >= 2 else { throw DataError("--conditional needs labels with at least two classes") }
-        guard sets.allSatisfy({ $0.labels!.allSatisfy { $0 >= 0 && $0 < model.conditionClasses } }) else {
-            throw DataError("the model knows labels 0…\(model.conditionClasses - 1), and the data have others")
-        }
+        try model.check(data.train, "training")
+        if let validation = data.validation { try model.check(validation, "validation") }
+        try model.check(data.test, "test")
     }
 
     /// Three lines naming the model, the data, the optimiser and schedule, and the objective.
@@ -165,14 +218,25 @@ public final class TrainingRun {
         return false
     }
 
-    /// Trains until the last epoch, early stopping or `stop`, telling `observer` as it goes.
+    /// Trains until the last epoch, early stopping or `stop`, telling `observer` as it goes. A
+    /// run whose training is already over writes whatever outputs are missing (a run killed
+    /// while drawing its pictures) and returns `.alreadyFinished`. An error leaves the status
+    /// `failed` and the last checkpoint intact.
     public func train(observer: TrainingObserver? = nil, stop: StopRequest = StopRequest()) throws -> TrainingOutcome {
-        let training = config.training
-        guard !isTrainingDone else {
-            let outcome = TrainingOutcome.alreadyFinished(epochs: state.epoch)
+        do {
+            let outcome = try trainEpochs(observer: observer, stop: stop)
             observer?.runEnded(self, outcome)
             return outcome
+        } catch {
+            try? writeStatus(.failed, message: "\(error)")
+            throw error
         }
+    }
+
+    private func trainEpochs(observer: TrainingObserver?, stop: StopRequest) throws -> TrainingOutcome {
+        let training = config.training
+        guard !isTrainingDone else { return .alreadyFinished(epochs: state.epoch, completed: try completeOutputs()) }
+        try writeStatus(.running)
         observer?.runStarted(self, at: state)
         let steps = stepsPerEpoch
         let objective = training.trainingObjective
@@ -199,15 +263,15 @@ public final class TrainingRun {
                     imagesSeen: state.partialLoss.images, runningLoss: state.partialLoss.meanNegativeELBO, learningRate: rate, elapsed: state.elapsed))
                 if let signal = stop.requested {
                     try saveCheckpoint(observer)
-                    outcome = .interrupted(epoch: epoch + 1, step: state.batchIndex, stepsInEpoch: steps, signal: signal)
-                    observer?.runEnded(self, outcome)
-                    return outcome
+                    try writeStatus(.stopped)
+                    return .interrupted(epoch: epoch + 1, step: state.batchIndex, stepsInEpoch: steps, signal: signal)
                 }
                 if training.checkpointInterval > 0 && trainer.step % training.checkpointInterval == 0 && state.batchIndex < steps {
                     try saveCheckpoint(observer)
                 }
             }
             let summary = try finishEpoch(seconds: now() - startTime, klWeight: Double(objective.klWeight(afterEpochs: Double(epoch))), observer)
+            try writeStatus(.running)
             observer?.epochDone(self, summary)
             if let patience = training.earlyStopping, state.selection.epochsWithoutImprovement >= patience {
                 outcome = .stoppedEarly(epoch: epoch + 1, bestEpoch: state.selection.bestEpoch)
@@ -215,8 +279,25 @@ public final class TrainingRun {
             }
         }
         try writePictures()
-        observer?.runEnded(self, outcome)
+        try writeStatus(.finished)
         return outcome
+    }
+
+    /// For a run whose training is over: writes the final weights and the pictures if they are
+    /// missing (from the checkpoint's weights, which are the final ones) and marks the run
+    /// finished; returns the files written.
+    private func completeOutputs() throws -> [String] {
+        var written: [String] = []
+        if !Files.exists(folder.modelPath) {
+            try Checkpoint.save(model, to: folder.modelPath, metadata: ["epoch": "\(state.epoch)"])
+            written.append(folder.modelPath)
+        }
+        if !Files.exists(folder.reconstructionsPath) || !Files.exists(folder.samplesPath) {
+            try writePictures()
+            written += [folder.reconstructionsPath, folder.samplesPath]
+        }
+        try writeStatus(.finished)
+        return written
     }
 
     /// Evaluates the epoch just trained, records it, saves the weights and the checkpoint.
@@ -250,7 +331,7 @@ public final class TrainingRun {
         state.noiseRNG = trainer.rng.state
         state.dataRNG = loader.rng.state
         state.order = loader.currentOrder
-        try TrainingCheckpoint.save(model, optimizer: optimizer, state: state, to: folder.checkpointPath)
+        try TrainingCheckpoint.save(model, optimizer: optimizer, state: state, runID: config.runID, to: folder.checkpointPath)
         observer?.checkpointWritten(self, path: folder.checkpointPath, state: state)
     }
 

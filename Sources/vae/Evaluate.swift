@@ -54,7 +54,7 @@ struct Evaluate: ParsableCommand {
         let parallelism = threading.parallelism
         let workers = parallelism.apply()
         let (model, config) = try RunFolder(path: runFolder).loadModel(weights)
-        var testSet = try config.training.loadTestSet()
+        var testSet = try config.training.loadTestSet(for: config.model)
         if let limit { testSet = testSet.prefix(limit) }
         let loss = model.evaluate(testSet)
         let stats = model.latentStatistics(testSet)

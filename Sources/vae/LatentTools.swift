@@ -54,7 +54,7 @@ struct Manifold: ParsableCommand {
 
     @Argument(help: ArgumentHelp("Run folder written by `vae train`.", valueName: "run")) var runFolder: String
     @Option(help: "Images per side of the grid.") var grid: Int = 20
-    @Option(help: "Conditional models: the class to decode.") var label: Int = 0
+    @Option(help: "Conditional models: the class to decode (default 0).") var label: Int?
     @Option(help: ArgumentHelp("PNG to write (default RUN/manifold.png).", valueName: "file.png")) var out: String?
 
     func validate() throws {
@@ -63,13 +63,14 @@ struct Manifold: ParsableCommand {
 
     func run() throws {
         let context = try TrainedRun(RunFolder(path: runFolder))
+        try context.checkLabel(label)
         guard context.model.latentDimension == 2 else {
             throw CLIError("manifold needs a 2-D latent space, and this model has \(context.model.latentDimension) dimensions (train one with --latent 2, or use `vae traverse`)")
         }
         let quantiles = (0..<grid).map { Float(LatentSpace.inverseNormalCDF((Double($0) + 0.5) / Double(grid))) }
         let codes = (0..<grid).flatMap { row in (0..<grid).map { column in [quantiles[column], quantiles[grid - 1 - row]] } }
         let path = out ?? "\(runFolder)/manifold.png"
-        try writeGrid(context.decode(codes, label: label), of: context, columns: grid, to: path)
+        try writeGrid(context.decode(codes, label: label ?? 0), of: context, columns: grid, to: path)
         print("wrote \(path): \(grid)×\(grid) decoded grid, z from \(fixed(Double(quantiles[0]), 2)) to \(fixed(Double(quantiles[grid - 1]), 2))")
     }
 }

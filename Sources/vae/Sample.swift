@@ -34,12 +34,7 @@ struct Sample: ParsableCommand {
     func run() throws {
         let (model, config) = try RunFolder(path: runFolder).loadModel()
         let classes = model.config.conditionClasses
-        if (label != nil || perClass != nil) && classes == 0 {
-            throw CLIError("\(runFolder) holds an unconditional model: --label and --per-class need one trained with --conditional")
-        }
-        if let label, label < 0 || label >= classes {
-            throw CLIError("--label \(label) is not a class of this model (0…\(classes - 1))")
-        }
+        try model.config.checkLabel(label ?? perClass.map { _ in 0 }, run: runFolder)
         if let perClass {
             try PNG.write(Pictures.samplesPerClass(model, perClass: perClass, seed: seed), to: out)
             let names = config.training.classNames
@@ -70,7 +65,7 @@ struct Reconstruct: ParsableCommand {
 
     func run() throws {
         let (model, config) = try RunFolder(path: runFolder).loadModel()
-        let testSet = try config.training.loadTestSet()
+        let testSet = try config.training.loadTestSet(for: config.model)
         try PNG.write(Pictures.reconstructions(model, testSet: testSet, count: min(count, testSet.count)), to: out)
         print("wrote \(min(count, testSet.count)) test images and their reconstructions to \(out)")
     }

@@ -75,8 +75,10 @@ struct Train: ParsableCommand {
         }
         run.warnings.forEach(printWarning)
         let config = run.config.training, folder = run.folder.path
-        if run.isTrainingDone {
-            print("\(folder) has finished all \(config.epochs) epochs; nothing to resume")
+        if run.isTrainingDone, case let .alreadyFinished(epochs, completed) = try run.train() {
+            print(completed.isEmpty
+                ? "\(folder) has finished all \(epochs) epochs; nothing to resume"
+                : "\(folder) had finished training (\(epochs) epochs); wrote what was missing: \(completed.joined(separator: ", "))")
             return
         }
         if run.isResumed {

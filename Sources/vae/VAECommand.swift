@@ -15,4 +15,26 @@ struct VAECommand: ParsableCommand {
             """,
         subcommands: [Train.self, Evaluate.self, Sample.self, Reconstruct.self, Interpolate.self, Manifold.self, Traverse.self, Scatter.self, Encode.self, Bench.self]
     )
+
+    static func main() { main(joiningNegativeValues(Array(CommandLine.arguments.dropFirst()))) }
+
+    /// `--epochs -1` as `--epochs=-1`: a negative number after an option is its value (the
+    /// parser would take it for a flag and say the value is missing), so that the validator
+    /// sees it and names the real problem.
+    static func joiningNegativeValues(_ arguments: [String]) -> [String] {
+        var out: [String] = []
+        var i = 0
+        while i < arguments.count {
+            let a = arguments[i]
+            if a == "--" { return out + arguments[i...] }
+            if a.hasPrefix("--"), !a.contains("="), i + 1 < arguments.count, Double(arguments[i + 1]) != nil, arguments[i + 1].hasPrefix("-") {
+                out.append(a + "=" + arguments[i + 1])
+                i += 2
+            } else {
+                out.append(a)
+                i += 1
+            }
+        }
+        return out
+    }
 }

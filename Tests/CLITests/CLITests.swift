@@ -366,7 +366,7 @@ func killedAndResumedRunsEndBitIdentical(extra: [String]) throws {
     let dir = temporaryDirectory()
     try writeTinyDataset(dir)
     let noRun = try vae(["train", "--resume", dir + "/nothing"])
-    #expect(noRun.status != 0 && noRun.stderr.contains("nothing/config.json"))
+    #expect(noRun.status != 0 && noRun.stderr.contains("nothing: no such run folder"))
     let run = dir + "/run"
     #expect(try vae(["train", "--data-dir", dir, "--out", run] + smallTrainArguments).status == 0)
     let before = try Data(contentsOf: URL(fileURLWithPath: run + "/model.safetensors"))

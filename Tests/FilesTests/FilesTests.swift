@@ -15,7 +15,7 @@ import TestSupport
     let dir = temporaryDirectory()
     #expect(throws: FileError.self) { try Files.read(dir + "/missing") }
     do { _ = try Files.read(dir + "/missing") } catch let e as FileError { #expect(e.description == "\(dir)/missing: No such file or directory") }
-    #expect(throws: FileError(path: dir, reason: "not a regular file")) { try Files.read(dir) }
+    #expect(throws: FileError(path: dir, reason: "not a regular file (a folder)")) { try Files.read(dir) }
     #expect(throws: FileError.self) { try Files.writeAtomically([1], to: dir + "/no/such/folder/f") }
     let path = dir + "/keep"
     try Files.writeAtomically([9], to: path)

@@ -45,7 +45,12 @@ func finalFiles(_ folder: String) throws -> [String: Data] {
             }
             data = Data(rows.joined(separator: "\n").utf8)
         }
-        if name == "checkpoint.safetensors" { continue }  // holds the last epoch's elapsed seconds
+        if name == "checkpoint.safetensors" || name == ".lock" { continue }  // elapsed seconds; the last writer's process id
+        if name == "config.json" {  // each new run has its own run id
+            var object = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+            object["runID"] = nil
+            data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        }
         out[name] = data
     }
     return out
@@ -88,8 +93,7 @@ func stoppedAndResumedRunsEndIdentical(name: String, modify: (inout TrainingConf
     recorder.onStep = { run, p in
         if killSteps.contains(p.globalStep) { try? copyFolder(whole.path, to: "\(dir)/killed-\(p.globalStep)") }
     }
-    let run = try TrainingRun(creating: whole, config: config, parallelism: .batch(workers: 2))
-    let outcome = try run.train(observer: recorder)
+    let outcome = try TrainingRun(creating: whole, config: config, parallelism: .batch(workers: 2)).train(observer: recorder)
     let expected = try finalFiles(whole.path)
     #expect(expected["samples.png"] != nil && expected["reconstructions.png"] != nil)
     if config.training.earlyStopping != nil {
@@ -112,15 +116,25 @@ func stoppedAndResumedRunsEndIdentical(name: String, modify: (inout TrainingConf
     let stop = StopRequest()
     let asker = Recorder()
     asker.onStep = { _, p in if p.globalStep == 9 { stop.request(signal: SIGTERM) } }
-    let first = try TrainingRun(creating: stopped, config: config, parallelism: .batch(workers: 2))
-    let interrupted = try first.train(observer: asker, stop: stop)
-    let steps = first.stepsPerEpoch
-    #expect(interrupted == .interrupted(epoch: 8 / steps + 1, step: 9 - (8 / steps) * steps, stepsInEpoch: steps, signal: SIGTERM))
-    #expect(asker.events.last == "end \(interrupted)" && asker.events.dropLast().last == "checkpoint")
-    _ = try TrainingRun(resuming: stopped, parallelism: .batch(workers: 2)).train()
+    do {
+        let first = try TrainingRun(creating: stopped, config: config, parallelism: .batch(workers: 2))
+        let interrupted = try first.train(observer: asker, stop: stop)
+        let steps = first.stepsPerEpoch
+        #expect(interrupted == .interrupted(epoch: 8 / steps + 1, step: 9 - (8 / steps) * steps, stepsInEpoch: steps, signal: SIGTERM))
+        #expect(asker.events.last == "end \(interrupted)" && asker.events.dropLast().last == "checkpoint")
+        #expect(stopped.status()?.state == .stopped)
+        // One writer: the run is locked while this process has it open.
+        #expect(throws: TrainingRunError.self) { try TrainingRun(resuming: stopped) }
+    }
+    do {
+        _ = try TrainingRun(resuming: stopped, parallelism: .batch(workers: 2)).train()
+    }
     #expect(try finalFiles(stopped.path) == expected, "\(name): stopped by request")
+    #expect(stopped.status()?.state == .finished)
     // A finished run has nothing left to do.
-    #expect(try TrainingRun(resuming: stopped).train() == .alreadyFinished(epochs: try TrainingRun(resuming: stopped).state.epoch))
+    let finished = try TrainingRun(resuming: stopped)
+    let epochs = finished.state.epoch
+    #expect(try finished.train() == .alreadyFinished(epochs: epochs, completed: []))
 }
 
 @Test func validationSplitSelectsTheBestEpochWithoutTheTestSet() throws {
