@@ -91,6 +91,11 @@ public enum UserData {
         guard let entries = Files.contents(ofDirectory: path) else { throw FileError(path: path, reason: "cannot list the folder") }
         let classes = entries.filter { Files.isDirectory("\(path)/\($0)") }
         var files: [(String, Int?)] = entries.filter { $0.lowercased().hasSuffix(".png") }.map { ("\(path)/\($0)", nil) }
+        let labelled = classes.filter { (Files.contents(ofDirectory: "\(path)/\($0)") ?? []).contains { $0.lowercased().hasSuffix(".png") } }
+        if !files.isEmpty && !labelled.isEmpty {
+            // Either layout alone is clear; both at once would silently drop the labels.
+            throw FileError(path: path, reason: "holds both .png files (\(files[0].0.split(separator: "/").last!)\(files.count > 1 ? ", …" : "")) and class sub-folders of .png files (\(labelled[0])\(labelled.count > 1 ? ", …" : "")); keep one layout: images directly in the folder (unlabelled) or only in class sub-folders (labelled)")
+        }
         if files.isEmpty {
             for (label, name) in classes.enumerated() {
                 let sub = "\(path)/\(name)"

@@ -205,9 +205,10 @@ public final class FileLock {
         guard fd >= 0 else { throw FileError(path: path, reason: "cannot create the lock file: \(Files.lastErrorMessage())") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let busy = errno == EWOULDBLOCK
-            let reason = busy ? "held by \(Self.readHolder(fd) ?? "another process")" : Files.lastErrorMessage()
+            let holder = busy ? Self.readHolder(fd) ?? "another process" : nil
+            let reason = holder.map { "held by \($0)" } ?? Files.lastErrorMessage()
             close(fd)
-            throw FileLockError(path: path, holder: busy ? reason : nil, reason: reason)
+            throw FileLockError(path: path, holder: holder, reason: reason)
         }
         ftruncate(fd, 0)
         let bytes = Array(holder.utf8)

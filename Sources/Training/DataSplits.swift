@@ -28,6 +28,7 @@ extension ModelConfig {
     /// appended (for a run loaded from its folder: the data may have changed since training).
     public func check(_ dataset: ImageDataset, _ role: String, hint: String = "") throws {
         func shape(_ s: [Int]) -> String { s.map(String.init).joined(separator: "×") }
+        guard dataset.count > 0 else { throw DataError("the \(role) set holds no images\(hint)") }
         guard dataset.shape == inputShape else {
             throw DataError("the \(role) images are \(shape(dataset.shape)), the model expects \(shape(inputShape))\(hint)")
         }

@@ -214,10 +214,12 @@ public struct RunConfig: Codable, Equatable, Sendable {
         self.runID = runID
     }
 
-    /// Checks the model and the training settings (see ``TrainingConfig/validate()``).
+    /// Checks the model and the training settings (see ``TrainingConfig/validate()``), and that
+    /// a batch fits in memory.
     public func validate() throws {
         try training.validate()
         try Limits.validate(model)
+        try Limits.validate(batchSize: training.batchSize, samples: training.trainingObjective.importanceSamples, model: model)
     }
 }
 
@@ -231,6 +233,19 @@ public enum Limits {
     public static let channels = 1...4096
     public static let channelLayers = 1...6
     public static let threads = 1...256
+
+    /// Values one layer's output buffer may hold (2²⁸ Float32 values: 1 GiB).
+    public static let valuesPerBuffer = Double(1 << 28)
+
+    /// A batch of `batchSize` images with `samples` samples each (and evaluation's batches of
+    /// 1000) must fit the largest layer's buffer.
+    public static func validate(batchSize: Int, samples: Int, model: ModelConfig) throws {
+        let rows = Double(max(batchSize * samples, 1000))
+        let values = rows * model.largestActivation
+        guard values <= valuesPerBuffer else {
+            throw ConfigurationError("a batch of \(Int(rows)) rows (--batch-size × --iwae, at least evaluation's 1000) through this model needs \(Int(values)) values in one layer's buffer, more than the \(Int(valuesPerBuffer)) allowed; use a smaller batch, fewer samples or a smaller model")
+        }
+    }
 
     /// The model's sizes against these limits (with the flags' messages), then the model's own
     /// consistency checks (`ModelConfig.validate()`).

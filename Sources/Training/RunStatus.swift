@@ -70,7 +70,7 @@ extension RunFolder {
     func sibling(_ suffix: String) -> RunFolder {
         var trimmed = path
         while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
-        guard let slash = trimmed.lastIndex(of: "/") else { return RunFolder(path: ".\(trimmed)\(suffix)") }
+        guard let slash = trimmed.lastIndex(of: "/") else { return RunFolder(path: "./.\(trimmed)\(suffix)") }
         let parent = trimmed[..<slash]
         return RunFolder(path: "\(parent)/.\(trimmed[trimmed.index(after: slash)...])\(suffix)")
     }

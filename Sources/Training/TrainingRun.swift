@@ -67,7 +67,7 @@ public final class TrainingRun {
         try self.init(folder: staging, config: config, data: data, parallelism: parallelism, resuming: false)
 
         let oldLock = replace ? try Self.lock(target) : nil
-        if replace { Files.removeTree(staging.path) }
+        if replace { Self.removeAbandonedStagingFolders(of: target) }
         try Files.createDirectory(staging.path)
         lock = try Self.lock(staging)
         if let occupants = staging.occupants, !occupants.isEmpty, !replace {
@@ -100,6 +100,18 @@ public final class TrainingRun {
         try TrainingCheckpoint.checkHeader(folder.checkpointPath, model: config.model, runID: config.runID)
         try self.init(folder: folder, config: config, data: try config.training.loadData(), parallelism: parallelism, resuming: true)
         self.lock = lock
+    }
+
+    /// Folders `.NAME.new-PID` beside `target` that no live process holds: what a replacing run
+    /// killed before its swap left behind.
+    static func removeAbandonedStagingFolders(of target: RunFolder) {
+        let probe = target.sibling(".new-")
+        guard let slash = probe.path.lastIndex(of: "/") else { return }
+        let parent = String(probe.path[..<slash]), prefix = String(probe.path[probe.path.index(after: slash)...])
+        for name in Files.contents(ofDirectory: parent.isEmpty ? "/" : parent) ?? [] where name.hasPrefix(prefix) {
+            let folder = RunFolder(path: "\(parent)/\(name)")
+            if folder.writer == nil { Files.removeTree(folder.path) }
+        }
     }
 
     /// Takes the folder's writer lock, or says who has it.

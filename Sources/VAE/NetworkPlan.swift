@@ -46,6 +46,33 @@ public enum LayerSpec: Equatable, Sendable {
 }
 
 extension ModelConfig {
+    /// The most values one example produces at any layer of the encoder or the decoder (each
+    /// layer's output buffer holds this many per row of its batch), in Double so that an absurd
+    /// configuration cannot overflow. Bounds the memory of a batch before anything is built.
+    public var largestActivation: Double {
+        let outputs = makeLikelihood().outputsPerValue
+        let plan = networkPlan(outputsPerValue: outputs)
+        func walk(_ layers: [LayerSpec], from shape: [Double]) -> Double {
+            var shape = shape, largest = shape.reduce(1, *)
+            for layer in layers {
+                switch layer {
+                case let .linear(_, o): shape = [Double(o)]
+                case let .conv(_, o, g):
+                    shape = [Double(o), Double(g.convolutionOutput(Int(shape[1]))), Double(g.convolutionOutput(Int(shape[2])))]
+                case let .convTranspose(_, o, g):
+                    shape = [Double(o), Double(g.transposedOutput(Int(shape[1]))), Double(g.transposedOutput(Int(shape[2])))]
+                case let .upsample(f): shape = [shape[0], shape[1] * Double(f), shape[2] * Double(f)]
+                case let .conditioning(k): shape = [shape.reduce(1, *) + Double(k)]
+                case let .reshape(s): shape = s.map(Double.init)
+                case .activation, .channelsLast, .channelsFirst: break
+                }
+                largest = max(largest, shape.reduce(1, *))
+            }
+            return largest
+        }
+        return max(walk(plan.encoder, from: inputShape.map(Double.init)), walk(plan.decoder, from: [Double(latentDimension)]))
+    }
+
     /// The encoder's and the decoder's layers, in order. The decoder's last layer has
     /// `outputsPerValue` outputs per data value (2 for a likelihood that also predicts σ).
     public func networkPlan(outputsPerValue: Int) -> (encoder: [LayerSpec], decoder: [LayerSpec]) {

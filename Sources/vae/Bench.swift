@@ -38,6 +38,7 @@ struct Bench: ParsableCommand {
         try training.validate()
         let splits = try training.loadData()
         let config = try model.config(inputShape: splits.inputShape, classes: splits.classCount)
+        try Limits.validate(batchSize: batchSize, samples: objective.iwae, model: config)
         let (train, test) = (splits.train, splits.test)
         let workers = threading.parallelism.apply()
         let iwae = objective.iwae

@@ -127,6 +127,7 @@ struct Scatter: ParsableCommand {
         let context = try TrainedRun(RunFolder(path: runFolder))
         let testSet = limit.map { context.testSet.prefix($0) } ?? context.testSet
         guard let labels = testSet.labels else { throw CLIError("the test set has no labels to colour by") }
+        guard testSet.count >= 2 else { throw CLIError("a scatter plot needs at least 2 test images, and there is \(testSet.count)") }
         let d = context.model.latentDimension
         var means: [[Double]] = []
         for batch in BatchLoader.evaluation(testSet, for: context.model).epoch() {

@@ -61,6 +61,7 @@ struct ModelOptions: ParsableArguments {
 
     /// The model for examples of `inputShape` and, if conditional, `classes` labels; validated.
     func config(inputShape: [Int], classes: Int) throws -> ModelConfig {
+        if conditional && classes < 2 { throw ConfigurationError("--conditional needs labels with at least two classes") }
         let config = ModelConfig(
             architecture: arch, inputShape: inputShape, hiddenSizes: integerList(hidden) ?? [], latentDimension: latent,
             activation: activation, likelihood: likelihood, gaussianSigma: sigma, channels: integerList(channels) ?? [],
