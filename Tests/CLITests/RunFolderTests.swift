@@ -327,8 +327,17 @@ func killAfter(_ arguments: [String], microseconds: UInt32) throws {
         return (config["training"] as! [String: Any])["seed"] as? Int
     }
     var newRuns = 0
-    for delay in [UInt32(0), 5_000, 15_000, 30_000, 60_000, 120_000, 250_000] {
-        try killAfter(["train", "--data-dir", dir, "--out", run, "--force", "--seed", "7"] + smallTrainArguments, microseconds: delay)
+    // Kills at fixed moments, and the last one just after the new run has been swapped in.
+    for delay in [UInt32(0), 5_000, 15_000, 30_000, 60_000, 120_000, .max] {
+        let arguments = ["train", "--data-dir", dir, "--out", run, "--force", "--seed", "7"] + smallTrainArguments
+        if delay == .max {
+            let process = try startVAE(arguments)
+            for _ in 0..<2000 where (try? seed()) != 7 { usleep(2_000) }
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        } else {
+            try killAfter(arguments, microseconds: delay)
+        }
         if try seed() == 1 {
             #expect(try Data(contentsOf: URL(fileURLWithPath: run + "/model.safetensors")) == oldModel, "a kill at \(delay) µs damaged the old run")
             #expect(try vae(["eval", run]).status == 0)
