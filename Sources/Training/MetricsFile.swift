@@ -25,11 +25,21 @@ public struct MetricsFile {
         self.init(path: path, latentDimension: latentDimension)
         guard Files.exists(path) else { return }
         let text = String(decoding: try Files.read(path, limit: 1 << 26), as: UTF8.self)
-        let rows = text.split(separator: "\n").dropFirst().filter { row in
+        let all = text.split(separator: "\n")
+        let rows = all.dropFirst().filter { row in
             guard let epoch = Int(row.prefix { $0 != "," }) else { return false }
             return epoch <= completedEpochs
         }
-        lines += rows.map(String.init)
+        // Rows written under other columns (an older version's file) are moved to these columns
+        // by name; a column the old file lacks stays empty.
+        let columns = Self.columns(latentDimension: latentDimension)
+        let old = all.first.map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) } ?? columns
+        let position = Dictionary(old.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        lines += rows.map { row in
+            guard old != columns else { return String(row) }
+            let fields = row.split(separator: ",", omittingEmptySubsequences: false)
+            return columns.map { name in position[name].flatMap { $0 < fields.count ? String(fields[$0]) : nil } ?? "" }.joined(separator: ",")
+        }
     }
 
     public mutating func append(_ e: EpochSummary) throws {

@@ -5,8 +5,8 @@ import NN
 import Tensor
 import Testing
 import TestSupport
-import Training
-import VAE
+@testable import Training
+@testable import VAE
 
 /// A tiny run on the 8×8 test data set: 96 training images (some held out), batch 16.
 func tinyConfig(_ dir: String, epochs: Int = 4, modify: (inout TrainingConfig) -> Void = { _ in }) -> RunConfig {
@@ -248,4 +248,30 @@ func stoppedAndResumedRunsEndIdentical(name: String, modify: (inout TrainingConf
         #expect(model.parameters.map { $0.value.toArray() } == copy.parameters.map { $0.value.toArray() }, "\(kind)")
         #expect(optimizer.stateSlots.map(\.name) == (kind == .sgd ? ["momentum"] : ["m", "v"]))
     }
+}
+
+/// A run folder from before the validation and learning-rate columns: resuming it moves its
+/// rows to the new columns by name.
+@Test func resumedMetricsOfAnOlderLayoutKeepTheirValuesByName() throws {
+    let path = temporaryDirectory() + "/metrics.csv"
+    let old = """
+        epoch,train_neg_elbo,train_reconstruction,train_kl,train_objective,test_neg_elbo,test_reconstruction,test_kl,seconds,images_per_second,kl_weight,active_units,kl_dim_1,kl_dim_2
+        1,50.0,40.0,10.0,50.0,49.0,39.0,10.0,0.5,1000,1.0000,2,4.0,6.0
+        2,45.0,36.0,9.0,45.0,44.0,35.0,9.0,0.5,1000,1.0000,2,4.5,4.5
+
+        """
+    try Files.writeAtomically(old, to: path)
+    // Epoch 1 was completed; epoch 2 is trained again and appended.
+    var resumed = try MetricsFile(resuming: path, latentDimension: 2, completedEpochs: 1)
+    let summary = EpochSummary(
+        epoch: 2, train: LossBreakdown(reconstruction: 30, kl: 5, images: 1), validation: nil, test: LossBreakdown(reconstruction: 29, kl: 5, images: 1),
+        latent: LatentStatistics(klPerDimension: [2, 3], meanVariance: [1, 1], images: 1), learningRate: 1e-3, klWeight: 1, seconds: 1,
+        imagesPerSecond: 1, isBest: false)
+    try resumed.append(summary)
+    let rows = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+    #expect(rows[0] == MetricsFile.columns(latentDimension: 2))
+    #expect(rows.count == 3)
+    let one = Dictionary(uniqueKeysWithValues: zip(rows[0], rows[1]))
+    #expect(one["epoch"] == "1" && one["test_neg_elbo"] == "49.0" && one["kl_dim_2"] == "6.0" && one["validation_neg_elbo"] == "" && one["learning_rate"] == "")
+    #expect(rows[2][0] == "2" && rows[2].count == rows[0].count)
 }
