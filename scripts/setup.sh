@@ -3,7 +3,7 @@
 # Safe to run again: it does nothing when everything is already present.
 set -euo pipefail
 
-packages=(libopenblas-dev zlib1g-dev libpng-dev libfreetype-dev fonts-dejavu-core pkg-config dataset-fashion-mnist)
+packages=(libopenblas-dev zlib1g-dev libpng-dev libfreetype-dev fonts-dejavu-core pkg-config dataset-fashion-mnist openmpi-bin libopenmpi-dev)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -23,4 +23,4 @@ if ! command -v swift >/dev/null 2>&1; then
   echo "setup: 'swift' is not on PATH; install Swift 6 (https://www.swift.org/install/linux/) first" >&2
   exit 1
 fi
-echo "setup: ready (OpenBLAS, zlib, libpng, FreeType + DejaVu fonts, Fashion-MNIST in /usr/share/datasets/fashion-mnist)"
+echo "setup: ready (OpenBLAS, zlib, libpng, FreeType + DejaVu fonts, Open MPI, Fashion-MNIST in /usr/share/datasets/fashion-mnist)"

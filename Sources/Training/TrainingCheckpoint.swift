@@ -26,11 +26,13 @@ public struct TrainingState: Equatable, Sendable {
     public var elapsed: Double
     /// Batch workers in use (the summation order depends on it).
     public var workers: Int
+    /// Processes of the job (`mpirun -np`), which the summation order also depends on.
+    public var ranks: Int
     /// Model selection, the plateau schedule and early stopping.
     public var selection: SelectionState
 
     public init(epoch: Int, batchIndex: Int, step: Int, noiseRNG: [UInt64], dataRNG: [UInt64], order: [Int],
-                partialLoss: LossBreakdown, elapsed: Double, workers: Int, selection: SelectionState = SelectionState()) {
+                partialLoss: LossBreakdown, elapsed: Double, workers: Int, ranks: Int = 1, selection: SelectionState = SelectionState()) {
         self.epoch = epoch
         self.batchIndex = batchIndex
         self.step = step
@@ -40,6 +42,7 @@ public struct TrainingState: Equatable, Sendable {
         self.partialLoss = partialLoss
         self.elapsed = elapsed
         self.workers = workers
+        self.ranks = ranks
         self.selection = selection
     }
 }
@@ -91,7 +94,7 @@ public enum TrainingCheckpoint {
             "config": Checkpoint.encodeConfig(model.config),
             "epoch": "\(state.epoch)", "batch_index": "\(state.batchIndex)", "step": "\(state.step)",
             "optimizer_step": "\(optimizer.stepCount)", "optimizer_slots": optimizer.stateSlots.map(\.name).joined(separator: ","),
-            "workers": "\(state.workers)",
+            "workers": "\(state.workers)", "ranks": "\(state.ranks)",
             "noise_rng": state.noiseRNG.map(String.init).joined(separator: ","),
             "data_rng": state.dataRNG.map(String.init).joined(separator: ","),
             "partial_reconstruction": "\(state.partialLoss.reconstruction)", "partial_kl": "\(state.partialLoss.kl)",
@@ -200,7 +203,8 @@ public enum TrainingCheckpoint {
             partialLoss: LossBreakdown(
                 reconstruction: try number("partial_reconstruction"), kl: try number("partial_kl"),
                 objective: try number("partial_objective"), images: try integer("partial_images")),
-            elapsed: try number("elapsed"), workers: try integer("workers", atLeast: 1), selection: selection)
+            elapsed: try number("elapsed"), workers: try integer("workers", atLeast: 1), ranks: try integer("ranks", atLeast: 1, default: 1),
+            selection: selection)
         // Checkpoints from before the optimiser protocol name Adam's step `adam_step`.
         let optimizerStep = try meta["optimizer_step"] != nil ? integer("optimizer_step") : integer("adam_step")
         let slots = optimizer.stateSlots

@@ -44,6 +44,11 @@ public final class TrainingRun {
     private let workers: Int
     /// This process's lock on the folder: one writer per run, for as long as this object lives.
     private var lock: FileLock?
+    /// The processes of the job (`mpirun -np N`): each trains on its slice of every batch;
+    /// rank 0 alone writes the run folder.
+    public let communicator: Communicator
+    /// Whether this process writes the run folder (rank 0 of the job).
+    public var isWriter: Bool { communicator.rank == 0 }
 
     /// Starts a new run in `folder`, which must be empty or absent unless `replacing`; `data`
     /// defaults to the configuration's. Before it returns, the folder holds the run's config,
@@ -51,32 +56,45 @@ public final class TrainingRun {
     /// epoch). Replacing a run builds the new one in a folder beside it and swaps it in once
     /// that first checkpoint is written: until then the old run stays whole.
     public convenience init(
-        creating folder: RunFolder, config: RunConfig, data: DataSplits? = nil, parallelism: Parallelism = .allCores, replacing: Bool = false
+        creating folder: RunFolder, config: RunConfig, data: DataSplits? = nil, parallelism: Parallelism = .allCores, replacing: Bool = false,
+        communicator: Communicator = SingleProcess()
     ) throws {
         try config.validate()
         let target = RunFolder(path: try Files.resolvingLinks(folder.path))
-        try Self.checkCanCreate(target, replacing: replacing)
+        if communicator.rank == 0 { try Self.checkCanCreate(target, replacing: replacing) }
         let data = try data ?? config.training.loadData()
         var config = config
         if config.training.dataset == TrainingConfig.userData && config.training.userClassNames == nil {
             config.training.userClassNames = data.classNames
         }
         if config.runID == nil { config.runID = newRunID() }
-        let replace = replacing && !(target.occupants ?? []).isEmpty
+        let replace = communicator.rank == 0 && replacing && !(target.occupants ?? []).isEmpty
         let staging = replace ? target.sibling(".new-\(getpid())") : target
-        try self.init(folder: staging, config: config, data: data, parallelism: parallelism, resuming: false)
+        try self.init(folder: staging, config: config, data: data, parallelism: parallelism, resuming: false, communicator: communicator)
+        guard isWriter else { return }
 
         let oldLock = replace ? try Self.lock(target) : nil
         if replace { Self.removeAbandonedStagingFolders(of: target) }
+        let existed = Files.exists(staging.path)
         try Files.createDirectory(staging.path)
         lock = try Self.lock(staging)
         if let occupants = staging.occupants, !occupants.isEmpty, !replace {
             throw TrainingRunError("\(target.path) is not empty (it holds \(occupants.prefix(3).joined(separator: ", "))); another process wrote into it")
         }
-        try staging.writeConfig(config)
-        try checkFreeSpace()
-        try writeStatus(.running)
-        try saveCheckpoint(nil)
+        do {
+            try staging.writeConfig(config)
+            try checkFreeSpace()
+            try writeStatus(.running)
+            try saveCheckpoint(nil)
+        } catch {
+            // A run that could not start leaves nothing behind: the folder stays as it was.
+            if existed {
+                for path in [staging.configPath, staging.statusPath, staging.checkpointPath, staging.lockPath] { Files.removeTree(path) }
+            } else {
+                Files.removeTree(staging.path)
+            }
+            throw error
+        }
         if replace {
             try Files.exchange(staging.path, target.path)
             oldLock?.release()
@@ -88,17 +106,18 @@ public final class TrainingRun {
 
     /// Continues the run in `folder` from its training checkpoint (its `config.json` decides
     /// everything but the cores). Refused while another process trains the run.
-    public convenience init(resuming folder: RunFolder, parallelism: Parallelism = .allCores) throws {
+    public convenience init(resuming folder: RunFolder, parallelism: Parallelism = .allCores, communicator: Communicator = SingleProcess()) throws {
         guard Files.isDirectory(folder.path) else {
             throw FileError(path: folder.path, reason: "no such run folder (create one with `vae train --out \(folder.path)`)")
         }
-        let lock = try Self.lock(folder)
+        let lock = communicator.rank == 0 ? try Self.lock(folder) : nil
         let config = try folder.readConfig()
         guard Files.exists(folder.checkpointPath) else {
             throw TrainingRunError("\(folder.checkpointPath): no training checkpoint to resume from")
         }
         try TrainingCheckpoint.checkHeader(folder.checkpointPath, model: config.model, runID: config.runID)
-        try self.init(folder: folder, config: config, data: try config.training.loadData(), parallelism: parallelism, resuming: true)
+        try self.init(
+            folder: folder, config: config, data: try config.training.loadData(), parallelism: parallelism, resuming: true, communicator: communicator)
         self.lock = lock
     }
 
@@ -123,7 +142,10 @@ public final class TrainingRun {
         }
     }
 
-    private init(folder: RunFolder, config: RunConfig, data: DataSplits, parallelism: Parallelism, resuming: Bool) throws {
+    private init(
+        folder: RunFolder, config: RunConfig, data: DataSplits, parallelism: Parallelism, resuming: Bool, communicator: Communicator
+    ) throws {
+        self.communicator = communicator
         let training = config.training, modelConfig = config.model
         try Self.check(data, against: modelConfig)
         self.folder = folder
@@ -137,13 +159,13 @@ public final class TrainingRun {
         optimizer = training.optimizerConfig.make(parameters: model.parameters, learningRate: training.learningRate)
         trainer = Trainer(
             model: model, optimizer: optimizer, rng: RandomGenerator(seed: seeds.noise), workers: workers,
-            objective: training.trainingObjective, clipNorm: training.clipNorm)
+            objective: training.trainingObjective, clipNorm: training.clipNorm, communicator: communicator)
         loader = BatchLoader(
             dataset: data.train, batchSize: training.batchSize, shuffle: true, binarize: training.binarize,
             seed: seeds.data, conditionClasses: modelConfig.conditionClasses)
         state = TrainingState(
             epoch: 0, batchIndex: 0, step: 0, noiseRNG: trainer.rng.state, dataRNG: loader.rng.state,
-            order: loader.currentOrder, partialLoss: LossBreakdown(), elapsed: 0, workers: workers)
+            order: loader.currentOrder, partialLoss: LossBreakdown(), elapsed: 0, workers: workers, ranks: communicator.size)
         metrics = MetricsFile(path: folder.metricsPath, latentDimension: modelConfig.latentDimension)
         if resuming {
             state = try TrainingCheckpoint.load(
@@ -153,6 +175,9 @@ public final class TrainingRun {
             loader.currentOrder = state.order
             trainer.step = state.step
             metrics = try MetricsFile(resuming: folder.metricsPath, latentDimension: modelConfig.latentDimension, completedEpochs: state.epoch)
+            if state.ranks != communicator.size {
+                warnings.append("the run was trained by \(state.ranks) process\(state.ranks == 1 ? "" : "es") and this resume uses \(communicator.size): it continues exactly, but its numbers will differ from an uninterrupted run by rounding")
+            }
             if state.workers != workers {
                 warnings.append("the run used \(state.workers) batch workers and this resume uses \(workers): the result will differ from an uninterrupted run by rounding (use --threads \(state.workers) for identical numbers)")
             }
@@ -187,6 +212,7 @@ public final class TrainingRun {
     }
 
     private func writeStatus(_ state: RunStatus.State, message: String? = nil) throws {
+        guard isWriter else { return }
         try folder.writeStatus(RunStatus(state: state, epoch: self.state.epoch, epochs: config.training.epochs, message: message))
     }
 
@@ -249,6 +275,7 @@ public final class TrainingRun {
         let training = config.training
         guard !isTrainingDone else { return .alreadyFinished(epochs: state.epoch, completed: try completeOutputs()) }
         try writeStatus(.running)
+        synchronize()
         observer?.runStarted(self, at: state)
         let steps = stepsPerEpoch
         let objective = training.trainingObjective
@@ -273,7 +300,7 @@ public final class TrainingRun {
                 observer?.stepDone(self, StepReport(
                     epoch: epoch + 1, step: state.batchIndex, stepsInEpoch: steps, globalStep: trainer.step,
                     imagesSeen: state.partialLoss.images, runningLoss: state.partialLoss.meanNegativeELBO, learningRate: rate, elapsed: state.elapsed))
-                if let signal = stop.requested {
+                if let signal = agreedStop(stop) {
                     try saveCheckpoint(observer)
                     try writeStatus(.stopped)
                     return .interrupted(epoch: epoch + 1, step: state.batchIndex, stepsInEpoch: steps, signal: signal)
@@ -299,6 +326,7 @@ public final class TrainingRun {
     /// missing (from the checkpoint's weights, which are the final ones) and marks the run
     /// finished; returns the files written.
     private func completeOutputs() throws -> [String] {
+        guard isWriter else { return [] }
         var written: [String] = []
         if !Files.exists(folder.modelPath) {
             try Checkpoint.save(model, to: folder.modelPath, metadata: ["epoch": "\(state.epoch)"])
@@ -310,6 +338,22 @@ public final class TrainingRun {
         }
         try writeStatus(.finished)
         return written
+    }
+
+    /// Makes every rank start from rank 0's weights and optimiser state (they are equal already
+    /// when all ranks built the run from the same seed or checkpoint; this makes sure).
+    private func synchronize() {
+        guard communicator.size > 1 else { return }
+        let tensors = model.parameters.map(\.value) + optimizer.stateSlots.flatMap(\.tensors)
+        for t in tensors { communicator.broadcast(UnsafeMutableRawBufferPointer(t.buffer), root: 0) }
+    }
+
+    /// A stop requested on any rank stops every rank after the same step (one small sum).
+    private func agreedStop(_ stop: StopRequest) -> Int32? {
+        guard communicator.size > 1 else { return stop.requested }
+        var flag = [Double(stop.requested ?? 0)]
+        flag.withUnsafeMutableBufferPointer { communicator.sum($0) }
+        return flag[0] == 0 ? nil : stop.requested ?? SIGINT
     }
 
     /// Evaluates the epoch just trained, records it, saves the weights and the checkpoint.
@@ -327,9 +371,11 @@ public final class TrainingRun {
             epoch: epoch, train: state.partialLoss, validation: validation, test: test, latent: model.latentStatistics(data.test),
             learningRate: learningRate(atStep: state.epoch * stepsPerEpoch), klWeight: klWeight, seconds: seconds,
             imagesPerSecond: Double(state.partialLoss.images) / seconds, isBest: isBest)
-        if isBest { try Checkpoint.save(model, to: folder.bestModelPath, metadata: ["epoch": "\(epoch)"]) }
-        try metrics.append(summary)
-        try Checkpoint.save(model, to: folder.modelPath, metadata: ["epoch": "\(epoch)"])
+        if isWriter {
+            if isBest { try Checkpoint.save(model, to: folder.bestModelPath, metadata: ["epoch": "\(epoch)"]) }
+            try metrics.append(summary)
+            try Checkpoint.save(model, to: folder.modelPath, metadata: ["epoch": "\(epoch)"])
+        }
         state.epoch = epoch
         state.batchIndex = 0
         state.partialLoss = LossBreakdown()
@@ -343,12 +389,14 @@ public final class TrainingRun {
         state.noiseRNG = trainer.rng.state
         state.dataRNG = loader.rng.state
         state.order = loader.currentOrder
+        guard isWriter else { return }
         try TrainingCheckpoint.save(model, optimizer: optimizer, state: state, runID: config.runID, to: folder.checkpointPath)
         observer?.checkpointWritten(self, path: folder.checkpointPath, state: state)
     }
 
     /// `samples.png` and `reconstructions.png` of the model as it is.
     public func writePictures() throws {
+        guard isWriter else { return }
         try PNG.write(Pictures.reconstructions(model, testSet: data.test, count: 32), to: folder.reconstructionsPath)
         try PNG.write(Pictures.runSamples(model, seed: config.training.seed), to: folder.samplesPath)
     }

@@ -32,6 +32,12 @@ public struct StepProgress: Sendable {
 /// worker runs forward and backward on its rows, then the workers sum the gradients and apply
 /// the optimiser to disjoint slices of the parameters. ε for the whole batch is drawn first
 /// from `rng`, so the random stream does not depend on the number of workers.
+///
+/// With a ``Communicator`` of several processes (ranks), `batch` is the *global* batch: every rank
+/// draws the same ε for all of it and computes on its contiguous slice of the rows, the
+/// gradient is scaled by 1/(global batch), and one in-place sum over a flat buffer of all
+/// gradients combines the ranks before the update. So N ranks × B/N rows compute what one
+/// process computes on B rows, up to the summation order.
 public final class Trainer {
     public let model: VariationalAutoencoder
     public let optimizer: Optimizer
@@ -47,7 +53,14 @@ public final class Trainer {
     /// the update (nil: no clipping).
     public var clipNorm: Float?
     public let parallel: DataParallel
+    /// The processes of the job (nil: this process alone).
+    public let communicator: Communicator?
     private var noise: Tensor?
+    private var localBatch: Tensor?
+    private var localCondition: Tensor?
+    private var localNoise: Tensor?
+    /// Every parameter's gradient, packed for the one sum across ranks per step.
+    private var flatGradient: UnsafeMutableBufferPointer<Float>?
     /// One slot per worker, written concurrently (a raw buffer: no shared Swift container).
     private let workerLosses: UnsafeMutableBufferPointer<LossBreakdown>
     /// Per worker, the batch's per-dimension KL sums (free bits); then the 0/1 gradient mask.
@@ -60,9 +73,10 @@ public final class Trainer {
 
     public init(
         model: VariationalAutoencoder, optimizer: Optimizer, rng: RandomGenerator, workers: Int = 1,
-        objective: TrainingObjective = TrainingObjective(), clipNorm: Float? = nil
+        objective: TrainingObjective = TrainingObjective(), clipNorm: Float? = nil, communicator: Communicator? = nil
     ) {
         self.clipNorm = clipNorm
+        self.communicator = (communicator?.size ?? 1) > 1 ? communicator : nil
         self.model = model
         self.optimizer = optimizer
         self.rng = rng
@@ -79,6 +93,7 @@ public final class Trainer {
     }
 
     deinit {
+        flatGradient?.deallocate()
         workerLosses.deallocate()
         klSums.deallocate()
         klMask.deallocate()
@@ -95,14 +110,20 @@ public final class Trainer {
 
     /// One optimiser step on `batch` (with its one-hot labels for a conditional model); returns
     /// the batch's loss terms (before the update).
-    public func trainStep(_ batch: Tensor, condition: Tensor? = nil) throws -> LossBreakdown {
-        func labels(_ w: Int) -> Tensor? { parallel.conditionRows(w, of: condition, range: parallel.rows(w, of: batch.rows)) }
+    public func trainStep(_ global: Tensor, condition globalCondition: Tensor? = nil) throws -> LossBreakdown {
         let samples = objective.usesMonteCarlo ? objective.importanceSamples : 1
         let d = model.latentDimension
-        let eps = Tensor.reusing(noise, rows: batch.rows * samples, columns: d)
-        noise = eps
-        rng.fillNormal(eps)
-        let scale = 1 / Float(batch.rows)
+        let globalNoise = Tensor.reusing(noise, rows: global.rows * samples, columns: d)
+        noise = globalNoise
+        rng.fillNormal(globalNoise)
+        let scale = 1 / Float(global.rows)
+        // This rank's rows of the global batch (all of them for a process alone), as views.
+        let mine = communicator.map { Parallel.slice($0.rank, of: $0.size, count: global.rows) } ?? 0..<global.rows
+        let batch = communicator == nil ? global : Tensor.view(global, rows: mine, reusing: &localBatch)
+        let condition = communicator == nil ? globalCondition : globalCondition.map { Tensor.view($0, rows: mine, reusing: &localCondition) }
+        let eps = communicator == nil
+            ? globalNoise : Tensor.view(globalNoise, rows: (mine.lowerBound * samples)..<(mine.upperBound * samples), reusing: &localNoise)
+        func labels(_ w: Int) -> Tensor? { parallel.conditionRows(w, of: condition, range: parallel.rows(w, of: batch.rows)) }
         let weight = currentKLWeight
         var loss = LossBreakdown()
         if objective.usesMonteCarlo {
@@ -114,7 +135,7 @@ public final class Trainer {
             }
             for l in workerLosses { loss += l }
         } else if objective.freeBits > 0 {
-            loss = freeBitsStep(batch, labels: labels, noise: eps, klWeight: weight, scale: scale)
+            loss = freeBitsStep(batch, globalRows: global.rows, labels: labels, noise: eps, klWeight: weight, scale: scale)
         } else {
             parallel.run { w, worker in
                 let rows = parallel.rows(w, of: batch.rows)
@@ -123,6 +144,11 @@ public final class Trainer {
                     computeGradients: true, klWeight: weight, gradientScale: scale)
             }
             for l in workerLosses { loss += l }
+        }
+        if let communicator {
+            var sums = [loss.reconstruction, loss.kl, loss.objective, Double(loss.images)]
+            sums.withUnsafeMutableBufferPointer { communicator.sum($0) }
+            loss = LossBreakdown(reconstruction: sums[0], kl: sums[1], objective: sums[2], images: Int(sums[3]))
         }
         guard loss.reconstruction.isFinite, loss.kl.isFinite else { throw NonFiniteLossError(step: step + 1) }
         applyUpdate(activeWorkers: parallel.activeWorkers(for: batch.rows))
@@ -133,7 +159,7 @@ public final class Trainer {
     /// Free bits: the batch-mean KL of each dimension decides whether its KL gradient counts, so
     /// the workers first encode and sum their KL per dimension, then finish the step.
     private func freeBitsStep(
-        _ batch: Tensor, labels: (Int) -> Tensor?, noise eps: Tensor, klWeight weight: Float, scale: Float
+        _ batch: Tensor, globalRows: Int, labels: (Int) -> Tensor?, noise eps: Tensor, klWeight weight: Float, scale: Float
     ) -> LossBreakdown {
         let d = model.latentDimension
         for i in klSums.indices { klSums[i] = 0 }
@@ -142,11 +168,11 @@ public final class Trainer {
             klSumsPerDimension(worker.encode(parallel.input(w, of: batch), condition: labels(w)), into: klSums.baseAddress! + w * d)
         }
         let lambda = Double(objective.freeBits)
+        var totals = (0..<d).map { j in (0..<parallel.count).reduce(0.0) { $0 + klSums[$1 * d + j] } }
+        if let communicator { totals.withUnsafeMutableBufferPointer { communicator.sum($0) } }
         var flooredKL = 0.0
         for j in 0..<d {
-            var total = 0.0
-            for w in 0..<parallel.count { total += klSums[w * d + j] }
-            let mean = total / Double(batch.rows)
+            let mean = totals[j] / Double(globalRows)
             klMask[j] = mean > lambda ? 1 : 0
             flooredKL += max(lambda, mean)
         }
@@ -169,21 +195,44 @@ public final class Trainer {
     private func applyUpdate(activeWorkers: Int) {
         let params = workerParameters[0]
         let others = workerParameters.prefix(activeWorkers).dropFirst()
-        let fuse = others.count <= 1 && clipNorm == nil
+        let fuse = others.count <= 1 && clipNorm == nil && communicator == nil
         if !fuse {
             chunked(params) { k, range in
                 let g = params[k].gradient.data
+                if activeWorkers == 0 {
+                    for i in range { g[i] = 0 }  // a rank without rows in this batch adds nothing
+                    return
+                }
                 for other in others {
                     let h = other[k].gradient.data
                     for i in range { g[i] += h[i] }
                 }
             }
+            if let communicator { sumAcrossRanks(params, communicator) }
             if let clipNorm { clipGradientNorm(params, maxNorm: clipNorm) }
         }
         optimizer.beginStep()
         chunked(params) { k, range in
             let extra = fuse ? others.first.map { UnsafePointer($0[k].gradient.data) } : nil
             optimizer.update(parameterAt: k, range: range, addingGradient: extra)
+        }
+    }
+
+    /// Packs every gradient into one flat buffer, sums it across the ranks in one call, unpacks.
+    private func sumAcrossRanks(_ params: [Parameter], _ communicator: Communicator) {
+        let total = params.reduce(0) { $0 + $1.gradient.count }
+        if flatGradient == nil { flatGradient = .allocate(capacity: total) }
+        let flat = flatGradient!
+        var offset = 0
+        for p in params {
+            (flat.baseAddress! + offset).update(from: p.gradient.data, count: p.gradient.count)
+            offset += p.gradient.count
+        }
+        communicator.sum(flat)
+        offset = 0
+        for p in params {
+            p.gradient.data.update(from: flat.baseAddress! + offset, count: p.gradient.count)
+            offset += p.gradient.count
         }
     }
 

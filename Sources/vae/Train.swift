@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Tensor
 import Training
 import VAE
 
@@ -61,30 +62,22 @@ struct Train: ParsableCommand {
 
     func run() throws {
         let parallelism = threading.parallelism
-        let run: TrainingRun
-        if let resume {
-            run = try TrainingRun(resuming: RunFolder(path: resume), parallelism: parallelism)
-        } else {
-            let trainingConfig = try training.config(data: data, objective: objective.objective)
-            try TrainingRun.checkCanCreate(RunFolder(path: out), replacing: force)
-            let splits = try trainingConfig.loadData()
-            let modelConfig = try model.config(inputShape: splits.inputShape, classes: splits.classCount)
-            run = try TrainingRun(
-                creating: RunFolder(path: out), config: RunConfig(model: modelConfig, training: trainingConfig), data: splits,
-                parallelism: parallelism, replacing: force)
-        }
+        let communicator = try Job.communicator()
+        let run = try Job.agree(communicator, Result { try makeRun(parallelism, communicator) })
         run.warnings.forEach(printWarning)
         let config = run.config.training, folder = run.folder.path
         if run.isTrainingDone, case let .alreadyFinished(epochs, completed) = try run.train() {
             print(completed.isEmpty
                 ? "\(folder) has finished all \(epochs) epochs; nothing to resume"
                 : "\(folder) had finished training (\(epochs) epochs); wrote what was missing: \(completed.joined(separator: ", "))")
+            Job.finish(communicator)
             return
         }
         if run.isResumed {
             print("vae train: resuming \(folder) at epoch \(run.state.epoch + 1), step \(run.state.batchIndex) of the epoch (\(run.state.step) steps done)")
         }
-        print("vae train: \(parallelism.summary)")
+        print("vae train: \(parallelism.summary)" + (communicator.size > 1
+            ? "; \(communicator.size) MPI ranks, each on \(config.batchSize / communicator.size)–\((config.batchSize + communicator.size - 1) / communicator.size) images of every batch of \(config.batchSize)" : ""))
         run.summary.forEach { print($0) }
         KernelCheck.warnIfSlow()
 
@@ -95,6 +88,7 @@ struct Train: ParsableCommand {
         case let .interrupted(epoch, step, steps, signal):
             print("vae train: stopped by \(signal == SIGINT ? "SIGINT" : "SIGTERM") at epoch \(epoch), step \(step) of \(steps); checkpoint saved")
             print("continue with: vae train --resume \(folder)")
+            Job.finish(communicator)
             throw ExitCode(128 + signal)
         case let .stoppedEarly(epoch, best):
             print("stopped early after epoch \(epoch): no better validation −ELBO for \(config.earlyStopping ?? 0) epochs (best: epoch \(best), \(run.folder.bestModelPath))")
@@ -102,6 +96,23 @@ struct Train: ParsableCommand {
             break
         }
         print("wrote \(run.folder.modelPath), \(run.folder.metricsPath), \(run.folder.reconstructionsPath), \(run.folder.samplesPath)")
+        Job.finish(communicator)
+    }
+}
+
+extension Train {
+    /// A new run from the flags, or the run of `--resume`.
+    func makeRun(_ parallelism: Parallelism, _ communicator: Communicator) throws -> TrainingRun {
+        if let resume {
+            return try TrainingRun(resuming: RunFolder(path: resume), parallelism: parallelism, communicator: communicator)
+        }
+        let trainingConfig = try training.config(data: data, objective: objective.objective)
+        if communicator.rank == 0 { try TrainingRun.checkCanCreate(RunFolder(path: out), replacing: force) }
+        let splits = try trainingConfig.loadData()
+        let modelConfig = try model.config(inputShape: splits.inputShape, classes: splits.classCount)
+        return try TrainingRun(
+            creating: RunFolder(path: out), config: RunConfig(model: modelConfig, training: trainingConfig), data: splits,
+            parallelism: parallelism, replacing: force, communicator: communicator)
     }
 }
 

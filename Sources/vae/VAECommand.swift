@@ -16,7 +16,10 @@ struct VAECommand: ParsableCommand {
         subcommands: [Train.self, Evaluate.self, Sample.self, Reconstruct.self, Interpolate.self, Manifold.self, Traverse.self, Scatter.self, Encode.self, Bench.self]
     )
 
-    static func main() { main(joiningNegativeValues(Array(CommandLine.arguments.dropFirst()))) }
+    static func main() {
+        Job.silenceOtherRanks()
+        main(joiningNegativeValues(Array(CommandLine.arguments.dropFirst())))
+    }
 
     /// `--epochs -1` as `--epochs=-1`: a negative number after an option is its value (the
     /// parser would take it for a flag and say the value is missing), so that the validator

@@ -39,3 +39,14 @@ func everyPartRunsOncePerRunAndItsWritesAreVisible(count: Int) {
         box.deallocate()
     }
 }
+
+/// Each rank's (or worker's) rows of a batch, `Parallel.slice`: disjoint, in order, covering
+/// every row once, for any number of parts (including more parts than rows).
+@Test func slicesCoverEveryRowOnce() {
+    for rows in [0, 1, 2, 7, 16, 128, 129] {
+        for parts in 1...9 {
+            let slices = (0..<parts).map { Parallel.slice($0, of: parts, count: rows) }
+            #expect(slices.flatMap { Array($0) } == Array(0..<rows), "\(rows) rows in \(parts) parts")
+        }
+    }
+}

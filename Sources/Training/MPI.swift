@@ -1,0 +1,107 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Tensor
+
+/// Open MPI, loaded when the process was started by `mpirun` (so that a plain `vae` needs no MPI
+/// library): the ranks of the job, one in-place `MPI_Allreduce` for sums, `MPI_Bcast` from a
+/// root. Open MPI's handles (`MPI_COMM_WORLD`, `MPI_FLOAT`, `MPI_SUM`) are the addresses of its
+/// predefined objects (`ompi_mpi_comm_world`, …), found with `dlsym`; `MPI_IN_PLACE` is 1.
+public final class MPICommunicator: Communicator {
+    public let rank: Int
+    public let size: Int
+
+    private typealias InitFunction = @convention(c) (UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?) -> Int32
+    private typealias CommQuery = @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<Int32>?) -> Int32
+    private typealias AllreduceFunction = @convention(c) (
+        UnsafeRawPointer?, UnsafeMutableRawPointer?, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?
+    ) -> Int32
+    private typealias BcastFunction = @convention(c) (UnsafeMutableRawPointer?, Int32, UnsafeMutableRawPointer?, Int32, UnsafeMutableRawPointer?) -> Int32
+    private typealias FinalizeFunction = @convention(c) () -> Int32
+    private typealias AbortFunction = @convention(c) (UnsafeMutableRawPointer?, Int32) -> Int32
+
+    private let allreduce: AllreduceFunction
+    private let bcast: BcastFunction
+    private let finalizeFunction: FinalizeFunction
+    private let abortFunction: AbortFunction
+    private let world, float, double, byte, sumOp: UnsafeMutableRawPointer
+    private var finalized = false
+
+    /// Whether this process was started by Open MPI's `mpirun` (it sets `OMPI_COMM_WORLD_SIZE`).
+    public static var launchedByMPI: Bool { getenv("OMPI_COMM_WORLD_SIZE") != nil }
+
+    /// Loads `libmpi.so.40` (Open MPI 4), initialises MPI and reads this rank and the job's size.
+    public init() throws {
+        guard let library = dlopen("libmpi.so.40", RTLD_NOW | RTLD_GLOBAL) ?? dlopen("libmpi.so", RTLD_NOW | RTLD_GLOBAL) else {
+            throw TrainingRunError("started by mpirun, but Open MPI's library (libmpi.so.40) cannot be loaded: \(String(cString: dlerror())); install openmpi-bin (scripts/setup.sh does)")
+        }
+        func symbol(_ name: String) throws -> UnsafeMutableRawPointer {
+            guard let p = dlsym(library, name) else { throw TrainingRunError("Open MPI's library lacks \(name): is it Open MPI 4?") }
+            return p
+        }
+        let initialize = unsafeBitCast(try symbol("MPI_Init"), to: InitFunction.self)
+        let commRank = unsafeBitCast(try symbol("MPI_Comm_rank"), to: CommQuery.self)
+        let commSize = unsafeBitCast(try symbol("MPI_Comm_size"), to: CommQuery.self)
+        allreduce = unsafeBitCast(try symbol("MPI_Allreduce"), to: AllreduceFunction.self)
+        bcast = unsafeBitCast(try symbol("MPI_Bcast"), to: BcastFunction.self)
+        finalizeFunction = unsafeBitCast(try symbol("MPI_Finalize"), to: FinalizeFunction.self)
+        abortFunction = unsafeBitCast(try symbol("MPI_Abort"), to: AbortFunction.self)
+        world = try symbol("ompi_mpi_comm_world")
+        float = try symbol("ompi_mpi_float")
+        double = try symbol("ompi_mpi_double")
+        byte = try symbol("ompi_mpi_byte")
+        sumOp = try symbol("ompi_mpi_op_sum")
+        guard initialize(nil, nil) == 0 else { throw TrainingRunError("MPI_Init failed") }
+        var r: Int32 = 0, n: Int32 = 0
+        _ = commRank(world, &r)
+        _ = commSize(world, &n)
+        rank = Int(r)
+        size = Int(n)
+    }
+
+    deinit { finalize() }
+
+    /// `MPI_IN_PLACE`.
+    private static let inPlace = UnsafeRawPointer(bitPattern: 1)
+
+    public func sum(_ values: UnsafeMutableBufferPointer<Float>) {
+        forEachChunk(values.count) { offset, count in
+            _ = allreduce(Self.inPlace, values.baseAddress! + offset, Int32(count), float, sumOp, world)
+        }
+    }
+
+    public func sum(_ values: UnsafeMutableBufferPointer<Double>) {
+        forEachChunk(values.count) { offset, count in
+            _ = allreduce(Self.inPlace, values.baseAddress! + offset, Int32(count), double, sumOp, world)
+        }
+    }
+
+    public func broadcast(_ bytes: UnsafeMutableRawBufferPointer, root: Int) {
+        forEachChunk(bytes.count) { offset, count in
+            _ = bcast(bytes.baseAddress! + offset, Int32(count), byte, Int32(root), world)
+        }
+    }
+
+    /// MPI counts are Int32: buffers larger than that go in pieces (one call for any real model).
+    private func forEachChunk(_ count: Int, _ body: (Int, Int) -> Void) {
+        var offset = 0
+        repeat {
+            let n = min(count - offset, Int(Int32.max))
+            body(offset, n)
+            offset += n
+        } while offset < count
+    }
+
+    /// Ends MPI for this process (after every rank's last collective call).
+    public func finalize() {
+        guard !finalized else { return }
+        finalized = true
+        _ = finalizeFunction()
+    }
+
+    /// Ends the whole job at once (every rank), with exit code `code`.
+    public func abort(_ code: Int32) -> Never {
+        _ = abortFunction(world, code)
+        exit(code)
+    }
+}
