@@ -33,7 +33,7 @@ public struct StepProgress: Sendable {
 /// the optimiser to disjoint slices of the parameters. ε for the whole batch is drawn first
 /// from `rng`, so the random stream does not depend on the number of workers.
 ///
-/// With a ``Communicator`` of several processes (ranks), `batch` is the *global* batch: every rank
+/// With a `Communicator` of several processes (ranks), `batch` is the *global* batch: every rank
 /// draws the same ε for all of it and computes on its contiguous slice of the rows, the
 /// gradient is scaled by 1/(global batch), and one in-place sum over a flat buffer of all
 /// gradients combines the ranks before the update. So N ranks × B/N rows compute what one
