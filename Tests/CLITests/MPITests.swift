@@ -74,3 +74,41 @@ func aBadInputUnderMPIGivesOneLineAndNoHang() throws {
     #expect(errors.count == 1, "one error line for the whole job: \(result.stderr)")
     #expect(errors.first?.contains("missing.npy: No such file or directory") == true, "\(result.stderr)")
 }
+
+/// The processes whose parent is `pid` (mpirun's ranks).
+func children(of pid: Int32) -> [Int32] {
+    (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { entry -> Int32? in
+        guard let child = Int32(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 1 && Int32(fields[1]) == pid ? child : nil
+    } ?? []
+}
+
+/// The whole job killed with SIGKILL (mpirun and every rank) after a checkpoint, then resumed
+/// under mpirun with as many ranks: the final weights of an uninterrupted 2-rank run, bit for bit.
+@Test(.enabled(if: mpirunPath != nil, "needs Open MPI's mpirun (scripts/setup.sh installs it)"))
+func aKilledMPIJobResumesBitIdentical() throws {
+    let dir = temporaryDirectory()
+    try writeTinyDataset(dir)
+    let arguments = ["train", "--dataset", "mnist", "--data-dir", dir, "--epochs", "40", "--batch-size", "16", "--hidden", "16", "--latent", "2",
+                     "--threads", "1", "--checkpoint-every", "1"]
+    let whole = try mpirun(2, arguments + ["--out", dir + "/whole"])
+    #expect(whole.status == 0, "\(whole.stderr)")
+    let run = dir + "/killed"
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: mpirunPath ?? "/usr/bin/mpirun")
+    process.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "2", "--mca", "btl", "self,vader",
+                         "--mca", "btl_vader_single_copy_mechanism", "none", vaeBinary] + arguments + ["--out", run]
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    waitFor(run + "/checkpoint.safetensors")
+    usleep(150_000)
+    for pid in children(of: process.processIdentifier) + [process.processIdentifier] { kill(pid, SIGKILL) }
+    process.waitUntilExit()
+    for _ in 0..<200 where !children(of: process.processIdentifier).isEmpty { usleep(10_000) }
+    let resumed = try mpirun(2, ["train", "--resume", run, "--threads", "1"])
+    #expect(resumed.status == 0, "\(resumed.stderr)")
+    #expect(try Data(contentsOf: URL(fileURLWithPath: run + "/model.safetensors")) == Data(contentsOf: URL(fileURLWithPath: dir + "/whole/model.safetensors")))
+}
