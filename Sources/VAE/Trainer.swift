@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Datasets
 import NN
 import Tensor
@@ -61,6 +64,10 @@ public final class Trainer {
     private var localNoise: Tensor?
     /// Every parameter's gradient, packed for the one sum across ranks per step.
     private var flatGradient: UnsafeMutableBufferPointer<Float>?
+    /// Seconds spent in the sum of the gradients across ranks (packing included), and the bytes
+    /// each step sums, for `vae bench`.
+    public private(set) var communicationSeconds = 0.0
+    public var bytesSummedPerStep: Int { communicator == nil ? 0 : 4 * model.parameterCount }
     /// One slot per worker, written concurrently (a raw buffer: no shared Swift container).
     private let workerLosses: UnsafeMutableBufferPointer<LossBreakdown>
     /// Per worker, the batch's per-dimension KL sums (free bits); then the 0/1 gradient mask.
@@ -220,6 +227,8 @@ public final class Trainer {
 
     /// Packs every gradient into one flat buffer, sums it across the ranks in one call, unpacks.
     private func sumAcrossRanks(_ params: [Parameter], _ communicator: Communicator) {
+        let start = monotonicSeconds()
+        defer { communicationSeconds += monotonicSeconds() - start }
         let total = params.reduce(0) { $0 + $1.gradient.count }
         if flatGradient == nil { flatGradient = .allocate(capacity: total) }
         let flat = flatGradient!
@@ -281,4 +290,11 @@ extension VariationalAutoencoder {
         }
         return total
     }
+}
+
+/// Seconds on a monotonic clock.
+func monotonicSeconds() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }

@@ -32,6 +32,12 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
+        let communicator = try Job.communicator()
+        try Job.agree(communicator, Result { try measure(communicator) })
+        Job.finish(communicator)
+    }
+
+    func measure(_ communicator: Communicator) throws {
         // The same flags, validation and data loading as `vae train`.
         var training = TrainingConfig(batchSize: batchSize, objective: objective.objective)
         data.apply(to: &training)
@@ -47,14 +53,18 @@ struct Bench: ParsableCommand {
         let model = VariationalAutoencoder(config: config, rng: &rng)
         let trainer = Trainer(
             model: model, optimizer: Adam(parameters: model.parameters), rng: RandomGenerator(seed: 2), workers: workers,
-            objective: training.trainingObjective)
+            objective: training.trainingObjective, communicator: communicator)
         let loader = BatchLoader(dataset: train, batchSize: batchSize, shuffle: true, seed: 3, conditionClasses: config.conditionClasses)
         if !json { FileHandle.standardError.write(Data("vae bench: warm-up epoch, then \(repeats) timed…\n".utf8)) }
 
         _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch)
+        let communicationBefore = trainer.communicationSeconds
         let epochSeconds = try (0..<repeats).map { _ in
             try timed { _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch) }
         }
+        let steps = Double(repeats * loader.batchesPerEpoch)
+        let communicationPerStep = (trainer.communicationSeconds - communicationBefore) / steps
+        let stepSeconds = epochSeconds.reduce(0, +) / steps
 
         // Inference at batch 1000 (or the whole test set if smaller), split across the workers.
         let inferenceBatch = min(1000, test.count)
@@ -70,6 +80,10 @@ struct Bench: ParsableCommand {
             ("blas_kernel", "OpenBLAS kernel (\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"].map { "OPENBLAS_CORETYPE=\($0)" } ?? "OPENBLAS_CORETYPE unset"))", BLAS.coreName),
             ("elementwise_isa", "elementwise kernels", String(cString: vae_kernels_isa())),
             ("threads", "threads (\(threading.parallel.rawValue) parallelism)", threading.threadCount),
+            ("ranks", "MPI ranks (each on a slice of every batch)", communicator.size),
+            ("allreduce_ms_per_step", "gradient sum across ranks, ms/step (mean)", 1000 * communicationPerStep),
+            ("compute_ms_per_step", "rest of the step, ms/step (mean)", 1000 * (stepSeconds - communicationPerStep)),
+            ("allreduce_bytes_per_step", "bytes summed across ranks per step", trainer.bytesSummedPerStep),
             ("train_seconds_per_epoch", "training s/epoch (median of \(repeats), \(train.count) images)", epoch),
             ("train_images_per_second", "training images/s", Double(train.count) / epoch),
             ("train_gflops", "training effective GFLOP/s", trainGFLOPS),

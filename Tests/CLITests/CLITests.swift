@@ -185,6 +185,7 @@ func trainedRun() throws -> (run: String, data: String) {
         #expect(value != nil && value! > 0, "\(key) = \(String(describing: json[key]))")
     }
     #expect(json["threads"] as? Int == 2)
+    #expect(json["ranks"] as? Int == 1 && json["allreduce_bytes_per_step"] as? Int == 0)
     #expect((json["blas_kernel"] as? String)?.isEmpty == false)
     #expect(["avx512f", "avx2", "default"].contains(json["elementwise_isa"] as? String ?? ""))
     let table = try vae(["bench", "--dataset", "mnist", "--data-dir", dir, "--hidden", "16", "--latent", "2", "--repeats", "1", "--parallel", "blas"])

@@ -112,3 +112,19 @@ func aKilledMPIJobResumesBitIdentical() throws {
     #expect(resumed.status == 0, "\(resumed.stderr)")
     #expect(try Data(contentsOf: URL(fileURLWithPath: run + "/model.safetensors")) == Data(contentsOf: URL(fileURLWithPath: dir + "/whole/model.safetensors")))
 }
+
+@Test(.enabled(if: mpirunPath != nil, "needs Open MPI's mpirun (scripts/setup.sh installs it)"))
+func benchUnderMPIReportsTheGradientSum() throws {
+    let dir = temporaryDirectory()
+    try writeTinyDataset(dir)
+    let result = try mpirun(2, ["bench", "--dataset", "mnist", "--data-dir", dir, "--hidden", "16", "--latent", "2", "--batch-size", "16",
+                                "--repeats", "1", "--threads", "1", "--json"])
+    #expect(result.status == 0, "\(result.stderr)")
+    let lines = result.stdout.split(separator: "\n").filter { $0.hasPrefix("{") }
+    #expect(lines.count == 1, "only rank 0 prints: \(result.stdout)")
+    let json = try JSONSerialization.jsonObject(with: Data((lines.first ?? "{}").utf8)) as! [String: Any]
+    #expect(json["ranks"] as? Int == 2)
+    // 64·16 + 16 + 16·4 + 4 + 2·16 + 16 + 16·64 + 64 = 2244 parameters, 4 bytes each.
+    #expect(json["allreduce_bytes_per_step"] as? Int == 4 * 2244)
+    #expect((json["allreduce_ms_per_step"] as? Double).map { $0 > 0 } == true)
+}
