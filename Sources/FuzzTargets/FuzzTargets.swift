@@ -39,6 +39,9 @@ public enum FuzzTargets {
                 // `bytes` as the config.json of a run folder whose checkpoint stays as trained:
                 // resuming must accept it or refuse it with a message, never crash or allocate
                 // a model the checkpoint does not back.
+                // One fixture folder: inputs are tried one at a time (test cases run in parallel).
+                RunFixture.lock.lock()
+                defer { RunFixture.lock.unlock() }
                 let folder = RunFixture.folder
                 try Files.writeAtomically(bytes, to: folder.configPath)
                 let run = try TrainingRun(resuming: folder, parallelism: .batch(workers: 1))
@@ -57,6 +60,7 @@ public enum FuzzTargets {
 /// at a fixed path so that its config.json (the seed of the `run` target) names real files.
 enum RunFixture {
     static let path = "/tmp/swift-vae-fuzz-run"
+    static let lock = NSLock()
 
     static let folder: RunFolder = {
         Files.removeTree(path)
