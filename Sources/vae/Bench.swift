@@ -33,7 +33,7 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         let communicator = try Job.communicator()
-        try Job.agree(communicator, Result { try measure(communicator) })
+        try Job.agree(communicator) { try measure(communicator) }
         Job.finish(communicator)
     }
 

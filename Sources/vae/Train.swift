@@ -63,7 +63,7 @@ struct Train: ParsableCommand {
     func run() throws {
         let parallelism = threading.parallelism
         let communicator = try Job.communicator()
-        let run = try Job.agree(communicator, Result { try makeRun(parallelism, communicator) })
+        let run = try Job.agree(communicator) { try makeRun(parallelism, communicator) }
         run.warnings.forEach(printWarning)
         let config = run.config.training, folder = run.folder.path
         if run.isTrainingDone, case let .alreadyFinished(epochs, completed) = try run.train() {
