@@ -105,9 +105,11 @@ func aKilledMPIJobResumesBitIdentical() throws {
     try process.run()
     waitFor(run + "/checkpoint.safetensors")
     usleep(150_000)
-    for pid in children(of: process.processIdentifier) + [process.processIdentifier] { kill(pid, SIGKILL) }
+    let ranks = children(of: process.processIdentifier)
+    for pid in ranks + [process.processIdentifier] { kill(pid, SIGKILL) }
     process.waitUntilExit()
-    for _ in 0..<200 where !children(of: process.processIdentifier).isEmpty { usleep(10_000) }
+    // The ranks are gone (and with them rank 0's lock on the run) before the resume starts.
+    for _ in 0..<500 where ranks.contains(where: { FileManager.default.fileExists(atPath: "/proc/\($0)/stat") && !isZombie($0) }) { usleep(10_000) }
     let resumed = try mpirun(2, ["train", "--resume", run, "--threads", "1"])
     #expect(resumed.status == 0, "\(resumed.stderr)")
     #expect(try Data(contentsOf: URL(fileURLWithPath: run + "/model.safetensors")) == Data(contentsOf: URL(fileURLWithPath: dir + "/whole/model.safetensors")))
@@ -127,4 +129,10 @@ func benchUnderMPIReportsTheGradientSum() throws {
     // 64·16 + 16 + 16·4 + 4 + 2·16 + 16 + 16·64 + 64 = 2244 parameters, 4 bytes each.
     #expect(json["allreduce_bytes_per_step"] as? Int == 4 * 2244)
     #expect((json["allreduce_ms_per_step"] as? Double).map { $0 > 0 } == true)
+}
+
+/// Whether process `pid` has exited and waits to be reaped.
+func isZombie(_ pid: Int32) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return true }
+    return stat[stat.index(after: close)...].split(separator: " ").first == "Z"
 }
