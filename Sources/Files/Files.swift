@@ -208,6 +208,7 @@ public final class FileLock {
             let holder = busy ? Self.readHolder(fd) ?? "another process" : nil
             let reason = holder.map { "held by \($0)" } ?? Files.lastErrorMessage()
             close(fd)
+            fd = -1  // deinit runs after a throw from here: it must not close this number again
             throw FileLockError(path: path, holder: holder, reason: reason)
         }
         ftruncate(fd, 0)
