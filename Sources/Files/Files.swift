@@ -52,7 +52,8 @@ public enum Files {
     /// target's folder) and the link stays a link.
     public static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
         let path = try resolvingLinks(path)
-        let temporary = "\(path).tmp-\(getpid())"
+        // Unique per call: two threads of one process may write the same file.
+        let temporary = "\(path).tmp-\(getpid())-\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw FileError(path: path, reason: "cannot write: \(lastErrorMessage())") }
         var failure: String?
