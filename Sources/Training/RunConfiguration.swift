@@ -223,15 +223,10 @@ public struct RunConfig: Codable, Equatable, Sendable {
     }
 }
 
-/// The limits of every configurable size, in one place.
+/// The limits of the training settings, in one place (the model's sizes are `ModelConfig`'s).
 public enum Limits {
     public static let epochs = 1...10_000_000
     public static let batchSize = 1...65536
-    public static let latent = 1...4096
-    public static let hidden = 1...65536
-    public static let hiddenLayers = 0...16
-    public static let channels = 1...4096
-    public static let channelLayers = 1...6
     public static let threads = 1...256
 
     /// Values one layer's output buffer may hold (2²⁸ Float32 values: 1 GiB).
@@ -247,19 +242,9 @@ public enum Limits {
         }
     }
 
-    /// The model's sizes against these limits (with the flags' messages), then the model's own
-    /// consistency checks (`ModelConfig.validate()`).
+    /// The model's own checks (`ModelConfig.validate()`: its size limits and consistency), as a
+    /// configuration error.
     public static func validate(_ model: ModelConfig) throws {
-        guard latent.contains(model.latentDimension) else { throw ConfigurationError("--latent must be between 1 and \(latent.upperBound)") }
-        guard hiddenLayers.contains(model.hiddenSizes.count), model.hiddenSizes.allSatisfy(hidden.contains) else {
-            throw ConfigurationError("--hidden must be at most \(hiddenLayers.upperBound) sizes between 1 and \(hidden.upperBound)")
-        }
-        if model.architecture == .conv {
-            guard channelLayers.contains(model.channels.count), model.channels.allSatisfy(channels.contains) else {
-                throw ConfigurationError("--channels must be 1 to \(channelLayers.upperBound) widths between 1 and \(channels.upperBound), e.g. 32,64")
-            }
-        }
-        guard model.gaussianSigma.isFinite && model.gaussianSigma > 0 else { throw ConfigurationError("--sigma must be a positive number") }
         do {
             try model.validate()
         } catch let error as ModelConfigError {

@@ -111,19 +111,29 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     /// Values per example (C·H·W).
     public var inputSize: Int { inputShape.reduce(1, *) }
 
+    /// The sizes a model may have, whichever way its configuration arrives (flags, `config.json`,
+    /// a checkpoint's header, Swift code); messages name the flag that sets each.
+    public static let latentRange = 1...4096
+    public static let widthRange = 1...65536
+    public static let hiddenLayerRange = 0...16
+    public static let channelRange = 1...4096
+    public static let channelLayerRange = 1...6
+
     /// Checks the values a file or a user supplied; throws a message naming the bad field.
     public func validate() throws {
         func fail(_ message: String) -> ModelConfigError { ModelConfigError(message: message) }
         guard inputShape.count == 3, inputShape.allSatisfy({ $0 > 0 && $0 <= 1 << 16 }), inputSize <= 1 << 26 else {
             throw fail("inputShape \(inputShape) must be three positive sizes [channels, height, width]")
         }
-        guard hiddenSizes.allSatisfy({ $0 > 0 && $0 <= 1 << 16 }) else { throw fail("hidden sizes \(hiddenSizes) must be positive and at most 65536") }
-        guard latentDimension > 0 && latentDimension <= 1 << 16 else { throw fail("latent dimension \(latentDimension) must be between 1 and 65536") }
-        guard gaussianSigma.isFinite && gaussianSigma > 0 else { throw fail("gaussianSigma \(gaussianSigma) must be positive") }
+        guard Self.latentRange.contains(latentDimension) else { throw fail("--latent must be between 1 and \(Self.latentRange.upperBound)") }
+        guard Self.hiddenLayerRange.contains(hiddenSizes.count), hiddenSizes.allSatisfy(Self.widthRange.contains) else {
+            throw fail("--hidden must be at most \(Self.hiddenLayerRange.upperBound) sizes between 1 and \(Self.widthRange.upperBound)")
+        }
+        guard gaussianSigma.isFinite && gaussianSigma > 0 else { throw fail("--sigma must be a positive number") }
         guard conditionClasses >= 0 && conditionClasses <= 1000 else { throw fail("conditionClasses must be between 0 and 1000") }
         if architecture == .conv {
-            guard !channels.isEmpty, channels.count <= 6, channels.allSatisfy({ $0 > 0 && $0 <= 4096 }) else {
-                throw fail("channels \(channels) must be 1 to 6 positive widths")
+            guard Self.channelLayerRange.contains(channels.count), channels.allSatisfy(Self.channelRange.contains) else {
+                throw fail("--channels must be \(Self.channelLayerRange.lowerBound) to \(Self.channelLayerRange.upperBound) widths between 1 and \(Self.channelRange.upperBound), e.g. 32,64")
             }
             let f = 1 << channels.count
             guard inputShape[1] % f == 0 && inputShape[2] % f == 0 else {

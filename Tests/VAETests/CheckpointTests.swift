@@ -53,7 +53,7 @@ func writeArchive(_ tensors: [(String, [Int])], config: String?, dtype16: String
     #expect(try loadError(good, config: nil).contains("no model configuration"))
     #expect(try loadError(good, config: "{\"architecture\": 3}").contains("unreadable model configuration"))
     let badLatent = config.replacingOccurrences(of: "\"latentDimension\":3", with: "\"latentDimension\":0")
-    #expect(try loadError(good, config: badLatent).contains("latent dimension 0"))
+    #expect(try loadError(good, config: badLatent).contains("bad model configuration: --latent must be between 1 and 4096"))
     let path = dir + "/m.safetensors"
     try Files.writeAtomically([1, 2, 3], to: path)
     #expect(throws: CheckpointError.self) { try Checkpoint.load(path) }
