@@ -155,8 +155,9 @@ public final class WorkerPool: @unchecked Sendable {
     }
 }
 
+/// Seconds on a monotonic clock (for durations: never goes back, unaffected by clock changes).
 @inline(__always)
-func monotonicSeconds() -> Double {
+public func monotonicSeconds() -> Double {
     var t = timespec()
     clock_gettime(CLOCK_MONOTONIC, &t)
     return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9

@@ -7,9 +7,9 @@ import VAE
 
 /// Wall-clock seconds of `body`.
 public func timed(_ body: () throws -> Void) rethrows -> Double {
-    let start = now()
+    let start = monotonicSeconds()
     try body()
-    return now() - start
+    return monotonicSeconds() - start
 }
 
 /// The median of `xs` (not empty).

@@ -282,7 +282,7 @@ public final class TrainingRun {
         var outcome = TrainingOutcome.finished(epochs: training.epochs)
         while state.epoch < training.epochs {
             let epoch = state.epoch
-            let startTime = now() - state.elapsed
+            let startTime = monotonicSeconds() - state.elapsed
             let batches = state.batchIndex > 0 ? loader.resumeEpoch(atBatch: state.batchIndex) : loader.epoch()
             for batch in batches {
                 let rate = learningRate(atStep: trainer.step)
@@ -296,7 +296,7 @@ public final class TrainingRun {
                 }
                 state.batchIndex += 1
                 state.step = trainer.step
-                state.elapsed = now() - startTime
+                state.elapsed = monotonicSeconds() - startTime
                 observer?.stepDone(self, StepReport(
                     epoch: epoch + 1, step: state.batchIndex, stepsInEpoch: steps, globalStep: trainer.step,
                     imagesSeen: state.partialLoss.images, runningLoss: state.partialLoss.meanNegativeELBO, learningRate: rate, elapsed: state.elapsed))
@@ -309,7 +309,7 @@ public final class TrainingRun {
                     try saveCheckpoint(observer)
                 }
             }
-            let summary = try finishEpoch(seconds: now() - startTime, klWeight: Double(objective.klWeight(afterEpochs: Double(epoch))), observer)
+            let summary = try finishEpoch(seconds: monotonicSeconds() - startTime, klWeight: Double(objective.klWeight(afterEpochs: Double(epoch))), observer)
             try writeStatus(.running)
             observer?.epochDone(self, summary)
             if let patience = training.earlyStopping, state.selection.epochsWithoutImprovement >= patience {
@@ -400,11 +400,4 @@ public final class TrainingRun {
         try PNG.write(Pictures.reconstructions(model, testSet: data.test, count: 32), to: folder.reconstructionsPath)
         try PNG.write(Pictures.runSamples(model, seed: config.training.seed), to: folder.samplesPath)
     }
-}
-
-/// Monotonic seconds.
-public func now() -> Double {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }

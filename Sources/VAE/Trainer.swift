@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Datasets
 import NN
 import Tensor
@@ -175,11 +172,12 @@ public final class Trainer {
             klSumsPerDimension(worker.encode(parallel.input(w, of: batch), condition: labels(w)), into: klSums.baseAddress! + w * d)
         }
         let lambda = Double(objective.freeBits)
-        var totals = (0..<d).map { j in (0..<parallel.count).reduce(0.0) { $0 + klSums[$1 * d + j] } }
-        if let communicator { totals.withUnsafeMutableBufferPointer { communicator.sum($0) } }
+        // The batch's totals in worker 0's row (then summed across ranks).
+        for w in 1..<max(parallel.count, 1) { for j in 0..<d { klSums[j] += klSums[w * d + j] } }
+        communicator?.sum(UnsafeMutableBufferPointer(rebasing: klSums[0..<d]))
         var flooredKL = 0.0
         for j in 0..<d {
-            let mean = totals[j] / Double(globalRows)
+            let mean = klSums[j] / Double(globalRows)
             klMask[j] = mean > lambda ? 1 : 0
             flooredKL += max(lambda, mean)
         }
@@ -292,9 +290,3 @@ extension VariationalAutoencoder {
     }
 }
 
-/// Seconds on a monotonic clock.
-func monotonicSeconds() -> Double {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
-}

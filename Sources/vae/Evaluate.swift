@@ -74,10 +74,10 @@ struct Evaluate: ParsableCommand {
             "  KL per dim      " + stats.klPerDimension.map { fixed($0, 2) }.joined(separator: " "),
         ]
         if iwSamples > 0 {
-            let start = now()
+            let start = monotonicSeconds()
             let estimate = model.logLikelihood(testSet, samples: iwSamples, seed: seed, workers: workers)
             let gap = estimate.mean + loss.meanNegativeELBO
-            let seconds = now() - start
+            let seconds = monotonicSeconds() - start
             object["log_px"] = estimate.mean
             object["log_px_stderr"] = estimate.standardError
             object["iw_samples"] = iwSamples
