@@ -117,11 +117,11 @@ public enum TrainingCheckpoint {
         try Files.writeAtomically(writer.serialize(), to: path)
     }
 
-    /// Checks, before anything is allocated, that the checkpoint at `path` is a training
-    /// checkpoint of this run (its run id) for exactly `model`, and that its data can back that
-    /// model's size: so that an edited config.json cannot make a resume build a model the
-    /// checkpoint does not hold.
-    public static func checkHeader(_ path: String, model: ModelConfig, runID: String?) throws {
+    /// Reads the checkpoint at `path` and checks, before anything is allocated, that it is a
+    /// training checkpoint of this run (its run id, when `runID` is given) for exactly `model`,
+    /// and that its data can back that model's size: so that an edited config.json cannot make a
+    /// resume build a model the checkpoint does not hold.
+    public static func open(_ path: String, model: ModelConfig, runID: String?) throws -> SafeTensorsArchive {
         func fail(_ problem: String) -> CheckpointError { CheckpointError(path: path, problem: problem) }
         let archive: SafeTensorsArchive
         do {
@@ -141,6 +141,7 @@ public enum TrainingCheckpoint {
         guard model.parameterCount <= Double(stored) else {
             throw fail("the model has \(Int(model.parameterCount)) parameters but the file holds \(stored) values")
         }
+        return archive
     }
 
     /// Restores weights and optimiser state into `model` and `optimizer` (built from the run's
@@ -150,21 +151,15 @@ public enum TrainingCheckpoint {
     public static func load(
         _ path: String, into model: VariationalAutoencoder, optimizer: Optimizer, examples: Int, runID: String? = nil
     ) throws -> TrainingState {
+        try load(open(path, model: model.config, runID: runID), path: path, into: model, optimizer: optimizer, examples: examples)
+    }
+
+    /// The same, from a checkpoint already read and checked by ``open(_:model:runID:)``.
+    public static func load(
+        _ archive: SafeTensorsArchive, path: String, into model: VariationalAutoencoder, optimizer: Optimizer, examples: Int
+    ) throws -> TrainingState {
         func fail(_ problem: String) -> CheckpointError { CheckpointError(path: path, problem: problem) }
-        let archive: SafeTensorsArchive
-        do {
-            archive = try SafeTensorsArchive(bytes: try Files.read(path))
-        } catch let error as SafeTensorsError {
-            throw fail(error.description)
-        }
         let meta = archive.metadata
-        guard meta["format"] == format else { throw fail("not a swift-vae training checkpoint") }
-        if let runID, meta["run_id"] != runID {
-            throw fail("belongs to another run (run id \(meta["run_id"] ?? "none"), config.json says \(runID)); it cannot be resumed here")
-        }
-        guard let json = meta["config"], let config = try? JSONDecoder().decode(ModelConfig.self, from: Data(json.utf8)), config == model.config else {
-            throw fail("the checkpoint's model configuration differs from the run's config.json")
-        }
         func integer(_ key: String, atLeast low: Int = 0, default fallback: Int? = nil) throws -> Int {
             guard let s = meta[key] else {
                 if let fallback { return fallback }

@@ -5,6 +5,7 @@ import Datasets
 import Files
 import Imaging
 import NN
+import SafeTensors
 import Tensor
 import VAE
 
@@ -70,7 +71,7 @@ public final class TrainingRun {
         if config.runID == nil { config.runID = newRunID() }
         let replace = communicator.rank == 0 && replacing && !(target.occupants ?? []).isEmpty
         let staging = replace ? target.sibling(".new-\(getpid())") : target
-        try self.init(folder: staging, config: config, data: data, parallelism: parallelism, resuming: false, communicator: communicator)
+        try self.init(folder: staging, config: config, data: data, parallelism: parallelism, checkpoint: nil, communicator: communicator)
         guard isWriter else { return }
 
         let oldLock = replace ? try Self.lock(target) : nil
@@ -115,9 +116,10 @@ public final class TrainingRun {
         guard Files.exists(folder.checkpointPath) else {
             throw TrainingRunError("\(folder.checkpointPath): no training checkpoint to resume from")
         }
-        try TrainingCheckpoint.checkHeader(folder.checkpointPath, model: config.model, runID: config.runID)
+        let checkpoint = try TrainingCheckpoint.open(folder.checkpointPath, model: config.model, runID: config.runID)
         try self.init(
-            folder: folder, config: config, data: try config.training.loadData(), parallelism: parallelism, resuming: true, communicator: communicator)
+            folder: folder, config: config, data: try config.training.loadData(), parallelism: parallelism, checkpoint: checkpoint,
+            communicator: communicator)
         self.lock = lock
     }
 
@@ -143,7 +145,8 @@ public final class TrainingRun {
     }
 
     private init(
-        folder: RunFolder, config: RunConfig, data: DataSplits, parallelism: Parallelism, resuming: Bool, communicator: Communicator
+        folder: RunFolder, config: RunConfig, data: DataSplits, parallelism: Parallelism, checkpoint: SafeTensorsArchive?,
+        communicator: Communicator
     ) throws {
         self.communicator = communicator
         let training = config.training, modelConfig = config.model
@@ -151,7 +154,7 @@ public final class TrainingRun {
         self.folder = folder
         self.config = config
         self.data = data
-        isResumed = resuming
+        isResumed = checkpoint != nil
         workers = parallelism.apply()
         let seeds = RunSeeds(training.seed)
         var initRNG = RandomGenerator(seed: seeds.initialization)
@@ -167,9 +170,8 @@ public final class TrainingRun {
             epoch: 0, batchIndex: 0, step: 0, noiseRNG: trainer.rng.state, dataRNG: loader.rng.state,
             order: loader.currentOrder, partialLoss: LossBreakdown(), elapsed: 0, workers: workers, ranks: communicator.size)
         metrics = MetricsFile(path: folder.metricsPath, latentDimension: modelConfig.latentDimension)
-        if resuming {
-            state = try TrainingCheckpoint.load(
-                folder.checkpointPath, into: model, optimizer: optimizer, examples: data.train.count, runID: config.runID)
+        if let checkpoint {
+            state = try TrainingCheckpoint.load(checkpoint, path: folder.checkpointPath, into: model, optimizer: optimizer, examples: data.train.count)
             trainer.rng = RandomGenerator(state: state.noiseRNG)!
             loader.rng = RandomGenerator(state: state.dataRNG)!
             loader.currentOrder = state.order
