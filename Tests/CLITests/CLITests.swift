@@ -22,8 +22,13 @@ struct Output {
 }
 
 func vae(_ arguments: [String], environment: [String: String] = [:]) throws -> Output {
+    try run(vaeBinary, arguments, environment: environment)
+}
+
+/// Runs `executable` to its end and collects its exit status and output.
+func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Output {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: vaeBinary)
+    process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
     process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     let out = Pipe(), err = Pipe()

@@ -8,19 +8,13 @@ import TestSupport
 
 let mpirunPath = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
+/// mpirun's options for these tests, before the program.
+func mpirunOptions(_ ranks: Int) -> [String] {
+    ["--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)", "--mca", "btl", "self,vader", "--mca", "btl_vader_single_copy_mechanism", "none"]
+}
+
 func mpirun(_ ranks: Int, _ arguments: [String]) throws -> Output {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: mpirunPath ?? "/usr/bin/mpirun")
-    process.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)", "--mca", "btl", "self,vader",
-                         "--mca", "btl_vader_single_copy_mechanism", "none", vaeBinary] + arguments
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return Output(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+    try run(mpirunPath ?? "/usr/bin/mpirun", mpirunOptions(ranks) + [vaeBinary] + arguments)
 }
 
 /// The F32 values of every tensor of a safetensors file, by name.
@@ -98,8 +92,7 @@ func aKilledMPIJobResumesBitIdentical() throws {
     let run = dir + "/killed"
     let process = Process()
     process.executableURL = URL(fileURLWithPath: mpirunPath ?? "/usr/bin/mpirun")
-    process.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "2", "--mca", "btl", "self,vader",
-                         "--mca", "btl_vader_single_copy_mechanism", "none", vaeBinary] + arguments + ["--out", run]
+    process.arguments = mpirunOptions(2) + [vaeBinary] + arguments + ["--out", run]
     process.standardOutput = FileHandle.nullDevice
     process.standardError = FileHandle.nullDevice
     try process.run()
