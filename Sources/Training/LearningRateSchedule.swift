@@ -76,7 +76,7 @@ public struct LearningRateSchedule: Codable, Equatable, Sendable {
         case .constant:
             rate = base
         case .step:
-            rate = base * pow(gamma, Double(milestones.filter { $0 <= epoch }.count))
+            rate = base * pow(gamma, Double(milestones.reduce(0) { $1 <= epoch ? $0 + 1 : $0 }))
         case .cosine:
             let t = min(1, Double(step) / Double(max(totalSteps, 1)))
             rate = minimum + (base - minimum) * 0.5 * (1 + cos(Double.pi * t))

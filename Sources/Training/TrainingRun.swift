@@ -353,9 +353,9 @@ public final class TrainingRun {
     /// A stop requested on any rank stops every rank after the same step (one small sum).
     private func agreedStop(_ stop: StopRequest) -> Int32? {
         guard communicator.size > 1 else { return stop.requested }
-        var flag = [Double(stop.requested ?? 0)]
-        flag.withUnsafeMutableBufferPointer { communicator.sum($0) }
-        return flag[0] == 0 ? nil : stop.requested ?? SIGINT
+        var flag = Double(stop.requested ?? 0)
+        withUnsafeMutablePointer(to: &flag) { communicator.sum(UnsafeMutableBufferPointer(start: $0, count: 1)) }
+        return flag == 0 ? nil : stop.requested ?? SIGINT
     }
 
     /// Evaluates the epoch just trained, records it, saves the weights and the checkpoint.

@@ -150,9 +150,11 @@ public final class Trainer {
             for l in workerLosses { loss += l }
         }
         if let communicator {
-            var sums = [loss.reconstruction, loss.kl, loss.objective, Double(loss.images)]
-            sums.withUnsafeMutableBufferPointer { communicator.sum($0) }
-            loss = LossBreakdown(reconstruction: sums[0], kl: sums[1], objective: sums[2], images: Int(sums[3]))
+            loss = withUnsafeTemporaryAllocation(of: Double.self, capacity: 4) { sums in
+                (sums[0], sums[1], sums[2], sums[3]) = (loss.reconstruction, loss.kl, loss.objective, Double(loss.images))
+                communicator.sum(sums)
+                return LossBreakdown(reconstruction: sums[0], kl: sums[1], objective: sums[2], images: Int(sums[3]))
+            }
         }
         guard loss.reconstruction.isFinite, loss.kl.isFinite else { throw NonFiniteLossError(step: step + 1) }
         applyUpdate(activeWorkers: parallel.activeWorkers(for: batch.rows))
