@@ -4,7 +4,9 @@ import Tensor
 public final class Parameter {
     public let value: Tensor
     /// ∂loss/∂value for the last backward pass (overwritten, not accumulated, by each backward).
-    public let gradient: Tensor
+    /// Layers reach it through the parameter on every call, never keeping the tensor, so
+    /// ``packGradients(_:)`` can move it into a shared flat buffer.
+    public private(set) var gradient: Tensor
 
     public init(_ value: Tensor) {
         self.value = value
@@ -19,6 +21,21 @@ public final class Parameter {
     }
 
     public var shape: [Int] { value.shape }
+
+    /// Moves the gradients of `parameters` into one flat buffer, in order (each gradient becomes
+    /// a view of its stretch, keeping its values), and returns that buffer: one in-place sum
+    /// across processes then covers every gradient with no packing or unpacking.
+    public static func packGradients(_ parameters: [Parameter]) -> Tensor {
+        let flat = Tensor(shape: [parameters.reduce(0) { $0 + $1.gradient.count }])
+        var offset = 0
+        for p in parameters {
+            let view = Tensor(viewing: flat, offset: offset, shape: p.gradient.shape)
+            view.copy(from: p.gradient)
+            p.gradient = view
+            offset += view.count
+        }
+        return flat
+    }
 }
 
 /// Scales all gradients so that their joint L2 norm is at most `maxNorm`; returns the norm before.

@@ -62,6 +62,18 @@ public final class Tensor {
         self.data = base.data
     }
 
+    /// A view of `shape.product` consecutive elements of `base` starting at element `offset`
+    /// (no copy): how a flat buffer is shared out among several tensors.
+    public init(viewing base: Tensor, offset: Int, shape: [Int]) {
+        let n = shape.reduce(1, *)
+        precondition(offset >= 0 && offset + n <= base.count, "elements \(offset)..<\(offset + n) outside \(base.shape)")
+        self.base = base
+        self.shape = shape
+        self.count = n
+        self.capacity = n
+        self.data = base.data + offset
+    }
+
     /// Points this view at all of `base` with `shape` (views only; no allocation when unchanged).
     public func view(_ base: Tensor, shape newShape: [Int]) {
         precondition(self.base != nil, "only a view can be re-pointed")

@@ -14,9 +14,41 @@ public struct LogLikelihoodEstimate: Sendable {
     public let perImage: [ImportanceSampledEstimate]
 }
 
+/// One rank's contiguous share of a data set, for evaluation split across the ranks of a job:
+/// each rank evaluates its share and the sums are added up, and since image i's ε is keyed to
+/// (seed, i) the figures are those of one process up to the order of summation.
+public struct DatasetShard {
+    /// This rank's images (all of them for a process alone).
+    public let images: ImageDataset
+    /// The index of the share's first image in the whole data set.
+    public let firstIndex: Int
+    public let communicator: Communicator
+
+    public init(_ dataset: ImageDataset, communicator: Communicator) {
+        self.communicator = communicator
+        let share = Parallel.slice(communicator.rank, of: communicator.size, count: dataset.count)
+        images = communicator.size > 1 ? dataset.subset(Array(share)) : dataset
+        firstIndex = share.lowerBound
+    }
+
+    /// −ELBO and its terms over the whole data set (every rank gets the total).
+    public func evaluate(_ model: VariationalAutoencoder, seed: UInt64 = RunSeeds.evaluation) -> LossBreakdown {
+        communicator.sum(model.evaluate(BatchLoader.evaluation(images, for: model).epoch(), seed: seed, firstIndex: firstIndex))
+    }
+
+    /// Per-dimension KL and active units over the whole data set (every rank gets them).
+    public func latentStatistics(_ model: VariationalAutoencoder) -> LatentStatistics {
+        let sums = model.latentSums(BatchLoader.evaluation(images, for: model).epoch())
+        guard communicator.size > 1 else { return sums.statistics }
+        var packed = sums.packed
+        packed.withUnsafeMutableBufferPointer { communicator.sum($0) }
+        return LatentSums(packed: packed).statistics
+    }
+}
+
 extension VariationalAutoencoder {
-    /// −ELBO and its terms over `dataset`, one ε per image from the fixed evaluation seed (so the
-    /// same model and data always give the same figures).
+    /// −ELBO and its terms over `dataset`, image i's ε seeded by (the fixed evaluation seed, i)
+    /// (so the same model and data always give the same figures).
     public func evaluate(_ dataset: ImageDataset, seed: UInt64 = RunSeeds.evaluation) -> LossBreakdown {
         evaluate(BatchLoader.evaluation(dataset, for: self).epoch(), seed: seed)
     }

@@ -99,3 +99,19 @@ public final class StopRequest: @unchecked Sendable {
     /// The requested signal, or nil.
     public var requested: Int32? { flag.pointee == 0 ? nil : Int32(flag.pointee) }
 }
+
+/// Several observers told in turn, in the order given (e.g. the progress bar and a report
+/// writer).
+public final class ObserverGroup: TrainingObserver {
+    public let observers: [TrainingObserver]
+
+    public init(_ observers: [TrainingObserver]) { self.observers = observers }
+
+    public func runStarted(_ run: TrainingRun, at state: TrainingState) { for o in observers { o.runStarted(run, at: state) } }
+    public func stepDone(_ run: TrainingRun, _ progress: StepReport) { for o in observers { o.stepDone(run, progress) } }
+    public func epochDone(_ run: TrainingRun, _ summary: EpochSummary) { for o in observers { o.epochDone(run, summary) } }
+    public func checkpointWritten(_ run: TrainingRun, path: String, state: TrainingState) {
+        for o in observers { o.checkpointWritten(run, path: path, state: state) }
+    }
+    public func runEnded(_ run: TrainingRun, _ outcome: TrainingOutcome) { for o in observers { o.runEnded(run, outcome) } }
+}

@@ -31,6 +31,9 @@ public final class TrainingRun {
     public private(set) var folder: RunFolder
     public let config: RunConfig
     public let data: DataSplits
+    /// This rank's share of the test and validation sets (evaluation is split across ranks).
+    private let testShard: DatasetShard
+    private let validationShard: DatasetShard?
     public let model: VariationalAutoencoder
     public let optimizer: Optimizer
     public let trainer: Trainer
@@ -154,6 +157,8 @@ public final class TrainingRun {
         self.folder = folder
         self.config = config
         self.data = data
+        testShard = DatasetShard(data.test, communicator: communicator)
+        validationShard = data.validation.map { DatasetShard($0, communicator: communicator) }
         isResumed = checkpoint != nil
         workers = parallelism.apply()
         let seeds = RunSeeds(training.seed)
@@ -361,8 +366,8 @@ public final class TrainingRun {
     /// Evaluates the epoch just trained, records it, saves the weights and the checkpoint.
     private func finishEpoch(seconds: Double, klWeight: Double, _ observer: TrainingObserver?) throws -> EpochSummary {
         let epoch = state.epoch + 1
-        let validation = data.validation.map { model.evaluate($0) }
-        let test = model.evaluate(data.test)
+        let validation = validationShard?.evaluate(model)
+        let test = testShard.evaluate(model)
         let schedule = config.training.learningRateSchedule
         var isBest = false
         if let validation {
@@ -370,7 +375,7 @@ public final class TrainingRun {
                 validation: validation.meanNegativeELBO, epoch: epoch, plateauPatience: schedule.kind == .plateau ? schedule.patience : nil)
         }
         let summary = EpochSummary(
-            epoch: epoch, train: state.partialLoss, validation: validation, test: test, latent: model.latentStatistics(data.test),
+            epoch: epoch, train: state.partialLoss, validation: validation, test: test, latent: testShard.latentStatistics(model),
             learningRate: learningRate(atStep: state.epoch * stepsPerEpoch), klWeight: klWeight, seconds: seconds,
             imagesPerSecond: Double(state.partialLoss.images) / seconds, isBest: isBest)
         if isWriter {

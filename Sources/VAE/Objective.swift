@@ -49,6 +49,20 @@ extension VariationalAutoencoder {
         return negativeELBO(x, condition: condition, noise: eps, computeGradients: computeGradients, klWeight: klWeight)
     }
 
+    /// The negative ELBO of a batch without gradients, image i's ε drawn from a generator seeded
+    /// by (`seed`, `firstIndex` + i) as in importance sampling: an image's figure does not depend
+    /// on how the images are batched or split across cores and ranks.
+    public func negativeELBO(_ x: Tensor, condition: Tensor? = nil, seed: UInt64, firstIndex: Int) -> LossBreakdown {
+        let d = latentDimension
+        let eps = Tensor.reusing(noise, rows: x.rows, columns: d)
+        noise = eps
+        for i in 0..<x.rows {
+            var rng = RandomGenerator(seed: Self.imageSeed(seed, firstIndex + i))
+            rng.fillNormal(eps.data + i * d, count: d)
+        }
+        return negativeELBO(x, condition: condition, noise: eps, computeGradients: false)
+    }
+
     /// The negative ELBO of a batch with one reparameterised sample per image:
     ///
     ///     −ELBO(x) = −log p(x | z) + β · KL(q(z|x) ‖ p(z)),   z = μ(x) + σ(x) ⊙ ε,

@@ -59,10 +59,11 @@ public final class Trainer {
     private var localBatch: Tensor?
     private var localCondition: Tensor?
     private var localNoise: Tensor?
-    /// Every parameter's gradient, packed for the one sum across ranks per step.
-    private var flatGradient: UnsafeMutableBufferPointer<Float>?
-    /// Seconds spent in the sum of the gradients across ranks (packing included), and the bytes
-    /// each step sums, for `vae bench`.
+    /// Every gradient of the model, as one flat buffer (the gradients are views of it) for the
+    /// one in-place sum across ranks per step.
+    private let flatGradient: Tensor?
+    /// Seconds spent in the sum of the gradients across ranks, and the bytes each step sums, for
+    /// `vae bench`.
     public private(set) var communicationSeconds = 0.0
     public var bytesSummedPerStep: Int { communicator == nil ? 0 : 4 * model.parameterCount }
     /// One slot per worker, written concurrently (a raw buffer: no shared Swift container).
@@ -93,11 +94,11 @@ public final class Trainer {
         klSums.initialize(repeating: 0)
         klMask = .allocate(capacity: model.latentDimension)
         klMask.initialize(repeating: 1)
+        flatGradient = self.communicator == nil ? nil : Parameter.packGradients(workerParameters[0])
         precondition(optimizer.parameters.elementsEqual(model.parameters, by: ===), "optimizer must own the model's parameters")
     }
 
     deinit {
-        flatGradient?.deallocate()
         workerLosses.deallocate()
         klSums.deallocate()
         klMask.deallocate()
@@ -149,13 +150,7 @@ public final class Trainer {
             }
             for l in workerLosses { loss += l }
         }
-        if let communicator {
-            loss = withUnsafeTemporaryAllocation(of: Double.self, capacity: 4) { sums in
-                (sums[0], sums[1], sums[2], sums[3]) = (loss.reconstruction, loss.kl, loss.objective, Double(loss.images))
-                communicator.sum(sums)
-                return LossBreakdown(reconstruction: sums[0], kl: sums[1], objective: sums[2], images: Int(sums[3]))
-            }
-        }
+        if let communicator { loss = communicator.sum(loss) }
         guard loss.reconstruction.isFinite, loss.kl.isFinite else { throw NonFiniteLossError(step: step + 1) }
         applyUpdate(activeWorkers: parallel.activeWorkers(for: batch.rows))
         step += 1
@@ -215,33 +210,17 @@ public final class Trainer {
                     for i in range { g[i] += h[i] }
                 }
             }
-            if let communicator { sumAcrossRanks(params, communicator) }
+            if let communicator, let flatGradient {
+                let start = monotonicSeconds()
+                communicator.sum(flatGradient.buffer)
+                communicationSeconds += monotonicSeconds() - start
+            }
             if let clipNorm { clipGradientNorm(params, maxNorm: clipNorm) }
         }
         optimizer.beginStep()
         chunked(params) { k, range in
             let extra = fuse ? others.first.map { UnsafePointer($0[k].gradient.data) } : nil
             optimizer.update(parameterAt: k, range: range, addingGradient: extra)
-        }
-    }
-
-    /// Packs every gradient into one flat buffer, sums it across the ranks in one call, unpacks.
-    private func sumAcrossRanks(_ params: [Parameter], _ communicator: Communicator) {
-        let start = monotonicSeconds()
-        defer { communicationSeconds += monotonicSeconds() - start }
-        let total = params.reduce(0) { $0 + $1.gradient.count }
-        if flatGradient == nil { flatGradient = .allocate(capacity: total) }
-        let flat = flatGradient!
-        var offset = 0
-        for p in params {
-            (flat.baseAddress! + offset).update(from: p.gradient.data, count: p.gradient.count)
-            offset += p.gradient.count
-        }
-        communicator.sum(flat)
-        offset = 0
-        for p in params {
-            p.gradient.data.update(from: flat.baseAddress! + offset, count: p.gradient.count)
-            offset += p.gradient.count
         }
     }
 
@@ -280,15 +259,28 @@ public final class Trainer {
 }
 
 extension VariationalAutoencoder {
-    /// −ELBO over all `batches` with one ε per image drawn from a generator seeded with `seed`,
-    /// so the same model and data always give the same figure.
-    public func evaluate<S: Sequence>(_ batches: S, seed: UInt64 = 0) -> LossBreakdown where S.Element == Batch {
-        var rng = RandomGenerator(seed: seed)
+    /// −ELBO over all `batches`, image i's ε seeded by (`seed`, `firstIndex` + i) (see
+    /// ``negativeELBO(_:condition:seed:firstIndex:)``), so the same model and data always give
+    /// the same figure, however they are batched or shared out.
+    public func evaluate<S: Sequence>(_ batches: S, seed: UInt64 = 0, firstIndex: Int = 0) -> LossBreakdown where S.Element == Batch {
         var total = LossBreakdown()
+        var index = firstIndex
         for batch in batches {
-            total += negativeELBO(batch.images, condition: batch.condition, rng: &rng, computeGradients: false)
+            total += negativeELBO(batch.images, condition: batch.condition, seed: seed, firstIndex: index)
+            index += batch.count
         }
         return total
     }
 }
 
+extension Communicator {
+    /// `loss` summed over every rank (one small in-place sum; no allocation).
+    public func sum(_ loss: LossBreakdown) -> LossBreakdown {
+        guard size > 1 else { return loss }
+        return withUnsafeTemporaryAllocation(of: Double.self, capacity: 4) { sums in
+            (sums[0], sums[1], sums[2], sums[3]) = (loss.reconstruction, loss.kl, loss.objective, Double(loss.images))
+            sum(sums)
+            return LossBreakdown(reconstruction: sums[0], kl: sums[1], objective: sums[2], images: Int(sums[3]))
+        }
+    }
+}

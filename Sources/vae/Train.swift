@@ -60,6 +60,9 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Continue the interrupted run in this folder exactly where its last checkpoint left it (its config.json decides everything else).", valueName: "run"))
     var resume: String?
 
+    @Flag(help: "Under mpirun: check after the start and after every step that every rank holds the same weights (hashes compared; costs a pass over the weights per step), and say so at the end.")
+    var checkReplicas = false
+
     func run() throws {
         let parallelism = threading.parallelism
         let communicator = try Job.communicator()
@@ -83,7 +86,15 @@ struct Train: ParsableCommand {
 
         let stop = StopRequest()
         StopSignal.install(stop)
-        let outcome = try run.train(observer: TrainingProgress(epochs: config.epochs), stop: stop)
+        let progress = TrainingProgress(epochs: config.epochs)
+        let replicas = checkReplicas ? ReplicaCheck() : nil
+        let outcome = try run.train(observer: replicas.map { ObserverGroup([progress, $0]) } ?? progress, stop: stop)
+        if let replicas {
+            if let mismatch = replicas.firstMismatch {
+                throw TrainingRunError("the ranks' weights differ after step \(mismatch.step) (hashes \(mismatch.hashes.map { String($0, radix: 16) }.joined(separator: ", ")))")
+            }
+            print("replica check: the weights were identical on all \(communicator.size) ranks at all \(replicas.checks) checks (the start and every step)")
+        }
         switch outcome {
         case let .interrupted(epoch, step, steps, signal):
             print("vae train: stopped by \(signal == SIGINT ? "SIGINT" : "SIGTERM") at epoch \(epoch), step \(step) of \(steps); checkpoint saved")

@@ -41,8 +41,10 @@ func mpiRanksTrainTheSameModel() throws {
     #expect(one.status == 0, "\(one.stderr)")
     #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/one/model.safetensors")) == Data(contentsOf: URL(fileURLWithPath: dir + "/plain/model.safetensors")))
     // Two ranks, each on half of every global batch of 16: the same model up to summation order.
-    let two = try mpirun(2, arguments + ["--out", dir + "/two"])
+    let two = try mpirun(2, arguments + ["--out", dir + "/two", "--check-replicas"])
     #expect(two.status == 0, "\(two.stderr)")
+    // Identical weights on both ranks after the broadcast and after each of the 12 steps.
+    #expect(two.stdout.contains("replica check: the weights were identical on all 2 ranks at all 13 checks"), "\(two.stdout)")
     #expect(two.stdout.contains("2 MPI ranks, each on 8–8 images of every batch of 16"))
     #expect(two.stdout.components(separatedBy: "epoch 2/2  train").count == 2, "only rank 0 prints: \(two.stdout)")
     let a = try tensors(dir + "/one/model.safetensors"), b = try tensors(dir + "/two/model.safetensors")
@@ -57,6 +59,19 @@ func mpiRanksTrainTheSameModel() throws {
     largest = 0
     for (name, values) in a { for (x, y) in zip(values, c[name]!) { largest = max(largest, abs(x - y)) } }
     #expect(largest < 1e-5, "3 ranks differ from 1 by \(largest)")
+    // Evaluation is split across the ranks (image i's ε keyed to i) and summed: the same test
+    // figures, up to the models' rounding differences and the order of summation.
+    func testELBO(_ run: String) throws -> [Double] {
+        let lines = try String(contentsOfFile: dir + "/\(run)/metrics.csv", encoding: .utf8).split(separator: "\n")
+        let column = lines[0].split(separator: ",").firstIndex(of: "test_neg_elbo")!
+        return lines.dropFirst().map { Double($0.split(separator: ",", omittingEmptySubsequences: false)[column])! }
+    }
+    let reference = try testELBO("one")
+    for run in ["two", "three"] {
+        let figures = try testELBO(run)
+        #expect(figures.count == 2)
+        for (x, y) in zip(figures, reference) { #expect(abs(x - y) < 1e-4 * y, "\(run): test −ELBO \(figures) against \(reference)") }
+    }
 }
 
 @Test(.enabled(if: mpirunPath != nil, "needs Open MPI's mpirun (scripts/setup.sh installs it)"))
