@@ -1,14 +1,14 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Data flows one way: Datasets → Tensor → NN → VAE → Training (the run) → the `vae` CLI.
+// Data flows one way: Datasets → Tensor → NN → VAE → Training (the run) → Reports → the `vae` CLI.
 // Imaging and SafeTensors are leaf utilities for pictures and checkpoint files; SwiftVAE is the
 // one module a library user imports (it re-exports the others).
 let package = Package(
     name: "swift-vae",
     products: [
         // `import SwiftVAE` re-exports the rest; they are listed so that DocC documents each.
-        .library(name: "SwiftVAE", targets: ["SwiftVAE", "Training", "VAE", "NN", "Tensor", "Datasets", "Imaging", "SafeTensors", "Files"]),
+        .library(name: "SwiftVAE", targets: ["SwiftVAE", "Training", "Reports", "VAE", "NN", "Tensor", "Datasets", "Imaging", "SafeTensors", "Files"]),
         .library(name: "FuzzTargets", targets: ["FuzzTargets"]),
         .executable(name: "vae", targets: ["vae"]),
     ],
@@ -35,7 +35,9 @@ let package = Package(
         .target(name: "VAE", dependencies: ["Tensor", "NN", "Datasets", "SafeTensors", "Files", "CKernels"]),
         // The training run: run folders, configuration, data splits, the epoch loop, schedules, metrics.
         .target(name: "Training", dependencies: ["Tensor", "NN", "VAE", "Datasets", "Imaging", "SafeTensors", "Files"]),
-        .target(name: "SwiftVAE", dependencies: ["Tensor", "NN", "VAE", "Datasets", "Imaging", "SafeTensors", "Files", "Training"]),
+        // What a run shows people: TensorBoard event files and the self-contained HTML report.
+        .target(name: "Reports", dependencies: ["Training", "VAE", "Imaging", "Files", "Tensor"]),
+        .target(name: "SwiftVAE", dependencies: ["Tensor", "NN", "VAE", "Datasets", "Imaging", "SafeTensors", "Files", "Training", "Reports"]),
         .target(name: "Datasets", dependencies: ["Tensor", "CZlib", "Files", "CKernels", "Imaging"]),
         .target(name: "Imaging", dependencies: ["CPNG", "CFreeType", "Files"]),
         // Every parser of untrusted input by name: replayed by the tests, driven by Fuzz/ (libFuzzer).
@@ -43,7 +45,7 @@ let package = Package(
         .executableTarget(
             name: "vae",
             dependencies: [
-                "Tensor", "NN", "VAE", "Datasets", "Imaging", "Files", "Training", "CKernels",
+                "Tensor", "NN", "VAE", "Datasets", "Imaging", "Files", "Training", "Reports", "CKernels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -55,6 +57,7 @@ let package = Package(
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Tensor", "CKernels", "TestSupport"]),
         .testTarget(name: "VAETests", dependencies: ["VAE", "NN", "Tensor", "Datasets", "SafeTensors", "Files", "TestSupport"]),
+        .testTarget(name: "ReportsTests", dependencies: ["Reports", "Training", "VAE", "Imaging", "Files", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "VAE", "NN", "Tensor", "Datasets", "Files", "TestSupport"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensor", "CZlib", "Files", "Imaging", "TestSupport"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),

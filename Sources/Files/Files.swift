@@ -49,8 +49,10 @@ public enum Files {
     /// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
     /// Either the old file or the complete new one is there afterwards, never a partial one.
     /// When `path` is a symbolic link, the link's target is written (atomically, in the
-    /// target's folder) and the link stays a link.
-    public static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
+    /// target's folder) and the link stays a link. With `durable` false the data are not forced
+    /// to the disk first (no fsync): still never a partial file for a reader or after the
+    /// process dies, but a power cut may lose the write — for files that can be made again.
+    public static func writeAtomically(_ bytes: [UInt8], to path: String, durable: Bool = true) throws {
         let path = try resolvingLinks(path)
         // Unique per call: two threads of one process may write the same file.
         let temporary = "\(path).tmp-\(getpid())-\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
@@ -69,7 +71,7 @@ public enum Files {
                 done += n
             }
         }
-        if failure == nil, fsync(fd) != 0 { failure = lastErrorMessage() }
+        if failure == nil, durable, fsync(fd) != 0 { failure = lastErrorMessage() }
         if close(fd) != 0, failure == nil { failure = lastErrorMessage() }
         if failure == nil, rename(temporary, path) != 0 { failure = lastErrorMessage() }
         if let failure {
@@ -77,6 +79,7 @@ public enum Files {
             throw FileError(path: path, reason: "cannot write: \(failure)")
         }
         // Make the rename itself durable: sync the folder's entry.
+        guard durable else { return }
         let folder = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
         let dirFD = open(folder.isEmpty ? "/" : folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dirFD >= 0 {
@@ -139,8 +142,8 @@ public enum Files {
     }
 
     /// Writes UTF-8 text atomically.
-    public static func writeAtomically(_ text: String, to path: String) throws {
-        try writeAtomically(Array(text.utf8), to: path)
+    public static func writeAtomically(_ text: String, to path: String, durable: Bool = true) throws {
+        try writeAtomically(Array(text.utf8), to: path, durable: durable)
     }
 
     public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }

@@ -36,24 +36,28 @@ public enum PNG {
         png.height = UInt32(image.height)
         png.format = image.channels == 3 ? UInt32(PNG_FORMAT_RGB) : UInt32(PNG_FORMAT_GRAY)
         let stride = Int32(image.width * image.channels)
-        var size: Int = 0
-        let ok = image.pixels.withUnsafeBytes { px in
-            png_image_write_to_memory(&png, nil, &size, 0, px.baseAddress, stride, nil)
-        }
-        guard ok != 0, size > 0 else { throw PNGError(description: "libpng could not encode the image: \(message(&png))") }
+        // One compression pass into a buffer larger than any PNG of the image can be (the raw
+        // rows with their filter bytes, zlib's stored-block overhead, the chunks); libpng says
+        // so if it was too small after all, and then the size it needs.
+        let raw = image.height * (image.width * image.channels + 1)
+        var size = raw + raw / 1000 * 5 + 1024
         var out = [UInt8](repeating: 0, count: size)
-        let written = out.withUnsafeMutableBytes { dst in
-            image.pixels.withUnsafeBytes { px in
-                png_image_write_to_memory(&png, dst.baseAddress, &size, 0, px.baseAddress, stride, nil)
+        for _ in 0..<2 {
+            let capacity = size
+            let ok = out.withUnsafeMutableBytes { dst in
+                image.pixels.withUnsafeBytes { px in png_image_write_to_memory(&png, dst.baseAddress, &size, 0, px.baseAddress, stride, nil) }
             }
+            if ok != 0 && size <= capacity { return Array(out.prefix(size)) }
+            guard size > capacity else { break }
+            png.warning_or_error = 0
+            out = [UInt8](repeating: 0, count: size)
         }
-        guard written != 0 else { throw PNGError(description: "libpng could not encode the image: \(message(&png))") }
-        return Array(out.prefix(size))
+        throw PNGError(description: "libpng could not encode the image: \(message(&png))")
     }
 
     /// Writes `image` as a PNG file, atomically.
-    public static func write(_ image: Image, to path: String) throws {
-        try Files.writeAtomically(try encode(image), to: path)
+    public static func write(_ image: Image, to path: String, durable: Bool = true) throws {
+        try Files.writeAtomically(try encode(image), to: path, durable: durable)
     }
 
     /// Decodes PNG bytes to 8-bit grey (if the file is grey) or RGB.

@@ -3,6 +3,7 @@
 @_exported import Files
 @_exported import Imaging
 @_exported import NN
+@_exported import Reports
 @_exported import SafeTensors
 @_exported import Tensor
 @_exported import Training

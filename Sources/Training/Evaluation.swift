@@ -1,4 +1,6 @@
 import Datasets
+import Files
+import Foundation
 import Tensor
 import VAE
 
@@ -76,5 +78,48 @@ extension VariationalAutoencoder {
         let mean = values.reduce(0, +) / n
         let variance = values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / max(n - 1, 1)
         return LogLikelihoodEstimate(mean: mean, standardError: (variance / n).squareRoot(), samples: samples, perImage: estimates)
+    }
+}
+
+/// The result of `vae eval --iw-samples` kept in the run folder (`RUN/log-likelihood.json`), for
+/// the report: log p(x) with its standard error, and the −ELBO of the same images.
+public struct LikelihoodRecord: Codable, Equatable, Sendable {
+    /// "final" or "best".
+    public var weights: String
+    public var images: Int
+    /// K, importance samples per image.
+    public var samples: Int
+    /// Mean log p(x) estimate and its standard error, nats per image.
+    public var logLikelihood: Double
+    public var standardError: Double
+    /// −ELBO of the same images, nats per image (the gap is log p(x) + this).
+    public var negativeELBO: Double
+    public var seconds: Double
+    /// When it was measured (ISO 8601).
+    public var date: String
+
+    public init(weights: String, images: Int, samples: Int, logLikelihood: Double, standardError: Double, negativeELBO: Double, seconds: Double, date: String) {
+        (self.weights, self.images, self.samples, self.logLikelihood) = (weights, images, samples, logLikelihood)
+        (self.standardError, self.negativeELBO, self.seconds, self.date) = (standardError, negativeELBO, seconds, date)
+    }
+
+    /// log p(x) − ELBO: what the ELBO leaves out (≥ 0 up to the estimate's noise).
+    public var gap: Double { logLikelihood + negativeELBO }
+}
+
+extension RunFolder {
+    /// `RUN/log-likelihood.json`.
+    public var likelihoodPath: String { "\(path)/log-likelihood.json" }
+
+    public func writeLikelihood(_ record: LikelihoodRecord) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try Files.writeAtomically(Array(try encoder.encode(record)) + [10], to: likelihoodPath)
+    }
+
+    /// The recorded log p(x), or nil if `vae eval --iw-samples` has not been run on the folder.
+    public func likelihood() -> LikelihoodRecord? {
+        guard let bytes = try? Files.read(likelihoodPath, limit: 1 << 16) else { return nil }
+        return try? JSONDecoder().decode(LikelihoodRecord.self, from: Data(bytes))
     }
 }

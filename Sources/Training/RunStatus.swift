@@ -21,12 +21,35 @@ public struct RunStatus: Codable, Equatable, Sendable {
     public var epoch: Int
     public var epochs: Int
     public var message: String?
+    /// The command line that started the run (kept when it is resumed), and the one that
+    /// trains it now.
+    public var command: String?
+    public var lastCommand: String?
+    /// The machine that trains it now: CPU model, cores and host name.
+    public var machine: String?
+    /// When the run was created (ISO 8601).
+    public var started: String?
 
     public init(state: State, epoch: Int, epochs: Int, message: String? = nil) {
         self.state = state
         self.epoch = epoch
         self.epochs = epochs
         self.message = message
+    }
+
+    /// This process's command line, with arguments that need it quoted for a shell.
+    public static var currentCommand: String {
+        CommandLine.arguments.map { a in
+            a.isEmpty || a.contains(where: { " \"'$\\|&;<>()*?[]#~`".contains($0) }) ? "'" + a.replacingOccurrences(of: "'", with: "'\\''") + "'" : a
+        }.joined(separator: " ")
+    }
+
+    /// "AMD EPYC 9R14, 2 cores, host vm" (from /proc/cpuinfo where there is one).
+    public static var currentMachine: String {
+        let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }.flatMap { $0.split(separator: ":", maxSplits: 1).last }
+            .map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown CPU"
+        return "\(model), \(ProcessInfo.processInfo.activeProcessorCount) cores, host \(ProcessInfo.processInfo.hostName)"
     }
 }
 

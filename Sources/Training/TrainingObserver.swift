@@ -11,7 +11,9 @@ public protocol TrainingObserver: AnyObject {
     func runStarted(_ run: TrainingRun, at state: TrainingState)
     /// One optimiser step is done.
     func stepDone(_ run: TrainingRun, _ progress: StepReport)
-    /// An epoch is done, evaluated and saved.
+    /// An epoch is done, evaluated, and its weights and metrics row are saved. Called before the
+    /// epoch's checkpoint is written, so what an observer writes here is covered by that
+    /// checkpoint: a run resumed from it never repeats the call.
     func epochDone(_ run: TrainingRun, _ summary: EpochSummary)
     /// A training checkpoint was written (mid-epoch or after an epoch).
     func checkpointWritten(_ run: TrainingRun, path: String, state: TrainingState)

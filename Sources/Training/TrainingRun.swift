@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Datasets
 import Files
+import Foundation
 import Imaging
 import NN
 import SafeTensors
@@ -220,7 +221,13 @@ public final class TrainingRun {
 
     private func writeStatus(_ state: RunStatus.State, message: String? = nil) throws {
         guard isWriter else { return }
-        try folder.writeStatus(RunStatus(state: state, epoch: self.state.epoch, epochs: config.training.epochs, message: message))
+        let previous = folder.status()
+        var status = RunStatus(state: state, epoch: self.state.epoch, epochs: config.training.epochs, message: message)
+        status.command = previous?.command ?? (isResumed ? nil : RunStatus.currentCommand)
+        status.lastCommand = RunStatus.currentCommand
+        status.machine = RunStatus.currentMachine
+        status.started = previous?.started ?? ISO8601DateFormatter().string(from: Date())
+        try folder.writeStatus(status)
     }
 
     /// The data must fit the model: the images' shape, and labels in range for a conditional model.
@@ -318,7 +325,6 @@ public final class TrainingRun {
             }
             let summary = try finishEpoch(seconds: monotonicSeconds() - startTime, klWeight: Double(objective.klWeight(afterEpochs: Double(epoch))), observer)
             try writeStatus(.running)
-            observer?.epochDone(self, summary)
             if let patience = training.earlyStopping, state.selection.epochsWithoutImprovement >= patience {
                 outcome = .stoppedEarly(epoch: epoch + 1, bestEpoch: state.selection.bestEpoch)
                 break
@@ -387,6 +393,7 @@ public final class TrainingRun {
         state.batchIndex = 0
         state.partialLoss = LossBreakdown()
         state.elapsed = 0
+        observer?.epochDone(self, summary)
         try saveCheckpoint(observer)
         return summary
     }

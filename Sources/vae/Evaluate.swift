@@ -75,7 +75,11 @@ struct Evaluate: ParsableCommand {
         ]
         if iwSamples > 0 {
             let start = monotonicSeconds()
-            let estimate = model.logLikelihood(testSet, samples: iwSamples, seed: seed, workers: workers)
+            var bar = json ? nil : ProgressBar()
+            let estimate = model.logLikelihood(testSet, samples: iwSamples, seed: seed, workers: workers) { done in
+                bar?.update(done: done, of: testSet.count, elapsed: monotonicSeconds() - start, text: "log p(x): \(done)/\(testSet.count) images, K = \(iwSamples)")
+            }
+            bar?.end()
             let gap = estimate.mean + loss.meanNegativeELBO
             let seconds = monotonicSeconds() - start
             object["log_px"] = estimate.mean
@@ -83,6 +87,15 @@ struct Evaluate: ParsableCommand {
             object["iw_samples"] = iwSamples
             object["gap"] = gap
             object["iw_seconds"] = seconds
+            // Kept in the run folder for its report (a read-only folder only loses that).
+            do {
+                try RunFolder(path: runFolder).writeLikelihood(LikelihoodRecord(
+                    weights: weights.rawValue, images: estimate.perImage.count, samples: iwSamples, logLikelihood: estimate.mean,
+                    standardError: estimate.standardError, negativeELBO: loss.meanNegativeELBO, seconds: seconds,
+                    date: ISO8601DateFormatter().string(from: Date())))
+            } catch {
+                printWarning("log p(x) not saved in the run folder: \(error)")
+            }
             lines += [
                 "  log p(x)        \(fixed(estimate.mean, 3)) ± \(fixed(estimate.standardError, 3)) nats/image (K = \(iwSamples) importance samples; ± is the standard error)",
                 "  gap             \(fixed(gap, 3)) nats/image (log p(x) − ELBO)",

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Tensor
+import Reports
 import Training
 import VAE
 
@@ -60,6 +61,12 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Continue the interrupted run in this folder exactly where its last checkpoint left it (its config.json decides everything else).", valueName: "run"))
     var resume: String?
 
+    @Flag(help: "Do not write TensorBoard event files (RUN/tensorboard/).")
+    var noTensorboard = false
+
+    @Flag(help: "Do not keep RUN/report.html and RUN/timelapse/ current after every epoch (`vae report RUN` writes the report at any time).")
+    var noReport = false
+
     @Flag(help: "Under mpirun: check after the start and after every step that every rank holds the same weights (hashes compared; costs a pass over the weights per step), and say so at the end.")
     var checkReplicas = false
 
@@ -88,7 +95,17 @@ struct Train: ParsableCommand {
         StopSignal.install(stop)
         let progress = TrainingProgress(epochs: config.epochs)
         let replicas = checkReplicas ? ReplicaCheck() : nil
-        let outcome = try run.train(observer: replicas.map { ObserverGroup([progress, $0]) } ?? progress, stop: stop)
+        let pictures = EpochPictureCache()
+        let tensorboard = noTensorboard ? nil : TensorBoardLog(pictures: pictures)
+        let report = noReport ? nil : ReportObserver(pictures: pictures)
+        let observers: [TrainingObserver?] = [progress, tensorboard, report, replicas]
+        let start = monotonicSeconds()
+        let outcome = try run.train(observer: ObserverGroup(observers.compactMap { $0 }), stop: stop)
+        let seconds = monotonicSeconds() - start
+        if run.isWriter, tensorboard != nil || report != nil {
+            let spent = (tensorboard?.seconds ?? 0) + (report?.seconds ?? 0)
+            print("TensorBoard log \(fixed(tensorboard?.seconds ?? 0, 2)) s + report \(fixed(report?.seconds ?? 0, 2)) s = \(fixed(100 * spent / max(seconds, 1e-9), 2))% of the \(fixed(seconds, 1)) s run (\(run.folder.path)/report.html, tensorboard --logdir \(run.folder.path)/tensorboard)")
+        }
         if let replicas {
             if let mismatch = replicas.firstMismatch {
                 throw TrainingRunError("the ranks' weights differ after step \(mismatch.step) (hashes \(mismatch.hashes.map { String($0, radix: 16) }.joined(separator: ", ")))")

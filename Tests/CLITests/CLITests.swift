@@ -397,11 +397,16 @@ func killedAndResumedRunsEndBitIdentical(extra: [String]) throws {
     #expect(forced.status == 0, "\(forced.stderr)")
 }
 
-/// Every file of a folder and its bytes.
+/// Every file of a folder (and of its sub-folders) and its bytes.
 func snapshot(_ dir: String) throws -> [String: Data] {
     var out: [String: Data] = [:]
     for name in try FileManager.default.contentsOfDirectory(atPath: dir) {
-        out[name] = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/\(name)"))
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: "\(dir)/\(name)", isDirectory: &isDirectory), isDirectory.boolValue {
+            for (inner, data) in try snapshot("\(dir)/\(name)") { out["\(name)/\(inner)"] = data }
+        } else {
+            out[name] = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/\(name)"))
+        }
     }
     return out
 }

@@ -259,8 +259,14 @@ func aFullDiskIsFoundBeforeTheFirstEpoch() throws {
 /// pictures, and metrics.csv without its clock columns (seconds, images/s).
 func comparableFiles(_ run: String) throws -> [String: Data] {
     var out: [String: Data] = [:]
-    for name in ["model.safetensors", "best.safetensors", "samples.png", "reconstructions.png", "status.json"] {
+    for name in ["model.safetensors", "best.safetensors", "samples.png", "reconstructions.png"] {
         out[name] = try? Data(contentsOf: URL(fileURLWithPath: "\(run)/\(name)"))
+    }
+    // status.json without when and by which command the run was started and resumed.
+    if let data = try? Data(contentsOf: URL(fileURLWithPath: run + "/status.json")),
+       var object = try JSONSerialization.jsonObject(with: data) as? [String: Any] {
+        for key in ["started", "command", "lastCommand"] { object[key] = nil }
+        out["status.json"] = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
     }
     let metrics = try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8).split(separator: "\n").map { row in
         row.split(separator: ",", omittingEmptySubsequences: false).enumerated().filter { ![12, 13].contains($0.offset) }.map(\.element).joined(separator: ",")

@@ -46,6 +46,11 @@ func finalFiles(_ folder: String) throws -> [String: Data] {
             data = Data(rows.joined(separator: "\n").utf8)
         }
         if name == "checkpoint.safetensors" || name == ".lock" { continue }  // elapsed seconds; the last writer's process id
+        if name == "status.json" {  // when the run was started
+            var object = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+            object["started"] = nil
+            data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        }
         if name == "config.json" {  // each new run has its own run id
             var object = try JSONSerialization.jsonObject(with: data) as! [String: Any]
             object["runID"] = nil
@@ -200,9 +205,10 @@ func stoppedAndResumedRunsEndIdentical(name: String, modify: (inout TrainingConf
     let run = try TrainingRun(creating: RunFolder(path: dir + "/run"), config: config, parallelism: .batch(workers: 1))
     _ = try run.train(observer: recorder)
     // 96 images / 16 = 6 steps per epoch; a mid-epoch checkpoint at global step 4 (epoch 1) and
-    // at step 8 (epoch 2, its 2nd step), and one after each epoch.
-    let one = ["step", "step", "step", "step", "checkpoint", "step", "step", "checkpoint", "epoch 1"]
-    let two = ["step", "step", "checkpoint", "step", "step", "step", "step", "checkpoint", "epoch 2"]
+    // at step 8 (epoch 2, its 2nd step), and one after each epoch, which comes after the epoch's
+    // report (so that what observers write of an epoch is covered by its checkpoint).
+    let one = ["step", "step", "step", "step", "checkpoint", "step", "step", "epoch 1", "checkpoint"]
+    let two = ["step", "step", "checkpoint", "step", "step", "step", "step", "epoch 2", "checkpoint"]
     #expect(recorder.events == ["start 0"] + one + two + ["end finished(epochs: 2)"])
 }
 
