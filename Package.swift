@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "Datasets", dependencies: ["Tensor", "CZlib", "Files", "CKernels", "Imaging"]),
         .target(name: "Imaging", dependencies: ["CPNG", "CFreeType", "Files"]),
         // Every parser of untrusted input by name: replayed by the tests, driven by Fuzz/ (libFuzzer).
-        .target(name: "FuzzTargets", dependencies: ["Datasets", "Imaging", "SafeTensors", "VAE", "Training", "Files"]),
+        .target(name: "FuzzTargets", dependencies: ["Datasets", "Imaging", "SafeTensors", "VAE", "Training", "Reports", "Files"]),
         .executableTarget(
             name: "vae",
             dependencies: [

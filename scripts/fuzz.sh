@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 parsers=("$@")
-[ ${#parsers[@]} -gt 0 ] || parsers=(idx npy safetensors checkpoint png csv config run)
+[ ${#parsers[@]} -gt 0 ] || parsers=(idx npy safetensors checkpoint png csv config run tfevents)
 
 swift build --package-path Fuzz -c release --scratch-path Fuzz/.build \
   -Xswiftc -sanitize=fuzzer,address -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld >/dev/null

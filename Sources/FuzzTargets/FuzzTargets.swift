@@ -1,6 +1,7 @@
 import Datasets
 import Foundation
 import Imaging
+import Reports
 import Files
 import SafeTensors
 import Training
@@ -10,7 +11,7 @@ import VAE
 /// regression tests that replay their corpus. Each call must return or throw, never crash,
 /// hang or allocate without bound.
 public enum FuzzTargets {
-    public static let names = ["idx", "npy", "safetensors", "checkpoint", "png", "csv", "config", "run"]
+    public static let names = ["idx", "npy", "safetensors", "checkpoint", "png", "csv", "config", "run", "tfevents"]
 
     /// Parses `bytes` with parser `name`; returns whether the input was accepted.
     @discardableResult
@@ -46,6 +47,9 @@ public enum FuzzTargets {
                 try Files.writeAtomically(bytes, to: folder.configPath)
                 let run = try TrainingRun(resuming: folder, parallelism: .batch(workers: 1))
                 _ = run.isTrainingDone
+            case "tfevents":
+                // A TensorBoard event file as a resumed run reads it back: its intact records.
+                return !EventFile.records(bytes).isEmpty
             default:
                 preconditionFailure("unknown fuzz target \(name)")
             }

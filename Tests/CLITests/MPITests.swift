@@ -47,6 +47,9 @@ func mpiRanksTrainTheSameModel() throws {
     #expect(two.stdout.contains("replica check: the weights were identical on all 2 ranks at all 13 checks"), "\(two.stdout)")
     #expect(two.stdout.contains("2 MPI ranks, each on 8–8 images of every batch of 16"))
     #expect(two.stdout.components(separatedBy: "epoch 2/2  train").count == 2, "only rank 0 prints: \(two.stdout)")
+    // Rank 0 alone writes the event file and the report.
+    #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/two/tensorboard").filter { $0.hasPrefix("events.out.tfevents.") }.count == 1)
+    #expect(try String(contentsOfFile: dir + "/two/report.html", encoding: .utf8).contains("finished (2 of 2 epochs)"))
     let a = try tensors(dir + "/one/model.safetensors"), b = try tensors(dir + "/two/model.safetensors")
     #expect(a.keys.sorted() == b.keys.sorted())
     var largest: Float = 0

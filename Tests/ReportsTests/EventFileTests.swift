@@ -60,3 +60,23 @@ import TestSupport
     do { try EventFile(path: path).scalars([("a", 1)], step: 21) }
     #expect(EventFile.records(try Files.read(path)).map(\.step) == [0, 10, 20, 21])
 }
+
+/// A file written by TensorBoard's own writer (Fuzz/seeds/tfevents, made with
+/// `tensorboard.summary.writer.event_file_writer`): its records and steps are found, and every
+/// prefix of it yields exactly the records that end within the prefix.
+@Test func tensorBoardsOwnFileReadsBackAndEveryCutKeepsWholeRecords() throws {
+    let seed = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fuzz/seeds/tfevents/tensorboard-written.tfevents")
+    let bytes = Array(try Data(contentsOf: seed))
+    let whole = EventFile.records(bytes)
+    #expect(whole.map(\.step) == [0, 10, 20, 30, 30], "\(whole.map(\.step))")
+    #expect(whole.last?.range.upperBound == bytes.count)
+    for cut in 0...bytes.count {
+        let prefix = EventFile.records(Array(bytes.prefix(cut)))
+        #expect(prefix.map(\.range) == whole.filter { $0.range.upperBound <= cut }.map(\.range), "cut at \(cut)")
+    }
+    // Our writer frames an event the same way TensorBoard's did: the bytes of its first record.
+    let first = whole[0].range
+    let data = Array(bytes[(first.lowerBound + 12)..<(first.upperBound - 4)])
+    #expect(EventFile.record(data) == Array(bytes[first]))
+}
