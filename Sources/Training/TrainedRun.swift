@@ -57,15 +57,19 @@ public struct TrainedRun {
 
     /// μ and log σ² of q(z|x) for every image of `dataset` (default: the test set), d values per
     /// image each, in data-set order.
-    public func posteriorParameters(_ dataset: ImageDataset? = nil) -> (mu: [Float], logVariance: [Float]) {
+    /// `progress` sees the images done after each batch.
+    public func posteriorParameters(_ dataset: ImageDataset? = nil, progress: (Int) -> Void = { _ in }) -> (mu: [Float], logVariance: [Float]) {
         let d = model.latentDimension
         var mu: [Float] = [], logVariance: [Float] = []
+        var done = 0
         for batch in BatchLoader.evaluation(dataset ?? testSet, for: model).epoch() {
             let h = model.encode(batch.images, condition: batch.condition)
             for r in 0..<batch.count {
                 mu += UnsafeBufferPointer(start: h.data + r * 2 * d, count: d)
                 logVariance += UnsafeBufferPointer(start: h.data + r * 2 * d + d, count: d)
             }
+            done += batch.count
+            progress(done)
         }
         return (mu, logVariance)
     }

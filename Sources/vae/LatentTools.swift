@@ -130,10 +130,14 @@ struct Scatter: ParsableCommand {
         guard testSet.count >= 2 else { throw CLIError("a scatter plot needs at least 2 test images, and there is \(testSet.count)") }
         let d = context.model.latentDimension
         var means: [[Double]] = []
+        var bar = ProgressBar()
+        let start = monotonicSeconds()
         for batch in BatchLoader.evaluation(testSet, for: context.model).epoch() {
             let mu = context.model.posteriorMeans(batch.images, condition: batch.condition)
             for r in 0..<batch.count { means.append((0..<d).map { Double(mu[r * d + $0]) }) }
+            bar.update(done: means.count, of: testSet.count, elapsed: monotonicSeconds() - start, text: "encoding \(means.count)/\(testSet.count) images")
         }
+        bar.end()
         let plane = LatentSpace.plane(means)
         let points = zip(plane.xy, labels).map { ScatterPlot.Point(x: $0.x, y: $0.y, label: $1) }
         let axes = plane.axes
@@ -162,7 +166,12 @@ struct Encode: ParsableCommand {
     func run() throws {
         let context = try TrainedRun(RunFolder(path: runFolder))
         let d = context.model.latentDimension
-        let (mu, logVar) = context.posteriorParameters()
+        var bar = ProgressBar()
+        let start = monotonicSeconds()
+        let (mu, logVar) = context.posteriorParameters { done in
+            bar.update(done: done, of: context.testSet.count, elapsed: monotonicSeconds() - start, text: "encoding \(done)/\(context.testSet.count) images")
+        }
+        bar.end()
         let labels = context.testSet.labels ?? [Int](repeating: -1, count: context.testSet.count)
         let bytes = NPY.structuredArray(rows: context.testSet.count, fields: [
             .float32(name: "mu", values: mu, perRow: d), .float32(name: "logvar", values: logVar, perRow: d), .int64(name: "label", values: labels),
