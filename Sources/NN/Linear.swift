@@ -19,16 +19,23 @@ public final class Linear: Layer, ReLUFusing {
     private var inputGradient: Tensor?
     private var maskedGradient: Tensor?
 
-    /// Initialised as PyTorch's `nn.Linear`: W and b uniform in ±1/√in.
-    public init(_ inputSize: Int, _ outputSize: Int, rng: inout RandomGenerator) {
+    /// Initialised as PyTorch's `nn.Linear` (W and b uniform in ±1/√in), or with `.glorot` as
+    /// Glorot & Bengio (2010) for tanh layers: W uniform in ±√(6/(in + out)), b = 0.
+    public init(_ inputSize: Int, _ outputSize: Int, rng: inout RandomGenerator, initialization: WeightInitialization = .pytorch) {
         precondition(inputSize > 0 && outputSize > 0, "Linear sizes must be positive")
         self.inputSize = inputSize
         self.outputSize = outputSize
         weight = Parameter(Tensor(shape: [outputSize, inputSize]))
         bias = Parameter(Tensor(shape: [outputSize]))
-        let bound = 1 / Float(inputSize).squareRoot()
-        rng.fillUniform(weight.value, low: -bound, high: bound)
-        rng.fillUniform(bias.value, low: -bound, high: bound)
+        switch initialization {
+        case .pytorch:
+            let bound = 1 / Float(inputSize).squareRoot()
+            rng.fillUniform(weight.value, low: -bound, high: bound)
+            rng.fillUniform(bias.value, low: -bound, high: bound)
+        case .glorot:
+            let bound = (6 / Float(inputSize + outputSize)).squareRoot()
+            rng.fillUniform(weight.value, low: -bound, high: bound)
+        }
     }
 
     private init(sharingParametersOf other: Linear) {
@@ -82,4 +89,12 @@ public final class Linear: Layer, ReLUFusing {
         matmul(dy, weight.value, into: dx)
         return dx
     }
+}
+
+/// How a fully connected layer's weights start.
+public enum WeightInitialization: String, Codable, CaseIterable, Sendable {
+    /// PyTorch's `nn.Linear` default: W and b uniform in ±1/√in.
+    case pytorch
+    /// Glorot & Bengio (2010), as Burda et al.'s code: W uniform in ±√(6/(in + out)), b = 0.
+    case glorot
 }

@@ -120,6 +120,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var clipNorm: Float?
     /// Save a training checkpoint every this many steps (besides the one after each epoch).
     public var checkpointEvery: Int?
+    /// Epochs after which the weights are also kept in `RUN/snapshots/epoch-NNNN.safetensors`
+    /// (e.g. the ends of the `iwae` schedule's stages), for `vae eval RUN --epoch N`.
+    public var snapshotEpochs: [Int]?
 
     public static let userData = "files"
 
@@ -190,6 +193,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         }
         if let clipNorm, !(clipNorm.isFinite && clipNorm > 0) { throw fail("--clip-norm must be a positive number") }
         guard checkpointInterval >= 0 else { throw fail("--checkpoint-every must be 0 or more steps") }
+        guard (snapshotEpochs ?? []).allSatisfy({ $0 >= 1 }) else { throw fail("--snapshot-epochs must be epoch numbers from 1, e.g. 1,4,13") }
         do {
             try trainingObjective.validate()
         } catch let error as ModelConfigError {

@@ -52,11 +52,30 @@ public struct RunFolder: Sendable {
         try Files.writeAtomically(Array(try encoder.encode(config)) + [10], to: configPath)
     }
 
-    /// A trained model (the final or the best weights) and its configuration; errors name the
-    /// missing or bad file.
-    public func loadModel(_ weights: Weights = .final) throws -> (VariationalAutoencoder, RunConfig) {
+    /// `RUN/snapshots/epoch-NNNN.safetensors`: the weights after epoch `epoch`, kept when the run
+    /// has it in `snapshotEpochs`.
+    public func snapshotPath(epoch: Int) -> String {
+        let n = String(epoch)
+        return "\(path)/snapshots/epoch-\(String(repeating: "0", count: max(0, 4 - n.count)) + n).safetensors"
+    }
+
+    /// A trained model (the final or the best weights, or the snapshot after `epoch`) and its
+    /// configuration; errors name the missing or bad file.
+    public func loadModel(_ weights: Weights = .final, epoch: Int? = nil) throws -> (VariationalAutoencoder, RunConfig) {
         guard Files.isDirectory(path) else { throw FileError(path: path, reason: "no such run folder (create one with `vae train --out \(path)`)") }
         let config = try readConfig()
+        if let epoch {
+            let file = snapshotPath(epoch: epoch)
+            guard Files.exists(file) else {
+                let kept = config.training.snapshotEpochs ?? []
+                throw FileError(path: file, reason: kept.contains(epoch)
+                    ? "not written yet: the run is \(stateDescription)"
+                    : "no snapshot of epoch \(epoch): the run keeps \(kept.isEmpty ? "none (train with --snapshot-epochs)" : "epochs " + kept.map(String.init).joined(separator: ", "))")
+            }
+            let model = try Checkpoint.load(file)
+            guard model.config == config.model else { throw FileError(path: file, reason: "model configuration differs from \(configPath)") }
+            return (model, config)
+        }
         let file = weights == .best ? bestModelPath : modelPath
         if weights == .final && !Files.exists(file) {
             throw FileError(path: file, reason: "not written yet: the run is \(stateDescription)")

@@ -165,6 +165,7 @@ public final class TrainingRun {
         let seeds = RunSeeds(training.seed)
         var initRNG = RandomGenerator(seed: seeds.initialization)
         model = VariationalAutoencoder(config: modelConfig, rng: &initRNG)
+        if checkpoint == nil && modelConfig.outputBiasFromData { Self.setOutputBias(of: model, from: data.train) }
         optimizer = training.optimizerConfig.make(parameters: model.parameters, learningRate: training.learningRate)
         trainer = Trainer(
             model: model, optimizer: optimizer, rng: RandomGenerator(seed: seeds.noise), workers: workers,
@@ -228,6 +229,23 @@ public final class TrainingRun {
         status.machine = RunStatus.currentMachine
         status.started = previous?.started ?? ISO8601DateFormatter().string(from: Date())
         try folder.writeStatus(status)
+    }
+
+    /// The last decoder bias b_i = logit(clip(mean of pixel i over `train`, 0.001, 0.999)), so a
+    /// new Bernoulli model starts out predicting the average image (Burda et al.'s code).
+    static func setOutputBias(of model: VariationalAutoencoder, from train: ImageDataset) {
+        guard let last = model.decoder.layers.last(where: { $0 is Linear }) as? Linear, train.count > 0 else { return }
+        let n = train.exampleSize
+        var sums = [Double](repeating: 0, count: n)
+        var row = [Float](repeating: 0, count: n)
+        for i in 0..<train.count {
+            row.withUnsafeMutableBufferPointer { train.copyExample(i, to: $0.baseAddress!) }
+            for j in 0..<n { sums[j] += Double(row[j]) }
+        }
+        for j in 0..<min(n, last.bias.value.count) {
+            let mean = min(max(sums[j] / Double(train.count), 0.001), 0.999)
+            last.bias.value[j] = Float(Foundation.log(mean / (1 - mean)))
+        }
     }
 
     /// The data must fit the model: the images' shape, and labels in range for a conditional model.
@@ -388,6 +406,10 @@ public final class TrainingRun {
             if isBest { try Checkpoint.save(model, to: folder.bestModelPath, metadata: ["epoch": "\(epoch)"]) }
             try metrics.append(summary)
             try Checkpoint.save(model, to: folder.modelPath, metadata: ["epoch": "\(epoch)"])
+            if config.training.snapshotEpochs?.contains(epoch) == true {
+                try Files.createDirectory(folder.path + "/snapshots")
+                try Checkpoint.save(model, to: folder.snapshotPath(epoch: epoch), metadata: ["epoch": "\(epoch)"])
+            }
         }
         state.epoch = epoch
         state.batchIndex = 0

@@ -48,13 +48,21 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var upsampling: Upsampling
     /// Number of classes a conditional model takes as a one-hot label (0: unconditional).
     public var conditionClasses: Int
+    /// How the fully connected layers' weights start.
+    public var initialization: WeightInitialization
+    /// Whether a new model's last decoder bias starts at the logit of the training images' mean
+    /// pixel values (clipped to [0.001, 0.999]), as in Burda et al.'s code (Bernoulli MLPs).
+    public var outputBiasFromData: Bool
 
     public init(
         architecture: Architecture = .mlp, inputShape: [Int] = [1, 28, 28], hiddenSizes: [Int] = [400],
         latentDimension: Int = 20, activation: ActivationKind = .relu,
         likelihood: LikelihoodKind = .bernoulli, gaussianSigma: Float = 0.1,
-        channels: [Int] = [32, 64], upsampling: Upsampling = .transposed, conditionClasses: Int = 0
+        channels: [Int] = [32, 64], upsampling: Upsampling = .transposed, conditionClasses: Int = 0,
+        initialization: WeightInitialization = .pytorch, outputBiasFromData: Bool = false
     ) {
+        self.initialization = initialization
+        self.outputBiasFromData = outputBiasFromData
         self.architecture = architecture
         self.inputShape = inputShape
         self.hiddenSizes = hiddenSizes
@@ -84,6 +92,8 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         channels = try c.decodeIfPresent([Int].self, forKey: .channels) ?? [32, 64]
         upsampling = try c.decodeIfPresent(Upsampling.self, forKey: .upsampling) ?? .transposed
         conditionClasses = try c.decodeIfPresent(Int.self, forKey: .conditionClasses) ?? 0
+        initialization = try c.decodeIfPresent(WeightInitialization.self, forKey: .initialization) ?? .pytorch
+        outputBiasFromData = try c.decodeIfPresent(Bool.self, forKey: .outputBiasFromData) ?? false
     }
 
     /// The number of trainable values the model has: the sum over ``networkPlan(outputsPerValue:)``,
@@ -126,6 +136,9 @@ public struct ModelConfig: Codable, Equatable, Sendable {
             throw fail("inputShape \(inputShape) must be three positive sizes [channels, height, width]")
         }
         guard Self.latentRange.contains(latentDimension) else { throw fail("--latent must be between 1 and \(Self.latentRange.upperBound)") }
+        if outputBiasFromData && (architecture != .mlp || likelihood != .bernoulli) {
+            throw fail("--output-bias data needs --arch mlp and the bernoulli likelihood")
+        }
         guard Self.hiddenLayerRange.contains(hiddenSizes.count), hiddenSizes.allSatisfy(Self.widthRange.contains) else {
             throw fail("--hidden must be at most \(Self.hiddenLayerRange.upperBound) sizes between 1 and \(Self.widthRange.upperBound)")
         }

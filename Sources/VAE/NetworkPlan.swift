@@ -29,10 +29,11 @@ public enum LayerSpec: Equatable, Sendable {
         }
     }
 
-    /// The layer, initialised as PyTorch would from `rng` (layers without parameters draw nothing).
-    func make(rng: inout RandomGenerator) -> Layer {
+    /// The layer, initialised from `rng` as PyTorch would (fully connected layers as
+    /// `initialization` says; layers without parameters draw nothing).
+    func make(rng: inout RandomGenerator, initialization: WeightInitialization = .pytorch) -> Layer {
         switch self {
-        case let .linear(i, o): Linear(i, o, rng: &rng)
+        case let .linear(i, o): Linear(i, o, rng: &rng, initialization: initialization)
         case let .conv(i, o, g): Conv2D(i, o, geometry: g, rng: &rng)
         case let .convTranspose(i, o, g): ConvTranspose2D(i, o, geometry: g, rng: &rng)
         case let .activation(kind): kind.makeLayer()

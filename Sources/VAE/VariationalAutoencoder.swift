@@ -71,8 +71,8 @@ public final class VariationalAutoencoder {
         self.config = config
         likelihood = config.makeLikelihood()
         let plan = config.networkPlan(outputsPerValue: likelihood.outputsPerValue)
-        encoder = Sequential(plan.encoder.map { $0.make(rng: &rng) })
-        decoder = Sequential(plan.decoder.map { $0.make(rng: &rng) })
+        encoder = Sequential(plan.encoder.map { $0.make(rng: &rng, initialization: config.initialization) })
+        decoder = Sequential(plan.decoder.map { $0.make(rng: &rng, initialization: config.initialization) })
         // Layers that see only data (and the label) need no input gradient: everything up to and
         // including the first layer with parameters (past the label join and layout conversion).
         for layer in encoder.layers {

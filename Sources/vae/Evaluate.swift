@@ -30,6 +30,9 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Which weights: final (model.safetensors) or best (best.safetensors, the best validation epoch of a run with --validation-split).")
     var weights: RunFolder.Weights = .final
 
+    @Option(help: ArgumentHelp("Evaluate the weights kept after this epoch (RUN/snapshots/, written by --snapshot-epochs) instead.", valueName: "N"))
+    var epoch: Int?
+
     @Option(help: "Importance samples per image for log p(x) (0: skip).")
     var iwSamples: Int = 0
 
@@ -50,10 +53,13 @@ struct Evaluate: ParsableCommand {
         try threading.validate()
     }
 
+    /// "final", "best" or "epoch N".
+    var weightsName: String { epoch.map { "epoch \($0)" } ?? weights.rawValue }
+
     func run() throws {
         let parallelism = threading.parallelism
         let workers = parallelism.apply()
-        let (model, config) = try RunFolder(path: runFolder).loadModel(weights)
+        let (model, config) = try RunFolder(path: runFolder).loadModel(weights, epoch: epoch)
         var testSet = try config.training.loadTestSet(for: config.model)
         if let limit { testSet = testSet.prefix(limit) }
         let loss = model.evaluate(testSet)
@@ -63,10 +69,10 @@ struct Evaluate: ParsableCommand {
             "elbo": loss.meanNegativeELBO, "reconstruction": loss.meanReconstruction,
             "kl": loss.meanKL, "images": loss.images, "dataset": config.training.dataset,
             "binarized": config.training.binarize, "active_units": stats.activeUnits(),
-            "kl_per_dimension": stats.klPerDimension, "weights": weights.rawValue,
+            "kl_per_dimension": stats.klPerDimension, "weights": weightsName,
         ]
         var lines = [
-            "\(runFolder)\(weights == .best ? " (best weights)" : ""): \(loss.images) test images (\(config.training.dataset)\(config.training.binarize ? ", binarised" : ""))",
+            "\(runFolder)\(epoch.map { " (weights after epoch \($0))" } ?? (weights == .best ? " (best weights)" : "")): \(loss.images) test images (\(config.training.dataset)\(config.training.binarize ? ", binarised" : ""))",
             "  −ELBO           \(fixed(loss.meanNegativeELBO, 3)) nats/image",
             "  reconstruction  \(fixed(loss.meanReconstruction, 3)) nats/image",
             "  KL              \(fixed(loss.meanKL, 3)) nats/image",
@@ -90,7 +96,7 @@ struct Evaluate: ParsableCommand {
             // Kept in the run folder for its report (a read-only folder only loses that).
             do {
                 try RunFolder(path: runFolder).writeLikelihood(LikelihoodRecord(
-                    weights: weights.rawValue, images: estimate.perImage.count, samples: iwSamples, logLikelihood: estimate.mean,
+                    weights: weightsName, images: estimate.perImage.count, samples: iwSamples, logLikelihood: estimate.mean,
                     standardError: estimate.standardError, negativeELBO: loss.meanNegativeELBO, seconds: seconds,
                     date: ISO8601DateFormatter().string(from: Date())))
             } catch {

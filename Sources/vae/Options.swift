@@ -13,6 +13,7 @@ extension LikelihoodKind: ExpressibleByArgument {}
 extension Upsampling: ExpressibleByArgument {}
 extension ActivationKind: ExpressibleByArgument {}
 extension KLEstimator: ExpressibleByArgument {}
+extension WeightInitialization: ExpressibleByArgument {}
 extension DatasetName: ExpressibleByArgument {}
 extension OptimizerConfig.Kind: ExpressibleByArgument {}
 extension LearningRateSchedule.Kind: ExpressibleByArgument {}
@@ -54,6 +55,12 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "σ of the gaussian likelihood (the starting σ of gaussian-shared), in pixel units of [0, 1].")
     var sigma: Float = 0.1
 
+    @Option(help: "How fully connected weights start: pytorch (W, b uniform in ±1/√in) or glorot (W uniform in ±√(6/(in+out)), b = 0; Burda et al.'s code).")
+    var `init`: WeightInitialization = .pytorch
+
+    @Option(help: "Start of the last decoder bias: random (as --init) or data (the logit of the training images' mean pixel values; bernoulli MLPs).")
+    var outputBias: OutputBiasStart = .random
+
     func validate() throws {
         guard integerList(hidden) != nil else { throw ValidationError("--hidden must be positive integers separated by commas, e.g. 400 or 512,256") }
         guard integerList(channels)?.isEmpty == false else { throw ValidationError("--channels must be positive integers separated by commas, e.g. 32,64") }
@@ -65,11 +72,13 @@ struct ModelOptions: ParsableArguments {
         let config = ModelConfig(
             architecture: arch, inputShape: inputShape, hiddenSizes: integerList(hidden) ?? [], latentDimension: latent,
             activation: activation, likelihood: likelihood, gaussianSigma: sigma, channels: integerList(channels) ?? [],
-            upsampling: upsampling, conditionClasses: conditional ? classes : 0)
+            upsampling: upsampling, conditionClasses: conditional ? classes : 0, initialization: self.`init`, outputBiasFromData: outputBias == .data)
         try Limits.validate(config)
         return config
     }
 }
+
+enum OutputBiasStart: String, ExpressibleByArgument, CaseIterable { case random, data }
 
 /// Which data: a built-in set or your own files.
 struct DataOptions: ParsableArguments {
@@ -167,6 +176,15 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Momentum μ of --optimizer sgd.", valueName: "μ"))
     var momentum: Float = 0
 
+    @Option(help: ArgumentHelp("Adam's (and AdamW's) β₁, the decay of its mean of gradients.", valueName: "β₁"))
+    var adamBeta1: Float = 0.9
+
+    @Option(help: ArgumentHelp("Adam's β₂, the decay of its mean of squared gradients.", valueName: "β₂"))
+    var adamBeta2: Float = 0.999
+
+    @Option(help: ArgumentHelp("Adam's ε, added to √v̂ (1e-8 as PyTorch; Burda et al. use 1e-4).", valueName: "ε"))
+    var adamEpsilon: Float = 1e-8
+
     @Option(help: ArgumentHelp("Scale the gradient down to this global L2 norm when it is larger (default: no clipping).", valueName: "norm"))
     var clipNorm: Float?
 
@@ -200,8 +218,12 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Also save a training checkpoint every N steps (one is always saved after each epoch).", valueName: "N"))
     var checkpointEvery: Int = 0
 
+    @Option(help: ArgumentHelp("Keep the weights after these epochs in RUN/snapshots/ (evaluate one with `vae eval RUN --epoch N`), e.g. 1,4,13,40.", valueName: "epochs"))
+    var snapshotEpochs: String?
+
     func validate() throws {
         if let lrMilestones, integerList(lrMilestones) == nil { throw ValidationError("--lr-milestones must be epoch numbers separated by commas, e.g. 30,60") }
+        if let snapshotEpochs, integerList(snapshotEpochs) == nil { throw ValidationError("--snapshot-epochs must be epoch numbers separated by commas, e.g. 1,4,13,40") }
     }
 
     /// The training configuration (data source and objective from their groups); validated.
@@ -209,11 +231,12 @@ struct TrainingOptions: ParsableArguments {
         var training = TrainingConfig(
             epochs: epochs, batchSize: batchSize, learningRate: lr, seed: seed, binarize: binarize, objective: objective,
             validationSplit: validationSplit,
-            optimizer: OptimizerConfig(kind: optimizer, weightDecay: weightDecay, momentum: momentum),
+            optimizer: OptimizerConfig(kind: optimizer, weightDecay: weightDecay, momentum: momentum, beta1: adamBeta1, beta2: adamBeta2, epsilon: adamEpsilon),
             schedule: LearningRateSchedule(
                 lrSchedule, milestones: lrMilestones.flatMap(integerList) ?? [], gamma: lrGamma, warmupSteps: lrWarmup, minimum: lrMin,
                 patience: plateauPatience, factor: plateauFactor),
             earlyStopping: earlyStopping, clipNorm: clipNorm, checkpointEvery: checkpointEvery)
+        training.snapshotEpochs = snapshotEpochs.flatMap(integerList)
         data.apply(to: &training)
         try training.validate()
         return training

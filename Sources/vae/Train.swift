@@ -61,6 +61,9 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Continue the interrupted run in this folder exactly where its last checkpoint left it (its config.json decides everything else).", valueName: "run"))
     var resume: String?
 
+    @Option(help: ArgumentHelp("Start from a published protocol's settings; flags after it override them. iwae-paper: Burda et al. (2015), one stochastic layer on dynamically binarised MNIST — 784-200-200-50 tanh MLPs, batch 20, Adam ε 1e-4, the 8-stage iwae schedule over 3,280 epochs, Glorot weights, output bias from the data, sampled KL, snapshots after each stage (needs --data-dir with MNIST).", valueName: "name"))
+    var preset: String?
+
     @Flag(help: "Do not write TensorBoard event files (RUN/tensorboard/).")
     var noTensorboard = false
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Training
 
 @main
 struct VAECommand: ParsableCommand {
@@ -18,7 +19,11 @@ struct VAECommand: ParsableCommand {
 
     static func main() {
         Job.silenceOtherRanks()
-        main(joiningNegativeValues(Array(CommandLine.arguments.dropFirst())))
+        do {
+            main(joiningNegativeValues(try Preset.expand(Array(CommandLine.arguments.dropFirst()))))
+        } catch {
+            exit(withError: ValidationError("\(error)"))
+        }
     }
 
     /// `--epochs -1` as `--epochs=-1`: a negative number after an option is its value (the
