@@ -5,6 +5,7 @@ public enum NPY {
     /// One field of a structured array: a name and a per-row shape of Float32, or an Int64.
     public enum Field {
         case float32(name: String, values: [Float], perRow: Int)
+        case float64(name: String, values: [Double])
         case int64(name: String, values: [Int])
     }
 
@@ -17,6 +18,9 @@ public enum NPY {
             case .float32(let name, let values, let perRow):
                 precondition(values.count == rows * perRow, "\(name): \(values.count) values for \(rows) rows of \(perRow)")
                 descr.append("('\(name)', '<f4', (\(perRow),))")
+            case .float64(let name, let values):
+                precondition(values.count == rows, "\(name): \(values.count) values for \(rows) rows")
+                descr.append("('\(name)', '<f8')")
             case .int64(let name, let values):
                 precondition(values.count == rows, "\(name): \(values.count) values for \(rows) rows")
                 descr.append("('\(name)', '<i8')")
@@ -28,6 +32,8 @@ public enum NPY {
                 switch field {
                 case .float32(_, let values, let perRow):
                     for v in values[(r * perRow)..<((r + 1) * perRow)] { appendLittleEndian(v.bitPattern, to: &out) }
+                case .float64(_, let values):
+                    appendLittleEndian(values[r].bitPattern, to: &out)
                 case .int64(_, let values):
                     appendLittleEndian(UInt64(bitPattern: Int64(values[r])), to: &out)
                 }

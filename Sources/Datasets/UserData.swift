@@ -67,7 +67,8 @@ public enum UserData {
         }
     }
 
-    static func npyLabels(_ path: String) throws -> [Int] {
+    /// The whole numbers of a `.npy` file (labels, or 0/1 marks), with errors naming it.
+    public static func npyLabels(_ path: String) throws -> [Int] {
         let array: NPYArray
         do {
             array = try NPYArray(bytes: try Files.read(path))

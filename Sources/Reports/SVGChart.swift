@@ -221,3 +221,56 @@ public struct HeatMap {
         return out + "</svg>"
     }
 }
+
+/// Overlaid histograms of one score for two groups (e.g. normal and anomalous examples), as
+/// inline SVG: the same bins for both, each group's bars as a fraction of that group.
+public struct Histogram {
+    public var title: String
+    public var xLabel: String
+    public var groups: [(name: String, values: [Double])]
+    public var bins = 40
+
+    public init(title: String, xLabel: String, groups: [(name: String, values: [Double])]) {
+        self.title = title
+        self.xLabel = xLabel
+        self.groups = groups.map { ($0.name, $0.values.filter(\.isFinite)) }
+    }
+
+    public var svg: String {
+        let width = 560.0, height = 300.0, left = 64.0, right = 16.0, top = 30.0, bottom = 44.0
+        let plotW = width - left - right, plotH = height - top - bottom
+        func f(_ v: Double) -> String { String(format: "%.1f", v) }
+        var out = "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"\(Int(width))\" height=\"\(Int(height))\" role=\"img\" aria-label=\"\(escape(title))\">"
+        out += "<rect width=\"100%\" height=\"100%\" fill=\"#fff\"/><text x=\"\(left)\" y=\"18\" font-size=\"13\" font-weight=\"600\" font-family=\"sans-serif\">\(escape(title))</text>"
+        let all = groups.flatMap(\.values)
+        guard var low = all.min(), var high = all.max() else { return out + "</svg>" }
+        if high == low { (low, high) = (low - 1, high + 1) }
+        let step = (high - low) / Double(bins)
+        let fractions = groups.map { g -> [Double] in
+            var counts = [Double](repeating: 0, count: bins)
+            for v in g.values { counts[min(bins - 1, Int((v - low) / step))] += 1 }
+            return counts.map { $0 / Double(max(g.values.count, 1)) }
+        }
+        let top1 = fractions.flatMap { $0 }.max() ?? 1
+        out += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(f(plotW))\" height=\"\(f(plotH))\" fill=\"none\" stroke=\"#bbb\"/>"
+        for (k, counts) in fractions.enumerated() {
+            let color = seriesColors[k % seriesColors.count]
+            for (b, c) in counts.enumerated() where c > 0 {
+                let h = c / top1 * plotH
+                out += "<rect x=\"\(f(left + Double(b) * plotW / Double(bins)))\" y=\"\(f(top + plotH - h))\" width=\"\(f(plotW / Double(bins)))\" height=\"\(f(h))\" fill=\"\(color)\" fill-opacity=\"0.55\"/>"
+            }
+        }
+        for t in LineChart.ticks(low, high, count: 6) {
+            let x = left + (t - low) / (high - low) * plotW
+            out += "<text x=\"\(f(x))\" y=\"\(f(top + plotH + 17))\" text-anchor=\"middle\" font-size=\"11\" font-family=\"sans-serif\">\(label(t))</text>"
+        }
+        out += "<text x=\"\(f(left + plotW / 2))\" y=\"\(f(height - 6))\" text-anchor=\"middle\" font-size=\"12\" font-family=\"sans-serif\">\(escape(xLabel))</text>"
+        out += "<text transform=\"translate(14 \(f(top + plotH / 2))) rotate(-90)\" text-anchor=\"middle\" font-size=\"12\" font-family=\"sans-serif\">fraction of the group per bin</text>"
+        for (k, g) in groups.enumerated() {
+            let y = top + 14 + 16 * Double(k)
+            out += "<rect x=\"\(f(left + plotW - 190))\" y=\"\(f(y - 9))\" width=\"12\" height=\"10\" fill=\"\(seriesColors[k % seriesColors.count])\" fill-opacity=\"0.55\"/>"
+            out += "<text x=\"\(f(left + plotW - 172))\" y=\"\(f(y))\" font-size=\"11\" font-family=\"sans-serif\">\(escape(g.name)) (\(g.values.count))</text>"
+        }
+        return out + "</svg>"
+    }
+}

@@ -60,6 +60,13 @@ extension TrainingConfig {
     /// Loads the training, validation and test sets.
     public func loadData() throws -> DataSplits {
         var (train, test) = try loadTrainAndTest()
+        if let classes {
+            guard let labels = train.labels else { throw DataError("--classes needs labelled training images") }
+            let wanted = Set(classes)
+            let kept = labels.indices.filter { wanted.contains(labels[$0]) }
+            guard !kept.isEmpty else { throw DataError("no training image has a label in --classes \(classes.map(String.init).joined(separator: ","))") }
+            train = train.subset(kept)
+        }
         var validation: ImageDataset?
         if validationFraction > 0 {
             guard train.count >= 2 else { throw DataError("\(train.count) training image cannot be split for validation") }

@@ -120,6 +120,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var clipNorm: Float?
     /// Save a training checkpoint every this many steps (besides the one after each epoch).
     public var checkpointEvery: Int?
+    /// Train (and validate) only on the images of these classes; the test set stays whole (the
+    /// classic "train on nine classes, detect the tenth" study).
+    public var classes: [Int]?
     /// Epochs after which the weights are also kept in `RUN/snapshots/epoch-NNNN.safetensors`
     /// (e.g. the ends of the `iwae` schedule's stages), for `vae eval RUN --epoch N`.
     public var snapshotEpochs: [Int]?
@@ -193,6 +196,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         }
         if let clipNorm, !(clipNorm.isFinite && clipNorm > 0) { throw fail("--clip-norm must be a positive number") }
         guard checkpointInterval >= 0 else { throw fail("--checkpoint-every must be 0 or more steps") }
+        if let classes, classes.isEmpty || classes.contains(where: { $0 < 0 }) { throw fail("--classes must be labels from 0, e.g. 0,1,2") }
         guard (snapshotEpochs ?? []).allSatisfy({ $0 >= 1 }) else { throw fail("--snapshot-epochs must be epoch numbers from 1, e.g. 1,4,13") }
         do {
             try trainingObjective.validate()

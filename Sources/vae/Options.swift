@@ -218,11 +218,15 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Also save a training checkpoint every N steps (one is always saved after each epoch).", valueName: "N"))
     var checkpointEvery: Int = 0
 
+    @Option(help: ArgumentHelp("Train only on the images of these classes (labels), e.g. 0,1,2,3,4,5,6,7,8; the test set stays whole, for `vae score --anomaly-classes`.", valueName: "labels"))
+    var classes: String?
+
     @Option(help: ArgumentHelp("Keep the weights after these epochs in RUN/snapshots/ (evaluate one with `vae eval RUN --epoch N`), e.g. 1,4,13,40.", valueName: "epochs"))
     var snapshotEpochs: String?
 
     func validate() throws {
         if let lrMilestones, integerList(lrMilestones) == nil { throw ValidationError("--lr-milestones must be epoch numbers separated by commas, e.g. 30,60") }
+        if let classes, integerList(classes) == nil { throw ValidationError("--classes must be labels from 0 separated by commas, e.g. 0,1,2") }
         if let snapshotEpochs, integerList(snapshotEpochs) == nil { throw ValidationError("--snapshot-epochs must be epoch numbers separated by commas, e.g. 1,4,13,40") }
     }
 
@@ -237,6 +241,7 @@ struct TrainingOptions: ParsableArguments {
                 patience: plateauPatience, factor: plateauFactor),
             earlyStopping: earlyStopping, clipNorm: clipNorm, checkpointEvery: checkpointEvery)
         training.snapshotEpochs = snapshotEpochs.flatMap(integerList)
+        training.classes = classes.flatMap(integerList)
         data.apply(to: &training)
         try training.validate()
         return training

@@ -14,7 +14,7 @@ struct VAECommand: ParsableCommand {
             Losses are in nats per image: −ELBO = reconstruction (−log p(x|z)) + KL(q(z|x) ‖ p(z)), \
             summed over pixels and latent dimensions, averaged over images.
             """,
-        subcommands: [Train.self, Evaluate.self, Sample.self, Reconstruct.self, Interpolate.self, Manifold.self, Traverse.self, Scatter.self, Encode.self, Report.self, Bench.self]
+        subcommands: [Train.self, Evaluate.self, Sample.self, Reconstruct.self, Interpolate.self, Manifold.self, Traverse.self, Scatter.self, Encode.self, Score.self, Report.self, Bench.self]
     )
 
     static func main() {

@@ -228,3 +228,40 @@ func reportsRenderInAHeadlessBrowser() throws {
     let bad = try vae(["report", dir])
     #expect(bad.status != 0 && bad.stderr.contains("not a run folder"), "\(bad.stderr)")
 }
+
+/// Train on some classes, score the test set, separate the rest: the three commands of the
+/// anomaly study, on the tiny set (labels 0–9; train on 0–7, the anomalies are 8 and 9).
+@Test func scoreWritesEveryExampleAndSeparatesHeldOutClasses() throws {
+    let dir = temporaryDirectory()
+    try writeTinyDataset(dir)
+    let run = dir + "/run"
+    let trained = try vae(["train", "--data-dir", dir, "--out", run, "--classes", "0,1,2,3,4,5,6,7"] + smallTrainArguments)
+    #expect(trained.status == 0, "\(trained.stderr)")
+    // 96 training images labelled k mod 10: 78 of them have labels 0–7 (18 are 8 or 9).
+    #expect(trained.stdout.contains("78 train / 40 test images"), "\(trained.stdout)")
+    let csv = dir + "/scores.csv"
+    let scored = try vae(["score", run, "--iw-samples", "8", "--anomaly-classes", "8,9", "--out", csv, "--threads", "1"])
+    #expect(scored.status == 0, "\(scored.stderr)")
+    let lines = try String(contentsOfFile: csv, encoding: .utf8).split(separator: "\n")
+    #expect(lines.first == "index,label,log_px,neg_elbo,reconstruction,kl,mu_1,mu_2")
+    #expect(lines.count == 41)
+    // Each row: −ELBO = reconstruction + KL, and a finite log p(x).
+    for line in lines.dropFirst() {
+        let f = line.split(separator: ",").map { Double($0)! }
+        #expect(abs(f[3] - (f[4] + f[5])) < 1e-6 * max(1, abs(f[3])) && f[2].isFinite)
+    }
+    #expect(scored.stdout.contains("separating 8 anomalies from 32 others"), "\(scored.stdout)")
+    for name in ["−log p(x)", "−ELBO", "reconstruction NLL", "KL"] { #expect(scored.stdout.contains(name) && scored.stdout.contains("AUROC")) }
+    let svg = try String(contentsOfFile: dir + "/scores-histogram.svg", encoding: .utf8)
+    #expect(svg.contains("anomalies (8)") && svg.contains("others (32)"))
+    // The same scores as NPY, and the same for another thread count.
+    let npy = try vae(["score", run, "--iw-samples", "8", "--out", dir + "/scores.npy", "--threads", "2"])
+    #expect(npy.status == 0, "\(npy.stderr)")
+    let again = try vae(["score", run, "--iw-samples", "8", "--out", dir + "/again.csv", "--threads", "2"])
+    #expect(try String(contentsOfFile: dir + "/again.csv", encoding: .utf8) == String(contentsOfFile: csv, encoding: .utf8))
+    // One clear line for what cannot work.
+    let bad = try vae(["score", run, "--out", dir + "/x.txt"])
+    #expect(bad.status != 0 && bad.stderr.contains("--out must end in .csv or .npy"))
+    let none = try vae(["train", "--data-dir", dir, "--out", dir + "/none", "--classes", "42"] + smallTrainArguments)
+    #expect(none.status != 0 && none.stderr.contains("no training image has a label in --classes 42"), "\(none.stderr)")
+}

@@ -1,0 +1,91 @@
+import Datasets
+import Tensor
+import VAE
+
+/// One example's scores under a model (nats): how unlikely the model finds it.
+public struct ExampleScore: Sendable, Equatable {
+    /// log p(x), importance sampled with K draws from q(z|x) (K = 1: a one-sample ELBO).
+    public var logLikelihood: Double
+    /// −ELBO with the analytic KL, one ε keyed to the example's index.
+    public var negativeELBO: Double
+    /// −log p(x|z) of that sample.
+    public var reconstruction: Double
+    /// KL(q(z|x) ‖ p(z)).
+    public var kl: Double
+    /// E_q[z] = μ(x).
+    public var posteriorMean: [Float]
+}
+
+extension VariationalAutoencoder {
+    /// Every example's scores, batch by batch (`progress` sees the examples done): log p(x) with
+    /// `samples` importance samples (image i's draws seeded by (`seed`, i), split across
+    /// `workers` cores), and the −ELBO, its terms and μ with image i's ε keyed to (`seed`, i). The
+    /// figures do not depend on the batching or the number of cores.
+    public func scores(
+        _ dataset: ImageDataset, samples: Int, seed: UInt64 = 1, workers: Int = Parallel.coreCount, progress: (Int) -> Void = { _ in }
+    ) -> [ExampleScore] {
+        let parallel = DataParallel(model: self, workers: workers)
+        let d = latentDimension
+        var out: [ExampleScore] = []
+        out.reserveCapacity(dataset.count)
+        var row: Tensor?, rowCondition: Tensor?
+        for batch in BatchLoader.evaluation(dataset, for: self).epoch() {
+            let first = out.count
+            let estimates = parallel.importanceSampledLogLikelihood(batch.images, condition: batch.condition, samples: samples, seed: seed, firstIndex: first)
+            let posterior = encode(batch.images, condition: batch.condition).clone()
+            for i in 0..<batch.count {
+                let x = Tensor.view(batch.images, rows: i..<(i + 1), reusing: &row)
+                let c = batch.condition.map { Tensor.view($0, rows: i..<(i + 1), reusing: &rowCondition) }
+                let loss = negativeELBO(x, condition: c, seed: seed, firstIndex: first + i)
+                out.append(ExampleScore(
+                    logLikelihood: estimates[i].logLikelihood, negativeELBO: loss.reconstruction + loss.kl, reconstruction: loss.reconstruction,
+                    kl: loss.kl, posteriorMean: Array(UnsafeBufferPointer(start: posterior.data + i * 2 * d, count: d))))
+            }
+            progress(out.count)
+        }
+        return out
+    }
+}
+
+/// How well a score separates two groups (the anomalies, `positive`, score higher).
+public enum Separation {
+    /// The area under the ROC curve: the probability that a random positive scores higher than
+    /// a random negative, ties counting one half (the Mann–Whitney U statistic / (n₊ n₋)).
+    public static func auroc(_ scores: [Double], positive: [Bool]) -> Double {
+        let order = scores.indices.sorted { scores[$0] < scores[$1] }
+        // Average ranks (from 1) over runs of equal scores.
+        var ranks = [Double](repeating: 0, count: scores.count)
+        var i = 0
+        while i < order.count {
+            var j = i
+            while j + 1 < order.count && scores[order[j + 1]] == scores[order[i]] { j += 1 }
+            for k in i...j { ranks[order[k]] = Double(i + j) / 2 + 1 }
+            i = j + 1
+        }
+        let nPositive = Double(positive.filter { $0 }.count), nNegative = Double(positive.count) - nPositive
+        guard nPositive > 0 && nNegative > 0 else { return .nan }
+        let rankSum = zip(ranks, positive).filter(\.1).map(\.0).reduce(0, +)
+        return (rankSum - nPositive * (nPositive + 1) / 2) / (nPositive * nNegative)
+    }
+
+    /// Average precision: Σ_k (R_k − R_{k−1}) P_k over the thresholds k from the highest score
+    /// down (the precision at each recall step; tied scores enter together).
+    public static func averagePrecision(_ scores: [Double], positive: [Bool]) -> Double {
+        let total = Double(positive.filter { $0 }.count)
+        guard total > 0 else { return .nan }
+        let order = scores.indices.sorted { scores[$0] > scores[$1] }
+        var truePositives = 0.0, seen = 0.0, previousRecall = 0.0, ap = 0.0
+        var i = 0
+        while i < order.count {
+            var j = i
+            while j + 1 < order.count && scores[order[j + 1]] == scores[order[i]] { j += 1 }
+            for k in i...j where positive[order[k]] { truePositives += 1 }
+            seen += Double(j - i + 1)
+            let recall = truePositives / total
+            ap += (recall - previousRecall) * (truePositives / seen)
+            previousRecall = recall
+            i = j + 1
+        }
+        return ap
+    }
+}
