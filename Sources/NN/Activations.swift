@@ -120,7 +120,7 @@ public final class Tanh: ElementwiseActivation {
     public override init() {}
     override func makeCopy() -> ElementwiseActivation { Tanh() }
     override func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-        for i in 0..<n { y[i] = tanhf(x[i]) }
+        for i in 0..<n { y[i] = fastTanh(x[i]) }
     }
     override func derivative(
         _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,

@@ -22,9 +22,10 @@ public enum Preset: String, CaseIterable, Sendable {
         }
     }
 
-    /// `arguments` with every `--preset NAME` (or `--preset=NAME`) replaced by its flags; throws
-    /// for an unknown name.
-    public static func expand(_ arguments: [String]) throws -> [String] {
+    /// `arguments` with every `--preset NAME` (or `--preset=NAME`) replaced by its flags, but for
+    /// those in `dropping` (with their values: for a command that lacks them); throws for an
+    /// unknown name.
+    public static func expand(_ arguments: [String], dropping: Set<String> = []) throws -> [String] {
         var out: [String] = []
         var i = 0
         while i < arguments.count {
@@ -41,7 +42,12 @@ public enum Preset: String, CaseIterable, Sendable {
                 guard let preset = Preset(rawValue: name) else {
                     throw ConfigurationError("unknown --preset '\(name)' (known: \(allCases.map(\.rawValue).joined(separator: ", ")))")
                 }
-                out += preset.arguments
+                var flags = preset.arguments[...]
+                while let flag = flags.first {
+                    let value = flags.dropFirst().first.map { !$0.hasPrefix("--") } ?? false
+                    if !dropping.contains(flag) { out += flags.prefix(value ? 2 : 1) }
+                    flags = flags.dropFirst(value ? 2 : 1)
+                }
             } else {
                 out.append(a)
             }

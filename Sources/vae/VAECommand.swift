@@ -20,7 +20,8 @@ struct VAECommand: ParsableCommand {
     static func main() {
         Job.silenceOtherRanks()
         do {
-            main(joiningNegativeValues(try Preset.expand(Array(CommandLine.arguments.dropFirst()))))
+            let arguments = Array(CommandLine.arguments.dropFirst())
+            main(joiningNegativeValues(try Preset.expand(arguments, dropping: arguments.first == "bench" ? Bench.presetFlagsItLacks : [])))
         } catch {
             exit(withError: ValidationError("\(error)"))
         }

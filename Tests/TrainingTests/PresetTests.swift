@@ -21,6 +21,10 @@ import TestSupport
     #expect(value("--batch-size") == "20" && value("--adam-epsilon") == "1e-4" && value("--latent") == "50")
     #expect(value("--hidden") == "200,200" && value("--activation") == "tanh" && value("--lr-schedule") == "iwae" && value("--epochs") == "3280")
     #expect(a.contains("--binarize"))
+    // For a command without some of the flags, they go with their values.
+    let bench = try Preset.expand(["bench", "--preset", "iwae-paper"], dropping: ["--binarize", "--epochs", "--lr-schedule"])
+    #expect(!bench.contains("--binarize") && !bench.contains("--epochs") && !bench.contains("3280") && !bench.contains("iwae"))
+    #expect(bench.count == 1 + a.count - 5 && bench.contains("--batch-size") && bench.contains("--adam-epsilon"))
     #expect(throws: ConfigurationError.self) { try Preset.expand(["--preset", "nope"]) }
     #expect(throws: ConfigurationError.self) { try Preset.expand(["--preset"]) }
 }
