@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "SafeTensors", dependencies: ["Files"]),
         .target(name: "VAE", dependencies: ["Tensor", "NN", "Datasets", "SafeTensors", "Files", "CKernels"]),
         // The training run: run folders, configuration, data splits, the epoch loop, schedules, metrics.
-        .target(name: "Training", dependencies: ["Tensor", "NN", "VAE", "Datasets", "Imaging", "SafeTensors", "Files"]),
+        .target(name: "Training", dependencies: ["Tensor", "NN", "VAE", "Datasets", "Imaging", "SafeTensors", "Files", "CKernels"]),
         // What a run shows people: TensorBoard event files and the self-contained HTML report.
         .target(name: "Reports", dependencies: ["Training", "VAE", "Imaging", "Files", "Tensor"]),
         .target(name: "SwiftVAE", dependencies: ["Tensor", "NN", "VAE", "Datasets", "Imaging", "SafeTensors", "Files", "Training", "Reports"]),

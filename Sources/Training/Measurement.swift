@@ -1,3 +1,4 @@
+import CKernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -41,6 +42,26 @@ public enum GEMMCeiling {
             return 2 * Double(n * n * n) / seconds / 1e9
         }
         return (best(threads), best(1))
+    }
+}
+
+/// The CPU's single-precision FMA peak, probed (`vae_fma_flops`: independent vector FMAs that
+/// only the arithmetic units limit), in GFLOP/s: on one core, and on `threads` cores at once.
+public enum FMAPeak {
+    public static func measure(threads: Int) -> (all: Double, one: Double) {
+        func rate(_ cores: Int) -> Double {
+            let pool = WorkerPool(count: max(cores, 1))
+            let flops = UnsafeMutableBufferPointer<Double>.allocate(capacity: max(cores, 1))
+            let sinks = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(cores, 1))
+            defer { flops.deallocate(); sinks.deallocate() }
+            var best = 0.0
+            for _ in 0..<3 {
+                let seconds = timed { pool.run { w in flops[w] = vae_fma_flops(4_000_000, sinks.baseAddress! + w) } }
+                best = max(best, flops.reduce(0, +) / seconds / 1e9)
+            }
+            return best
+        }
+        return (rate(threads), rate(1))
     }
 }
 

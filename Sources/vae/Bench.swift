@@ -81,6 +81,9 @@ struct Bench: ParsableCommand {
         let epoch = median(epochSeconds)
         let trainGFLOPS = flops.training * Double(train.count) / epoch / 1e9
         let ceiling = GEMMCeiling.measure(threads: threading.threadCount)
+        let peak = FMAPeak.measure(threads: threading.threadCount)
+        // The whole job's training rate against the peak of the cores this process uses, times the ranks.
+        let jobPeak = peak.all * Double(communicator.size)
         let results: [(String, String, Any)] = [
             ("model", "\(config.summary), batch \(batchSize)\(iwae > 1 ? ", IWAE K = \(iwae)" : "")", config.summary + (iwae > 1 ? ", IWAE K = \(iwae)" : "")),
             ("blas_kernel", "OpenBLAS kernel (\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"].map { "OPENBLAS_CORETYPE=\($0)" } ?? "OPENBLAS_CORETYPE unset"))", BLAS.coreName),
@@ -98,6 +101,9 @@ struct Bench: ParsableCommand {
             ("iw_samples_per_second", "importance-sampled log p(x), samples/s (K = 1000)", speed.iwSamples),
             ("gemm_ceiling_gflops", "GEMM ceiling GFLOP/s (1024³ sgemm, \(threading.threadCount) thread\(threading.threadCount == 1 ? "" : "s"))", ceiling.all),
             ("gemm_ceiling_one_thread_gflops", "GEMM ceiling GFLOP/s (1 thread)", ceiling.one),
+            ("fma_peak_gflops", "FMA peak GFLOP/s (probed, \(threading.threadCount) core\(threading.threadCount == 1 ? "" : "s"))", peak.all),
+            ("fma_peak_one_core_gflops", "FMA peak GFLOP/s (probed, 1 core)", peak.one),
+            ("train_fraction_of_peak", "training step, fraction of the FMA peak", trainGFLOPS / jobPeak),
             ("peak_rss_mib", "peak resident memory MiB", peakResidentMiB()),
         ]
         if json {

@@ -185,11 +185,16 @@ func trainedRun() throws -> (run: String, data: String) {
     #expect(result.status == 0, "\(result.stderr)")
     let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as! [String: Any]
     for key in ["train_seconds_per_epoch", "train_images_per_second", "train_gflops", "reconstruct_images_per_second",
-                "generate_images_per_second", "iw_samples_per_second", "gemm_ceiling_gflops", "gemm_ceiling_one_thread_gflops", "peak_rss_mib"] {
+                "generate_images_per_second", "iw_samples_per_second", "gemm_ceiling_gflops", "gemm_ceiling_one_thread_gflops", "peak_rss_mib", "fma_peak_gflops", "fma_peak_one_core_gflops",
+                "train_fraction_of_peak"] {
         let value = json[key] as? Double
         #expect(value != nil && value! > 0, "\(key) = \(String(describing: json[key]))")
     }
     #expect(json["threads"] as? Int == 2)
+    // The fraction is the effective rate over the probed peak (the probe's own figure is only
+    // meaningful in a release build: the tests' C kernels are not optimised).
+    let peak = json["fma_peak_gflops"] as? Double ?? 0, fraction = json["train_fraction_of_peak"] as? Double ?? 0
+    #expect(abs(fraction - (json["train_gflops"] as? Double ?? 0) / peak) < 1e-9 * max(1, fraction))
     #expect(json["ranks"] as? Int == 1 && json["allreduce_bytes_per_step"] as? Int == 0)
     #expect((json["blas_kernel"] as? String)?.isEmpty == false)
     #expect(["avx512f", "avx2", "default"].contains(json["elementwise_isa"] as? String ?? ""))

@@ -39,6 +39,9 @@ void vae_bytes_to_unit(const unsigned char *bytes, float *out, size_t n);
 /// The instruction set the loader chose for these kernels: "avx512f", "avx2" or "default" (SSE2).
 const char *vae_kernels_isa(void);
 
+// Runs `iterations` rounds of independent vector FMAs (the peak probe); returns the FLOPs done.
+double vae_fma_flops(long iterations, float *sink);
+
 #endif
 
 #ifndef SWIFT_VAE_CKERNELS_CONV_H
