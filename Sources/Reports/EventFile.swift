@@ -16,9 +16,11 @@ public final class EventFile {
     public let path: String
     private let descriptor: Int32
 
-    /// Opens `path` for appending, creating it (with its `file_version` event) if it is new.
+    /// Opens `path` for appending, creating it (with its `file_version` event) if it is new or
+    /// empty (a file cut back to nothing).
     public init(path: String) throws {
-        let isNew = !Files.exists(path)
+        var info = stat()
+        let isNew = stat(path, &info) != 0 || info.st_size == 0
         descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { throw FileError(path: path, reason: "cannot open for writing: \(String(cString: strerror(errno)))") }
         self.path = path

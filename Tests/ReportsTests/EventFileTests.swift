@@ -59,6 +59,12 @@ import TestSupport
     // Appending continues the file (no second file_version event).
     do { try EventFile(path: path).scalars([("a", 1)], step: 21) }
     #expect(EventFile.records(try Files.read(path)).map(\.step) == [0, 10, 20, 21])
+    // A file with no intact record is cut to nothing and starts again with its file_version event.
+    try Files.writeAtomically(Array("not an event file".utf8), to: path)
+    try EventFile.truncate(path, keepingStepsUpTo: 100)
+    #expect(try Files.read(path).isEmpty)
+    do { try EventFile(path: path).scalars([("a", 1)], step: 101) }
+    #expect(EventFile.records(try Files.read(path)).map(\.step) == [0, 101])
 }
 
 /// A file written by TensorBoard's own writer (Fuzz/seeds/tfevents, made with
