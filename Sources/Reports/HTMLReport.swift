@@ -174,11 +174,6 @@ public enum HTMLReport {
 
     static func nats(_ v: Double?) -> String { v.map { String(format: "%.2f", $0) } ?? "–" }
 
-    static func clock(_ seconds: Double) -> String {
-        let s = Int(seconds.rounded())
-        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
-    }
-
     static func table(_ rows: [(String, String)]) -> String {
         "<table class=\"facts\">" + rows.map { "<tr><th>\(escape($0.0))</th><td>\(escape($0.1))</td></tr>" }.joined() + "</table>"
     }

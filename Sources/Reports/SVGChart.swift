@@ -274,3 +274,16 @@ public struct Histogram {
         return out + "</svg>"
     }
 }
+
+extension Histogram {
+    /// One SVG with a histogram per measure, one above the other: each measure's values split
+    /// into the examples marked `anomalous` and the others.
+    public static func anomalies(_ measures: [(name: String, values: [Double])], anomalous: [Bool], subject: String) -> String {
+        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"560\" height=\"\(300 * measures.count)\">"
+        for (k, (name, values)) in measures.enumerated() {
+            let groups = [("others", zip(values, anomalous).filter { !$0.1 }.map(\.0)), ("anomalies", zip(values, anomalous).filter(\.1).map(\.0))]
+            svg += "<g transform=\"translate(0 \(300 * k))\">" + Histogram(title: "\(name) of \(subject)", xLabel: "\(name), nats", groups: groups).svg + "</g>"
+        }
+        return svg + "</svg>\n"
+    }
+}

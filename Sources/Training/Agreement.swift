@@ -6,15 +6,9 @@ extension Communicator {
     /// left waiting in a collective call for one that gave up): the lowest rank whose set-up
     /// failed, or nil when none did. That rank reports its error for the whole job.
     public func lowestFailingRank(failed: Bool) -> Int? {
-        guard size > 1 else { return failed ? rank : nil }
-        var marks = [Double](repeating: 0, count: size)
-        if failed { marks[rank] = 1 }
-        marks.withUnsafeMutableBufferPointer { sum($0) }
-        return marks.firstIndex { $0 > 0 }
+        gather(failed ? 1 : 0).firstIndex { $0 != 0 }
     }
-}
 
-extension Communicator {
     /// Every rank's `value`, on every rank (in rank order). Sent as 16-bit pieces in a sum of
     /// doubles, each rank filling only its own places, so the values arrive exactly.
     public func gather(_ value: UInt64) -> [UInt64] {

@@ -66,3 +66,11 @@ public func fixed(_ value: Double, _ digits: Int) -> String {
     while frac.count < digits { frac = "0" + frac }
     return (value < 0 && r != 0 ? "-" : "") + "\(whole)" + (digits > 0 ? ".\(frac)" : "")
 }
+
+/// Seconds as m:ss, or h:mm:ss from an hour on ("-" if not finite).
+public func clock(_ seconds: Double) -> String {
+    guard seconds.isFinite else { return "-" }
+    let s = Int(seconds.rounded())
+    func two(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
+    return s >= 3600 ? "\(s / 3600):\(two(s / 60 % 60)):\(two(s % 60))" : "\(s / 60):\(two(s % 60))"
+}

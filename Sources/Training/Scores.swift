@@ -89,3 +89,31 @@ public enum Separation {
         return ap
     }
 }
+
+extension ExampleScore {
+    /// The scores an anomaly study compares, each oriented so that higher means more anomalous.
+    public static let anomalyMeasures: [(name: String, value: @Sendable (ExampleScore) -> Double)] = [
+        ("−log p(x)", { -$0.logLikelihood }), ("−ELBO", { $0.negativeELBO }), ("reconstruction NLL", { $0.reconstruction }), ("KL", { $0.kl }),
+    ]
+
+    /// `scores` with their `labels` (−1: none) as CSV: index, label, log_px, neg_elbo,
+    /// reconstruction, kl, mu_1 … mu_d.
+    public static func csv(_ scores: [ExampleScore], labels: [Int]) -> String {
+        let d = scores.first?.posteriorMean.count ?? 0
+        var text = (["index", "label", "log_px", "neg_elbo", "reconstruction", "kl"] + (0..<d).map { "mu_\($0 + 1)" }).joined(separator: ",") + "\n"
+        for (i, s) in scores.enumerated() {
+            text += "\(i),\(labels[i]),\(s.logLikelihood),\(s.negativeELBO),\(s.reconstruction),\(s.kl)," + s.posteriorMean.map { "\($0)" }.joined(separator: ",") + "\n"
+        }
+        return text
+    }
+
+    /// The same as a NumPy structured array (mu as float32[d], the rest float64, label int64).
+    public static func npy(_ scores: [ExampleScore], labels: [Int]) -> [UInt8] {
+        NPY.structuredArray(rows: scores.count, fields: [
+            .int64(name: "label", values: labels), .float64(name: "log_px", values: scores.map(\.logLikelihood)),
+            .float64(name: "neg_elbo", values: scores.map(\.negativeELBO)), .float64(name: "reconstruction", values: scores.map(\.reconstruction)),
+            .float64(name: "kl", values: scores.map(\.kl)),
+            .float32(name: "mu", values: scores.flatMap(\.posteriorMean), perRow: scores.first?.posteriorMean.count ?? 0),
+        ])
+    }
+}

@@ -61,11 +61,3 @@ struct ProgressBar {
         lastDraw = -1
     }
 }
-
-/// Seconds as m:ss.
-func clock(_ seconds: Double) -> String {
-    guard seconds.isFinite else { return "-" }
-    let s = Int(seconds.rounded())
-    let ss = s % 60
-    return "\(s / 60):\(ss < 10 ? "0" : "")\(ss)"
-}

@@ -86,20 +86,11 @@ struct Score: ParsableCommand {
             bar.update(done: done, of: dataset.count, elapsed: monotonicSeconds() - start, text: "scoring \(done)/\(dataset.count) examples, K = \(iwSamples)")
         }
         bar.end()
-        let d = model.latentDimension
         let labels = dataset.labels ?? [Int](repeating: -1, count: dataset.count)
         if out.hasSuffix(".npy") {
-            try Files.writeAtomically(NPY.structuredArray(rows: scores.count, fields: [
-                .int64(name: "label", values: labels), .float64(name: "log_px", values: scores.map(\.logLikelihood)),
-                .float64(name: "neg_elbo", values: scores.map(\.negativeELBO)), .float64(name: "reconstruction", values: scores.map(\.reconstruction)),
-                .float64(name: "kl", values: scores.map(\.kl)), .float32(name: "mu", values: scores.flatMap(\.posteriorMean), perRow: d),
-            ]), to: out)
+            try Files.writeAtomically(ExampleScore.npy(scores, labels: labels), to: out)
         } else {
-            var text = (["index", "label", "log_px", "neg_elbo", "reconstruction", "kl"] + (1...d).map { "mu_\($0)" }).joined(separator: ",") + "\n"
-            for (i, s) in scores.enumerated() {
-                text += "\(i),\(labels[i]),\(s.logLikelihood),\(s.negativeELBO),\(s.reconstruction),\(s.kl)," + s.posteriorMean.map { "\($0)" }.joined(separator: ",") + "\n"
-            }
-            try Files.writeAtomically(text, to: out)
+            try Files.writeAtomically(ExampleScore.csv(scores, labels: labels), to: out)
         }
         let mean = scores.map(\.logLikelihood).reduce(0, +) / Double(max(scores.count, 1))
         print("wrote \(out): \(scores.count) examples, mean log p(x) \(fixed(mean, 2)) nats (K = \(iwSamples)), \(fixed(monotonicSeconds() - start, 1)) s")
@@ -108,21 +99,12 @@ struct Score: ParsableCommand {
         let positives = anomalous.filter { $0 }.count
         guard positives > 0 && positives < anomalous.count else { throw CLIError("the anomalies must be some but not all of the \(anomalous.count) examples (\(positives) are)") }
         print("separating \(positives) anomalies from \(anomalous.count - positives) others (higher score = more anomalous):")
-        let measures: [(String, [Double])] = [
-            ("−log p(x)", scores.map { -$0.logLikelihood }), ("−ELBO", scores.map(\.negativeELBO)),
-            ("reconstruction NLL", scores.map(\.reconstruction)), ("KL", scores.map(\.kl)),
-        ]
+        let measures = ExampleScore.anomalyMeasures.map { ($0.name, scores.map($0.value)) }
         for (name, values) in measures {
             print("  \(name.padding(toLength: 20, withPad: " ", startingAt: 0)) AUROC \(fixed(Separation.auroc(values, positive: anomalous), 4))  average precision \(fixed(Separation.averagePrecision(values, positive: anomalous), 4))")
         }
-        let base = String(out.dropLast(4))
-        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"560\" height=\"\(300 * 3)\">"
-        for (k, (name, values)) in measures.prefix(3).enumerated() {
-            let groups = [("others", zip(values, anomalous).filter { !$0.1 }.map(\.0)), ("anomalies", zip(values, anomalous).filter(\.1).map(\.0))]
-            svg += "<g transform=\"translate(0 \(300 * k))\">" + Histogram(title: "\(name) of \(runFolder.split(separator: "/").last ?? "")'s examples", xLabel: "\(name), nats", groups: groups).svg + "</g>"
-        }
-        svg += "</svg>\n"
-        try Files.writeAtomically(svg, to: base + "-histogram.svg")
-        print("wrote \(base)-histogram.svg")
+        let histogram = String(out.dropLast(4)) + "-histogram.svg"
+        try Files.writeAtomically(Histogram.anomalies(Array(measures.prefix(3)), anomalous: anomalous, subject: "\(runFolder.split(separator: "/").last ?? "")'s examples"), to: histogram)
+        print("wrote \(histogram)")
     }
 }
