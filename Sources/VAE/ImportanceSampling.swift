@@ -22,8 +22,6 @@ extension VariationalAutoencoder {
         precondition(samples >= 1 && chunk >= 1, "need at least one sample")
         let d = latentDimension
         let n = images.rowSize
-        // Image i's label (for a conditional model) conditions all of its samples.
-        let posterior = encode(images, condition: condition).clone()  // the encoder's buffer is reused below
         let rows = min(chunk, samples)
         let eps = Tensor(shape: [rows, d])
         let z = Tensor(shape: [rows, d])
@@ -31,11 +29,20 @@ extension VariationalAutoencoder {
         var nll = [Double](repeating: 0, count: rows)
         var results: [ImportanceSampledEstimate] = []
         results.reserveCapacity(images.rows)
+        var imageCondition: Tensor?
+        let mu = UnsafeMutablePointer<Float>.allocate(capacity: 2 * d)
+        defer { mu.deallocate() }
+        let logVar = mu + d
 
         for i in 0..<images.rows {
             var rng = RandomGenerator(seed: Self.imageSeed(seed, firstIndex + i))
             x.data.update(from: images.data + i * n, count: n)
-            let mu = posterior.data + i * 2 * d, logVar = mu + d
+            // q(z|x) of this image alone: a matrix product's rounding can depend on how many rows
+            // it has (OpenBLAS's AVX2 kernels do), and an image's figures must not depend on its
+            // batch or on how the batch is split across cores. Its label (for a conditional
+            // model) conditions all of its samples.
+            let c = condition.map { Tensor.view($0, rows: i..<(i + 1), reusing: &imageCondition) }
+            mu.update(from: encode(x, condition: c).data, count: 2 * d)
             // Streaming log-sum-exp: Σ exp(log w − shift), with shift the largest log w so far.
             var shift = -Double.infinity, scaled = 0.0, sumLogW = 0.0
             var done = 0
