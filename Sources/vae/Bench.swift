@@ -113,7 +113,9 @@ struct Bench: ParsableCommand {
             print(String(decoding: data, as: UTF8.self))
         } else {
             let width = results.map(\.1.count).max()!
-            for (_, label, value) in results {
+            // With one thread the one-core rows repeat the rows above them (the JSON keeps both keys).
+            let repeated: Set<String> = threading.threadCount == 1 ? ["gemm_ceiling_one_thread_gflops", "fma_peak_one_core_gflops"] : []
+            for (key, label, value) in results where !repeated.contains(key) {
                 let text: String
                 switch value {
                 case let d as Double: text = d >= 1000 ? "\(Int(d.rounded()))" : fixed(d, d < 10 ? 3 : 1)
