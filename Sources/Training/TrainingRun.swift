@@ -341,7 +341,7 @@ public final class TrainingRun {
                     try saveCheckpoint(observer)
                 }
             }
-            let summary = try finishEpoch(seconds: monotonicSeconds() - startTime, klWeight: Double(objective.klWeight(afterEpochs: Double(epoch))), observer)
+            _ = try finishEpoch(seconds: monotonicSeconds() - startTime, klWeight: Double(objective.klWeight(afterEpochs: Double(epoch))), observer)
             try writeStatus(.running)
             if let patience = training.earlyStopping, state.selection.epochsWithoutImprovement >= patience {
                 outcome = .stoppedEarly(epoch: epoch + 1, bestEpoch: state.selection.bestEpoch)

@@ -55,6 +55,25 @@ func mpiRanksTrainTheSameModel() throws {
     var largest: Float = 0
     for (name, values) in a { for (x, y) in zip(values, b[name]!) { largest = max(largest, abs(x - y)) } }
     #expect(largest < 1e-5, "2 ranks differ from 1 by \(largest) after 12 steps")  // measured: 1.5e-8
+    // The checkpoint (written by rank 0) holds Adam's m and v as one process's, up to rounding.
+    let stateOne = try tensors(dir + "/one/checkpoint.safetensors"), stateTwo = try tensors(dir + "/two/checkpoint.safetensors")
+    let slots = stateOne.keys.filter { $0.hasPrefix("optimizer.") }
+    #expect(slots.count == 16, "m and v of 8 tensors: \(slots)")
+    for name in slots {
+        let (x, y) = (stateOne[name]!, stateTwo[name]!)
+        let worst = zip(x, y).map { abs($0 - $1) / max(abs($0), 1e-6) }.max() ?? 0
+        #expect(worst < 1e-3, "\(name): 2 ranks' state differs from 1 process's by \(worst) (relative)")
+    }
+    // With gradient clipping (the global norm of the summed gradient): the same model.
+    let clipped = arguments + ["--clip-norm", "0.05"]
+    #expect(try vae(clipped + ["--out", dir + "/clip-one"]).status == 0)
+    let clipTwo = try mpirun(2, clipped + ["--out", dir + "/clip-two"])
+    #expect(clipTwo.status == 0, "\(clipTwo.stderr)")
+    let p = try tensors(dir + "/clip-one/model.safetensors"), q = try tensors(dir + "/clip-two/model.safetensors")
+    largest = 0
+    for (name, values) in p { for (x, y) in zip(values, q[name]!) { largest = max(largest, abs(x - y)) } }
+    #expect(largest < 1e-5, "clipped: 2 ranks differ from 1 by \(largest)")
+    #expect(p != a, "the clipping changed the training")
     // Three ranks on a batch of 16 (6, 5 and 5 rows; the last batch of 0 rows on none): still the same model.
     let three = try mpirun(3, arguments + ["--out", dir + "/three"])
     #expect(three.status == 0, "\(three.stderr)")
