@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CKernels
 import Tensor
 
 /// Shared plumbing for elementwise activations y = f(x): one output buffer, one gradient buffer,
@@ -119,14 +120,16 @@ public final class LeakyReLU: ElementwiseActivation {
 public final class Tanh: ElementwiseActivation {
     public override init() {}
     override func makeCopy() -> ElementwiseActivation { Tanh() }
+    /// In C (`vae_tanh`: a Taylor series below |x| = 0.3, (1 − e^(−2|x|))/(1 + e^(−2|x|)) above)
+    /// so that it runs with the CPU's widest vectors; relative error below 10⁻⁶.
     override func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-        for i in 0..<n { y[i] = fastTanh(x[i]) }
+        vae_tanh(x, y, n)
     }
     override func derivative(
         _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
         _ dx: UnsafeMutablePointer<Float>, _ n: Int
     ) {
-        for i in 0..<n { dx[i] = dy[i] * (1 - y[i] * y[i]) }
+        vae_tanh_backward(y, dy, dx, n)
     }
 }
 

@@ -32,24 +32,3 @@ public func fastExp(_ x: Float) -> Float {
     let result = p * scaleA * scaleB
     return x < -87.3 ? 0 : (x > 88.7 ? .infinity : result)
 }
-
-/// tanh x with relative error below 10⁻⁶, as plain arithmetic so that loops calling it
-/// auto-vectorise (libm's `tanhf` is a scalar call through `expm1f`).
-///
-/// For |x| < 0.3 the odd Taylor series to x¹¹ (the next term is below 6·10⁻¹⁰ there); above,
-/// tanh |x| = (1 − t)/(1 + t) with t = e^(−2|x|) ≤ 0.55, where the subtraction loses nothing.
-@inlinable @inline(__always)
-public func fastTanh(_ x: Float) -> Float {
-    let a = x.magnitude
-    let t = fastExp(-2 * a)
-    let large = (1 - t) / (1 + t)
-    let x2 = x * x
-    var p: Float = -1382.0 / 155_925
-    p = p * x2 + 62.0 / 2835
-    p = p * x2 - 17.0 / 315
-    p = p * x2 + 2.0 / 15
-    p = p * x2 - 1.0 / 3
-    let small = a + a * x2 * p
-    let r = a < 0.3 ? small : large
-    return x.isNaN ? x : (x < 0 ? -r : r)
-}

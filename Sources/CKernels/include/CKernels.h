@@ -32,6 +32,10 @@ float vae_gaussian_pixel_nll(const float *x, const float *means, const float *lo
 
 /// mean_i = sigmoid(logits_i) = 1/(1 + e^−ℓ), without overflow.
 void vae_sigmoid(const float *logits, float *mean, size_t n);
+/// y_i = tanh(x_i) (relative error below 10⁻⁶; NaN stays NaN).
+void vae_tanh(const float *x, float *y, size_t n);
+/// dx_i = dy_i · (1 − y_i²), the derivative of y = tanh(x) through its output.
+void vae_tanh_backward(const float *y, const float *dy, float *dx, size_t n);
 
 /// out_i = bytes_i / 255.
 void vae_bytes_to_unit(const unsigned char *bytes, float *out, size_t n);

@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""PyTorch reference for swift-vae's MLP protocols, for the speed and quality comparisons of
+issues 15 and 16. Not part of CI; install into a virtual environment (PyPI carries a CPU-only
+wheel, a tenth of the size of the default one):
+
+  python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install "torch==2.13.0+cpu" numpy
+  /tmp/torchenv/bin/python scripts/pytorch_reference.py [--protocol default|iwae-paper]
+      [--precision fp32|bf16] [--threads N] [--epochs E] [--data-dir DIR]
+
+--protocol default is the model and protocol of `vae train` / `vae bench` with their defaults:
+Fashion-MNIST (Debian's dataset-fashion-mnist) in [0, 1]; encoder 784-400 ReLU → μ, log σ² ∈ R²⁰;
+decoder 20-400 ReLU → 784 Bernoulli logits; analytic KL; batch 128, reshuffled every epoch;
+Adam (β 0.9, 0.999, ε 1e-8) at 1e-3; nn.Linear's own initialisation (uniform ±1/√in).
+
+--protocol iwae-paper is `vae train --preset iwae-paper` (Burda et al. 2015, one stochastic
+layer, k = 1): MNIST (the four IDX files in --data-dir), dynamically binarised (each pixel ~
+Bernoulli(intensity), redrawn every time an image is seen); encoder 784-200-200 tanh → μ, log σ²
+∈ R⁵⁰; decoder 50-200-200 tanh → 784 Bernoulli logits; Monte-Carlo KL (log q − log p of the
+sample, as the paper's code); batch 20; Adam (β 0.9, 0.999, ε 1e-4); the paper's schedule (stage
+i = 0…7 lasts 3^i epochs at 1e-3 · 10^(−i/7)); Glorot-uniform weights, zero biases, the output
+bias logit(mean training image) clipped to [0.001, 0.999].
+
+--precision bf16 runs the forward and backward passes under torch.autocast("cpu", bfloat16):
+the matrix products take bf16 operands (oneDNN), the weights, Adam's state and the loss stay
+FP32. --threads sets torch.set_num_threads (default: all cores); pin the process with taskset
+for a one-core figure. Prints each epoch's seconds and the test −ELBO (nats per image, FP32, one
+ε per image; for iwae-paper the test set is binarised once with a fixed seed).
+"""
+import argparse
+import gzip
+import math
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def idx_images(directory, name):
+    for candidate in (name, name + ".gz"):
+        path = os.path.join(directory, candidate)
+        if os.path.exists(path):
+            opener = gzip.open if path.endswith(".gz") else open
+            with opener(path, "rb") as f:
+                raw = f.read()
+            n = int.from_bytes(raw[4:8], "big")
+            return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(n, 784).astype(np.float32) / 255
+    raise SystemExit(f"{directory}: no {name}[.gz]")
+
+
+def glorot(layer):
+    bound = math.sqrt(6 / (layer.in_features + layer.out_features))
+    nn.init.uniform_(layer.weight, -bound, bound)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class VAE(nn.Module):
+    def __init__(self, hidden, latent, activation, init_glorot):
+        super().__init__()
+        act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
+        make = (lambda i, o: glorot(nn.Linear(i, o))) if init_glorot else nn.Linear
+        layers, width = [], 784
+        for h in hidden:
+            layers += [make(width, h), act()]
+            width = h
+        self.encoder = nn.Sequential(*layers, make(width, 2 * latent))
+        layers, width = [], latent
+        for h in reversed(hidden):
+            layers += [make(width, h), act()]
+            width = h
+        self.decoder = nn.Sequential(*layers, make(width, 784))
+        self.latent = latent
+
+    def terms(self, x, eps, mc_kl):
+        """Per image: −log p(x|z) (Bernoulli on logits) and the KL term (analytic, or the
+        Monte-Carlo log q(z|x) − log p(z) of the sample)."""
+        mu, logvar = self.encoder(x).float().chunk(2, dim=1)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        logits = self.decoder(z).float()
+        # −[x log σ(l) + (1 − x) log(1 − σ(l))] = softplus(l) − x l, stable for any l.
+        reconstruction = (F.softplus(logits) - x * logits).sum(1)
+        if mc_kl:
+            # log N(z; μ, σ²) − log N(z; 0, I); the 2π terms cancel.
+            kl = 0.5 * (z * z - eps * eps - logvar).sum(1)
+        else:
+            kl = 0.5 * (mu * mu + logvar.exp() - logvar - 1).sum(1)
+        return reconstruction, kl
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--protocol", choices=["default", "iwae-paper"], default="default")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    paper = args.protocol == "iwae-paper"
+    directory = args.data_dir or ("/work/shared/data/mnist" if paper else "/usr/share/datasets/fashion-mnist")
+    train = torch.from_numpy(idx_images(directory, "train-images-idx3-ubyte"))
+    test = torch.from_numpy(idx_images(directory, "t10k-images-idx3-ubyte"))
+    if paper:
+        model = VAE([200, 200], 50, "tanh", init_glorot=True)
+        mean = train.mean(0).clamp(0.001, 0.999)
+        with torch.no_grad():
+            model.decoder[-1].bias.copy_(torch.log(mean / (1 - mean)))
+        batch, epsilon = 20, 1e-4
+        test = torch.bernoulli(test, generator=torch.Generator().manual_seed(0))
+    else:
+        model = VAE([400], 20, "relu", init_glorot=False)
+        batch, epsilon = 128, 1e-8
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=epsilon)
+    test_eps = torch.from_numpy(np.random.default_rng(0).standard_normal((len(test), model.latent), dtype=np.float32))
+
+    def learning_rate(epoch):  # epoch counted from 0
+        if not paper:
+            return 1e-3
+        stage, start = 0, 0
+        while start + 3 ** stage <= epoch:
+            start += 3 ** stage
+            stage += 1
+        return 1e-3 * 10 ** (-stage / 7)
+
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.protocol}, {args.precision}", flush=True)
+    for epoch in range(args.epochs):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(epoch)
+        start = time.perf_counter()
+        order = torch.from_numpy(rng.permutation(len(train)))
+        for i in range(0, len(train), batch):
+            x = train[order[i:i + batch]]
+            if paper:
+                x = torch.bernoulli(x)
+            eps = torch.randn(len(x), model.latent)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+                reconstruction, kl = model.terms(x, eps, mc_kl=paper)
+            loss = (reconstruction + kl).sum() / len(x)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        seconds = time.perf_counter() - start
+        with torch.no_grad():
+            reconstruction, kl = model.terms(test, test_eps, mc_kl=False)
+        print(f"epoch {epoch + 1}: {seconds:.2f} s, test −ELBO {float((reconstruction + kl).mean()):.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
