@@ -53,14 +53,22 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     /// Whether a new model's last decoder bias starts at the logit of the training images' mean
     /// pixel values (clipped to [0.001, 0.999]), as in Burda et al.'s code (Bernoulli MLPs).
     public var outputBiasFromData: Bool
+    /// Dimension of the second stochastic layer z₂ (0: one stochastic layer). With z₂ the model
+    /// is Burda et al.'s two-layer one: q(z₁|x) q(z₂|z₁) and p(z₂) p(z₁|z₂) p(x|z₁).
+    public var upperLatentDimension: Int
+    /// Hidden widths of q(z₂|z₁); p(z₁|z₂) mirrors them.
+    public var upperHiddenSizes: [Int]
 
     public init(
         architecture: Architecture = .mlp, inputShape: [Int] = [1, 28, 28], hiddenSizes: [Int] = [400],
         latentDimension: Int = 20, activation: ActivationKind = .relu,
         likelihood: LikelihoodKind = .bernoulli, gaussianSigma: Float = 0.1,
         channels: [Int] = [32, 64], upsampling: Upsampling = .transposed, conditionClasses: Int = 0,
-        initialization: WeightInitialization = .pytorch, outputBiasFromData: Bool = false
+        initialization: WeightInitialization = .pytorch, outputBiasFromData: Bool = false,
+        upperLatentDimension: Int = 0, upperHiddenSizes: [Int] = []
     ) {
+        self.upperLatentDimension = upperLatentDimension
+        self.upperHiddenSizes = upperHiddenSizes
         self.initialization = initialization
         self.outputBiasFromData = outputBiasFromData
         self.architecture = architecture
@@ -94,7 +102,12 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         conditionClasses = try c.decodeIfPresent(Int.self, forKey: .conditionClasses) ?? 0
         initialization = try c.decodeIfPresent(WeightInitialization.self, forKey: .initialization) ?? .pytorch
         outputBiasFromData = try c.decodeIfPresent(Bool.self, forKey: .outputBiasFromData) ?? false
+        upperLatentDimension = try c.decodeIfPresent(Int.self, forKey: .upperLatentDimension) ?? 0
+        upperHiddenSizes = try c.decodeIfPresent([Int].self, forKey: .upperHiddenSizes) ?? []
     }
+
+    /// 1, or 2 with a second stochastic layer z₂.
+    public var stochasticLayers: Int { upperLatentDimension > 0 ? 2 : 1 }
 
     /// The number of trainable values the model has: the sum over ``networkPlan(outputsPerValue:)``,
     /// the layers the model is built from, plus the likelihood's own (a learned σ). Computed
@@ -103,7 +116,8 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         let l = makeLikelihood()
         let plan = networkPlan(outputsPerValue: l.outputsPerValue)
         let own = l.namedParameters.reduce(0) { $0 + $1.parameter.value.count }
-        return (plan.encoder + plan.decoder).reduce(Double(own)) { $0 + $1.parameterCount }
+        let upper = upperNetworkPlan
+        return (plan.encoder + plan.decoder + upper.encoder + upper.decoder).reduce(Double(own)) { $0 + $1.parameterCount }
     }
 
     /// The largest model a configuration may describe (4 GB of Float32 weights).
@@ -143,6 +157,13 @@ public struct ModelConfig: Codable, Equatable, Sendable {
             throw fail("--hidden must be at most \(Self.hiddenLayerRange.upperBound) sizes between 1 and \(Self.widthRange.upperBound)")
         }
         guard gaussianSigma.isFinite && gaussianSigma > 0 else { throw fail("--sigma must be a positive number") }
+        if upperLatentDimension != 0 {
+            guard Self.latentRange.contains(upperLatentDimension) else { throw fail("--latent2 must be between 1 and \(Self.latentRange.upperBound)") }
+            guard Self.hiddenLayerRange.contains(upperHiddenSizes.count), upperHiddenSizes.allSatisfy(Self.widthRange.contains) else {
+                throw fail("--hidden2 must be at most \(Self.hiddenLayerRange.upperBound) sizes between 1 and \(Self.widthRange.upperBound)")
+            }
+            guard conditionClasses == 0 else { throw fail("--stochastic-layers 2 does not take a label yet (drop --conditional)") }
+        }
         guard conditionClasses >= 0 && conditionClasses <= 1000 else { throw fail("conditionClasses must be between 0 and 1000") }
         if architecture == .conv {
             guard Self.channelLayerRange.contains(channels.count), channels.allSatisfy(Self.channelRange.contains) else {

@@ -71,7 +71,27 @@ extension ModelConfig {
             }
             return largest
         }
-        return max(walk(plan.encoder, from: inputShape.map(Double.init)), walk(plan.decoder, from: [Double(latentDimension)]))
+        let upper = upperNetworkPlan
+        return max(
+            walk(plan.encoder, from: inputShape.map(Double.init)), walk(plan.decoder, from: [Double(latentDimension)]),
+            walk(upper.encoder, from: [Double(latentDimension)]), walk(upper.decoder, from: [Double(upperLatentDimension)]))
+    }
+
+    /// The networks of the second stochastic layer (none for a model with one):
+    /// q(z₂|z₁): z₁ → (Linear → act)* → Linear(2d₂) → [μ₂ | log σ₂²];
+    /// p(z₁|z₂): z₂ → (Linear → act)* (the widths reversed) → Linear(2d₁) → [μ | log σ²] of z₁.
+    public var upperNetworkPlan: (encoder: [LayerSpec], decoder: [LayerSpec]) {
+        guard upperLatentDimension > 0 else { return ([], []) }
+        func mlp(_ inputs: Int, _ widths: [Int], _ outputs: Int) -> [LayerSpec] {
+            var layers: [LayerSpec] = []
+            var width = inputs
+            for h in widths {
+                layers += [.linear(inputs: width, outputs: h), .activation(activation)]
+                width = h
+            }
+            return layers + [.linear(inputs: width, outputs: outputs)]
+        }
+        return (mlp(latentDimension, upperHiddenSizes, 2 * upperLatentDimension), mlp(upperLatentDimension, upperHiddenSizes.reversed(), 2 * latentDimension))
     }
 
     /// The encoder's and the decoder's layers, in order. The decoder's last layer has

@@ -14,6 +14,10 @@ public final class VariationalAutoencoder {
     public let encoder: Sequential
     public let decoder: Sequential
     public let likelihood: Likelihood
+    /// With a second stochastic layer: q(z₂|z₁) → [μ₂ | log σ₂²] and p(z₁|z₂) → [μ | log σ²] of
+    /// z₁ (nil for a model with one). Checkpoint names `encoder2.<i>.…`, `decoder2.<i>.…`.
+    public let encoder2: Sequential?
+    public let decoder2: Sequential?
 
     // Reused buffers for the objective: ε, z, ∂L/∂[μ|log σ²], ∂L/∂output, per-example terms.
     var noise: Tensor?
@@ -25,6 +29,8 @@ public final class VariationalAutoencoder {
     var sampleWeights: [Float] = []
     /// The encoder's output for the last `encode` call.
     var lastPosterior: Tensor?
+    /// The two-stochastic-layer objective's scratch tensors.
+    let twoLayerBuffers = TwoLayerBuffers()
 
     private var decoderCondition: Tensor?
     private lazy var encoderConditioning = encoder.layers.compactMap { $0 as? Conditioning }
@@ -73,6 +79,9 @@ public final class VariationalAutoencoder {
         let plan = config.networkPlan(outputsPerValue: likelihood.outputsPerValue)
         encoder = Sequential(plan.encoder.map { $0.make(rng: &rng, initialization: config.initialization) })
         decoder = Sequential(plan.decoder.map { $0.make(rng: &rng, initialization: config.initialization) })
+        let upper = config.upperNetworkPlan
+        encoder2 = upper.encoder.isEmpty ? nil : Sequential(upper.encoder.map { $0.make(rng: &rng, initialization: config.initialization) })
+        decoder2 = upper.decoder.isEmpty ? nil : Sequential(upper.decoder.map { $0.make(rng: &rng, initialization: config.initialization) })
         // Layers that see only data (and the label) need no input gradient: everything up to and
         // including the first layer with parameters (past the label join and layout conversion).
         for layer in encoder.layers {
@@ -81,10 +90,12 @@ public final class VariationalAutoencoder {
         }
     }
 
-    private init(config: ModelConfig, encoder: Sequential, decoder: Sequential, likelihood: Likelihood) {
+    private init(config: ModelConfig, encoder: Sequential, decoder: Sequential, encoder2: Sequential?, decoder2: Sequential?, likelihood: Likelihood) {
         self.config = config
         self.encoder = encoder
         self.decoder = decoder
+        self.encoder2 = encoder2
+        self.decoder2 = decoder2
         self.likelihood = likelihood
     }
 
@@ -93,6 +104,7 @@ public final class VariationalAutoencoder {
     public func replica() -> VariationalAutoencoder {
         VariationalAutoencoder(
             config: config, encoder: encoder.replica() as! Sequential, decoder: decoder.replica() as! Sequential,
+            encoder2: encoder2.map { $0.replica() as! Sequential }, decoder2: decoder2.map { $0.replica() as! Sequential },
             likelihood: likelihood.replica())
     }
 
@@ -102,6 +114,8 @@ public final class VariationalAutoencoder {
     public var namedParameters: [(name: String, parameter: Parameter)] {
         encoder.namedParameters.map { ("encoder.\($0.name)", $0.parameter) }
             + decoder.namedParameters.map { ("decoder.\($0.name)", $0.parameter) }
+            + (encoder2?.namedParameters ?? []).map { ("encoder2.\($0.name)", $0.parameter) }
+            + (decoder2?.namedParameters ?? []).map { ("decoder2.\($0.name)", $0.parameter) }
             + likelihood.namedParameters.map { ("likelihood.\($0.name)", $0.parameter) }
     }
 
