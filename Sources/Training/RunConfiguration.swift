@@ -227,6 +227,9 @@ public struct RunConfig: Codable, Equatable, Sendable {
     public func validate() throws {
         try training.validate()
         try Limits.validate(model)
+        if model.stochasticLayers == 2 && training.trainingObjective.freeBits > 0 {
+            throw ConfigurationError("free bits act on the KL of each dimension of one Gaussian prior: --free-bits cannot be used with --stochastic-layers 2")
+        }
         try Limits.validate(batchSize: training.batchSize, samples: training.trainingObjective.importanceSamples, model: model)
     }
 }

@@ -14,6 +14,7 @@ public final class DataParallel {
     private final class Buffers {
         var input: Tensor?
         var noise: Tensor?
+        var upperNoise: Tensor?
         var output: Tensor?
         var condition: Tensor?
     }
@@ -52,6 +53,11 @@ public final class DataParallel {
     /// Rows `rows` of `noise` for worker `w`, as a view (several noise rows per image).
     public func noise(_ w: Int, of noise: Tensor, rows range: Range<Int>) -> Tensor {
         slice(noise, rows: range, buffer: &buffers[w].noise)
+    }
+
+    /// Rows `rows` of the second stochastic layer's `noise` for worker `w`, as a view.
+    public func upperNoise(_ w: Int, of noise: Tensor, rows range: Range<Int>) -> Tensor {
+        slice(noise, rows: range, buffer: &buffers[w].upperNoise)
     }
 
     /// A view of `rows` of `t` held in `buffer` (no copy; re-pointed on every call).

@@ -52,13 +52,24 @@ extension VariationalAutoencoder {
     /// The negative ELBO of a batch without gradients, image i's ε drawn from a generator seeded
     /// by (`seed`, `firstIndex` + i) as in importance sampling: an image's figure does not depend
     /// on how the images are batched or split across cores and ranks.
+    /// A model with two stochastic layers draws image i's ε₂ from its second stream, and
+    /// reports the ELBO with the analytic KL of z₂ (see ``twoLayerObjective(_:noise:upperNoise:samples:computeGradients:klWeight:analyticUpperKL:gradientScale:)``).
     public func negativeELBO(_ x: Tensor, condition: Tensor? = nil, seed: UInt64, firstIndex: Int) -> LossBreakdown {
-        let d = latentDimension
+        let d = latentDimension, d2 = config.upperLatentDimension
         let eps = Tensor.reusing(noise, rows: x.rows, columns: d)
         noise = eps
+        let eps2 = d2 > 0 ? Tensor.reusing(twoLayerBuffers.evaluationNoise, rows: x.rows, columns: d2) : nil
+        twoLayerBuffers.evaluationNoise = eps2 ?? twoLayerBuffers.evaluationNoise
         for i in 0..<x.rows {
             var rng = RandomGenerator(seed: Self.imageSeed(seed, firstIndex + i))
             rng.fillNormal(eps.data + i * d, count: d)
+            if let eps2 {
+                var upper = RandomGenerator(seed: Self.upperImageSeed(seed, firstIndex + i))
+                upper.fillNormal(eps2.data + i * d2, count: d2)
+            }
+        }
+        if let eps2 {
+            return twoLayerObjective(x, noise: eps, upperNoise: eps2, samples: 1, computeGradients: false, analyticUpperKL: true)
         }
         return negativeELBO(x, condition: condition, noise: eps, computeGradients: false)
     }

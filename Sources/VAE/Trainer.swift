@@ -59,6 +59,8 @@ public final class Trainer {
     private var localBatch: Tensor?
     private var localCondition: Tensor?
     private var localNoise: Tensor?
+    private var upperNoise: Tensor?
+    private var localUpperNoise: Tensor?
     /// Every gradient of the model, as one flat buffer (the gradients are views of it) for the
     /// one in-place sum across ranks per step.
     private let flatGradient: Tensor?
@@ -121,6 +123,16 @@ public final class Trainer {
         let globalNoise = Tensor.reusing(noise, rows: global.rows * samples, columns: d)
         noise = globalNoise
         rng.fillNormal(globalNoise)
+        // A second stochastic layer draws its ε₂ after ε₁ (so one-layer models keep their stream).
+        let d2 = model.config.upperLatentDimension
+        let k2 = objective.importanceSamples
+        var globalUpperNoise: Tensor?
+        if d2 > 0 {
+            let t = Tensor.reusing(upperNoise, rows: global.rows * k2, columns: d2)
+            upperNoise = t
+            rng.fillNormal(t)
+            globalUpperNoise = t
+        }
         let scale = 1 / Float(global.rows)
         // This rank's rows of the global batch (all of them for a process alone), as views.
         let mine = communicator.map { Parallel.slice($0.rank, of: $0.size, count: global.rows) } ?? 0..<global.rows
@@ -131,7 +143,22 @@ public final class Trainer {
         func labels(_ w: Int) -> Tensor? { parallel.conditionRows(w, of: condition, range: parallel.rows(w, of: batch.rows)) }
         let weight = currentKLWeight
         var loss = LossBreakdown()
-        if objective.usesMonteCarlo {
+        if let globalUpperNoise {
+            let mineRows = communicator == nil ? 0..<global.rows : mine
+            let eps1 = communicator == nil
+                ? globalNoise : Tensor.view(globalNoise, rows: (mineRows.lowerBound * k2)..<(mineRows.upperBound * k2), reusing: &localNoise)
+            let eps2 = communicator == nil
+                ? globalUpperNoise : Tensor.view(globalUpperNoise, rows: (mineRows.lowerBound * k2)..<(mineRows.upperBound * k2), reusing: &localUpperNoise)
+            let analytic = k2 == 1 && objective.kl == .analytic
+            parallel.run { w, worker in
+                let rows = parallel.rows(w, of: batch.rows)
+                let noiseRows = (rows.lowerBound * k2)..<(rows.upperBound * k2)
+                workerLosses[w] = rows.isEmpty ? LossBreakdown() : worker.twoLayerObjective(
+                    parallel.input(w, of: batch), noise: parallel.noise(w, of: eps1, rows: noiseRows), upperNoise: parallel.upperNoise(w, of: eps2, rows: noiseRows),
+                    samples: k2, computeGradients: true, klWeight: weight, analyticUpperKL: analytic, gradientScale: scale)
+            }
+            for l in workerLosses { loss += l }
+        } else if objective.usesMonteCarlo {
             parallel.run { w, worker in
                 let rows = parallel.rows(w, of: batch.rows)
                 workerLosses[w] = rows.isEmpty ? LossBreakdown() : worker.monteCarloObjective(

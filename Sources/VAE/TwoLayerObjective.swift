@@ -9,6 +9,8 @@ final class TwoLayerBuffers {
     var z1Gradient: Tensor?
     var upperGradient: Tensor?
     var priorGradient: Tensor?
+    /// ε₂ of seed-keyed evaluation.
+    var evaluationNoise: Tensor?
     /// log w of each row of the last call.
     var logWeights: [Double] = []
 }
