@@ -22,6 +22,29 @@ public enum Preset: String, CaseIterable, Sendable {
         }
     }
 
+    /// The flags of the preset for a model with `stochasticLayers` layers of latent variables:
+    /// for two, Burda et al.'s two-layer model (z₁ of 100 and z₂ of 50 dimensions, q(z₂|z₁) and
+    /// p(z₁|z₂) through two hidden layers of 100).
+    public func arguments(stochasticLayers: Int) -> [String] {
+        guard stochasticLayers == 2 else { return arguments }
+        switch self {
+        case .iwaePaper:
+            var flags = arguments
+            if let i = flags.firstIndex(of: "--latent") { flags[i + 1] = "100" }
+            return flags + ["--stochastic-layers", "2", "--latent2", "50", "--hidden2", "100,100"]
+        }
+    }
+
+    /// The value of the last `--stochastic-layers N` (or `=N`) among `arguments` (1 if none).
+    static func stochasticLayers(in arguments: [String]) -> Int {
+        var layers = 1
+        for (i, a) in arguments.enumerated() {
+            if a == "--stochastic-layers", i + 1 < arguments.count { layers = Int(arguments[i + 1]) ?? layers }
+            if a.hasPrefix("--stochastic-layers=") { layers = Int(a.dropFirst("--stochastic-layers=".count)) ?? layers }
+        }
+        return layers
+    }
+
     /// `arguments` with every `--preset NAME` (or `--preset=NAME`) replaced by its flags, but for
     /// those in `dropping` (with their values: for a command that lacks them); throws for an
     /// unknown name.
@@ -42,7 +65,7 @@ public enum Preset: String, CaseIterable, Sendable {
                 guard let preset = Preset(rawValue: name) else {
                     throw ConfigurationError("unknown --preset '\(name)' (known: \(allCases.map(\.rawValue).joined(separator: ", ")))")
                 }
-                var flags = preset.arguments[...]
+                var flags = preset.arguments(stochasticLayers: Self.stochasticLayers(in: arguments))[...]
                 while let flag = flags.first {
                     let value = flags.dropFirst().first.map { !$0.hasPrefix("--") } ?? false
                     if !dropping.contains(flag) { out += flags.prefix(value ? 2 : 1) }

@@ -1,15 +1,17 @@
 import VAE
 
 extension ModelConfig {
-    /// One line naming the network, e.g. "MLP VAE 784-400-20".
+    /// One line naming the network, e.g. "MLP VAE 784-400-20", or with a second stochastic
+    /// layer "MLP VAE 784-200-200-100, z₂ 100-100-50".
     public var summary: String {
         let shape = inputShape.map(String.init).joined(separator: "×")
         let kind = isConditional ? "conditional " : ""
+        let upper = upperLatentDimension > 0 ? ", z₂ " + ([latentDimension] + upperHiddenSizes + [upperLatentDimension]).map(String.init).joined(separator: "-") : ""
         switch architecture {
         case .conv:
-            return "\(kind)conv VAE \(shape) → channels \(channels.map(String.init).joined(separator: ",")) → z \(latentDimension) (\(upsampling.rawValue) upsampling)"
+            return "\(kind)conv VAE \(shape) → channels \(channels.map(String.init).joined(separator: ",")) → z \(latentDimension) (\(upsampling.rawValue) upsampling)" + upper
         case .mlp:
-            return "\(kind)MLP VAE " + ([inputSize] + hiddenSizes + [latentDimension]).map(String.init).joined(separator: "-")
+            return "\(kind)MLP VAE " + ([inputSize] + hiddenSizes + [latentDimension]).map(String.init).joined(separator: "-") + upper
         }
     }
 }

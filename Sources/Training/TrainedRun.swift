@@ -55,24 +55,45 @@ public struct TrainedRun {
         return model.decodeMean(Tensor(shape: [codes.count, model.latentDimension], values: codes.flatMap { $0 }), condition: condition)
     }
 
-    /// μ and log σ² of q(z|x) for every image of `dataset` (default: the test set), d values per
-    /// image each, in data-set order.
+    /// The posterior's parameters (``PosteriorParameters``) of every image of `dataset` (default:
+    /// the test set), in data-set order.
     /// `progress` sees the images done after each batch.
-    public func posteriorParameters(_ dataset: ImageDataset? = nil, progress: (Int) -> Void = { _ in }) -> (mu: [Float], logVariance: [Float]) {
-        let d = model.latentDimension
-        var mu: [Float] = [], logVariance: [Float] = []
+    public func posteriorParameters(_ dataset: ImageDataset? = nil, progress: (Int) -> Void = { _ in }) -> PosteriorParameters {
+        let d = model.latentDimension, d2 = model.config.upperLatentDimension
+        var out = PosteriorParameters()
         var done = 0
+        var means: Tensor?
         for batch in BatchLoader.evaluation(dataset ?? testSet, for: model).epoch() {
             let h = model.encode(batch.images, condition: batch.condition)
             for r in 0..<batch.count {
-                mu += UnsafeBufferPointer(start: h.data + r * 2 * d, count: d)
-                logVariance += UnsafeBufferPointer(start: h.data + r * 2 * d + d, count: d)
+                out.mu += UnsafeBufferPointer(start: h.data + r * 2 * d, count: d)
+                out.logVariance += UnsafeBufferPointer(start: h.data + r * 2 * d + d, count: d)
+            }
+            if let encoder2 = model.encoder2 {
+                // q(z₂|z₁) at z₁ = μ₁(x).
+                let m = Tensor.reusing(means, rows: batch.count, columns: d)
+                means = m
+                for r in 0..<batch.count { (m.data + r * d).update(from: h.data + r * 2 * d, count: d) }
+                let h2 = encoder2(m)
+                for r in 0..<batch.count {
+                    out.upperMu += UnsafeBufferPointer(start: h2.data + r * 2 * d2, count: d2)
+                    out.upperLogVariance += UnsafeBufferPointer(start: h2.data + r * 2 * d2 + d2, count: d2)
+                }
             }
             done += batch.count
             progress(done)
         }
-        return (mu, logVariance)
+        return out
     }
+}
+
+/// The posterior's parameters of a data set's examples, row after row: μ and log σ² of q(z₁|x)
+/// (of q(z|x) with one stochastic layer) and, with two, of q(z₂|z₁) at z₁ = μ₁(x).
+public struct PosteriorParameters {
+    public var mu: [Float] = []
+    public var logVariance: [Float] = []
+    public var upperMu: [Float] = []
+    public var upperLogVariance: [Float] = []
 }
 
 /// Stacks tensors of the same row shape into one.

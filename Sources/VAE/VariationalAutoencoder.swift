@@ -217,8 +217,26 @@ public final class VariationalAutoencoder {
     /// `count` images decoded from z ~ N(0, I); a conditional model draws them with the one-hot
     /// labels `condition` [count, classes].
     public func generate(count: Int, condition: Tensor? = nil, rng: inout RandomGenerator) -> Tensor {
+        decodeMean(samplePrior(count: count, rng: &rng), condition: condition)
+    }
+
+    /// `count` codes z [count, d] from the prior: N(0, I), or with two stochastic layers
+    /// z₂ ~ N(0, I) and z₁ ~ p(z₁|z₂) = N(μ_p(z₂), diag σ_p²(z₂)) (z₂ drawn first, then ε of z₁).
+    public func samplePrior(count: Int, rng: inout RandomGenerator) -> Tensor {
         let z = Tensor(shape: [count, latentDimension])
+        guard let decoder2 else {
+            rng.fillNormal(z)
+            return z
+        }
+        let z2 = Tensor(shape: [count, config.upperLatentDimension])
+        rng.fillNormal(z2)
+        let prior = decoder2(z2)
         rng.fillNormal(z)
-        return decodeMean(z, condition: condition)
+        let d = latentDimension
+        for r in 0..<count {
+            let mu = prior.data + r * 2 * d, logVar = mu + d
+            for j in 0..<d { z[r * d + j] = mu[j] + fastExp(0.5 * logVar[j]) * z[r * d + j] }
+        }
+        return z
     }
 }

@@ -156,7 +156,8 @@ struct Encode: ParsableCommand {
         abstract: "Write the test set's posterior parameters and labels as a NumPy file.",
         discussion: """
             The file holds a structured array with one record per test image and the fields \
-            mu (float32, d), logvar (float32, d: log σ²) and label (int64):
+            mu (float32, d), logvar (float32, d: log σ²) and label (int64); a model with two \
+            stochastic layers adds mu2 and logvar2 (float32, d₂: q(z₂|z₁) at z₁ = mu):
               a = numpy.load("latents.npy"); a["mu"].shape == (10000, d)
             """)
 
@@ -168,16 +169,17 @@ struct Encode: ParsableCommand {
         let d = context.model.latentDimension
         var bar = ProgressBar()
         let start = monotonicSeconds()
-        let (mu, logVar) = context.posteriorParameters { done in
+        let p = context.posteriorParameters { done in
             bar.update(done: done, of: context.testSet.count, elapsed: monotonicSeconds() - start, text: "encoding \(done)/\(context.testSet.count) images")
         }
         bar.end()
         let labels = context.testSet.labels ?? [Int](repeating: -1, count: context.testSet.count)
-        let bytes = NPY.structuredArray(rows: context.testSet.count, fields: [
-            .float32(name: "mu", values: mu, perRow: d), .float32(name: "logvar", values: logVar, perRow: d), .int64(name: "label", values: labels),
-        ])
+        var fields: [NPY.Field] = [.float32(name: "mu", values: p.mu, perRow: d), .float32(name: "logvar", values: p.logVariance, perRow: d)]
+        let d2 = context.model.config.upperLatentDimension
+        if d2 > 0 { fields += [.float32(name: "mu2", values: p.upperMu, perRow: d2), .float32(name: "logvar2", values: p.upperLogVariance, perRow: d2)] }
+        let bytes = NPY.structuredArray(rows: context.testSet.count, fields: fields + [.int64(name: "label", values: labels)])
         let path = out ?? "\(runFolder)/latents.npy"
         try Files.writeAtomically(bytes, to: path)
-        print("wrote \(path): \(context.testSet.count) records of mu[\(d)], logvar[\(d)], label")
+        print("wrote \(path): \(context.testSet.count) records of mu[\(d)], logvar[\(d)]\(d2 > 0 ? ", mu2[\(d2)], logvar2[\(d2)]" : ""), label")
     }
 }

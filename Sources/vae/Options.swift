@@ -46,6 +46,15 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Dimension of the latent code z.")
     var latent: Int = 20
 
+    @Option(help: "Layers of latent variables: 1 (z) or 2 (z₁ and z₂ as in Burda et al. 2015: q(z₁|x) q(z₂|z₁), p(z₂) p(z₁|z₂) p(x|z₁); --latent is z₁'s dimension).")
+    var stochasticLayers: Int = 1
+
+    @Option(help: "Dimension of z₂ with --stochastic-layers 2 (default: half of --latent).")
+    var latent2: Int?
+
+    @Option(help: ArgumentHelp("Hidden layer widths of q(z₂|z₁) with --stochastic-layers 2; p(z₁|z₂) mirrors them.", valueName: "sizes"))
+    var hidden2: String?
+
     @Option(help: "Hidden activation: \(ActivationKind.allCases.map(\.rawValue).joined(separator: ", ")).")
     var activation: ActivationKind = .relu
 
@@ -64,6 +73,9 @@ struct ModelOptions: ParsableArguments {
     func validate() throws {
         guard integerList(hidden) != nil else { throw ValidationError("--hidden must be positive integers separated by commas, e.g. 400 or 512,256") }
         guard integerList(channels)?.isEmpty == false else { throw ValidationError("--channels must be positive integers separated by commas, e.g. 32,64") }
+        guard stochasticLayers == 1 || stochasticLayers == 2 else { throw ValidationError("--stochastic-layers must be 1 or 2") }
+        if stochasticLayers == 1 && (latent2 != nil || hidden2 != nil) { throw ValidationError("--latent2 and --hidden2 need --stochastic-layers 2") }
+        if let hidden2, integerList(hidden2) == nil { throw ValidationError("--hidden2 must be positive integers separated by commas, e.g. 100,100") }
     }
 
     /// The model for examples of `inputShape` and, if conditional, `classes` labels; validated.
@@ -72,7 +84,9 @@ struct ModelOptions: ParsableArguments {
         let config = ModelConfig(
             architecture: arch, inputShape: inputShape, hiddenSizes: integerList(hidden) ?? [], latentDimension: latent,
             activation: activation, likelihood: likelihood, gaussianSigma: sigma, channels: integerList(channels) ?? [],
-            upsampling: upsampling, conditionClasses: conditional ? classes : 0, initialization: self.`init`, outputBiasFromData: outputBias == .data)
+            upsampling: upsampling, conditionClasses: conditional ? classes : 0, initialization: self.`init`, outputBiasFromData: outputBias == .data,
+            upperLatentDimension: stochasticLayers == 2 ? latent2 ?? max(1, latent / 2) : 0,
+            upperHiddenSizes: stochasticLayers == 2 ? integerList(hidden2 ?? "100,100") ?? [] : [])
         try Limits.validate(config)
         return config
     }
