@@ -5,7 +5,7 @@ wheel, a tenth of the size of the default one):
 
   python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install "torch==2.13.0+cpu" numpy
   /tmp/torchenv/bin/python scripts/pytorch_reference.py [--protocol default|iwae-paper]
-      [--precision fp32|bf16] [--threads N] [--epochs E] [--data-dir DIR]
+      [--stochastic-layers 1|2] [--precision fp32|bf16] [--threads N] [--epochs E] [--data-dir DIR]
 
 --protocol default is the model and protocol of `vae train` / `vae bench` with their defaults:
 Fashion-MNIST (Debian's dataset-fashion-mnist) in [0, 1]; encoder 784-400 ReLU → μ, log σ² ∈ R²⁰;
@@ -18,7 +18,10 @@ Bernoulli(intensity), redrawn every time an image is seen); encoder 784-200-200 
 ∈ R⁵⁰; decoder 50-200-200 tanh → 784 Bernoulli logits; Monte-Carlo KL (log q − log p of the
 sample, as the paper's code); batch 20; Adam (β 0.9, 0.999, ε 1e-4); the paper's schedule (stage
 i = 0…7 lasts 3^i epochs at 1e-3 · 10^(−i/7)); Glorot-uniform weights, zero biases, the output
-bias logit(mean training image) clipped to [0.001, 0.999].
+bias logit(mean training image) clipped to [0.001, 0.999]. With --stochastic-layers 2 it is the
+paper's two-layer model (`vae train --preset iwae-paper --stochastic-layers 2`): q(z₁|x) through
+784-200-200 → 2·100, q(z₂|z₁) through 100-100-100 → 2·50, p(z₁|z₂) through 50-100-100 → 2·100,
+p(x|z₁) through 100-200-200 → 784, every term of log w sampled.
 
 --precision bf16 runs the forward and backward passes under torch.autocast("cpu", bfloat16):
 the matrix products take bf16 operands (oneDNN), the weights, Adam's state and the loss stay
@@ -90,10 +93,48 @@ class VAE(nn.Module):
         return reconstruction, kl
 
 
+class TwoLayerVAE(nn.Module):
+    """Burda et al.'s two-stochastic-layer model, tanh and Glorot-initialised throughout."""
+
+    def __init__(self):
+        super().__init__()
+
+        def mlp(sizes):
+            layers = []
+            for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+                layers.append(glorot(nn.Linear(a, b)))
+                if i < len(sizes) - 2:
+                    layers.append(nn.Tanh())
+            return nn.Sequential(*layers)
+
+        self.encoder = mlp([784, 200, 200, 200])     # → [μ₁ | log σ₁²], z₁ ∈ R¹⁰⁰
+        self.encoder2 = mlp([100, 100, 100, 100])    # → [μ₂ | log σ₂²], z₂ ∈ R⁵⁰
+        self.decoder2 = mlp([50, 100, 100, 200])     # → [μ_p | log σ_p²] of z₁
+        self.decoder = mlp([100, 200, 200, 784])     # → Bernoulli logits
+        self.latent, self.latent2 = 100, 50
+
+    def terms(self, x, eps, mc_kl, eps2=None):
+        """Per image: −log p(x|z₁) and log q(z₁|x) + log q(z₂|z₁) − log p(z₁|z₂) − log p(z₂) (the 2π
+        terms cancel), all at the samples."""
+        mu1, lv1 = self.encoder(x).float().chunk(2, dim=1)
+        z1 = mu1 + torch.exp(0.5 * lv1) * eps
+        mu2, lv2 = self.encoder2(z1).float().chunk(2, dim=1)
+        if eps2 is None:
+            eps2 = torch.randn_like(mu2)
+        z2 = mu2 + torch.exp(0.5 * lv2) * eps2
+        mup, lvp = self.decoder2(z2).float().chunk(2, dim=1)
+        logits = self.decoder(z1).float()
+        reconstruction = (F.softplus(logits) - x * logits).sum(1)
+        log_q = -0.5 * (lv1 + eps * eps).sum(1) - 0.5 * (lv2 + eps2 * eps2).sum(1)
+        log_p = -0.5 * (lvp + (z1 - mup) ** 2 * torch.exp(-lvp)).sum(1) - 0.5 * (z2 * z2).sum(1)
+        return reconstruction, log_q - log_p
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--protocol", choices=["default", "iwae-paper"], default="default")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--stochastic-layers", type=int, choices=[1, 2], default=1)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--data-dir", default=None)
@@ -106,8 +147,10 @@ def main():
     directory = args.data_dir or ("/work/shared/data/mnist" if paper else "/usr/share/datasets/fashion-mnist")
     train = torch.from_numpy(idx_images(directory, "train-images-idx3-ubyte"))
     test = torch.from_numpy(idx_images(directory, "t10k-images-idx3-ubyte"))
+    if args.stochastic_layers == 2 and not paper:
+        raise SystemExit("--stochastic-layers 2 is the iwae-paper protocol's model: add --protocol iwae-paper")
     if paper:
-        model = VAE([200, 200], 50, "tanh", init_glorot=True)
+        model = TwoLayerVAE() if args.stochastic_layers == 2 else VAE([200, 200], 50, "tanh", init_glorot=True)
         mean = train.mean(0).clamp(0.001, 0.999)
         with torch.no_grad():
             model.decoder[-1].bias.copy_(torch.log(mean / (1 - mean)))
@@ -128,7 +171,7 @@ def main():
             stage += 1
         return 1e-3 * 10 ** (-stage / 7)
 
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.protocol}, {args.precision}", flush=True)
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.protocol}, {args.stochastic_layers} stochastic layer(s), {args.precision}", flush=True)
     for epoch in range(args.epochs):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(epoch)
@@ -147,7 +190,9 @@ def main():
             optimizer.step()
         seconds = time.perf_counter() - start
         with torch.no_grad():
-            reconstruction, kl = model.terms(test, test_eps, mc_kl=False)
+            # One-layer models: the analytic KL; the two-layer one: every term at one sample.
+            reconstruction, kl = model.terms(test, test_eps, mc_kl=False, **({"eps2": torch.from_numpy(
+                np.random.default_rng(1).standard_normal((len(test), 50), dtype=np.float32))} if args.stochastic_layers == 2 else {}))
         print(f"epoch {epoch + 1}: {seconds:.2f} s, test −ELBO {float((reconstruction + kl).mean()):.2f}", flush=True)
 
 
