@@ -68,7 +68,8 @@ public enum FMAPeak {
 }
 
 /// Inference speeds of a model, split across `workers` cores: images per second of
-/// reconstruction (encoder + decoder) and of generation (decoder) on `batch`, and importance
+/// reconstruction (encoder + decoder) and of generation (decoder; with two stochastic layers
+/// p(z₁|z₂) and then the decoder) on `batch`, and importance
 /// samples per second of log p(x) (K = `iwSamples` on the first 100 images). Each figure is the
 /// median of `repeats` timings of `rounds` passes, after one untimed pass.
 public func inferenceSpeed(
@@ -78,14 +79,19 @@ public func inferenceSpeed(
     let (x, labels) = (batch.images.clone(), batch.condition?.clone())
     let images = Tensor(shape: [x.rows] + model.config.inputShape)
     var rng = RandomGenerator(seed: 1)
-    let z = Tensor(shape: [x.rows, model.latentDimension])
+    // Codes of the top stochastic layer (z₂ for a model with two, decoded through p(z₁|z₂)'s mean).
+    let z = Tensor(shape: [x.rows, model.hasTwoStochasticLayers ? model.config.upperLatentDimension : model.latentDimension])
     rng.fillNormal(z)
     func rate(_ work: Double, _ body: () -> Void) -> Double { work / median(Array((0...repeats).map { _ in timed(body) }.dropFirst())) }
     let reconstruct = rate(Double(x.rows * rounds)) {
         for _ in 0..<rounds { parallel.map(x, condition: labels, into: images) { w, x, c, out in w.reconstruct(x, condition: c, into: out) } }
     }
     let generate = rate(Double(x.rows * rounds)) {
-        for _ in 0..<rounds { parallel.map(z, condition: labels, into: images) { w, z, c, out in w.decodeMean(z, condition: c, into: out) } }
+        for _ in 0..<rounds {
+            parallel.map(z, condition: labels, into: images) { w, z, c, out in
+                w.decodeMean(w.hasTwoStochasticLayers ? w.conditionalPriorMean(z) : z, condition: c, into: out)
+            }
+        }
     }
     let few = 0..<min(100, x.rows)
     let iw = rate(Double(few.count * iwSamples)) {

@@ -126,12 +126,17 @@ public final class VariationalAutoencoder {
     /// Multiply-adds ×2 per image of the matrix products, for speed reports:
     /// `forward` through encoder and decoder; `training` adds the weight gradients and the input
     /// gradients of every layer but the encoder's first; `decoding` is the decoder alone.
+    /// With two stochastic layers `forward` and `training` include q(z₂|z₁) and p(z₁|z₂) (every
+    /// one of whose layers computes an input gradient), and `decoding` p(z₁|z₂) before p(x|z₁).
     public var flopsPerImage: (forward: Double, training: Double, decoding: Double) {
         let enc = Self.productFLOPs(encoder, inputShape: config.inputShape)
         let dec = Self.productFLOPs(decoder, inputShape: [latentDimension + config.conditionClasses])
-        let forward = enc.reduce(0, +) + dec.reduce(0, +)
+        let upper = (encoder2.map { Self.productFLOPs($0, inputShape: [latentDimension]) } ?? [])
+            + (decoder2.map { Self.productFLOPs($0, inputShape: [config.upperLatentDimension]) } ?? [])
+        let decoding = dec.reduce(0, +) + (decoder2.map { Self.productFLOPs($0, inputShape: [config.upperLatentDimension]).reduce(0, +) } ?? 0)
+        let forward = enc.reduce(0, +) + dec.reduce(0, +) + upper.reduce(0, +)
         let inputGradients = forward - (enc.first ?? 0)
-        return (forward, 2 * forward + inputGradients, dec.reduce(0, +))
+        return (forward, 2 * forward + inputGradients, decoding)
     }
 
     /// 2 × multiply-adds per image of each matrix-product layer of `network`, in order.
@@ -218,6 +223,16 @@ public final class VariationalAutoencoder {
     /// labels `condition` [count, classes].
     public func generate(count: Int, condition: Tensor? = nil, rng: inout RandomGenerator) -> Tensor {
         decodeMean(samplePrior(count: count, rng: &rng), condition: condition)
+    }
+
+    /// The mean of p(z₁|z₂) for codes z₂ [B, d₂] (two stochastic layers), as a new [B, d] tensor.
+    public func conditionalPriorMean(_ z2: Tensor) -> Tensor {
+        guard let decoder2 else { preconditionFailure("the model has one stochastic layer") }
+        let prior = decoder2(z2)
+        let d = latentDimension
+        let mu = Tensor(shape: [z2.rows, d])
+        for r in 0..<z2.rows { (mu.data + r * d).update(from: prior.data + r * 2 * d, count: d) }
+        return mu
     }
 
     /// `count` codes z [count, d] from the prior: N(0, I), or with two stochastic layers
