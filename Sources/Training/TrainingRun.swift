@@ -105,7 +105,7 @@ public final class TrainingRun {
             oldLock?.release()
             Files.removeTree(staging.path)  // the old run, now at the staging name
             self.folder = target
-            metrics = MetricsFile(path: target.metricsPath, latentDimension: config.model.latentDimension)
+            metrics = MetricsFile(path: target.metricsPath, latentDimension: config.model.allLatentDimensions)
         }
     }
 
@@ -176,14 +176,14 @@ public final class TrainingRun {
         state = TrainingState(
             epoch: 0, batchIndex: 0, step: 0, noiseRNG: trainer.rng.state, dataRNG: loader.rng.state,
             order: loader.currentOrder, partialLoss: LossBreakdown(), elapsed: 0, workers: workers, ranks: communicator.size)
-        metrics = MetricsFile(path: folder.metricsPath, latentDimension: modelConfig.latentDimension)
+        metrics = MetricsFile(path: folder.metricsPath, latentDimension: modelConfig.allLatentDimensions)
         if let checkpoint {
             state = try TrainingCheckpoint.load(checkpoint, path: folder.checkpointPath, into: model, optimizer: optimizer, examples: data.train.count)
             trainer.rng = RandomGenerator(state: state.noiseRNG)!
             loader.rng = RandomGenerator(state: state.dataRNG)!
             loader.currentOrder = state.order
             trainer.step = state.step
-            metrics = try MetricsFile(resuming: folder.metricsPath, latentDimension: modelConfig.latentDimension, completedEpochs: state.epoch)
+            metrics = try MetricsFile(resuming: folder.metricsPath, latentDimension: modelConfig.allLatentDimensions, completedEpochs: state.epoch)
             if state.ranks != communicator.size {
                 warnings.append("the run was trained by \(state.ranks) process\(state.ranks == 1 ? "" : "es") and this resume uses \(communicator.size): it continues exactly, but its numbers will differ from an uninterrupted run by rounding")
             }

@@ -109,6 +109,9 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     /// 1, or 2 with a second stochastic layer z₂.
     public var stochasticLayers: Int { upperLatentDimension > 0 ? 2 : 1 }
 
+    /// Latent dimensions the per-dimension statistics cover: z's, or z₁'s then z₂'s.
+    public var allLatentDimensions: Int { latentDimension + upperLatentDimension }
+
     /// The number of trainable values the model has: the sum over ``networkPlan(outputsPerValue:)``,
     /// the layers the model is built from, plus the likelihood's own (a learned σ). Computed
     /// without building anything, so that an absurd configuration is refused before allocation.

@@ -79,6 +79,16 @@ struct Evaluate: ParsableCommand {
             "  active units    \(stats.activeUnits()) of \(model.latentDimension) (Cov_x E_q[z_u] > 0.01)",
             "  KL per dim      " + stats.klPerDimension.map { fixed($0, 2) }.joined(separator: " "),
         ]
+        let d1 = model.latentDimension, d2 = model.config.upperLatentDimension
+        if d2 > 0 {
+            // Two stochastic layers: z₁'s dimensions, then z₂'s (see LatentStatistics).
+            let (z1, z2) = (stats.dimensions(0..<d1), stats.dimensions(d1..<(d1 + d2)))
+            object["active_units_z2"] = z2.activeUnits()
+            object["active_units"] = z1.activeUnits()
+            lines[4] = "  active units    z₁ \(z1.activeUnits()) of \(d1), z₂ \(z2.activeUnits()) of \(d2) (Cov_x E_q[z_u] > 0.01)"
+            lines[5] = "  KL per dim z₁   " + z1.klPerDimension.map { fixed($0, 2) }.joined(separator: " ") + "  (against p(z₁|z₂ = μ₂))"
+            lines.append("  KL per dim z₂   " + z2.klPerDimension.map { fixed($0, 2) }.joined(separator: " "))
+        }
         if iwSamples > 0 {
             let start = monotonicSeconds()
             var bar = json ? nil : ProgressBar()

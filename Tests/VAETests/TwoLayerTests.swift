@@ -1,3 +1,4 @@
+import Datasets
 import Foundation
 import NN
 import Tensor
@@ -197,4 +198,27 @@ func gaussianLogDensity(_ v: [Double], _ m: [Double], _ lv: [Double]) -> Double 
                           objective: TrainingObjective(importanceSamples: 4))
     for _ in 0..<150 { _ = try trainer.trainStep(x) }
     #expect(iwae.negativeELBO(x, seed: 4, firstIndex: 0).meanNegativeELBO < before.meanNegativeELBO - 0.5)
+}
+
+/// Per-dimension statistics of a two-layer model: z₁'s KL against p(z₁|z₂ = μ₂(μ₁)) and z₂'s
+/// against N(0, 1), from the networks' outputs written out.
+@Test func twoLayerLatentStatisticsCoverBothLayers() {
+    let model = twoLayerModel(likelihood: .bernoulli, seed: 6)
+    let x = randomTensor([3, 1, 2, 3], seed: 2, low: 0, high: 1)
+    let stats = model.latentSums([Batch(images: x, labels: nil, condition: nil)]).statistics
+    #expect(stats.klPerDimension.count == 5 && stats.images == 3)
+    var kl = [Double](repeating: 0, count: 5)
+    for b in 0..<3 {
+        let xb = Tensor(shape: [1, 1, 2, 3], values: Array(x.toArray()[(b * 6)..<(b * 6 + 6)]))
+        let q1 = model.encode(xb).toArray().map(Double.init)
+        let q2 = model.encoder2!(Tensor(shape: [1, 3], values: q1[0..<3].map(Float.init))).toArray().map(Double.init)
+        let p1 = model.decoder2!(Tensor(shape: [1, 2], values: q2[0..<2].map(Float.init))).toArray().map(Double.init)
+        for j in 0..<3 {
+            let (m, lv, pm, plv) = (q1[j], q1[3 + j], p1[j], p1[3 + j])
+            kl[j] += 0.5 * (plv - lv + (exp(lv) + (m - pm) * (m - pm)) / exp(plv) - 1) / 3
+        }
+        for j in 0..<2 { kl[3 + j] += 0.5 * (q2[j] * q2[j] + exp(q2[2 + j]) - q2[2 + j] - 1) / 3 }
+    }
+    for j in 0..<5 { #expect(abs(stats.klPerDimension[j] - kl[j]) < 1e-5 * max(1, kl[j]), "dimension \(j): \(stats.klPerDimension[j]) vs \(kl[j])") }
+    #expect(stats.dimensions(3..<5).klPerDimension == Array(stats.klPerDimension[3...]))
 }
