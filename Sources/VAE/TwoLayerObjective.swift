@@ -194,7 +194,7 @@ extension VariationalAutoencoder {
         return loss
     }
 
-    /// log w of every row (image b's sample s at row b·K + s) of the last ``twoLayerObjective``.
+    /// log w of every row (image b's sample s at row b·K + s) of the last ``twoLayerObjective(_:noise:upperNoise:samples:computeGradients:klWeight:analyticUpperKL:gradientScale:)``.
     public var lastLogWeights: ArraySlice<Double> {
         twoLayerBuffers.logWeights.prefix(twoLayerBuffers.z1?.rows ?? 0)
     }
