@@ -170,12 +170,10 @@ extension VariationalAutoencoder {
             _ = likelihood.negativeLogLikelihood(x, output: output, perExample: $0.baseAddress, gradient: singlePass, scale: scale)
         }
         // log q − log p per sample, then log w and the normalised weights per image.
-        var loss = LossBreakdown(images: batch)
         for b in 0..<batch {
             let logVar = posterior.data + b * 2 * d + d
             var logVarSum: Float = 0
             for j in 0..<d { logVarSum += logVar[j] }
-            var maxLogW = -Double.infinity
             for s in 0..<k {
                 let r = b * k + s
                 var e2: Float = 0, z2: Float = 0
@@ -184,12 +182,62 @@ extension VariationalAutoencoder {
                     z2 += z[r * d + j] * z[r * d + j]
                 }
                 // log q − log p = −½ Σ (log σ² + ε²) + ½ Σ z² (the log 2π terms cancel).
-                let klSample = 0.5 * Double(z2 - logVarSum - e2)
-                perExampleKL[r] = klSample
-                let logW = -perExampleReconstruction[r] - Double(beta) * klSample
-                maxLogW = max(maxLogW, logW)
+                perExampleKL[r] = 0.5 * Double(z2 - logVarSum - e2)
+            }
+        }
+        let loss = importanceWeightedBound(images: batch, samples: k, beta: beta)
+        guard let outGrad else { return loss }
+        if k > 1 { weightedLikelihoodGradient(x, output: output, into: outGrad, scale: scale) }
+        guard let dz = decoder.backward(outGrad) else { preconditionFailure("decoder must return ∂L/∂z") }
+        // ∂/∂z of each sample: the decoder's D plus β z from −log p(z) (in the decoder's buffer).
+        for r in 0..<rows {
+            let c = scale * sampleWeights[r] * beta
+            for j in 0..<d { dz[r * d + j] += c * z[r * d + j] }
+        }
+        let postGrad = posteriorGradient(posterior, noise: eps, zGradient: dz, samples: k, beta: beta, scale: scale)
+        _ = encoder.backward(postGrad)
+        return loss
+    }
+
+    /// ∂/∂[μ | log σ²] of q(z|x) [B, 2d] (into the model's buffer) from ∂/∂z of each of its K
+    /// samples (rows b·K + s of `zGradient`): through z = μ + σ ⊙ ε, ∂/∂μ = Σ_k ∂/∂z_k and
+    /// ∂/∂log σ² = Σ_k ∂/∂z_k ⊙ ½σε_k, plus each sample's −½β c_k from β log q(z|x) =
+    /// −½β Σ (log 2π + log σ² + ε²), c_k = `scale` × its normalised weight (``sampleWeights``).
+    func posteriorGradient(_ posterior: Tensor, noise eps: Tensor, zGradient dz: Tensor, samples k: Int, beta: Float, scale: Float) -> Tensor {
+        let d = posterior.rowSize / 2
+        let postGrad = Tensor.reusing(posteriorGradient, shape: posterior.shape)
+        posteriorGradient = postGrad
+        postGrad.fill(0)
+        for b in 0..<posterior.rows {
+            let logVar = posterior.data + b * 2 * d + d
+            let gMu = postGrad.data + b * 2 * d, gLogVar = gMu + d
+            for s in 0..<k {
+                let r = b * k + s
+                let c = scale * sampleWeights[r] * beta
+                for j in 0..<d {
+                    let g = dz[r * d + j]
+                    gMu[j] += g
+                    gLogVar[j] += g * 0.5 * fastExp(0.5 * logVar[j]) * eps[r * d + j] - 0.5 * c
+                }
+            }
+        }
+        return postGrad
+    }
+
+    /// From the per-sample −log p(x|·) and KL terms of `images` × `samples` rows (image b's in rows
+    /// b·K ..< (b+1)·K of `perExampleReconstruction` and `perExampleKL`), with
+    /// log w = −NLL − β KL: the bound −log (1/K) Σ_k w_k per image (a stable log-sum-exp), the
+    /// per-image means of the two terms, and each sample's normalised weight w_k / Σ w into
+    /// `sampleWeights` (the IWAE gradient's weights; 1 for K = 1).
+    func importanceWeightedBound(images batch: Int, samples k: Int, beta: Float) -> LossBreakdown {
+        var loss = LossBreakdown(images: batch)
+        for b in 0..<batch {
+            var maxLogW = -Double.infinity
+            for s in 0..<k {
+                let r = b * k + s
+                maxLogW = max(maxLogW, -perExampleReconstruction[r] - Double(beta) * perExampleKL[r])
                 loss.reconstruction += perExampleReconstruction[r] / Double(k)
-                loss.kl += klSample / Double(k)
+                loss.kl += perExampleKL[r] / Double(k)
             }
             var total = 0.0
             for s in 0..<k {
@@ -201,32 +249,15 @@ extension VariationalAutoencoder {
             for s in 0..<k { sampleWeights[b * k + s] /= Float(total) }
             loss.objective -= maxLogW + log(total) - log(Double(k))
         }
-        guard let outGrad else { return loss }
-
-        if k > 1 {
-            sampleWeights.withUnsafeBufferPointer {
-                _ = likelihood.negativeLogLikelihood(x, output: output, perExample: nil, gradient: outGrad, scale: scale, rowScales: $0.baseAddress)
-            }
-        }
-        guard let dz = decoder.backward(outGrad) else { preconditionFailure("decoder must return ∂L/∂z") }
-        let postGrad = Tensor.reusing(posteriorGradient, shape: posterior.shape)
-        posteriorGradient = postGrad
-        postGrad.fill(0)
-        for b in 0..<batch {
-            let logVar = posterior.data + b * 2 * d + d
-            let gMu = postGrad.data + b * 2 * d, gLogVar = gMu + d
-            for s in 0..<k {
-                let r = b * k + s
-                let c = scale * sampleWeights[r] * beta
-                for j in 0..<d {
-                    let g = dz[r * d + j] + c * z[r * d + j]
-                    gMu[j] += g
-                    gLogVar[j] += g * 0.5 * fastExp(0.5 * logVar[j]) * eps[r * d + j] - 0.5 * c
-                }
-            }
-        }
-        _ = encoder.backward(postGrad)
         return loss
+    }
+
+    /// ∂/∂output of Σ_r (normalised weight of r) · −log p(x|z_r), scaled by `scale`: the
+    /// likelihood's part of the IWAE gradient (K > 1).
+    func weightedLikelihoodGradient(_ x: Tensor, output: Tensor, into outGrad: Tensor, scale: Float) {
+        sampleWeights.withUnsafeBufferPointer {
+            _ = likelihood.negativeLogLikelihood(x, output: output, perExample: nil, gradient: outGrad, scale: scale, rowScales: $0.baseAddress)
+        }
     }
 
     /// Per-image −ELBO terms of the last `negativeELBO` call.

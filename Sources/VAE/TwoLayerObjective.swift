@@ -108,33 +108,9 @@ extension VariationalAutoencoder {
             perExampleKL[r] = logQ1 - logP1 + upper
             buffers.logWeights[r] = -perExampleReconstruction[r] - perExampleKL[r]
         }
-        // Per image: the bound and the normalised weights (as in monteCarloObjective).
-        var loss = LossBreakdown(images: batch)
-        for b in 0..<batch {
-            var maxLogW = -Double.infinity
-            for s in 0..<k {
-                let r = b * k + s
-                maxLogW = max(maxLogW, -perExampleReconstruction[r] - Double(beta) * perExampleKL[r])
-                loss.reconstruction += perExampleReconstruction[r] / Double(k)
-                loss.kl += perExampleKL[r] / Double(k)
-            }
-            var total = 0.0
-            for s in 0..<k {
-                let r = b * k + s
-                let w = exp(-perExampleReconstruction[r] - Double(beta) * perExampleKL[r] - maxLogW)
-                sampleWeights[r] = Float(w)
-                total += w
-            }
-            for s in 0..<k { sampleWeights[b * k + s] /= Float(total) }
-            loss.objective -= maxLogW + log(total) - log(Double(k))
-        }
+        let loss = importanceWeightedBound(images: batch, samples: k, beta: beta)
         guard let outGrad else { return loss }
-
-        if k > 1 {
-            sampleWeights.withUnsafeBufferPointer {
-                _ = likelihood.negativeLogLikelihood(x, output: output, perExample: nil, gradient: outGrad, scale: scale, rowScales: $0.baseAddress)
-            }
-        }
+        if k > 1 { weightedLikelihoodGradient(x, output: output, into: outGrad, scale: scale) }
         // ∂/∂z₁ from the decoder; then the direct part of −log p(z₁|z₂) and ∂/∂[μ_p | log σ_p²].
         guard let dz1Decoder = decoder.backward(outGrad) else { preconditionFailure("decoder must return ∂L/∂z") }
         let g1 = Tensor.reusing(buffers.z1Gradient, rows: rows, columns: d1)
@@ -174,22 +150,7 @@ extension VariationalAutoencoder {
         }
         guard let dz1Upper = encoder2.backward(g2) else { preconditionFailure("encoder2 must return ∂L/∂z₁") }
         for i in 0..<(rows * d1) { g1[i] += dz1Upper[i] }
-        let postGrad = Tensor.reusing(posteriorGradient, shape: post1.shape)
-        posteriorGradient = postGrad
-        postGrad.fill(0)
-        for b in 0..<batch {
-            let logVar1 = post1.data + b * 2 * d1 + d1
-            let gMu = postGrad.data + b * 2 * d1, gLogVar = gMu + d1
-            for s in 0..<k {
-                let r = b * k + s
-                let c = scale * sampleWeights[r] * beta
-                for j in 0..<d1 {
-                    let g = g1[r * d1 + j]
-                    gMu[j] += g
-                    gLogVar[j] += g * 0.5 * fastExp(0.5 * logVar1[j]) * eps1[r * d1 + j] - 0.5 * c
-                }
-            }
-        }
+        let postGrad = posteriorGradient(post1, noise: eps1, zGradient: g1, samples: k, beta: beta, scale: scale)
         _ = encoder.backward(postGrad)
         return loss
     }
