@@ -59,7 +59,8 @@ extension VariationalAutoencoder {
                     upperNoise.setBatch(k)
                     upperRNG.fillNormal(upperNoise)
                     twoLayerObjective(x, noise: eps, upperNoise: upperNoise, samples: k, computeGradients: false)
-                    for r in 0..<k { logWeights[r] = lastLogWeights[r] }
+                    let weights = lastLogWeights
+                    for r in 0..<k { logWeights[r] = weights[weights.startIndex + r] }
                 } else {
                     z.setBatch(k)
                     for r in 0..<k {

@@ -125,10 +125,9 @@ public final class Trainer {
         rng.fillNormal(globalNoise)
         // A second stochastic layer draws its ε₂ after ε₁ (so one-layer models keep their stream).
         let d2 = model.config.upperLatentDimension
-        let k2 = objective.importanceSamples
         var globalUpperNoise: Tensor?
         if d2 > 0 {
-            let t = Tensor.reusing(upperNoise, rows: global.rows * k2, columns: d2)
+            let t = Tensor.reusing(upperNoise, rows: global.rows * samples, columns: d2)
             upperNoise = t
             rng.fillNormal(t)
             globalUpperNoise = t
@@ -144,18 +143,16 @@ public final class Trainer {
         let weight = currentKLWeight
         var loss = LossBreakdown()
         if let globalUpperNoise {
-            let mineRows = communicator == nil ? 0..<global.rows : mine
-            let eps1 = communicator == nil
-                ? globalNoise : Tensor.view(globalNoise, rows: (mineRows.lowerBound * k2)..<(mineRows.upperBound * k2), reusing: &localNoise)
+            // This rank's ε₂ rows, as `eps` holds its ε₁ rows (the same rows of the same global batch).
             let eps2 = communicator == nil
-                ? globalUpperNoise : Tensor.view(globalUpperNoise, rows: (mineRows.lowerBound * k2)..<(mineRows.upperBound * k2), reusing: &localUpperNoise)
-            let analytic = k2 == 1 && objective.kl == .analytic
+                ? globalUpperNoise : Tensor.view(globalUpperNoise, rows: (mine.lowerBound * samples)..<(mine.upperBound * samples), reusing: &localUpperNoise)
+            let analytic = samples == 1 && objective.kl == .analytic
             parallel.run { w, worker in
                 let rows = parallel.rows(w, of: batch.rows)
-                let noiseRows = (rows.lowerBound * k2)..<(rows.upperBound * k2)
+                let noiseRows = (rows.lowerBound * samples)..<(rows.upperBound * samples)
                 workerLosses[w] = rows.isEmpty ? LossBreakdown() : worker.twoLayerObjective(
-                    parallel.input(w, of: batch), noise: parallel.noise(w, of: eps1, rows: noiseRows), upperNoise: parallel.upperNoise(w, of: eps2, rows: noiseRows),
-                    samples: k2, computeGradients: true, klWeight: weight, analyticUpperKL: analytic, gradientScale: scale)
+                    parallel.input(w, of: batch), noise: parallel.noise(w, of: eps, rows: noiseRows), upperNoise: parallel.upperNoise(w, of: eps2, rows: noiseRows),
+                    samples: samples, computeGradients: true, klWeight: weight, analyticUpperKL: analytic, gradientScale: scale)
             }
             for l in workerLosses { loss += l }
         } else if objective.usesMonteCarlo {
