@@ -10,21 +10,73 @@ public enum BLAS {
         return String(cString: p)
     }
 
-    /// Kernels that use AVX-512.
-    static let avx512Kernels: Set<String> = ["skylakex", "cooperlake", "sapphirerapids", "zen4", "zen5"]
+    /// The x86 vector instruction sets, narrowest first, as far as OpenBLAS's kernels use them.
+    public enum VectorISA: Int, Comparable, Sendable {
+        case sse, avx, avx2, avx512
+        public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
 
-    static var cpuHasAVX512: Bool {
-        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return false }
-        return info.split(separator: "\n").contains { $0.hasPrefix("flags") && $0.contains(" avx512f") }
+        /// The widest set a CPU with these `/proc/cpuinfo` flags runs (OpenBLAS's AVX-512
+        /// kernels need F, DQ, BW and VL; its AVX2 ones FMA too).
+        public init(cpuFlags flags: Set<Substring>) {
+            if ["avx512f", "avx512dq", "avx512bw", "avx512vl"].allSatisfy(flags.contains) { self = .avx512 }
+            else if flags.contains("avx2") && flags.contains("fma") { self = .avx2 }
+            else if flags.contains("avx") { self = .avx }
+            else { self = .sse }
+        }
+
+        /// What an OpenBLAS x86 kernel family uses; nil for names not listed (other architectures).
+        public init?(openBLASKernel name: String) {
+            switch name.lowercased() {
+            case "skylakex", "cooperlake", "sapphirerapids": self = .avx512
+            case "haswell", "zen", "zen4", "zen5": self = .avx2
+            case "sandybridge": self = .avx
+            case "katmai", "coppermine", "northwood", "prescott", "banias", "core2", "penryn", "dunnington",
+                 "nehalem", "atom", "athlon", "opteron", "opteron_sse3", "barcelona", "bobcat", "bulldozer",
+                 "piledriver", "steamroller", "excavator", "nano":
+                self = .sse
+            default: return nil
+            }
+        }
+
+        /// The OpenBLAS kernel family to ask for (`OPENBLAS_CORETYPE`) to use this set.
+        public var openBLASKernel: String {
+            switch self {
+            case .avx512: "SkylakeX"
+            case .avx2: "Haswell"
+            case .avx: "Sandybridge"
+            case .sse: "Prescott"
+            }
+        }
+    }
+
+    /// The widest vector set this CPU runs, from `/proc/cpuinfo` (SSE when it cannot be read).
+    public static var cpuISA: VectorISA {
+        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return .sse }
+        return VectorISA(cpuFlags: Set(line.split(separator: " ")))
+    }
+
+    /// The `OPENBLAS_CORETYPE` that makes OpenBLAS use the CPU's widest vectors, when it chose a
+    /// narrower kernel on its own — an OpenBLAS older than the CPU does not know its model and
+    /// falls back to a generic one (Debian's 0.3.21 takes a 2023 Intel Xeon, family 6 model 207,
+    /// for a Prescott: SSE3, a sixth of the GEMM speed). Nil when the choice is already the
+    /// widest, the kernel is not an x86 one, or the user has set `OPENBLAS_CORETYPE` (theirs wins).
+    ///
+    /// The variable is read once, when OpenBLAS loads, so a process acts on this by starting
+    /// itself again with it set (the `vae` tool does, before anything else).
+    public static func betterCoreType(kernel: String, cpu: VectorISA, environment: [String: String]) -> String? {
+        if let pinned = environment["OPENBLAS_CORETYPE"], !pinned.isEmpty { return nil }
+        guard let chosen = VectorISA(openBLASKernel: kernel), chosen < cpu else { return nil }
+        return cpu.openBLASKernel
     }
 
     /// A warning when `OPENBLAS_CORETYPE` pins a kernel narrower than the CPU supports (some
     /// machines set it to Haswell, AVX2, which halves GEMM speed on an AVX-512 CPU); nil otherwise.
     public static var slowKernelWarning: String? {
         guard let pinned = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"], !pinned.isEmpty else { return nil }
-        let core = coreName
-        guard cpuHasAVX512, !avx512Kernels.contains(core.lowercased()) else { return nil }
-        return "warning: OPENBLAS_CORETYPE=\(pinned) pins OpenBLAS to its \(core) kernel, but this CPU supports AVX-512; unset OPENBLAS_CORETYPE for up to 2× faster matrix products"
+        let core = coreName, cpu = cpuISA
+        guard let chosen = VectorISA(openBLASKernel: core), chosen < cpu else { return nil }
+        return "warning: OPENBLAS_CORETYPE=\(pinned) pins OpenBLAS to its \(core) kernel, but this CPU supports \(cpu == .avx512 ? "AVX-512" : "AVX2"); set OPENBLAS_CORETYPE=\(cpu.openBLASKernel) (or unset it) for up to 2× faster matrix products"
     }
 
     /// Threads OpenBLAS uses for one GEMM.

@@ -86,7 +86,7 @@ struct Bench: ParsableCommand {
         let jobPeak = peak.all * Double(communicator.size)
         let results: [(String, String, Any)] = [
             ("model", "\(config.summary), batch \(batchSize)\(iwae > 1 ? ", IWAE K = \(iwae)" : "")", config.summary + (iwae > 1 ? ", IWAE K = \(iwae)" : "")),
-            ("blas_kernel", "OpenBLAS kernel (\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"].map { "OPENBLAS_CORETYPE=\($0)" } ?? "OPENBLAS_CORETYPE unset"))", BLAS.coreName),
+            ("blas_kernel", "OpenBLAS kernel (\(KernelCheck.choice))", BLAS.coreName),
             ("elementwise_isa", "elementwise kernels", String(cString: vae_kernels_isa())),
             ("threads", "threads (\(threading.parallel.rawValue) parallelism)", threading.threadCount),
             ("ranks", "MPI ranks (each on a slice of every batch)", communicator.size),

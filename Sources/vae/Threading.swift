@@ -33,6 +33,33 @@ struct ThreadingOptions: ParsableArguments {
 
 /// Prints the library's warning when `OPENBLAS_CORETYPE` pins a kernel narrower than the CPU.
 enum KernelCheck {
+    /// Set, in the process `vae` starts again, to the kernel OpenBLAS had chosen by itself.
+    static let detectedVariable = "VAE_OPENBLAS_DETECTED"
+
+    /// When OpenBLAS chose a kernel narrower than the CPU (it does not know the CPU's model),
+    /// starts this same command again with `OPENBLAS_CORETYPE` naming the right one — the
+    /// variable is read only when OpenBLAS loads. Called first thing, before MPI or any output;
+    /// the process keeps its id, so `mpirun` and shells see no difference. If the restart
+    /// fails, the command goes on with the narrow kernel.
+    static func restartWithWidestKernel() {
+        let environment = ProcessInfo.processInfo.environment
+        guard environment[detectedVariable] == nil,
+              let better = BLAS.betterCoreType(kernel: BLAS.coreName, cpu: BLAS.cpuISA, environment: environment) else { return }
+        setenv(detectedVariable, BLAS.coreName, 1)
+        setenv("OPENBLAS_CORETYPE", better, 1)
+        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        unsetenv("OPENBLAS_CORETYPE")
+    }
+
+    /// How the kernel came to be chosen, for `vae bench`.
+    static var choice: String {
+        let environment = ProcessInfo.processInfo.environment
+        if let detected = environment[detectedVariable], let chosen = environment["OPENBLAS_CORETYPE"] {
+            return "set to \(chosen) by vae; OpenBLAS detected \(detected)"
+        }
+        return environment["OPENBLAS_CORETYPE"].map { "OPENBLAS_CORETYPE=\($0)" } ?? "OPENBLAS_CORETYPE unset"
+    }
+
     static func warnIfSlow() {
         guard let warning = BLAS.slowKernelWarning else { return }
         fflush(stdout)

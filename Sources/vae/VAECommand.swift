@@ -18,6 +18,7 @@ struct VAECommand: ParsableCommand {
     )
 
     static func main() {
+        KernelCheck.restartWithWidestKernel()
         Job.silenceOtherRanks()
         do {
             let arguments = Array(CommandLine.arguments.dropFirst())

@@ -2,6 +2,7 @@ import CZlib
 import Foundation
 import Imaging
 import Testing
+import Tensor
 import TestSupport
 
 /// The `vae` binary built beside the test bundle.
@@ -21,16 +22,16 @@ struct Output {
     let stderr: String
 }
 
-func vae(_ arguments: [String], environment: [String: String] = [:]) throws -> Output {
-    try run(vaeBinary, arguments, environment: environment)
+func vae(_ arguments: [String], environment: [String: String] = [:], removing: [String] = []) throws -> Output {
+    try run(vaeBinary, arguments, environment: environment, removing: removing)
 }
 
 /// Runs `executable` to its end and collects its exit status and output.
-func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Output {
+func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:], removing: [String] = []) throws -> Output {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }.filter { !removing.contains($0.key) }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
@@ -212,6 +213,20 @@ func trainedRun() throws -> (run: String, data: String) {
     #expect(pinned.status == 0)
     #expect(pinned.stdout.hasPrefix("vae train: OpenBLAS kernel Haswell"))  // the first line names the kernel
     #expect(pinned.stderr.contains("OPENBLAS_CORETYPE=Haswell") == isAVX512)
+}
+
+/// Unpinned, `vae` runs the widest OpenBLAS kernel the CPU has, even where OpenBLAS does not
+/// know the CPU's model (it then starts itself again with `OPENBLAS_CORETYPE` set).
+@Test func unpinnedRunsTheWidestKernel() throws {
+    let dir = temporaryDirectory()
+    try writeTinyDataset(dir)
+    let result = try vae(["train", "--data-dir", dir, "--out", dir + "/run"] + smallTrainArguments, removing: ["OPENBLAS_CORETYPE", "VAE_OPENBLAS_DETECTED"])
+    #expect(result.status == 0, "\(result.stderr)")
+    let firstLine = result.stdout.split(separator: "\n").first.map(String.init) ?? ""
+    let kernel = firstLine.replacingOccurrences(of: "vae train: OpenBLAS kernel ", with: "").split(separator: ",").first.map(String.init) ?? ""
+    let isa = try #require(BLAS.VectorISA(openBLASKernel: kernel), "first line: \(firstLine)")
+    #expect(isa == BLAS.cpuISA, "OpenBLAS runs \(kernel) on a CPU with \(BLAS.cpuISA)")
+    #expect(!result.stderr.contains("warning"))
 }
 
 @Test func latentToolsWritePicturesAndData() throws {

@@ -62,3 +62,21 @@ func matmulMatchesNaiveLoop(transposeA: Bool, transposeB: Bool) {
     t[1] = .nan
     #expect(!t.allFinite())
 }
+
+/// Which OpenBLAS kernel `vae` asks for: the CPU's widest vectors, only where OpenBLAS chose narrower
+/// on its own and the user has not pinned one.
+@Test func widerKernelIsChosenOnlyWhereOpenBLASFellShort() {
+    let emeraldRapids = BLAS.VectorISA(cpuFlags: ["fma", "avx", "avx2", "avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512_bf16"])
+    let zen3 = BLAS.VectorISA(cpuFlags: ["fma", "avx", "avx2", "sse4_2"])
+    #expect(emeraldRapids == .avx512 && zen3 == .avx2)
+    #expect(BLAS.VectorISA(cpuFlags: ["avx", "avx2", "fma", "avx512f"]) == .avx2)  // F alone is not what the kernels need
+    #expect(BLAS.VectorISA(cpuFlags: ["avx"]) == .avx && BLAS.VectorISA(cpuFlags: ["sse3"]) == .sse)
+    #expect(BLAS.betterCoreType(kernel: "Prescott", cpu: emeraldRapids, environment: [:]) == "SkylakeX")
+    #expect(BLAS.betterCoreType(kernel: "Haswell", cpu: emeraldRapids, environment: [:]) == "SkylakeX")
+    #expect(BLAS.betterCoreType(kernel: "SkylakeX", cpu: emeraldRapids, environment: [:]) == nil)
+    #expect(BLAS.betterCoreType(kernel: "Cooperlake", cpu: emeraldRapids, environment: [:]) == nil)
+    #expect(BLAS.betterCoreType(kernel: "Zen", cpu: zen3, environment: [:]) == nil)
+    #expect(BLAS.betterCoreType(kernel: "Prescott", cpu: zen3, environment: [:]) == "Haswell")
+    #expect(BLAS.betterCoreType(kernel: "Prescott", cpu: emeraldRapids, environment: ["OPENBLAS_CORETYPE": "Prescott"]) == nil)
+    #expect(BLAS.betterCoreType(kernel: "ARMV8", cpu: emeraldRapids, environment: [:]) == nil)
+}
