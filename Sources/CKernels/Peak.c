@@ -1,5 +1,7 @@
 #include "CKernels.h"
 
+#include <immintrin.h>
+
 // The CPU's floating-point peak, probed: independent chains of fused multiply-adds on whole
 // vector registers (12 of them, more than latency × issue width on the CPUs seen), so that only
 // the FMA units limit the rate. Each clone uses the widest vectors of its instruction set:
@@ -30,4 +32,24 @@ double vae_fma_flops(long iterations, float *sink) {
     if (__builtin_cpu_supports("avx512f")) return peak512(iterations, sink);
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return peak256(iterations, sink);
     return peak128(iterations, sink);
+}
+
+// The bf16 dot-product peak: independent chains of `vdpbf16ps` (each 32 products and 32 sums
+// per 512-bit register, 64 FLOP), the instruction of vae_gemm_bf16. 0 without AVX512_BF16.
+__attribute__((target("avx512f,avx512bf16"))) static double peak_bf16(long iterations, float *sink) {
+    __m512 acc[12];
+    for (int k = 0; k < 12; k++) acc[k] = _mm512_set1_ps(1.0f + 1e-3f * (float)k);
+    __m512bh a = (__m512bh)_mm512_set1_epi32(0x3F7F3F7F), b = (__m512bh)_mm512_set1_epi32(0x33D633D6);
+    for (long i = 0; i < iterations; i++) {
+        for (int k = 0; k < 12; k++) acc[k] = _mm512_dpbf16_ps(acc[k], a, b);
+        __asm__ volatile("" : "+v"(a));  // keeps the loop from being folded
+    }
+    float sum = 0;
+    for (int k = 0; k < 12; k++) sum += _mm512_reduce_add_ps(acc[k]);
+    *sink = sum;
+    return 64.0 * 12 * (double)iterations;
+}
+
+double vae_bf16_dot_flops(long iterations, float *sink) {
+    return vae_cpu_has_avx512bf16() ? peak_bf16(iterations, sink) : 0;
 }

@@ -22,7 +22,7 @@ public struct ConvolutionGeometry: Codable, Equatable, Sendable {
 
 /// What the two convolutions share: channels, geometry, weight and bias, PyTorch's default
 /// initialisation (uniform in ±1/√fan-in), and replicas that share the parameter values.
-public class ConvolutionLayer: ReLUFusing {
+public class ConvolutionLayer: ReLUFusing, PrecisionSetting {
     public let inChannels: Int
     public let outChannels: Int
     public let geometry: ConvolutionGeometry
@@ -44,6 +44,10 @@ public class ConvolutionLayer: ReLUFusing {
     /// `_weight_gradient`) where they apply: AVX-512 and a multiple of 16 channels on the
     /// vectorised side. Tests turn it off to check them against the im2col + GEMM path.
     public var allowsBlockedKernels = true
+    /// The operands' format in the products. In bf16 every product goes through the patch
+    /// matrix and the bf16 GEMM (the blocked kernels are FP32); the direct path for a few
+    /// channels stays FP32.
+    public var precision: MatrixPrecision = .fp32
     /// Below this many reduced channels a scatter (or a grid-broadcast weight gradient) would do
     /// too few products per tap: those products keep the patch matrix.
     static let minimumScatteredChannels = 4
@@ -73,6 +77,7 @@ public class ConvolutionLayer: ReLUFusing {
         reorderScratch = Tensor(shape: other.weight.value.shape)
         computesInputGradient = other.computesInputGradient
         allowsBlockedKernels = other.allowsBlockedKernels
+        precision = other.precision
     }
 
     public var namedParameters: [(name: String, parameter: Parameter)] { [("weight", weight), ("bias", bias)] }
@@ -113,7 +118,7 @@ public class ConvolutionLayer: ReLUFusing {
     /// broadcasts the grid side need `minimumScatteredChannels` reduced or broadcast channels;
     /// gathers take any number (fewer go through a zero-padded copy of the image).
     func blocked(reduced: Int, vectorChannels: Int, scattered: Bool = false) -> Bool {
-        allowsBlockedKernels && (!scattered || reduced >= Self.minimumScatteredChannels)
+        allowsBlockedKernels && precision == .fp32 && (!scattered || reduced >= Self.minimumScatteredChannels)
             && vae_blocked_convolution_supported(reduced, vectorChannels, geometry.kernel) != 0
     }
 
@@ -208,7 +213,7 @@ public final class Conv2D: ConvolutionLayer, Layer {
             let count = min(n, b - start), m = count * p
             vae_im2col_nhwc(x.data + start * h * w * inChannels, count, inChannels, h, w, ho, wo, k, geometry.stride, geometry.padding, c.data)
             BLAS.sgemm(transposeA: false, transposeB: true, m: m, n: outChannels, k: kk, alpha: 1,
-                       a: c.data, lda: kk, b: arrangedWeight.data, ldb: kk, beta: 1, c: out.data + start * p * outChannels, ldc: outChannels)
+                       a: c.data, lda: kk, b: arrangedWeight.data, ldb: kk, beta: 1, c: out.data + start * p * outChannels, ldc: outChannels, precision: precision)
             if fusesReLU { vae_relu_inplace(out.data + start * p * outChannels, m * outChannels) }
         }
         return out
@@ -253,7 +258,7 @@ public final class Conv2D: ConvolutionLayer, Layer {
                 // The chunk's patches again (recomputing is cheaper than keeping the whole batch's).
                 vae_im2col_nhwc(xs, count, inChannels, h, w, ho, wo, k, s, pad, c.data)
                 BLAS.sgemm(transposeA: true, transposeB: false, m: outChannels, n: kk, k: m, alpha: 1,
-                           a: g, lda: outChannels, b: c.data, ldb: kk, beta: start == 0 ? 0 : 1, c: arrangedGradient.data, ldc: kk)
+                           a: g, lda: outChannels, b: c.data, ldb: kk, beta: start == 0 ? 0 : 1, c: arrangedGradient.data, ldc: kk, precision: precision)
             }
             guard let dx else { continue }
             let dxs = dx.data + start * h * w * inChannels
@@ -261,7 +266,7 @@ public final class Conv2D: ConvolutionLayer, Layer {
                 vae_conv_scatter(g, count, outChannels, ho, wo, h, w, k, s, pad, arrangedWeight.data, inChannels, nil, 0, dxs)
             } else if let dc {
                 BLAS.sgemm(transposeA: false, transposeB: false, m: m, n: kk, k: outChannels, alpha: 1,
-                           a: g, lda: outChannels, b: arrangedWeight.data, ldb: kk, beta: 0, c: dc.data, ldc: kk)
+                           a: g, lda: outChannels, b: arrangedWeight.data, ldb: kk, beta: 0, c: dc.data, ldc: kk, precision: precision)
                 vae_col2im_nhwc(dc.data, count, inChannels, h, w, ho, wo, k, s, pad, nil, 0, dxs)
             }
         }
@@ -326,7 +331,7 @@ public final class ConvTranspose2D: ConvolutionLayer, Layer {
         for start in stride(from: 0, to: b, by: n) {
             let count = min(n, b - start), m = count * p
             BLAS.sgemm(transposeA: false, transposeB: false, m: m, n: kk, k: inChannels, alpha: 1,
-                       a: x.data + start * p * inChannels, lda: inChannels, b: arrangedWeight.data, ldb: kk, beta: 0, c: c.data, ldc: kk)
+                       a: x.data + start * p * inChannels, lda: inChannels, b: arrangedWeight.data, ldb: kk, beta: 0, c: c.data, ldc: kk, precision: precision)
             vae_col2im_nhwc(c.data, count, outChannels, ho, wo, h, w, k, geometry.stride, geometry.padding, bias.value.data, fusesReLU ? 1 : 0, out.data + start * ho * wo * outChannels)
         }
         return out
@@ -366,14 +371,14 @@ public final class ConvTranspose2D: ConvolutionLayer, Layer {
                 vae_conv_weight_gradient(g, outChannels, xs, inChannels, count, h, w, ho, wo, k, s, pad, 1, arrangedGradient.data)
             } else if let dc {
                 BLAS.sgemm(transposeA: true, transposeB: false, m: inChannels, n: kk, k: m, alpha: 1,
-                           a: xs, lda: inChannels, b: dc.data, ldb: kk, beta: start == 0 ? 0 : 1, c: arrangedGradient.data, ldc: kk)
+                           a: xs, lda: inChannels, b: dc.data, ldb: kk, beta: start == 0 ? 0 : 1, c: arrangedGradient.data, ldc: kk, precision: precision)
             }
             guard let dx else { continue }
             if blockedInput {
                 vae_conv_gather(g, count, outChannels, ho, wo, h, w, k, s, pad, arrangedWeight.data, inChannels, nil, 0, dx.data + start * p * inChannels)
             } else if let dc {
                 BLAS.sgemm(transposeA: false, transposeB: true, m: m, n: inChannels, k: kk, alpha: 1,
-                           a: dc.data, lda: kk, b: arrangedWeight.data, ldb: kk, beta: 0, c: dx.data + start * p * inChannels, ldc: inChannels)
+                           a: dc.data, lda: kk, b: arrangedWeight.data, ldb: kk, beta: 0, c: dx.data + start * p * inChannels, ldc: inChannels, precision: precision)
             }
         }
         storeWeightGradient(tapsFirst: blockedWeights, swap: weightsByInput, batch: b)  // [k, k, C, O] or [k, k, O, C]

@@ -42,3 +42,9 @@ extension ParameterFreeLayer {
 protocol ReLUFusing: AnyObject {
     var fusesReLU: Bool { get set }
 }
+
+/// A layer whose matrix products can take bf16 operands (see `MatrixPrecision`). `Sequential`
+/// passes the choice on to each of its layers that has products; replicas keep it.
+public protocol PrecisionSetting: AnyObject {
+    var precision: MatrixPrecision { get set }
+}

@@ -5,7 +5,7 @@ import Tensor
 ///
 /// Backward: ∂L/∂W = (∂L/∂y)ᵀ x, ∂L/∂b = Σ_rows ∂L/∂y, ∂L/∂x = (∂L/∂y) W.
 /// Followed by a ReLU in a `Sequential`, it applies the ReLU itself (`ReLUFusing`).
-public final class Linear: Layer, ReLUFusing {
+public final class Linear: Layer, ReLUFusing, PrecisionSetting {
     public let inputSize: Int
     public let outputSize: Int
     public let weight: Parameter
@@ -13,6 +13,8 @@ public final class Linear: Layer, ReLUFusing {
     public var computesInputGradient = true
     /// Whether this layer applies the ReLU after it (set by `Sequential`; see `ReLUFusing`).
     public internal(set) var fusesReLU = false
+    /// The operands' format in this layer's three products (see `MatrixPrecision`).
+    public var precision: MatrixPrecision = .fp32
 
     private var input: Tensor?
     private var output: Tensor?
@@ -44,6 +46,7 @@ public final class Linear: Layer, ReLUFusing {
         weight = Parameter(sharingValueOf: other.weight)
         bias = Parameter(sharingValueOf: other.bias)
         computesInputGradient = other.computesInputGradient
+        precision = other.precision
     }
 
     public func replica() -> Layer { Linear(sharingParametersOf: self) }
@@ -64,7 +67,7 @@ public final class Linear: Layer, ReLUFusing {
             let row = yp + i * n
             for j in 0..<n { row[j] = bp[j] }
         }
-        matmul(x, weight.value, into: y, transposeB: true, beta: 1)
+        matmul(x, weight.value, into: y, transposeB: true, beta: 1, precision: precision)
         if fusesReLU { vae_relu_inplace(y.data, y.count) }
         return y
     }
@@ -82,11 +85,11 @@ public final class Linear: Layer, ReLUFusing {
         } else {
             dy.sumRows(into: bias.gradient.data)
         }
-        matmul(dy, x, into: weight.gradient, transposeA: true)
+        matmul(dy, x, into: weight.gradient, transposeA: true, precision: precision)
         guard computesInputGradient else { return nil }
         let dx = Tensor.reusing(inputGradient, shape: x.shape)
         inputGradient = dx
-        matmul(dy, weight.value, into: dx)
+        matmul(dy, weight.value, into: dx, precision: precision)
         return dx
     }
 }

@@ -2,7 +2,7 @@ import Tensor
 
 /// Layers applied in order. Parameters are named by position, as in PyTorch's `nn.Sequential`
 /// (`0.weight`, `0.bias`, `2.weight`, …), so checkpoints read naturally in other tools.
-public final class Sequential: Layer {
+public final class Sequential: Layer, PrecisionSetting {
     public let layers: [Layer]
 
     /// A layer that can apply a ReLU itself (`Linear`, the convolutions) and is directly followed
@@ -32,6 +32,12 @@ public final class Sequential: Layer {
         layers.filter { !($0 is LayoutConversion) }.enumerated().flatMap { index, layer in
             layer.namedParameters.map { ("\(index).\($0.name)", $0.parameter) }
         }
+    }
+
+    /// The products' operand format, set on every layer that has products (FP32 when none has).
+    public var precision: MatrixPrecision {
+        get { layers.lazy.compactMap { ($0 as? PrecisionSetting)?.precision }.first ?? .fp32 }
+        set { for case let layer as PrecisionSetting in layers { layer.precision = newValue } }
     }
 
     /// Follows the first layer: a network whose input is data skips its input gradient.

@@ -1,5 +1,55 @@
 import CBLAS
+import CKernels
 import Foundation
+
+/// The number format of the operands of matrix products.
+///
+/// `.bf16` rounds both operands of every product to bfloat16 (8 significant bits: a relative
+/// error of at most 2⁻⁸ per operand, the unit roundoff of an 8-bit significand) and accumulates the products in FP32; everything else —
+/// weights, Adam's state, activations, likelihoods, KL, log-sum-exp — stays FP32. It needs a CPU
+/// with AVX512_BF16 (``BF16/isSupported``).
+public enum MatrixPrecision: String, Codable, CaseIterable, Sendable {
+    case fp32, bf16
+}
+
+/// The CPU's bf16 dot products (`vdpbf16ps`).
+public enum BF16 {
+    /// Whether this CPU runs AVX512_BF16 (with AVX512BW and VL).
+    public static let isSupported: Bool = vae_cpu_has_avx512bf16() != 0
+
+    /// The precision to run when `requested` is asked for: bf16 falls back to FP32 on a CPU
+    /// without AVX512_BF16, with the one line to tell the user. bf16 is kept on a CPU that has
+    /// it but runs its dot products no faster than its FP32 FMAs (Intel's Xeons without AMX
+    /// issue one `vdpbf16ps` every two cycles: half the FP32 rate), with a line saying so.
+    public static func resolve(_ requested: MatrixPrecision) -> (precision: MatrixPrecision, message: String?) {
+        guard requested == .bf16 else { return (requested, nil) }
+        guard isSupported else { return (.fp32, "this CPU has no AVX512_BF16: running in FP32") }
+        let ratio = rateOverFP32
+        if ratio < 1 {
+            return (.bf16, "this CPU's bf16 dot products run at \(String(format: "%.2f", ratio))× the rate of its FP32 FMAs (probed): bf16 is slower than fp32 here")
+        }
+        return (.bf16, nil)
+    }
+
+    /// The bf16 dot-product rate over the FP32 FMA rate of one core, probed once (about 20 ms);
+    /// 0 without AVX512_BF16.
+    public static let rateOverFP32: Double = {
+        guard isSupported else { return 0 }
+        func best(_ probe: (Int, UnsafeMutablePointer<Float>?) -> Double) -> Double {
+            var sink: Float = 0, rate = 0.0
+            for _ in 0..<3 {
+                var start = timespec(), end = timespec()
+                clock_gettime(CLOCK_MONOTONIC, &start)
+                let flops = probe(300_000, &sink)
+                clock_gettime(CLOCK_MONOTONIC, &end)
+                let seconds = Double(end.tv_sec - start.tv_sec) + Double(end.tv_nsec - start.tv_nsec) * 1e-9
+                rate = max(rate, flops / max(seconds, 1e-9))
+            }
+            return rate
+        }
+        return best(vae_bf16_dot_flops) / best(vae_fma_flops)
+    }()
+}
 
 /// OpenBLAS: the kernel it runs, its threads, and single-precision GEMM.
 public enum BLAS {
@@ -86,15 +136,21 @@ public enum BLAS {
     }
 
     /// C[m×n] = α · op(A) · op(B) + β · C, row-major, where op(X) is X or Xᵀ.
-    /// `lda`, `ldb`, `ldc` are the row strides of A, B, C as stored.
+    /// `lda`, `ldb`, `ldc` are the row strides of A, B, C as stored. FP32 goes to OpenBLAS;
+    /// `.bf16` to the project's AVX512_BF16 kernel (`vae_gemm_bf16`: bf16 operands, FP32 sums).
     @inlinable
     public static func sgemm(
         transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
         alpha: Float, a: UnsafePointer<Float>, lda: Int,
         b: UnsafePointer<Float>, ldb: Int,
-        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, precision: MatrixPrecision = .fp32
     ) {
         if m == 0 || n == 0 { return }
+        if precision == .bf16 {
+            precondition(BF16.isSupported, "bf16 products need a CPU with AVX512_BF16 (resolve the precision first)")
+            vae_gemm_bf16(transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return
+        }
         cblas_sgemm(
             CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
             blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
@@ -106,7 +162,8 @@ public enum BLAS {
 /// With `transposeA`, `a` of shape `[k, m]` is used as `aᵀ`; likewise for `b`.
 public func matmul(
     _ a: Tensor, _ b: Tensor, into c: Tensor,
-    transposeA: Bool = false, transposeB: Bool = false, alpha: Float = 1, beta: Float = 0
+    transposeA: Bool = false, transposeB: Bool = false, alpha: Float = 1, beta: Float = 0,
+    precision: MatrixPrecision = .fp32
 ) {
     let (aRows, aCols) = (a.rows, a.rowSize)
     let (bRows, bCols) = (b.rows, b.rowSize)
@@ -118,5 +175,5 @@ public func matmul(
     precondition(c.rows == m && c.rowSize == n, "matmul output \(c.shape) is not [\(m), \(n)]")
     BLAS.sgemm(
         transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
-        alpha: alpha, a: a.data, lda: aCols, b: b.data, ldb: bCols, beta: beta, c: c.data, ldc: n)
+        alpha: alpha, a: a.data, lda: aCols, b: b.data, ldb: bCols, beta: beta, c: c.data, ldc: n, precision: precision)
 }

@@ -50,6 +50,16 @@ public enum GEMMCeiling {
 /// only the arithmetic units limit), in GFLOP/s: on one core, and on `threads` cores at once.
 public enum FMAPeak {
     public static func measure(threads: Int) -> (all: Double, one: Double) {
+        measure(threads: threads, probe: vae_fma_flops)
+    }
+
+    /// The bf16 dot-product peak (`vae_bf16_dot_flops`, the instruction of the bf16 products),
+    /// GFLOP/s; 0 on a CPU without AVX512_BF16.
+    public static func measureBF16(threads: Int) -> (all: Double, one: Double) {
+        measure(threads: threads, probe: vae_bf16_dot_flops)
+    }
+
+    static func measure(threads: Int, probe: (Int, UnsafeMutablePointer<Float>?) -> Double) -> (all: Double, one: Double) {
         func rate(_ cores: Int) -> Double {
             let pool = WorkerPool(count: max(cores, 1))
             let flops = UnsafeMutableBufferPointer<Double>.allocate(capacity: max(cores, 1))
@@ -57,7 +67,7 @@ public enum FMAPeak {
             defer { flops.deallocate(); sinks.deallocate() }
             var best = 0.0
             for _ in 0..<3 {
-                let seconds = timed { pool.run { w in flops[w] = vae_fma_flops(4_000_000, sinks.baseAddress! + w) } }
+                let seconds = timed { pool.run { w in flops[w] = probe(4_000_000, sinks.baseAddress! + w) } }
                 best = max(best, flops.reduce(0, +) / seconds / 1e9)
             }
             return best

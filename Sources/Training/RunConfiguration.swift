@@ -1,6 +1,7 @@
 import Datasets
 import Foundation
 import NN
+import Tensor
 import VAE
 
 /// A configuration value that is out of range or does not fit the others. The message names
@@ -126,6 +127,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// Epochs after which the weights are also kept in `RUN/snapshots/epoch-NNNN.safetensors`
     /// (e.g. the ends of the `iwae` schedule's stages), for `vae eval RUN --epoch N`.
     public var snapshotEpochs: [Int]?
+    /// The operands' format in the matrix products (nil: FP32); see `MatrixPrecision`. Weights,
+    /// optimiser state, checkpoints and every reported figure stay FP32.
+    public var precision: MatrixPrecision?
 
     public static let userData = "files"
 
@@ -173,6 +177,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var learningRateSchedule: LearningRateSchedule { schedule ?? LearningRateSchedule() }
     public var validationFraction: Double { validationSplit ?? 0 }
     public var checkpointInterval: Int { checkpointEvery ?? 0 }
+    public var matrixPrecision: MatrixPrecision { precision ?? .fp32 }
 
     /// Checks every value and combination, with the same limits and messages whether the
     /// configuration came from flags, from `config.json` or from Swift code.

@@ -165,6 +165,9 @@ public final class TrainingRun {
         let seeds = RunSeeds(training.seed)
         var initRNG = RandomGenerator(seed: seeds.initialization)
         model = VariationalAutoencoder(config: modelConfig, rng: &initRNG)
+        let precision = BF16.resolve(training.matrixPrecision)
+        model.precision = precision.precision  // before the trainer makes the workers' replicas
+        if let message = precision.message { warnings.append(message) }
         if checkpoint == nil && modelConfig.outputBiasFromData { Self.setOutputBias(of: model, from: data.train) }
         optimizer = training.optimizerConfig.make(parameters: model.parameters, learningRate: training.learningRate)
         trainer = Trainer(

@@ -110,6 +110,17 @@ public final class VariationalAutoencoder {
 
     public var latentDimension: Int { config.latentDimension }
 
+    /// The operand format of every network's matrix products (FP32 by default; `.bf16` needs
+    /// ``BF16/isSupported``: resolve it with ``BF16/resolve(_:)``). The weights, the objective
+    /// and every reported figure stay FP32 either way; replicas keep the choice.
+    public var precision: MatrixPrecision {
+        get { encoder.precision }
+        set {
+            precondition(newValue == .fp32 || BF16.isSupported, "bf16 products need a CPU with AVX512_BF16")
+            for network in [encoder, decoder, encoder2, decoder2].compactMap({ $0 }) { network.precision = newValue }
+        }
+    }
+
     /// All parameters with their checkpoint names.
     public var namedParameters: [(name: String, parameter: Parameter)] {
         encoder.namedParameters.map { ("encoder.\($0.name)", $0.parameter) }

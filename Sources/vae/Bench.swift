@@ -31,6 +31,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Training batch size.") var batchSize: Int = 128
     @Option(help: "Timed epochs (and inference repeats); the median is reported.") var repeats: Int = 3
     @OptionGroup var threading: ThreadingOptions
+    @OptionGroup var precision: PrecisionOptions
     @Flag(help: "Print one JSON object instead of the table.") var json = false
 
     func validate() throws {
@@ -57,6 +58,7 @@ struct Bench: ParsableCommand {
 
         var rng = RandomGenerator(seed: 1)
         let model = VariationalAutoencoder(config: config, rng: &rng)
+        model.precision = precision.resolved()
         let trainer = Trainer(
             model: model, optimizer: Adam(parameters: model.parameters), rng: RandomGenerator(seed: 2), workers: workers,
             objective: training.trainingObjective, communicator: communicator)
@@ -82,9 +84,10 @@ struct Bench: ParsableCommand {
         let trainGFLOPS = flops.training * Double(train.count) / epoch / 1e9
         let ceiling = GEMMCeiling.measure(threads: threading.threadCount)
         let peak = FMAPeak.measure(threads: threading.threadCount)
+        let bf16Peak = model.precision == .bf16 ? FMAPeak.measureBF16(threads: threading.threadCount) : (all: 0, one: 0)
         // The whole job's training rate against the peak of the cores this process uses, times the ranks.
         let jobPeak = peak.all * Double(communicator.size)
-        let results: [(String, String, Any)] = [
+        var results: [(String, String, Any)] = [
             ("model", "\(config.summary), batch \(batchSize)\(iwae > 1 ? ", IWAE K = \(iwae)" : "")", config.summary + (iwae > 1 ? ", IWAE K = \(iwae)" : "")),
             ("blas_kernel", "OpenBLAS kernel (\(KernelCheck.choice))", BLAS.coreName),
             ("elementwise_isa", "elementwise kernels", String(cString: vae_kernels_isa())),
@@ -104,8 +107,13 @@ struct Bench: ParsableCommand {
             ("fma_peak_gflops", "FMA peak GFLOP/s (probed, \(threading.threadCount) core\(threading.threadCount == 1 ? "" : "s"))", peak.all),
             ("fma_peak_one_core_gflops", "FMA peak GFLOP/s (probed, 1 core)", peak.one),
             ("train_fraction_of_peak", "training step, fraction of the FMA peak", trainGFLOPS / jobPeak),
+            ("precision", "matrix products", model.precision.rawValue),
             ("peak_rss_mib", "peak resident memory MiB", peakResidentMiB()),
         ]
+        if model.precision == .bf16 {
+            results.insert(("bf16_peak_gflops", "bf16 dot-product peak GFLOP/s (probed, \(threading.threadCount) core\(threading.threadCount == 1 ? "" : "s"))", bf16Peak.all), at: results.count - 1)
+            results.insert(("train_fraction_of_bf16_peak", "training step, fraction of the bf16 peak", trainGFLOPS / (bf16Peak.all * Double(communicator.size))), at: results.count - 1)
+        }
         if json {
             var object: [String: Any] = [:]
             for (key, _, value) in results { object[key] = value }

@@ -31,6 +31,25 @@ struct ThreadingOptions: ParsableArguments {
     }
 }
 
+extension MatrixPrecision: ExpressibleByArgument {}
+
+/// `--precision fp32|bf16`: the operand format of the matrix products.
+struct PrecisionOptions: ParsableArguments {
+    @Option(help: """
+        Matrix products in fp32 or bf16 (bf16 operands, FP32 sums; the weights, the likelihoods, \
+        KL and every reported figure stay FP32). bf16 needs a CPU with AVX512_BF16; without it \
+        the command runs FP32 and says so.
+        """)
+    var precision: MatrixPrecision = .fp32
+
+    /// What this CPU runs, after printing the one line that says when bf16 falls back to FP32.
+    func resolved() -> MatrixPrecision {
+        let resolved = BF16.resolve(precision)
+        if let message = resolved.message { printWarning(message) }
+        return resolved.precision
+    }
+}
+
 /// Prints the library's warning when `OPENBLAS_CORETYPE` pins a kernel narrower than the CPU.
 enum KernelCheck {
     /// Set, in the process `vae` starts again, to the kernel OpenBLAS had chosen by itself.

@@ -51,6 +51,7 @@ struct Train: ParsableCommand {
     @OptionGroup var objective: ObjectiveOptions
     @OptionGroup var training: TrainingOptions
     @OptionGroup var threading: ThreadingOptions
+    @OptionGroup var precision: PrecisionOptions
 
     @Option(help: ArgumentHelp("Run folder to write.", valueName: "run"))
     var out: String = "runs/default"
@@ -89,7 +90,7 @@ struct Train: ParsableCommand {
         if run.isResumed {
             print("vae train: resuming \(folder) at epoch \(run.state.epoch + 1), step \(run.state.batchIndex) of the epoch (\(run.state.step) steps done)")
         }
-        print("vae train: \(parallelism.summary)" + (communicator.size > 1
+        print("vae train: \(parallelism.summary)" + (run.model.precision == .bf16 ? ", bf16 matrix products" : "") + (communicator.size > 1
             ? "; \(communicator.size) MPI ranks, each on \(config.batchSize / communicator.size)–\((config.batchSize + communicator.size - 1) / communicator.size) images of every batch of \(config.batchSize)" : ""))
         run.summary.forEach { print($0) }
         KernelCheck.warnIfSlow()
@@ -137,7 +138,8 @@ extension Train {
         if let resume {
             return try TrainingRun(resuming: RunFolder(path: resume), parallelism: parallelism, communicator: communicator)
         }
-        let trainingConfig = try training.config(data: data, objective: objective.objective)
+        var trainingConfig = try training.config(data: data, objective: objective.objective)
+        if precision.precision == .bf16 { trainingConfig.precision = .bf16 }  // FP32 stays unwritten in config.json
         if communicator.rank == 0 { try TrainingRun.checkCanCreate(RunFolder(path: out), replacing: force) }
         let splits = try trainingConfig.loadData()
         let modelConfig = try model.config(inputShape: splits.inputShape, classes: splits.classCount)

@@ -229,6 +229,23 @@ func trainedRun() throws -> (run: String, data: String) {
     #expect(!result.stderr.contains("warning"))
 }
 
+/// `--precision bf16`: the first line says so where the CPU has AVX512_BF16, and config.json
+/// records it; elsewhere one line says it runs FP32. A bad value is refused.
+@Test func trainTakesThePrecision() throws {
+    let dir = temporaryDirectory()
+    try writeTinyDataset(dir)
+    let result = try vae(["train", "--data-dir", dir, "--out", dir + "/run", "--precision", "bf16"] + smallTrainArguments)
+    #expect(result.status == 0, "\(result.stderr)")
+    if BF16.isSupported {
+        #expect(result.stdout.split(separator: "\n").first?.hasSuffix(", bf16 matrix products") == true, "\(result.stdout)")
+        #expect(try String(contentsOfFile: dir + "/run/config.json", encoding: .utf8).contains("\"precision\" : \"bf16\""))
+    } else {
+        #expect(result.stderr.contains("this CPU has no AVX512_BF16: running in FP32"))
+    }
+    let bad = try vae(["train", "--data-dir", dir, "--out", dir + "/bad", "--precision", "fp16"] + smallTrainArguments)
+    #expect(bad.status != 0 && bad.stderr.contains("precision"))
+}
+
 @Test func latentToolsWritePicturesAndData() throws {
     let (run, dir) = try trainedRun()  // d = 2
     for (arguments, file) in [

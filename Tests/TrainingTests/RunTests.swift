@@ -85,6 +85,8 @@ func copyFolder(_ from: String, to: String) throws {
         t.clipNorm = 5
         t.validationSplit = 0.25
     }),
+    // bf16 products (FP32 where the CPU lacks AVX512_BF16): resumes exactly in its precision.
+    ("bf16 products, adam", { (t: inout TrainingConfig) in t.precision = .bf16 }),
 ] as [(String, (inout TrainingConfig) -> Void)])
 func stoppedAndResumedRunsEndIdentical(name: String, modify: (inout TrainingConfig) -> Void) throws {
     let dir = temporaryDirectory("resume-\(name.prefix(4))")
@@ -280,4 +282,29 @@ func stoppedAndResumedRunsEndIdentical(name: String, modify: (inout TrainingConf
     let one = Dictionary(uniqueKeysWithValues: zip(rows[0], rows[1]))
     #expect(one["epoch"] == "1" && one["test_neg_elbo"] == "49.0" && one["kl_dim_2"] == "6.0" && one["validation_neg_elbo"] == "" && one["learning_rate"] == "")
     #expect(rows[2][0] == "2" && rows[2].count == rows[0].count)
+}
+
+/// A bf16 run trains as well as its FP32 twin (same seed, data, ε): its test −ELBO per epoch
+/// within 1% of the FP32 one, not identical to it, and config.json records the precision.
+@Test(.enabled(if: BF16.isSupported, "needs a CPU with AVX512_BF16"))
+func bf16RunTracksItsFP32Twin() throws {
+    let dir = temporaryDirectory()
+    try writeTinyDataset(dir)
+    var curves: [[Double]] = []
+    for precision in [MatrixPrecision.fp32, .bf16] {
+        let config = tinyConfig(dir) { $0.precision = precision == .bf16 ? .bf16 : nil; $0.epochs = 6 }
+        let folder = RunFolder(path: "\(dir)/\(precision.rawValue)")
+        let run = try TrainingRun(creating: folder, config: config, parallelism: .batch(workers: 1))
+        #expect(run.model.precision == precision)
+        let recorder = Recorder()
+        _ = try run.train(observer: recorder)
+        let json = try String(contentsOfFile: folder.configPath, encoding: .utf8)
+        #expect(json.contains("\"precision\"") == (precision == .bf16))
+        curves.append(recorder.summaries.map(\.test.meanNegativeELBO))
+    }
+    #expect(curves[0].count == 6 && curves[1].count == 6)
+    for (epoch, (fp32, bf16)) in zip(curves[0], curves[1]).enumerated() {
+        #expect(abs(bf16 - fp32) <= 0.01 * abs(fp32), "epoch \(epoch + 1): bf16 \(bf16) vs FP32 \(fp32)")
+    }
+    #expect(curves[0] != curves[1])
 }

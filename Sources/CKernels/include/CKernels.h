@@ -46,6 +46,10 @@ const char *vae_kernels_isa(void);
 // Runs `iterations` rounds of independent vector FMAs (the peak probe); returns the FLOPs done.
 double vae_fma_flops(long iterations, float *sink);
 
+/// The bf16 dot-product peak probe: FLOP done by independent `vdpbf16ps` chains (time it to get
+/// FLOP/s); 0 on a CPU without AVX512_BF16.
+double vae_bf16_dot_flops(long iterations, float *sink);
+
 #endif
 
 #ifndef SWIFT_VAE_CKERNELS_CONV_H
@@ -140,4 +144,14 @@ void vae_weight_taps_first(const float *w, size_t a, size_t b, size_t taps, int 
 
 /// The inverse: out[i, j, t] = g[t, i, j], or g[t, j, i] when swap is non-zero.
 void vae_weight_taps_last(const float *g, size_t a, size_t b, size_t taps, int swap, float *scratch, float *out);
+
+/// Non-zero when the CPU runs AVX512_BF16 (with AVX512BW and VL), which `vae_gemm_bf16` needs.
+int vae_cpu_has_avx512bf16(void);
+
+/// C[m×n] = α · op(A) · op(B) + β · C, row-major, op(X) = X or Xᵀ as in cblas_sgemm, with both
+/// operands rounded to bf16 (nearest even) and every product accumulated in FP32
+/// (`vdpbf16ps`). β = 0 does not read C. Only on a CPU for which vae_cpu_has_avx512bf16() is
+/// non-zero.
+void vae_gemm_bf16(int transposeA, int transposeB, long m, long n, long k, float alpha,
+                   const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
 #endif
