@@ -14,6 +14,10 @@ struct Evaluate: ParsableCommand {
             fixed seed, so the same run always gives the same figures. `elbo` in the JSON output \
             is the negative ELBO, the figure training lowers.
 
+            With --precision bf16 the networks' products take bf16 operands; log p(x) is then \
+            estimated twice on the same images and samples, in bf16 and in FP32, and both are \
+            reported with their difference (the FP32 figure is the one kept in the run folder).
+
             --iw-samples K estimates log p(x) per image by importance sampling, \
             log (1/K) Σ_k p(x|z_k) p(z_k)/q(z_k|x) with z_k ~ q(z|x) (the IWAE bound, which \
             approaches log p(x) as K grows), and reports its mean over the images with the \
@@ -43,8 +47,9 @@ struct Evaluate: ParsableCommand {
     var seed: UInt64 = 1
 
     @OptionGroup var threading: ThreadingOptions
+    @OptionGroup var precision: PrecisionOptions
 
-    @Flag(help: "Print one JSON object (keys elbo, reconstruction, kl, images, active_units, kl_per_dimension; with --iw-samples also log_px, log_px_stderr, iw_samples, gap).")
+    @Flag(help: "Print one JSON object (keys elbo, reconstruction, kl, images, active_units, kl_per_dimension; with --iw-samples also log_px, log_px_stderr, iw_samples, gap; in bf16 also log_px_fp32, log_px_bf16_minus_fp32).")
     var json = false
 
     func validate() throws {
@@ -60,6 +65,7 @@ struct Evaluate: ParsableCommand {
         let parallelism = threading.parallelism
         let workers = parallelism.apply()
         let (model, config) = try RunFolder(path: runFolder).loadModel(weights, epoch: epoch)
+        model.precision = precision.resolved()
         var testSet = try config.training.loadTestSet(for: config.model)
         if let limit { testSet = testSet.prefix(limit) }
         let loss = model.evaluate(testSet)
@@ -90,14 +96,20 @@ struct Evaluate: ParsableCommand {
             lines.append("  KL per dim z₂   " + z2.klPerDimension.map { fixed($0, 2) }.joined(separator: " "))
         }
         if iwSamples > 0 {
-            let start = monotonicSeconds()
-            var bar = json ? nil : ProgressBar()
-            let estimate = model.logLikelihood(testSet, samples: iwSamples, seed: seed, workers: workers) { done in
-                bar?.update(done: done, of: testSet.count, elapsed: monotonicSeconds() - start, text: "log p(x): \(done)/\(testSet.count) images, K = \(iwSamples)")
+            func estimateLogLikelihood(_ label: String) -> (estimate: LogLikelihoodEstimate, seconds: Double) {
+                let start = monotonicSeconds()
+                var bar = json ? nil : ProgressBar()
+                let estimate = model.logLikelihood(testSet, samples: iwSamples, seed: seed, workers: workers) { done in
+                    bar?.update(done: done, of: testSet.count, elapsed: monotonicSeconds() - start, text: "log p(x)\(label): \(done)/\(testSet.count) images, K = \(iwSamples)")
+                }
+                bar?.end()
+                return (estimate, monotonicSeconds() - start)
             }
-            bar?.end()
+            let inBF16 = model.precision == .bf16
+            let reduced = inBF16 ? estimateLogLikelihood(" in bf16") : nil
+            model.precision = .fp32
+            let (estimate, seconds) = estimateLogLikelihood(inBF16 ? " in FP32" : "")
             let gap = estimate.mean + loss.meanNegativeELBO
-            let seconds = monotonicSeconds() - start
             object["log_px"] = estimate.mean
             object["log_px_stderr"] = estimate.standardError
             object["iw_samples"] = iwSamples
@@ -117,6 +129,21 @@ struct Evaluate: ParsableCommand {
                 "  gap             \(fixed(gap, 3)) nats/image (log p(x) − ELBO)",
                 "                  \(fixed(seconds, 1)) s, \(Int(Double(estimate.perImage.count * iwSamples) / seconds)) samples/s",
             ]
+            if let (bf16, bf16Seconds) = reduced {
+                // The same images, seed and samples: the difference is the products' rounding alone.
+                let differences = zip(bf16.perImage, estimate.perImage).map { $0.logLikelihood - $1.logLikelihood }
+                let meanAbsolute = differences.map(abs).reduce(0, +) / Double(max(differences.count, 1))
+                object["log_px_fp32"] = estimate.mean
+                object["log_px"] = bf16.mean
+                object["log_px_stderr"] = bf16.standardError
+                object["log_px_bf16_minus_fp32"] = bf16.mean - estimate.mean
+                object["iw_seconds_bf16"] = bf16Seconds
+                lines[lines.count - 3] = "  log p(x)        \(fixed(estimate.mean, 3)) ± \(fixed(estimate.standardError, 3)) nats/image in FP32 (K = \(iwSamples) importance samples; ± is the standard error)"
+                lines += [
+                    "  log p(x) bf16   \(fixed(bf16.mean, 3)) ± \(fixed(bf16.standardError, 3)) nats/image on the same images and samples: \(fixed(bf16.mean - estimate.mean, 3)) from FP32 (per image \(fixed(meanAbsolute, 3)) on average)",
+                    "                  \(fixed(bf16Seconds, 1)) s in bf16, \(Int(Double(bf16.perImage.count * iwSamples) / bf16Seconds)) samples/s",
+                ]
+            }
         }
         if json {
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])

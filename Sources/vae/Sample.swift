@@ -25,6 +25,8 @@ struct Sample: ParsableCommand {
     @Option(help: ArgumentHelp("Conditional models: a grid with one row per class and this many samples in each.", valueName: "n"))
     var perClass: Int?
 
+    @OptionGroup var precision: PrecisionOptions
+
     func validate() throws {
         guard count >= 1 && count <= 10_000 else { throw ValidationError("--count must be between 1 and 10000") }
         if let perClass, perClass < 1 || perClass > 100 { throw ValidationError("--per-class must be between 1 and 100") }
@@ -33,6 +35,7 @@ struct Sample: ParsableCommand {
 
     func run() throws {
         let (model, config) = try RunFolder(path: runFolder).loadModel()
+        model.precision = precision.resolved()
         let classes = model.config.conditionClasses
         try model.config.checkLabel(label ?? perClass.map { _ in 0 }, run: runFolder)
         if let perClass {
@@ -56,6 +59,8 @@ struct Reconstruct: ParsableCommand {
     @Option(help: "Number of test images.")
     var count: Int = 8
 
+    @OptionGroup var precision: PrecisionOptions
+
     @Option(help: ArgumentHelp("PNG file to write.", valueName: "file.png"))
     var out: String
 
@@ -65,6 +70,7 @@ struct Reconstruct: ParsableCommand {
 
     func run() throws {
         let (model, config) = try RunFolder(path: runFolder).loadModel()
+        model.precision = precision.resolved()
         let testSet = try config.training.loadTestSet(for: config.model)
         try PNG.write(Pictures.reconstructions(model, testSet: testSet, count: min(count, testSet.count)), to: out)
         print("wrote \(min(count, testSet.count)) test images and their reconstructions to \(out)")

@@ -37,6 +37,7 @@ struct Score: ParsableCommand {
     @Option(help: "Score only the first N examples.") var limit: Int?
     @Option(help: ArgumentHelp("Weights after this epoch (RUN/snapshots/) instead of the final ones.", valueName: "N")) var epoch: Int?
     @OptionGroup var threading: ThreadingOptions
+    @OptionGroup var precision: PrecisionOptions
 
     enum SplitName: String, ExpressibleByArgument, CaseIterable { case test, train, validation }
 
@@ -54,6 +55,7 @@ struct Score: ParsableCommand {
         let workers = threading.parallelism.apply()
         let folder = RunFolder(path: runFolder)
         let (model, config) = try folder.loadModel(.final, epoch: epoch)
+        model.precision = precision.resolved()
         var dataset: ImageDataset
         if let data {
             dataset = try UserData.load(data, labels: labels, imageShape: config.model.inputShape)

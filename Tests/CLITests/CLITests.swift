@@ -246,6 +246,30 @@ func trainedRun() throws -> (run: String, data: String) {
     #expect(bad.status != 0 && bad.stderr.contains("precision"))
 }
 
+/// `vae eval --precision bf16 --iw-samples K` estimates log p(x) in bf16 and in FP32 on the same
+/// images and samples: the FP32 figure is exactly the one a plain FP32 eval gives, and the bf16
+/// one differs from it, by little. The other commands take the flag.
+@Test(.enabled(if: BF16.isSupported, "needs a CPU with AVX512_BF16"))
+func evalInBF16ReportsItsDistanceFromFP32() throws {
+    let (run, _) = try trainedRun()
+    func json(_ extra: [String]) throws -> [String: Any] {
+        let result = try vae(["eval", run, "--iw-samples", "20", "--json", "--threads", "1"] + extra)
+        #expect(result.status == 0, "\(result.stderr)")
+        return try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] ?? [:]
+    }
+    let fp32 = try json([]), bf16 = try json(["--precision", "bf16"])
+    let plain = try #require(fp32["log_px"] as? Double)
+    let reference = try #require(bf16["log_px_fp32"] as? Double)
+    let difference = try #require(bf16["log_px_bf16_minus_fp32"] as? Double)
+    #expect(reference == plain)
+    #expect(difference != 0 && abs(difference) < 0.01 * abs(plain), "bf16 − FP32 = \(difference) of \(plain)")
+    #expect(abs((bf16["log_px"] as? Double ?? 0) - plain - difference) < 1e-9)
+    for arguments in [["sample", run, "--out", run + "/s16.png"], ["reconstruct", run, "--out", run + "/r16.png"]] {
+        let result = try vae(arguments + ["--precision", "bf16"])
+        #expect(result.status == 0 && FileManager.default.fileExists(atPath: arguments[3]), "\(arguments[0]): \(result.stderr)")
+    }
+}
+
 @Test func latentToolsWritePicturesAndData() throws {
     let (run, dir) = try trainedRun()  // d = 2
     for (arguments, file) in [
