@@ -109,7 +109,8 @@ struct Evaluate: ParsableCommand {
             let reduced = inBF16 ? estimateLogLikelihood(" in bf16") : nil
             model.precision = .fp32
             let (estimate, seconds) = estimateLogLikelihood(inBF16 ? " in FP32" : "")
-            let gap = estimate.mean + loss.meanNegativeELBO
+            // The ELBO above was computed in the chosen precision: its gap is to that log p(x).
+            let gap = (reduced?.estimate.mean ?? estimate.mean) + loss.meanNegativeELBO
             object["log_px"] = estimate.mean
             object["log_px_stderr"] = estimate.standardError
             object["iw_samples"] = iwSamples
@@ -126,7 +127,7 @@ struct Evaluate: ParsableCommand {
             }
             lines += [
                 "  log p(x)        \(fixed(estimate.mean, 3)) ± \(fixed(estimate.standardError, 3)) nats/image (K = \(iwSamples) importance samples; ± is the standard error)",
-                "  gap             \(fixed(gap, 3)) nats/image (log p(x) − ELBO)",
+                "  gap             \(fixed(gap, 3)) nats/image (log p(x) − ELBO\(reduced == nil ? "" : ", both in bf16"))",
                 "                  \(fixed(seconds, 1)) s, \(Int(Double(estimate.perImage.count * iwSamples) / seconds)) samples/s",
             ]
             if let (bf16, bf16Seconds) = reduced {
