@@ -61,5 +61,8 @@ func splittingTheBatchAcrossWorkersGivesTheSameStep(workers: Int) {
     let serial = model.reconstruct(x).toArray()
     let parallel = Tensor(shape: [11, 1, 2, 3])
     DataParallel(model: model, workers: 3).map(x, into: parallel) { w, xs, _, out in w.reconstruct(xs, into: out) }
-    #expect(parallel.toArray() == serial)
+    // The same values, up to float rounding: OpenBLAS's kernels may round a product's rows
+    // differently by the row count (its generic SSE3 kernel and its AVX2 ones do: 1 ulp here).
+    let worst = zip(parallel.toArray(), serial).map { abs($0 - $1) / max(abs($1), 1e-6) }.max() ?? 0
+    #expect(worst <= 1e-6, "largest relative difference \(worst)")
 }
