@@ -111,7 +111,7 @@ public final class VariationalAutoencoder {
     public var latentDimension: Int { config.latentDimension }
 
     /// The operand format of every network's matrix products (FP32 by default; `.bf16` needs
-    /// ``BF16/isSupported``: resolve it with ``BF16/resolve(_:)``). The weights, the objective
+    /// `BF16.isSupported`: resolve it with `BF16.resolve(_:)`). The weights, the objective
     /// and every reported figure stay FP32 either way; replicas keep the choice.
     public var precision: MatrixPrecision {
         get { encoder.precision }
