@@ -62,11 +62,7 @@ public final class Linear: Layer, ReLUFusing, PrecisionSetting {
         output = y
         input = x
         // y = b (broadcast over rows), then y += x Wᵀ.
-        let (yp, bp, n) = (y.data, bias.value.data, outputSize)
-        for i in 0..<batch {
-            let row = yp + i * n
-            for j in 0..<n { row[j] = bp[j] }
-        }
+        vae_fill_rows(y.data, bias.value.data, batch, outputSize)
         matmul(x, weight.value, into: y, transposeB: true, beta: 1, precision: precision)
         if fusesReLU { vae_relu_inplace(y.data, y.count) }
         return y
