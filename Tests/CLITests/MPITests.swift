@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 import Testing
 import TestSupport
 
@@ -185,4 +186,26 @@ func mpiRanksTrainTheTwoLayerModel() throws {
     var largest: Float = 0
     for (name, values) in a { for (x, y) in zip(values, b[name]!) { largest = max(largest, abs(x - y)) } }
     #expect(largest < 1e-4, "2 ranks differ from 1 by \(largest) after 12 steps")  // measured: 4.3e-6 (IWAE K = 2)
+}
+
+/// bf16 products under 2 ranks: every rank rounds its own rows' operands, the summed gradient is
+/// FP32, so the ranks keep identical weights, close to one process's bf16 run.
+@Test(.enabled(if: mpirunPath != nil && BF16.isSupported, "needs Open MPI's mpirun and a CPU with AVX512_BF16"))
+func mpiRanksTrainInBF16() throws {
+    let dir = temporaryDirectory()
+    try writeTinyDataset(dir)
+    let arguments = ["train", "--dataset", "mnist", "--data-dir", dir, "--epochs", "2", "--batch-size", "16", "--hidden", "16", "--latent", "4",
+                     "--precision", "bf16", "--threads", "1"]
+    let one = try mpirun(1, arguments + ["--out", dir + "/one"])
+    #expect(one.status == 0, "\(one.stderr)")
+    let two = try mpirun(2, arguments + ["--out", dir + "/two", "--check-replicas"])
+    #expect(two.status == 0, "\(two.stderr)")
+    #expect(two.stdout.contains(", bf16 matrix products"), "\(two.stdout)")
+    #expect(two.stdout.contains("replica check: the weights were identical on all 2 ranks at all 13 checks"), "\(two.stdout)")
+    let a = try tensors(dir + "/one/model.safetensors"), b = try tensors(dir + "/two/model.safetensors")
+    var largest: Float = 0
+    for (name, values) in a { for (x, y) in zip(values, b[name]!) { largest = max(largest, abs(x - y)) } }
+    // The weight gradient's bf16 product over 8 rows instead of 16 rounds its partial sums to the
+    // same bf16 operands but adds them in another order: FP32 rounding, not bf16's.
+    #expect(largest < 1e-4, "2 ranks differ from 1 by \(largest) after 12 steps")
 }
