@@ -176,15 +176,8 @@ func mpiRanksTrainTheTwoLayerModel() throws {
     try writeTinyDataset(dir)
     let arguments = ["train", "--dataset", "mnist", "--data-dir", dir, "--epochs", "2", "--batch-size", "16", "--hidden", "16", "--latent", "4",
                      "--stochastic-layers", "2", "--latent2", "2", "--hidden2", "8", "--iwae", "2", "--threads", "1"]
-    let one = try mpirun(1, arguments + ["--out", dir + "/one"])
-    #expect(one.status == 0, "\(one.stderr)")
-    let two = try mpirun(2, arguments + ["--out", dir + "/two", "--check-replicas"])
-    #expect(two.status == 0, "\(two.stderr)")
-    #expect(two.stdout.contains("replica check: the weights were identical on all 2 ranks at all 13 checks"), "\(two.stdout)")
-    let a = try tensors(dir + "/one/model.safetensors"), b = try tensors(dir + "/two/model.safetensors")
-    #expect(a.keys.contains("encoder2.0.weight") && a.keys.contains("decoder2.2.bias") && a.keys.sorted() == b.keys.sorted())
-    var largest: Float = 0
-    for (name, values) in a { for (x, y) in zip(values, b[name]!) { largest = max(largest, abs(x - y)) } }
+    let (two, weights, largest) = try trainOnOneAndTwoRanks(arguments, in: dir)
+    #expect(weights.contains("encoder2.0.weight") && weights.contains("decoder2.2.bias"), "\(two.stdout)")
     #expect(largest < 1e-4, "2 ranks differ from 1 by \(largest) after 12 steps")  // measured: 4.3e-6 (IWAE K = 2)
 }
 
@@ -196,16 +189,25 @@ func mpiRanksTrainInBF16() throws {
     try writeTinyDataset(dir)
     let arguments = ["train", "--dataset", "mnist", "--data-dir", dir, "--epochs", "2", "--batch-size", "16", "--hidden", "16", "--latent", "4",
                      "--precision", "bf16", "--threads", "1"]
+    let (two, _, largest) = try trainOnOneAndTwoRanks(arguments, in: dir)
+    #expect(two.stdout.contains(", bf16 matrix products"), "\(two.stdout)")
+    // The weight gradient's bf16 product over 8 rows instead of 16 rounds its partial sums to the
+    // same bf16 operands but adds them in another order: FP32 rounding, not bf16's.
+    #expect(largest < 1e-4, "2 ranks differ from 1 by \(largest) after 12 steps")
+}
+
+/// Trains `arguments` under `mpirun -np 1` (DIR/one) and `-np 2` with the replica check (DIR/two);
+/// expects both to succeed, the replicas identical at all 13 checks of a 12-step run, and the same
+/// weight names. Returns the 2-rank output, those names, and the largest difference of a weight.
+func trainOnOneAndTwoRanks(_ arguments: [String], in dir: String) throws -> (two: Output, weights: Set<String>, largest: Float) {
     let one = try mpirun(1, arguments + ["--out", dir + "/one"])
     #expect(one.status == 0, "\(one.stderr)")
     let two = try mpirun(2, arguments + ["--out", dir + "/two", "--check-replicas"])
     #expect(two.status == 0, "\(two.stderr)")
-    #expect(two.stdout.contains(", bf16 matrix products"), "\(two.stdout)")
     #expect(two.stdout.contains("replica check: the weights were identical on all 2 ranks at all 13 checks"), "\(two.stdout)")
     let a = try tensors(dir + "/one/model.safetensors"), b = try tensors(dir + "/two/model.safetensors")
+    #expect(a.keys.sorted() == b.keys.sorted())
     var largest: Float = 0
-    for (name, values) in a { for (x, y) in zip(values, b[name]!) { largest = max(largest, abs(x - y)) } }
-    // The weight gradient's bf16 product over 8 rows instead of 16 rounds its partial sums to the
-    // same bf16 operands but adds them in another order: FP32 rounding, not bf16's.
-    #expect(largest < 1e-4, "2 ranks differ from 1 by \(largest) after 12 steps")
+    for (name, values) in a { for (x, y) in zip(values, b[name] ?? []) { largest = max(largest, abs(x - y)) } }
+    return (two, Set(a.keys), largest)
 }
