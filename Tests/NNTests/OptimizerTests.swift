@@ -24,6 +24,33 @@ import TestSupport
     #expect(adam.stepCount == 3)
 }
 
+@Test func adamMomentsOfAnIdleWeightNeverTurnSubnormal() {
+    // One gradient of 1, then zeros: m = 0.1 · 0.9ᵏ passes below the smallest normal float
+    // (2⁻¹²⁶) after ~807 steps and, computed in plain IEEE arithmetic, sticks at the smallest
+    // subnormal (0.9 · 2⁻¹⁴⁹ rounds back up), whose arithmetic costs x86 a microcode assist
+    // per element on every later step. The update flushes such values to zero. Both paths: the
+    // gradient alone and the gradient plus another worker's.
+    for fused in [false, true] {
+        let p = Parameter(Tensor(shape: [2], values: [0.5, -0.5]))
+        let adam = Adam(parameters: [p], learningRate: 1e-3)
+        let other = [Float](repeating: 0, count: 2)
+        p.gradient[0] = 1; p.gradient[1] = -1
+        for t in 0..<1000 {
+            if t == 1 { p.gradient[0] = 0; p.gradient[1] = 0 }
+            adam.beginStep()
+            other.withUnsafeBufferPointer { adam.update(parameterAt: 0, range: 0..<2, addingGradient: fused ? $0.baseAddress : nil) }
+        }
+        for i in 0..<2 {
+            let m = adam.firstMoments[0][i]
+            #expect(m == 0 || abs(m) >= Float.leastNormalMagnitude, "m[\(i)] = \(m) (fused: \(fused))")
+        }
+        #expect(adam.secondMoments[0][0] >= Float.leastNormalMagnitude)  // 0.001 · 0.999ᵏ is still normal
+    }
+    // The flush is confined to the update: the caller's arithmetic still produces subnormals.
+    let tiny = [Float.leastNormalMagnitude, 0.25]
+    #expect(tiny.withUnsafeBufferPointer { $0[0] * $0[1] } > 0)
+}
+
 @Test func adamWDecaysWeightsBeforeTheUpdate() {
     let p = Parameter(Tensor(shape: [1], values: [2]))
     let adam = Adam(parameters: [p], learningRate: 0.1, decoupledWeightDecay: 0.5)
