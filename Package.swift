@@ -18,7 +18,8 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
-        // C libraries from Debian: OpenBLAS (GEMM), zlib (gzip), libpng (PNG files).
+        // C libraries from Debian: oneDNN and OpenBLAS (GEMM), zlib (gzip), libpng (PNG files).
+        .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
@@ -26,7 +27,7 @@ let package = Package(
 
         // Elementwise hot loops in C, compiled per instruction set and dispatched at load time.
         .target(name: "CKernels"),
-        .target(name: "Tensor", dependencies: ["CBLAS", "CKernels"]),
+        .target(name: "Tensor", dependencies: ["CBLAS", "CDNNL", "CKernels"]),
         .target(name: "NN", dependencies: ["Tensor", "CKernels"]),
         // System calls Swift's Glibc module does not declare (renameat2).
         .target(name: "CFiles"),

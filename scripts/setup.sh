@@ -5,7 +5,7 @@
 # Safe to run again: it does nothing when everything is already present.
 set -euo pipefail
 
-packages=(libopenblas-dev zlib1g-dev libpng-dev libfreetype-dev fonts-dejavu-core pkg-config dataset-fashion-mnist openmpi-bin libopenmpi-dev)
+packages=(libdnnl-dev libopenblas-dev zlib1g-dev libpng-dev libfreetype-dev fonts-dejavu-core pkg-config dataset-fashion-mnist openmpi-bin libopenmpi-dev)
 tests=0
 for arg in "$@"; do
   case "$arg" in

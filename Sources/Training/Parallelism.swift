@@ -5,13 +5,13 @@ public enum Parallelism: Equatable, Sendable {
     /// Each of `workers` cores runs forward and backward on a slice of every batch with
     /// single-threaded matrix products; the gradients are summed (the default).
     case batch(workers: Int)
-    /// One pass; OpenBLAS splits each matrix product across `threads` threads.
+    /// One pass; the matrix library splits each product across `threads` threads.
     case blas(threads: Int)
 
     /// Every core, batch-parallel.
     public static var allCores: Parallelism { .batch(workers: Parallel.coreCount) }
 
-    /// Sets OpenBLAS's thread count for this mode and returns the number of batch workers.
+    /// Sets the matrix library's thread count for this mode and returns the number of batch workers.
     @discardableResult
     public func apply() -> Int {
         switch self {
@@ -31,11 +31,12 @@ public enum Parallelism: Equatable, Sendable {
         }
     }
 
-    /// One line naming the kernel and the split, e.g. "OpenBLAS kernel Cooperlake, 2 batch workers × 1 OpenBLAS thread".
+    /// One line naming the matrix library and the split, e.g. "oneDNN 2.6.3 (avx512_core),
+    /// 2 batch workers × 1 GEMM thread" or "OpenBLAS kernel Haswell, 1 worker × 2 GEMM threads".
     public var summary: String {
         switch self {
-        case .batch(let n): "OpenBLAS kernel \(BLAS.coreName), \(n) batch worker\(n == 1 ? "" : "s") × 1 OpenBLAS thread"
-        case .blas(let n): "OpenBLAS kernel \(BLAS.coreName), 1 worker × \(n) OpenBLAS thread\(n == 1 ? "" : "s")"
+        case .batch(let n): "\(GEMMLibrary.summary), \(n) batch worker\(n == 1 ? "" : "s") × 1 GEMM thread"
+        case .blas(let n): "\(GEMMLibrary.summary), 1 worker × \(n) GEMM thread\(n == 1 ? "" : "s")"
         }
     }
 }

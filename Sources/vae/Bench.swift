@@ -89,7 +89,8 @@ struct Bench: ParsableCommand {
         let jobPeak = peak.all * Double(communicator.size)
         var results: [(String, String, Any)] = [
             ("model", "\(config.summary), batch \(batchSize)\(iwae > 1 ? ", IWAE K = \(iwae)" : "")", config.summary + (iwae > 1 ? ", IWAE K = \(iwae)" : "")),
-            ("blas_kernel", "OpenBLAS kernel (\(KernelCheck.choice))", BLAS.coreName),
+            ("gemm_library", "FP32 matrix products (\(GEMMLibrary.variable)=onednn|openblas)", GEMMLibrary.summary),
+            ("blas_kernel", "OpenBLAS kernel (\(KernelCheck.choice)\(GEMMLibrary.selected == .openBLAS ? "" : "; not in use"))", BLAS.coreName),
             ("elementwise_isa", "elementwise kernels", String(cString: vae_kernels_isa())),
             ("threads", "threads (\(threading.parallel.rawValue) parallelism)", threading.threadCount),
             ("ranks", "MPI ranks (each on a slice of every batch)", communicator.size),
@@ -131,7 +132,7 @@ struct Bench: ParsableCommand {
                 }
                 print(label.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + text)
             }
-            if let warning = BLAS.slowKernelWarning { print(warning) }
+            if GEMMLibrary.selected == .openBLAS, let warning = BLAS.slowKernelWarning { print(warning) }
         }
     }
 }

@@ -10,8 +10,8 @@ struct ThreadingOptions: ParsableArguments {
 
     @Option(help: """
         How to use several cores: batch (each core runs forward and backward on a slice of the \
-        batch with single-threaded GEMM; gradients are summed) or blas (one pass, OpenBLAS \
-        splits each matrix product across threads).
+        batch with single-threaded GEMM; gradients are summed) or blas (one pass, the matrix \
+        library splits each product across threads).
         """)
     var parallel: ParallelMode = .batch
 
@@ -62,7 +62,7 @@ enum KernelCheck {
     /// fails, the command goes on with the narrow kernel.
     static func restartWithWidestKernel() {
         let environment = ProcessInfo.processInfo.environment
-        guard environment[detectedVariable] == nil,
+        guard GEMMLibrary.selected == .openBLAS, environment[detectedVariable] == nil,
               let better = BLAS.betterCoreType(kernel: BLAS.coreName, cpu: BLAS.cpuISA, environment: environment) else { return }
         setenv(detectedVariable, BLAS.coreName, 1)
         setenv("OPENBLAS_CORETYPE", better, 1)
@@ -80,7 +80,7 @@ enum KernelCheck {
     }
 
     static func warnIfSlow() {
-        guard let warning = BLAS.slowKernelWarning else { return }
+        guard GEMMLibrary.selected == .openBLAS, let warning = BLAS.slowKernelWarning else { return }
         fflush(stdout)
         FileHandle.standardError.write(Data((warning + "\n").utf8))
     }

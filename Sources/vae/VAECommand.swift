@@ -1,4 +1,5 @@
 import ArgumentParser
+import Tensor
 import Training
 
 @main
@@ -18,6 +19,7 @@ struct VAECommand: ParsableCommand {
     )
 
     static func main() {
+        if let problem = GEMMLibrary.environmentError { exit(withError: CLIError(problem)) }
         KernelCheck.restartWithWidestKernel()
         Job.silenceOtherRanks()
         do {

@@ -209,10 +209,26 @@ func trainedRun() throws -> (run: String, data: String) {
     let dir = temporaryDirectory()
     try writeTinyDataset(dir)
     let isAVX512 = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.contains(" avx512f") ?? false
-    let pinned = try vae(["train", "--data-dir", dir, "--out", dir + "/run"] + smallTrainArguments, environment: ["OPENBLAS_CORETYPE": "Haswell"])
+    let pinned = try vae(["train", "--data-dir", dir, "--out", dir + "/run"] + smallTrainArguments, environment: ["OPENBLAS_CORETYPE": "Haswell", "VAE_GEMM": "openblas"])
     #expect(pinned.status == 0)
     #expect(pinned.stdout.hasPrefix("vae train: OpenBLAS kernel Haswell"))  // the first line names the kernel
     #expect(pinned.stderr.contains("OPENBLAS_CORETYPE=Haswell") == isAVX512)
+}
+
+/// oneDNN runs the products unless `VAE_GEMM` says openblas; the first line of `vae train` names
+/// the library, and a value naming no library is refused in one line before anything runs.
+@Test func theMatrixLibraryIsNamedAndChosen() throws {
+    let dir = temporaryDirectory()
+    try writeTinyDataset(dir)
+    let plain = try vae(["train", "--data-dir", dir, "--out", dir + "/a"] + smallTrainArguments, removing: ["VAE_GEMM"])
+    #expect(plain.status == 0, "\(plain.stderr)")
+    #expect(plain.stdout.hasPrefix("vae train: oneDNN "), "\(plain.stdout.prefix(120))")
+    let chosen = try vae(["train", "--data-dir", dir, "--out", dir + "/b"] + smallTrainArguments, environment: ["VAE_GEMM": "openblas"])
+    #expect(chosen.status == 0 && chosen.stdout.hasPrefix("vae train: OpenBLAS kernel "), "\(chosen.stdout.prefix(120))")
+    let bad = try vae(["train", "--data-dir", dir, "--out", dir + "/c"] + smallTrainArguments, environment: ["VAE_GEMM": "mkl"])
+    #expect(bad.status != 0)
+    #expect(bad.stderr.trimmingCharacters(in: .whitespacesAndNewlines) == "Error: VAE_GEMM=mkl names no matrix library: use onednn (the default) or openblas", "\(bad.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: dir + "/c"))
 }
 
 /// Unpinned, `vae` runs the widest OpenBLAS kernel the CPU has, even where OpenBLAS does not
@@ -220,7 +236,7 @@ func trainedRun() throws -> (run: String, data: String) {
 @Test func unpinnedRunsTheWidestKernel() throws {
     let dir = temporaryDirectory()
     try writeTinyDataset(dir)
-    let result = try vae(["train", "--data-dir", dir, "--out", dir + "/run"] + smallTrainArguments, removing: ["OPENBLAS_CORETYPE", "VAE_OPENBLAS_DETECTED"])
+    let result = try vae(["train", "--data-dir", dir, "--out", dir + "/run"] + smallTrainArguments, environment: ["VAE_GEMM": "openblas"], removing: ["OPENBLAS_CORETYPE", "VAE_OPENBLAS_DETECTED"])
     #expect(result.status == 0, "\(result.stderr)")
     let firstLine = result.stdout.split(separator: "\n").first.map(String.init) ?? ""
     let kernel = firstLine.replacingOccurrences(of: "vae train: OpenBLAS kernel ", with: "").split(separator: ",").first.map(String.init) ?? ""

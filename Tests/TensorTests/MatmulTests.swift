@@ -34,6 +34,63 @@ func matmulMatchesNaiveLoop(transposeA: Bool, transposeB: Bool) {
     }
 }
 
+/// Both FP32 libraries, every transposition, shapes of the default model's products (64 rows,
+/// 784 and 400 wide) and small odd ones, operands read through row strides wider than their
+/// rows (views), against the double-precision loop; β = 0 must ignore C's contents (NaN there),
+/// β = 1 must add to them, and nothing outside C's block may change.
+@Test(arguments: GEMMLibrary.allCases)
+func bothFP32LibrariesMatchTheNaiveLoop(library: GEMMLibrary) {
+    for (m, n, k) in [(64, 400, 784), (37, 21, 50), (1, 3, 1), (400, 20, 64)] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            for beta: Float in [0, 1] {
+                let (aRows, aCols) = ta ? (k, m) : (m, k)
+                let (bRows, bCols) = tb ? (n, k) : (k, n)
+                let (lda, ldb, ldc) = (aCols + 3, bCols + 5, n + 2)
+                let a = randomTensor([aRows * lda], seed: 11).toArray(), b = randomTensor([bRows * ldb], seed: 12).toArray()
+                let c0 = randomTensor([m * ldc], seed: 13).toArray()
+                var c = c0
+                if beta == 0 { for i in 0..<m { for j in 0..<n { c[i * ldc + j] = .nan } } }
+                a.withUnsafeBufferPointer { pa in
+                    b.withUnsafeBufferPointer { pb in
+                        c.withUnsafeMutableBufferPointer { pc in
+                            BLAS.sgemm(
+                                transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: 0.5, a: pa.baseAddress!, lda: lda,
+                                b: pb.baseAddress!, ldb: ldb, beta: beta, c: pc.baseAddress!, ldc: ldc, library: library)
+                        }
+                    }
+                }
+                // The dense operands the strided ones hold, for the reference.
+                let denseA = (0..<aRows).flatMap { r in a[(r * lda)..<(r * lda + aCols)] }
+                let denseB = (0..<bRows).flatMap { r in b[(r * ldb)..<(r * ldb + bCols)] }
+                let reference = referenceMatmul(denseA, denseB, m: m, n: n, k: k, transposeA: ta, transposeB: tb)
+                let magnitude = referenceMatmul(denseA.map(abs), denseB.map(abs), m: m, n: n, k: k, transposeA: ta, transposeB: tb)
+                var worst = 0.0, outside = 0
+                for i in 0..<m {
+                    for j in 0..<ldc {
+                        if j >= n { outside += c[i * ldc + j] == c0[i * ldc + j] ? 0 : 1; continue }
+                        let expected = 0.5 * reference[i * n + j] + Double(beta) * Double(c0[i * ldc + j])
+                        // An FP32 sum of k products is within (k + 2) · 2⁻²⁴ · Σ|a||b| of the exact one
+                        // (the classic bound), plus the rounding of β·c and of the result.
+                        let bound = Double(k + 2) * 0x1p-24 * 0.5 * magnitude[i * n + j] + 0x1p-23 * (abs(expected) + Double(beta) * abs(Double(c0[i * ldc + j])))
+                        let error = abs(Double(c[i * ldc + j]) - expected)
+                        worst = error.isNaN ? .infinity : max(worst, error / bound)
+                    }
+                }
+                #expect(worst <= 1, "\(library) \(m)×\(n)×\(k) ta \(ta) tb \(tb) β \(beta): error \(worst) of the bound")
+                #expect(outside == 0, "\(library) wrote outside C's block")
+            }
+        }
+    }
+}
+
+@Test func theMatrixLibraryComesFromVAE_GEMM() {
+    #expect(GEMMLibrary.from(environment: [:]) == .oneDNN)
+    #expect(GEMMLibrary.from(environment: ["VAE_GEMM": ""]) == .oneDNN)
+    #expect(GEMMLibrary.from(environment: ["VAE_GEMM": "OpenBLAS"]) == .openBLAS)
+    #expect(GEMMLibrary.from(environment: ["VAE_GEMM": "onednn"]) == .oneDNN)
+    #expect(GEMMLibrary.from(environment: ["VAE_GEMM": "mkl"]) == nil)
+}
+
 @Test func sumRowsAddsColumns() {
     let t = Tensor(shape: [3, 2], values: [1, 2, 3, 4, 5, 6])
     var out: [Float] = [10, 20]
