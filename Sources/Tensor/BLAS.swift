@@ -195,7 +195,8 @@ public enum BLAS {
             oneDNNThreads = Int32(max(1, newValue))
         }
     }
-    nonisolated(unsafe) public static var oneDNNThreads: Int32 = 1
+    /// The thread count every caller of oneDNN's sgemm sets for itself (see ``threads``).
+    @usableFromInline nonisolated(unsafe) static var oneDNNThreads: Int32 = 1
 
     /// C[m×n] = α · op(A) · op(B) + β · C, row-major, where op(X) is X or Xᵀ.
     /// `lda`, `ldb`, `ldc` are the row strides of A, B, C as stored. With β = 0, C is only
