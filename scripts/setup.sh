@@ -40,4 +40,4 @@ if ! command -v swift >/dev/null 2>&1; then
   echo "setup: 'swift' is not on PATH; install Swift 6 (https://www.swift.org/install/linux/) first" >&2
   exit 1
 fi
-echo "setup: ready (OpenBLAS, zlib, libpng, FreeType + DejaVu fonts, Open MPI, Fashion-MNIST in /usr/share/datasets/fashion-mnist$([ "$tests" -eq 1 ] && echo "; for the tests Chromium and tensorboard"))"
+echo "setup: ready (oneDNN and OpenBLAS, zlib, libpng, FreeType + DejaVu fonts, Open MPI, Fashion-MNIST in /usr/share/datasets/fashion-mnist$([ "$tests" -eq 1 ] && echo "; for the tests Chromium and tensorboard"))"
