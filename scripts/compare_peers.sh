@@ -23,7 +23,7 @@ torch="${TORCH_PYTHON:-/tmp/torchenv/bin/python}"
 echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $cores core(s)"
 for precision in fp32 bf16; do
   echo "== swift-vae $precision"
-  "${pin[@]}" "$vae" bench --threads "$threads" --repeats 3 --precision "$precision" 2>/dev/null | grep -E "s/epoch|fraction"
+  "${pin[@]}" "$vae" bench --threads "$threads" --repeats 3 --precision "$precision" 2>/dev/null | grep -E "s/epoch|fraction|FP32 matrix"
 done
 echo "== JAX fp32"
 "${pin[@]}" "$jax" scripts/jax_reference.py 4 2>&1 | grep epoch
