@@ -43,6 +43,26 @@ void vae_adam_update(float *restrict w, float *restrict g0, const float *restric
     _mm_setcsr(csr);
 }
 
+CLONES
+void vae_sgd_update(float *restrict w, float *restrict g, float *restrict velocity, size_t n, float lr, float momentum,
+                    float decay) {
+    // The momentum buffer of a weight whose gradient stays zero decays like Adam's m.
+    const unsigned csr = _mm_getcsr();
+    _mm_setcsr(csr | flushSubnormals);
+    if (decay != 0.0f)
+        for (size_t i = 0; i < n; i++) g[i] += decay * w[i];
+    if (velocity) {
+        for (size_t i = 0; i < n; i++) {
+            float vi = momentum * velocity[i] + g[i];  // v starts at 0, so the first step's v is g
+            velocity[i] = vi;
+            w[i] -= lr * vi;
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) w[i] -= lr * g[i];
+    }
+    _mm_setcsr(csr);
+}
+
 const char *vae_kernels_isa(void) {
     // The same order target_clones uses to pick a version.
     __builtin_cpu_init();

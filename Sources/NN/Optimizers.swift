@@ -70,20 +70,14 @@ public final class SGD: Optimizer {
 
     public func beginStep() { stepCount += 1 }
 
+    /// The update is a C kernel (`vae_sgd_update`) that, like Adam's, flushes subnormal values to
+    /// zero: a momentum buffer whose gradient stays zero decays into them.
     public func update(parameterAt k: Int, range: Range<Int>) {
-        let (lr, mu, decay) = (learningRate, momentum, weightDecay)
         let p = parameters[k]
-        let (w, g) = (p.value.data, p.gradient.data)
-        if decay != 0 { for i in range { g[i] += decay * w[i] } }
-        if mu == 0 {
-            for i in range { w[i] -= lr * g[i] }
-        } else {
-            let m = velocity[k].data
-            for i in range {
-                m[i] = mu * m[i] + g[i]  // v starts at 0, so the first step's v is g
-                w[i] -= lr * m[i]
-            }
-        }
+        let o = range.lowerBound
+        vae_sgd_update(
+            p.value.data + o, p.gradient.data + o, momentum == 0 ? nil : velocity[k].data + o, range.count,
+            learningRate, momentum, weightDecay)
     }
 }
 

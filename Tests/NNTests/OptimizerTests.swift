@@ -51,6 +51,29 @@ import TestSupport
     #expect(tiny.withUnsafeBufferPointer { $0[0] * $0[1] } > 0)
 }
 
+@Test func sgdMomentumOfAnIdleWeightNeverTurnsSubnormal() {
+    // v = 0.9ᵏ after one gradient of 1: below 2⁻¹²⁶ after ~830 steps, stuck at a subnormal in
+    // plain IEEE arithmetic; flushed to zero by the update.
+    let p = Parameter(Tensor(shape: [1], values: [0.5]))
+    let sgd = SGD(parameters: [p], learningRate: 1e-3, momentum: 0.9)
+    p.gradient[0] = 1
+    for t in 0..<1000 {
+        if t == 1 { p.gradient[0] = 0 }
+        sgd.step()
+    }
+    let v = sgd.stateSlots[0].tensors[0][0]
+    #expect(v == 0 || abs(v) >= Float.leastNormalMagnitude, "v = \(v)")
+}
+
+@Test func sgdWeightDecayIsAddedToTheGradient() {
+    // g ← g + λw, then w ← w − lr·g: w = 2, g = 1, λ = 0.5, lr = 0.1 → g = 2, w = 1.8.
+    let p = Parameter(Tensor(shape: [1], values: [2]))
+    let sgd = SGD(parameters: [p], learningRate: 0.1, weightDecay: 0.5)
+    p.gradient[0] = 1
+    sgd.step()
+    #expect(abs(p.value[0] - 1.8) < 1e-6 && abs(p.gradient[0] - 2) < 1e-6)
+}
+
 @Test func adamWDecaysWeightsBeforeTheUpdate() {
     let p = Parameter(Tensor(shape: [1], values: [2]))
     let adam = Adam(parameters: [p], learningRate: 0.1, decoupledWeightDecay: 0.5)

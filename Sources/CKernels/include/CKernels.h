@@ -13,6 +13,12 @@ void vae_adam_update(float *w, float *g0, const float *g1, float *m, float *v, s
                      float beta1, float beta2, float epsilon, float stepSize,
                      float inverseRootCorrection2, float decay);
 
+/// SGD on n elements, PyTorch's formulation (dampening 0, not Nesterov):
+///   g ← g + λw (written back, only when λ ≠ 0);  v ← μv + g (when velocity is not NULL);
+///   w ← w − lr · (v or g)
+/// Like `vae_adam_update`, it flushes subnormal values to zero (a momentum buffer decays into them).
+void vae_sgd_update(float *w, float *g, float *velocity, size_t n, float lr, float momentum, float decay);
+
 /// Bernoulli negative log-likelihood of one example with logits ℓ (stable form), returning
 ///   Σ_i [max(ℓ_i, 0) + log1p(e^−|ℓ_i|) − x_i ℓ_i]
 /// and, when gradient is not NULL, setting gradient_i = scale · (sigmoid(ℓ_i) − x_i).
