@@ -198,6 +198,8 @@ func trainedRun() throws -> (run: String, data: String) {
     #expect(abs(fraction - (json["train_gflops"] as? Double ?? 0) / peak) < 1e-9 * max(1, fraction))
     #expect(json["ranks"] as? Int == 1 && json["allreduce_bytes_per_step"] as? Int == 0)
     #expect((json["blas_kernel"] as? String)?.isEmpty == false)
+    let library = json["gemm_library"] as? String ?? ""
+    #expect(library.hasPrefix(ProcessInfo.processInfo.environment["VAE_GEMM"] == "openblas" ? "OpenBLAS kernel " : "oneDNN "), "\(library)")
     #expect(["avx512f", "avx2", "default"].contains(json["elementwise_isa"] as? String ?? ""))
     let table = try vae(["bench", "--dataset", "mnist", "--data-dir", dir, "--hidden", "16", "--latent", "2", "--repeats", "1", "--parallel", "blas"])
     #expect(table.status == 0 && table.stdout.contains("training s/epoch") && table.stdout.contains("blas parallelism"))
