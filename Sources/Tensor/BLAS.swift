@@ -39,12 +39,9 @@ public enum BF16 {
         func best(_ probe: (Int, UnsafeMutablePointer<Float>?) -> Double) -> Double {
             var sink: Float = 0, rate = 0.0
             for _ in 0..<3 {
-                var start = timespec(), end = timespec()
-                clock_gettime(CLOCK_MONOTONIC, &start)
+                let start = monotonicSeconds()
                 let flops = probe(300_000, &sink)
-                clock_gettime(CLOCK_MONOTONIC, &end)
-                let seconds = Double(end.tv_sec - start.tv_sec) + Double(end.tv_nsec - start.tv_nsec) * 1e-9
-                rate = max(rate, flops / max(seconds, 1e-9))
+                rate = max(rate, flops / max(monotonicSeconds() - start, 1e-9))
             }
             return rate
         }
@@ -90,21 +87,9 @@ public enum GEMMLibrary: String, Sendable, CaseIterable {
             return "OpenBLAS kernel \(BLAS.coreName)"
         case .oneDNN:
             let v = dnnl_version().pointee
-            return "oneDNN \(v.major).\(v.minor).\(v.patch) (\(isaName(dnnl_get_effective_cpu_isa())))"
-        }
-    }
-
-    private static func isaName(_ isa: dnnl_cpu_isa_t) -> String {
-        switch isa {
-        case dnnl_cpu_isa_avx512_core_amx: "avx512_core_amx"
-        case dnnl_cpu_isa_avx512_core_bf16: "avx512_core_bf16"
-        case dnnl_cpu_isa_avx512_core_vnni: "avx512_core_vnni"
-        case dnnl_cpu_isa_avx512_core: "avx512_core"
-        case dnnl_cpu_isa_avx2_vnni: "avx2_vnni"
-        case dnnl_cpu_isa_avx2: "avx2"
-        case dnnl_cpu_isa_avx: "avx"
-        case dnnl_cpu_isa_sse41: "sse41"
-        default: "isa \(isa.rawValue)"
+            // oneDNN's own name of the instruction set it dispatches to, e.g. "cpu_isa_avx2".
+            let isa = dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa()).map { String(cString: $0) } ?? "unknown"
+            return "oneDNN \(v.major).\(v.minor).\(v.patch) (\(isa.replacingOccurrences(of: "cpu_isa_", with: "")))"
         }
     }
 }
@@ -221,8 +206,9 @@ public enum BLAS {
             // oneDNN threads with OpenMP, whose thread count is per calling thread: the trainer's
             // workers each set theirs to the one thread they run on, once.
             if omp_get_max_threads() != oneDNNThreads { omp_set_num_threads(oneDNNThreads) }
+            let (transposed, plain) = (CChar(UInt8(ascii: "T")), CChar(UInt8(ascii: "N")))
             let status = dnnl_sgemm(
-                transposeA ? 84 : 78, transposeB ? 84 : 78, Int64(m), Int64(n), Int64(k), alpha, a, Int64(lda), b, Int64(ldb), beta, c, Int64(ldc))
+                transposeA ? transposed : plain, transposeB ? transposed : plain, Int64(m), Int64(n), Int64(k), alpha, a, Int64(lda), b, Int64(ldb), beta, c, Int64(ldc))
             precondition(status == dnnl_success, "oneDNN sgemm failed (status \(status.rawValue)) for \(m)×\(k) · \(k)×\(n)")
             return
         }

@@ -14,6 +14,14 @@ public struct LogLikelihoodEstimate: Sendable {
     public let samples: Int
     /// Each image's estimate, in data-set order.
     public let perImage: [ImportanceSampledEstimate]
+
+    /// The mean over images of |this image's estimate − `other`'s|, for two estimates on the same
+    /// images (e.g. the same samples in bf16 and in FP32: the products' rounding alone).
+    public func meanAbsoluteDifference(from other: LogLikelihoodEstimate) -> Double {
+        precondition(perImage.count == other.perImage.count, "estimates of \(perImage.count) and \(other.perImage.count) images")
+        let total = zip(perImage, other.perImage).reduce(0.0) { $0 + abs($1.0.logLikelihood - $1.1.logLikelihood) }
+        return total / Double(max(perImage.count, 1))
+    }
 }
 
 /// One rank's contiguous share of a data set, for evaluation split across the ranks of a job:

@@ -126,20 +126,18 @@ struct Evaluate: ParsableCommand {
                 printWarning("log p(x) not saved in the run folder: \(error)")
             }
             lines += [
-                "  log p(x)        \(fixed(estimate.mean, 3)) ± \(fixed(estimate.standardError, 3)) nats/image (K = \(iwSamples) importance samples; ± is the standard error)",
+                "  log p(x)        \(fixed(estimate.mean, 3)) ± \(fixed(estimate.standardError, 3)) nats/image\(inBF16 ? " in FP32" : "") (K = \(iwSamples) importance samples; ± is the standard error)",
                 "  gap             \(fixed(gap, 3)) nats/image (log p(x) − ELBO\(reduced == nil ? "" : ", both in bf16"))",
                 "                  \(fixed(seconds, 1)) s, \(Int(Double(estimate.perImage.count * iwSamples) / seconds)) samples/s",
             ]
             if let (bf16, bf16Seconds) = reduced {
                 // The same images, seed and samples: the difference is the products' rounding alone.
-                let differences = zip(bf16.perImage, estimate.perImage).map { $0.logLikelihood - $1.logLikelihood }
-                let meanAbsolute = differences.map(abs).reduce(0, +) / Double(max(differences.count, 1))
+                let meanAbsolute = bf16.meanAbsoluteDifference(from: estimate)
                 object["log_px_fp32"] = estimate.mean
                 object["log_px"] = bf16.mean
                 object["log_px_stderr"] = bf16.standardError
                 object["log_px_bf16_minus_fp32"] = bf16.mean - estimate.mean
                 object["iw_seconds_bf16"] = bf16Seconds
-                lines[lines.count - 3] = "  log p(x)        \(fixed(estimate.mean, 3)) ± \(fixed(estimate.standardError, 3)) nats/image in FP32 (K = \(iwSamples) importance samples; ± is the standard error)"
                 lines += [
                     "  log p(x) bf16   \(fixed(bf16.mean, 3)) ± \(fixed(bf16.standardError, 3)) nats/image on the same images and samples: \(fixed(bf16.mean - estimate.mean, 3)) from FP32 (per image \(fixed(meanAbsolute, 3)) on average)",
                     "                  \(fixed(bf16Seconds, 1)) s in bf16, \(Int(Double(bf16.perImage.count * iwSamples) / bf16Seconds)) samples/s",

@@ -61,3 +61,16 @@ func pairwiseAUROC(_ scores: [Double], _ positive: [Bool]) -> Double {
     let h = model.encode(batches.next()!.images)
     for i in [0, 13, 28] { #expect(one[i].posteriorMean == (0..<3).map { h[i * 6 + $0] }) }
 }
+
+@Test func meanAbsoluteDifferenceOfTwoEstimatesIsPerImage() {
+    func estimate(_ values: [Double]) -> LogLikelihoodEstimate {
+        LogLikelihoodEstimate(
+            mean: values.reduce(0, +) / Double(values.count), standardError: 0, samples: 1,
+            perImage: values.map { ImportanceSampledEstimate(logLikelihood: $0, elbo: $0) })
+    }
+    // Differences +1, −3, +0.5: the means differ by 1.5/3 = −0.5, the per-image mean |Δ| is 1.5.
+    let a = estimate([-10, -20, -30.5]), b = estimate([-11, -17, -31])
+    #expect(abs(a.meanAbsoluteDifference(from: b) - 1.5) < 1e-12)
+    #expect(abs(b.meanAbsoluteDifference(from: a) - 1.5) < 1e-12)
+    #expect(a.meanAbsoluteDifference(from: a) == 0)
+}
