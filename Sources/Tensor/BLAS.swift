@@ -197,6 +197,21 @@ public enum BLAS {
         library: GEMMLibrary = .selected
     ) {
         if m == 0 || n == 0 { return }
+        guard ProductTally.isOn else {
+            return product(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, precision, library)
+        }
+        let start = monotonicSeconds()
+        product(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, precision, library)
+        ProductTally.record(m: m, n: n, k: k, since: start)
+    }
+
+    /// The product itself, in the library `sgemm` chose.
+    @inlinable @usableFromInline
+    static func product(
+        _ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
+        _ b: UnsafePointer<Float>, _ ldb: Int, _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int,
+        _ precision: MatrixPrecision, _ library: GEMMLibrary
+    ) {
         if precision == .bf16 {
             precondition(BF16.isSupported, "bf16 products need a CPU with AVX512_BF16 (resolve the precision first)")
             vae_gemm_bf16(transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)

@@ -67,6 +67,9 @@ public final class Trainer {
     /// Seconds spent in the sum of the gradients across ranks, and the bytes each step sums, for
     /// `vae bench`.
     public private(set) var communicationSeconds = 0.0
+    /// Seconds spent summing the workers' gradients and updating the parameters (the optimiser's
+    /// step, with clipping if set), the sum across ranks not included; for `vae bench`.
+    public private(set) var updateSeconds = 0.0
     public var bytesSummedPerStep: Int { communicator == nil ? 0 : 4 * model.parameterCount }
     /// One slot per worker, written concurrently (a raw buffer: no shared Swift container).
     private let workerLosses: UnsafeMutableBufferPointer<LossBreakdown>
@@ -176,7 +179,9 @@ public final class Trainer {
         }
         if let communicator { loss = communicator.sum(loss) }
         guard loss.reconstruction.isFinite, loss.kl.isFinite else { throw NonFiniteLossError(step: step + 1) }
+        let (updateStart, communicationBefore) = (monotonicSeconds(), communicationSeconds)
         applyUpdate(activeWorkers: parallel.activeWorkers(for: batch.rows))
+        updateSeconds += monotonicSeconds() - updateStart - (communicationSeconds - communicationBefore)
         step += 1
         return loss
     }

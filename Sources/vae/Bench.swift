@@ -15,7 +15,11 @@ struct Bench: ParsableCommand {
             reported), times reconstruction (encoder + decoder) and generation (decoder) at batch \
             1000, and measures the machine's single-GEMM ceiling for comparison. Peak resident \
             memory is the whole bench process's. Effective GFLOP/s counts the matrix products \
-            of a training step (forward, weight gradients, input gradients but the first layer's).
+            of a training step (forward, weight gradients, input gradients but the first layer's). \
+            The timed epochs count and time every matrix product that goes through sgemm (all of \
+            an MLP's; the convolutions' blocked kernels are not counted and fall in "the rest"), \
+            which splits the step into products, the gradient sum and optimiser update, and the \
+            rest, and gives the rate of the products within the step against the probed peak.
             """
     )
 
@@ -66,13 +70,21 @@ struct Bench: ParsableCommand {
         if !json { FileHandle.standardError.write(Data("vae bench: warm-up epoch, then \(repeats) timed…\n".utf8)) }
 
         _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch)
-        let communicationBefore = trainer.communicationSeconds
+        let (communicationBefore, updateBefore) = (trainer.communicationSeconds, trainer.updateSeconds)
+        // The timed epochs count their matrix products, to split the step into products and the rest.
+        ProductTally.reset()
+        ProductTally.isOn = true
         let epochSeconds = try (0..<repeats).map { _ in
             try timed { _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch) }
         }
+        ProductTally.isOn = false
         let steps = Double(repeats * loader.batchesPerEpoch)
         let communicationPerStep = (trainer.communicationSeconds - communicationBefore) / steps
+        let updatePerStep = (trainer.updateSeconds - updateBefore) / steps
         let stepSeconds = epochSeconds.reduce(0, +) / steps
+        // The workers multiply at the same time: each one's products take the mean of their summed times.
+        let productsPerStep = ProductTally.seconds / Double(max(workers, 1)) / steps
+        let productGFLOPS = ProductTally.flops / steps / max(productsPerStep, 1e-12) / 1e9
 
         // Inference at batch 1000 (or the whole test set if smaller), split across the workers.
         let inferenceBatch = min(1000, test.count)
@@ -95,8 +107,15 @@ struct Bench: ParsableCommand {
             ("threads", "threads (\(threading.parallel.rawValue) parallelism)", threading.threadCount),
             ("ranks", "MPI ranks (each on a slice of every batch)", communicator.size),
             ("allreduce_ms_per_step", "gradient sum across ranks, ms/step (mean)", 1000 * communicationPerStep),
-            ("compute_ms_per_step", "rest of the step, ms/step (mean)", 1000 * (stepSeconds - communicationPerStep)),
             ("allreduce_bytes_per_step", "bytes summed across ranks per step", trainer.bytesSummedPerStep),
+            ("compute_ms_per_step", "the step besides that sum, ms/step (mean)", 1000 * (stepSeconds - communicationPerStep)),
+            ("products_ms_per_step", "  of which matrix products (through sgemm), ms/step", 1000 * productsPerStep),
+            ("update_ms_per_step", "  of which the workers' gradient sum + optimiser update, ms/step", 1000 * updatePerStep),
+            ("other_ms_per_step", "  of which everything else (elementwise, losses, data), ms/step",
+             1000 * (stepSeconds - communicationPerStep - productsPerStep - updatePerStep)),
+            ("products_flops_per_image", "matrix products' FLOP per training image (counted)", ProductTally.flops / (Double(repeats) * Double(train.count))),
+            ("products_gflops", "matrix products GFLOP/s within the step", productGFLOPS),
+            ("products_fraction_of_peak", "matrix products, fraction of the FMA peak", productGFLOPS / peak.all),
             ("train_seconds_per_epoch", "training s/epoch (median of \(repeats), \(train.count) images)", epoch),
             ("train_images_per_second", "training images/s", Double(train.count) / epoch),
             ("train_gflops", "training effective GFLOP/s", trainGFLOPS),

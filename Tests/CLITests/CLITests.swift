@@ -197,6 +197,15 @@ func trainedRun() throws -> (run: String, data: String) {
     let peak = json["fma_peak_gflops"] as? Double ?? 0, fraction = json["train_fraction_of_peak"] as? Double ?? 0
     #expect(abs(fraction - (json["train_gflops"] as? Double ?? 0) / peak) < 1e-9 * max(1, fraction))
     #expect(json["ranks"] as? Int == 1 && json["allreduce_bytes_per_step"] as? Int == 0)
+    // The products the step actually ran, counted call by call in sgemm, against the count by
+    // hand: layers 64→16, 16→4 (μ, log σ²), 2→16, 16→64 make 1024 + 64 + 32 + 1024 = 2144
+    // multiply-adds per image forward; training runs them three times (forward, weight
+    // gradients, input gradients) but not the first layer's input gradient: 2 · (3 · 2144 − 1024).
+    let expectedFLOPs: Double = 2 * (3 * 2144 - 1024)
+    #expect(json["products_flops_per_image"] as? Double == expectedFLOPs, "\(String(describing: json["products_flops_per_image"]))")
+    for key in ["products_ms_per_step", "update_ms_per_step", "products_gflops", "products_fraction_of_peak"] {
+        #expect((json[key] as? Double).map { $0 > 0 } == true, "\(key) = \(String(describing: json[key]))")
+    }
     #expect((json["blas_kernel"] as? String)?.isEmpty == false)
     let library = json["gemm_library"] as? String ?? ""
     #expect(library.hasPrefix(ProcessInfo.processInfo.environment["VAE_GEMM"] == "openblas" ? "OpenBLAS kernel " : "oneDNN "), "\(library)")
