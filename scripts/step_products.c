@@ -6,9 +6,10 @@
 //         weights, their gradients and Adam's state — about 13 MB — pass through a 1–2 MB L2
 //         between two uses of any one matrix): what the products get inside a training step.
 //
-// `vae bench` prints the second figure for the real step ("matrix products GFLOP/s within the
-// step"); this program shows how far it is from the first on the same machine, and which
-// products lose the most. Build and run (after scripts/setup.sh, which installs libdnnl-dev):
+// Each is given as the best and the median of 280 timed calls: on a shared machine the two differ
+// a lot (the best is what the kernel does when nothing else disturbs the core; the median is what
+// a run gets). `vae bench` prints the step's own figure ("matrix products GFLOP/s within the
+// step"), a mean. Build and run (after scripts/setup.sh, which installs libdnnl-dev):
 //
 //   cc -O2 scripts/step_products.c -o /tmp/step_products -ldnnl && OMP_NUM_THREADS=1 /tmp/step_products [rows]
 //
@@ -26,6 +27,11 @@ static double now(void) {
 }
 
 typedef struct { const char *name; char ta, tb; int m, n, k; } Product;
+
+static int ascending(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
 
 static void multiply(const Product *p, const float *a, const float *b, float *c) {
     int lda = p->ta == 'N' ? p->k : p->m, ldb = p->tb == 'N' ? p->n : p->k;
@@ -53,34 +59,35 @@ int main(int argc, char **argv) {
             if (!operands[i][j]) { fprintf(stderr, "out of memory\n"); return 1; }
             for (size_t q = 0; q < elements; q++) operands[i][j][q] = (float)(q % 7) * 0.1f - 0.3f;
         }
-    double hot[count], step[count] = {0};
-    for (int i = 0; i < count; i++) {
-        double best = 1e30;
+    enum { warmUp = 20, timed = repeats - warmUp };
+    static double hot[count][timed], step[count][timed];
+    for (int i = 0; i < count; i++)
         for (int r = 0; r < repeats; r++) {
             double t = now();
             multiply(&products[i], operands[i][0], operands[i][1], operands[i][2]);
-            t = now() - t;
-            if (r >= 20 && t < best) best = t;
+            if (r >= warmUp) hot[i][r - warmUp] = now() - t;
         }
-        hot[i] = best;
-    }
-    for (int r = 0; r < repeats + 20; r++)
+    for (int r = 0; r < repeats; r++)
         for (int i = 0; i < count; i++) {
             double t = now();
             multiply(&products[i], operands[i][0], operands[i][1], operands[i][2]);
-            if (r >= 20) step[i] += now() - t;
+            if (r >= warmUp) step[i][r - warmUp] = now() - t;
         }
-    printf("%-14s %16s %12s %12s\n", "product", "m×n×k", "hot GFLOP/s", "step GFLOP/s");
-    double flops = 0, hotTotal = 0, stepTotal = 0;
+    printf("GFLOP/s        %16s %10s %10s %10s %10s\n", "m×n×k", "hot best", "hot median", "step best", "step median");
+    double flops = 0, sums[4] = {0};
     for (int i = 0; i < count; i++) {
         const Product *p = &products[i];
-        double f = 2.0 * p->m * p->n * p->k, s = step[i] / repeats;
+        qsort(hot[i], timed, sizeof(double), ascending);
+        qsort(step[i], timed, sizeof(double), ascending);
+        double f = 2.0 * p->m * p->n * p->k;
+        double t[4] = {hot[i][0], hot[i][timed / 2], step[i][0], step[i][timed / 2]};
         char shape[32];
         snprintf(shape, sizeof shape, "%d×%d×%d", p->m, p->n, p->k);
-        printf("%-14s %16s %12.1f %12.1f\n", p->name, shape, f / hot[i] / 1e9, f / s / 1e9);
-        flops += f, hotTotal += hot[i], stepTotal += s;
+        printf("%-14s %16s %10.1f %10.1f %10.1f %10.1f\n", p->name, shape, f / t[0] / 1e9, f / t[1] / 1e9, f / t[2] / 1e9, f / t[3] / 1e9);
+        flops += f;
+        for (int j = 0; j < 4; j++) sums[j] += t[j];
     }
-    printf("all eleven: %.1f MFLOP, hot %.3f ms (%.1f GFLOP/s), in step order %.3f ms (%.1f GFLOP/s)\n",
-           flops / 1e6, 1e3 * hotTotal, flops / hotTotal / 1e9, 1e3 * stepTotal, flops / stepTotal / 1e9);
+    printf("all eleven (%.1f MFLOP), GFLOP/s: hot best %.1f, hot median %.1f, step best %.1f, step median %.1f\n", flops / 1e6,
+           flops / sums[0] / 1e9, flops / sums[1] / 1e9, flops / sums[2] / 1e9, flops / sums[3] / 1e9);
     return 0;
 }
