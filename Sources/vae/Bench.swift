@@ -115,7 +115,9 @@ struct Bench: ParsableCommand {
              1000 * (stepSeconds - communicationPerStep - productsPerStep - updatePerStep)),
             ("products_flops_per_image", "matrix products' FLOP per training image (counted)", ProductTally.flops / (Double(repeats) * Double(train.count))),
             ("products_gflops", "matrix products GFLOP/s within the step", productGFLOPS),
-            ("products_fraction_of_peak", "matrix products, fraction of the FMA peak", productGFLOPS / peak.all),
+            model.precision == .bf16
+                ? ("products_fraction_of_peak", "matrix products, fraction of the bf16 dot-product peak", productGFLOPS / bf16Peak.all)
+                : ("products_fraction_of_peak", "matrix products, fraction of the FMA peak", productGFLOPS / peak.all),
             ("train_seconds_per_epoch", "training s/epoch (median of \(repeats), \(train.count) images)", epoch),
             ("train_images_per_second", "training images/s", Double(train.count) / epoch),
             ("train_gflops", "training effective GFLOP/s", trainGFLOPS),
