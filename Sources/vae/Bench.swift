@@ -19,7 +19,8 @@ struct Bench: ParsableCommand {
             The timed epochs count and time every matrix product that goes through sgemm (all of \
             an MLP's; the convolutions' blocked kernels are not counted and fall in "the rest"), \
             which splits the step into products, the gradient sum and optimiser update, and the \
-            rest, and gives the rate of the products within the step against the probed peak.
+            rest, and gives the rate of the products within the step against the probed peak \
+            (under mpirun: rank 0's; the FLOP per image are the ranks' together).
             """
     )
 
@@ -85,6 +86,9 @@ struct Bench: ParsableCommand {
         // The workers multiply at the same time: each one's products take the mean of their summed times.
         let productsPerStep = ProductTally.seconds / Double(max(workers, 1)) / steps
         let productGFLOPS = ProductTally.flops / steps / max(productsPerStep, 1e-12) / 1e9
+        // Every rank multiplied its slice of each batch: the job's products are the ranks' sum.
+        var jobProductFLOPs = [ProductTally.flops]
+        jobProductFLOPs.withUnsafeMutableBufferPointer { communicator.sum($0) }
 
         // Inference at batch 1000 (or the whole test set if smaller), split across the workers.
         let inferenceBatch = min(1000, test.count)
@@ -113,7 +117,7 @@ struct Bench: ParsableCommand {
             ("update_ms_per_step", "  of which the workers' gradient sum + optimiser update, ms/step", 1000 * updatePerStep),
             ("other_ms_per_step", "  of which everything else (elementwise, losses, data), ms/step",
              1000 * (stepSeconds - communicationPerStep - productsPerStep - updatePerStep)),
-            ("products_flops_per_image", "matrix products' FLOP per training image (counted)", ProductTally.flops / (Double(repeats) * Double(train.count))),
+            ("products_flops_per_image", "matrix products' FLOP per training image (counted)", jobProductFLOPs[0] / (Double(repeats) * Double(train.count))),
             ("products_gflops", "matrix products GFLOP/s within the step", productGFLOPS),
             model.precision == .bf16
                 ? ("products_fraction_of_peak", "matrix products, fraction of the bf16 dot-product peak", productGFLOPS / bf16Peak.all)

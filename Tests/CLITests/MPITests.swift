@@ -160,6 +160,10 @@ func benchUnderMPIReportsTheGradientSum() throws {
     // 64·16 + 16 + 16·4 + 4 + 2·16 + 16 + 16·64 + 64 = 2244 parameters, 4 bytes each.
     #expect(json["allreduce_bytes_per_step"] as? Int == 4 * 2244)
     #expect((json["allreduce_ms_per_step"] as? Double).map { $0 > 0 } == true)
+    // Each rank multiplies its half of every batch; the products counted are the two ranks'
+    // together, the same per image as one process (see benchReportsEveryFigure).
+    let expectedFLOPs: Double = 2 * (3 * 2144 - 1024)
+    #expect(json["products_flops_per_image"] as? Double == expectedFLOPs, "\(String(describing: json["products_flops_per_image"]))")
 }
 
 /// Whether process `pid` has exited and waits to be reaped.
