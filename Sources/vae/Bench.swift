@@ -115,7 +115,7 @@ struct Bench: ParsableCommand {
             ("compute_ms_per_step", "the step besides that sum, ms/step (mean)", 1000 * (stepSeconds - communicationPerStep)),
             ("products_ms_per_step", "  of which matrix products (through sgemm), ms/step", 1000 * productsPerStep),
             ("update_ms_per_step", "  of which the workers' gradient sum + optimiser update, ms/step", 1000 * updatePerStep),
-            ("other_ms_per_step", "  of which everything else (elementwise, losses, data), ms/step",
+            ("other_ms_per_step", "  of which everything else (\(config.architecture == .conv ? "convolution kernels, " : "")elementwise, losses, data), ms/step",
              1000 * (stepSeconds - communicationPerStep - productsPerStep - updatePerStep)),
             ("products_flops_per_image", "matrix products' FLOP per training image (counted)", jobProductFLOPs[0] / (Double(repeats) * Double(train.count))),
             ("products_gflops", "matrix products GFLOP/s within the step", productGFLOPS),
