@@ -163,10 +163,11 @@ public enum BLAS {
         return cpu.openBLASKernel
     }
 
-    /// A warning when `OPENBLAS_CORETYPE` pins a kernel narrower than the CPU supports (some
-    /// machines set it to Haswell, AVX2, which halves GEMM speed on an AVX-512 CPU); nil otherwise.
+    /// A warning when OpenBLAS computes the products (``GEMMLibrary/selected``) and
+    /// `OPENBLAS_CORETYPE` pins a kernel narrower than the CPU supports (some machines set it to
+    /// Haswell, AVX2, which halves GEMM speed on an AVX-512 CPU); nil otherwise.
     public static var slowKernelWarning: String? {
-        guard let pinned = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"], !pinned.isEmpty else { return nil }
+        guard GEMMLibrary.selected == .openBLAS, let pinned = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"], !pinned.isEmpty else { return nil }
         let core = coreName, cpu = cpuISA
         guard let chosen = VectorISA(openBLASKernel: core), chosen < cpu else { return nil }
         return "warning: OPENBLAS_CORETYPE=\(pinned) pins OpenBLAS to its \(core) kernel, but this CPU supports \(cpu == .avx512 ? "AVX-512" : "AVX2"); set OPENBLAS_CORETYPE=\(cpu.openBLASKernel) (or unset it) for up to 2× faster matrix products"

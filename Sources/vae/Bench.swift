@@ -103,6 +103,8 @@ struct Bench: ParsableCommand {
         let bf16Peak = model.precision == .bf16 ? FMAPeak.measureBF16(threads: threading.threadCount) : (all: 0, one: 0)
         // The whole job's training rate against the peak of the cores this process uses, times the ranks.
         let jobPeak = peak.all * Double(communicator.size)
+        // The products run on the bf16 dot-product units in bf16, on the FMA units in FP32.
+        let productPeak = model.precision == .bf16 ? (name: "bf16 dot-product", gflops: bf16Peak.all) : (name: "FMA", gflops: peak.all)
         var results: [(String, String, Any)] = [
             ("model", "\(config.summary), batch \(batchSize)\(iwae > 1 ? ", IWAE K = \(iwae)" : "")", config.summary + (iwae > 1 ? ", IWAE K = \(iwae)" : "")),
             ("gemm_library", "FP32 matrix products (\(GEMMLibrary.variable)=onednn|openblas)", GEMMLibrary.summary),
@@ -119,9 +121,7 @@ struct Bench: ParsableCommand {
              1000 * (stepSeconds - communicationPerStep - productsPerStep - updatePerStep)),
             ("products_flops_per_image", "matrix products' FLOP per training image (counted)", jobProductFLOPs[0] / (Double(repeats) * Double(train.count))),
             ("products_gflops", "matrix products GFLOP/s within the step", productGFLOPS),
-            model.precision == .bf16
-                ? ("products_fraction_of_peak", "matrix products, fraction of the bf16 dot-product peak", productGFLOPS / bf16Peak.all)
-                : ("products_fraction_of_peak", "matrix products, fraction of the FMA peak", productGFLOPS / peak.all),
+            ("products_fraction_of_peak", "matrix products, fraction of the \(productPeak.name) peak", productGFLOPS / productPeak.gflops),
             ("train_seconds_per_epoch", "training s/epoch (median of \(repeats), \(train.count) images)", epoch),
             ("train_images_per_second", "training images/s", Double(train.count) / epoch),
             ("train_gflops", "training effective GFLOP/s", trainGFLOPS),
@@ -157,7 +157,7 @@ struct Bench: ParsableCommand {
                 }
                 print(label.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + text)
             }
-            if GEMMLibrary.selected == .openBLAS, let warning = BLAS.slowKernelWarning { print(warning) }
+            if let warning = BLAS.slowKernelWarning { print(warning) }
         }
     }
 }

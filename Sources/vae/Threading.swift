@@ -80,7 +80,7 @@ enum KernelCheck {
     }
 
     static func warnIfSlow() {
-        guard GEMMLibrary.selected == .openBLAS, let warning = BLAS.slowKernelWarning else { return }
+        guard let warning = BLAS.slowKernelWarning else { return }
         fflush(stdout)
         FileHandle.standardError.write(Data((warning + "\n").utf8))
     }
