@@ -29,13 +29,13 @@ let package = Package(
         .target(name: "CKernels"),
         .target(name: "Tensor", dependencies: ["CBLAS", "CDNNL", "CKernels"]),
         .target(name: "NN", dependencies: ["Tensor", "CKernels"]),
-        // System calls Swift's Glibc module does not declare (renameat2).
+        // System calls Swift's Glibc module does not declare (renameat2), and the SIGINT/SIGTERM watcher thread.
         .target(name: "CFiles"),
         .target(name: "Files", dependencies: ["CFiles"]),
         .target(name: "SafeTensors", dependencies: ["Files"]),
         .target(name: "VAE", dependencies: ["Tensor", "NN", "Datasets", "SafeTensors", "Files", "CKernels"]),
         // The training run: run folders, configuration, data splits, the epoch loop, schedules, metrics.
-        .target(name: "Training", dependencies: ["Tensor", "NN", "VAE", "Datasets", "Imaging", "SafeTensors", "Files", "CKernels"]),
+        .target(name: "Training", dependencies: ["Tensor", "NN", "VAE", "Datasets", "Imaging", "SafeTensors", "Files", "CFiles", "CKernels"]),
         // What a run shows people: TensorBoard event files and the self-contained HTML report.
         .target(name: "Reports", dependencies: ["Training", "VAE", "Imaging", "Files", "Tensor"]),
         .target(name: "SwiftVAE", dependencies: ["Tensor", "NN", "VAE", "Datasets", "Imaging", "SafeTensors", "Files", "Training", "Reports"]),

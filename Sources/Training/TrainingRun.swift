@@ -316,6 +316,12 @@ public final class TrainingRun {
         let objective = training.trainingObjective
         var outcome = TrainingOutcome.finished(epochs: training.epochs)
         while state.epoch < training.epochs {
+            // A stop that came before the first step, or during the last epoch's evaluation.
+            if let signal = agreedStop(stop) {
+                try saveCheckpoint(observer)
+                try writeStatus(.stopped)
+                return .interrupted(epoch: state.epoch + 1, step: state.batchIndex, stepsInEpoch: steps, signal: signal)
+            }
             let epoch = state.epoch
             let startTime = monotonicSeconds() - state.elapsed
             let batches = state.batchIndex > 0 ? loader.resumeEpoch(atBatch: state.batchIndex) : loader.epoch()

@@ -75,6 +75,12 @@ struct Train: ParsableCommand {
     var checkReplicas = false
 
     func run() throws {
+        // First, before any thread that computes exists: SIGINT and SIGTERM go to a watcher
+        // thread (StopSignals says why); until the run's folder is touched they end the process.
+        let stop = StopRequest()
+        try StopSignals.take(
+            into: stop, interruptLine: "vae train: stopped by SIGINT before training began; nothing was written",
+            terminateLine: "vae train: stopped by SIGTERM before training began; nothing was written")
         let parallelism = threading.parallelism
         let communicator = try Job.communicator()
         let run = try Job.agree(communicator) { try makeRun(parallelism, communicator) }
@@ -85,6 +91,7 @@ struct Train: ParsableCommand {
                 ? "\(folder) has finished all \(epochs) epochs; nothing to resume"
                 : "\(folder) had finished training (\(epochs) epochs); wrote what was missing: \(completed.joined(separator: ", "))")
             Job.finish(communicator)
+            try exitIfStopped(stop)
             return
         }
         if run.isResumed {
@@ -95,8 +102,6 @@ struct Train: ParsableCommand {
         run.summary.forEach { print($0) }
         KernelCheck.warnIfSlow()
 
-        let stop = StopRequest()
-        StopSignal.install(stop)
         let progress = TrainingProgress(epochs: config.epochs)
         let replicas = checkReplicas ? ReplicaCheck() : nil
         let pictures = EpochPictureCache()
@@ -129,6 +134,15 @@ struct Train: ParsableCommand {
         }
         print("wrote \(run.folder.modelPath), \(run.folder.metricsPath), \(run.folder.reconstructionsPath), \(run.folder.samplesPath)")
         Job.finish(communicator)
+        try exitIfStopped(stop)
+    }
+
+    /// A signal that came while the run wrote its last files (they are complete): the exit code
+    /// still says the process was interrupted, as a shell expects.
+    private func exitIfStopped(_ stop: StopRequest) throws {
+        guard let signal = stop.requested else { return }
+        print("vae train: \(signal == SIGINT ? "SIGINT" : "SIGTERM") came while the run was finishing; it finished")
+        throw ExitCode(128 + signal)
     }
 }
 
@@ -136,6 +150,7 @@ extension Train {
     /// A new run from the flags, or the run of `--resume`.
     func makeRun(_ parallelism: Parallelism, _ communicator: Communicator) throws -> TrainingRun {
         if let resume {
+            StopSignals.arm()
             return try TrainingRun(resuming: RunFolder(path: resume), parallelism: parallelism, communicator: communicator)
         }
         var trainingConfig = try training.config(data: data, objective: objective.objective)
@@ -143,22 +158,9 @@ extension Train {
         if communicator.rank == 0 { try TrainingRun.checkCanCreate(RunFolder(path: out), replacing: force) }
         let splits = try trainingConfig.loadData()
         let modelConfig = try model.config(inputShape: splits.inputShape, classes: splits.classCount)
+        StopSignals.arm()  // the folder is written from here on: a signal becomes a stop request
         return try TrainingRun(
             creating: RunFolder(path: out), config: RunConfig(model: modelConfig, training: trainingConfig), data: splits,
             parallelism: parallelism, replacing: force, communicator: communicator)
-    }
-}
-
-/// Lets SIGINT and SIGTERM ask the run to stop after its step (it saves a checkpoint).
-enum StopSignal {
-    nonisolated(unsafe) static var flag: UnsafeMutablePointer<sig_atomic_t>?
-    nonisolated(unsafe) static var request: StopRequest?
-
-    static func install(_ stop: StopRequest) {
-        request = stop  // kept alive while the handler may write its flag
-        flag = stop.flag
-        for s in [SIGINT, SIGTERM] {
-            signal(s) { received in StopSignal.flag?.pointee = sig_atomic_t(received) }
-        }
     }
 }
