@@ -48,7 +48,10 @@ let package = Package(
             dependencies: [
                 "Tensor", "NN", "VAE", "Datasets", "Imaging", "Files", "Training", "Reports", "CKernels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]),
+            ],
+            plugins: ["BuildInfo"]),
+        // Records the commit `vae` is built from (`vae --version`).
+        .plugin(name: "BuildInfo", capability: .buildTool()),
 
         // The README's library program, built and run by the tests (ExampleTests).
         .executableTarget(name: "library-tour", dependencies: ["SwiftVAE"], path: "Examples/LibraryTour"),

@@ -31,12 +31,21 @@ public enum Parallelism: Equatable, Sendable {
         }
     }
 
-    /// One line naming the matrix library and the split, e.g. "oneDNN 2.6.3 (avx512_core),
-    /// 2 batch workers × 1 GEMM thread" or "OpenBLAS kernel Haswell, 1 worker × 2 GEMM threads".
-    public var summary: String {
+    /// Threads of each matrix product.
+    public var gemmThreads: Int {
+        if case .blas(let n) = self { return max(n, 1) }
+        return 1
+    }
+
+    /// The split in words: "2 batch workers × 1 GEMM thread".
+    public var split: String {
         switch self {
-        case .batch(let n): "\(GEMMLibrary.summary), \(n) batch worker\(n == 1 ? "" : "s") × 1 GEMM thread"
-        case .blas(let n): "\(GEMMLibrary.summary), 1 worker × \(n) GEMM thread\(n == 1 ? "" : "s")"
+        case .batch(let n): "\(n) batch worker\(n == 1 ? "" : "s") × 1 GEMM thread"
+        case .blas(let n): "1 worker × \(n) GEMM thread\(n == 1 ? "" : "s")"
         }
     }
+
+    /// One line naming the matrix library and the split, e.g. "oneDNN 2.6.3 (avx512_core),
+    /// 2 batch workers × 1 GEMM thread" or "OpenBLAS kernel Haswell, 1 worker × 2 GEMM threads".
+    public var summary: String { "\(GEMMLibrary.summary), \(split)" }
 }

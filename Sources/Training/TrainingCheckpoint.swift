@@ -26,13 +26,17 @@ public struct TrainingState: Equatable, Sendable {
     public var elapsed: Double
     /// Batch workers in use (the summation order depends on it).
     public var workers: Int
+    /// Threads of each matrix product (more than 1 under `--parallel blas`), which the library
+    /// may also let change the summation order.
+    public var gemmThreads: Int
     /// Processes of the job (`mpirun -np`), which the summation order also depends on.
     public var ranks: Int
     /// Model selection, the plateau schedule and early stopping.
     public var selection: SelectionState
 
     public init(epoch: Int, batchIndex: Int, step: Int, noiseRNG: [UInt64], dataRNG: [UInt64], order: [Int],
-                partialLoss: LossBreakdown, elapsed: Double, workers: Int, ranks: Int = 1, selection: SelectionState = SelectionState()) {
+                partialLoss: LossBreakdown, elapsed: Double, workers: Int, gemmThreads: Int = 1, ranks: Int = 1,
+                selection: SelectionState = SelectionState()) {
         self.epoch = epoch
         self.batchIndex = batchIndex
         self.step = step
@@ -42,6 +46,7 @@ public struct TrainingState: Equatable, Sendable {
         self.partialLoss = partialLoss
         self.elapsed = elapsed
         self.workers = workers
+        self.gemmThreads = gemmThreads
         self.ranks = ranks
         self.selection = selection
     }
@@ -94,7 +99,7 @@ public enum TrainingCheckpoint {
             "config": Checkpoint.encodeConfig(model.config),
             "epoch": "\(state.epoch)", "batch_index": "\(state.batchIndex)", "step": "\(state.step)",
             "optimizer_step": "\(optimizer.stepCount)", "optimizer_slots": optimizer.stateSlots.map(\.name).joined(separator: ","),
-            "workers": "\(state.workers)", "ranks": "\(state.ranks)",
+            "workers": "\(state.workers)", "gemm_threads": "\(state.gemmThreads)", "ranks": "\(state.ranks)",
             "noise_rng": state.noiseRNG.map(String.init).joined(separator: ","),
             "data_rng": state.dataRNG.map(String.init).joined(separator: ","),
             "partial_reconstruction": "\(state.partialLoss.reconstruction)", "partial_kl": "\(state.partialLoss.kl)",
@@ -148,6 +153,15 @@ public enum TrainingCheckpoint {
     /// configuration) and returns where training was. Every value is checked; a damaged or
     /// mismatched file is refused with a `CheckpointError`, leaving the model untouched; so is a
     /// checkpoint of another run (its run id differs from `runID`, the run's `config.json`'s).
+    /// The cores the run in `archive` was trained with, as it recorded them: its batch workers,
+    /// or its GEMM threads under `--parallel blas` (nil for a header without them).
+    public static func recordedParallelism(_ archive: SafeTensorsArchive) -> Parallelism? {
+        guard let workers = archive.metadata["workers"].flatMap(Int.init), workers >= 1, workers <= Limits.threads.upperBound else { return nil }
+        let gemmThreads = archive.metadata["gemm_threads"].flatMap(Int.init) ?? 1
+        guard gemmThreads >= 1, gemmThreads <= Limits.threads.upperBound else { return nil }
+        return gemmThreads > 1 ? .blas(threads: gemmThreads) : .batch(workers: workers)
+    }
+
     public static func load(
         _ path: String, into model: VariationalAutoencoder, optimizer: Optimizer, examples: Int, runID: String? = nil
     ) throws -> TrainingState {
@@ -198,7 +212,8 @@ public enum TrainingCheckpoint {
             partialLoss: LossBreakdown(
                 reconstruction: try number("partial_reconstruction"), kl: try number("partial_kl"),
                 objective: try number("partial_objective"), images: try integer("partial_images")),
-            elapsed: try number("elapsed"), workers: try integer("workers", atLeast: 1), ranks: try integer("ranks", atLeast: 1, default: 1),
+            elapsed: try number("elapsed"), workers: try integer("workers", atLeast: 1),
+            gemmThreads: try integer("gemm_threads", atLeast: 1, default: 1), ranks: try integer("ranks", atLeast: 1, default: 1),
             selection: selection)
         // Checkpoints from before the optimiser protocol name Adam's step `adam_step`.
         let optimizerStep = try meta["optimizer_step"] != nil ? integer("optimizer_step") : integer("adam_step")

@@ -47,6 +47,8 @@ public final class TrainingRun {
     let loader: BatchLoader
     private var metrics: MetricsFile
     private let workers: Int
+    /// How this process splits the work across its cores.
+    public let parallelism: Parallelism
     /// This process's lock on the folder: one writer per run, for as long as this object lives.
     private var lock: FileLock?
     /// The processes of the job (`mpirun -np N`): each trains on its slice of every batch;
@@ -110,8 +112,10 @@ public final class TrainingRun {
     }
 
     /// Continues the run in `folder` from its training checkpoint (its `config.json` decides
-    /// everything but the cores). Refused while another process trains the run.
-    public convenience init(resuming folder: RunFolder, parallelism: Parallelism = .allCores, communicator: Communicator = SingleProcess()) throws {
+    /// everything but the cores). `parallelism` nil: the cores the run recorded, so that it
+    /// continues bit for bit; another split continues it too, with a warning that its numbers
+    /// will differ by rounding. Refused while another process trains the run.
+    public convenience init(resuming folder: RunFolder, parallelism: Parallelism? = nil, communicator: Communicator = SingleProcess()) throws {
         guard Files.isDirectory(folder.path) else {
             throw FileError(path: folder.path, reason: "no such run folder (create one with `vae train --out \(folder.path)`)")
         }
@@ -121,6 +125,7 @@ public final class TrainingRun {
             throw TrainingRunError("\(folder.checkpointPath): no training checkpoint to resume from")
         }
         let checkpoint = try TrainingCheckpoint.open(folder.checkpointPath, model: config.model, runID: config.runID)
+        let parallelism = parallelism ?? TrainingCheckpoint.recordedParallelism(checkpoint) ?? .allCores
         try self.init(
             folder: folder, config: config, data: try config.training.loadData(), parallelism: parallelism, checkpoint: checkpoint,
             communicator: communicator)
@@ -162,6 +167,7 @@ public final class TrainingRun {
         validationShard = data.validation.map { DatasetShard($0, communicator: communicator) }
         isResumed = checkpoint != nil
         workers = parallelism.apply()
+        self.parallelism = parallelism
         let seeds = RunSeeds(training.seed)
         var initRNG = RandomGenerator(seed: seeds.initialization)
         model = VariationalAutoencoder(config: modelConfig, rng: &initRNG)
@@ -178,7 +184,8 @@ public final class TrainingRun {
             seed: seeds.data, conditionClasses: modelConfig.conditionClasses)
         state = TrainingState(
             epoch: 0, batchIndex: 0, step: 0, noiseRNG: trainer.rng.state, dataRNG: loader.rng.state,
-            order: loader.currentOrder, partialLoss: LossBreakdown(), elapsed: 0, workers: workers, ranks: communicator.size)
+            order: loader.currentOrder, partialLoss: LossBreakdown(), elapsed: 0, workers: workers,
+            gemmThreads: parallelism.gemmThreads, ranks: communicator.size)
         metrics = MetricsFile(path: folder.metricsPath, latentDimension: modelConfig.allLatentDimensions)
         if let checkpoint {
             state = try TrainingCheckpoint.load(checkpoint, path: folder.checkpointPath, into: model, optimizer: optimizer, examples: data.train.count)
@@ -190,8 +197,11 @@ public final class TrainingRun {
             if state.ranks != communicator.size {
                 warnings.append("the run was trained by \(state.ranks) process\(state.ranks == 1 ? "" : "es") and this resume uses \(communicator.size): it continues exactly, but its numbers will differ from an uninterrupted run by rounding")
             }
-            if state.workers != workers {
-                warnings.append("the run used \(state.workers) batch workers and this resume uses \(workers): the result will differ from an uninterrupted run by rounding (use --threads \(state.workers) for identical numbers)")
+            if state.workers != workers || state.gemmThreads != parallelism.gemmThreads {
+                let recorded = state.gemmThreads > 1 ? Parallelism.blas(threads: state.gemmThreads) : .batch(workers: state.workers)
+                warnings.append("the run used \(recorded.split) and this resume uses \(parallelism.split): the result will differ from an uninterrupted run by rounding (resume without --threads/--parallel for identical numbers)")
+                state.workers = workers
+                state.gemmThreads = parallelism.gemmThreads
             }
         }
     }

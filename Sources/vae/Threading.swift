@@ -5,15 +5,17 @@ import Training
 
 /// How the CPU cores are used: `--threads N --parallel batch|blas`.
 struct ThreadingOptions: ParsableArguments {
-    @Option(help: "CPU cores to use (default: all).")
+    @Option(help: "CPU cores to use (default: all; `train --resume`: the run's own, so that it continues bit for bit).")
     var threads: Int?
 
-    @Option(help: """
+    @Option(name: .customLong("parallel"), help: """
         How to use several cores: batch (each core runs forward and backward on a slice of the \
         batch with single-threaded GEMM; gradients are summed) or blas (one pass, the matrix \
-        library splits each product across threads).
+        library splits each product across threads). Default: batch.
         """)
-    var parallel: ParallelMode = .batch
+    var parallelMode: ParallelMode?
+
+    var parallel: ParallelMode { parallelMode ?? .batch }
 
     enum ParallelMode: String, ExpressibleByArgument, CaseIterable {
         case batch, blas
@@ -28,6 +30,11 @@ struct ThreadingOptions: ParsableArguments {
     /// The library's description of this choice (applied by whoever runs the model).
     var parallelism: Parallelism {
         parallel == .batch ? .batch(workers: threadCount) : .blas(threads: threadCount)
+    }
+
+    /// The split the flags ask for, or nil when they name none (a resume then keeps the run's).
+    var requestedParallelism: Parallelism? {
+        threads == nil && parallelMode == nil ? nil : parallelism
     }
 }
 

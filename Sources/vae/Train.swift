@@ -65,6 +65,9 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Start from a published protocol's settings; flags after it override them. iwae-paper: Burda et al. (2015), one stochastic layer on dynamically binarised MNIST — 784-200-200-50 tanh MLPs, batch 20, Adam ε 1e-4, the 8-stage iwae schedule over 3,280 epochs, Glorot weights, output bias from the data, sampled KL, snapshots after each stage (needs --data-dir with MNIST).", valueName: "name"))
     var preset: String?
 
+    @Option(help: ArgumentHelp("How to show progress: auto (a bar on a terminal; otherwise, and under mpirun, a plain line every few seconds), bar, lines, or none (only the line after each epoch). Under mpirun only rank 0 prints.", valueName: "style"))
+    var progress: ProgressStyle = .auto
+
     @Flag(help: "Do not write TensorBoard event files (RUN/tensorboard/).")
     var noTensorboard = false
 
@@ -81,9 +84,8 @@ struct Train: ParsableCommand {
         try StopSignals.take(
             into: stop, interruptLine: "vae train: stopped by SIGINT before training began; nothing was written",
             terminateLine: "vae train: stopped by SIGTERM before training began; nothing was written")
-        let parallelism = threading.parallelism
         let communicator = try Job.communicator()
-        let run = try Job.agree(communicator) { try makeRun(parallelism, communicator) }
+        let run = try Job.agree(communicator) { try makeRun(communicator) }
         run.warnings.forEach(printWarning)
         let config = run.config.training, folder = run.folder.path
         if run.isTrainingDone, case let .alreadyFinished(epochs, completed) = try run.train() {
@@ -97,17 +99,17 @@ struct Train: ParsableCommand {
         if run.isResumed {
             print("vae train: resuming \(folder) at epoch \(run.state.epoch + 1), step \(run.state.batchIndex) of the epoch (\(run.state.step) steps done)")
         }
-        print("vae train: \(parallelism.summary)" + (run.model.precision == .bf16 ? ", bf16 matrix products" : "") + (communicator.size > 1
+        print("vae train: \(run.parallelism.summary)" + (run.model.precision == .bf16 ? ", bf16 matrix products" : "") + (communicator.size > 1
             ? "; \(communicator.size) MPI ranks, each on \(config.batchSize / communicator.size)–\((config.batchSize + communicator.size - 1) / communicator.size) images of every batch of \(config.batchSize)" : ""))
         run.summary.forEach { print($0) }
         KernelCheck.warnIfSlow()
 
-        let progress = TrainingProgress(epochs: config.epochs)
+        let progressObserver = TrainingProgress(epochs: config.epochs, style: progress)
         let replicas = checkReplicas ? ReplicaCheck() : nil
         let pictures = EpochPictureCache()
         let tensorboard = noTensorboard ? nil : TensorBoardLog(pictures: pictures)
         let report = noReport ? nil : ReportObserver(pictures: pictures)
-        let observers: [TrainingObserver?] = [progress, tensorboard, report, replicas]
+        let observers: [TrainingObserver?] = [progressObserver, tensorboard, report, replicas]
         let start = monotonicSeconds()
         let outcome = try run.train(observer: ObserverGroup(observers.compactMap { $0 }), stop: stop)
         let seconds = monotonicSeconds() - start
@@ -148,10 +150,10 @@ struct Train: ParsableCommand {
 
 extension Train {
     /// A new run from the flags, or the run of `--resume`.
-    func makeRun(_ parallelism: Parallelism, _ communicator: Communicator) throws -> TrainingRun {
+    func makeRun(_ communicator: Communicator) throws -> TrainingRun {
         if let resume {
             StopSignals.arm()
-            return try TrainingRun(resuming: RunFolder(path: resume), parallelism: parallelism, communicator: communicator)
+            return try TrainingRun(resuming: RunFolder(path: resume), parallelism: threading.requestedParallelism, communicator: communicator)
         }
         var trainingConfig = try training.config(data: data, objective: objective.objective)
         if precision.precision == .bf16 { trainingConfig.precision = .bf16 }  // FP32 stays unwritten in config.json
@@ -161,6 +163,6 @@ extension Train {
         StopSignals.arm()  // the folder is written from here on: a signal becomes a stop request
         return try TrainingRun(
             creating: RunFolder(path: out), config: RunConfig(model: modelConfig, training: trainingConfig), data: splits,
-            parallelism: parallelism, replacing: force, communicator: communicator)
+            parallelism: threading.parallelism, replacing: force, communicator: communicator)
     }
 }

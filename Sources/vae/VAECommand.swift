@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Tensor
 import Training
 
@@ -15,10 +16,12 @@ struct VAECommand: ParsableCommand {
             Losses are in nats per image: −ELBO = reconstruction (−log p(x|z)) + KL(q(z|x) ‖ p(z)), \
             summed over pixels and latent dimensions, averaged over images.
             """,
+        version: VersionInfo.line,
         subcommands: [Train.self, Evaluate.self, Sample.self, Reconstruct.self, Interpolate.self, Manifold.self, Traverse.self, Scatter.self, Encode.self, Score.self, Report.self, Bench.self]
     )
 
     static func main() {
+        if isatty(STDOUT_FILENO) == 0 { setvbuf(stdout, nil, _IOLBF, 0) }  // a log file gets each line as it is printed
         if let problem = GEMMLibrary.environmentError { exit(withError: CLIError(problem)) }
         KernelCheck.restartWithWidestKernel()
         Job.silenceOtherRanks()
@@ -48,5 +51,25 @@ struct VAECommand: ParsableCommand {
             }
         }
         return out
+    }
+}
+
+/// `vae --version`: the release, the commit it was built from, and the matrix library this
+/// machine runs.
+enum VersionInfo {
+    static let version = "0.9.0"
+
+    static var line: String {
+        "vae \(version) (commit \(buildCommit)); FP32 matrix products: \(GEMMLibrary.summary); built with Swift \(swiftVersion)"
+    }
+
+    static var swiftVersion: String {
+        #if compiler(>=6.3)
+        "6.3"
+        #elseif compiler(>=6.2)
+        "6.2"
+        #else
+        "6.x"
+        #endif
     }
 }
