@@ -84,6 +84,40 @@ public struct OptimizerConfig: Codable, Equatable, Sendable {
     }
 }
 
+extension TrainingConfig {
+    /// The data's paths (`dataDirectory`, `dataPath`, `labelsPath`, `testDataPath`,
+    /// `testLabelsPath`) with their names in `config.json`.
+    var dataPaths: [(key: String, path: String?)] {
+        [("dataDirectory", dataDirectory), ("dataPath", dataPath), ("labelsPath", labelsPath),
+         ("testDataPath", testDataPath), ("testLabelsPath", testLabelsPath)]
+    }
+
+    /// Relative data paths made absolute against the current directory, as a new run records
+    /// them, so that the run can be resumed and evaluated from anywhere.
+    public mutating func makePathsAbsolute() {
+        func absolute(_ path: String?) -> String? {
+            guard let path, !path.isEmpty, !path.hasPrefix("/") else { return path }
+            let base = FileManager.default.currentDirectoryPath
+            return URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: base, isDirectory: true)).standardizedFileURL.path
+        }
+        dataDirectory = absolute(dataDirectory)
+        dataPath = absolute(dataPath)
+        labelsPath = absolute(labelsPath)
+        testDataPath = absolute(testDataPath)
+        testLabelsPath = absolute(testLabelsPath)
+    }
+
+    /// Throws one line naming the first data path that no longer exists (the data moved since
+    /// the run was created), and the field of `configPath` that holds it.
+    public func checkPathsExist(configPath: String) throws {
+        for (key, path) in dataPaths {
+            guard let path, !FileManager.default.fileExists(atPath: path) else { continue }
+            let hint = path.hasPrefix("/") ? "" : " (a relative path, from the directory the run was started in: run from there)"
+            throw TrainingRunError("\(path): the run's data is not there any more\(hint); put it back, or set training.\(key) in \(configPath) to where it is now")
+        }
+    }
+}
+
 /// How a model was trained: saved as `config.json` beside the weights. Fields added after the
 /// first version are optional, so that older run folders still load; read them through the
 /// accessors, which give the defaults.

@@ -71,6 +71,7 @@ public final class TrainingRun {
         if communicator.rank == 0 { try Self.checkCanCreate(target, replacing: replacing) }
         let data = try data ?? config.training.loadData()
         var config = config
+        config.training.makePathsAbsolute()  // so that --resume works from any directory
         if config.training.dataset == TrainingConfig.userData && config.training.userClassNames == nil {
             config.training.userClassNames = data.classNames
         }
@@ -126,6 +127,7 @@ public final class TrainingRun {
         }
         let checkpoint = try TrainingCheckpoint.open(folder.checkpointPath, model: config.model, runID: config.runID)
         let parallelism = parallelism ?? TrainingCheckpoint.recordedParallelism(checkpoint) ?? .allCores
+        try config.training.checkPathsExist(configPath: folder.configPath)
         try self.init(
             folder: folder, config: config, data: try config.training.loadData(), parallelism: parallelism, checkpoint: checkpoint,
             communicator: communicator)
