@@ -59,29 +59,34 @@ public enum HTMLReport {
 
         // Curves.
         let splits = [("train", false), ("validation", true), ("test", false)]
+        let points = Thinning.maximumPoints  // a 3,000-epoch run draws as many as a 400-epoch one
         func curves(_ quantity: String, _ title: String, _ yLabel: String) -> String {
-            LineChart(title: title, xLabel: "epoch", yLabel: yLabel, series: splits.map { LineChart.Series($0.0, run.series("\($0.0)_\(quantity)"), dashed: $0.1) }).svg
+            LineChart(title: title, xLabel: "epoch", yLabel: yLabel, series: splits.map { LineChart.Series($0.0, run.series("\($0.0)_\(quantity)", maximumPoints: points), dashed: $0.1) }).svg
         }
         var charts = [
             curves("neg_elbo", "−ELBO", "nats per image"),
             curves("reconstruction", "Reconstruction −log p(x|z)", "nats per image"),
             curves("kl", "KL(q(z|x) ‖ p(z))", "nats per image"),
-            LineChart(title: "Learning rate", xLabel: "epoch", yLabel: "learning rate", series: [.init("learning rate", run.series("learning_rate"))]).svg,
-            LineChart(title: "KL weight (β, warm-up)", xLabel: "epoch", yLabel: "weight", series: [.init("KL weight", run.series("kl_weight"))], logarithmic: false).svg,
-            LineChart(title: "Active units", xLabel: "epoch", yLabel: "dimensions", series: [.init("active units", run.series("active_units"))], logarithmic: false).svg,
-            LineChart(title: "Speed: seconds per epoch", xLabel: "epoch", yLabel: "seconds", series: [.init("seconds per epoch", run.series("seconds"))], logarithmic: false).svg,
-            LineChart(title: "Speed: images per second", xLabel: "epoch", yLabel: "images/s", series: [.init("images/s", run.series("images_per_second"))], logarithmic: false).svg,
+            LineChart(title: "Learning rate", xLabel: "epoch", yLabel: "learning rate", series: [.init("learning rate", run.series("learning_rate", maximumPoints: points))]).svg,
+            LineChart(title: "KL weight (β, warm-up)", xLabel: "epoch", yLabel: "weight", series: [.init("KL weight", run.series("kl_weight", maximumPoints: points))], logarithmic: false).svg,
+            LineChart(title: "Active units", xLabel: "epoch", yLabel: "dimensions", series: [.init("active units", run.series("active_units", maximumPoints: points))], logarithmic: false).svg,
+            LineChart(title: "Speed: seconds per epoch", xLabel: "epoch", yLabel: "seconds", series: [.init("seconds per epoch", run.series("seconds", maximumPoints: points))], logarithmic: false).svg,
+            LineChart(title: "Speed: images per second", xLabel: "epoch", yLabel: "images/s", series: [.init("images/s", run.series("images_per_second", maximumPoints: points))], logarithmic: false).svg,
         ]
-        if run.series("train_objective").contains(where: { p in run.series("train_neg_elbo").contains { $0.x == p.x && abs($0.y - p.y) > 1e-6 } }) {
-            charts.insert(LineChart(title: "Minimised objective (train)", xLabel: "epoch", yLabel: "nats per image", series: [.init("objective", run.series("train_objective"))]).svg, at: 1)
+        if run.metrics.contains(where: { row in
+            guard let objective = row["train_objective"], let elbo = row["train_neg_elbo"] else { return false }
+            return abs(objective - elbo) > 1e-6
+        }) {
+            charts.insert(LineChart(title: "Minimised objective (train)", xLabel: "epoch", yLabel: "nats per image", series: [.init("objective", run.series("train_objective", maximumPoints: points))]).svg, at: 1)
         }
         body += "<section><h2>Training curves</h2><div class=\"charts\">" + charts.joined() + "</div></section>"
 
         // The latent space.
         let dims = run.klDimensions
         if !dims.isEmpty {
-            let epochs = run.metrics.compactMap { $0["epoch"] }
-            let values = dims.map { d in run.metrics.map { $0[d] ?? .nan } }
+            let rows = Thinning.indices(count: run.metrics.count, maximum: Thinning.maximumHeatMapColumns).map { run.metrics[$0] }
+            let epochs = rows.compactMap { $0["epoch"] }
+            let values = dims.map { d in rows.map { $0[d] ?? .nan } }
             let map = HeatMap(title: "KL per latent dimension, test set", rowLabels: dims.map { "z" + $0.dropFirst("kl_dim_".count) }, columns: epochs, values: values, unit: "nats")
             body += "<section><h2>Latent dimensions</h2><div class=\"charts\">" + map.svg + "</div></section>"
         }
@@ -120,7 +125,7 @@ public enum HTMLReport {
         }
         body += "<section><h2>Results</h2>" + grid(results, marked: []) + "</section>"
         func overlay(_ column: String, _ title: String, _ unit: String) -> String {
-            LineChart(title: title, xLabel: "epoch", yLabel: unit, series: runs.map { .init($0.name, $0.series(column)) }).svg
+            LineChart(title: title, xLabel: "epoch", yLabel: unit, series: runs.map { .init($0.name, $0.series(column, maximumPoints: Thinning.maximumPoints)) }).svg
         }
         let charts = [
             overlay("test_neg_elbo", "Test −ELBO", "nats per image"), overlay("train_neg_elbo", "Train −ELBO", "nats per image"),
@@ -157,13 +162,7 @@ public enum HTMLReport {
     static func timelapseFrames(_ run: RunData) -> [(Int, String)] {
         let epochs = run.metrics.compactMap { $0["epoch"].map { Int($0) } }.filter { Files.exists(run.folder.timelapsePath(epoch: $0)) }
         guard !epochs.isEmpty else { return [] }
-        let chosen: [Int]
-        if epochs.count <= maximumFrames {
-            chosen = epochs
-        } else {
-            let picks = (0..<maximumFrames).map { epochs[Int((Double($0) * Double(epochs.count - 1) / Double(maximumFrames - 1)).rounded())] }
-            chosen = picks.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }
-        }
+        let chosen = Thinning.indices(count: epochs.count, maximum: maximumFrames).map { epochs[$0] }
         return chosen.compactMap { e in dataURI(run.folder.timelapsePath(epoch: e)).map { (e, $0) } }
     }
 
@@ -196,7 +195,9 @@ public enum HTMLReport {
     }
 
     /// Text that cannot end the script element it is in.
-    static func inert(_ text: String) -> String { text.replacingOccurrences(of: "</", with: "<\\/") }
+    static func inert(_ text: String) -> String {
+        text.utf8.contains(UInt8(ascii: "<")) ? text.replacingOccurrences(of: "</", with: "<\\/") : text  // metrics.csv has none: no pass over megabytes
+    }
 
     static func page(title: String, live: Bool, body: String) -> String {
         """

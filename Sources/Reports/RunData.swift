@@ -60,23 +60,51 @@ public struct RunData {
         likelihood = folder.likelihood()
     }
 
+    /// metrics.csv's rows as dictionaries (a row without an epoch is left out). Fields are read
+    /// with `strtod` over the bytes: a 3,000-epoch file parses in milliseconds.
     static func parseMetrics(_ text: String) -> [[String: Double]] {
-        let lines = text.split(separator: "\n")
-        guard let header = lines.first?.split(separator: ",", omittingEmptySubsequences: false).map(String.init) else { return [] }
-        return lines.dropFirst().compactMap { line in
-            let fields = line.split(separator: ",", omittingEmptySubsequences: false)
-            var row: [String: Double] = [:]
-            for (name, field) in zip(header, fields) { if let v = Double(field) { row[name] = v } }
-            return row["epoch"] == nil ? nil : row
+        var text = text
+        return text.withUTF8 { bytes -> [[String: Double]] in
+            guard let newline = bytes.firstIndex(of: UInt8(ascii: "\n")) else { return [] }
+            let header = String(decoding: bytes[..<newline], as: UTF8.self).split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            var rows: [[String: Double]] = []
+            let capacity = 64
+            let field = UnsafeMutablePointer<CChar>.allocate(capacity: capacity)
+            defer { field.deallocate() }
+            var start = newline + 1
+            while start < bytes.count {
+                let end = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) ?? bytes.count
+                var row: [String: Double] = [:]
+                row.reserveCapacity(header.count)
+                var column = 0, fieldStart = start
+                for i in start...end where i == end || bytes[i] == UInt8(ascii: ",") {
+                    let length = i - fieldStart
+                    if column < header.count, length > 0, length < capacity {
+                        for k in 0..<length { field[k] = CChar(bitPattern: bytes[fieldStart + k]) }
+                        field[length] = 0
+                        var stop: UnsafeMutablePointer<CChar>?
+                        let value = strtod(field, &stop)
+                        if stop == field + length { row[header[column]] = value }
+                    }
+                    column += 1
+                    fieldStart = i + 1
+                }
+                if row["epoch"] != nil { rows.append(row) }
+                start = end + 1
+            }
+            return rows
         }
     }
 
     /// The run's name: its folder's last component.
     public var name: String { folder.path.split(separator: "/").last.map(String.init) ?? folder.path }
 
-    /// (epoch, value) of a metrics column.
-    public func series(_ column: String) -> [(x: Double, y: Double)] {
-        metrics.compactMap { row in row[column].flatMap { v in row["epoch"].map { ($0, v) } } }
+    /// (epoch, value) of a metrics column; with `maximumPoints`, at most that many, evenly spaced
+    /// over the epochs that have a value (``Thinning/indices(count:maximum:)``).
+    public func series(_ column: String, maximumPoints: Int? = nil) -> [(x: Double, y: Double)] {
+        let all = metrics.compactMap { row in row[column].flatMap { v in row["epoch"].map { ($0, v) } } }
+        guard let maximumPoints else { return all }
+        return Thinning.indices(count: all.count, maximum: maximumPoints).map { all[$0] }
     }
 
     /// The latent dimension's KL columns present, in order.

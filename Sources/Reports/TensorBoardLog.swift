@@ -15,7 +15,9 @@ import VAE
 /// - every epoch, at its last step: −ELBO, reconstruction and KL of train, validation and test
 ///   (`neg_elbo/test`, …), `train/objective`, `kl_weight`, `learning_rate`, `images_per_second`,
 ///   `seconds_per_epoch`, `active_units`, `kl_per_dimension/z01`, …; and two pictures:
-///   `samples/prior` (decoded from the same z every epoch) and `reconstructions/test`.
+///   `samples/prior` (decoded from the same z every epoch) and `reconstructions/test` — every
+///   epoch of a run of up to 100 epochs, at spaced epochs in a longer one
+///   (``Thinning/hasPictures(epoch:of:)``), so that the file does not grow by pictures forever.
 ///
 /// Only the run's writer (rank 0) writes. A resumed run cuts the file after the checkpoint's
 /// step and appends to it, so the history has no duplicates and no gaps.
@@ -84,6 +86,7 @@ public final class TensorBoardLog: TrainingObserver {
                 values.append(("kl_per_dimension/z" + String(repeating: "0", count: max(0, width - index.count)) + index, kl))
             }
             try file.scalars(values, step: step)
+            guard Thinning.hasPictures(epoch: e.epoch, of: run.config.training.epochs) else { return }
             for (tag, picture) in try pictures.pictures(run).all {
                 try file.image(tag: tag, png: picture.png, width: picture.image.width, height: picture.image.height, channels: picture.image.channels, step: step)
             }
