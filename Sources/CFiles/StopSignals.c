@@ -42,25 +42,33 @@ static void *watch(void *ready) {
     return NULL;
 }
 
+static int install_handler(const char *interrupt_message, const char *terminate_message) {
+    // The messages change only while both signals are blocked in this thread or not yet handled.
+    strncpy(early_message[0], interrupt_message, sizeof early_message[0] - 1);
+    strncpy(early_message[1], terminate_message, sizeof early_message[1] - 1);
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_stop_signal;
+    sigfillset(&action.sa_mask);  // one handler at a time; nothing else interrupts it
+    action.sa_flags = SA_RESTART;
+    return sigaction(SIGINT, &action, NULL) != 0 || sigaction(SIGTERM, &action, NULL) != 0 ? -1 : 0;
+}
+
+int vae_exit_on_stop_signals(const char *interrupt_message, const char *terminate_message) {
+    return armed ? -1 : install_handler(interrupt_message, terminate_message);
+}
+
 int vae_take_stop_signals(volatile sig_atomic_t *flag, const char *interrupt_message, const char *terminate_message) {
     static int installed;
     if (installed) return -1;
     stop_flag = flag;
-    strncpy(early_message[0], interrupt_message, sizeof early_message[0] - 1);
-    strncpy(early_message[1], terminate_message, sizeof early_message[1] - 1);
 
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) return -1;
-
-    struct sigaction action;
-    memset(&action, 0, sizeof action);
-    action.sa_handler = on_stop_signal;
-    sigfillset(&action.sa_mask);  // one handler at a time; nothing else interrupts it
-    action.sa_flags = SA_RESTART;
-    if (sigaction(SIGINT, &action, NULL) != 0 || sigaction(SIGTERM, &action, NULL) != 0) return -1;
+    if (install_handler(interrupt_message, terminate_message) != 0) return -1;
 
     static int ready;
     pthread_t thread;

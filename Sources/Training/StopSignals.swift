@@ -19,6 +19,12 @@ import Glibc
 public enum StopSignals {
     nonisolated(unsafe) private static var request: StopRequest?
 
+    /// Makes SIGINT and SIGTERM end the process with exit code 128 + the signal's number after
+    /// writing the given line, instead of a death by the signal (a program's first call).
+    public static func exitOnSignals(interruptLine: String, terminateLine: String) {
+        _ = vae_exit_on_stop_signals(interruptLine + "\n", terminateLine + "\n")
+    }
+
     /// Routes SIGINT and SIGTERM to `stop` for the rest of the process. Call it first, before
     /// any thread that computes is started. Throws if it was called before or a system call
     /// failed.

@@ -21,6 +21,7 @@ struct VAECommand: ParsableCommand {
     )
 
     static func main() {
+        StopSignals.exitOnSignals(interruptLine: "vae: stopped by SIGINT", terminateLine: "vae: stopped by SIGTERM")  // 130/143, not a signal death
         if isatty(STDOUT_FILENO) == 0 { setvbuf(stdout, nil, _IOLBF, 0) }  // a log file gets each line as it is printed
         if let problem = GEMMLibrary.environmentError { exit(withError: CLIError(problem)) }
         KernelCheck.restartWithWidestKernel()

@@ -7,6 +7,11 @@
 /// renameat2(RENAME_EXCHANGE). Returns 0, or -1 with errno set.
 int vae_exchange_paths(const char *a, const char *b);
 
+/// Until `vae_take_stop_signals`: SIGINT or SIGTERM writes `interrupt_message` or
+/// `terminate_message` (at most 255 bytes) to stderr and ends the process with exit code 128 +
+/// the signal's number, rather than letting it die by the signal. Returns 0, or -1.
+int vae_exit_on_stop_signals(const char *interrupt_message, const char *terminate_message);
+
 /// Takes SIGINT and SIGTERM for the rest of the process: blocks them in the calling thread (and
 /// so in every thread it starts later), installs one handler for both, and starts a watcher
 /// thread that leaves them unblocked, so that the kernel delivers them there and never to a
