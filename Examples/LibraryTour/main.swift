@@ -10,7 +10,8 @@ let run = try TrainingRun(
 
 final class EpochPrinter: TrainingObserver {
     func epochDone(_ run: TrainingRun, _ e: EpochSummary) {
-        print("epoch \(e.epoch): train −ELBO \(fixed(e.train.meanNegativeELBO, 2)), test −ELBO \(fixed(e.test.meanNegativeELBO, 2))")
+        let test = e.test.map { fixed($0.meanNegativeELBO, 2) } ?? "not evaluated"  // see testEvery
+        print("epoch \(e.epoch): train −ELBO \(fixed(e.train.meanNegativeELBO, 2)), test −ELBO \(test)")
     }
 }
 print(try run.train(observer: EpochPrinter()))

@@ -43,7 +43,7 @@ public enum HTMLReport {
         body += "<section><h2>The run</h2>" + table(facts) + "</section>"
 
         // Key figures.
-        if let last = run.metrics.last {
+        if let last = run.metrics.last(where: { $0["test_neg_elbo"] != nil }) ?? run.metrics.last {  // the last epoch evaluated on the test set
             var figures: [(String, String)] = [("test −ELBO after epoch \(Int(last["epoch"] ?? 0))", nats(last["test_neg_elbo"]))]
             if let r = last["test_reconstruction"], let k = last["test_kl"] { figures.append(("of which", "reconstruction \(nats(r)) + KL \(nats(k))")) }
             if let best = run.metrics.filter({ $0["validation_neg_elbo"] != nil }).min(by: { $0["validation_neg_elbo"]! < $1["validation_neg_elbo"]! }) {
@@ -84,7 +84,8 @@ public enum HTMLReport {
         // The latent space.
         let dims = run.klDimensions
         if !dims.isEmpty {
-            let rows = Thinning.indices(count: run.metrics.count, maximum: Thinning.maximumHeatMapColumns).map { run.metrics[$0] }
+            let evaluated = run.metrics.filter { $0[dims[0]] != nil }  // epochs with test statistics (see --test-every)
+            let rows = Thinning.indices(count: evaluated.count, maximum: Thinning.maximumHeatMapColumns).map { evaluated[$0] }
             let epochs = rows.compactMap { $0["epoch"] }
             let values = dims.map { d in rows.map { $0[d] ?? .nan } }
             let map = HeatMap(title: "KL per latent dimension, test set", rowLabels: dims.map { "z" + $0.dropFirst("kl_dim_".count) }, columns: epochs, values: values, unit: "nats")
@@ -116,7 +117,7 @@ public enum HTMLReport {
         var body = "<header><h1>Comparison of \(runs.count) runs</h1><p>" + runs.map { escape($0.folder.path) }.joined(separator: " · ") + "</p></header>"
         var results: [[String]] = [["run", "state", "epochs", "final test −ELBO", "best validation −ELBO", "log p(x)", "training time"]]
         for r in runs {
-            let last = r.metrics.last
+            let last = r.metrics.last(where: { $0["test_neg_elbo"] != nil }) ?? r.metrics.last
             let best = r.metrics.compactMap { $0["validation_neg_elbo"] }.min()
             results.append([
                 r.name, r.folder.stateDescription, "\(r.metrics.count)", nats(last?["test_neg_elbo"]), best.map { nats($0) } ?? "–",

@@ -78,10 +78,12 @@ public final class TensorBoardLog: TrainingObserver {
             }
             values += [
                 ("train/objective", e.train.meanObjective), ("kl_weight", e.klWeight), ("learning_rate", Double(e.learningRate)),
-                ("images_per_second", e.imagesPerSecond), ("seconds_per_epoch", e.seconds), ("active_units", Double(e.latent.activeUnits())),
+                ("images_per_second", e.imagesPerSecond), ("seconds_per_epoch", e.seconds),
             ]
-            let width = String(e.latent.klPerDimension.count).count
-            for (j, kl) in e.latent.klPerDimension.enumerated() {
+            if let latent = e.latent { values.append(("active_units", Double(latent.activeUnits()))) }
+            let perDimension = e.latent?.klPerDimension ?? []
+            let width = String(perDimension.count).count
+            for (j, kl) in perDimension.enumerated() {
                 let index = String(j + 1)
                 values.append(("kl_per_dimension/z" + String(repeating: "0", count: max(0, width - index.count)) + index, kl))
             }

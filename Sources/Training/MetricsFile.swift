@@ -2,11 +2,15 @@ import Files
 import Foundation
 import VAE
 
-/// `metrics.csv`: one row per epoch, rewritten atomically after each epoch. Losses are nats per
-/// image; the validation columns are empty for a run without a validation split.
+/// `metrics.csv`: one row per epoch. The first row a process adds rewrites the file atomically
+/// (the header and the rows a resumed run keeps); later rows are appended, so that an epoch's
+/// cost does not grow with the rows before it. Losses are nats per image; the validation columns
+/// are empty for a run without a validation split.
 public struct MetricsFile {
     public let path: String
     private var lines: [String]
+    private var isWhole = false
+    private let latentDimension: Int
 
     public static func columns(latentDimension: Int) -> [String] {
         ["epoch", "train_neg_elbo", "train_reconstruction", "train_kl", "train_objective",
@@ -17,6 +21,7 @@ public struct MetricsFile {
 
     public init(path: String, latentDimension: Int) {
         self.path = path
+        self.latentDimension = max(latentDimension, 1)
         lines = [Self.columns(latentDimension: latentDimension).joined(separator: ",")]
     }
 
@@ -48,10 +53,17 @@ public struct MetricsFile {
             return [l.meanNegativeELBO, l.meanReconstruction, l.meanKL].map { fixed($0, 4) }
         }
         let train = [e.train.meanNegativeELBO, e.train.meanReconstruction, e.train.meanKL, e.train.meanObjective].map { fixed($0, 4) }
-        let tail = ["\(e.learningRate)", fixed(e.seconds, 3), fixed(e.imagesPerSecond, 0), fixed(e.klWeight, 4), "\(e.latent.activeUnits())"]
-            + e.latent.klPerDimension.map { fixed($0, 4) }
-        lines.append((["\(e.epoch)"] + train + terms(e.validation) + terms(e.test) + tail).joined(separator: ","))
-        try Files.writeAtomically(lines.joined(separator: "\n") + "\n", to: path)
+        let latent = e.latent.map { ["\($0.activeUnits())"] + $0.klPerDimension.map { fixed($0, 4) } }
+            ?? Array(repeating: "", count: 1 + latentDimension)
+        let tail = ["\(e.learningRate)", fixed(e.seconds, 3), fixed(e.imagesPerSecond, 0), fixed(e.klWeight, 4)] + latent
+        let row = (["\(e.epoch)"] + train + terms(e.validation) + terms(e.test) + tail).joined(separator: ",")
+        lines.append(row)
+        if isWhole, Files.exists(path) {
+            try Files.append(row + "\n", to: path)
+        } else {
+            try Files.writeAtomically(lines.joined(separator: "\n") + "\n", to: path)
+            isWhole = true
+        }
     }
 }
 

@@ -161,11 +161,20 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// Epochs after which the weights are also kept in `RUN/snapshots/epoch-NNNN.safetensors`
     /// (e.g. the ends of the `iwae` schedule's stages), for `vae eval RUN --epoch N`.
     public var snapshotEpochs: [Int]?
+    /// Evaluate the test set after every this many epochs (and after the first and the last);
+    /// nil: every epoch. A long protocol (3,280 epochs) need not pay an evaluation per epoch.
+    public var testEvery: Int?
     /// The operands' format in the matrix products (nil: FP32); see `MatrixPrecision`. Weights,
     /// optimiser state, checkpoints and every reported figure stay FP32.
     public var precision: MatrixPrecision?
 
     public static let userData = "files"
+
+    /// Whether the test set is evaluated after epoch `epoch` (from 1): the first, the last and
+    /// every ``testEvery``-th.
+    public func evaluatesTest(afterEpoch epoch: Int) -> Bool {
+        epoch == 1 || epoch >= epochs || epoch % max(testEvery ?? 1, 1) == 0
+    }
 
     /// A configuration with the classic defaults (Adam 1e-3, batch 128, 10 epochs, seed 1).
     public init(
@@ -236,6 +245,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         if let clipNorm, !(clipNorm.isFinite && clipNorm > 0) { throw fail("--clip-norm must be a positive number") }
         guard checkpointInterval >= 0 else { throw fail("--checkpoint-every must be 0 or more steps") }
         if let classes, classes.isEmpty || classes.contains(where: { $0 < 0 }) { throw fail("--classes must be labels from 0, e.g. 0,1,2") }
+        if let testEvery, testEvery < 1 { throw fail("--test-every must be at least 1 epoch") }
         guard (snapshotEpochs ?? []).allSatisfy({ $0 >= 1 }) else { throw fail("--snapshot-epochs must be epoch numbers from 1, e.g. 1,4,13") }
         do {
             try trainingObjective.validate()

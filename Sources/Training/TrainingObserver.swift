@@ -54,9 +54,10 @@ public struct EpochSummary: Sendable {
     public let train: LossBreakdown
     /// −ELBO on the validation set (runs with a validation split).
     public let validation: LossBreakdown?
-    public let test: LossBreakdown
-    /// Per-dimension KL and active units on the test set.
-    public let latent: LatentStatistics
+    /// −ELBO on the test set; nil after an epoch whose test evaluation `testEvery` skips.
+    public let test: LossBreakdown?
+    /// Per-dimension KL and active units on the test set (nil when `test` is).
+    public let latent: LatentStatistics?
     /// The learning rate at the epoch's first step, and the KL weight at its start.
     public let learningRate: Float
     public let klWeight: Double

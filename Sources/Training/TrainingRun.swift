@@ -412,7 +412,8 @@ public final class TrainingRun {
     private func finishEpoch(seconds: Double, klWeight: Double, _ observer: TrainingObserver?) throws -> EpochSummary {
         let epoch = state.epoch + 1
         let validation = validationShard?.evaluate(model)
-        let test = testShard.evaluate(model)
+        let evaluatesTest = config.training.evaluatesTest(afterEpoch: epoch)
+        let test = evaluatesTest ? testShard.evaluate(model) : nil
         let schedule = config.training.learningRateSchedule
         var isBest = false
         if let validation {
@@ -420,7 +421,7 @@ public final class TrainingRun {
                 validation: validation.meanNegativeELBO, epoch: epoch, plateauPatience: schedule.kind == .plateau ? schedule.patience : nil)
         }
         let summary = EpochSummary(
-            epoch: epoch, train: state.partialLoss, validation: validation, test: test, latent: testShard.latentStatistics(model),
+            epoch: epoch, train: state.partialLoss, validation: validation, test: test, latent: evaluatesTest ? testShard.latentStatistics(model) : nil,
             learningRate: learningRate(atStep: state.epoch * stepsPerEpoch), klWeight: klWeight, seconds: seconds,
             imagesPerSecond: Double(state.partialLoss.images) / seconds, isBest: isBest)
         if isWriter {

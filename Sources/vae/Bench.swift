@@ -27,7 +27,7 @@ struct Bench: ParsableCommand {
     /// Training flags a preset may set that `bench` does not take (it times the model, the data
     /// and the objective at `--batch-size`, with Adam and a constant rate).
     static let presetFlagsItLacks: Set<String> = [
-        "--binarize", "--optimizer", "--adam-beta1", "--adam-beta2", "--adam-epsilon", "--lr", "--lr-schedule", "--epochs", "--snapshot-epochs",
+        "--binarize", "--optimizer", "--adam-beta1", "--adam-beta2", "--adam-epsilon", "--lr", "--lr-schedule", "--epochs", "--snapshot-epochs", "--test-every",
     ]
 
     @OptionGroup var data: DataOptions

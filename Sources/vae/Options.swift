@@ -235,6 +235,9 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Train only on the images of these classes (labels), e.g. 0,1,2,3,4,5,6,7,8; the test set stays whole, for `vae score --anomaly-classes`.", valueName: "labels"))
     var classes: String?
 
+    @Option(help: ArgumentHelp("Evaluate the test set (−ELBO, its terms, the latent statistics) after every N-th epoch, the first and the last (default 1: every epoch; the iwae-paper preset: 10).", valueName: "N"))
+    var testEvery: Int = 1
+
     @Option(help: ArgumentHelp("Keep the weights after these epochs in RUN/snapshots/ (evaluate one with `vae eval RUN --epoch N`), e.g. 1,4,13,40.", valueName: "epochs"))
     var snapshotEpochs: String?
 
@@ -255,6 +258,7 @@ struct TrainingOptions: ParsableArguments {
                 patience: plateauPatience, factor: plateauFactor),
             earlyStopping: earlyStopping, clipNorm: clipNorm, checkpointEvery: checkpointEvery)
         training.snapshotEpochs = snapshotEpochs.flatMap(integerList)
+        training.testEvery = testEvery == 1 ? nil : testEvery  // every epoch stays unwritten in config.json
         training.classes = classes.flatMap(integerList)
         data.apply(to: &training)
         try training.validate()

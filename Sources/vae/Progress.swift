@@ -44,7 +44,7 @@ final class TrainingProgress: TrainingObserver {
     func epochDone(_ run: TrainingRun, _ e: EpochSummary) {
         bar.end()
         let validation = e.validation.map { "  validation −ELBO \(fixed($0.meanNegativeELBO, 2))\(e.isBest ? " (best)" : "")" } ?? ""
-        print("epoch \(e.epoch)/\(epochs)  train −ELBO \(fixed(e.train.meanNegativeELBO, 2))\(validation)  test −ELBO \(fixed(e.test.meanNegativeELBO, 2)) (reconstruction \(fixed(e.test.meanReconstruction, 2)) + KL \(fixed(e.test.meanKL, 2)))  lr \(e.learningRate)  \(fixed(e.seconds, 2)) s  \(Int(e.imagesPerSecond)) img/s")
+        print("epoch \(e.epoch)/\(epochs)  train −ELBO \(fixed(e.train.meanNegativeELBO, 2))\(validation)\(e.test.map { "  test −ELBO \(fixed($0.meanNegativeELBO, 2)) (reconstruction \(fixed($0.meanReconstruction, 2)) + KL \(fixed($0.meanKL, 2)))" } ?? "")  lr \(e.learningRate)  \(fixed(e.seconds, 2)) s  \(Int(e.imagesPerSecond)) img/s")
     }
 
     func runEnded(_ run: TrainingRun, _ outcome: TrainingOutcome) { bar.end() }

@@ -164,7 +164,7 @@ func stoppedAndResumedRunsEndIdentical(name: String, modify: (inout TrainingConf
     let (model, _) = try folder.loadModel(.best)
     #expect(abs(model.evaluate(validation).meanNegativeELBO - best.validation!.meanNegativeELBO) < 1e-9)
     let (last, _) = try folder.loadModel(.final)
-    #expect(abs(last.evaluate(data.test).meanNegativeELBO - recorder.summaries.last!.test.meanNegativeELBO) < 1e-9)
+    #expect(abs(last.evaluate(data.test).meanNegativeELBO - recorder.summaries.last!.test!.meanNegativeELBO) < 1e-9)
     // Each row of metrics.csv has the validation figures.
     let rows = try String(contentsOfFile: folder.metricsPath, encoding: .utf8).split(separator: "\n").dropFirst()
     #expect(rows.count == 5 && rows.allSatisfy { Double($0.split(separator: ",", omittingEmptySubsequences: false)[5]) != nil })
@@ -300,11 +300,41 @@ func bf16RunTracksItsFP32Twin() throws {
         _ = try run.train(observer: recorder)
         let json = try String(contentsOfFile: folder.configPath, encoding: .utf8)
         #expect(json.contains("\"precision\"") == (precision == .bf16))
-        curves.append(recorder.summaries.map(\.test.meanNegativeELBO))
+        curves.append(recorder.summaries.map { $0.test!.meanNegativeELBO })
     }
     #expect(curves[0].count == 6 && curves[1].count == 6)
     for (epoch, (fp32, bf16)) in zip(curves[0], curves[1]).enumerated() {
         #expect(abs(bf16 - fp32) <= 0.01 * abs(fp32), "epoch \(epoch + 1): bf16 \(bf16) vs FP32 \(fp32)")
     }
     #expect(curves[0] != curves[1])
+}
+
+/// `testEvery = 3` over 7 epochs: the test set is evaluated after epochs 1, 3, 6 and 7 only —
+/// the other summaries have no test figures and their metrics rows leave the test, active-unit
+/// and per-dimension cells empty — and the figures it does give equal an evaluation of that
+/// epoch's weights (the run with every epoch evaluated trains the same weights).
+@Test func testEveryEvaluatesTheTestSetAtItsEpochsOnly() throws {
+    let dir = temporaryDirectory()
+    try writeTinyDataset(dir)
+    let sparse = tinyConfig(dir, epochs: 7) { $0.testEvery = 3 }
+    let every = tinyConfig(dir, epochs: 7) { _ in }
+    let data = try sparse.training.loadData()
+    let recorders = (Recorder(), Recorder())
+    _ = try TrainingRun(creating: RunFolder(path: dir + "/sparse"), config: sparse, data: data, parallelism: .batch(workers: 1)).train(observer: recorders.0)
+    _ = try TrainingRun(creating: RunFolder(path: dir + "/every"), config: every, data: data, parallelism: .batch(workers: 1)).train(observer: recorders.1)
+    let evaluated = recorders.0.summaries.filter { $0.test != nil }.map(\.epoch)
+    #expect(evaluated == [1, 3, 6, 7])
+    #expect(recorders.0.summaries.allSatisfy { ($0.latent != nil) == ($0.test != nil) })
+    for (a, b) in zip(recorders.0.summaries, recorders.1.summaries) {
+        #expect(a.train.meanNegativeELBO == b.train.meanNegativeELBO, "epoch \(a.epoch): the test evaluation changed training")
+        if let test = a.test { #expect(test.meanNegativeELBO == b.test!.meanNegativeELBO) }
+    }
+    let rows = try String(contentsOfFile: dir + "/sparse/metrics.csv", encoding: .utf8).split(separator: "\n").dropFirst()
+        .map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+    #expect(rows.count == 7)
+    for row in rows {
+        let epoch = Int(row[0])!
+        let empty = row[8...10].allSatisfy(\.isEmpty) && row[15...].allSatisfy(\.isEmpty)
+        #expect(empty == !evaluated.contains(epoch), "epoch \(epoch): \(row)")
+    }
 }
