@@ -58,19 +58,7 @@ public enum Files {
         let temporary = "\(path).tmp-\(getpid())-\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw FileError(path: path, reason: "cannot write: \(lastErrorMessage())") }
-        var failure: String?
-        bytes.withUnsafeBytes { buf in
-            var done = 0
-            while done < buf.count {
-                let n = write(fd, buf.baseAddress! + done, buf.count - done)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    failure = lastErrorMessage()
-                    return
-                }
-                done += n
-            }
-        }
+        var failure = writeAll(fd, bytes)
         if failure == nil, durable, fsync(fd) != 0 { failure = lastErrorMessage() }
         if close(fd) != 0, failure == nil { failure = lastErrorMessage() }
         if failure == nil, rename(temporary, path) != 0 { failure = lastErrorMessage() }
@@ -94,22 +82,26 @@ public enum Files {
     public static func append(_ text: String, to path: String, durable: Bool = true) throws {
         let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
         guard fd >= 0 else { throw FileError(path: path, reason: "cannot append: \(lastErrorMessage())") }
-        var failure: String?
-        Array(text.utf8).withUnsafeBytes { buf in
+        var failure = writeAll(fd, Array(text.utf8))
+        if failure == nil, durable, fdatasync(fd) != 0 { failure = lastErrorMessage() }
+        if close(fd) != 0, failure == nil { failure = lastErrorMessage() }
+        if let failure { throw FileError(path: path, reason: "cannot append: \(failure)") }
+    }
+
+    /// Writes all of `bytes` to `fd` (again after EINTR and short writes); the error, or nil.
+    private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> String? {
+        bytes.withUnsafeBytes { buf in
             var done = 0
             while done < buf.count {
                 let n = write(fd, buf.baseAddress! + done, buf.count - done)
                 if n < 0 {
                     if errno == EINTR { continue }
-                    failure = lastErrorMessage()
-                    return
+                    return lastErrorMessage()
                 }
                 done += n
             }
+            return nil
         }
-        if failure == nil, durable, fdatasync(fd) != 0 { failure = lastErrorMessage() }
-        if close(fd) != 0, failure == nil { failure = lastErrorMessage() }
-        if let failure { throw FileError(path: path, reason: "cannot append: \(failure)") }
     }
 
     /// `path` with every symbolic link in its last component followed (at most 32 of them), so
