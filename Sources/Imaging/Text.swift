@@ -1,13 +1,27 @@
 import CFreeType
 import Files
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Draws text with FreeType from a TrueType font (DejaVu Sans by default, Debian's
 /// `fonts-dejavu-core`).
 public final class TextRenderer {
+    /// Debian's and Fedora's places for DejaVu Sans, then `share/fonts/` beside the program's
+    /// folder (the portable bundle of `scripts/package.sh`).
     public static let defaultFontPaths = [
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
         "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    ]
+    ] + bundledFontPath
+
+    private static var bundledFontPath: [String] {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard n > 0 else { return [] }
+        let executable = String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let slash = executable.lastIndex(of: "/") else { return [] }
+        return [executable[..<slash] + "/../share/fonts/DejaVuSans.ttf"]
+    }
 
     private var library: FT_Library?
     private var face: FT_Face?
@@ -22,6 +36,7 @@ public final class TextRenderer {
         }
         guard face != nil else {
             FT_Done_FreeType(library)
+            library = nil  // deinit runs for a class whose init throws: do not free it twice
             throw FileError(path: paths.first ?? "font", reason: "no font to draw text with (install fonts-dejavu-core: scripts/setup.sh)")
         }
         FT_Set_Pixel_Sizes(face, 0, FT_UInt(pixelSize))

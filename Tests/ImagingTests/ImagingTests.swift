@@ -72,3 +72,14 @@ import Testing
     let coverage = stride(from: 0, to: canvas.image.pixels.count, by: 3).reduce(0.0) { $0 + Double(255 - Int(canvas.image.pixels[$1])) / 255 }
     #expect(abs(coverage - Double.pi * 25) < 1.5, "coverage \(coverage)")
 }
+
+/// No readable font among the paths: one error naming the missing font package, not a crash
+/// (the failed initialiser once freed FreeType twice).
+@Test func noFontIsAnErrorNotACrash() {
+    do {
+        _ = try TextRenderer(paths: ["/nonexistent/DejaVuSans.ttf"])
+        Issue.record("a renderer without a font")
+    } catch {
+        #expect("\(error)".contains("fonts-dejavu-core"), "\(error)")
+    }
+}
