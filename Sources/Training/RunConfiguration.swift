@@ -84,7 +84,28 @@ public struct OptimizerConfig: Codable, Equatable, Sendable {
     }
 }
 
+/// How `--batch-per-rank` changes the learning rate.
+public enum LearningRateScaling: String, CaseIterable, Sendable {
+    /// The rate as given.
+    case none
+    /// The rate times the factor the batch grew by (Goyal et al. 2017, "Accurate, Large
+    /// Minibatch SGD": η → kη for a k times larger batch, best with a warm-up).
+    case linear
+}
+
 extension TrainingConfig {
+    /// Weak scaling (`--batch-per-rank`): the global batch becomes `perRank × ranks`, so each of
+    /// the `ranks` processes trains on `perRank` images per step; with `.linear` the learning
+    /// rate grows by `ranks` too. config.json records the resulting batch and rate, so a resume
+    /// (with any number of ranks) continues the same run.
+    public mutating func growBatch(perRank: Int, ranks: Int, learningRate scaling: LearningRateScaling) throws {
+        guard perRank >= 1, perRank * max(ranks, 1) <= Limits.batchSize.upperBound else {
+            throw ConfigurationError("--batch-per-rank must be between 1 and \(Limits.batchSize.upperBound / max(ranks, 1)) with \(ranks) rank\(ranks == 1 ? "" : "s")")
+        }
+        batchSize = perRank * max(ranks, 1)
+        if scaling == .linear { learningRate *= Float(max(ranks, 1)) }
+    }
+
     /// The data's paths (`dataDirectory`, `dataPath`, `labelsPath`, `testDataPath`,
     /// `testLabelsPath`) with their names in `config.json`.
     var dataPaths: [(key: String, path: String?)] {

@@ -169,8 +169,14 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Passes over the training set.")
     var epochs: Int = 10
 
-    @Option(help: "Images per optimiser step.")
+    @Option(help: "Images per optimiser step (the global batch: under mpirun the ranks share it).")
     var batchSize: Int = 128
+
+    @Option(help: ArgumentHelp("Images per rank and step instead of --batch-size (weak scaling): under mpirun -np N the global batch is N × B; alone, B.", valueName: "B"))
+    var batchPerRank: Int?
+
+    @Option(help: "With --batch-per-rank: none (default) keeps --lr; linear multiplies it by the number of ranks, the factor the batch grew by (Goyal et al. 2017; pair it with --lr-warmup, e.g. five epochs of steps).")
+    var lrScaling: LearningRateScaling = .none
 
     @Option(help: "Learning rate (the schedule's base rate).")
     var lr: Float = 1e-3
@@ -247,8 +253,9 @@ struct TrainingOptions: ParsableArguments {
         if let snapshotEpochs, integerList(snapshotEpochs) == nil { throw ValidationError("--snapshot-epochs must be epoch numbers separated by commas, e.g. 1,4,13,40") }
     }
 
-    /// The training configuration (data source and objective from their groups); validated.
-    func config(data: DataOptions, objective: TrainingObjective) throws -> TrainingConfig {
+    /// The training configuration (data source and objective from their groups) for a job of
+    /// `ranks` processes; validated.
+    func config(data: DataOptions, objective: TrainingObjective, ranks: Int) throws -> TrainingConfig {
         var training = TrainingConfig(
             epochs: epochs, batchSize: batchSize, learningRate: lr, seed: seed, binarize: binarize, objective: objective,
             validationSplit: validationSplit,
@@ -260,6 +267,11 @@ struct TrainingOptions: ParsableArguments {
         training.snapshotEpochs = snapshotEpochs.flatMap(integerList)
         training.testEvery = testEvery == 1 ? nil : testEvery  // every epoch stays unwritten in config.json
         training.classes = classes.flatMap(integerList)
+        if let batchPerRank {
+            try training.growBatch(perRank: batchPerRank, ranks: ranks, learningRate: lrScaling)
+        } else if lrScaling != .none {
+            throw ValidationError("--lr-scaling \(lrScaling.rawValue) scales the rate with the batch that --batch-per-rank grows: give --batch-per-rank")
+        }
         data.apply(to: &training)
         try training.validate()
         return training
@@ -270,3 +282,5 @@ struct TrainingOptions: ParsableArguments {
 func absolutePath(_ path: String) -> String {
     path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
 }
+
+extension LearningRateScaling: ExpressibleByArgument {}

@@ -155,7 +155,7 @@ extension Train {
             StopSignals.arm()
             return try TrainingRun(resuming: RunFolder(path: resume), parallelism: threading.requestedParallelism, communicator: communicator)
         }
-        var trainingConfig = try training.config(data: data, objective: objective.objective)
+        var trainingConfig = try training.config(data: data, objective: objective.objective, ranks: communicator.size)
         if precision.precision == .bf16 { trainingConfig.precision = .bf16 }  // FP32 stays unwritten in config.json
         if communicator.rank == 0 { try TrainingRun.checkCanCreate(RunFolder(path: out), replacing: force) }
         let splits = try trainingConfig.loadData()

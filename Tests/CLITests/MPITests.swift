@@ -215,3 +215,29 @@ func trainOnOneAndTwoRanks(_ arguments: [String], in dir: String) throws -> (two
     for (name, values) in a { for (x, y) in zip(values, b[name] ?? []) { largest = max(largest, abs(x - y)) } }
     return (two, Set(a.keys), largest)
 }
+
+/// `--batch-per-rank B` (weak scaling): alone it is `--batch-size B`, bit for bit; under
+/// `mpirun -np 2` the global batch is 2B, each rank trains on B images per step, and
+/// `--lr-scaling linear` doubles the rate — both recorded in config.json, which a resume follows.
+/// `--lr-scaling` without `--batch-per-rank` is refused.
+@Test(.enabled(if: mpirunPath != nil, "needs Open MPI's mpirun (scripts/setup.sh installs it)"))
+func batchPerRankGrowsTheGlobalBatchWithTheRanks() throws {
+    let dir = temporaryDirectory()
+    try writeTinyDataset(dir)
+    let arguments = ["train", "--dataset", "mnist", "--data-dir", dir, "--epochs", "2", "--hidden", "16", "--latent", "2", "--threads", "1", "--lr", "0.001"]
+    let perRank = try vae(arguments + ["--batch-per-rank", "8", "--out", dir + "/per-rank"])
+    let plain = try vae(arguments + ["--batch-size", "8", "--out", dir + "/plain"])
+    #expect(perRank.status == 0 && plain.status == 0, "\(perRank.stderr) \(plain.stderr)")
+    #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/per-rank/model.safetensors")) == Data(contentsOf: URL(fileURLWithPath: dir + "/plain/model.safetensors")))
+
+    let two = try mpirun(2, arguments + ["--batch-per-rank", "8", "--lr-scaling", "linear", "--out", dir + "/two"])
+    #expect(two.status == 0, "\(two.stderr)")
+    #expect(two.stdout.contains("2 MPI ranks, each on 8–8 images of every batch of 16"), "\(two.stdout)")
+    let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/two/config.json"))) as? [String: Any]
+    let training = config?["training"] as? [String: Any]
+    #expect(training?["batchSize"] as? Int == 16)
+    #expect(abs((training?["learningRate"] as? Double ?? 0) - 0.002) < 1e-9, "\(training?["learningRate"] ?? "none")")
+
+    let refused = try vae(arguments + ["--lr-scaling", "linear", "--out", dir + "/refused"])
+    #expect(refused.status != 0 && refused.stderr.contains("--batch-per-rank"), "\(refused.stderr)")
+}
