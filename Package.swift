@@ -27,7 +27,9 @@ let package = Package(
 
         // Elementwise hot loops in C, compiled per instruction set and dispatched at load time.
         .target(name: "CKernels"),
-        .target(name: "Tensor", dependencies: ["CBLAS", "CDNNL", "CKernels"]),
+        // The CUDA driver API, loaded at run time with dlopen (no CUDA at build time).
+        .target(name: "CCUDA", linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "Tensor", dependencies: ["CBLAS", "CDNNL", "CKernels", "CCUDA"]),
         .target(name: "NN", dependencies: ["Tensor", "CKernels"]),
         // System calls Swift's Glibc module does not declare (renameat2), and the SIGINT/SIGTERM watcher thread.
         .target(name: "CFiles"),

@@ -17,7 +17,7 @@ struct VAECommand: ParsableCommand {
             summed over pixels and latent dimensions, averaged over images.
             """,
         version: VersionInfo.line,
-        subcommands: [Train.self, Evaluate.self, Sample.self, Reconstruct.self, Interpolate.self, Manifold.self, Traverse.self, Scatter.self, Encode.self, Score.self, Report.self, Bench.self]
+        subcommands: [Train.self, Evaluate.self, Sample.self, Reconstruct.self, Interpolate.self, Manifold.self, Traverse.self, Scatter.self, Encode.self, Score.self, Report.self, Bench.self, Devices.self]
     )
 
     static func main() {

@@ -1,0 +1,30 @@
+#ifndef CCUDA_H
+#define CCUDA_H
+
+#include <stddef.h>
+
+/// One NVIDIA GPU as the CUDA driver describes it.
+struct vae_cuda_device {
+    char name[256];
+    size_t memory;          // bytes of device memory
+    int major, minor;       // compute capability
+    int multiprocessors;
+};
+
+/// Loads the NVIDIA driver's CUDA library (libcuda.so.1, found by the loader as the driver
+/// installs it) with dlopen and calls cuInit(0). Nothing of CUDA is linked at build time.
+/// Returns 0, or -1 with one line in `message` naming what is missing or what failed.
+int vae_cuda_open(char *message, size_t capacity);
+
+/// The driver's CUDA version as 1000 × major + 10 × minor (13000 for 13.0), after a
+/// successful vae_cuda_open; 0 if unknown.
+int vae_cuda_driver_version(void);
+
+/// How many devices the driver sees (0 is possible). Returns 0, or -1 with a message.
+int vae_cuda_device_count(int *count, char *message, size_t capacity);
+
+/// Device `ordinal`'s name, memory, compute capability and multiprocessors. Returns 0, or -1
+/// with a message.
+int vae_cuda_device(int ordinal, struct vae_cuda_device *device, char *message, size_t capacity);
+
+#endif
