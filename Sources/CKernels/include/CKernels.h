@@ -5,6 +5,7 @@
 #define SWIFT_VAE_CKERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /// Adam on n elements, PyTorch's formulation, with the gradient g = g0 + g1 (g1 may be NULL):
 ///   m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²;
@@ -160,4 +161,13 @@ int vae_cpu_has_avx512bf16(void);
 /// non-zero.
 void vae_gemm_bf16(int transposeA, int transposeB, long m, long n, long k, float alpha,
                    const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
+/// Philox4x32-10 (Salmon et al. 2011): the 128 random bits of `counter` under `key`.
+void vae_philox4x32_10(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4]);
+
+/// Standard normals number `first` … `first + count − 1` of stream `stream` under `seed`: number i
+/// comes from Philox4x32-10 at counter (i / 4 as two words, `stream` as two words), key `seed`,
+/// by Box–Muller in double precision on its pair of words, rounded to float — a pure function
+/// of (seed, stream, i), whatever the order or the split of the drawing.
+void vae_philox_normals(uint64_t seed, uint64_t stream, uint64_t first, size_t count, float *out);
+
 #endif

@@ -1,0 +1,38 @@
+import CKernels
+
+/// Standard normals that are a pure function of (seed, stream, index): number i of a stream is
+/// the same however the numbers are drawn — in one call or in pieces, by any thread, rank or
+/// device. Built on Philox4x32-10 (Salmon et al. 2011), a counter-based generator that GPUs
+/// implement as cheaply as CPUs, so that a GPU run can draw the CPU run's ε.
+///
+/// Number i: the four 32-bit words w of Philox4x32-10 at counter (⌊i/4⌋, stream) under key
+/// `seed`; words (w₀, w₁) give normals 0 and 1 of the block and (w₂, w₃) normals 2 and 3 by
+/// Box–Muller, u = (w + ½)·2⁻³², z = √(−2 ln u₁)·(cos 2πu₂, sin 2πu₂), in double precision and
+/// rounded to Float.
+public struct CounterNoise: Sendable, Equatable {
+    public let seed: UInt64
+
+    public init(seed: UInt64) { self.seed = seed }
+
+    /// Fills `out` with numbers `first`, `first` + 1, … of `stream`.
+    public func normals(stream: UInt64, first: UInt64, into out: UnsafeMutableBufferPointer<Float>) {
+        guard let base = out.baseAddress, !out.isEmpty else { return }
+        vae_philox_normals(seed, stream, first, out.count, base)
+    }
+
+    /// Numbers `first` ..< `first` + `count` of `stream`.
+    public func normals(stream: UInt64, first: UInt64 = 0, count: Int) -> [Float] {
+        [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            normals(stream: stream, first: first, into: buffer)
+            initialized = count
+        }
+    }
+
+    /// The raw Philox4x32-10 block: the 128 bits of `counter` under `key`.
+    public static func philox(counter: (UInt32, UInt32, UInt32, UInt32), key: (UInt32, UInt32)) -> (UInt32, UInt32, UInt32, UInt32) {
+        let c = [counter.0, counter.1, counter.2, counter.3], k = [key.0, key.1]
+        var out = [UInt32](repeating: 0, count: 4)
+        vae_philox4x32_10(c, k, &out)
+        return (out[0], out[1], out[2], out[3])
+    }
+}
