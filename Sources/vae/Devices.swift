@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Tensor
 import Training
 
@@ -22,5 +23,6 @@ struct Devices: ParsableCommand {
         } catch {
             print("cuda: none — \(error)")
         }
+        for library in CUDA.libraries(environment: ProcessInfo.processInfo.environment) { print("  " + library.summary) }
     }
 }

@@ -51,3 +51,29 @@ func devicesReportsWhatTheDriverSaysAndWhyNone() throws {
         #expect(missing.stdout.contains("cuda: none — the NVIDIA driver's libcuda.so.1 cannot be loaded"), "\(missing.stdout)")
     }
 }
+
+/// Compiles `source` into the shared library `path`.
+func compileLibrary(_ source: String, to path: String) throws {
+    try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    try source.write(toFile: path + ".c", atomically: true, encoding: .utf8)
+    let built = try run(cCompiler!, ["-shared", "-fPIC", "-o", path, path + ".c"])
+    #expect(built.status == 0, "\(built.stderr)")
+}
+
+/// NVRTC under `$CUDA_HOME/lib64`, cuBLAS in a virtual environment's `nvidia/cublas/lib` (PyPI's
+/// layout), cuDNN nowhere: `vae devices` names each with the version it reports and the file
+/// it loaded, and says where it looked for the missing one.
+@Test(.enabled(if: cCompiler != nil, "needs a C compiler for the stand-in libraries"))
+func devicesFindsTheCUDALibrariesWhereTheyAreInstalled() throws {
+    let dir = temporaryDirectory()
+    try compileLibrary("int nvrtcVersion(int *major, int *minor) { *major = 13; *minor = 0; return 0; }", to: dir + "/toolkit/lib64/libnvrtc.so.13")
+    try compileLibrary("int cublasGetProperty(int p, int *v) { *v = p == 0 ? 13 : p == 1 ? 1 : 2; return 0; }",
+                       to: dir + "/venv/lib/python3.11/site-packages/nvidia/cublas/lib/libcublas.so.13")
+    let result = try vae(["devices"], environment: ["CUDA_HOME": dir + "/toolkit", "VIRTUAL_ENV": dir + "/venv"], removing: ["CUDA_PATH", "LD_LIBRARY_PATH"])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(result.stdout.contains("nvrtc 13.0 (\(dir)/toolkit/lib64/libnvrtc.so.13)"), "\(result.stdout)")
+    #expect(result.stdout.contains("cublas 13.1.2 (\(dir)/venv/lib/python3.11/site-packages/nvidia/cublas/lib/libcublas.so.13)"), "\(result.stdout)")
+    if dlopen("libcudnn.so.9", RTLD_NOW) == nil {
+        #expect(result.stdout.contains("cudnn: not found (looked on the loader's path, then in \(dir)/toolkit/lib64, "), "\(result.stdout)")
+    }
+}

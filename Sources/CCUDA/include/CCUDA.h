@@ -27,4 +27,8 @@ int vae_cuda_device_count(int *count, char *message, size_t capacity);
 /// with a message.
 int vae_cuda_device(int ordinal, struct vae_cuda_device *device, char *message, size_t capacity);
 
+/// The file the loader opened for `handle` (a dlopen result), through dlinfo's link map.
+/// Returns 0, or -1.
+int vae_library_path(void *handle, char *path, size_t capacity);
+
 #endif
