@@ -6,7 +6,12 @@ wheel, a tenth of the size of the default one):
   python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install "torch==2.13.0+cpu" numpy
   /tmp/torchenv/bin/python scripts/pytorch_reference.py [--protocol default|iwae-paper]
       [--stochastic-layers 1|2] [--precision fp32|bf16] [--threads N] [--epochs E] [--data-dir DIR]
-      [--iw-samples K]
+      [--iw-samples K] [--device cpu|cuda] [--compile none|default|reduce-overhead]
+
+--device cuda runs everything on the GPU (the data set moved there once; TF32 off, so FP32 means
+FP32; each epoch's time taken after torch.cuda.synchronize()); --compile wraps the loss in
+torch.compile with that mode ("reduce-overhead" replays CUDA graphs), so the PyTorch figures of
+the GPU table can be eager or compiled.
 
 --protocol default is the model and protocol of `vae train` / `vae bench` with their defaults:
 Fashion-MNIST (Debian's dataset-fashion-mnist) in [0, 1]; encoder 784-400 ReLU → μ, log σ² ∈ R²⁰;
@@ -138,13 +143,14 @@ def log_likelihood(model, images, samples, layers, chunk_rows=20000):
     + sampled KL), every term at the sample (the 2π terms cancel); log-sum-exp in float64."""
     per_chunk = max(1, chunk_rows // samples)
     estimates = []
-    generator = torch.Generator().manual_seed(2)
+    device = images.device
+    generator = torch.Generator(device=device).manual_seed(2)
     with torch.no_grad():
         for i in range(0, len(images), per_chunk):
             x = images[i:i + per_chunk]
             rows = x.repeat_interleave(samples, dim=0)
-            eps = torch.randn(len(rows), model.latent, generator=generator)
-            extra = {"eps2": torch.randn(len(rows), model.latent2, generator=generator)} if layers == 2 else {}
+            eps = torch.randn(len(rows), model.latent, generator=generator, device=device)
+            extra = {"eps2": torch.randn(len(rows), model.latent2, generator=generator, device=device)} if layers == 2 else {}
             reconstruction, kl = model.terms(rows, eps, mc_kl=True, **extra)
             log_w = -(reconstruction + kl).double().view(len(x), samples)
             estimates.append(torch.logsumexp(log_w, dim=1) - math.log(samples))
@@ -161,7 +167,17 @@ def main():
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--iw-samples", type=int, default=0, help="after training: test log p(x) with K importance samples")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--compile", choices=["none", "default", "reduce-overhead"], default="none")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+    def synchronize():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -181,8 +197,11 @@ def main():
     else:
         model = VAE([400], 20, "relu", init_glorot=False)
         batch, epsilon = 128, 1e-8
+    model.to(device)
+    train, test = train.to(device), test.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=epsilon)
-    test_eps = torch.from_numpy(np.random.default_rng(0).standard_normal((len(test), model.latent), dtype=np.float32))
+    test_eps = torch.from_numpy(np.random.default_rng(0).standard_normal((len(test), model.latent), dtype=np.float32)).to(device)
+    terms = model.terms if args.compile == "none" else torch.compile(model.terms, mode=args.compile)
 
     def learning_rate(epoch):  # epoch counted from 0
         if not paper:
@@ -193,33 +212,38 @@ def main():
             stage += 1
         return 1e-3 * 10 ** (-stage / 7)
 
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.protocol}, {args.stochastic_layers} stochastic layer(s), {args.precision}", flush=True)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{args.threads} thread(s)"
+    print(f"torch {torch.__version__}, {where}, {args.protocol}, {args.stochastic_layers} stochastic layer(s), {args.precision}, compile {args.compile}", flush=True)
     for epoch in range(args.epochs):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(epoch)
+        synchronize()
         start = time.perf_counter()
-        order = torch.from_numpy(rng.permutation(len(train)))
+        order = torch.from_numpy(rng.permutation(len(train))).to(device)
         for i in range(0, len(train), batch):
             x = train[order[i:i + batch]]
             if paper:
                 x = torch.bernoulli(x)
-            eps = torch.randn(len(x), model.latent)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-                reconstruction, kl = model.terms(x, eps, mc_kl=paper)
+            eps = torch.randn(len(x), model.latent, device=device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+                reconstruction, kl = terms(x, eps, mc_kl=paper)
             loss = (reconstruction + kl).sum() / len(x)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        synchronize()
         seconds = time.perf_counter() - start
         with torch.no_grad():
             # One-layer models: the analytic KL; the two-layer one: every term at one sample.
             reconstruction, kl = model.terms(test, test_eps, mc_kl=False, **({"eps2": torch.from_numpy(
-                np.random.default_rng(1).standard_normal((len(test), 50), dtype=np.float32))} if args.stochastic_layers == 2 else {}))
+                np.random.default_rng(1).standard_normal((len(test), 50), dtype=np.float32)).to(device)} if args.stochastic_layers == 2 else {}))
         print(f"epoch {epoch + 1}: {seconds:.2f} s, test −ELBO {float((reconstruction + kl).mean()):.2f}", flush=True)
 
     if args.iw_samples > 0:
+        synchronize()
         start = time.perf_counter()
         estimates = log_likelihood(model, test, args.iw_samples, args.stochastic_layers)
+        synchronize()
         error = float(estimates.std()) / math.sqrt(len(estimates))
         print(f"test log p(x) {float(estimates.mean()):.2f} ± {error:.2f} (K = {args.iw_samples}, "
               f"{len(estimates)} images, {time.perf_counter() - start:.0f} s)", flush=True)
