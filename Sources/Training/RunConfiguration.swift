@@ -106,33 +106,27 @@ extension TrainingConfig {
         if scaling == .linear { learningRate *= Float(max(ranks, 1)) }
     }
 
-    /// The data's paths (`dataDirectory`, `dataPath`, `labelsPath`, `testDataPath`,
-    /// `testLabelsPath`) with their names in `config.json`.
-    var dataPaths: [(key: String, path: String?)] {
-        [("dataDirectory", dataDirectory), ("dataPath", dataPath), ("labelsPath", labelsPath),
-         ("testDataPath", testDataPath), ("testLabelsPath", testLabelsPath)]
-    }
+    /// The data's paths with their names in `config.json`.
+    static let dataPathFields: [(key: String, field: WritableKeyPath<TrainingConfig, String?>)] = [
+        ("dataDirectory", \.dataDirectory), ("dataPath", \.dataPath), ("labelsPath", \.labelsPath),
+        ("testDataPath", \.testDataPath), ("testLabelsPath", \.testLabelsPath),
+    ]
 
     /// Relative data paths made absolute against the current directory, as a new run records
     /// them, so that the run can be resumed and evaluated from anywhere.
     public mutating func makePathsAbsolute() {
-        func absolute(_ path: String?) -> String? {
-            guard let path, !path.isEmpty, !path.hasPrefix("/") else { return path }
-            let base = FileManager.default.currentDirectoryPath
-            return URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: base, isDirectory: true)).standardizedFileURL.path
+        let base = URL(fileURLWithPath: FileManager.default.currentDirectoryPath, isDirectory: true)
+        for (_, field) in Self.dataPathFields {
+            guard let path = self[keyPath: field], !path.isEmpty, !path.hasPrefix("/") else { continue }
+            self[keyPath: field] = URL(fileURLWithPath: path, relativeTo: base).standardizedFileURL.path
         }
-        dataDirectory = absolute(dataDirectory)
-        dataPath = absolute(dataPath)
-        labelsPath = absolute(labelsPath)
-        testDataPath = absolute(testDataPath)
-        testLabelsPath = absolute(testLabelsPath)
     }
 
     /// Throws one line naming the first data path that no longer exists (the data moved since
     /// the run was created), and the field of `configPath` that holds it.
     public func checkPathsExist(configPath: String) throws {
-        for (key, path) in dataPaths {
-            guard let path, !FileManager.default.fileExists(atPath: path) else { continue }
+        for (key, field) in Self.dataPathFields {
+            guard let path = self[keyPath: field], !FileManager.default.fileExists(atPath: path) else { continue }
             let hint = path.hasPrefix("/") ? "" : " (a relative path, from the directory the run was started in: run from there)"
             throw TrainingRunError("\(path): the run's data is not there any more\(hint); put it back, or set training.\(key) in \(configPath) to where it is now")
         }
