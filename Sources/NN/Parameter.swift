@@ -2,7 +2,8 @@ import Tensor
 
 /// A trainable tensor and the gradient of the loss with respect to it.
 public final class Parameter {
-    public let value: Tensor
+    /// The values; a view of a flat buffer after ``packValues(_:)``.
+    public private(set) var value: Tensor
     /// ∂loss/∂value for the last backward pass (overwritten, not accumulated, by each backward).
     /// Layers reach it through the parameter on every call, never keeping the tensor, so
     /// ``packGradients(_:)`` can move it into a shared flat buffer.
@@ -25,13 +26,20 @@ public final class Parameter {
     /// Moves the gradients of `parameters` into one flat buffer, in order (each gradient becomes
     /// a view of its stretch, keeping its values), and returns that buffer: one in-place sum
     /// across processes then covers every gradient with no packing or unpacking.
-    public static func packGradients(_ parameters: [Parameter]) -> Tensor {
-        let flat = Tensor(shape: [parameters.reduce(0) { $0 + $1.gradient.count }])
+    public static func packGradients(_ parameters: [Parameter]) -> Tensor { pack(parameters, \.gradient) }
+
+    /// Moves the values of `parameters` into one flat buffer, as ``packGradients(_:)`` does the
+    /// gradients (for one in-place gather of every weight across processes). Call it before any
+    /// replica shares the values (``init(sharingValueOf:)`` shares the tensor it finds).
+    public static func packValues(_ parameters: [Parameter]) -> Tensor { pack(parameters, \.value) }
+
+    private static func pack(_ parameters: [Parameter], _ field: ReferenceWritableKeyPath<Parameter, Tensor>) -> Tensor {
+        let flat = Tensor(shape: [parameters.reduce(0) { $0 + $1[keyPath: field].count }])
         var offset = 0
         for p in parameters {
-            let view = Tensor(viewing: flat, offset: offset, shape: p.gradient.shape)
-            view.copy(from: p.gradient)
-            p.gradient = view
+            let view = Tensor(viewing: flat, offset: offset, shape: p[keyPath: field].shape)
+            view.copy(from: p[keyPath: field])
+            p[keyPath: field] = view
             offset += view.count
         }
         return flat

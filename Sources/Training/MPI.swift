@@ -5,7 +5,7 @@ import Tensor
 
 /// Open MPI, loaded when the process was started by `mpirun` (so that a plain `vae` needs no MPI
 /// library): the ranks of the job, one in-place `MPI_Allreduce` for sums, `MPI_Bcast` from a
-/// root. Open MPI's handles (`MPI_COMM_WORLD`, `MPI_FLOAT`, `MPI_SUM`) are the addresses of its
+/// root, and for the sharded update `MPI_Reduce_scatter` and an in-place `MPI_Allgatherv`. Open MPI's handles (`MPI_COMM_WORLD`, `MPI_FLOAT`, `MPI_SUM`) are the addresses of its
 /// predefined objects (`ompi_mpi_comm_world`, …), found with `dlsym`; `MPI_IN_PLACE` is 1.
 public final class MPICommunicator: Communicator {
     public let rank: Int
@@ -17,11 +17,22 @@ public final class MPICommunicator: Communicator {
         UnsafeRawPointer?, UnsafeMutableRawPointer?, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?
     ) -> Int32
     private typealias BcastFunction = @convention(c) (UnsafeMutableRawPointer?, Int32, UnsafeMutableRawPointer?, Int32, UnsafeMutableRawPointer?) -> Int32
+    private typealias ReduceScatterFunction = @convention(c) (
+        UnsafeRawPointer?, UnsafeMutableRawPointer?, UnsafePointer<Int32>?, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?
+    ) -> Int32
+    private typealias AllgathervFunction = @convention(c) (
+        UnsafeRawPointer?, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafePointer<Int32>?, UnsafePointer<Int32>?,
+        UnsafeMutableRawPointer?, UnsafeMutableRawPointer?
+    ) -> Int32
     private typealias FinalizeFunction = @convention(c) () -> Int32
     private typealias AbortFunction = @convention(c) (UnsafeMutableRawPointer?, Int32) -> Int32
 
     private let allreduce: AllreduceFunction
     private let bcast: BcastFunction
+    private let reduceScatter: ReduceScatterFunction
+    private let allgatherv: AllgathervFunction
+    /// Where `MPI_Reduce_scatter` writes this rank's shard (MPI forbids it to overlap the input).
+    private var shardScratch = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
     private let finalizeFunction: FinalizeFunction
     private let abortFunction: AbortFunction
     private let world, float, double, byte, sumOp: UnsafeMutableRawPointer
@@ -44,6 +55,8 @@ public final class MPICommunicator: Communicator {
         let commSize = unsafeBitCast(try symbol("MPI_Comm_size"), to: CommQuery.self)
         allreduce = unsafeBitCast(try symbol("MPI_Allreduce"), to: AllreduceFunction.self)
         bcast = unsafeBitCast(try symbol("MPI_Bcast"), to: BcastFunction.self)
+        reduceScatter = unsafeBitCast(try symbol("MPI_Reduce_scatter"), to: ReduceScatterFunction.self)
+        allgatherv = unsafeBitCast(try symbol("MPI_Allgatherv"), to: AllgathervFunction.self)
         finalizeFunction = unsafeBitCast(try symbol("MPI_Finalize"), to: FinalizeFunction.self)
         abortFunction = unsafeBitCast(try symbol("MPI_Abort"), to: AbortFunction.self)
         world = try symbol("ompi_mpi_comm_world")
@@ -59,7 +72,10 @@ public final class MPICommunicator: Communicator {
         size = Int(n)
     }
 
-    deinit { finalize() }
+    deinit {
+        finalize()
+        shardScratch.deallocate()
+    }
 
     /// `MPI_IN_PLACE`.
     private static let inPlace = UnsafeRawPointer(bitPattern: 1)
@@ -80,6 +96,38 @@ public final class MPICommunicator: Communicator {
         forEachChunk(bytes.count) { offset, count in
             _ = bcast(bytes.baseAddress! + offset, Int32(count), byte, Int32(root), world)
         }
+    }
+
+    /// `MPI_Reduce_scatter` into a scratch buffer, then this rank's shard copied into place.
+    public func sumShard(_ values: UnsafeMutableBufferPointer<Float>, shards: Shards) {
+        precondition(shards.count == values.count && shards.counts.count == size, "shards of \(shards.count) for \(size) ranks, buffer of \(values.count)")
+        let mine = shards.range(rank)
+        if shardScratch.count < mine.count {
+            shardScratch.deallocate()
+            shardScratch = .allocate(capacity: mine.count)
+        }
+        let (counts, _) = int32(shards)
+        _ = reduceScatter(values.baseAddress, shardScratch.baseAddress, counts, float, sumOp, world)
+        (values.baseAddress! + mine.lowerBound).update(from: shardScratch.baseAddress!, count: mine.count)
+    }
+
+    /// `MPI_Allgatherv` in place: each rank's contribution already sits at its displacement.
+    public func gatherShards(_ values: UnsafeMutableBufferPointer<Float>, shards: Shards) {
+        precondition(shards.count == values.count && shards.counts.count == size, "shards of \(shards.count) for \(size) ranks, buffer of \(values.count)")
+        let (counts, offsets) = int32(shards)
+        _ = allgatherv(Self.inPlace, 0, float, values.baseAddress, counts, offsets, float, world)
+    }
+
+    /// The last shards' counts and displacements as MPI's Int32s (kept: the training step's
+    /// shards are the same every step, so converting them allocates nothing after the first).
+    private var converted: (shards: Shards, counts: [Int32], offsets: [Int32])?
+
+    private func int32(_ shards: Shards) -> (counts: [Int32], offsets: [Int32]) {
+        if let converted, converted.shards == shards { return (converted.counts, converted.offsets) }
+        precondition(shards.count <= Int(Int32.max), "\(shards.count) elements exceed MPI's 32-bit counts")
+        let result = (shards.counts.map { Int32($0) }, shards.offsets.map { Int32($0) })
+        converted = (shards, result.0, result.1)
+        return result
     }
 
     /// MPI counts are Int32: buffers larger than that go in pieces (one call for any real model).

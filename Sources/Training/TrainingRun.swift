@@ -447,6 +447,7 @@ public final class TrainingRun {
         state.noiseRNG = trainer.rng.state
         state.dataRNG = loader.rng.state
         state.order = loader.currentOrder
+        trainer.gatherOptimizerState()  // every rank: a collective call under mpirun
         guard isWriter else { return }
         try TrainingCheckpoint.save(model, optimizer: optimizer, state: state, runID: config.runID, to: folder.checkpointPath)
         observer?.checkpointWritten(self, path: folder.checkpointPath, state: state)

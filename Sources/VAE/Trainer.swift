@@ -35,9 +35,10 @@ public struct StepProgress: Sendable {
 ///
 /// With a `Communicator` of several processes (ranks), `batch` is the *global* batch: every rank
 /// draws the same ε for all of it and computes on its contiguous slice of the rows, the
-/// gradient is scaled by 1/(global batch), and one in-place sum over a flat buffer of all
-/// gradients combines the ranks before the update. So N ranks × B/N rows compute what one
-/// process computes on B rows, up to the summation order.
+/// gradient is scaled by 1/(global batch), and the ranks share the update out (ZeRO stage 1,
+/// ``ShardedUpdate``): the gradients are summed onto each rank's shard of the weights, each rank
+/// updates its shard, and the shards are gathered. So N ranks × B/N rows compute what one
+/// process computes on B rows, up to the summation order, and hold identical weights.
 public final class Trainer {
     public let model: VariationalAutoencoder
     public let optimizer: Optimizer
@@ -61,14 +62,14 @@ public final class Trainer {
     private var localNoise: Tensor?
     private var upperNoise: Tensor?
     private var localUpperNoise: Tensor?
-    /// Every gradient of the model, as one flat buffer (the gradients are views of it) for the
-    /// one in-place sum across ranks per step.
-    private let flatGradient: Tensor?
-    /// Seconds spent in the sum of the gradients across ranks, and the bytes each step sums, for
-    /// `vae bench`.
+    /// Under several ranks: the model's weights and gradients as flat buffers, and which shard of
+    /// them this rank updates.
+    public let sharding: ShardedUpdate?
+    /// Seconds spent exchanging gradients and weights across ranks (the reduce-scatter and the
+    /// all-gather), and the bytes each step sums, for `vae bench`.
     public private(set) var communicationSeconds = 0.0
     /// Seconds spent summing the workers' gradients and updating the parameters (the optimiser's
-    /// step, with clipping if set), the sum across ranks not included; for `vae bench`.
+    /// step, with clipping if set), the exchanges across ranks not included; for `vae bench`.
     public private(set) var updateSeconds = 0.0
     public var bytesSummedPerStep: Int { communicator == nil ? 0 : 4 * model.parameterCount }
     /// One slot per worker, written concurrently (a raw buffer: no shared Swift container).
@@ -80,26 +81,35 @@ public final class Trainer {
     private let chunk = 8192
     /// Each worker's parameters, in the model's order (computed once: no work per step).
     private let workerParameters: [[Parameter]]
+    /// Every element of every parameter, as (parameter index, elements): what the workers' gradients
+    /// are summed over.
+    private let wholeParameters: [(parameter: Int, range: Range<Int>)]
+    /// What this process updates: its shard under several ranks, else every element.
+    private let updatePieces: [(parameter: Int, range: Range<Int>)]
 
     public init(
         model: VariationalAutoencoder, optimizer: Optimizer, rng: RandomGenerator, workers: Int = 1,
         objective: TrainingObjective = TrainingObjective(), clipNorm: Float? = nil, communicator: Communicator? = nil
     ) {
         self.clipNorm = clipNorm
-        self.communicator = (communicator?.size ?? 1) > 1 ? communicator : nil
+        let communicator = (communicator?.size ?? 1) > 1 ? communicator : nil
+        self.communicator = communicator
         self.model = model
         self.optimizer = optimizer
         self.rng = rng
         self.objective = objective
+        // The flat buffers first, so that the workers' replicas share the packed values.
+        sharding = communicator.map { ShardedUpdate(parameters: model.parameters, communicator: $0) }
         parallel = DataParallel(model: model, workers: workers)
         workerParameters = parallel.workers.map(\.parameters)
+        wholeParameters = model.parameters.enumerated().map { ($0, 0..<$1.value.count) }
+        updatePieces = sharding?.pieces ?? wholeParameters
         workerLosses = .allocate(capacity: max(workers, 1))
         workerLosses.initialize(repeating: LossBreakdown())
         klSums = .allocate(capacity: max(workers, 1) * model.latentDimension)
         klSums.initialize(repeating: 0)
         klMask = .allocate(capacity: model.latentDimension)
         klMask.initialize(repeating: 1)
-        flatGradient = self.communicator == nil ? nil : Parameter.packGradients(workerParameters[0])
         precondition(optimizer.parameters.elementsEqual(model.parameters, by: ===), "optimizer must own the model's parameters")
     }
 
@@ -222,13 +232,15 @@ public final class Trainer {
     /// Sums the active workers' gradients into the model's and updates, each worker taking a
     /// slice of every parameter, chunk by chunk so the summed gradient is still in cache. With
     /// two workers the sum is fused into the optimiser's update; with gradient clipping the sum
-    /// is completed first, since the global norm needs all of it.
+    /// is completed first, since the global norm needs all of it. Under several ranks the sum
+    /// goes on across them onto this rank's shard, the workers update that shard, and the ranks
+    /// gather each other's shards of the weights.
     private func applyUpdate(activeWorkers: Int) {
         let params = workerParameters[0]
         let others = workerParameters.prefix(activeWorkers).dropFirst()
-        let fuse = others.count <= 1 && clipNorm == nil && communicator == nil
+        let fuse = others.count <= 1 && clipNorm == nil && sharding == nil
         if !fuse {
-            chunked(params) { k, range in
+            chunked(wholeParameters) { k, range in
                 let g = params[k].gradient.data
                 if activeWorkers == 0 {
                     for i in range { g[i] = 0 }  // a rank without rows in this batch adds nothing
@@ -239,29 +251,51 @@ public final class Trainer {
                     for i in range { g[i] += h[i] }
                 }
             }
-            if let communicator, let flatGradient {
+            if let sharding {
                 let start = monotonicSeconds()
-                communicator.sum(flatGradient.buffer)
+                sharding.sumGradients()
                 communicationSeconds += monotonicSeconds() - start
+                if let clipNorm { sharding.clip(maxNorm: clipNorm) }
+            } else if let clipNorm {
+                clipGradientNorm(params, maxNorm: clipNorm)
             }
-            if let clipNorm { clipGradientNorm(params, maxNorm: clipNorm) }
         }
         optimizer.beginStep()
-        chunked(params) { k, range in
+        chunked(updatePieces) { k, range in
             let extra = fuse ? others.first.map { UnsafePointer($0[k].gradient.data) } : nil
             optimizer.update(parameterAt: k, range: range, addingGradient: extra)
         }
+        if let sharding {
+            let start = monotonicSeconds()
+            sharding.gatherValues()
+            communicationSeconds += monotonicSeconds() - start
+            optimizerStateIsSharded = true
+        }
     }
 
-    /// `body(k, range)` over every parameter's elements, the workers taking disjoint slices of
-    /// each parameter, in chunks of `chunk` elements.
-    private func chunked(_ params: [Parameter], _ body: (Int, Range<Int>) -> Void) {
+    /// Whether each rank has updated only its shard of the optimiser's state since it was last
+    /// made whole (the same on every rank: they step together).
+    private var optimizerStateIsSharded = false
+
+    /// Makes the optimiser's state whole on every rank (each rank updated only its shard of it);
+    /// every rank calls it before a checkpoint is saved. A collective call only when some step
+    /// has updated shards since the last one, so rank 0 alone may call it before training.
+    public func gatherOptimizerState() {
+        guard let sharding, optimizerStateIsSharded else { return }
+        sharding.gatherState(of: optimizer)
+        optimizerStateIsSharded = false
+    }
+
+    /// `body(k, range)` over every element of `pieces` (parameter k's elements `range`), the
+    /// workers taking disjoint slices of each piece, in chunks of `chunk` elements.
+    private func chunked(_ pieces: [(parameter: Int, range: Range<Int>)], _ body: (Int, Range<Int>) -> Void) {
         parallel.run { w, _ in
-            for k in params.indices {
-                let slice = Parallel.slice(w, of: parallel.count, count: params[k].value.count)
-                var start = slice.lowerBound
-                while start < slice.upperBound {
-                    let range = start..<min(start + chunk, slice.upperBound)
+            for (k, piece) in pieces {
+                let slice = Parallel.slice(w, of: parallel.count, count: piece.count)
+                var start = piece.lowerBound + slice.lowerBound
+                let end = piece.lowerBound + slice.upperBound
+                while start < end {
+                    let range = start..<min(start + chunk, end)
                     body(k, range)
                     start = range.upperBound
                 }

@@ -75,13 +75,24 @@ func mpiRanksTrainTheSameModel() throws {
     for (name, values) in p { for (x, y) in zip(values, q[name]!) { largest = max(largest, abs(x - y)) } }
     #expect(largest < 1e-5, "clipped: 2 ranks differ from 1 by \(largest)")
     #expect(p != a, "the clipping changed the training")
-    // Three ranks on a batch of 16 (6, 5 and 5 rows; the last batch of 0 rows on none): still the same model.
-    let three = try mpirun(3, arguments + ["--out", dir + "/three"])
-    #expect(three.status == 0, "\(three.stderr)")
-    let c = try tensors(dir + "/three/model.safetensors")
-    largest = 0
-    for (name, values) in a { for (x, y) in zip(values, c[name]!) { largest = max(largest, abs(x - y)) } }
-    #expect(largest < 1e-5, "3 ranks differ from 1 by \(largest)")
+    // Three ranks on a batch of 16 (6, 5 and 5 rows; the last batch of 0 rows on none) and four
+    // (each updating a quarter of the 2,244 weights and their Adam state, the shards' bounds on
+    // 16-element lines): still the same model, and the same weights on every rank.
+    for ranks in [3, 4] {
+        let result = try mpirun(ranks, arguments + ["--out", dir + "/ranks\(ranks)", "--check-replicas"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("replica check: the weights were identical on all \(ranks) ranks at all 13 checks"), "\(result.stdout)")
+        let c = try tensors(dir + "/ranks\(ranks)/model.safetensors")
+        largest = 0
+        for (name, values) in a { for (x, y) in zip(values, c[name]!) { largest = max(largest, abs(x - y)) } }
+        #expect(largest < 1e-5, "\(ranks) ranks differ from 1 by \(largest)")
+        // The checkpoint's Adam state is whole (gathered from the ranks' shards).
+        let state = try tensors(dir + "/ranks\(ranks)/checkpoint.safetensors")
+        for name in slots {
+            let worst = zip(stateOne[name]!, state[name]!).map { abs($0 - $1) / max(abs($0), 1e-6) }.max() ?? 0
+            #expect(worst < 1e-3, "\(ranks) ranks: \(name) differs from 1 process's by \(worst) (relative)")
+        }
+    }
     // Evaluation is split across the ranks (image i's ε keyed to i) and summed: the same test
     // figures, up to the models' rounding differences and the order of summation.
     func testELBO(_ run: String) throws -> [Double] {
@@ -90,7 +101,7 @@ func mpiRanksTrainTheSameModel() throws {
         return lines.dropFirst().map { Double($0.split(separator: ",", omittingEmptySubsequences: false)[column])! }
     }
     let reference = try testELBO("one")
-    for run in ["two", "three"] {
+    for run in ["two", "ranks3", "ranks4"] {
         let figures = try testELBO(run)
         #expect(figures.count == 2)
         for (x, y) in zip(figures, reference) { #expect(abs(x - y) < 1e-4 * y, "\(run): test −ELBO \(figures) against \(reference)") }

@@ -13,6 +13,8 @@ final class LoneRank: Communicator {
     func sum(_ values: UnsafeMutableBufferPointer<Float>) {}
     func sum(_ values: UnsafeMutableBufferPointer<Double>) {}
     func broadcast(_ bytes: UnsafeMutableRawBufferPointer, root: Int) {}
+    func sumShard(_ values: UnsafeMutableBufferPointer<Float>, shards: Shards) {}
+    func gatherShards(_ values: UnsafeMutableBufferPointer<Float>, shards: Shards) {}
 }
 
 func randomImages(_ count: Int, seed: UInt64) -> ImageDataset {
@@ -88,6 +90,8 @@ func evaluationSplitAcrossRanksAddsUpToTheWhole(ranks: Int) {
             for r in 0..<4 where r != rank { for k in 0..<4 { v[4 * r + k] += Double((others[r] >> (16 * UInt64(k))) & 0xFFFF) } }
         }
         func broadcast(_ bytes: UnsafeMutableRawBufferPointer, root: Int) {}
+        func sumShard(_ values: UnsafeMutableBufferPointer<Float>, shards: Shards) {}
+        func gatherShards(_ values: UnsafeMutableBufferPointer<Float>, shards: Shards) {}
     }
     #expect(FourRanks(values).gather(values[2]) == values)
 }
