@@ -133,6 +133,16 @@ extension TrainingConfig {
     }
 }
 
+/// Where training's ε comes from.
+public enum NoiseGenerator: String, Codable, Sendable {
+    /// ε of optimiser step t is numbers 0, 1, … of Philox stream t (``CounterNoise``, keyed by
+    /// the run's noise seed): a pure function of (seed, step), so any device, rank or thread
+    /// draws the same ε for the same step, and a resume needs no generator state. New runs.
+    case counter
+    /// One sequential generator whose state a checkpoint saves (runs made before `counter`).
+    case sequential
+}
+
 /// How a model was trained: saved as `config.json` beside the weights. Fields added after the
 /// first version are optional, so that older run folders still load; read them through the
 /// accessors, which give the defaults.
@@ -182,8 +192,13 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// The operands' format in the matrix products (nil: FP32); see `MatrixPrecision`. Weights,
     /// optimiser state, checkpoints and every reported figure stay FP32.
     public var precision: MatrixPrecision?
+    /// How training draws ε (nil, in runs made before counter-based noise: ``NoiseGenerator/sequential``).
+    public var noise: NoiseGenerator?
 
     public static let userData = "files"
+
+    /// The generator of training's ε this run uses.
+    public var noiseGenerator: NoiseGenerator { noise ?? .sequential }
 
     /// Whether the test set is evaluated after epoch `epoch` (from 1): the first, the last and
     /// every ``testEvery``-th.
@@ -213,6 +228,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         self.earlyStopping = earlyStopping
         self.clipNorm = clipNorm
         self.checkpointEvery = checkpointEvery
+        noise = .counter
     }
 
     /// Trains on your own files instead of a built-in set: `path` (with `labels`), tested on

@@ -181,6 +181,7 @@ public final class TrainingRun {
         trainer = Trainer(
             model: model, optimizer: optimizer, rng: RandomGenerator(seed: seeds.noise), workers: workers,
             objective: training.trainingObjective, clipNorm: training.clipNorm, communicator: communicator)
+        if training.noiseGenerator == .counter { trainer.counterNoise = CounterNoise(seed: seeds.noise) }
         loader = BatchLoader(
             dataset: data.train, batchSize: training.batchSize, shuffle: true, binarize: training.binarize,
             seed: seeds.data, conditionClasses: modelConfig.conditionClasses)

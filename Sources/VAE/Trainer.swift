@@ -42,8 +42,12 @@ public struct StepProgress: Sendable {
 public final class Trainer {
     public let model: VariationalAutoencoder
     public let optimizer: Optimizer
-    /// Draws ε for the reparameterisation.
+    /// Draws ε for the reparameterisation (when ``counterNoise`` is nil).
     public var rng: RandomGenerator
+    /// When set, ε of step t (counting from 0) is numbers 0, 1, … of Philox stream t, and ε₂
+    /// of a second stochastic layer those of stream t + 2⁶³: the same for the same (seed, step)
+    /// however the batch is shared out and on whatever device.
+    public var counterNoise: CounterNoise?
     /// What is minimised: β, KL warm-up, free bits, IWAE samples, KL estimator.
     public var objective: TrainingObjective
     /// Epochs of training done so far (fractional within an epoch); drives the KL warm-up.
@@ -135,14 +139,14 @@ public final class Trainer {
         let d = model.latentDimension
         let globalNoise = Tensor.reusing(noise, rows: global.rows * samples, columns: d)
         noise = globalNoise
-        rng.fillNormal(globalNoise)
+        fillNoise(globalNoise, stream: UInt64(step))
         // A second stochastic layer draws its ε₂ after ε₁ (so one-layer models keep their stream).
         let d2 = model.config.upperLatentDimension
         var globalUpperNoise: Tensor?
         if d2 > 0 {
             let t = Tensor.reusing(upperNoise, rows: global.rows * samples, columns: d2)
             upperNoise = t
-            rng.fillNormal(t)
+            fillNoise(t, stream: UInt64(step) | 1 << 63)
             globalUpperNoise = t
         }
         let scale = 1 / Float(global.rows)
@@ -194,6 +198,15 @@ public final class Trainer {
         updateSeconds += monotonicSeconds() - updateStart - (communicationSeconds - communicationBefore)
         step += 1
         return loss
+    }
+
+    /// ε from the counter-based stream `stream` when set, else the next numbers of `rng`.
+    private func fillNoise(_ t: Tensor, stream: UInt64) {
+        if let counterNoise {
+            counterNoise.normals(stream: stream, first: 0, into: t.buffer)
+        } else {
+            rng.fillNormal(t)
+        }
     }
 
     /// Free bits: the batch-mean KL of each dimension decides whether its KL gradient counts, so

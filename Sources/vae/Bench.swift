@@ -67,6 +67,7 @@ struct Bench: ParsableCommand {
         let trainer = Trainer(
             model: model, optimizer: Adam(parameters: model.parameters), rng: RandomGenerator(seed: 2), workers: workers,
             objective: training.trainingObjective, communicator: communicator)
+        if training.noiseGenerator == .counter { trainer.counterNoise = CounterNoise(seed: 2) }  // as training draws ε
         let loader = BatchLoader(dataset: train, batchSize: batchSize, shuffle: true, seed: 3, conditionClasses: config.conditionClasses)
         if !json { FileHandle.standardError.write(Data("vae bench: warm-up epoch, then \(repeats) timed…\n".utf8)) }
 

@@ -87,6 +87,8 @@ func copyFolder(_ from: String, to: String) throws {
     }),
     // bf16 products (FP32 where the CPU lacks AVX512_BF16): resumes exactly in its precision.
     ("bf16 products, adam", { (t: inout TrainingConfig) in t.precision = .bf16 }),
+    // A run made before counter-based noise (no `noise` in its config): its sequential generator's state resumes.
+    ("sequential noise", { (t: inout TrainingConfig) in t.noise = nil }),
 ] as [(String, (inout TrainingConfig) -> Void)])
 func stoppedAndResumedRunsEndIdentical(name: String, modify: (inout TrainingConfig) -> Void) throws {
     let dir = temporaryDirectory("resume-\(name.prefix(4))")
@@ -337,4 +339,24 @@ func bf16RunTracksItsFP32Twin() throws {
         let empty = row[8...10].allSatisfy(\.isEmpty) && row[15...].allSatisfy(\.isEmpty)
         #expect(empty == !evaluated.contains(epoch), "epoch \(epoch): \(row)")
     }
+}
+
+/// New runs draw ε from the counter-based generator and say so in config.json; a config.json
+/// without `noise` (a run made before it) trains with the sequential generator, as it did.
+@Test func newRunsUseCounterNoiseAndOlderConfigsKeepTheSequentialGenerator() throws {
+    let dir = temporaryDirectory("noise")
+    try writeTinyDataset(dir)
+    let config = tinyConfig(dir, epochs: 1)
+    #expect(config.training.noiseGenerator == .counter)
+    let json = String(decoding: try JSONEncoder().encode(config.training), as: UTF8.self)
+    #expect(json.contains("\"noise\":\"counter\""), "\(json)")
+    let older = try JSONDecoder().decode(TrainingConfig.self, from: Data(json.replacingOccurrences(of: ",\"noise\":\"counter\"", with: "").utf8))
+    #expect(older.noise == nil && older.noiseGenerator == .sequential)
+    var sequential = config
+    sequential.training.noise = nil
+    _ = try TrainingRun(creating: RunFolder(path: dir + "/counter"), config: config, parallelism: .batch(workers: 1)).train()
+    _ = try TrainingRun(creating: RunFolder(path: dir + "/sequential"), config: sequential, parallelism: .batch(workers: 1)).train()
+    let a = try Data(contentsOf: URL(fileURLWithPath: dir + "/counter/model.safetensors"))
+    let b = try Data(contentsOf: URL(fileURLWithPath: dir + "/sequential/model.safetensors"))
+    #expect(a != b, "the two generators drew the same ε")
 }
