@@ -1,3 +1,4 @@
+import CKernels
 /// Splitting work across cores (the threads themselves are a ``WorkerPool``).
 public enum Parallel {
     /// The `part`-th of `parts` near-equal contiguous slices of 0..<count.
@@ -6,16 +7,7 @@ public enum Parallel {
         (count * part / parts)..<(count * (part + 1) / parts)
     }
 
-    /// Number of CPU cores this process may use.
-    public static var coreCount: Int {
-        #if canImport(Glibc)
-        return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-        #else
-        return 1
-        #endif
-    }
+    /// Number of CPU cores this process may use: its affinity mask's (so `taskset -c 0`, a
+    /// container's cpuset or mpirun's `--bind-to core` count), not every core online.
+    public static var coreCount: Int { Int(vae_affinity_cores()) }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

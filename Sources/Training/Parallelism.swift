@@ -1,49 +1,59 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Tensor
 
-/// How a run uses the CPU's cores.
-public enum Parallelism: Equatable, Sendable {
+/// How a run uses the CPU's cores: `workers` batch workers, each running forward and backward
+/// on a slice of every batch, and each worker's matrix products split across `gemmThreads`
+/// threads by the matrix library (output columns and rows), so `workers × gemmThreads` cores.
+/// Batch workers scale the elementwise passes and the update too, but every worker keeps and
+/// sums a whole gradient; GEMM threads share one gradient but split only the products. Small
+/// batches on many cores do best with a mix (``ParallelismProbe`` measures which).
+public struct Parallelism: Equatable, Sendable, CustomStringConvertible {
+    public let workers: Int
+    public let gemmThreads: Int
+
+    public init(workers: Int, gemmThreads: Int) {
+        self.workers = max(workers, 1)
+        self.gemmThreads = max(gemmThreads, 1)
+    }
+
     /// Each of `workers` cores runs forward and backward on a slice of every batch with
-    /// single-threaded matrix products; the gradients are summed (the default).
-    case batch(workers: Int)
+    /// single-threaded matrix products; the gradients are summed.
+    public static func batch(workers: Int) -> Parallelism { Parallelism(workers: workers, gemmThreads: 1) }
+
     /// One pass; the matrix library splits each product across `threads` threads.
-    case blas(threads: Int)
+    public static func blas(threads: Int) -> Parallelism { Parallelism(workers: 1, gemmThreads: threads) }
 
     /// Every core, batch-parallel.
-    public static var allCores: Parallelism { .batch(workers: Parallel.coreCount) }
+    public static var allCores: Parallelism { .batch(workers: availableCores) }
 
-    /// Sets the matrix library's thread count for this mode and returns the number of batch workers.
+    /// Cores this process may give its threads: its affinity mask's (``Parallel/coreCount``),
+    /// and under `mpirun` at most its share of the machine, online cores / ranks on this host
+    /// (`OMPI_COMM_WORLD_LOCAL_SIZE`) — ranks bound to one core each see one core; ranks left
+    /// unbound, or bound to a whole socket, would otherwise each start a thread per core.
+    public static var availableCores: Int {
+        let mask = Parallel.coreCount
+        guard let local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE").flatMap({ Int(String(cString: $0)) }), local > 1 else { return mask }
+        return max(1, min(mask, sysconf(Int32(_SC_NPROCESSORS_ONLN)) / local))
+    }
+
+    /// Sets the matrix library's thread count for this split and returns the number of batch workers.
     @discardableResult
     public func apply() -> Int {
-        switch self {
-        case .batch(let workers):
-            BLAS.threads = 1
-            return max(workers, 1)
-        case .blas(let threads):
-            BLAS.threads = max(threads, 1)
-            return 1
-        }
+        BLAS.threads = gemmThreads
+        return workers
     }
 
     /// Cores in use.
-    public var threads: Int {
-        switch self {
-        case .batch(let n), .blas(let n): max(n, 1)
-        }
-    }
-
-    /// Threads of each matrix product.
-    public var gemmThreads: Int {
-        if case .blas(let n) = self { return max(n, 1) }
-        return 1
-    }
+    public var threads: Int { workers * gemmThreads }
 
     /// The split in words: "2 batch workers × 1 GEMM thread".
     public var split: String {
-        switch self {
-        case .batch(let n): "\(n) batch worker\(n == 1 ? "" : "s") × 1 GEMM thread"
-        case .blas(let n): "1 worker × \(n) GEMM thread\(n == 1 ? "" : "s")"
-        }
+        "\(workers) \(workers == 1 && gemmThreads > 1 ? "worker" : "batch worker\(workers == 1 ? "" : "s")") × \(gemmThreads) GEMM thread\(gemmThreads == 1 ? "" : "s")"
     }
+
+    public var description: String { split }
 
     /// One line naming the matrix library and the split, e.g. "oneDNN 2.6.3 (avx512_core),
     /// 2 batch workers × 1 GEMM thread" or "OpenBLAS kernel Haswell, 1 worker × 2 GEMM threads".

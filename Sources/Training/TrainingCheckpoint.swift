@@ -159,7 +159,7 @@ public enum TrainingCheckpoint {
         guard let workers = archive.metadata["workers"].flatMap(Int.init), workers >= 1, workers <= Limits.threads.upperBound else { return nil }
         let gemmThreads = archive.metadata["gemm_threads"].flatMap(Int.init) ?? 1
         guard gemmThreads >= 1, gemmThreads <= Limits.threads.upperBound else { return nil }
-        return gemmThreads > 1 ? .blas(threads: gemmThreads) : .batch(workers: workers)
+        return Parallelism(workers: workers, gemmThreads: gemmThreads)
     }
 
     public static func load(

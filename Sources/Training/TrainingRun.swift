@@ -201,7 +201,7 @@ public final class TrainingRun {
                 warnings.append("the run was trained by \(state.ranks) process\(state.ranks == 1 ? "" : "es") and this resume uses \(communicator.size): it continues exactly, but its numbers will differ from an uninterrupted run by rounding")
             }
             if state.workers != workers || state.gemmThreads != parallelism.gemmThreads {
-                let recorded = state.gemmThreads > 1 ? Parallelism.blas(threads: state.gemmThreads) : .batch(workers: state.workers)
+                let recorded = Parallelism(workers: state.workers, gemmThreads: state.gemmThreads)
                 warnings.append("the run used \(recorded.split) and this resume uses \(parallelism.split): the result will differ from an uninterrupted run by rounding (resume without --threads/--parallel for identical numbers)")
                 state.workers = workers
                 state.gemmThreads = parallelism.gemmThreads

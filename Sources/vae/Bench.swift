@@ -58,12 +58,18 @@ struct Bench: ParsableCommand {
         let config = try model.config(inputShape: splits.inputShape, classes: splits.classCount)
         try Limits.validate(batchSize: batchSize, samples: objective.iwae, model: config)
         let (train, test) = (splits.train, splits.test)
-        let workers = threading.parallelism.apply()
+        let resolvedPrecision = precision.resolved()
+        if resolvedPrecision == .bf16 { training.precision = .bf16 }
+        // --threads auto (the default) times the splits of the cores first, as `vae train` does.
+        let parallelism = try threading.chosen(config: RunConfig(model: config, training: training), train: train, communicator: communicator) { line in
+            if !json { FileHandle.standardError.write(Data("vae bench: \(line)\n".utf8)) }
+        }
+        let workers = parallelism.apply()
         let iwae = objective.iwae
 
         var rng = RandomGenerator(seed: 1)
         let model = VariationalAutoencoder(config: config, rng: &rng)
-        model.precision = precision.resolved()
+        model.precision = resolvedPrecision
         let trainer = Trainer(
             model: model, optimizer: Adam(parameters: model.parameters), rng: RandomGenerator(seed: 2), workers: workers,
             objective: training.trainingObjective, communicator: communicator)
@@ -99,9 +105,9 @@ struct Bench: ParsableCommand {
         let flops = model.flopsPerImage
         let epoch = median(epochSeconds)
         let trainGFLOPS = flops.training * Double(train.count) / epoch / 1e9
-        let ceiling = GEMMCeiling.measure(threads: threading.threadCount)
-        let peak = FMAPeak.measure(threads: threading.threadCount)
-        let bf16Peak = model.precision == .bf16 ? FMAPeak.measureBF16(threads: threading.threadCount) : (all: 0, one: 0)
+        let ceiling = GEMMCeiling.measure(threads: parallelism.threads)
+        let peak = FMAPeak.measure(threads: parallelism.threads)
+        let bf16Peak = model.precision == .bf16 ? FMAPeak.measureBF16(threads: parallelism.threads) : (all: 0, one: 0)
         // The whole job's training rate against the peak of the cores this process uses, times the ranks.
         let jobPeak = peak.all * Double(communicator.size)
         // The products run on the bf16 dot-product units in bf16, on the FMA units in FP32.
@@ -111,7 +117,8 @@ struct Bench: ParsableCommand {
             ("gemm_library", "FP32 matrix products (\(GEMMLibrary.variable)=onednn|openblas)", GEMMLibrary.summary),
             ("blas_kernel", "OpenBLAS kernel (\(KernelCheck.choice)\(GEMMLibrary.selected == .openBLAS ? "" : "; not in use"))", BLAS.coreName),
             ("elementwise_isa", "elementwise kernels", String(cString: vae_kernels_isa())),
-            ("threads", "threads (\(threading.parallel.rawValue) parallelism)", threading.threadCount),
+            ("threads", "threads (\(parallelism.split))", parallelism.threads),
+            ("gemm_threads", "GEMM threads per batch worker", parallelism.gemmThreads),
             ("ranks", "MPI ranks (each on a slice of every batch)", communicator.size),
             ("allreduce_ms_per_step", "gradient reduce-scatter + weight all-gather across ranks, ms/step (mean)", 1000 * communicationPerStep),
             ("allreduce_bytes_per_step", "bytes summed across ranks per step", trainer.bytesSummedPerStep),
@@ -129,16 +136,16 @@ struct Bench: ParsableCommand {
             ("reconstruct_images_per_second", "reconstruction images/s (batch \(inferenceBatch))", speed.reconstruct),
             ("generate_images_per_second", "generation images/s (batch \(inferenceBatch))", speed.generate),
             ("iw_samples_per_second", "importance-sampled log p(x), samples/s (K = 1000)", speed.iwSamples),
-            ("gemm_ceiling_gflops", "GEMM ceiling GFLOP/s (1024³ sgemm, \(threading.threadCount) thread\(threading.threadCount == 1 ? "" : "s"))", ceiling.all),
+            ("gemm_ceiling_gflops", "GEMM ceiling GFLOP/s (1024³ sgemm, \(parallelism.threads) thread\(parallelism.threads == 1 ? "" : "s"))", ceiling.all),
             ("gemm_ceiling_one_thread_gflops", "GEMM ceiling GFLOP/s (1 thread)", ceiling.one),
-            ("fma_peak_gflops", "FMA peak GFLOP/s (probed, \(threading.threadCount) core\(threading.threadCount == 1 ? "" : "s"))", peak.all),
+            ("fma_peak_gflops", "FMA peak GFLOP/s (probed, \(parallelism.threads) core\(parallelism.threads == 1 ? "" : "s"))", peak.all),
             ("fma_peak_one_core_gflops", "FMA peak GFLOP/s (probed, 1 core)", peak.one),
             ("train_fraction_of_peak", "training step, fraction of the FMA peak", trainGFLOPS / jobPeak),
             ("precision", "matrix products", model.precision.rawValue),
             ("peak_rss_mib", "peak resident memory MiB", peakResidentMiB()),
         ]
         if model.precision == .bf16 {
-            results.insert(("bf16_peak_gflops", "bf16 dot-product peak GFLOP/s (probed, \(threading.threadCount) core\(threading.threadCount == 1 ? "" : "s"))", bf16Peak.all), at: results.count - 1)
+            results.insert(("bf16_peak_gflops", "bf16 dot-product peak GFLOP/s (probed, \(parallelism.threads) core\(parallelism.threads == 1 ? "" : "s"))", bf16Peak.all), at: results.count - 1)
             results.insert(("train_fraction_of_bf16_peak", "training step, fraction of the bf16 peak", trainGFLOPS / (bf16Peak.all * Double(communicator.size))), at: results.count - 1)
         }
         if json {
@@ -149,7 +156,7 @@ struct Bench: ParsableCommand {
         } else {
             let width = results.map(\.1.count).max()!
             // With one thread the one-core rows repeat the rows above them (the JSON keeps both keys).
-            let repeated: Set<String> = threading.threadCount == 1 ? ["gemm_ceiling_one_thread_gflops", "fma_peak_one_core_gflops"] : []
+            let repeated: Set<String> = parallelism.threads == 1 ? ["gemm_ceiling_one_thread_gflops", "fma_peak_one_core_gflops"] : []
             for (key, label, value) in results where !repeated.contains(key) {
                 let text: String
                 switch value {

@@ -1,17 +1,18 @@
 import ArgumentParser
+import Datasets
 import Foundation
 import Tensor
 import Training
 
-/// How the CPU cores are used: `--threads N --parallel batch|blas`.
+/// How the CPU cores are used: `--threads N|auto --parallel batch|blas`.
 struct ThreadingOptions: ParsableArguments {
-    @Option(help: "CPU cores to use (default: all; `train --resume`: the run's own, so that it continues bit for bit).")
-    var threads: Int?
+    @Option(help: """
+        CPU cores to use, or auto: train and bench time a few steps of the model under each split         of the cores (batch workers × GEMM threads) and take the fastest. Default: auto for         train and bench (`train --resume`: the run's own split, so that it continues bit for         bit), every core for the other commands. Under mpirun: per rank, and every core means         the rank's share of the machine.
+        """)
+    var threads: ThreadCount?
 
     @Option(name: .customLong("parallel"), help: """
-        How to use several cores: batch (each core runs forward and backward on a slice of the \
-        batch with single-threaded GEMM; gradients are summed) or blas (one pass, the matrix \
-        library splits each product across threads). Default: batch.
+        How to use several cores: batch (each core runs forward and backward on a slice of the         batch with single-threaded GEMM; gradients are summed) or blas (one pass, the matrix         library splits each product across threads). Default: batch, or with --threads auto the         fastest mix of the two.
         """)
     var parallelMode: ParallelMode?
 
@@ -21,13 +22,38 @@ struct ThreadingOptions: ParsableArguments {
         case batch, blas
     }
 
-    func validate() throws {
-        if let threads, !Limits.threads.contains(threads) { throw ValidationError("--threads must be between 1 and \(Limits.threads.upperBound)") }
+    /// `--threads N` or `--threads auto`.
+    enum ThreadCount: ExpressibleByArgument, Equatable {
+        case auto
+        case count(Int)
+
+        init?(argument: String) {
+            if argument == "auto" {
+                self = .auto
+            } else if let n = Int(argument) {
+                self = .count(n)
+            } else {
+                return nil
+            }
+        }
+
+        static var defaultCompletionKind: CompletionKind { .list(["auto"]) }
     }
 
-    var threadCount: Int { threads ?? Parallel.coreCount }
+    func validate() throws {
+        if case .count(let n) = threads, !Limits.threads.contains(n) {
+            throw ValidationError("--threads must be auto or between 1 and \(Limits.threads.upperBound)")
+        }
+    }
 
-    /// The library's description of this choice (applied by whoever runs the model).
+    /// Cores in use: the count given, else every core this process may use.
+    var threadCount: Int {
+        if case .count(let n) = threads { return n }
+        return Parallelism.availableCores
+    }
+
+    /// A fixed split from the flags (auto and the default: every core, as --parallel says), for
+    /// the commands that do not probe.
     var parallelism: Parallelism {
         parallel == .batch ? .batch(workers: threadCount) : .blas(threads: threadCount)
     }
@@ -35,6 +61,26 @@ struct ThreadingOptions: ParsableArguments {
     /// The split the flags ask for, or nil when they name none (a resume then keeps the run's).
     var requestedParallelism: Parallelism? {
         threads == nil && parallelMode == nil ? nil : parallelism
+    }
+
+    /// Whether train and bench should probe: `--threads auto`, or no `--threads` at all.
+    var probes: Bool { threads == nil || threads == .auto }
+
+    /// The splits a probe times, within the cores given (auto: every core) and the family
+    /// `--parallel` names, if any.
+    func candidates(batchSize: Int) -> [Parallelism] {
+        let family: ParallelismProbe.Family? = parallelMode.map { $0 == .batch ? .batch : .blas }
+        return ParallelismProbe.candidates(cores: threadCount, batchSize: batchSize, mode: family)
+    }
+
+    /// The split to use: the probe's choice when it probes (printing its summary unless quiet), else the flags'.
+    func chosen(config: RunConfig, train: ImageDataset, communicator: Communicator, report: (String) -> Void) throws -> Parallelism {
+        guard probes else { return parallelism }
+        let result = try ParallelismProbe.fastest(
+            config: config, train: train, candidates: candidates(batchSize: config.training.batchSize / max(communicator.size, 1)),
+            communicator: communicator)
+        if !result.trials.isEmpty { report("threads auto: \(result.summary)") }
+        return result.best
     }
 }
 

@@ -85,7 +85,10 @@ struct Train: ParsableCommand {
             into: stop, interruptLine: "vae train: stopped by SIGINT before training began; nothing was written",
             terminateLine: "vae train: stopped by SIGTERM before training began; nothing was written")
         let communicator = try Job.communicator()
-        let run = try Job.agree(communicator) { try makeRun(communicator) }
+        let plan = try Job.agree(communicator) { try planRun(communicator) }
+        // Every rank has its data: the probe's steps may exchange gradients across the ranks.
+        let parallelism = try plan.map { try threading.chosen(config: $0.config, train: $0.data.train, communicator: communicator) { print($0) } }
+        let run = try Job.agree(communicator) { try makeRun(plan, parallelism: parallelism, communicator) }
         run.warnings.forEach(printWarning)
         let config = run.config.training, folder = run.folder.path
         if run.isTrainingDone, case let .alreadyFinished(epochs, completed) = try run.train() {
@@ -149,20 +152,31 @@ struct Train: ParsableCommand {
 }
 
 extension Train {
-    /// A new run from the flags, or the run of `--resume`.
-    func makeRun(_ communicator: Communicator) throws -> TrainingRun {
-        if let resume {
-            StopSignals.arm()
-            return try TrainingRun(resuming: RunFolder(path: resume), parallelism: threading.requestedParallelism, communicator: communicator)
-        }
+    /// What a new run will be: its configuration and data (nil for `--resume`).
+    struct Plan {
+        let config: RunConfig
+        let data: DataSplits
+    }
+
+    /// Reads the flags and loads the data of a new run; checks that its folder can be written.
+    func planRun(_ communicator: Communicator) throws -> Plan? {
+        if resume != nil { return nil }
         var trainingConfig = try training.config(data: data, objective: objective.objective, ranks: communicator.size)
         if precision.precision == .bf16 { trainingConfig.precision = .bf16 }  // FP32 stays unwritten in config.json
         if communicator.rank == 0 { try TrainingRun.checkCanCreate(RunFolder(path: out), replacing: force) }
         let splits = try trainingConfig.loadData()
         let modelConfig = try model.config(inputShape: splits.inputShape, classes: splits.classCount)
+        return Plan(config: RunConfig(model: modelConfig, training: trainingConfig), data: splits)
+    }
+
+    /// A new run from its plan on `parallelism`, or the run of `--resume`.
+    func makeRun(_ plan: Plan?, parallelism: Parallelism?, _ communicator: Communicator) throws -> TrainingRun {
+        guard let plan, let parallelism else {
+            StopSignals.arm()
+            return try TrainingRun(resuming: RunFolder(path: resume!), parallelism: threading.requestedParallelism, communicator: communicator)
+        }
         StopSignals.arm()  // the folder is written from here on: a signal becomes a stop request
         return try TrainingRun(
-            creating: RunFolder(path: out), config: RunConfig(model: modelConfig, training: trainingConfig), data: splits,
-            parallelism: threading.parallelism, replacing: force, communicator: communicator)
+            creating: RunFolder(path: out), config: plan.config, data: plan.data, parallelism: parallelism, replacing: force, communicator: communicator)
     }
 }

@@ -210,8 +210,13 @@ func trainedRun() throws -> (run: String, data: String) {
     let library = json["gemm_library"] as? String ?? ""
     #expect(library.hasPrefix(ProcessInfo.processInfo.environment["VAE_GEMM"] == "openblas" ? "OpenBLAS kernel " : "oneDNN "), "\(library)")
     #expect(["avx512f", "avx2", "default"].contains(json["elementwise_isa"] as? String ?? ""))
-    let table = try vae(["bench", "--dataset", "mnist", "--data-dir", dir, "--hidden", "16", "--latent", "2", "--repeats", "1", "--parallel", "blas"])
-    #expect(table.status == 0 && table.stdout.contains("training s/epoch") && table.stdout.contains("blas parallelism"))
+    let table = try vae(["bench", "--dataset", "mnist", "--data-dir", dir, "--hidden", "16", "--latent", "2", "--repeats", "1", "--parallel", "blas", "--threads", "2"])
+    #expect(table.status == 0 && table.stdout.contains("training s/epoch") && table.stdout.contains("threads (1 worker × 2 GEMM threads)"), "\(table.stdout)")
+    // Without --threads the bench first times the splits of the cores (more than one core: some to choose from).
+    if Parallel.coreCount > 1 {
+        #expect(table.stderr.contains("threads auto") == false)
+        #expect(try vae(["bench", "--dataset", "mnist", "--data-dir", dir, "--hidden", "16", "--latent", "2", "--repeats", "1"]).stderr.contains("vae bench: threads auto: "))
+    }
     let variants = try vae(["bench", "--dataset", "mnist", "--data-dir", dir, "--hidden", "16", "--latent", "2", "--repeats", "1", "--iwae", "3", "--conditional"])
     #expect(variants.status == 0 && variants.stdout.contains("conditional MLP VAE") && variants.stdout.contains("IWAE K = 3"), "\(variants.stderr)")
 }
@@ -573,4 +578,29 @@ func snapshot(_ dir: String) throws -> [String: Data] {
         #expect(train.stdout.contains(option), "train --help lacks \(option)")
     }
     #expect(train.stdout.contains("nats") || train.stdout.contains("Bernoulli"))
+}
+
+/// `vae train` without --threads times the splits of its cores and trains on the fastest (the
+/// line that says so names the split the run then uses); under `taskset -c 0` it has one core
+/// and nothing to choose; `--threads auto` is the same as no flag, and `--threads many` is refused.
+@Test func trainChoosesItsSplitOfTheCores() throws {
+    let dir = temporaryDirectory()
+    try writeTinyDataset(dir)
+    let arguments = ["train", "--dataset", "mnist", "--data-dir", dir, "--epochs", "1", "--batch-size", "16", "--hidden", "16", "--latent", "2", "--progress", "none"]
+    let auto = try vae(arguments + ["--out", dir + "/auto", "--threads", "auto"])
+    #expect(auto.status == 0, "\(auto.stderr)")
+    let used = auto.stdout.split(separator: "\n").first { $0.hasPrefix("vae train: oneDNN") || $0.hasPrefix("vae train: OpenBLAS") }.map { $0.split(separator: ", ").last.map(String.init) ?? "" }
+    if Parallel.coreCount > 1 {
+        let chosen = auto.stdout.split(separator: "\n").first { $0.hasPrefix("threads auto: ") }
+        #expect(chosen != nil, "\(auto.stdout)")
+        if let chosen, let used { #expect(chosen.dropFirst("threads auto: ".count).hasPrefix(used + " (fastest of "), "\(chosen) / \(used)") }
+    }
+    if FileManager.default.isExecutableFile(atPath: "/usr/bin/taskset") {
+        let one = try run("/usr/bin/taskset", ["-c", "0", vaeBinary] + arguments + ["--out", dir + "/one"])
+        #expect(one.status == 0, "\(one.stderr)")
+        #expect(!one.stdout.contains("threads auto"), "\(one.stdout)")
+        #expect(one.stdout.contains(", 1 batch worker × 1 GEMM thread"), "\(one.stdout)")
+    }
+    let bad = try vae(arguments + ["--out", dir + "/bad", "--threads", "many"])
+    #expect(bad.status != 0 && bad.stderr.contains("--threads"), "\(bad.stderr)")
 }

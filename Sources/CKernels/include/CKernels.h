@@ -50,6 +50,10 @@ void vae_bytes_to_unit(const unsigned char *bytes, float *out, size_t n);
 /// The instruction set the loader chose for these kernels: "avx512f", "avx2" or "default" (SSE2).
 const char *vae_kernels_isa(void);
 
+/// Cores in this process's CPU affinity mask (taskset, cpusets, mpirun's binding); the online
+/// cores when the mask cannot be read.
+int vae_affinity_cores(void);
+
 // Runs `iterations` rounds of independent vector FMAs (the peak probe); returns the FLOPs done.
 double vae_fma_flops(long iterations, float *sink);
 

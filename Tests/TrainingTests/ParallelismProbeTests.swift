@@ -1,0 +1,55 @@
+import Datasets
+import Foundation
+import Tensor
+import Testing
+import TestSupport
+@testable import Training
+
+/// The splits a probe times: batch workers in powers of two up to the cores, the mixes whose
+/// product is the cores, and one worker with every core on the products; none with more
+/// workers than rows; `--parallel` keeps to one family.
+@Test func probeCandidatesCoverTheSplitsOfTheCores() {
+    func names(_ ps: [Parallelism]) -> [String] { ps.map { "\($0.workers)x\($0.gemmThreads)" } }
+    #expect(names(ParallelismProbe.candidates(cores: 1, batchSize: 128)) == ["1x1"])
+    #expect(names(ParallelismProbe.candidates(cores: 2, batchSize: 128)) == ["1x1", "2x1", "1x2"])
+    #expect(names(ParallelismProbe.candidates(cores: 16, batchSize: 128))
+            == ["1x1", "2x1", "4x1", "8x1", "16x1", "2x8", "4x4", "8x2", "1x2", "1x4", "1x8", "1x16"])
+    #expect(names(ParallelismProbe.candidates(cores: 6, batchSize: 128)) == ["1x1", "2x1", "4x1", "6x1", "2x3", "1x2", "1x4", "1x6"])
+    #expect(names(ParallelismProbe.candidates(cores: 16, batchSize: 3)) == ["1x1", "2x1", "2x8", "1x2", "1x4", "1x8", "1x16"])
+    #expect(names(ParallelismProbe.candidates(cores: 4, batchSize: 128, mode: .batch)) == ["1x1", "2x1", "4x1"])
+    #expect(names(ParallelismProbe.candidates(cores: 4, batchSize: 128, mode: .blas)) == ["1x1", "1x2", "1x4"])
+}
+
+/// The probe times every candidate on a scratch model and returns one of them; a run created
+/// afterwards with that split is bit for bit the run created without a probe before it.
+@Test func probingLeavesTheRunAsItWouldBe() throws {
+    let dir = temporaryDirectory("probe")
+    try writeTinyDataset(dir)
+    let config = tinyConfig(dir, epochs: 1)
+    let data = try config.training.loadData()
+    let candidates = [Parallelism.batch(workers: 1), .batch(workers: 2), .blas(threads: 2)]
+    let result = try ParallelismProbe.fastest(config: config, train: data.train, candidates: candidates, steps: 2, warmup: 1)
+    #expect(result.trials.map(\.parallelism) == candidates)
+    #expect(result.trials.allSatisfy { $0.secondsPerStep > 0 && $0.secondsPerStep.isFinite })
+    #expect(candidates.contains(result.best))
+    #expect(result.trials.min { $0.secondsPerStep < $1.secondsPerStep }?.parallelism == result.best)
+    #expect(result.summary.hasPrefix(result.best.split + " (fastest of 1×1 "), "\(result.summary)")
+    // One candidate: nothing to time.
+    #expect(try ParallelismProbe.fastest(config: config, train: data.train, candidates: [.batch(workers: 2)]).trials.isEmpty)
+    _ = try TrainingRun(creating: RunFolder(path: dir + "/after"), config: config, data: data, parallelism: result.best).train()
+    _ = try TrainingRun(creating: RunFolder(path: dir + "/alone"), config: config, data: data, parallelism: result.best).train()
+    #expect(try finalFiles(dir + "/after") == finalFiles(dir + "/alone"))
+}
+
+/// Under mpirun every rank gets its share of the machine, not every core: the affinity mask,
+/// at most the online cores over the ranks on the host.
+@Test func ranksOnOneHostShareItsCores() {
+    let mask = Parallel.coreCount
+    #expect(mask >= 1 && mask <= Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    #expect(Parallelism.availableCores == mask)
+    setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "1000", 1)
+    defer { unsetenv("OMPI_COMM_WORLD_LOCAL_SIZE") }
+    #expect(Parallelism.availableCores == 1)
+    setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "1", 1)
+    #expect(Parallelism.availableCores == mask)
+}

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The many-core and many-rank measurements of issue 26 in one go, for a machine without Swift
+# (the lent 16-core GPU machine): threads 1…N, ranks 1…N at the global batch of 128 and at 128
+# per rank, bf16 against FP32, the 1-rank ≡ N-rank quality check, and the JAX and PyTorch CPU
+# references when they are installed. Writes raw JSON lines and one Markdown table:
+#
+#   bash scripts/scaling_check.sh BUNDLE_DIR MNIST_DIR OUT_DIR [ROUNDS]
+#
+# BUNDLE_DIR is an unpacked `scripts/package.sh` tarball (bin/vae, bin/mpirun); MNIST_DIR holds
+# the four IDX files; ROUNDS (default 2) alternates the thread counts that many times. Every
+# figure is `vae bench`'s (warm-up epoch, then the median of the timed epochs).
+set -uo pipefail
+bundle=${1:?bundle folder}
+mnist=${2:?MNIST folder}
+out=${3:?output folder}
+rounds=${4:-2}
+here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$out"
+vae="$bundle/bin/vae"
+mpirun=("$bundle/bin/mpirun" --allow-run-as-root --oversubscribe --bind-to core --mca btl self,vader)
+cores=$(nproc)
+counts=()
+for n in 1 2 4 8 16 32 64; do [ "$n" -le "$cores" ] && counts+=("$n"); done
+jsonl=$out/scaling.jsonl
+: > "$jsonl"
+log=$out/scaling.log
+data=(--dataset mnist --data-dir "$mnist")
+
+# One bench, its JSON object tagged with what was run, appended to scaling.jsonl.
+bench() { # tag, then the command
+    local tag=$1; shift
+    local line
+    line=$("$@" 2>>"$log" | grep '^{' | tail -1)
+    if [ -n "$line" ]; then
+        echo "{\"tag\": \"$tag\", \"result\": $line}" >> "$jsonl"
+    else
+        echo "{\"tag\": \"$tag\", \"error\": \"no result (see scaling.log)\"}" >> "$jsonl"
+    fi
+}
+
+{ date -u; lscpu | grep -E 'Model name|^CPU\(s\)|Thread|Flags' | cut -c1-300; "$vae" --version; } > "$out/machine.txt" 2>&1
+
+for round in $(seq "$rounds"); do
+    for n in "${counts[@]}"; do
+        bench "threads $n" "$vae" bench "${data[@]}" --threads "$n" --repeats 2 --json
+    done
+done
+for n in "${counts[@]}"; do
+    bench "ranks $n, global batch 128" "${mpirun[@]}" -np "$n" "$vae" bench "${data[@]}" --threads 1 --repeats 2 --json
+    bench "ranks $n, batch 128 per rank" "${mpirun[@]}" -np "$n" "$vae" bench "${data[@]}" --threads 1 --batch-size $((128 * n)) --repeats 2 --json
+done
+for n in 1 "$cores"; do
+    bench "bf16, threads $n" "$vae" bench "${data[@]}" --threads "$n" --precision bf16 --repeats 2 --json
+done
+
+# Quality: 3 epochs on 1, 2, 4 and 8 ranks (the sharded update), test −ELBO of the last epoch.
+for n in 1 2 4 8; do
+    [ "$n" -le "$cores" ] || continue
+    rm -rf "$out/ranks-$n"
+    "${mpirun[@]}" -np "$n" "$vae" train "${data[@]}" --epochs 3 --threads 1 --progress none --out "$out/ranks-$n" >>"$log" 2>&1
+    elbo=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "test_neg_elbo") c = i } NR > 1 { v = $c } END { print v }' "$out/ranks-$n/metrics.csv" 2>/dev/null)
+    echo "{\"tag\": \"quality, ranks $n\", \"test_neg_elbo\": ${elbo:-null}}" >> "$jsonl"
+    rm -rf "$out/ranks-$n"
+done
+
+# The peers on the same cores, when installed (3 epochs; epochs 2–3 are the steady state).
+if python3 -c 'import jax' 2>/dev/null; then
+    for n in 1 "$cores"; do
+        taskset -c 0-$((n - 1)) python3 "$here/jax_reference.py" 3 --data-dir "$mnist" --device cpu > "$out/jax-cpu-$n.txt" 2>>"$log"
+    done
+fi
+if python3 -c 'import torch' 2>/dev/null; then
+    for n in 1 "$cores"; do
+        taskset -c 0-$((n - 1)) python3 "$here/pytorch_reference.py" --epochs 3 --threads "$n" --data-dir "$mnist" --device cpu > "$out/torch-cpu-$n.txt" 2>>"$log"
+    done
+fi
+
+python3 - "$out" <<'EOF'
+import json, os, re, statistics, sys
+out = sys.argv[1]
+rows = [json.loads(l) for l in open(os.path.join(out, "scaling.jsonl"))]
+by = {}
+for r in rows:
+    by.setdefault(r["tag"], []).append(r)
+def seconds(tag):
+    vals = [r["result"]["train_seconds_per_epoch"] for r in by.get(tag, []) if "result" in r]
+    return (min(vals), max(vals)) if vals else None
+def fmt(v):
+    return "—" if v is None else (f"{v[0]:.2f}" if abs(v[0] - v[1]) < 0.005 else f"{v[0]:.2f}–{v[1]:.2f}")
+lines = ["| run | s/epoch | images/s | vs 1 | exchange ms/step | update ms/step | products ms/step |", "|---|---|---|---|---|---|---|"]
+def add(tag, base):
+    rs = [r["result"] for r in by.get(tag, []) if "result" in r]
+    if not rs:
+        lines.append(f"| {tag} | failed | | | | | |"); return
+    s = seconds(tag); ips = statistics.median(r["train_images_per_second"] for r in rs)
+    b = [r["result"]["train_images_per_second"] for r in by.get(base, []) if "result" in r]
+    ratio = f"{ips / statistics.median(b):.2f}×" if b else ""
+    med = lambda k: f'{statistics.median(r.get(k, 0) for r in rs):.3f}'
+    lines.append(f"| {tag} | {fmt(s)} | {ips:,.0f} | {ratio} | {med('allreduce_ms_per_step')} | {med('update_ms_per_step')} | {med('products_ms_per_step')} |")
+tags = list(dict.fromkeys(r["tag"] for r in rows))
+for t in tags:
+    if t.startswith("threads") or t.startswith("bf16"): add(t, "threads 1")
+    elif "global" in t: add(t, "ranks 1, global batch 128")
+    elif "per rank" in t: add(t, "ranks 1, batch 128 per rank")
+for t in tags:
+    if t.startswith("quality"): lines.append(f"| {t}: test −ELBO after 3 epochs | {by[t][0]['test_neg_elbo']} | | | | | |")
+for name in sorted(os.listdir(out)):
+    m = re.match(r"(jax|torch)-cpu-(\d+)\.txt", name)
+    if m:
+        epochs = re.findall(r"epoch (\d+): ([0-9.]+) s", open(os.path.join(out, name)).read())
+        steady = [float(s) for e, s in epochs if int(e) >= 2]
+        lines.append(f"| {m.group(1)} CPU, {m.group(2)} cores (epochs 2–3) | {', '.join(f'{s:.2f}' for s in steady) or 'failed'} | | | | | |")
+open(os.path.join(out, "scaling.md"), "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+EOF
