@@ -16,6 +16,13 @@ struct ThreadingOptions: ParsableArguments {
         """)
     var parallelMode: ParallelMode?
 
+    @Option(help: """
+        Threads of each batch worker's matrix products: --threads 16 --gemm-threads 4 runs 4 \
+        batch workers whose products each use 4 threads (--threads must be a multiple of it). \
+        Default: 1 (--parallel blas: all of --threads).
+        """)
+    var gemmThreads: Int?
+
     var parallel: ParallelMode { parallelMode ?? .batch }
 
     enum ParallelMode: String, ExpressibleByArgument, CaseIterable {
@@ -44,6 +51,13 @@ struct ThreadingOptions: ParsableArguments {
         if case .count(let n) = threads, !Limits.threads.contains(n) {
             throw ValidationError("--threads must be auto or between 1 and \(Limits.threads.upperBound)")
         }
+        if let gemmThreads {
+            guard Limits.threads.contains(gemmThreads) else { throw ValidationError("--gemm-threads must be between 1 and \(Limits.threads.upperBound)") }
+            guard case .count(let n) = threads, n % gemmThreads == 0 else {
+                throw ValidationError("--gemm-threads \(gemmThreads) needs --threads N, a multiple of it (the batch workers are N / \(gemmThreads))")
+            }
+            if parallelMode == .blas && gemmThreads != n { throw ValidationError("--parallel blas runs one worker: --gemm-threads must equal --threads") }
+        }
     }
 
     /// Cores in use: the count given, else every core this process may use.
@@ -55,12 +69,13 @@ struct ThreadingOptions: ParsableArguments {
     /// A fixed split from the flags (auto and the default: every core, as --parallel says), for
     /// the commands that do not probe.
     var parallelism: Parallelism {
-        parallel == .batch ? .batch(workers: threadCount) : .blas(threads: threadCount)
+        if let gemmThreads { return Parallelism(workers: threadCount / gemmThreads, gemmThreads: gemmThreads) }
+        return parallel == .batch ? .batch(workers: threadCount) : .blas(threads: threadCount)
     }
 
     /// The split the flags ask for, or nil when they name none (a resume then keeps the run's).
     var requestedParallelism: Parallelism? {
-        threads == nil && parallelMode == nil ? nil : parallelism
+        threads == nil && parallelMode == nil && gemmThreads == nil ? nil : parallelism
     }
 
     /// Whether train and bench should probe: `--threads auto`, or no `--threads` at all.

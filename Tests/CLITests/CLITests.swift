@@ -603,4 +603,17 @@ func snapshot(_ dir: String) throws -> [String: Data] {
     }
     let bad = try vae(arguments + ["--out", dir + "/bad", "--threads", "many"])
     #expect(bad.status != 0 && bad.stderr.contains("--threads"), "\(bad.stderr)")
+    let odd = try vae(arguments + ["--out", dir + "/odd", "--threads", "3", "--gemm-threads", "2"])
+    #expect(odd.status != 0 && odd.stderr.contains("--gemm-threads 2 needs --threads N, a multiple of it"), "\(odd.stderr)")
+    // A mix: 2 batch workers whose products each use 2 threads trains one core's model up to
+    // rounding; a resume without flags keeps the mix (the checkpoint records both numbers).
+    let mix = try vae(arguments + ["--out", dir + "/mix", "--threads", "4", "--gemm-threads", "2", "--epochs", "2"])
+    #expect(mix.status == 0 && mix.stdout.contains(", 2 batch workers × 2 GEMM threads"), "\(mix.stdout)\(mix.stderr)")
+    #expect(try vae(arguments + ["--out", dir + "/serial", "--threads", "1", "--epochs", "2"]).status == 0)
+    let a = try tensors(dir + "/mix/model.safetensors"), b = try tensors(dir + "/serial/model.safetensors")
+    var largest: Float = 0
+    for (name, values) in a { for (x, y) in zip(values, b[name]!) { largest = max(largest, abs(x - y)) } }
+    #expect(largest < 1e-5, "2 × 2 differs from 1 × 1 by \(largest)")
+    let header = try String(contentsOfFile: dir + "/mix/checkpoint.safetensors", encoding: .isoLatin1).prefix(20_000)
+    #expect(header.contains("\"workers\":\"2\"") && header.contains("\"gemm_threads\":\"2\""), "\(header.prefix(600))")
 }
