@@ -29,7 +29,8 @@ let package = Package(
         .target(name: "CKernels"),
         // The CUDA driver API, loaded at run time with dlopen (no CUDA at build time).
         .target(name: "CCUDA", linkerSettings: [.linkedLibrary("dl")]),
-        .target(name: "Tensor", dependencies: ["CBLAS", "CDNNL", "CKernels", "CCUDA"]),
+        // The CUDA kernels' source is embedded in the library and compiled by NVRTC at run time.
+        .target(name: "Tensor", dependencies: ["CBLAS", "CDNNL", "CKernels", "CCUDA"], resources: [.embedInCode("CUDA/Kernels.cu")]),
         .target(name: "NN", dependencies: ["Tensor", "CKernels"]),
         // System calls Swift's Glibc module does not declare (renameat2), and the SIGINT/SIGTERM watcher thread.
         .target(name: "CFiles"),

@@ -1,0 +1,223 @@
+// swift-vae's CUDA kernels, compiled at run time by NVRTC (there is no CUDA at build time; see
+// NVRTC.swift). Each kernel is the GPU half of a CPU function named in its comment, computing the
+// same formula on the same row-major FP32 layout, so that the GPU check can hold the pairs
+// against each other. No atomics and no order that depends on scheduling: a sum is always taken
+// in the same order, so a run repeats bit for bit and a resume is exact.
+//
+// Layouts as on the CPU: a batch of activations is [rows, cols]; the encoder's output row b is
+// [μ₁ … μ_d | log σ²₁ … log σ²_d]; ε and z are [rows, d].
+
+typedef unsigned int u32;
+typedef unsigned long long u64;
+
+// Grid-stride loop over n elements: any launch size covers them all.
+#define FOR_EACH(i, n) for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < (long)(n); i += (long)gridDim.x * blockDim.x)
+
+// ---------------------------------------------------------------------------------------------
+// Layers
+
+// y[b, j] += bias[j], then max(·, 0) when relu ≠ 0.
+// CPU: Linear.forward's bias term and the ReLU that ReLUFusing folds into it.
+extern "C" __global__ void vae_add_bias(float *y, const float *bias, int rows, int cols, int relu) {
+    FOR_EACH(i, (long)rows * cols) {
+        float v = y[i] + bias[i % cols];
+        y[i] = (relu && v < 0.0f) ? 0.0f : v;
+    }
+}
+
+// dy ← dy ⊙ [y > 0], through the ReLU's output y. CPU: ReLU.backward.
+extern "C" __global__ void vae_relu_backward(float *dy, const float *y, long n) {
+    FOR_EACH(i, n) if (!(y[i] > 0.0f)) dy[i] = 0.0f;
+}
+
+// y = tanh(x). CPU: vae_tanh.
+extern "C" __global__ void vae_tanh_forward(const float *x, float *y, long n) {
+    FOR_EACH(i, n) y[i] = tanhf(x[i]);
+}
+
+// dx = dy ⊙ (1 − y²), through the output y = tanh(x). CPU: vae_tanh_backward.
+extern "C" __global__ void vae_tanh_backward(const float *y, const float *dy, float *dx, long n) {
+    FOR_EACH(i, n) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+}
+
+// db[j] = Σ_b dy[b, j], rows in order (one thread per column; neighbouring threads read
+// neighbouring columns). CPU: Linear.backward's bias gradient.
+extern "C" __global__ void vae_column_sums(const float *dy, float *db, int rows, int cols) {
+    FOR_EACH(j, cols) {
+        float s = 0.0f;
+        for (int b = 0; b < rows; b++) s += dy[(long)b * cols + j];
+        db[j] = s;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Gaussian posterior
+
+// z = μ + exp(½ log σ²) ⊙ ε. CPU: reparameterize(_:noise:into:).
+extern "C" __global__ void vae_reparameterize(const float *posterior, const float *eps, float *z, int rows, int d) {
+    FOR_EACH(i, (long)rows * d) {
+        long b = i / d, j = i % d;
+        const float *row = posterior + b * 2 * d;
+        z[i] = row[j] + expf(0.5f * row[d + j]) * eps[i];
+    }
+}
+
+// KL(N(μ, σ²) ‖ N(0, I)) per row, ½ Σ_j (μ² + σ² − log σ² − 1), j in order (one thread per
+// row). CPU: klDivergence's per-example values.
+extern "C" __global__ void vae_kl_rows(const float *posterior, float *kl, int rows, int d) {
+    FOR_EACH(b, rows) {
+        const float *mu = posterior + b * 2 * d, *logVar = mu + d;
+        float s = 0.0f;
+        for (int j = 0; j < d; j++) s += mu[j] * mu[j] + expf(logVar[j]) - logVar[j] - 1.0f;
+        kl[b] = 0.5f * s;
+    }
+}
+
+// The gradient with respect to the posterior [μ | log σ²] of klScale · KL + L(z):
+//   ∂/∂μ = klScale · w_j · μ + ∂L/∂z,   ∂/∂log σ² = klScale · w_j · ½(σ² − 1) + ∂L/∂z · ½ σ ε,
+// with w the free-bits mask (nil: all 1). CPU: klDivergence(gradient:scale:dimensionWeights:)
+// followed by reparameterizeBackward (which adds).
+extern "C" __global__ void vae_posterior_backward(const float *posterior, const float *eps, const float *dz, const float *weights,
+                                                  float *gradient, int rows, int d, float klScale) {
+    FOR_EACH(i, (long)rows * d) {
+        long b = i / d, j = i % d;
+        const float *mu = posterior + b * 2 * d, *logVar = mu + d;
+        float *gMu = gradient + b * 2 * d, *gLogVar = gMu + d;
+        float c = klScale * (weights ? weights[j] : 1.0f);
+        float sigma = expf(0.5f * logVar[j]);
+        gMu[j] = c * mu[j] + dz[i];
+        gLogVar[j] = c * 0.5f * (sigma * sigma - 1.0f) + dz[i] * 0.5f * sigma * eps[i];
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Likelihoods: one block per row; each thread sums a strided share of the row, then the block
+// adds the shares in a fixed tree. Launch with blockDim.x = 256 (a power of two ≤ 1024).
+
+// Adds the block's values `v` (one per thread) in a fixed order; thread 0 gets the total.
+__device__ float block_sum(float v, float *shared) {
+    shared[threadIdx.x] = v;
+    __syncthreads();
+    for (unsigned width = blockDim.x / 2; width > 0; width /= 2) {
+        if (threadIdx.x < width) shared[threadIdx.x] += shared[threadIdx.x + width];
+        __syncthreads();
+    }
+    return shared[0];
+}
+
+// Bernoulli on logits ℓ: −log p(x|ℓ) = softplus(ℓ) − xℓ per element, summed per row into
+// rowSums[b]; with gradient ≠ nil also gradient = scale · (σ(ℓ) − x). CPU: vae_bernoulli_nll.
+extern "C" __global__ void vae_bernoulli_nll(const float *x, const float *logits, float *gradient, float *rowSums, int cols, float scale) {
+    extern __shared__ float shared[];
+    long base = (long)blockIdx.x * cols;
+    float s = 0.0f;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+        float l = logits[base + j], xi = x[base + j];
+        float e = expf(-fabsf(l));
+        s += fmaxf(l, 0.0f) + log1pf(e) - xi * l;
+        if (gradient) {
+            float inverse = 1.0f / (1.0f + e);
+            gradient[base + j] = scale * ((l >= 0.0f ? inverse : e * inverse) - xi);
+        }
+    }
+    float total = block_sum(s, shared);
+    if (threadIdx.x == 0) rowSums[blockIdx.x] = total;
+}
+
+// Σ (m − x)² per row (the unit-variance Gaussian's −log p is half of it plus ½ D log 2π, which
+// the caller adds); gradient = scale · (m − x). CPU: vae_squared_error.
+extern "C" __global__ void vae_squared_error(const float *x, const float *means, float *gradient, float *rowSums, int cols, float scale) {
+    extern __shared__ float shared[];
+    long base = (long)blockIdx.x * cols;
+    float s = 0.0f;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+        float r = means[base + j] - x[base + j];
+        s += r * r;
+        if (gradient) gradient[base + j] = scale * r;
+    }
+    float total = block_sum(s, shared);
+    if (threadIdx.x == 0) rowSums[blockIdx.x] = total;
+}
+
+// Σ_b values[b] in one block, in a fixed order: the batch's loss from its rows'. Launch one
+// block of 256 threads with 256 floats of shared memory.
+extern "C" __global__ void vae_sum(const float *values, float *total, int n) {
+    extern __shared__ float shared[];
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) s += values[i];
+    float t = block_sum(s, shared);
+    if (threadIdx.x == 0) *total = t;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Optimisers
+
+// Adam as PyTorch writes it (see Optimizers.swift): m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g²,
+// w ← w·decay − stepSize · m / (√v · inverseRootCorrection2 + ε). CPU: vae_adam_update.
+extern "C" __global__ void vae_adam(float *w, const float *g, float *m, float *v, long n, float beta1, float beta2, float epsilon,
+                                    float stepSize, float inverseRootCorrection2, float decay) {
+    FOR_EACH(i, n) {
+        float gi = g[i];
+        float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+        float vi = beta2 * v[i] + (1.0f - beta2) * (gi * gi);
+        m[i] = mi;
+        v[i] = vi;
+        w[i] = w[i] * decay - stepSize * mi / (sqrtf(vi) * inverseRootCorrection2 + epsilon);
+    }
+}
+
+// SGD with momentum μ and L2 weight decay λ: g ← g + λw, u ← μu + g, w ← w − η u (no momentum
+// buffer: w ← w − η g). CPU: vae_sgd_update.
+extern "C" __global__ void vae_sgd(float *w, float *g, float *velocity, long n, float lr, float momentum, float decay) {
+    FOR_EACH(i, n) {
+        float gi = g[i] + decay * w[i];
+        if (velocity) {
+            float vi = momentum * velocity[i] + gi;
+            velocity[i] = vi;
+            w[i] -= lr * vi;
+        } else {
+            w[i] -= lr * gi;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Noise: Philox4x32-10 and Box–Muller in double, number for number what the CPU draws.
+// CPU: vae_philox_normals (CounterNoise).
+
+__device__ void philox4x32_10(u32 c[4], u32 k0, u32 k1) {
+    for (int round = 0; round < 10; round++) {
+        u32 hi0 = __umulhi(0xD2511F53u, c[0]), lo0 = 0xD2511F53u * c[0];
+        u32 hi1 = __umulhi(0xCD9E8D57u, c[2]), lo1 = 0xCD9E8D57u * c[2];
+        u32 n0 = hi1 ^ c[1] ^ k0, n2 = hi0 ^ c[3] ^ k1;
+        c[0] = n0;
+        c[1] = lo1;
+        c[2] = n2;
+        c[3] = lo0;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+}
+
+// out[i] = normal number first + i of `stream` under `seed` (one thread per block of four).
+extern "C" __global__ void vae_philox_normals(u64 seed, u64 stream, u64 first, long count, float *out) {
+    const double twoPi = 6.283185307179586476925286766559;
+    u64 firstBlock = first / 4, lastBlock = (first + count + 3) / 4;
+    FOR_EACH(k, lastBlock - firstBlock) {
+        u64 block = firstBlock + k;
+        u32 c[4] = {(u32)block, (u32)(block >> 32), (u32)stream, (u32)(stream >> 32)};
+        philox4x32_10(c, (u32)seed, (u32)(seed >> 32));
+        double normals[4];
+        for (int pair = 0; pair < 2; pair++) {
+            double u1 = ((double)c[2 * pair] + 0.5) * 0x1p-32;
+            double u2 = ((double)c[2 * pair + 1] + 0.5) * 0x1p-32;
+            double radius = sqrt(-2.0 * log(u1));
+            normals[2 * pair] = radius * cos(twoPi * u2);
+            normals[2 * pair + 1] = radius * sin(twoPi * u2);
+        }
+        for (int j = 0; j < 4; j++) {
+            u64 index = block * 4 + j;
+            if (index >= first && index < first + count) out[index - first] = (float)normals[j];
+        }
+    }
+}

@@ -1,0 +1,100 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A compiler error from NVRTC, with its log.
+public struct NVRTCError: Error, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
+}
+
+/// NVIDIA's run-time compiler (`libnvrtc.so`), loaded with `dlopen`: CUDA C source in, PTX out
+/// (the driver turns PTX into the GPU's code when it loads a module). NVRTC needs no GPU, so the
+/// project's kernels are compile-checked on any machine that has it.
+public final class NVRTC {
+    public let path: String
+    private let handle: UnsafeMutableRawPointer
+
+    private typealias Create = @convention(c) (
+        UnsafeMutablePointer<OpaquePointer?>, UnsafePointer<CChar>, UnsafePointer<CChar>?, Int32, UnsafePointer<UnsafePointer<CChar>?>?,
+        UnsafePointer<UnsafePointer<CChar>?>?
+    ) -> Int32
+    private typealias Compile = @convention(c) (OpaquePointer?, Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> Int32
+    private typealias GetSize = @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int>) -> Int32
+    private typealias GetBytes = @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>) -> Int32
+    private typealias Destroy = @convention(c) (UnsafeMutablePointer<OpaquePointer?>) -> Int32
+    private typealias ErrorString = @convention(c) (Int32) -> UnsafePointer<CChar>?
+
+    private let create: Create, compileProgram: Compile, destroy: Destroy
+    private let logSize: GetSize, log: GetBytes, ptxSize: GetSize, ptx: GetBytes
+    private let errorString: ErrorString
+
+    /// Loads NVRTC from `path` (as `CUDA.libraries(environment:)` found it).
+    public init(path: String) throws {
+        guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
+            throw NVRTCError(message: "\(path): cannot be loaded (\(String(cString: dlerror())))")
+        }
+        func symbol<T>(_ name: String, _ type: T.Type) throws -> T {
+            guard let p = dlsym(handle, name) else { throw NVRTCError(message: "\(path) lacks \(name): is it NVRTC 12 or 13?") }
+            return unsafeBitCast(p, to: type)
+        }
+        self.path = path
+        self.handle = handle
+        create = try symbol("nvrtcCreateProgram", Create.self)
+        compileProgram = try symbol("nvrtcCompileProgram", Compile.self)
+        destroy = try symbol("nvrtcDestroyProgram", Destroy.self)
+        logSize = try symbol("nvrtcGetProgramLogSize", GetSize.self)
+        log = try symbol("nvrtcGetProgramLog", GetBytes.self)
+        ptxSize = try symbol("nvrtcGetPTXSize", GetSize.self)
+        ptx = try symbol("nvrtcGetPTX", GetBytes.self)
+        errorString = try symbol("nvrtcGetErrorString", ErrorString.self)
+    }
+
+    /// PTX for `source` (named `name` in messages) compiled with `options`, e.g.
+    /// `["--gpu-architecture=compute_90"]`; throws with NVRTC's log when it does not compile.
+    public func compile(_ source: String, name: String, options: [String]) throws -> String {
+        var program: OpaquePointer?
+        try check(create(&program, source, name, 0, nil, nil), "creating the program")
+        defer { _ = destroy(&program) }
+        let cOptions = options.map { strdup($0) }
+        defer { cOptions.forEach { free($0) } }
+        let status = cOptions.map { UnsafePointer($0) }.withUnsafeBufferPointer { compileProgram(program, Int32(options.count), $0.baseAddress) }
+        guard status == 0 else {
+            throw NVRTCError(message: "\(name) does not compile (\(describe(status))):\n\(text(program, size: logSize, bytes: log))")
+        }
+        return text(program, size: ptxSize, bytes: ptx)
+    }
+
+    private func text(_ program: OpaquePointer?, size: GetSize, bytes: GetBytes) -> String {
+        var n = 0
+        guard size(program, &n) == 0, n > 0 else { return "" }
+        var buffer = [CChar](repeating: 0, count: n)
+        guard bytes(program, &buffer) == 0 else { return "" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    private func describe(_ status: Int32) -> String { errorString(status).map { String(cString: $0) } ?? "NVRTC error \(status)" }
+
+    private func check(_ status: Int32, _ what: String) throws {
+        guard status == 0 else { throw NVRTCError(message: "NVRTC failed \(what): \(describe(status))") }
+    }
+}
+
+/// The project's CUDA kernels (`Sources/Tensor/CUDA/Kernels.cu`), embedded in the library.
+public enum CUDAKernels {
+    /// The CUDA C source, as NVRTC compiles it.
+    public static var source: String { String(decoding: PackageResources.Kernels_cu, as: UTF8.self) }
+
+    /// Every kernel the source defines, by name (each a GPU twin of a CPU function).
+    public static let names = [
+        "vae_add_bias", "vae_relu_backward", "vae_tanh_forward", "vae_tanh_backward", "vae_column_sums", "vae_reparameterize",
+        "vae_kl_rows", "vae_posterior_backward", "vae_bernoulli_nll", "vae_squared_error", "vae_sum", "vae_adam", "vae_sgd",
+        "vae_philox_normals",
+    ]
+
+    /// NVRTC's options for a GPU of compute capability `major`.`minor`: PTX for that
+    /// architecture, C++17, IEEE division and square root (the CPU's rounding).
+    public static func options(computeCapability major: Int, _ minor: Int) -> [String] {
+        ["--gpu-architecture=compute_\(major)\(minor)", "--std=c++17", "--prec-div=true", "--prec-sqrt=true"]
+    }
+}
