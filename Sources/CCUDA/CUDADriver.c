@@ -99,3 +99,115 @@ int vae_cuda_device(int ordinal, struct vae_cuda_device *device, char *message, 
     }
     return 0;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Computing: a context on one device, memory, modules compiled from PTX, kernel launches.
+
+typedef int (*cu_primary_ctx_retain_t)(void **, int);
+typedef int (*cu_ctx_set_current_t)(void *);
+typedef int (*cu_ctx_synchronize_t)(void);
+typedef int (*cu_mem_alloc_t)(unsigned long long *, size_t);
+typedef int (*cu_mem_free_t)(unsigned long long);
+typedef int (*cu_memcpy_htod_t)(unsigned long long, const void *, size_t);
+typedef int (*cu_memcpy_dtoh_t)(void *, unsigned long long, size_t);
+typedef int (*cu_module_load_data_t)(void **, const void *);
+typedef int (*cu_module_get_function_t)(void **, void *, const char *);
+typedef int (*cu_launch_kernel_t)(void *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void *, void **, void **);
+
+static struct {
+    int loaded;
+    cu_primary_ctx_retain_t primary_ctx_retain;
+    cu_ctx_set_current_t ctx_set_current;
+    cu_ctx_synchronize_t ctx_synchronize;
+    cu_mem_alloc_t mem_alloc;
+    cu_mem_free_t mem_free;
+    cu_memcpy_htod_t memcpy_htod;
+    cu_memcpy_dtoh_t memcpy_dtoh;
+    cu_module_load_data_t module_load_data;
+    cu_module_get_function_t module_get_function;
+    cu_launch_kernel_t launch_kernel;
+} compute;
+
+static int open_compute(char *message, size_t capacity) {
+    if (compute.loaded) return 0;
+    if (vae_cuda_open(message, capacity) != 0) return -1;
+#define LOAD(field, symbol) \
+    if (!(compute.field = (void *)dlsym(cuda.library, symbol))) { \
+        snprintf(message, capacity, "libcuda.so.1 lacks %s: the NVIDIA driver is too old", symbol); \
+        return -1; \
+    }
+    LOAD(primary_ctx_retain, "cuDevicePrimaryCtxRetain")
+    LOAD(ctx_set_current, "cuCtxSetCurrent")
+    LOAD(ctx_synchronize, "cuCtxSynchronize")
+    LOAD(mem_alloc, "cuMemAlloc_v2")
+    LOAD(mem_free, "cuMemFree_v2")
+    LOAD(memcpy_htod, "cuMemcpyHtoD_v2")
+    LOAD(memcpy_dtoh, "cuMemcpyDtoH_v2")
+    LOAD(module_load_data, "cuModuleLoadData")
+    LOAD(module_get_function, "cuModuleGetFunction")
+    LOAD(launch_kernel, "cuLaunchKernel")
+#undef LOAD
+    compute.loaded = 1;
+    return 0;
+}
+
+#define CALL(expression, name) \
+    do { \
+        int status_ = (expression); \
+        if (status_ != 0) { describe(status_, name, message, capacity); return -1; } \
+    } while (0)
+
+int vae_cuda_use_device(int ordinal, char *message, size_t capacity) {
+    if (open_compute(message, capacity) != 0) return -1;
+    int device = 0;
+    void *context = NULL;
+    CALL(cuda.device_get(&device, ordinal), "cuDeviceGet");
+    CALL(compute.primary_ctx_retain(&context, device), "cuDevicePrimaryCtxRetain");
+    CALL(compute.ctx_set_current(context), "cuCtxSetCurrent");
+    return 0;
+}
+
+int vae_cuda_alloc(size_t bytes, unsigned long long *pointer, char *message, size_t capacity) {
+    if (open_compute(message, capacity) != 0) return -1;
+    CALL(compute.mem_alloc(pointer, bytes ? bytes : 1), "cuMemAlloc");
+    return 0;
+}
+
+void vae_cuda_free(unsigned long long pointer) {
+    if (compute.loaded && pointer) compute.mem_free(pointer);
+}
+
+int vae_cuda_upload(unsigned long long device, const void *host, size_t bytes, char *message, size_t capacity) {
+    if (!bytes) return 0;
+    CALL(compute.memcpy_htod(device, host, bytes), "cuMemcpyHtoD");
+    return 0;
+}
+
+int vae_cuda_download(void *host, unsigned long long device, size_t bytes, char *message, size_t capacity) {
+    if (!bytes) return 0;
+    CALL(compute.memcpy_dtoh(host, device, bytes), "cuMemcpyDtoH");
+    return 0;
+}
+
+int vae_cuda_load_module(const char *ptx, void **module, char *message, size_t capacity) {
+    if (open_compute(message, capacity) != 0) return -1;
+    CALL(compute.module_load_data(module, ptx), "cuModuleLoadData");
+    return 0;
+}
+
+int vae_cuda_function(void *module, const char *name, void **function, char *message, size_t capacity) {
+    CALL(compute.module_get_function(function, module, name), name);
+    return 0;
+}
+
+int vae_cuda_launch(void *function, unsigned grid, unsigned block, unsigned shared_bytes, void **arguments, char *message,
+                    size_t capacity) {
+    CALL(compute.launch_kernel(function, grid, 1, 1, block, 1, 1, shared_bytes, NULL, arguments, NULL), "cuLaunchKernel");
+    return 0;
+}
+
+int vae_cuda_synchronize(char *message, size_t capacity) {
+    CALL(compute.ctx_synchronize(), "cuCtxSynchronize");
+    return 0;
+}
+#undef CALL

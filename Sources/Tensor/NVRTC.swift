@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 
 /// A compiler error from NVRTC, with its log.
 public struct NVRTCError: Error, CustomStringConvertible {
@@ -91,6 +92,39 @@ public enum CUDAKernels {
         "vae_kl_rows", "vae_posterior_backward", "vae_bernoulli_nll", "vae_squared_error", "vae_sum", "vae_adam", "vae_sgd",
         "vae_philox_normals",
     ]
+
+    /// Each kernel's parameter types as the PTX declares them (`.param .u64 name_param_0` →
+    /// "u64"), by kernel name: what a launch's arguments must match.
+    public static func parameters(inPTX ptx: String) -> [String: [String]] {
+        var result: [String: [String]] = [:]
+        var current: String?
+        for line in ptx.split(separator: "\n") {
+            let text = line.trimmingCharacters(in: .whitespaces)
+            if let range = text.range(of: ".entry ") {
+                let name = text[range.upperBound...].prefix { $0 != "(" && $0 != " " }
+                current = String(name)
+                result[current!] = []
+            } else if let kernel = current {
+                if text.hasPrefix(".param ") {
+                    let parts = text.split(separator: " ")
+                    if parts.count >= 2 { result[kernel]!.append(String(parts[1].dropFirst())) }
+                } else if text.hasPrefix(")") || text.hasPrefix("{") {
+                    current = nil
+                }
+            }
+        }
+        return result
+    }
+
+    /// Throws unless `arguments` fit `kernel`'s parameters (`parameters`, from the PTX): the
+    /// same number, each of a matching width and kind — a launch with a wrong list would
+    /// otherwise read garbage on the GPU.
+    public static func check(_ arguments: [KernelArgument], against parameters: [String], kernel: String) throws {
+        let fits = arguments.count == parameters.count && zip(arguments, parameters).allSatisfy { $0.fits($1) }
+        guard fits else {
+            throw CUDAError("\(kernel) takes (\(parameters.joined(separator: ", "))); the launch gave (\(arguments.map(\.kind).joined(separator: ", ")))")
+        }
+    }
 
     /// NVRTC's options for a GPU of compute capability `major`.`minor`: PTX for that
     /// architecture, C++17, IEEE division and square root (the CPU's rounding).

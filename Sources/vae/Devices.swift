@@ -10,10 +10,16 @@ struct Devices: ParsableCommand {
         discussion: """
             The CUDA driver (libcuda.so.1) is loaded at run time, only by this command: vae needs \
             nothing of CUDA to build or to run on the CPU. Without a driver the GPU line says what \
-            is missing. Training and evaluation run on the CPU; the GPU backend is being built.
+            is missing. Training and evaluation run on the CPU; the GPU backend is being built. \
+            --check-kernels compiles the project's CUDA kernels with NVRTC, runs each on the GPU \
+            on a training step's shapes and compares it with its CPU twin.
             """)
 
+    @Option(help: ArgumentHelp("Run every CUDA kernel on this GPU against its CPU twin and print the table (exit 1 if one differs by more than its tolerance).", valueName: "cuda:N"))
+    var checkKernels: String?
+
     func run() throws {
+        if let device = checkKernels { return try check(device) }
         print("cpu: \(RunStatus.currentMachine); FP32 matrix products: \(GEMMLibrary.summary)")
         do {
             let gpus = try CUDA.devices()
@@ -24,5 +30,27 @@ struct Devices: ParsableCommand {
             print("cuda: none — \(error)")
         }
         for library in CUDA.libraries(environment: ProcessInfo.processInfo.environment) { print("  " + library.summary) }
+    }
+
+    /// `--check-kernels cuda:N`.
+    private func check(_ device: String) throws {
+        guard device == "cuda" || device.hasPrefix("cuda:"), let ordinal = device == "cuda" ? 0 : Int(device.dropFirst(5)), ordinal >= 0 else {
+            throw CUDAError("--check-kernels takes cuda or cuda:N, not \(device)")
+        }
+        let libraries = CUDA.libraries(environment: ProcessInfo.processInfo.environment)
+        guard let nvrtcPath = libraries.first(where: { $0.name == "nvrtc" })?.path else {
+            throw CUDAError("--check-kernels needs NVRTC: \(libraries.first { $0.name == "nvrtc" }?.summary ?? "nvrtc: not found")")
+        }
+        let context = try CUDAContext(ordinal: ordinal, nvrtc: try NVRTC(path: nvrtcPath))
+        print("cuda:\(ordinal): \(context.device.summary); kernels compiled by \(nvrtcPath)")
+        let rows = try GPUKernelCheck.run(context)
+        print("| kernel | CPU twin | elements | largest relative difference | tolerance | |")
+        print("|---|---|---|---|---|---|")
+        for row in rows {
+            print("| \(row.kernel) | \(row.twin) | \(row.elements) | \(String(format: "%.2e", row.largestError)) | \(String(format: "%.0e", row.tolerance)) | \(row.passed ? "ok" : "DIFFERS") |")
+        }
+        let failed = rows.filter { !$0.passed }
+        print(failed.isEmpty ? "all \(rows.count) kernel checks agree with the CPU" : "\(failed.count) of \(rows.count) kernel checks differ from the CPU")
+        if !failed.isEmpty { throw ExitCode(1) }
     }
 }

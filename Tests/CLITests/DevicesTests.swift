@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 import Testing
 import TestSupport
 
@@ -9,7 +10,7 @@ import TestSupport
 let cCompiler = ["/usr/bin/cc", "/usr/bin/gcc", "/usr/bin/clang"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
 /// A stand-in `libcuda.so.1` in `dir`: two devices, or cuInit failing with `initStatus`.
-func writeStandInDriver(_ dir: String, initStatus: Int = 0) throws {
+func writeStandInDriver(_ dir: String, initStatus: Int = 0, extra: String = "") throws {
     let source = """
         #include <stddef.h>
         #include <stdio.h>
@@ -23,7 +24,7 @@ func writeStandInDriver(_ dir: String, initStatus: Int = 0) throws {
             switch (attribute) { case 75: *v = 9; return 0; case 76: *v = d - 10; return 0; case 16: *v = 132; return 0; default: return 1; }
         }
         int cuGetErrorString(int status, const char **text) { *text = status == 100 ? "no CUDA-capable device is detected" : "other"; return 0; }
-        """
+        """ + "\n" + extra
     try source.write(toFile: dir + "/driver.c", atomically: true, encoding: .utf8)
     let built = try run(cCompiler!, ["-shared", "-fPIC", "-o", dir + "/libcuda.so.1", dir + "/driver.c"])
     #expect(built.status == 0, "\(built.stderr)")
@@ -76,4 +77,75 @@ func devicesFindsTheCUDALibrariesWhereTheyAreInstalled() throws {
     if dlopen("libcudnn.so.9", RTLD_NOW) == nil {
         #expect(result.stdout.contains("cudnn: not found (looked on the loader's path, then in \(dir)/toolkit/lib64, "), "\(result.stdout)")
     }
+}
+
+/// The compute half of the stand-in driver: device memory is host memory, a module is the PTX
+/// text, a function is its name, and a launch computes nothing but writes the kernel's name and
+/// its argument count (up to the null that ends no list: the count the PTX declares is what
+/// vae checked) to $STAND_IN_LAUNCHES.
+let standInCompute = """
+    #include <stdlib.h>
+    #include <string.h>
+    int cuDevicePrimaryCtxRetain(void **context, int device) { *context = (void *)16; return device >= 10 ? 0 : 101; }
+    int cuCtxSetCurrent(void *context) { return context ? 0 : 201; }
+    int cuCtxSynchronize(void) { return 0; }
+    // NVRTC itself opens libcuda.so.1 and asks for this; "not found" makes it carry on alone.
+    int cuGetExportTable(const void **table, const void *id) { *table = NULL; return 500; }
+    int cuMemAlloc_v2(unsigned long long *p, size_t n) { *p = (unsigned long long)malloc(n); return *p ? 0 : 2; }
+    int cuMemFree_v2(unsigned long long p) { free((void *)p); return 0; }
+    int cuMemcpyHtoD_v2(unsigned long long d, const void *h, size_t n) { memcpy((void *)d, h, n); return 0; }
+    int cuMemcpyDtoH_v2(void *h, unsigned long long d, size_t n) { memcpy(h, (void *)d, n); return 0; }
+    int cuModuleLoadData(void **module, const void *image) { *module = strdup((const char *)image); return strstr(*module, ".entry") ? 0 : 218; }
+    int cuModuleGetFunction(void **f, void *module, const char *name) {
+        char entry[256];
+        snprintf(entry, sizeof entry, ".entry %s(", name);
+        if (!strstr((const char *)module, entry)) return 500;
+        *f = strdup(name);
+        return 0;
+    }
+    int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared, void *stream,
+                       void **args, void **extra) {
+        FILE *log = fopen(getenv("STAND_IN_LAUNCHES"), "a");
+        if (!log) return 1;
+        fprintf(log, "%s grid %u block %u shared %u\\n", (const char *)f, gx, bx, shared);
+        fclose(log);
+        return gx >= 1 && bx >= 1 && gy == 1 && by == 1 && args ? 0 : 1;
+    }
+    """
+
+/// `vae devices --check-kernels` on the stand-in driver, with the real NVRTC (where this machine
+/// has it): the kernels compile, load and are found by name, and every launch's arguments fit
+/// the kernel's parameters as the PTX declares them (vae checks before it launches) — so the
+/// table has every row; the stand-in computes nothing, so the rows differ and the exit is 1.
+/// Without a driver, or with a bad device, one line says why.
+@Test(.enabled(if: cCompiler != nil, "needs a C compiler for the stand-in driver"))
+func checkKernelsLaunchesEveryKernelWithArgumentsThatFit() throws {
+    let dir = temporaryDirectory()
+    try writeStandInDriver(dir, extra: standInCompute)
+    let bad = try vae(["devices", "--check-kernels", "gpu0"], environment: ["LD_LIBRARY_PATH": dir])
+    #expect(bad.status != 0 && bad.stderr.contains("--check-kernels takes cuda or cuda:N, not gpu0"), "\(bad.stderr)")
+    let nvrtc = CUDALibrariesForTests.nvrtc
+    guard nvrtc != nil else {
+        // No NVRTC here: the check says so in one line.
+        let missing = try vae(["devices", "--check-kernels", "cuda:0"], environment: ["LD_LIBRARY_PATH": dir])
+        #expect(missing.status != 0 && missing.stderr.contains("--check-kernels needs NVRTC"), "\(missing.stderr)")
+        return
+    }
+    let launches = dir + "/launches.txt"
+    let absent = try vae(["devices", "--check-kernels", "cuda:5"], environment: ["LD_LIBRARY_PATH": dir, "STAND_IN_LAUNCHES": launches])
+    #expect(absent.status != 0 && absent.stderr.contains("cuda:5: this machine has 2 CUDA devices (cuda:0 … cuda:1)"), "\(absent.stderr)")
+    let result = try vae(["devices", "--check-kernels", "cuda:0"], environment: ["LD_LIBRARY_PATH": dir, "STAND_IN_LAUNCHES": launches])
+    #expect(result.status == 1, "\(result.stdout)\(result.stderr)")
+    #expect(!result.stderr.contains("the launch gave"), "\(result.stderr)")
+    #expect(result.stdout.contains("cuda:0: Stand-in GPU 0"), "\(result.stdout)")
+    #expect(result.stdout.contains("kernel checks differ from the CPU"), "\(result.stdout)")
+    let log = (try? String(contentsOfFile: launches, encoding: .utf8)) ?? ""
+    for name in CUDAKernels.names {
+        #expect(log.contains(name + " grid "), "\(name) was not launched: \(log)")
+    }
+    #expect(log.contains("vae_bernoulli_nll grid 128 block 256 shared 1024"), "\(log)")
+}
+
+enum CUDALibrariesForTests {
+    static let nvrtc = CUDA.libraries(environment: ProcessInfo.processInfo.environment).first { $0.name == "nvrtc" }?.path
 }

@@ -36,3 +36,50 @@ func aCompileErrorCarriesNVRTCsLog() throws {
         return text.contains("broken.cu does not compile") && text.contains("undefined_name")
     }
 }
+
+/// A launch's arguments are checked against the kernel's parameters as the PTX declares them:
+/// the same count, pointers and 64-bit integers in 64-bit slots, int32 in 32-bit ones, floats
+/// in f32 — otherwise one line names the kernel and both lists.
+@Test func launchArgumentsAreCheckedAgainstThePTX() throws {
+    let ptx = """
+        .visible .entry vae_add_bias(
+        \t.param .u64 vae_add_bias_param_0,
+        \t.param .u64 vae_add_bias_param_1,
+        \t.param .u32 vae_add_bias_param_2,
+        \t.param .f32 vae_add_bias_param_3
+        )
+        {
+        \tld.param.u64 \t%rd1, [vae_add_bias_param_0];
+        }
+        .visible .entry vae_empty(
+        )
+        {
+        }
+        """
+    let signatures = CUDAKernels.parameters(inPTX: ptx)
+    #expect(signatures == ["vae_add_bias": ["u64", "u64", "u32", "f32"], "vae_empty": []])
+    try CUDAKernels.check([.buffer(nil), .int64(3), .int32(1), .float(2)], against: signatures["vae_add_bias"]!, kernel: "vae_add_bias")
+    try CUDAKernels.check([], against: signatures["vae_empty"]!, kernel: "vae_empty")
+    #expect(throws: CUDAError.self) { try CUDAKernels.check([.buffer(nil), .buffer(nil), .int64(1), .float(2)], against: signatures["vae_add_bias"]!, kernel: "vae_add_bias") }
+    #expect(throws: CUDAError.self) { try CUDAKernels.check([.buffer(nil), .buffer(nil), .int32(1)], against: signatures["vae_add_bias"]!, kernel: "vae_add_bias") }
+    do {
+        try CUDAKernels.check([.float(1)], against: ["u64"], kernel: "k")
+        Issue.record("a float passed for a pointer")
+    } catch {
+        #expect("\(error)" == "k takes (u64); the launch gave (float)")
+    }
+}
+
+/// With NVRTC: the PTX of the project's kernels declares, for each, as many parameters as its
+/// C signature in the source has.
+@Test(.enabled(if: nvrtcPath != nil, "needs NVRTC (pip install nvidia-cuda-nvrtc, or a CUDA toolkit)"))
+func everyKernelsPTXParametersMatchItsSignature() throws {
+    let ptx = try NVRTC(path: nvrtcPath!).compile(CUDAKernels.source, name: "Kernels.cu", options: CUDAKernels.options(computeCapability: 9, 0))
+    let signatures = CUDAKernels.parameters(inPTX: ptx)
+    let source = CUDAKernels.source
+    for name in CUDAKernels.names {
+        let start = source.range(of: "void \(name)(")!.upperBound
+        let list = source[start...].prefix { $0 != ")" }
+        #expect(signatures[name]?.count == list.split(separator: ",").count, "\(name): \(signatures[name] ?? []) against (\(list))")
+    }
+}

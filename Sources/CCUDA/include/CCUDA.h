@@ -27,6 +27,25 @@ int vae_cuda_device_count(int *count, char *message, size_t capacity);
 /// with a message.
 int vae_cuda_device(int ordinal, struct vae_cuda_device *device, char *message, size_t capacity);
 
+/// Makes device `ordinal`'s primary context current on the calling thread (loading what
+/// computing needs from the driver). Returns 0, or -1 with a message, as every call below.
+int vae_cuda_use_device(int ordinal, char *message, size_t capacity);
+/// `bytes` of device memory (cuMemAlloc); its address in `pointer`.
+int vae_cuda_alloc(size_t bytes, unsigned long long *pointer, char *message, size_t capacity);
+void vae_cuda_free(unsigned long long pointer);
+/// Copies between host and device memory (synchronous).
+int vae_cuda_upload(unsigned long long device, const void *host, size_t bytes, char *message, size_t capacity);
+int vae_cuda_download(void *host, unsigned long long device, size_t bytes, char *message, size_t capacity);
+/// Loads a module from PTX text (the driver compiles it for the device) and finds a kernel in it.
+int vae_cuda_load_module(const char *ptx, void **module, char *message, size_t capacity);
+int vae_cuda_function(void *module, const char *name, void **function, char *message, size_t capacity);
+/// Launches `function` on a 1-D grid of `grid` blocks of `block` threads on the default
+/// stream; `arguments` points at each argument's value, in order (cuLaunchKernel's convention).
+int vae_cuda_launch(void *function, unsigned grid, unsigned block, unsigned shared_bytes, void **arguments, char *message,
+                    size_t capacity);
+/// Waits for the device's work to finish; reports the first error a kernel met.
+int vae_cuda_synchronize(char *message, size_t capacity);
+
 /// The file the loader opened for `handle` (a dlopen result), through dlinfo's link map.
 /// Returns 0, or -1.
 int vae_library_path(void *handle, char *path, size_t capacity);

@@ -1,0 +1,143 @@
+import CCUDA
+
+/// A failed CUDA call, in one line (the call and the driver's words).
+public struct CUDAError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Runs a CCUDA call that reports failure as -1 with a message.
+func cudaCall(_ body: (UnsafeMutablePointer<CChar>, Int) -> Int32) throws {
+    var message = [CChar](repeating: 0, count: 512)
+    let status = message.withUnsafeMutableBufferPointer { body($0.baseAddress!, $0.count) }
+    guard status == 0 else { throw CUDAError(String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)) }
+}
+
+/// FP32 values in device memory, freed with the object.
+public final class DeviceBuffer {
+    /// The device address (CUdeviceptr).
+    public let address: UInt64
+    public let count: Int
+
+    /// `count` floats of uninitialised device memory.
+    public init(count: Int) throws {
+        var address: UInt64 = 0
+        try cudaCall { vae_cuda_alloc(count * 4, &address, $0, $1) }
+        self.address = address
+        self.count = count
+    }
+
+    /// Device memory holding `values`.
+    public convenience init(_ values: [Float]) throws {
+        try self.init(count: values.count)
+        try upload(values)
+    }
+
+    deinit { vae_cuda_free(address) }
+
+    public func upload(_ values: [Float]) throws {
+        precondition(values.count == count, "\(values.count) values for a buffer of \(count)")
+        try values.withUnsafeBytes { bytes in try cudaCall { vae_cuda_upload(address, bytes.baseAddress, bytes.count, $0, $1) } }
+    }
+
+    /// The values, after the work queued before has finished (the copy waits for it).
+    public func download() throws -> [Float] {
+        var values = [Float](repeating: 0, count: count)
+        try values.withUnsafeMutableBytes { bytes in try cudaCall { vae_cuda_download(bytes.baseAddress, address, bytes.count, $0, $1) } }
+        return values
+    }
+}
+
+/// One argument of a kernel launch, as the kernel's C signature declares it.
+public enum KernelArgument {
+    /// A `float *` (nil: a null pointer).
+    case buffer(DeviceBuffer?)
+    case int32(Int32)
+    /// A `long`.
+    case int64(Int)
+    case uint64(UInt64)
+    case float(Float)
+
+    /// What it is, for messages: "pointer", "int32", "int64", "uint64", "float".
+    public var kind: String {
+        switch self {
+        case .buffer: "pointer"
+        case .int32: "int32"
+        case .int64: "int64"
+        case .uint64: "uint64"
+        case .float: "float"
+        }
+    }
+
+    /// Whether it can be passed as a PTX parameter of type `ptxType` (u64, u32, f32, …).
+    public func fits(_ ptxType: String) -> Bool {
+        switch self {
+        case .buffer, .int64, .uint64: ["u64", "s64", "b64"].contains(ptxType)
+        case .int32: ["u32", "s32", "b32"].contains(ptxType)
+        case .float: ptxType == "f32"
+        }
+    }
+}
+
+/// One GPU ready to run the project's kernels: its primary context made current, the kernels
+/// compiled by NVRTC for its architecture and loaded, each looked up by name.
+public final class CUDAContext {
+    public let device: CUDADevice
+    /// The PTX the kernels compiled to.
+    public let ptx: String
+    private var functions: [String: UnsafeMutableRawPointer] = [:]
+    /// Each kernel's parameter types, from the PTX (every launch is checked against them).
+    public let signatures: [String: [String]]
+
+    /// Device `ordinal` (from ``CUDA/devices()``) with the kernels compiled by `nvrtc`.
+    public init(ordinal: Int, nvrtc: NVRTC) throws {
+        let devices = try CUDA.devices()
+        guard devices.indices.contains(ordinal) else {
+            throw CUDAError("cuda:\(ordinal): this machine has \(devices.count) CUDA device\(devices.count == 1 ? "" : "s")\(devices.isEmpty ? "" : " (cuda:0 … cuda:\(devices.count - 1))")")
+        }
+        device = devices[ordinal]
+        try cudaCall { vae_cuda_use_device(Int32(ordinal), $0, $1) }
+        ptx = try nvrtc.compile(
+            CUDAKernels.source, name: "Kernels.cu", options: CUDAKernels.options(computeCapability: device.computeCapability.major, device.computeCapability.minor))
+        signatures = CUDAKernels.parameters(inPTX: ptx)
+        var module: UnsafeMutableRawPointer?
+        try ptx.withCString { text in try cudaCall { vae_cuda_load_module(text, &module, $0, $1) } }
+        for name in CUDAKernels.names {
+            var function: UnsafeMutableRawPointer?
+            try cudaCall { vae_cuda_function(module, name, &function, $0, $1) }
+            functions[name] = function
+        }
+    }
+
+    /// Launches kernel `name` on `grid` blocks of `block` threads with `shared` bytes of shared
+    /// memory per block (queued; ``synchronize()`` or a download waits for it).
+    public func launch(_ name: String, grid: Int, block: Int = 256, shared: Int = 0, _ arguments: [KernelArgument]) throws {
+        guard let function = functions[name], let parameters = signatures[name] else { throw CUDAError("no kernel named \(name)") }
+        try CUDAKernels.check(arguments, against: parameters, kernel: name)
+        // Each argument's value in its own 8-byte slot; cuLaunchKernel takes a pointer to each.
+        let slots = UnsafeMutableRawPointer.allocate(byteCount: 8 * max(arguments.count, 1), alignment: 8)
+        defer { slots.deallocate() }
+        var pointers: [UnsafeMutableRawPointer?] = []
+        for (i, argument) in arguments.enumerated() {
+            let slot = slots + 8 * i
+            switch argument {
+            case .buffer(let b): slot.storeBytes(of: b?.address ?? 0, as: UInt64.self)
+            case .int32(let v): slot.storeBytes(of: v, as: Int32.self)
+            case .int64(let v): slot.storeBytes(of: Int64(v), as: Int64.self)
+            case .uint64(let v): slot.storeBytes(of: v, as: UInt64.self)
+            case .float(let v): slot.storeBytes(of: v, as: Float.self)
+            }
+            pointers.append(slot)
+        }
+        try pointers.withUnsafeMutableBufferPointer { p in
+            try cudaCall { vae_cuda_launch(function, UInt32(max(grid, 1)), UInt32(block), UInt32(shared), p.baseAddress, $0, $1) }
+        }
+    }
+
+    /// Blocks of `block` threads to cover `elements` with one thread each (at most 2²⁰ blocks:
+    /// the kernels' grid-stride loops take the rest).
+    public static func grid(for elements: Int, block: Int = 256) -> Int { max(1, min((elements + block - 1) / block, 1 << 20)) }
+
+    /// Waits for every queued kernel; throws the first error one met.
+    public func synchronize() throws { try cudaCall { vae_cuda_synchronize($0, $1) } }
+}

@@ -1,0 +1,147 @@
+import CKernels
+import Tensor
+import VAE
+
+/// Every CUDA kernel against its CPU twin (llm.c's rule: each op a named pair, checked against
+/// each other): random inputs of a training step's shapes, the kernel on the GPU, the CPU
+/// function on the host, and the largest difference relative to max(|CPU value|, 1). Run by
+/// `vae devices --check-kernels` on a machine with an NVIDIA GPU.
+public enum GPUKernelCheck {
+    public struct Row: Sendable {
+        public let kernel: String
+        /// What the CPU twin is.
+        public let twin: String
+        public let elements: Int
+        public let largestError: Double
+        public let tolerance: Double
+        public var passed: Bool { largestError <= tolerance }
+    }
+
+    /// Runs every check on `context`; rows in the kernels' order.
+    public static func run(_ context: CUDAContext, rows: Int = 128, hidden: Int = 400, latent: Int = 20, pixels: Int = 784) throws -> [Row] {
+        var rng = RandomGenerator(seed: 7)
+        func random(_ n: Int, _ low: Float = -2, _ high: Float = 2) -> [Float] { (0..<n).map { _ in low + (high - low) * rng.nextFloat() } }
+        func worst(_ gpu: [Float], _ cpu: [Float]) -> Double {
+            zip(gpu, cpu).map { Double(abs($0 - $1)) / max(Double(abs($1)), 1) }.max() ?? 0
+        }
+        var result: [Row] = []
+        func record(_ kernel: String, _ twin: String, _ gpu: [Float], _ cpu: [Float], tolerance: Double = 1e-4) {
+            result.append(Row(kernel: kernel, twin: twin, elements: cpu.count, largestError: gpu.count == cpu.count ? worst(gpu, cpu) : .infinity, tolerance: tolerance))
+        }
+        let grid = { (n: Int) in CUDAContext.grid(for: n) }
+
+        // Bias + ReLU.
+        let pre = random(rows * hidden), bias = random(hidden)
+        let y = try DeviceBuffer(pre), b = try DeviceBuffer(bias)
+        try context.launch("vae_add_bias", grid: grid(pre.count), [.buffer(y), .buffer(b), .int32(Int32(rows)), .int32(Int32(hidden)), .int32(1)])
+        record("vae_add_bias", "Linear's bias + fused ReLU (loop)", try y.download(), pre.indices.map { max(pre[$0] + bias[$0 % hidden], 0) })
+
+        // ReLU backward through the output just computed.
+        let outputs = try y.download(), upstream = random(outputs.count)
+        let dy = try DeviceBuffer(upstream)
+        try context.launch("vae_relu_backward", grid: grid(outputs.count), [.buffer(dy), .buffer(y), .int64(outputs.count)])
+        record("vae_relu_backward", "ReLU.backward (loop)", try dy.download(), outputs.indices.map { outputs[$0] > 0 ? upstream[$0] : 0 })
+
+        // tanh and its backward.
+        let tx = random(rows * hidden, -4, 4)
+        let tIn = try DeviceBuffer(tx), tOut = try DeviceBuffer(count: tx.count)
+        try context.launch("vae_tanh_forward", grid: grid(tx.count), [.buffer(tIn), .buffer(tOut), .int64(tx.count)])
+        var tanhCPU = [Float](repeating: 0, count: tx.count)
+        vae_tanh(tx, &tanhCPU, tx.count)
+        record("vae_tanh_forward", "vae_tanh", try tOut.download(), tanhCPU)
+        let tdy = random(tx.count)
+        let tGrad = try DeviceBuffer(tdy), tDx = try DeviceBuffer(count: tx.count)
+        try tOut.upload(tanhCPU)
+        try context.launch("vae_tanh_backward", grid: grid(tx.count), [.buffer(tOut), .buffer(tGrad), .buffer(tDx), .int64(tx.count)])
+        var tanhBackCPU = [Float](repeating: 0, count: tx.count)
+        vae_tanh_backward(tanhCPU, tdy, &tanhBackCPU, tx.count)
+        record("vae_tanh_backward", "vae_tanh_backward", try tDx.download(), tanhBackCPU)
+
+        // Column sums (bias gradients).
+        let g = random(rows * pixels)
+        let gBuffer = try DeviceBuffer(g), sums = try DeviceBuffer(count: pixels)
+        try context.launch("vae_column_sums", grid: grid(pixels), [.buffer(gBuffer), .buffer(sums), .int32(Int32(rows)), .int32(Int32(pixels))])
+        let gTensor = Tensor(shape: [rows, pixels], values: g)
+        var columnCPU = [Float](repeating: 0, count: pixels)
+        gTensor.sumRows(into: &columnCPU)
+        record("vae_column_sums", "Tensor.sumRows", try sums.download(), columnCPU)
+
+        // The posterior: reparameterisation, KL per row, and the gradient of both.
+        let posterior = random(rows * 2 * latent, -1.5, 1.5), eps = CounterNoise(seed: 3).normals(stream: 0, count: rows * latent)
+        let post = try DeviceBuffer(posterior), epsBuffer = try DeviceBuffer(eps), z = try DeviceBuffer(count: rows * latent)
+        try context.launch("vae_reparameterize", grid: grid(rows * latent), [.buffer(post), .buffer(epsBuffer), .buffer(z), .int32(Int32(rows)), .int32(Int32(latent))])
+        let postTensor = Tensor(shape: [rows, 2 * latent], values: posterior), epsTensor = Tensor(shape: [rows, latent], values: eps)
+        let zCPU = Tensor(shape: [rows, latent])
+        reparameterize(postTensor, noise: epsTensor, into: zCPU)
+        record("vae_reparameterize", "reparameterize", try z.download(), zCPU.toArray())
+        let kl = try DeviceBuffer(count: rows)
+        try context.launch("vae_kl_rows", grid: grid(rows), [.buffer(post), .buffer(kl), .int32(Int32(rows)), .int32(Int32(latent))])
+        var klCPU = [Double](repeating: 0, count: rows)
+        klDivergence(postTensor, perExample: &klCPU)
+        record("vae_kl_rows", "klDivergence per example", try kl.download(), klCPU.map { Float($0) })
+        let dz = random(rows * latent), weights = (0..<latent).map { Float($0 % 3 == 0 ? 0 : 1) }
+        let dzBuffer = try DeviceBuffer(dz), weightBuffer = try DeviceBuffer(weights), postGrad = try DeviceBuffer(count: posterior.count)
+        try context.launch("vae_posterior_backward", grid: grid(rows * latent), [
+            .buffer(post), .buffer(epsBuffer), .buffer(dzBuffer), .buffer(weightBuffer), .buffer(postGrad), .int32(Int32(rows)), .int32(Int32(latent)),
+            .float(0.7),
+        ])
+        let gradCPU = Tensor(shape: [rows, 2 * latent])
+        weights.withUnsafeBufferPointer { klDivergence(postTensor, gradient: gradCPU, scale: 0.7, dimensionWeights: $0.baseAddress) }
+        reparameterizeBackward(postTensor, noise: epsTensor, zGradient: Tensor(shape: [rows, latent], values: dz), into: gradCPU)
+        record("vae_posterior_backward", "klDivergence(gradient:) + reparameterizeBackward", try postGrad.download(), gradCPU.toArray())
+
+        // Likelihoods, per row, and the batch sum.
+        let x = random(rows * pixels, 0, 1), logits = random(rows * pixels, -6, 6)
+        let xBuffer = try DeviceBuffer(x), lBuffer = try DeviceBuffer(logits)
+        let lossGrad = try DeviceBuffer(count: x.count), rowSums = try DeviceBuffer(count: rows)
+        for (kernel, twin) in [("vae_bernoulli_nll", "vae_bernoulli_nll"), ("vae_squared_error", "vae_squared_error")] {
+            try context.launch(kernel, grid: rows, block: 256, shared: 256 * 4, [.buffer(xBuffer), .buffer(lBuffer), .buffer(lossGrad), .buffer(rowSums), .int32(Int32(pixels)), .float(0.01)])
+            var gradientCPU = [Float](repeating: 0, count: x.count), rowCPU = [Float](repeating: 0, count: rows)
+            for r in 0..<rows {
+                rowCPU[r] = x.withUnsafeBufferPointer { xs in
+                    logits.withUnsafeBufferPointer { ls in
+                        gradientCPU.withUnsafeMutableBufferPointer { gs in
+                            let o = r * pixels
+                            return kernel == "vae_bernoulli_nll"
+                                ? vae_bernoulli_nll(xs.baseAddress! + o, ls.baseAddress! + o, gs.baseAddress! + o, 0.01, pixels)
+                                : vae_squared_error(xs.baseAddress! + o, ls.baseAddress! + o, gs.baseAddress! + o, 0.01, pixels)
+                        }
+                    }
+                }
+            }
+            record(kernel + " (rows)", twin, try rowSums.download(), rowCPU)
+            record(kernel + " (gradient)", twin, try lossGrad.download(), gradientCPU)
+        }
+        let total = try DeviceBuffer(count: 1)
+        let rowValues = try rowSums.download()
+        try context.launch("vae_sum", grid: 1, block: 256, shared: 256 * 4, [.buffer(rowSums), .buffer(total), .int32(Int32(rows))])
+        record("vae_sum", "a sum in double", try total.download(), [Float(rowValues.reduce(0.0) { $0 + Double($1) })])
+
+        // Optimisers, one step from random state.
+        let n = 652_824
+        let w = random(n, -0.1, 0.1), grad = random(n, -0.01, 0.01), m = random(n, -0.001, 0.001), v = random(n, 0, 1e-5)
+        let (wB, gB, mB, vB) = (try DeviceBuffer(w), try DeviceBuffer(grad), try DeviceBuffer(m), try DeviceBuffer(v))
+        try context.launch("vae_adam", grid: grid(n), [
+            .buffer(wB), .buffer(gB), .buffer(mB), .buffer(vB), .int64(n), .float(0.9), .float(0.999), .float(1e-8), .float(1e-3 / 0.1),
+            .float(1 / (0.001 as Float).squareRoot()), .float(1),
+        ])
+        var (wC, gC, mC, vC) = (w, grad, m, v)
+        vae_adam_update(&wC, &gC, nil, &mC, &vC, n, 0.9, 0.999, 1e-8, 1e-3 / 0.1, 1 / (0.001 as Float).squareRoot(), 1)
+        record("vae_adam (weights)", "vae_adam_update", try wB.download(), wC)
+        record("vae_adam (second moments)", "vae_adam_update", try vB.download(), vC)
+        let velocity = random(n, -0.01, 0.01)
+        let (w2, g2, velocityB) = (try DeviceBuffer(w), try DeviceBuffer(grad), try DeviceBuffer(velocity))
+        try context.launch("vae_sgd", grid: grid(n), [.buffer(w2), .buffer(g2), .buffer(velocityB), .int64(n), .float(0.05), .float(0.9), .float(1e-4)])
+        var (wS, gS, velocityS) = (w, grad, velocity)
+        vae_sgd_update(&wS, &gS, &velocityS, n, 0.05, 0.9, 1e-4)
+        record("vae_sgd", "vae_sgd_update", try w2.download(), wS)
+
+        // Noise: a stretch that starts and ends inside Philox blocks.
+        let count = rows * latent + 3
+        let normals = try DeviceBuffer(count: count)
+        try context.launch("vae_philox_normals", grid: grid(count / 4 + 2), [.uint64(0x5EED_0002), .uint64(41), .uint64(5), .int64(count), .buffer(normals)])
+        record("vae_philox_normals", "CounterNoise.normals", try normals.download(), CounterNoise(seed: 0x5EED_0002).normals(stream: 41, first: 5, count: count), tolerance: 1e-6)
+        try context.synchronize()
+        return result
+    }
+}
