@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The GPU checks of issue 25 in one go, for a machine with an NVIDIA GPU and no Swift (the lent
+# H200 machine): what vae finds there, every CUDA kernel against its CPU twin, and the peers'
+# GPU figures for the speed table (PyTorch eager and compiled, JAX jit) when they are installed.
+#
+#   bash scripts/gpu_check.sh BUNDLE_DIR MNIST_DIR OUT_DIR
+#
+# BUNDLE_DIR is an unpacked `scripts/package.sh` tarball; MNIST_DIR holds the four IDX files.
+# Writes OUT_DIR/gpu.md (the table) and one log per step. What is not built yet (swift-vae's
+# own GPU training) is not pretended: the table has the rows that exist.
+set -uo pipefail
+bundle=${1:?bundle folder}
+mnist=${2:?MNIST folder}
+out=${3:?output folder}
+here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$out"
+vae="$bundle/bin/vae"
+md=$out/gpu.md
+
+{
+    echo "# GPU check, $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    echo '```'
+    "$vae" --version 2>&1
+    "$vae" devices 2>&1
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | head -3
+    echo '```'
+    echo
+    echo "## Each kernel against its CPU twin (vae devices --check-kernels cuda:0)"
+    echo
+    "$vae" devices --check-kernels cuda:0 2>&1
+    echo
+} > "$md"
+
+# The peers on the GPU: 3 epochs of the default model (epochs 2–3 are the steady state).
+peer() { # title, log name, command…
+    local title=$1 name=$2; shift 2
+    timeout 240 "$@" > "$out/$name.txt" 2>&1
+    local epochs
+    epochs=$(grep -oE 'epoch [0-9]+: [0-9.]+ s' "$out/$name.txt" | awk '{print $3}' | paste -sd, -)
+    echo "| $title | ${epochs:-failed (see $name.txt)} |" >> "$md"
+}
+{
+    echo "## The peers on this GPU, default model, batch 128 (s/epoch, epochs 1–3; the first compiles)"
+    echo
+    echo "| peer | seconds per epoch |"
+    echo "|---|---|"
+} >> "$md"
+if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+    peer "PyTorch eager" torch-eager python3 "$here/pytorch_reference.py" --device cuda --epochs 3 --data-dir "$mnist"
+    peer "PyTorch torch.compile reduce-overhead" torch-compiled python3 "$here/pytorch_reference.py" --device cuda --compile reduce-overhead --epochs 3 --data-dir "$mnist"
+fi
+if python3 -c 'import jax' 2>/dev/null; then
+    peer "JAX jit" jax-gpu python3 "$here/jax_reference.py" 3 --data-dir "$mnist" --device gpu
+fi
+cat "$md"
