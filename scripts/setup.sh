@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs every Debian package swift-vae needs to build and train on its default data; with
 # --tests also what the tests use besides: Chromium (the HTML report is checked in a headless
-# browser) and the tensorboard Python package (its reader checks the event files).
+# browser), g++ (an emulated GPU built from the CUDA kernels) and the tensorboard Python
+# package (its reader checks the event files).
 # Safe to run again: it does nothing when everything is already present.
 set -euo pipefail
 
@@ -13,7 +14,8 @@ for arg in "$@"; do
     *) echo "setup: unknown option $arg (use --tests to install what the tests need too)" >&2; exit 2 ;;
   esac
 done
-if [ "$tests" -eq 1 ]; then packages+=(chromium); fi
+# g++: the tests build a stand-in GPU driver from the project's CUDA kernels (run on the host).
+if [ "$tests" -eq 1 ]; then packages+=(chromium g++); fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,150 @@
+import Foundation
+import Tensor
+import Testing
+import TestSupport
+
+// A GPU on the host, for the tests of everything around the kernels. The stand-in driver is the
+// project's own Kernels.cu compiled by the host's C++ compiler under a small shim (the CUDA
+// keywords defined away, blockIdx and friends as globals): a launch of G blocks runs block 0 …
+// G−1 one after another with one thread each (blockDim 1, so a grid-stride loop covers every
+// element and a block's reduction is its one thread's sum). Device memory is host memory. A
+// stand-in NVRTC returns PTX whose entries declare each kernel's parameters as NVRTC would
+// (pointers and 64-bit integers .u64, int .u32, float .f32), written here from the source.
+// So the whole path — context, memory, modules, the launch-argument check, launches, downloads —
+// runs with the real kernel code; only the GPU's code generation and its reduction order are not
+// exercised (`vae devices --check-kernels` on a real GPU does that).
+
+let cxxCompiler = ["/usr/bin/c++", "/usr/bin/g++", "/usr/bin/clang++"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+/// Each kernel's parameter types in the source: (name, [C type]).
+func kernelSignatures(_ source: String) throws -> [(name: String, types: [String])] {
+    let pattern = try Regex(#"extern "C" __global__ void (\w+)\(([^)]*)\)"#)
+    return source.matches(of: pattern).map { match in
+        let name = String(match.output[1].substring!)
+        let list = String(match.output[2].substring!).replacingOccurrences(of: "\n", with: " ")
+        let types = list.split(separator: ",").map { parameter -> String in
+            let words = parameter.split(separator: " ").map(String.init)
+            let pointer = parameter.contains("*")
+            return pointer ? words.dropLast().joined(separator: " ") + " *" : words.dropLast().joined(separator: " ")
+        }
+        return (name, types.map { $0.replacingOccurrences(of: " *", with: "*").trimmingCharacters(in: .whitespaces) })
+    }
+}
+
+/// The PTX parameter type NVRTC gives a C parameter type.
+func ptxType(_ c: String) -> String {
+    if c.hasSuffix("*") || c == "long" || c == "u64" || c == "unsigned long long" { return "u64" }
+    if c == "float" { return "f32" }
+    return "u32"
+}
+
+/// Writes the emulating driver (libcuda.so.1) and NVRTC (lib64/libnvrtc.so.13) under `dir`.
+func writeEmulatedGPU(_ dir: String) throws {
+    let source = CUDAKernels.source
+    let signatures = try kernelSignatures(source)
+    var adapters = ""
+    var table = ""
+    for (name, types) in signatures {
+        let arguments = types.enumerated().map { "*(\($1.replacingOccurrences(of: "const ", with: "")) *)a[\($0)]" }.joined(separator: ", ")
+        adapters += "static void run_\(name)(void **a) { \(name)(\(arguments)); }\n"
+        table += "    {\"\(name)\", run_\(name)},\n"
+    }
+    let driver = """
+        #include <math.h>
+        #include <stdio.h>
+        #include <stdlib.h>
+        #include <string.h>
+        #define __global__
+        #define __device__
+        #define __shared__
+        struct dim { unsigned x, y, z; };
+        static dim blockIdx, threadIdx, blockDim, gridDim;
+        static inline void __syncthreads() {}
+        static inline unsigned __umulhi(unsigned a, unsigned b) { return (unsigned)(((unsigned long long)a * b) >> 32); }
+        float shared[4096];
+        \(source)
+        \(adapters)
+        struct entry { const char *name; void (*run)(void **); };
+        static const entry kernels[] = {
+        \(table)    {0, 0}};
+        extern "C" {
+        int cuInit(unsigned int flags) { return 0; }
+        int cuDriverGetVersion(int *v) { *v = 13000; return 0; }
+        int cuDeviceGetCount(int *n) { *n = 1; return 0; }
+        int cuDeviceGet(int *d, int ordinal) { if (ordinal != 0) return 101; *d = 0; return 0; }
+        int cuDeviceGetName(char *name, int length, int d) { snprintf(name, (size_t)length, "Emulated GPU"); return 0; }
+        int cuDeviceTotalMem_v2(size_t *bytes, int d) { *bytes = (size_t)1 << 30; return 0; }
+        int cuDeviceGetAttribute(int *v, int attribute, int d) {
+            switch (attribute) { case 75: *v = 9; return 0; case 76: *v = 0; return 0; case 16: *v = 1; return 0; default: return 1; }
+        }
+        int cuGetErrorString(int status, const char **text) { *text = "emulated error"; return 0; }
+        int cuGetExportTable(const void **table, const void *id) { *table = 0; return 500; }
+        int cuDevicePrimaryCtxRetain(void **context, int device) { *context = (void *)16; return 0; }
+        int cuCtxSetCurrent(void *context) { return 0; }
+        int cuCtxSynchronize(void) { return 0; }
+        int cuMemAlloc_v2(unsigned long long *p, size_t n) { *p = (unsigned long long)calloc(1, n); return *p ? 0 : 2; }
+        int cuMemFree_v2(unsigned long long p) { free((void *)p); return 0; }
+        int cuMemcpyHtoD_v2(unsigned long long d, const void *h, size_t n) { memcpy((void *)d, h, n); return 0; }
+        int cuMemcpyDtoH_v2(void *h, unsigned long long d, size_t n) { memcpy(h, (void *)d, n); return 0; }
+        int cuModuleLoadData(void **module, const void *image) { *module = (void *)32; return 0; }
+        int cuModuleGetFunction(void **f, void *module, const char *name) {
+            for (const entry *e = kernels; e->name; e++) if (!strcmp(e->name, name)) { *f = (void *)e; return 0; }
+            return 500;
+        }
+        int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned sharedBytes,
+                           void *stream, void **args, void **extra) {
+            if (sharedBytes > sizeof shared) return 1;
+            const entry *e = (const entry *)f;
+            gridDim.x = gx; blockDim.x = 1; threadIdx.x = 0;
+            for (unsigned b = 0; b < gx; b++) { blockIdx.x = b; e->run(args); }
+            return 0;
+        }
+        }
+        """
+    try driver.write(toFile: dir + "/driver.cpp", atomically: true, encoding: .utf8)
+    let built = try run(cxxCompiler!, ["-shared", "-fPIC", "-O1", "-w", "-o", dir + "/libcuda.so.1", dir + "/driver.cpp"])
+    #expect(built.status == 0, "\(built.stderr)")
+
+    var ptx = ".version 9.0\\n.target sm_90\\n.address_size 64\\n"
+    for (name, types) in signatures {
+        ptx += ".visible .entry \(name)(\\n"
+        ptx += types.enumerated().map { "\\t.param .\(ptxType($1)) \(name)_param_\($0)" }.joined(separator: ",\\n")
+        ptx += "\\n)\\n{\\n}\\n"
+    }
+    let nvrtc = """
+        #include <stdlib.h>
+        #include <string.h>
+        static const char *ptx = "\(ptx)";
+        int nvrtcVersion(int *major, int *minor) { *major = 13; *minor = 0; return 0; }
+        int nvrtcCreateProgram(void **p, const char *src, const char *name, int n, const char **h, const char **i) { *p = (void *)8; return 0; }
+        int nvrtcCompileProgram(void *p, int n, const char **options) { return 0; }
+        int nvrtcDestroyProgram(void **p) { return 0; }
+        int nvrtcGetProgramLogSize(void *p, size_t *n) { *n = 1; return 0; }
+        int nvrtcGetProgramLog(void *p, char *log) { log[0] = 0; return 0; }
+        int nvrtcGetPTXSize(void *p, size_t *n) { *n = strlen(ptx) + 1; return 0; }
+        int nvrtcGetPTX(void *p, char *out) { strcpy(out, ptx); return 0; }
+        const char *nvrtcGetErrorString(int status) { return "emulated"; }
+        """
+    try FileManager.default.createDirectory(atPath: dir + "/toolkit/lib64", withIntermediateDirectories: true)
+    try compileLibrary(nvrtc, to: dir + "/toolkit/lib64/libnvrtc.so.13")
+}
+
+/// The emulated environment for `vae`: the stand-in driver first on the loader's path, the
+/// stand-in NVRTC under CUDA_HOME.
+func emulatedGPUEnvironment(_ dir: String) -> [String: String] {
+    ["LD_LIBRARY_PATH": dir, "CUDA_HOME": dir + "/toolkit"]
+}
+
+/// `vae devices --check-kernels` on the emulated GPU: every kernel, run by the host from the
+/// same source, agrees with its CPU twin — the kernels' formulas, the arguments each launch
+/// passes, and the check's own bookkeeping, all without a GPU.
+@Test(.enabled(if: cxxCompiler != nil && cCompiler != nil, "needs C and C++ compilers for the emulated GPU"))
+func everyKernelAgreesWithItsCPUTwinOnTheEmulatedGPU() throws {
+    let dir = temporaryDirectory()
+    try writeEmulatedGPU(dir)
+    let result = try vae(["devices", "--check-kernels", "cuda:0"], environment: emulatedGPUEnvironment(dir), removing: ["CUDA_PATH", "VIRTUAL_ENV"])
+    #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+    #expect(result.stdout.contains("cuda:0: Emulated GPU"), "\(result.stdout)")
+    #expect(result.stdout.contains("all 17 kernel checks agree with the CPU"), "\(result.stdout)")
+    #expect(!result.stdout.contains("DIFFERS"), "\(result.stdout)")
+}
