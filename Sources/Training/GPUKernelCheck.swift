@@ -1,4 +1,5 @@
 import CKernels
+import NN
 import Tensor
 import VAE
 
@@ -143,5 +144,33 @@ public enum GPUKernelCheck {
         record("vae_philox_normals", "CounterNoise.normals", try normals.download(), CounterNoise(seed: 0x5EED_0002).normals(stream: 41, first: 5, count: count), tolerance: 1e-6)
         try context.synchronize()
         return result
+    }
+
+    /// `steps` training steps of a small MLP VAE (64-32-4, ReLU, Bernoulli, Adam at 10⁻³, batch
+    /// 16, ε from the same Philox streams) on the GPU (``CUDAStep``) and on the CPU (``Trainer``)
+    /// from the same initial weights: the batch losses and the final weights, as rows of the table.
+    public static func trainingSteps(_ context: CUDAContext, cublas: CUBLAS, steps: Int = 3) throws -> [Row] {
+        let config = ModelConfig(inputShape: [1, 8, 8], hiddenSizes: [32], latentDimension: 4)
+        var cpuInit = RandomGenerator(seed: 11), gpuInit = RandomGenerator(seed: 11)
+        let cpuModel = VariationalAutoencoder(config: config, rng: &cpuInit)
+        let gpuModel = VariationalAutoencoder(config: config, rng: &gpuInit)
+        let trainer = Trainer(model: cpuModel, optimizer: Adam(parameters: cpuModel.parameters), rng: RandomGenerator(seed: 1), workers: 1)
+        trainer.counterNoise = CounterNoise(seed: 99)
+        let settings = Adam(parameters: gpuModel.parameters)  // its rate and betas; the moments live on the GPU
+        let gpu = try CUDAStep(model: gpuModel, context: context, cublas: cublas)
+        var rng = RandomGenerator(seed: 12)
+        var cpuLosses: [Float] = [], gpuLosses: [Float] = []
+        for t in 0..<steps {
+            let batch = Tensor(shape: [16, 1, 8, 8], values: (0..<1024).map { _ in rng.nextFloat() })
+            cpuLosses.append(Float(try trainer.trainStep(batch).meanNegativeELBO))
+            gpuLosses.append(Float(try gpu.step(batch, noiseSeed: 99, stream: UInt64(t), klWeight: 1, optimizer: settings).meanNegativeELBO))
+        }
+        try gpu.download(into: gpuModel)
+        let cpuWeights = cpuModel.parameters.flatMap { $0.value.toArray() }, gpuWeights = gpuModel.parameters.flatMap { $0.value.toArray() }
+        func worst(_ gpu: [Float], _ cpu: [Float]) -> Double { zip(gpu, cpu).map { Double(abs($0 - $1)) / max(Double(abs($1)), 1) }.max() ?? 0 }
+        return [
+            Row(kernel: "training step ×\(steps) (batch losses)", twin: "Trainer.trainStep", elements: steps, largestError: worst(gpuLosses, cpuLosses), tolerance: 1e-4),
+            Row(kernel: "training step ×\(steps) (weights)", twin: "Trainer.trainStep", elements: cpuWeights.count, largestError: worst(gpuWeights, cpuWeights), tolerance: 1e-4),
+        ]
     }
 }

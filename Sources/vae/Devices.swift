@@ -43,7 +43,12 @@ struct Devices: ParsableCommand {
         }
         let context = try CUDAContext(ordinal: ordinal, nvrtc: try NVRTC(path: nvrtcPath))
         print("cuda:\(ordinal): \(context.device.summary); kernels compiled by \(nvrtcPath)")
-        let rows = try GPUKernelCheck.run(context)
+        var rows = try GPUKernelCheck.run(context)
+        if let cublasPath = libraries.first(where: { $0.name == "cublas" })?.path {
+            rows += try GPUKernelCheck.trainingSteps(context, cublas: try CUBLAS(path: cublasPath))
+        } else {
+            print("(cuBLAS not found: the training steps are not checked)")
+        }
         print("| kernel | CPU twin | elements | largest relative difference | tolerance | |")
         print("|---|---|---|---|---|---|")
         for row in rows {

@@ -1,0 +1,57 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// cuBLAS (`libcublas.so`), loaded with `dlopen`, for the GPU's FP32 matrix products. cuBLAS is
+/// column-major; ``sgemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)`` takes the
+/// row-major arguments `BLAS.sgemm` takes and asks for the transposed product, Cᵀ = op(B)ᵀ op(A)ᵀ,
+/// which is C laid out row-major. Math mode is cuBLAS's default (FP32 products in FP32: no
+/// TF32), so the GPU's figures stay comparable with the CPU's.
+public final class CUBLAS {
+    public let path: String
+    private let handle: OpaquePointer
+    private typealias Create = @convention(c) (UnsafeMutablePointer<OpaquePointer?>) -> Int32
+    private typealias Destroy = @convention(c) (OpaquePointer?) -> Int32
+    private typealias SetMathMode = @convention(c) (OpaquePointer?, Int32) -> Int32
+    private typealias Sgemm = @convention(c) (
+        OpaquePointer?, Int32, Int32, Int32, Int32, Int32, UnsafePointer<Float>, UInt64, Int32, UInt64, Int32, UnsafePointer<Float>, UInt64, Int32
+    ) -> Int32
+    private let destroy: Destroy
+    private let gemm: Sgemm
+
+    /// Loads cuBLAS from `path` and creates a handle on the current context's device.
+    public init(path: String) throws {
+        guard let library = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
+            throw CUDAError("\(path): cannot be loaded (\(String(cString: dlerror())))")
+        }
+        func symbol<T>(_ name: String, _ type: T.Type) throws -> T {
+            guard let p = dlsym(library, name) else { throw CUDAError("\(path) lacks \(name): is it cuBLAS 12 or 13?") }
+            return unsafeBitCast(p, to: type)
+        }
+        self.path = path
+        let create = try symbol("cublasCreate_v2", Create.self)
+        destroy = try symbol("cublasDestroy_v2", Destroy.self)
+        gemm = try symbol("cublasSgemm_v2", Sgemm.self)
+        let setMathMode = try symbol("cublasSetMathMode", SetMathMode.self)
+        var handle: OpaquePointer?
+        let status = create(&handle)
+        guard status == 0, let handle else { throw CUDAError("cublasCreate failed (cuBLAS status \(status))") }
+        self.handle = handle
+        let mode = setMathMode(handle, 0)  // CUBLAS_DEFAULT_MATH
+        guard mode == 0 else { throw CUDAError("cublasSetMathMode failed (cuBLAS status \(mode))") }
+    }
+
+    deinit { _ = destroy(handle) }
+
+    /// C[m×n] = α · op(A) · op(B) + β · C on device memory, row-major as `BLAS.sgemm`: `a`, `b`,
+    /// `c` are device addresses, `lda`, `ldb`, `ldc` row strides in elements.
+    public func sgemm(
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UInt64, lda: Int, b: UInt64, ldb: Int,
+        beta: Float, c: UInt64, ldc: Int
+    ) throws {
+        var (alpha, beta) = (alpha, beta)
+        let status = gemm(
+            handle, transposeB ? 1 : 0, transposeA ? 1 : 0, Int32(n), Int32(m), Int32(k), &alpha, b, Int32(ldb), a, Int32(lda), &beta, c, Int32(ldc))
+        guard status == 0 else { throw CUDAError("cublasSgemm failed for \(m)×\(k) · \(k)×\(n) (cuBLAS status \(status))") }
+    }
+}
