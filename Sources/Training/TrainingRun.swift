@@ -49,6 +49,10 @@ public final class TrainingRun {
     private let workers: Int
     /// How this process splits the work across its cores.
     public let parallelism: Parallelism
+    /// Where the steps are computed (the host evaluates, writes checkpoints and draws pictures).
+    public private(set) var device: ComputeDevice = .cpu
+    /// The GPU in words when training on one ("cuda:0: NVIDIA H200, …").
+    public private(set) var deviceSummary: String?
     /// This process's lock on the folder: one writer per run, for as long as this object lives.
     private var lock: FileLock?
     /// The processes of the job (`mpirun -np N`): each trains on its slice of every batch;
@@ -64,7 +68,7 @@ public final class TrainingRun {
     /// that first checkpoint is written: until then the old run stays whole.
     public convenience init(
         creating folder: RunFolder, config: RunConfig, data: DataSplits? = nil, parallelism: Parallelism = .allCores, replacing: Bool = false,
-        communicator: Communicator = SingleProcess()
+        communicator: Communicator = SingleProcess(), device: ComputeDevice = .cpu
     ) throws {
         try config.validate()
         let target = RunFolder(path: try Files.resolvingLinks(folder.path))
@@ -78,7 +82,7 @@ public final class TrainingRun {
         if config.runID == nil { config.runID = newRunID() }
         let replace = communicator.rank == 0 && replacing && !(target.occupants ?? []).isEmpty
         let staging = replace ? target.sibling(".new-\(getpid())") : target
-        try self.init(folder: staging, config: config, data: data, parallelism: parallelism, checkpoint: nil, communicator: communicator)
+        try self.init(folder: staging, config: config, data: data, parallelism: parallelism, checkpoint: nil, communicator: communicator, device: device)
         guard isWriter else { return }
 
         let oldLock = replace ? try Self.lock(target) : nil
@@ -116,7 +120,9 @@ public final class TrainingRun {
     /// everything but the cores). `parallelism` nil: the cores the run recorded, so that it
     /// continues bit for bit; another split continues it too, with a warning that its numbers
     /// will differ by rounding. Refused while another process trains the run.
-    public convenience init(resuming folder: RunFolder, parallelism: Parallelism? = nil, communicator: Communicator = SingleProcess()) throws {
+    public convenience init(
+        resuming folder: RunFolder, parallelism: Parallelism? = nil, communicator: Communicator = SingleProcess(), device: ComputeDevice = .cpu
+    ) throws {
         guard Files.isDirectory(folder.path) else {
             throw FileError(path: folder.path, reason: "no such run folder (create one with `vae train --out \(folder.path)`)")
         }
@@ -130,7 +136,7 @@ public final class TrainingRun {
         try config.training.checkPathsExist(configPath: folder.configPath)
         try self.init(
             folder: folder, config: config, data: try config.training.loadData(), parallelism: parallelism, checkpoint: checkpoint,
-            communicator: communicator)
+            communicator: communicator, device: device)
         self.lock = lock
     }
 
@@ -157,7 +163,7 @@ public final class TrainingRun {
 
     private init(
         folder: RunFolder, config: RunConfig, data: DataSplits, parallelism: Parallelism, checkpoint: SafeTensorsArchive?,
-        communicator: Communicator
+        communicator: Communicator, device: ComputeDevice = .cpu
     ) throws {
         self.communicator = communicator
         let training = config.training, modelConfig = config.model
@@ -206,6 +212,14 @@ public final class TrainingRun {
                 state.workers = workers
                 state.gemmThreads = parallelism.gemmThreads
             }
+        }
+        self.device = device
+        if device != .cpu {
+            // Last: the weights and the optimiser's state the GPU starts from are the host's,
+            // the checkpoint's when resuming.
+            let (step, summary) = try device.makeStep(for: model, environment: ProcessInfo.processInfo.environment)
+            try trainer.useDevice(step)
+            deviceSummary = summary
         }
     }
 
@@ -411,6 +425,7 @@ public final class TrainingRun {
 
     /// Evaluates the epoch just trained, records it, saves the weights and the checkpoint.
     private func finishEpoch(seconds: Double, klWeight: Double, _ observer: TrainingObserver?) throws -> EpochSummary {
+        try trainer.synchronizeHost()  // the evaluation reads the host's weights
         let epoch = state.epoch + 1
         let validation = validationShard?.evaluate(model)
         let evaluatesTest = config.training.evaluatesTest(afterEpoch: epoch)
@@ -444,6 +459,7 @@ public final class TrainingRun {
     }
 
     private func saveCheckpoint(_ observer: TrainingObserver?) throws {
+        try trainer.synchronizeHost()
         state.step = trainer.step
         state.noiseRNG = trainer.rng.state
         state.dataRNG = loader.rng.state
@@ -457,6 +473,7 @@ public final class TrainingRun {
     /// `samples.png` and `reconstructions.png` of the model as it is.
     public func writePictures() throws {
         guard isWriter else { return }
+        try trainer.synchronizeHost()
         try PNG.write(Pictures.reconstructions(model, testSet: data.test, count: 32), to: folder.reconstructionsPath)
         try PNG.write(Pictures.runSamples(model, seed: config.training.seed), to: folder.samplesPath)
     }

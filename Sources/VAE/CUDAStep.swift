@@ -91,6 +91,35 @@ public final class CUDAStep {
         secondMoments = try parameters.map { try DeviceBuffer([Float](repeating: 0, count: $0.value.count)) }
     }
 
+    /// Sends `optimizer`'s moments and step count to the device (after a checkpoint was loaded).
+    public func upload(state optimizer: Adam) throws {
+        for (k, buffer) in firstMoments.enumerated() { try buffer.upload(optimizer.firstMoments[k].toArray()) }
+        for (k, buffer) in secondMoments.enumerated() { try buffer.upload(optimizer.secondMoments[k].toArray()) }
+        stepCount = optimizer.stepCount
+    }
+
+    /// Copies the device's moments and step count into `optimizer` (before a checkpoint).
+    public func download(state optimizer: Adam) throws {
+        for (buffers, tensors) in [(firstMoments, optimizer.firstMoments), (secondMoments, optimizer.secondMoments)] {
+            for (buffer, tensor) in zip(buffers, tensors) {
+                let values = try buffer.download()
+                values.withUnsafeBufferPointer { tensor.data.update(from: $0.baseAddress!, count: values.count) }
+            }
+        }
+        optimizer.stepCount = stepCount
+    }
+
+    /// Whether the GPU step computes `objective` with `optimizer` as the CPU does: the plain
+    /// −ELBO (analytic KL, one sample, β and warm-up allowed, no free bits) with Adam or AdamW,
+    /// no clipping; otherwise the first thing it cannot do, in words.
+    public static func unsupported(objective: TrainingObjective, optimizer: Optimizer, clipNorm: Float?) -> String? {
+        if objective.usesMonteCarlo { return "the sampled KL and the IWAE objective" }
+        if objective.freeBits > 0 { return "free bits" }
+        if clipNorm != nil { return "gradient clipping" }
+        if !(optimizer is Adam) { return "optimisers other than Adam and AdamW" }
+        return nil
+    }
+
     /// Sends `model`'s weights to the device (a model with this step's parameter shapes).
     public func upload(from model: VariationalAutoencoder) throws {
         for (buffer, p) in zip(weights, model.parameters) { try buffer.upload(p.value.toArray()) }

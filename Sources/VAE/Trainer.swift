@@ -48,6 +48,12 @@ public final class Trainer {
     /// of a second stochastic layer those of stream t + 2⁶³: the same for the same (seed, step)
     /// however the batch is shared out and on whatever device.
     public var counterNoise: CounterNoise?
+    /// When set, every step runs on this GPU (``CUDAStep``: the same −ELBO, ops and Adam, with
+    /// the weights and the optimiser's state on the device); the host's copies are brought up
+    /// to date by ``synchronizeHost()``. Needs ``counterNoise`` (the GPU draws the same ε).
+    public private(set) var device: CUDAStep?
+    /// Whether the device has stepped since the host's weights and state were last updated.
+    private var hostIsStale = false
     /// What is minimised: β, KL warm-up, free bits, IWAE samples, KL estimator.
     public var objective: TrainingObjective
     /// Epochs of training done so far (fractional within an epoch); drives the KL warm-up.
@@ -123,6 +129,30 @@ public final class Trainer {
         klMask.deallocate()
     }
 
+    /// Moves training to `step`'s GPU from now on: its weights and the optimiser's state (moments
+    /// and step count) are uploaded from the host's (after a checkpoint was loaded, they are the
+    /// checkpoint's). Throws, before anything runs, for what the GPU cannot compute yet.
+    public func useDevice(_ step: CUDAStep) throws {
+        if let what = CUDAStep.unsupported(objective: objective, optimizer: optimizer, clipNorm: clipNorm) {
+            throw CUDAError("--device cuda: \(what) is not supported on the GPU yet")
+        }
+        guard communicator == nil else { throw CUDAError("--device cuda: several MPI ranks on GPUs are not supported yet") }
+        guard counterNoise != nil else { throw CUDAError("--device cuda: the run draws ε from the sequential generator (made before counter noise); resume it on the CPU") }
+        guard let adam = optimizer as? Adam else { preconditionFailure("checked above") }
+        try step.upload(from: model)
+        try step.upload(state: adam)
+        device = step
+    }
+
+    /// Brings the host's weights and optimiser state up to date from the device (for an
+    /// evaluation, a checkpoint or pictures); nothing to do on the CPU or when already current.
+    public func synchronizeHost() throws {
+        guard let device, hostIsStale, let adam = optimizer as? Adam else { return }
+        try device.download(into: model)
+        try device.download(state: adam)
+        hostIsStale = false
+    }
+
     /// The KL weight this step uses (β, ramped up during the warm-up).
     public var currentKLWeight: Float { objective.klWeight(afterEpochs: epochsDone) }
 
@@ -135,6 +165,13 @@ public final class Trainer {
     /// One optimiser step on `batch` (with its one-hot labels for a conditional model); returns
     /// the batch's loss terms (before the update).
     public func trainStep(_ global: Tensor, condition globalCondition: Tensor? = nil) throws -> LossBreakdown {
+        if let device, let counterNoise, let adam = optimizer as? Adam {
+            let loss = try device.step(global, noiseSeed: counterNoise.seed, stream: UInt64(step), klWeight: currentKLWeight, optimizer: adam)
+            guard loss.reconstruction.isFinite, loss.kl.isFinite else { throw NonFiniteLossError(step: step + 1) }
+            hostIsStale = true
+            step += 1
+            return loss
+        }
         let samples = objective.usesMonteCarlo ? objective.importanceSamples : 1
         let d = model.latentDimension
         let globalNoise = Tensor.reusing(noise, rows: global.rows * samples, columns: d)

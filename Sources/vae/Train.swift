@@ -77,6 +77,16 @@ struct Train: ParsableCommand {
     @Flag(help: "Under mpirun: check after the start and after every step that every rank holds the same weights (hashes compared; costs a pass over the weights per step), and say so at the end.")
     var checkReplicas = false
 
+    @Option(help: ArgumentHelp("Where the training steps run: cpu, or cuda[:N] for NVIDIA GPU N (the CUDA driver, NVRTC and cuBLAS loaded at run time; the MLP models with the Bernoulli likelihood, the analytic KL and Adam for now — anything else is refused before training starts). A run resumes on either device.", valueName: "device"))
+    var device: String = "cpu"
+
+    /// `--device` parsed (validated first).
+    var computeDevice: ComputeDevice { ComputeDevice(device) ?? .cpu }
+
+    func validate() throws {
+        guard ComputeDevice(device) != nil else { throw ValidationError("--device takes cpu, cuda or cuda:N, not \(device)") }
+    }
+
     func run() throws {
         // First, before any thread that computes exists: SIGINT and SIGTERM go to a watcher
         // thread (StopSignals says why); until the run's folder is touched they end the process.
@@ -87,7 +97,10 @@ struct Train: ParsableCommand {
         let communicator = try Job.communicator()
         let plan = try Job.agree(communicator) { try planRun(communicator) }
         // Every rank has its data: the probe's steps may exchange gradients across the ranks.
-        let parallelism = try plan.map { try threading.chosen(config: $0.config, train: $0.data.train, communicator: communicator) { print($0) } }
+        // A GPU run's steps need no CPU split (one host thread feeds the GPU): nothing to probe.
+        let parallelism = try plan.map { plan in
+            computeDevice == .cpu ? try threading.chosen(config: plan.config, train: plan.data.train, communicator: communicator) { print($0) } : .batch(workers: 1)
+        }
         let run = try Job.agree(communicator) { try makeRun(plan, parallelism: parallelism, communicator) }
         run.warnings.forEach(printWarning)
         let config = run.config.training, folder = run.folder.path
@@ -102,6 +115,7 @@ struct Train: ParsableCommand {
         if run.isResumed {
             print("vae train: resuming \(folder) at epoch \(run.state.epoch + 1), step \(run.state.batchIndex) of the epoch (\(run.state.step) steps done)")
         }
+        if let gpu = run.deviceSummary { print("vae train: training steps on \(gpu); evaluation on the CPU") }
         print("vae train: \(run.parallelism.summary)" + (run.model.precision == .bf16 ? ", bf16 matrix products" : "") + (communicator.size > 1
             ? "; \(communicator.size) MPI ranks, each on \(config.batchSize / communicator.size)–\((config.batchSize + communicator.size - 1) / communicator.size) images of every batch of \(config.batchSize)" : ""))
         run.summary.forEach { print($0) }
@@ -173,10 +187,12 @@ extension Train {
     func makeRun(_ plan: Plan?, parallelism: Parallelism?, _ communicator: Communicator) throws -> TrainingRun {
         guard let plan, let parallelism else {
             StopSignals.arm()
-            return try TrainingRun(resuming: RunFolder(path: resume!), parallelism: threading.requestedParallelism, communicator: communicator)
+            return try TrainingRun(
+                resuming: RunFolder(path: resume!), parallelism: threading.requestedParallelism, communicator: communicator, device: computeDevice)
         }
         StopSignals.arm()  // the folder is written from here on: a signal becomes a stop request
         return try TrainingRun(
-            creating: RunFolder(path: out), config: plan.config, data: plan.data, parallelism: parallelism, replacing: force, communicator: communicator)
+            creating: RunFolder(path: out), config: plan.config, data: plan.data, parallelism: parallelism, replacing: force, communicator: communicator,
+            device: computeDevice)
     }
 }

@@ -1,0 +1,53 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Tensor
+import VAE
+
+/// Where a run's training steps are computed: the CPU, or NVIDIA GPU N (`--device cuda:N`).
+/// Not part of a run's configuration: a run trained on one resumes on the other.
+public enum ComputeDevice: Equatable, Sendable, CustomStringConvertible {
+    case cpu
+    case cuda(Int)
+
+    /// "cpu", "cuda" (GPU 0) or "cuda:N"; nil for anything else.
+    public init?(_ text: String) {
+        if text == "cpu" {
+            self = .cpu
+        } else if text == "cuda" {
+            self = .cuda(0)
+        } else if text.hasPrefix("cuda:"), let n = Int(text.dropFirst(5)), n >= 0 {
+            self = .cuda(n)
+        } else {
+            return nil
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .cpu: "cpu"
+        case .cuda(let n): "cuda:\(n)"
+        }
+    }
+
+    /// The GPU's training step for `model`: the driver, NVRTC and cuBLAS found and loaded, the
+    /// kernels compiled for the GPU. Throws one line naming what is missing.
+    public func makeStep(for model: VariationalAutoencoder, environment: [String: String]) throws -> (CUDAStep, summary: String) {
+        guard case .cuda(let ordinal) = self else { throw CUDAError("the CPU has no GPU step") }
+        let libraries = CUDA.libraries(environment: environment)
+        func path(_ name: String) throws -> String {
+            guard let library = libraries.first(where: { $0.name == name }), let path = library.path else {
+                throw CUDAError("--device \(self) needs \(libraries.first { $0.name == name }?.summary ?? name + ": not found")")
+            }
+            return path
+        }
+        let (nvrtcPath, cublasPath) = (try path("nvrtc"), try path("cublas"))
+        do {
+            let context = try CUDAContext(ordinal: ordinal, nvrtc: try NVRTC(path: nvrtcPath))
+            let step = try CUDAStep(model: model, context: context, cublas: try CUBLAS(path: cublasPath))
+            return (step, "\(self): \(context.device.summary)")
+        } catch let error as CUDAError {
+            throw CUDAError("--device \(self): \(error)")
+        }
+    }
+}
