@@ -32,6 +32,30 @@ md=$out/gpu.md
     echo
 } > "$md"
 
+# swift-vae itself: the default model on MNIST, 10 epochs on the GPU and on the CPU, same seed:
+# seconds per epoch of training (metrics.csv's `seconds`, evaluation excluded) and the test −ELBO.
+column() { # file, column name → the column's values, comma-separated
+    awk -F, -v name="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) c = i } NR > 1 && c { printf "%s%s", (NR > 2 ? "," : ""), $c }' "$1"
+}
+{
+    echo "## swift-vae, default model, MNIST, batch 128, 10 epochs, seed 1"
+    echo
+    echo "| device | s/epoch (training) | test −ELBO after epoch 10 |"
+    echo "|---|---|---|"
+} >> "$md"
+for device in cuda:0 cpu; do
+    rm -rf "$out/run-$device"
+    timeout 300 "$vae" train --dataset mnist --data-dir "$mnist" --epochs 10 --device "$device" --progress none --no-tensorboard --no-report \
+        --out "$out/run-$device" > "$out/train-$device.txt" 2>&1
+    if [ -f "$out/run-$device/metrics.csv" ]; then
+        elbo=$(column "$out/run-$device/metrics.csv" test_neg_elbo | awk -F, '{ print $NF }')
+        echo "| $device | $(column "$out/run-$device/metrics.csv" seconds) | $elbo |" >> "$md"
+    else
+        echo "| $device | failed: $(tail -1 "$out/train-$device.txt") | |" >> "$md"
+    fi
+done
+echo >> "$md"
+
 # The peers on the GPU: 3 epochs of the default model (epochs 2–3 are the steady state).
 peer() { # title, log name, command…
     local title=$1 name=$2; shift 2
