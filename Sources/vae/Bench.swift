@@ -38,9 +38,12 @@ struct Bench: ParsableCommand {
     @OptionGroup var threading: ThreadingOptions
     @OptionGroup var precision: PrecisionOptions
     @Flag(help: "Print one JSON object instead of the table.") var json = false
+    @Option(help: ArgumentHelp("Where the timed training steps run: cpu, or cuda[:N] (as `vae train --device`; the CPU-only figures — products, peaks, inference — are then left out).", valueName: "device"))
+    var device: String = "cpu"
 
     func validate() throws {
         guard repeats >= 1 && repeats <= 100 else { throw ValidationError("--repeats must be between 1 and 100") }
+        guard ComputeDevice(device) != nil else { throw ValidationError("--device takes cpu, cuda or cuda:N, not \(device)") }
     }
 
     func run() throws {
@@ -60,6 +63,9 @@ struct Bench: ParsableCommand {
         let (train, test) = (splits.train, splits.test)
         let resolvedPrecision = precision.resolved()
         if resolvedPrecision == .bf16 { training.precision = .bf16 }
+        if let gpu = ComputeDevice(device), gpu != .cpu {
+            return try measureOnGPU(gpu, config: config, training: training, train: train, communicator: communicator)
+        }
         // --threads auto (the default) times the splits of the cores first, as `vae train` does.
         let parallelism = try threading.chosen(config: RunConfig(model: config, training: training), train: train, communicator: communicator) { line in
             if !json { FileHandle.standardError.write(Data("vae bench: \(line)\n".utf8)) }
@@ -166,6 +172,46 @@ struct Bench: ParsableCommand {
                 print(label.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + text)
             }
             if let warning = BLAS.slowKernelWarning { print(warning) }
+        }
+    }
+
+    /// `--device cuda:N`: the same warm-up and timed epochs with every step on the GPU.
+    private func measureOnGPU(
+        _ gpu: ComputeDevice, config: ModelConfig, training: TrainingConfig, train: ImageDataset, communicator: Communicator
+    ) throws {
+        guard communicator.size == 1 else { throw CUDAError("vae bench --device \(gpu): one process (no mpirun) for now") }
+        var rng = RandomGenerator(seed: 1)
+        let model = VariationalAutoencoder(config: config, rng: &rng)
+        let trainer = Trainer(
+            model: model, optimizer: Adam(parameters: model.parameters), rng: RandomGenerator(seed: 2), workers: 1, objective: training.trainingObjective)
+        trainer.counterNoise = CounterNoise(seed: 2)
+        let (step, summary) = try gpu.makeStep(for: model, environment: ProcessInfo.processInfo.environment)
+        try trainer.useDevice(step)
+        let loader = BatchLoader(dataset: train, batchSize: batchSize, shuffle: true, seed: 3, conditionClasses: config.conditionClasses)
+        if !json { FileHandle.standardError.write(Data("vae bench: \(summary); warm-up epoch, then \(repeats) timed…\n".utf8)) }
+        _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch)
+        let epochSeconds = try (0..<repeats).map { _ in
+            try timed { _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch) }
+        }
+        let epoch = median(epochSeconds)
+        let results: [(String, String, Any)] = [
+            ("model", "model", "\(config.summary), batch \(batchSize)"),
+            ("device", "device", summary),
+            ("train_seconds_per_epoch", "training s/epoch (median of \(repeats), \(train.count) images)", epoch),
+            ("train_images_per_second", "training images/s", Double(train.count) / epoch),
+            ("step_ms", "ms per step", 1000 * epoch / Double(loader.batchesPerEpoch)),
+            ("train_gflops", "training effective GFLOP/s", model.flopsPerImage.training * Double(train.count) / epoch / 1e9),
+        ]
+        if json {
+            var object: [String: Any] = [:]
+            for (key, _, value) in results { object[key] = value }
+            print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+        } else {
+            let width = results.map(\.1.count).max()!
+            for (_, label, value) in results {
+                let text = (value as? Double).map { $0 >= 1000 ? "\(Int($0.rounded()))" : fixed($0, $0 < 10 ? 3 : 1) } ?? "\(value)"
+                print(label.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + text)
+            }
         }
     }
 }

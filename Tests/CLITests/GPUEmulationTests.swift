@@ -228,6 +228,13 @@ func trainingOnTheEmulatedGPUMatchesTheCPU() throws {
             #expect(largest < 1e-4, "resumed on the CPU, the run differs from the CPU run by \(largest)")
         }
     }
+    // vae bench --device cuda:0 times the same steps on the GPU.
+    let bench = try vae(["bench", "--dataset", "mnist", "--data-dir", dir, "--batch-size", "16", "--hidden", "16", "--latent", "2", "--repeats", "1",
+                         "--device", "cuda:0", "--json"], environment: environment)
+    #expect(bench.status == 0, "\(bench.stderr)")
+    let json = try JSONSerialization.jsonObject(with: Data((bench.stdout.split(separator: "\n").last { $0.hasPrefix("{") } ?? "{}").utf8)) as? [String: Any]
+    #expect((json?["device"] as? String)?.hasPrefix("cuda:0: Emulated GPU") == true, "\(bench.stdout)")
+    #expect((json?["train_seconds_per_epoch"] as? Double).map { $0 > 0 } == true, "\(bench.stdout)")
     let refused = try vae(arguments + ["--out", dir + "/iwae", "--device", "cuda:0", "--iwae", "2"], environment: environment)
     #expect(refused.status != 0 && refused.stderr.contains("--device cuda: the sampled KL and the IWAE objective is not supported on the GPU yet"), "\(refused.stderr)")
     let bad = try vae(arguments + ["--out", dir + "/bad", "--device", "gpu"])
