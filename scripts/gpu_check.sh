@@ -55,7 +55,7 @@ for device in cuda:0 cpu; do
     fi
 done
 bench=$(timeout 120 "$vae" bench --dataset mnist --data-dir "$mnist" --device cuda:0 --repeats 3 --json 2>>"$out/bench-gpu.txt" | grep '^{')
-echo "| cuda:0, vae bench (median of 3 epochs) | $(echo "$bench" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"{d[\"train_seconds_per_epoch\"]:.3f} ({d[\"step_ms\"]:.3f} ms/step)")' 2>/dev/null || echo failed) | |" >> "$md"
+echo "| cuda:0, vae bench (median of 3 epochs) | $(echo "$bench" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.3f (%.3f ms/step)" % (d["train_seconds_per_epoch"], d["step_ms"]))' 2>/dev/null || echo failed) | |" >> "$md"
 echo >> "$md"
 
 # The peers on the GPU: 3 epochs of the default model (epochs 2–3 are the steady state).
