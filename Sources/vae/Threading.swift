@@ -83,16 +83,19 @@ struct ThreadingOptions: ParsableArguments {
 
     /// The splits a probe times, within the cores given (auto: every core) and the family
     /// `--parallel` names, if any.
-    func candidates(batchSize: Int) -> [Parallelism] {
+    func candidates(batchSize: Int, cores: Int? = nil) -> [Parallelism] {
         let family: ParallelismProbe.Family? = parallelMode.map { $0 == .batch ? .batch : .blas }
-        return ParallelismProbe.candidates(cores: threadCount, batchSize: batchSize, mode: family)
+        return ParallelismProbe.candidates(cores: cores ?? threadCount, batchSize: batchSize, mode: family)
     }
 
     /// The split to use: the probe's choice when it probes (printing its summary unless quiet), else the flags'.
     func chosen(config: RunConfig, train: ImageDataset, communicator: Communicator, report: (String) -> Void) throws -> Parallelism {
         guard probes else { return parallelism }
+        // Under mpirun every rank must time the same splits (their steps exchange gradients):
+        // the fewest cores any rank has.
+        let cores = communicator.gather(UInt64(threadCount)).min().map(Int.init) ?? threadCount
         let result = try ParallelismProbe.fastest(
-            config: config, train: train, candidates: candidates(batchSize: config.training.batchSize / max(communicator.size, 1)),
+            config: config, train: train, candidates: candidates(batchSize: config.training.batchSize / max(communicator.size, 1), cores: cores),
             communicator: communicator)
         if !result.trials.isEmpty { report("threads auto: \(result.summary)") }
         return result.best
