@@ -71,7 +71,7 @@ def main():
     parser.add_argument("--data-dir", default=DATA)
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     args = parser.parse_args()
-    os.environ["JAX_PLATFORMS"] = args.device  # before jax is imported
+    os.environ["JAX_PLATFORMS"] = "cuda" if args.device == "gpu" else "cpu"  # before jax is imported
     global jax, jnp
     import jax
     import jax.numpy as jnp
