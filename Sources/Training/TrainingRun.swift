@@ -68,7 +68,7 @@ public final class TrainingRun {
     /// that first checkpoint is written: until then the old run stays whole.
     public convenience init(
         creating folder: RunFolder, config: RunConfig, data: DataSplits? = nil, parallelism: Parallelism = .allCores, replacing: Bool = false,
-        communicator: Communicator = SingleProcess(), device: ComputeDevice = .cpu
+        communicator: Communicator = SingleProcess(), device: ComputeDevice = .cpu, sharding: ShardedUpdate.Policy = .auto
     ) throws {
         try config.validate()
         let target = RunFolder(path: try Files.resolvingLinks(folder.path))
@@ -82,7 +82,9 @@ public final class TrainingRun {
         if config.runID == nil { config.runID = newRunID() }
         let replace = communicator.rank == 0 && replacing && !(target.occupants ?? []).isEmpty
         let staging = replace ? target.sibling(".new-\(getpid())") : target
-        try self.init(folder: staging, config: config, data: data, parallelism: parallelism, checkpoint: nil, communicator: communicator, device: device)
+        try self.init(
+            folder: staging, config: config, data: data, parallelism: parallelism, checkpoint: nil, communicator: communicator, device: device,
+            sharding: sharding)
         guard isWriter else { return }
 
         let oldLock = replace ? try Self.lock(target) : nil
@@ -121,7 +123,8 @@ public final class TrainingRun {
     /// continues bit for bit; another split continues it too, with a warning that its numbers
     /// will differ by rounding. Refused while another process trains the run.
     public convenience init(
-        resuming folder: RunFolder, parallelism: Parallelism? = nil, communicator: Communicator = SingleProcess(), device: ComputeDevice = .cpu
+        resuming folder: RunFolder, parallelism: Parallelism? = nil, communicator: Communicator = SingleProcess(), device: ComputeDevice = .cpu,
+        sharding: ShardedUpdate.Policy = .auto
     ) throws {
         guard Files.isDirectory(folder.path) else {
             throw FileError(path: folder.path, reason: "no such run folder (create one with `vae train --out \(folder.path)`)")
@@ -136,7 +139,7 @@ public final class TrainingRun {
         try config.training.checkPathsExist(configPath: folder.configPath)
         try self.init(
             folder: folder, config: config, data: try config.training.loadData(), parallelism: parallelism, checkpoint: checkpoint,
-            communicator: communicator, device: device)
+            communicator: communicator, device: device, sharding: sharding)
         self.lock = lock
     }
 
@@ -163,7 +166,7 @@ public final class TrainingRun {
 
     private init(
         folder: RunFolder, config: RunConfig, data: DataSplits, parallelism: Parallelism, checkpoint: SafeTensorsArchive?,
-        communicator: Communicator, device: ComputeDevice = .cpu
+        communicator: Communicator, device: ComputeDevice = .cpu, sharding: ShardedUpdate.Policy = .auto
     ) throws {
         self.communicator = communicator
         let training = config.training, modelConfig = config.model
@@ -186,7 +189,7 @@ public final class TrainingRun {
         optimizer = training.optimizerConfig.make(parameters: model.parameters, learningRate: training.learningRate)
         trainer = Trainer(
             model: model, optimizer: optimizer, rng: RandomGenerator(seed: seeds.noise), workers: workers,
-            objective: training.trainingObjective, clipNorm: training.clipNorm, communicator: communicator)
+            objective: training.trainingObjective, clipNorm: training.clipNorm, communicator: communicator, sharding: sharding)
         if training.noiseGenerator == .counter { trainer.counterNoise = CounterNoise(seed: seeds.noise) }
         loader = BatchLoader(
             dataset: data.train, batchSize: training.batchSize, shuffle: true, binarize: training.binarize,

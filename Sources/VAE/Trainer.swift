@@ -75,6 +75,9 @@ public final class Trainer {
     /// Under several ranks: the model's weights and gradients as flat buffers, and which shard of
     /// them this rank updates.
     public let sharding: ShardedUpdate?
+    /// Under several ranks without sharding: every gradient as one flat buffer (the gradients are
+    /// views of it) for the one in-place all-reduce per step; every rank then updates everything.
+    private let flatGradient: Tensor?
     /// Seconds spent exchanging gradients and weights across ranks (the reduce-scatter and the
     /// all-gather), and the bytes each step sums, for `vae bench`.
     public private(set) var communicationSeconds = 0.0
@@ -99,7 +102,8 @@ public final class Trainer {
 
     public init(
         model: VariationalAutoencoder, optimizer: Optimizer, rng: RandomGenerator, workers: Int = 1,
-        objective: TrainingObjective = TrainingObjective(), clipNorm: Float? = nil, communicator: Communicator? = nil
+        objective: TrainingObjective = TrainingObjective(), clipNorm: Float? = nil, communicator: Communicator? = nil,
+        sharding policy: ShardedUpdate.Policy = .auto
     ) {
         self.clipNorm = clipNorm
         let communicator = (communicator?.size ?? 1) > 1 ? communicator : nil
@@ -109,7 +113,9 @@ public final class Trainer {
         self.rng = rng
         self.objective = objective
         // The flat buffers first, so that the workers' replicas share the packed values.
-        sharding = communicator.map { ShardedUpdate(parameters: model.parameters, communicator: $0) }
+        let shards = communicator.map { policy.shards(ranks: $0.size) } ?? false
+        sharding = shards ? communicator.map { ShardedUpdate(parameters: model.parameters, communicator: $0) } : nil
+        flatGradient = communicator != nil && !shards ? Parameter.packGradients(model.parameters) : nil
         parallel = DataParallel(model: model, workers: workers)
         workerParameters = parallel.workers.map(\.parameters)
         wholeParameters = model.parameters.enumerated().map { ($0, 0..<$1.value.count) }
@@ -289,7 +295,7 @@ public final class Trainer {
     private func applyUpdate(activeWorkers: Int) {
         let params = workerParameters[0]
         let others = workerParameters.prefix(activeWorkers).dropFirst()
-        let fuse = others.count <= 1 && clipNorm == nil && sharding == nil
+        let fuse = others.count <= 1 && clipNorm == nil && communicator == nil
         if !fuse {
             chunked(wholeParameters) { k, range in
                 let g = params[k].gradient.data
@@ -307,6 +313,11 @@ public final class Trainer {
                 sharding.sumGradients()
                 communicationSeconds += monotonicSeconds() - start
                 if let clipNorm { sharding.clip(maxNorm: clipNorm) }
+            } else if let communicator, let flatGradient {
+                let start = monotonicSeconds()
+                communicator.sum(flatGradient.buffer)
+                communicationSeconds += monotonicSeconds() - start
+                if let clipNorm { clipGradientNorm(params, maxNorm: clipNorm) }
             } else if let clipNorm {
                 clipGradientNorm(params, maxNorm: clipNorm)
             }

@@ -38,6 +38,8 @@ struct Bench: ParsableCommand {
     @OptionGroup var threading: ThreadingOptions
     @OptionGroup var precision: PrecisionOptions
     @Flag(help: "Print one JSON object instead of the table.") var json = false
+    @Option(help: ArgumentHelp("Under mpirun: auto (from 4 ranks), always or never shard the optimiser's update (as `vae train --sharded-update`).", valueName: "when"))
+    var shardedUpdate: ShardedUpdate.Policy = .auto
     @Option(help: ArgumentHelp("Where the timed training steps run: cpu, or cuda[:N] (as `vae train --device`; the CPU-only figures — products, peaks, inference — are then left out).", valueName: "device"))
     var device: String = "cpu"
 
@@ -78,7 +80,7 @@ struct Bench: ParsableCommand {
         model.precision = resolvedPrecision
         let trainer = Trainer(
             model: model, optimizer: Adam(parameters: model.parameters), rng: RandomGenerator(seed: 2), workers: workers,
-            objective: training.trainingObjective, communicator: communicator)
+            objective: training.trainingObjective, communicator: communicator, sharding: shardedUpdate)
         if training.noiseGenerator == .counter { trainer.counterNoise = CounterNoise(seed: 2) }  // as training draws ε
         let loader = BatchLoader(dataset: train, batchSize: batchSize, shuffle: true, seed: 3, conditionClasses: config.conditionClasses)
         if !json { FileHandle.standardError.write(Data("vae bench: warm-up epoch, then \(repeats) timed…\n".utf8)) }

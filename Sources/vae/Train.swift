@@ -80,6 +80,9 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Where the training steps run: cpu, or cuda[:N] for NVIDIA GPU N (the CUDA driver, NVRTC and cuBLAS loaded at run time; the MLP models with the Bernoulli likelihood, the analytic KL and Adam for now — anything else is refused before training starts). A run resumes on either device.", valueName: "device"))
     var device: String = "cpu"
 
+    @Option(help: ArgumentHelp("Under mpirun: auto (from 4 ranks), always or never share the optimiser's update out among the ranks (ZeRO stage 1: gradients reduce-scattered, each rank updating its shard, weights all-gathered) instead of every rank updating every weight after one all-reduce.", valueName: "when"))
+    var shardedUpdate: ShardedUpdate.Policy = .auto
+
     /// `--device` parsed (validated first).
     var computeDevice: ComputeDevice { ComputeDevice(device) ?? .cpu }
 
@@ -188,11 +191,14 @@ extension Train {
         guard let plan, let parallelism else {
             StopSignals.arm()
             return try TrainingRun(
-                resuming: RunFolder(path: resume!), parallelism: threading.requestedParallelism, communicator: communicator, device: computeDevice)
+                resuming: RunFolder(path: resume!), parallelism: threading.requestedParallelism, communicator: communicator, device: computeDevice,
+                sharding: shardedUpdate)
         }
         StopSignals.arm()  // the folder is written from here on: a signal becomes a stop request
         return try TrainingRun(
             creating: RunFolder(path: out), config: plan.config, data: plan.data, parallelism: parallelism, replacing: force, communicator: communicator,
-            device: computeDevice)
+            device: computeDevice, sharding: shardedUpdate)
     }
 }
+
+extension ShardedUpdate.Policy: ExpressibleByArgument {}

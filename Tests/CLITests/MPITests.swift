@@ -75,11 +75,14 @@ func mpiRanksTrainTheSameModel() throws {
     for (name, values) in p { for (x, y) in zip(values, q[name]!) { largest = max(largest, abs(x - y)) } }
     #expect(largest < 1e-5, "clipped: 2 ranks differ from 1 by \(largest)")
     #expect(p != a, "the clipping changed the training")
-    // Three ranks on a batch of 16 (6, 5 and 5 rows; the last batch of 0 rows on none) and four
-    // (each updating a quarter of the 2,244 weights and their Adam state, the shards' bounds on
-    // 16-element lines): still the same model, and the same weights on every rank.
-    for ranks in [3, 4] {
-        let result = try mpirun(ranks, arguments + ["--out", dir + "/ranks\(ranks)", "--check-replicas"])
+    // Three ranks on a batch of 16 (6, 5 and 5 rows; the last batch of 0 rows on none; one
+    // all-reduce and every rank updating every weight), four (the update sharded: each rank
+    // updating a quarter of the 2,244 weights and their Adam state, the shards' bounds on
+    // 16-element lines), and two sharded on request: still the same model, and the same weights
+    // on every rank.
+    // Two ranks with the update sharded anyway (auto shards from 4 ranks) must agree as well.
+    for (ranks, extra) in [(2, ["--sharded-update", "always"]), (3, []), (4, [])] {
+        let result = try mpirun(ranks, arguments + ["--out", dir + "/ranks\(ranks)", "--check-replicas"] + extra)
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("replica check: the weights were identical on all \(ranks) ranks at all 13 checks"), "\(result.stdout)")
         let c = try tensors(dir + "/ranks\(ranks)/model.safetensors")
@@ -101,7 +104,7 @@ func mpiRanksTrainTheSameModel() throws {
         return lines.dropFirst().map { Double($0.split(separator: ",", omittingEmptySubsequences: false)[column])! }
     }
     let reference = try testELBO("one")
-    for run in ["two", "ranks3", "ranks4"] {
+    for run in ["two", "ranks2", "ranks3", "ranks4"] {
         let figures = try testELBO(run)
         #expect(figures.count == 2)
         for (x, y) in zip(figures, reference) { #expect(abs(x - y) < 1e-4 * y, "\(run): test −ELBO \(figures) against \(reference)") }
@@ -128,14 +131,14 @@ func children(of pid: Int32) -> [Int32] {
     } ?? []
 }
 
-/// The whole job killed with SIGKILL (mpirun and every rank) after a checkpoint, then resumed
+/// The whole job (sharding its update) killed with SIGKILL (mpirun and every rank) after a checkpoint, then resumed
 /// under mpirun with as many ranks: the final weights of an uninterrupted 2-rank run, bit for bit.
 @Test(.enabled(if: mpirunPath != nil, "needs Open MPI's mpirun (scripts/setup.sh installs it)"))
 func aKilledMPIJobResumesBitIdentical() throws {
     let dir = temporaryDirectory()
     try writeTinyDataset(dir)
     let arguments = ["train", "--dataset", "mnist", "--data-dir", dir, "--epochs", "40", "--batch-size", "16", "--hidden", "16", "--latent", "2",
-                     "--threads", "1", "--checkpoint-every", "1"]
+                     "--threads", "1", "--checkpoint-every", "1", "--sharded-update", "always"]
     let whole = try mpirun(2, arguments + ["--out", dir + "/whole"])
     #expect(whole.status == 0, "\(whole.stderr)")
     let run = dir + "/killed"
@@ -152,7 +155,7 @@ func aKilledMPIJobResumesBitIdentical() throws {
     process.waitUntilExit()
     // The ranks are gone (and with them rank 0's lock on the run) before the resume starts.
     for _ in 0..<500 where ranks.contains(where: { FileManager.default.fileExists(atPath: "/proc/\($0)/stat") && !isZombie($0) }) { usleep(10_000) }
-    let resumed = try mpirun(2, ["train", "--resume", run, "--threads", "1"])
+    let resumed = try mpirun(2, ["train", "--resume", run, "--threads", "1", "--sharded-update", "always"])
     #expect(resumed.status == 0, "\(resumed.stderr)")
     #expect(try Data(contentsOf: URL(fileURLWithPath: run + "/model.safetensors")) == Data(contentsOf: URL(fileURLWithPath: dir + "/whole/model.safetensors")))
 }

@@ -95,3 +95,10 @@ func evaluationSplitAcrossRanksAddsUpToTheWhole(ranks: Int) {
     }
     #expect(FourRanks(values).gather(values[2]) == values)
 }
+
+/// When a job shards its update: auto from 4 ranks, always from 2, never; a process alone never.
+@Test func theShardingPolicyDependsOnTheRanks() {
+    #expect((1...8).map { ShardedUpdate.Policy.auto.shards(ranks: $0) } == [false, false, false, true, true, true, true, true])
+    #expect((1...3).map { ShardedUpdate.Policy.always.shards(ranks: $0) } == [false, true, true])
+    #expect((1...8).allSatisfy { !ShardedUpdate.Policy.never.shards(ranks: $0) })
+}
