@@ -87,7 +87,7 @@ public enum GPUKernelCheck {
             .float(0.7),
         ])
         let gradCPU = Tensor(shape: [rows, 2 * latent])
-        weights.withUnsafeBufferPointer { klDivergence(postTensor, gradient: gradCPU, scale: 0.7, dimensionWeights: $0.baseAddress) }
+        _ = weights.withUnsafeBufferPointer { klDivergence(postTensor, gradient: gradCPU, scale: 0.7, dimensionWeights: $0.baseAddress) }
         reparameterizeBackward(postTensor, noise: epsTensor, zGradient: Tensor(shape: [rows, latent], values: dz), into: gradCPU)
         record("vae_posterior_backward", "klDivergence(gradient:) + reparameterizeBackward", try postGrad.download(), gradCPU.toArray())
 
@@ -147,7 +147,7 @@ public enum GPUKernelCheck {
     }
 
     /// `steps` training steps of a small MLP VAE (64-32-4, ReLU, Bernoulli, Adam at 10⁻³, batch
-    /// 16, ε from the same Philox streams) on the GPU (``CUDAStep``) and on the CPU (``Trainer``)
+    /// 16, ε from the same Philox streams) on the GPU (`CUDAStep`) and on the CPU (`Trainer`)
     /// from the same initial weights: the batch losses and the final weights, as rows of the table.
     public static func trainingSteps(_ context: CUDAContext, cublas: CUBLAS, steps: Int = 3) throws -> [Row] {
         let config = ModelConfig(inputShape: [1, 8, 8], hiddenSizes: [32], latentDimension: 4)

@@ -28,7 +28,7 @@ public struct Parallelism: Equatable, Sendable, CustomStringConvertible {
     /// Every core, batch-parallel.
     public static var allCores: Parallelism { .batch(workers: availableCores) }
 
-    /// Cores this process may give its threads: its affinity mask's (``Parallel/coreCount``),
+    /// Cores this process may give its threads: its affinity mask's (`Parallel.coreCount`),
     /// and under `mpirun` at most its share of the machine, online cores / ranks on this host
     /// (`OMPI_COMM_WORLD_LOCAL_SIZE`) — ranks bound to one core each see one core; ranks left
     /// unbound, or bound to a whole socket, would otherwise each start a thread per core.

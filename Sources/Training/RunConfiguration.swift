@@ -135,7 +135,7 @@ extension TrainingConfig {
 
 /// Where training's ε comes from.
 public enum NoiseGenerator: String, Codable, Sendable {
-    /// ε of optimiser step t is numbers 0, 1, … of Philox stream t (``CounterNoise``, keyed by
+    /// ε of optimiser step t is numbers 0, 1, … of Philox stream t (`CounterNoise`, keyed by
     /// the run's noise seed): a pure function of (seed, step), so any device, rank or thread
     /// draws the same ε for the same step, and a resume needs no generator state. New runs.
     case counter

@@ -20,7 +20,7 @@ public struct TrainingRunError: Error, CustomStringConvertible {
 /// is. ``train(observer:stop:)`` runs the epochs; each epoch is evaluated on the validation and
 /// test sets, recorded in `metrics.csv`, and saved (`model.safetensors`, `best.safetensors` when
 /// the validation −ELBO improves, and a training checkpoint), so that a run stopped at any
-/// moment continues exactly with ``init(resuming:parallelism:communicator:)``. The end of a run draws
+/// moment continues exactly with ``init(resuming:parallelism:communicator:device:sharding:)``. The end of a run draws
 /// `samples.png` and `reconstructions.png`.
 ///
 ///     let data = try training.loadData()
