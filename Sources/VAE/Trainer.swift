@@ -35,10 +35,12 @@ public struct StepProgress: Sendable {
 ///
 /// With a `Communicator` of several processes (ranks), `batch` is the *global* batch: every rank
 /// draws the same ε for all of it and computes on its contiguous slice of the rows, the
-/// gradient is scaled by 1/(global batch), and the ranks share the update out (ZeRO stage 1,
-/// ``ShardedUpdate``): the gradients are summed onto each rank's shard of the weights, each rank
-/// updates its shard, and the shards are gathered. So N ranks × B/N rows compute what one
-/// process computes on B rows, up to the summation order, and hold identical weights.
+/// gradient is scaled by 1/(global batch), and the ranks combine their gradients in one of two
+/// ways (``ShardedUpdate/Policy``): one in-place all-reduce of a flat gradient buffer, after
+/// which every rank updates every weight; or, sharded (ZeRO stage 1, ``ShardedUpdate``), the
+/// gradients summed onto each rank's shard, each rank updating its shard, the shards gathered.
+/// So N ranks × B/N rows compute what one process computes on B rows, up to the summation
+/// order, and hold identical weights.
 public final class Trainer {
     public let model: VariationalAutoencoder
     public let optimizer: Optimizer
