@@ -33,9 +33,16 @@ public struct Parallelism: Equatable, Sendable, CustomStringConvertible {
     /// (`OMPI_COMM_WORLD_LOCAL_SIZE`) — ranks bound to one core each see one core; ranks left
     /// unbound, or bound to a whole socket, would otherwise each start a thread per core.
     public static var availableCores: Int {
-        let mask = Parallel.coreCount
-        guard let local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE").flatMap({ Int(String(cString: $0)) }), local > 1 else { return mask }
-        return max(1, min(mask, sysconf(Int32(_SC_NPROCESSORS_ONLN)) / local))
+        availableCores(
+            mask: Parallel.coreCount, online: sysconf(Int32(_SC_NPROCESSORS_ONLN)),
+            localRanks: getenv("OMPI_COMM_WORLD_LOCAL_SIZE").flatMap { Int(String(cString: $0)) })
+    }
+
+    /// The rule of ``availableCores``: `mask` cores, and with more than one rank on the host at
+    /// most `online` / `localRanks` (at least 1).
+    public static func availableCores(mask: Int, online: Int, localRanks: Int?) -> Int {
+        guard let local = localRanks, local > 1 else { return max(mask, 1) }
+        return max(1, min(mask, online / local))
     }
 
     /// Sets the matrix library's thread count for this split and returns the number of batch workers.

@@ -43,15 +43,18 @@ import TestSupport
 }
 
 /// Under mpirun every rank gets its share of the machine, not every core: the affinity mask,
-/// at most the online cores over the ranks on the host.
+/// at most the online cores over the ranks on the host (the environment is read elsewhere; the
+/// rule is checked here without changing this process's environment, which other tests read).
 @Test func ranksOnOneHostShareItsCores() {
     let mask = Parallel.coreCount
     #expect(mask >= 1 && mask <= Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-    #expect(Parallelism.availableCores == mask)
-    setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "1000", 1)
-    defer { unsetenv("OMPI_COMM_WORLD_LOCAL_SIZE") }
-    #expect(Parallelism.availableCores == 1)
-    setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "1", 1)
-    #expect(Parallelism.availableCores == mask)
+    #expect(Parallelism.availableCores(mask: 16, online: 16, localRanks: nil) == 16)
+    #expect(Parallelism.availableCores(mask: 16, online: 16, localRanks: 1) == 16)
+    #expect(Parallelism.availableCores(mask: 16, online: 16, localRanks: 4) == 4)     // unbound ranks
+    #expect(Parallelism.availableCores(mask: 1, online: 16, localRanks: 16) == 1)     // --bind-to core
+    #expect(Parallelism.availableCores(mask: 4, online: 16, localRanks: 4) == 4)      // 4 cores each
+    #expect(Parallelism.availableCores(mask: 8, online: 16, localRanks: 16) == 1)     // bound to a socket of 8
+    #expect(Parallelism.availableCores(mask: 2, online: 2, localRanks: 1000) == 1)
+    #expect(Parallelism.availableCores == mask)  // a plain process (the tests run without mpirun)
 }
 
