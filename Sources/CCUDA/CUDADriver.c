@@ -6,6 +6,13 @@
 #include <string.h>
 #include "CCUDA.h"
 
+// Looks `symbol` up in the driver into `table.field`, or fails naming it.
+#define LOAD(table, field, symbol) \
+    if (!(table.field = (void *)dlsym(cuda.library, symbol))) { \
+        snprintf(message, capacity, "libcuda.so.1 lacks %s: the NVIDIA driver is too old", symbol); \
+        return -1; \
+    }
+
 typedef int (*cu_init_t)(unsigned int);
 typedef int (*cu_driver_get_version_t)(int *);
 typedef int (*cu_device_get_count_t)(int *);
@@ -45,20 +52,14 @@ int vae_cuda_open(char *message, size_t capacity) {
             return -1;
         }
     }
-#define LOAD(field, symbol) \
-    if (!(cuda.field = (void *)dlsym(cuda.library, symbol))) { \
-        snprintf(message, capacity, "libcuda.so.1 lacks %s: the NVIDIA driver is too old", symbol); \
-        return -1; \
-    }
-    LOAD(init, "cuInit")
-    LOAD(driver_get_version, "cuDriverGetVersion")
-    LOAD(device_get_count, "cuDeviceGetCount")
-    LOAD(device_get, "cuDeviceGet")
-    LOAD(device_get_name, "cuDeviceGetName")
-    LOAD(device_total_mem, "cuDeviceTotalMem_v2")
-    LOAD(device_get_attribute, "cuDeviceGetAttribute")
-    LOAD(get_error_string, "cuGetErrorString")
-#undef LOAD
+    LOAD(cuda, init, "cuInit")
+    LOAD(cuda, driver_get_version, "cuDriverGetVersion")
+    LOAD(cuda, device_get_count, "cuDeviceGetCount")
+    LOAD(cuda, device_get, "cuDeviceGet")
+    LOAD(cuda, device_get_name, "cuDeviceGetName")
+    LOAD(cuda, device_total_mem, "cuDeviceTotalMem_v2")
+    LOAD(cuda, device_get_attribute, "cuDeviceGetAttribute")
+    LOAD(cuda, get_error_string, "cuGetErrorString")
     int status = cuda.init(0);
     if (status != 0) {
         describe(status, "cuInit", message, capacity);
@@ -131,22 +132,16 @@ static struct {
 static int open_compute(char *message, size_t capacity) {
     if (compute.loaded) return 0;
     if (vae_cuda_open(message, capacity) != 0) return -1;
-#define LOAD(field, symbol) \
-    if (!(compute.field = (void *)dlsym(cuda.library, symbol))) { \
-        snprintf(message, capacity, "libcuda.so.1 lacks %s: the NVIDIA driver is too old", symbol); \
-        return -1; \
-    }
-    LOAD(primary_ctx_retain, "cuDevicePrimaryCtxRetain")
-    LOAD(ctx_set_current, "cuCtxSetCurrent")
-    LOAD(ctx_synchronize, "cuCtxSynchronize")
-    LOAD(mem_alloc, "cuMemAlloc_v2")
-    LOAD(mem_free, "cuMemFree_v2")
-    LOAD(memcpy_htod, "cuMemcpyHtoD_v2")
-    LOAD(memcpy_dtoh, "cuMemcpyDtoH_v2")
-    LOAD(module_load_data, "cuModuleLoadData")
-    LOAD(module_get_function, "cuModuleGetFunction")
-    LOAD(launch_kernel, "cuLaunchKernel")
-#undef LOAD
+    LOAD(compute, primary_ctx_retain, "cuDevicePrimaryCtxRetain")
+    LOAD(compute, ctx_set_current, "cuCtxSetCurrent")
+    LOAD(compute, ctx_synchronize, "cuCtxSynchronize")
+    LOAD(compute, mem_alloc, "cuMemAlloc_v2")
+    LOAD(compute, mem_free, "cuMemFree_v2")
+    LOAD(compute, memcpy_htod, "cuMemcpyHtoD_v2")
+    LOAD(compute, memcpy_dtoh, "cuMemcpyDtoH_v2")
+    LOAD(compute, module_load_data, "cuModuleLoadData")
+    LOAD(compute, module_get_function, "cuModuleGetFunction")
+    LOAD(compute, launch_kernel, "cuLaunchKernel")
     compute.loaded = 1;
     return 0;
 }

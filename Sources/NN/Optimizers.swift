@@ -121,9 +121,14 @@ public final class Adam: Optimizer {
 
     public func beginStep() {
         stepCount += 1
-        let t = Double(stepCount)
-        stepSize = Float(Double(learningRate) / (1 - pow(Double(beta1), t)))
-        inverseRootCorrection2 = Float(1 / (1 - pow(Double(beta2), t)).squareRoot())
+        (stepSize, inverseRootCorrection2) = stepConstants(step: stepCount)
+    }
+
+    /// Step t's bias-corrected constants, η / (1 − β₁ᵗ) and 1 / √(1 − β₂ᵗ), at the current
+    /// learning rate (what the update kernels take; the GPU's step uses them too).
+    public func stepConstants(step t: Int) -> (stepSize: Float, inverseRootCorrection2: Float) {
+        let t = Double(t)
+        return (Float(Double(learningRate) / (1 - pow(Double(beta1), t))), Float(1 / (1 - pow(Double(beta2), t)).squareRoot()))
     }
 
     public func update(parameterAt k: Int, range: Range<Int>) {

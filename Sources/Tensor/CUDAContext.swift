@@ -40,6 +40,12 @@ public final class DeviceBuffer {
         try values.withUnsafeBytes { bytes in try cudaCall { vae_cuda_upload(address, bytes.baseAddress, bytes.count, $0, $1) } }
     }
 
+    /// Copies `tensor`'s elements in (as many as the buffer holds), straight from its storage.
+    public func upload(_ tensor: Tensor) throws {
+        precondition(tensor.count == count, "\(tensor.count) values for a buffer of \(count)")
+        try cudaCall { vae_cuda_upload(address, tensor.data, count * 4, $0, $1) }
+    }
+
     /// The values, after the work queued before has finished (the copy waits for it).
     public func download() throws -> [Float] {
         var values = [Float](repeating: 0, count: count)

@@ -18,13 +18,15 @@ public enum GPUKernelCheck {
         public var passed: Bool { largestError <= tolerance }
     }
 
+    /// The largest |gpu − cpu| / max(|cpu|, 1).
+    static func worst(_ gpu: [Float], _ cpu: [Float]) -> Double {
+        zip(gpu, cpu).map { Double(abs($0 - $1)) / max(Double(abs($1)), 1) }.max() ?? 0
+    }
+
     /// Runs every check on `context`; rows in the kernels' order.
     public static func run(_ context: CUDAContext, rows: Int = 128, hidden: Int = 400, latent: Int = 20, pixels: Int = 784) throws -> [Row] {
         var rng = RandomGenerator(seed: 7)
         func random(_ n: Int, _ low: Float = -2, _ high: Float = 2) -> [Float] { (0..<n).map { _ in low + (high - low) * rng.nextFloat() } }
-        func worst(_ gpu: [Float], _ cpu: [Float]) -> Double {
-            zip(gpu, cpu).map { Double(abs($0 - $1)) / max(Double(abs($1)), 1) }.max() ?? 0
-        }
         var result: [Row] = []
         func record(_ kernel: String, _ twin: String, _ gpu: [Float], _ cpu: [Float], tolerance: Double = 1e-4) {
             result.append(Row(kernel: kernel, twin: twin, elements: cpu.count, largestError: gpu.count == cpu.count ? worst(gpu, cpu) : .infinity, tolerance: tolerance))
@@ -167,7 +169,6 @@ public enum GPUKernelCheck {
         }
         try gpu.download(into: gpuModel)
         let cpuWeights = cpuModel.parameters.flatMap { $0.value.toArray() }, gpuWeights = gpuModel.parameters.flatMap { $0.value.toArray() }
-        func worst(_ gpu: [Float], _ cpu: [Float]) -> Double { zip(gpu, cpu).map { Double(abs($0 - $1)) / max(Double(abs($1)), 1) }.max() ?? 0 }
         return [
             Row(kernel: "training step ×\(steps) (batch losses)", twin: "Trainer.trainStep", elements: steps, largestError: worst(gpuLosses, cpuLosses), tolerance: 1e-4),
             Row(kernel: "training step ×\(steps) (weights)", twin: "Trainer.trainStep", elements: cpuWeights.count, largestError: worst(gpuWeights, cpuWeights), tolerance: 1e-4),

@@ -462,12 +462,11 @@ public final class TrainingRun {
     }
 
     private func saveCheckpoint(_ observer: TrainingObserver?) throws {
-        try trainer.synchronizeHost()
+        try trainer.synchronizeHost()  // every rank: a collective call under a sharded update
         state.step = trainer.step
         state.noiseRNG = trainer.rng.state
         state.dataRNG = loader.rng.state
         state.order = loader.currentOrder
-        trainer.gatherOptimizerState()  // every rank: a collective call under mpirun
         guard isWriter else { return }
         try TrainingCheckpoint.save(model, optimizer: optimizer, state: state, runID: config.runID, to: folder.checkpointPath)
         observer?.checkpointWritten(self, path: folder.checkpointPath, state: state)
@@ -475,8 +474,8 @@ public final class TrainingRun {
 
     /// `samples.png` and `reconstructions.png` of the model as it is.
     public func writePictures() throws {
+        try trainer.synchronizeHost()  // before the writer check: every rank calls it
         guard isWriter else { return }
-        try trainer.synchronizeHost()
         try PNG.write(Pictures.reconstructions(model, testSet: data.test, count: 32), to: folder.reconstructionsPath)
         try PNG.write(Pictures.runSamples(model, seed: config.training.seed), to: folder.samplesPath)
     }

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import NN
 import Tensor
 
@@ -216,7 +213,7 @@ public final class CUDAStep {
     public func step(_ batch: Tensor, noiseSeed: UInt64, stream: UInt64, klWeight: Float, optimizer: Adam) throws -> LossBreakdown {
         try prepare(rows: batch.rows)
         guard let x, let eps, let z, let rowLosses, let rowKL, let zGradient else { preconditionFailure("buffers") }
-        try x.upload(batch.toArray())
+        try x.upload(batch)
         try context.launch("vae_philox_normals", grid: CUDAContext.grid(for: (rows * latent + 3) / 4 + 1), [
             .uint64(noiseSeed), .uint64(stream), .uint64(0), .int64(rows * latent), .buffer(eps),
         ])
@@ -240,9 +237,7 @@ public final class CUDAStep {
         try backward(encoderOps, input: x, outputs: encoderOutputs, gradientsOut: encoderGradients, inputGradient: nil)
         // Adam, as Adam.beginStep and vae_adam_update compute it.
         stepCount += 1
-        let t = Double(stepCount)
-        let stepSize = Float(Double(optimizer.learningRate) / (1 - pow(Double(optimizer.beta1), t)))
-        let inverseRootCorrection2 = Float(1 / (1 - pow(Double(optimizer.beta2), t)).squareRoot())
+        let (stepSize, inverseRootCorrection2) = optimizer.stepConstants(step: stepCount)
         for k in weights.indices {
             try context.launch("vae_adam", grid: CUDAContext.grid(for: weights[k].count), [
                 .buffer(weights[k]), .buffer(gradients[k]), .buffer(firstMoments[k]), .buffer(secondMoments[k]), .int64(weights[k].count),

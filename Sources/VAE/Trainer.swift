@@ -54,7 +54,8 @@ public final class Trainer {
     /// the weights and the optimiser's state on the device); the host's copies are brought up
     /// to date by ``synchronizeHost()``. Needs ``counterNoise`` (the GPU draws the same ε).
     public private(set) var device: CUDAStep?
-    /// Whether the device has stepped since the host's weights and state were last updated.
+    /// Whether a step on the device, or a sharded update, has left the host's weights or
+    /// optimiser state incomplete since ``synchronizeHost()`` last ran (the same on every rank).
     private var hostIsStale = false
     /// What is minimised: β, KL warm-up, free bits, IWAE samples, KL estimator.
     public var objective: TrainingObjective
@@ -153,13 +154,19 @@ public final class Trainer {
         device = step
     }
 
-    /// Brings the host's weights and optimiser state up to date from the device (for an
-    /// evaluation, a checkpoint or pictures); nothing to do on the CPU or when already current.
+    /// Makes the host's weights and optimiser state whole and current, for an evaluation, a
+    /// checkpoint or pictures: from the GPU after device steps, and under a sharded update from
+    /// the other ranks' shards of the optimiser's state (a collective call: every rank calls it,
+    /// at the same point). Nothing to do when no step has run since the last call, so rank 0
+    /// alone may call it before training.
     public func synchronizeHost() throws {
-        guard let device, hostIsStale, let adam = optimizer as? Adam else { return }
-        try device.download(into: model)
-        try device.download(state: adam)
+        guard hostIsStale else { return }
         hostIsStale = false
+        if let device, let adam = optimizer as? Adam {
+            try device.download(into: model)
+            try device.download(state: adam)
+        }
+        sharding?.gatherState(of: optimizer)
     }
 
     /// The KL weight this step uses (β, ramped up during the warm-up).
@@ -333,21 +340,8 @@ public final class Trainer {
             let start = monotonicSeconds()
             sharding.gatherValues()
             communicationSeconds += monotonicSeconds() - start
-            optimizerStateIsSharded = true
+            hostIsStale = true  // this rank's shard of the optimiser's state only
         }
-    }
-
-    /// Whether each rank has updated only its shard of the optimiser's state since it was last
-    /// made whole (the same on every rank: they step together).
-    private var optimizerStateIsSharded = false
-
-    /// Makes the optimiser's state whole on every rank (each rank updated only its shard of it);
-    /// every rank calls it before a checkpoint is saved. A collective call only when some step
-    /// has updated shards since the last one, so rank 0 alone may call it before training.
-    public func gatherOptimizerState() {
-        guard let sharding, optimizerStateIsSharded else { return }
-        sharding.gatherState(of: optimizer)
-        optimizerStateIsSharded = false
     }
 
     /// `body(k, range)` over every element of `pieces` (parameter k's elements `range`), the
