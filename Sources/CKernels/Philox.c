@@ -43,3 +43,17 @@ void vae_philox_normals(uint64_t seed, uint64_t stream, uint64_t first, size_t c
         for (uint64_t j = index % 4; j < 4 && done < count; j++) out[done++] = (float)normals[j];
     }
 }
+
+void vae_philox_binarize(uint64_t seed, uint64_t stream, const unsigned char *bytes, const float *values, size_t count, float *out) {
+    const uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
+    for (size_t block = 0; block * 4 < count; block++) {
+        uint32_t counter[4] = {(uint32_t)block, (uint32_t)((uint64_t)block >> 32), (uint32_t)stream, (uint32_t)(stream >> 32)}, bits[4];
+        vae_philox4x32_10(counter, key, bits);
+        for (size_t j = 0; j < 4 && block * 4 + j < count; j++) {
+            size_t i = block * 4 + j;
+            float u = (float)(bits[j] >> 8) * 0x1p-24f;  // exact: 24 bits in [0, 1)
+            float p = bytes ? (float)bytes[i] / 255.0f : values[i];
+            out[i] = u < p ? 1.0f : 0.0f;
+        }
+    }
+}

@@ -11,31 +11,60 @@ public struct Batch {
     public let labels: [Int]?
     /// One-hot labels [B, classes] when the loader was asked for them (conditional models).
     public let condition: Tensor?
+    /// Where the examples are in the data set, for a consumer that holds the data set itself and
+    /// makes the batch there (the GPU); nil when the batch cannot be remade from it (a loader
+    /// that binarises with its sequential generator).
+    public let source: BatchSource?
 
-    public init(images: Tensor, labels: [Int]? = nil, condition: Tensor? = nil) {
+    public init(images: Tensor, labels: [Int]? = nil, condition: Tensor? = nil, source: BatchSource? = nil) {
         self.images = images
         self.labels = labels
         self.condition = condition
+        self.source = source
     }
 
     /// Examples in the batch.
     public var count: Int { images.rows }
 }
 
+/// A batch's examples as positions of its epoch's order: example `order[p]` for p in
+/// `positions`, binarised with `binarization` (stream ``CounterNoise/binarizationStream(epoch:example:)``)
+/// when set — everything a consumer holding the data set needs to make the same batch.
+public struct BatchSource {
+    /// The epoch's order of the data set's examples (shared, not copied, by every batch).
+    public let order: [Int]
+    /// Changes whenever the loader's order does (a new epoch's shuffle, a resumed order), so a
+    /// consumer can keep its own copy of `order` and send it again only when this changes.
+    public let orderVersion: Int
+    public let positions: Range<Int>
+    /// The epoch, from 0.
+    public let epoch: Int
+    /// The counter-based binarisation, when the loader binarises.
+    public let binarization: CounterNoise?
+}
+
 /// Draws batches of Float32 images in [0, 1] from an ``ImageDataset``.
 ///
 /// Each epoch visits every example once, in an order shuffled by the loader's own seeded
 /// generator when `shuffle` is on; the last batch may be smaller. With `binarize`, each pixel
-/// is resampled as Bernoulli(p = value/255) every time it is drawn (dynamic binarisation).
+/// is resampled as Bernoulli(p = value/255) every time it is drawn (dynamic binarisation): by
+/// ``counterBinarization`` when set — a pure function of (seed, epoch, example, pixel), which
+/// the GPU draws too — or else by the loader's generator in drawing order (runs made before).
 /// Every batch is written into the same tensors, overwritten by the next one; each ``Batch``
-/// carries its own labels.
+/// carries its own labels and its ``BatchSource``.
 public final class BatchLoader {
     public let dataset: ImageDataset
     public let batchSize: Int
     public let shuffle: Bool
     public let binarize: Bool
     public var rng: RandomGenerator
-    private var order: [Int]
+    /// Binarises by counters (see ``CounterNoise/binarize(stream:bytes:into:)``) instead of `rng`.
+    public var counterBinarization: CounterNoise?
+    /// When false, batches that can be made from their ``Batch/source`` are not copied into
+    /// `images` (whose rows are then stale): for a consumer that holds the data set itself.
+    public var fillsImages = true
+    private var order: [Int] { didSet { orderVersion += 1 } }
+    private var orderVersion = 0
     private let batch: Tensor
     private let scale: [Float] = (0..<256).map { Float($0) / 255 }
     /// Classes of the one-hot labels made with each batch (0: none).
@@ -60,15 +89,17 @@ public final class BatchLoader {
     /// Batches per epoch (the last one may be short).
     public var batchesPerEpoch: Int { (dataset.count + batchSize - 1) / batchSize }
 
-    /// One pass over the data; shuffles first when `shuffle` is on.
-    public func epoch() -> Epoch {
+    /// One pass over the data, epoch `number` (from 0; it keys the counter binarisation);
+    /// shuffles first when `shuffle` is on.
+    public func epoch(number: Int = 0) -> Epoch {
         if shuffle { rng.shuffle(&order) }
-        return Epoch(loader: self)
+        return Epoch(loader: self, number: number)
     }
 
-    /// The rest of the current epoch from batch `batchIndex` on, without shuffling (to resume).
-    public func resumeEpoch(atBatch batchIndex: Int) -> Epoch {
-        Epoch(loader: self, position: min(batchIndex * batchSize, dataset.count))
+    /// The rest of the current epoch (`number`) from batch `batchIndex` on, without shuffling
+    /// (to resume).
+    public func resumeEpoch(atBatch batchIndex: Int, number: Int = 0) -> Epoch {
+        Epoch(loader: self, number: number, position: min(batchIndex * batchSize, dataset.count))
     }
 
     /// The order of the examples in the current epoch (saved with a checkpoint).
@@ -80,36 +111,48 @@ public final class BatchLoader {
         }
     }
 
-    /// Fills the loader's batch tensors with the examples at `indices`.
-    func fill(_ indices: ArraySlice<Int>) -> Batch {
+    /// Fills the loader's batch tensors with the examples at `positions` of the order, in epoch
+    /// `epoch`.
+    func fill(_ positions: Range<Int>, epoch: Int) -> Batch {
+        let indices = order[positions]
         batch.setBatch(indices.count)
         let size = dataset.exampleSize
         let out = batch.data
-        if let values = dataset.values {
+        let counter = binarize ? counterBinarization : nil
+        let remakeable = !binarize || counter != nil
+        let source = remakeable
+            ? BatchSource(order: order, orderVersion: orderVersion, positions: positions, epoch: epoch, binarization: counter) : nil
+        if let values = dataset.values, fillsImages || !remakeable {
             values.withUnsafeBufferPointer { v in
                 for (row, example) in indices.enumerated() {
                     let src = v.baseAddress! + example * size, dst = out + row * size
-                    if binarize {
+                    if let counter {
+                        let stream = CounterNoise.binarizationStream(epoch: epoch, example: example)
+                        counter.binarize(stream: stream, values: src, into: UnsafeMutableBufferPointer(start: dst, count: size))
+                    } else if binarize {
                         for i in 0..<size { dst[i] = rng.nextFloat() < src[i] ? 1 : 0 }
                     } else {
                         dst.update(from: src, count: size)
                     }
                 }
             }
-        } else {
-        dataset.pixels.withUnsafeBufferPointer { px in
-            scale.withUnsafeBufferPointer { table in
-                for (row, example) in indices.enumerated() {
-                    let src = px.baseAddress! + example * size
-                    let dst = out + row * size
-                    if binarize {
-                        for i in 0..<size { dst[i] = rng.nextFloat() < table[Int(src[i])] ? 1 : 0 }
-                    } else {
-                        vae_bytes_to_unit(src, dst, size)
+        } else if fillsImages || !remakeable {
+            dataset.pixels.withUnsafeBufferPointer { px in
+                scale.withUnsafeBufferPointer { table in
+                    for (row, example) in indices.enumerated() {
+                        let src = px.baseAddress! + example * size
+                        let dst = out + row * size
+                        if let counter {
+                            let stream = CounterNoise.binarizationStream(epoch: epoch, example: example)
+                            counter.binarize(stream: stream, bytes: src, into: UnsafeMutableBufferPointer(start: dst, count: size))
+                        } else if binarize {
+                            for i in 0..<size { dst[i] = rng.nextFloat() < table[Int(src[i])] ? 1 : 0 }
+                        } else {
+                            vae_bytes_to_unit(src, dst, size)
+                        }
                     }
                 }
             }
-        }
         }
         let labels = dataset.labels.map { all in indices.map { all[$0] } }
         if let oneHot, let labels {
@@ -119,18 +162,20 @@ public final class BatchLoader {
                 oneHot[row * conditionClasses + label] = 1
             }
         }
-        return Batch(images: batch, labels: labels, condition: oneHot)
+        return Batch(images: batch, labels: labels, condition: oneHot, source: source)
     }
 
     public struct Epoch: Sequence, IteratorProtocol {
         let loader: BatchLoader
+        /// The epoch, from 0.
+        let number: Int
         var position = 0
 
         public mutating func next() -> Batch? {
             guard position < loader.dataset.count else { return nil }
             let end = Swift.min(position + loader.batchSize, loader.dataset.count)
             defer { position = end }
-            return loader.fill(loader.order[position..<end])
+            return loader.fill(position..<end, epoch: number)
         }
     }
 }

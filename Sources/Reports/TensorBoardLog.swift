@@ -11,7 +11,8 @@ import VAE
 /// Writes a run's TensorBoard event file, `RUN/tensorboard/events.out.tfevents.<time>.<host>`
 /// (open it with `tensorboard --logdir RUN/tensorboard`, or a folder of runs):
 ///
-/// - every `every` steps, `train/running_neg_elbo` (the epoch's −ELBO per image so far);
+/// - every `every` steps, `train/running_neg_elbo` (the epoch's −ELBO per image so far; on the
+///   GPU, at the first read-back of the losses after each multiple of `every`);
 /// - every epoch, at its last step: −ELBO, reconstruction and KL of train, validation and test
 ///   (`neg_elbo/test`, …), `train/objective`, `kl_weight`, `learning_rate`, `images_per_second`,
 ///   `seconds_per_epoch`, `active_units`, `kl_per_dimension/z01`, …; and two pictures:
@@ -25,6 +26,8 @@ public final class TensorBoardLog: TrainingObserver {
     public let every: Int
     private let pictures: EpochPictureCache
     private var file: EventFile?
+    /// The step of the last `train/running_neg_elbo` written (or the step the run started at).
+    private var lastLoggedStep = 0
     /// Seconds spent writing (pictures included), for the record of what the log costs.
     public private(set) var seconds = 0.0
     public private(set) var error: Error?
@@ -47,6 +50,7 @@ public final class TensorBoardLog: TrainingObserver {
 
     public func runStarted(_ run: TrainingRun, at state: TrainingState) {
         guard run.isWriter else { return }
+        lastLoggedStep = state.step
         timed {
             let dir = Self.directory(run.folder)
             try Files.createDirectory(dir)
@@ -63,8 +67,11 @@ public final class TensorBoardLog: TrainingObserver {
     }
 
     public func stepDone(_ run: TrainingRun, _ progress: StepReport) {
-        guard let file, progress.globalStep % every == 0 else { return }
-        timed { try file.scalars([("train/running_neg_elbo", progress.runningLoss)], step: progress.globalStep) }
+        // At the first read-back of the running loss on or after each multiple of `every` (on the
+        // CPU, which reads every step: exactly the multiples), at the step it counts up to.
+        guard let file, progress.lossStep / every > lastLoggedStep / every, progress.runningLoss.isFinite else { return }
+        lastLoggedStep = progress.lossStep
+        timed { try file.scalars([("train/running_neg_elbo", progress.runningLoss)], step: progress.lossStep) }
     }
 
     public func epochDone(_ run: TrainingRun, _ e: EpochSummary) {

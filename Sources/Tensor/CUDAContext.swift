@@ -13,18 +13,43 @@ func cudaCall(_ body: (UnsafeMutablePointer<CChar>, Int) -> Int32) throws {
     guard status == 0 else { throw CUDAError(String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)) }
 }
 
-/// FP32 values in device memory, freed with the object.
+/// Device memory, freed with the object: FP32 values by default, or any elements by bytes
+/// (the data set's pixels, an epoch's order, per-step loss sums in double).
 public final class DeviceBuffer {
     /// The device address (CUdeviceptr).
     public let address: UInt64
-    public let count: Int
+    public let byteCount: Int
+    /// Floats it holds (its bytes / 4).
+    public var count: Int { byteCount / 4 }
+    /// For a view, the buffer whose memory it is (kept alive by the view; nil: this one owns its
+    /// memory and frees it).
+    private let owner: DeviceBuffer?
 
     /// `count` floats of uninitialised device memory.
-    public init(count: Int) throws {
+    public convenience init(count: Int) throws {
+        try self.init(bytes: count * 4)
+    }
+
+    /// `bytes` bytes of uninitialised device memory (a failure names the size: the usual one is
+    /// a batch or data set that does not fit).
+    public init(bytes: Int) throws {
         var address: UInt64 = 0
-        try cudaCall { vae_cuda_alloc(count * 4, &address, $0, $1) }
+        do {
+            try cudaCall { vae_cuda_alloc(max(bytes, 1), &address, $0, $1) }
+        } catch let error as CUDAError {
+            throw CUDAError("\(error.description) while allocating \(Self.size(bytes)) on the GPU")
+        }
         self.address = address
-        self.count = count
+        self.byteCount = bytes
+        owner = nil
+    }
+
+    /// Floats `offset ..< offset + count` of `buffer`, as a buffer of their own (no copy).
+    public init(viewOf buffer: DeviceBuffer, offset: Int, count: Int) {
+        precondition(offset >= 0 && count >= 0 && 4 * (offset + count) <= buffer.byteCount, "a view outside its buffer")
+        address = buffer.address + UInt64(4 * offset)
+        byteCount = 4 * count
+        owner = buffer.owner ?? buffer
     }
 
     /// Device memory holding `values`.
@@ -33,24 +58,44 @@ public final class DeviceBuffer {
         try upload(values)
     }
 
-    deinit { vae_cuda_free(address) }
+    deinit { if owner == nil { vae_cuda_free(address) } }
+
+    /// A size in words: "3.1 MB".
+    static func size(_ bytes: Int) -> String {
+        bytes < 1 << 20 ? "\(bytes) bytes" : "\(bytes / 1_000_000).\(bytes / 100_000 % 10) MB"
+    }
 
     public func upload(_ values: [Float]) throws {
         precondition(values.count == count, "\(values.count) values for a buffer of \(count)")
-        try values.withUnsafeBytes { bytes in try cudaCall { vae_cuda_upload(address, bytes.baseAddress, bytes.count, $0, $1) } }
+        try values.withUnsafeBytes { try upload(raw: $0) }
     }
 
-    /// Copies `tensor`'s elements in (as many as the buffer holds), straight from its storage.
+    /// Copies `bytes` to the start of the buffer (at most its size).
+    public func upload(raw bytes: UnsafeRawBufferPointer) throws {
+        precondition(bytes.count <= byteCount, "\(bytes.count) bytes for a buffer of \(byteCount)")
+        guard bytes.count > 0 else { return }
+        try cudaCall { vae_cuda_upload(address, bytes.baseAddress, bytes.count, $0, $1) }
+    }
+
+    /// Copies `tensor`'s elements to the start of the buffer, straight from its storage.
     public func upload(_ tensor: Tensor) throws {
-        precondition(tensor.count == count, "\(tensor.count) values for a buffer of \(count)")
-        try cudaCall { vae_cuda_upload(address, tensor.data, count * 4, $0, $1) }
+        precondition(tensor.count <= count, "\(tensor.count) values for a buffer of \(count)")
+        try upload(raw: UnsafeRawBufferPointer(start: tensor.data, count: tensor.count * 4))
     }
 
-    /// The values, after the work queued before has finished (the copy waits for it).
-    public func download() throws -> [Float] {
-        var values = [Float](repeating: 0, count: count)
-        try values.withUnsafeMutableBytes { bytes in try cudaCall { vae_cuda_download(bytes.baseAddress, address, bytes.count, $0, $1) } }
+    /// The first `count` floats (all by default), after the work queued before has finished (the
+    /// copy waits for it).
+    public func download(count: Int? = nil) throws -> [Float] {
+        var values = [Float](repeating: 0, count: count ?? self.count)
+        try values.withUnsafeMutableBytes { try download(raw: $0) }
         return values
+    }
+
+    /// Copies the buffer's first `bytes.count` bytes into `bytes`, after the queued work.
+    public func download(raw bytes: UnsafeMutableRawBufferPointer) throws {
+        precondition(bytes.count <= byteCount, "\(bytes.count) bytes from a buffer of \(byteCount)")
+        guard bytes.count > 0 else { return }
+        try cudaCall { vae_cuda_download(bytes.baseAddress, address, bytes.count, $0, $1) }
     }
 }
 

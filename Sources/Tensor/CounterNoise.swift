@@ -28,6 +28,26 @@ public struct CounterNoise: Sendable, Equatable {
         }
     }
 
+    /// The stream that binarises example `example` in epoch `epoch` (from 0) under the run's data
+    /// seed: 2⁶² + epoch · 2³² + example, apart from the ε streams (below 2⁶² and from 2⁶³ on).
+    public static func binarizationStream(epoch: Int, example: Int) -> UInt64 {
+        1 << 62 | UInt64(epoch) << 32 | UInt64(UInt32(truncatingIfNeeded: example))
+    }
+
+    /// Dynamic binarisation by counters: `out[i]` = 1 when uniform i of `stream` is below pᵢ =
+    /// `bytes[i]`/255, else 0 — uniform i being Philox word i (as ``normals(stream:first:into:)``
+    /// numbers them) shifted right by 8, times 2⁻²⁴. The GPU's `vae_gather` draws the same.
+    public func binarize(stream: UInt64, bytes: UnsafePointer<UInt8>, into out: UnsafeMutableBufferPointer<Float>) {
+        guard let base = out.baseAddress, !out.isEmpty else { return }
+        vae_philox_binarize(seed, stream, bytes, nil, out.count, base)
+    }
+
+    /// As ``binarize(stream:bytes:into:)`` with probabilities pᵢ = `values[i]` in [0, 1].
+    public func binarize(stream: UInt64, values: UnsafePointer<Float>, into out: UnsafeMutableBufferPointer<Float>) {
+        guard let base = out.baseAddress, !out.isEmpty else { return }
+        vae_philox_binarize(seed, stream, nil, values, out.count, base)
+    }
+
     /// The raw Philox4x32-10 block: the 128 bits of `counter` under `key`.
     public static func philox(counter: (UInt32, UInt32, UInt32, UInt32), key: (UInt32, UInt32)) -> (UInt32, UInt32, UInt32, UInt32) {
         let c = [counter.0, counter.1, counter.2, counter.3], k = [key.0, key.1]

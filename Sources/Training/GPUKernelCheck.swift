@@ -1,4 +1,5 @@
 import CKernels
+import Datasets
 import NN
 import Tensor
 import VAE
@@ -139,6 +140,54 @@ public enum GPUKernelCheck {
         vae_sgd_update(&wS, &gS, &velocityS, n, 0.05, 0.9, 1e-4)
         record("vae_sgd", "vae_sgd_update", try w2.download(), wS)
 
+        // The per-step record of the loss terms (double sums of the rows, in order).
+        let termsRecord = try DeviceBuffer(bytes: 16 * 3)
+        let klValues = random(rows, 0, 20)
+        let klBuffer = try DeviceBuffer(klValues)
+        try context.launch("vae_record_terms", grid: 1, block: 1, [.buffer(rowSums), .buffer(klBuffer), .int32(Int32(rows)), .buffer(termsRecord), .int32(2)])
+        var terms = [Double](repeating: 0, count: 6)
+        try terms.withUnsafeMutableBytes { try termsRecord.download(raw: $0) }
+        record("vae_record_terms", "the terms added in double", [Float(terms[4]), Float(terms[5])],
+               [Float(rowValues.reduce(0.0) { $0 + Double($1) }), Float(klValues.reduce(0.0) { $0 + Double($1) })])
+
+        // Batches made from the data set on the device: bytes / 255, values, counter binarisation.
+        let examples = 50
+        let bytes = (0..<examples * pixels).map { _ in UInt8(truncatingIfNeeded: Int(rng.next() >> 56)) }
+        let order = (0..<examples).map { ($0 * 7 + 3) % examples }
+        let (first, batchRows) = (9, 21)
+        let bytesBuffer = try DeviceBuffer(bytes: bytes.count), orderBuffer = try DeviceBuffer(bytes: 4 * examples)
+        try bytes.withUnsafeBytes { try bytesBuffer.upload(raw: $0) }
+        try order.map { Int32($0) }.withUnsafeBytes { try orderBuffer.upload(raw: $0) }
+        let values = bytes.map { Float($0) / 255 }, valuesBuffer = try DeviceBuffer(values)
+        let gathered = try DeviceBuffer(count: batchRows * pixels)
+        let binarizer = CounterNoise(seed: 0x5EED_0001)
+        for (name, binarize, fromBytes) in [("vae_gather (bytes)", false, true), ("vae_gather (values, binarised)", true, false), ("vae_gather (bytes, binarised)", true, true)] {
+            try context.launch("vae_gather", grid: grid(batchRows * pixels / 4 + 1), [
+                .buffer(fromBytes ? bytesBuffer : nil), .buffer(fromBytes ? nil : valuesBuffer), .buffer(orderBuffer), .int64(first), .int32(Int32(batchRows)),
+                .int32(Int32(pixels)), .int32(binarize ? 1 : 0), .uint64(binarizer.seed), .uint64(3), .buffer(gathered),
+            ])
+            var cpu = [Float](repeating: 0, count: batchRows * pixels)
+            cpu.withUnsafeMutableBufferPointer { out in
+                for r in 0..<batchRows {
+                    let example = order[first + r], row = UnsafeMutableBufferPointer(rebasing: out[(r * pixels)..<((r + 1) * pixels)])
+                    let stream = CounterNoise.binarizationStream(epoch: 3, example: example)
+                    bytes.withUnsafeBufferPointer { b in
+                        values.withUnsafeBufferPointer { v in
+                            let src = b.baseAddress! + example * pixels, srcValues = v.baseAddress! + example * pixels
+                            if !binarize {
+                                vae_bytes_to_unit(src, row.baseAddress!, pixels)
+                            } else if fromBytes {
+                                binarizer.binarize(stream: stream, bytes: src, into: row)
+                            } else {
+                                binarizer.binarize(stream: stream, values: srcValues, into: row)
+                            }
+                        }
+                    }
+                }
+            }
+            record(name, "BatchLoader.fill", try gathered.download(), cpu, tolerance: 0)
+        }
+
         // Noise: a stretch that starts and ends inside Philox blocks.
         let count = rows * latent + 3
         let normals = try DeviceBuffer(count: count)
@@ -149,8 +198,10 @@ public enum GPUKernelCheck {
     }
 
     /// `steps` training steps of a small MLP VAE (64-32-4, ReLU, Bernoulli, Adam at 10⁻³, batch
-    /// 16, ε from the same Philox streams) on the GPU (`CUDAStep`) and on the CPU (`Trainer`)
-    /// from the same initial weights: the batch losses and the final weights, as rows of the table.
+    /// 16 of 40 dynamically binarised examples, so the last batch is short; ε from the same
+    /// Philox streams) on the GPU (`CUDAStep`, the data set on the device, the losses read back
+    /// once at the end) and on the CPU (`Trainer`, batches from the loader) from the same
+    /// initial weights: the batch losses and the final weights, as rows of the table.
     public static func trainingSteps(_ context: CUDAContext, cublas: CUBLAS, steps: Int = 3) throws -> [Row] {
         let config = ModelConfig(inputShape: [1, 8, 8], hiddenSizes: [32], latentDimension: 4)
         var cpuInit = RandomGenerator(seed: 11), gpuInit = RandomGenerator(seed: 11)
@@ -161,12 +212,24 @@ public enum GPUKernelCheck {
         let settings = Adam(parameters: gpuModel.parameters)  // its rate and betas; the moments live on the GPU
         let gpu = try CUDAStep(model: gpuModel, context: context, cublas: cublas)
         var rng = RandomGenerator(seed: 12)
-        var cpuLosses: [Float] = [], gpuLosses: [Float] = []
-        for t in 0..<steps {
-            let batch = Tensor(shape: [16, 1, 8, 8], values: (0..<1024).map { _ in rng.nextFloat() })
-            cpuLosses.append(Float(try trainer.trainStep(batch).meanNegativeELBO))
-            gpuLosses.append(Float(try gpu.step(batch, noiseSeed: 99, stream: UInt64(t), klWeight: 1, optimizer: settings).meanNegativeELBO))
+        let data = ImageDataset(pixels: (0..<40 * 64).map { _ in UInt8(truncatingIfNeeded: Int(rng.next() >> 56)) }, labels: nil, shape: [1, 8, 8])
+        try gpu.useData(data)
+        func loader(fills: Bool) -> BatchLoader {
+            let loader = BatchLoader(dataset: data, batchSize: 16, shuffle: true, binarize: true, seed: 5)
+            loader.counterBinarization = CounterNoise(seed: 6)
+            loader.fillsImages = fills
+            return loader
         }
+        let cpuLoader = loader(fills: true), gpuLoader = loader(fills: false)
+        var cpuBatches = cpuLoader.epoch(number: 2), gpuBatches = gpuLoader.epoch(number: 2)
+        var cpuLosses: [Float] = []
+        var gpuQueued: [LossBreakdown] = []
+        for t in 0..<steps {
+            guard let cpuBatch = cpuBatches.next(), let gpuBatch = gpuBatches.next() else { break }
+            cpuLosses.append(Float(try trainer.trainStep(cpuBatch).meanNegativeELBO))
+            gpuQueued += try gpu.enqueueStep(gpuBatch, noiseSeed: 99, stream: UInt64(t), klWeight: 1, optimizer: settings)
+        }
+        let gpuLosses = (gpuQueued + (try gpu.collectLosses())).map { Float($0.meanNegativeELBO) }
         try gpu.download(into: gpuModel)
         let cpuWeights = cpuModel.parameters.flatMap { $0.value.toArray() }, gpuWeights = gpuModel.parameters.flatMap { $0.value.toArray() }
         return [

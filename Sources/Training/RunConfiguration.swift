@@ -194,11 +194,17 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var precision: MatrixPrecision?
     /// How training draws ε (nil, in runs made before counter-based noise: ``NoiseGenerator/sequential``).
     public var noise: NoiseGenerator?
+    /// How dynamic binarisation (`binarize`) draws its uniforms: by counters, pixel i of example
+    /// e in epoch k from Philox stream 2⁶² + k·2³² + e under the data seed (`CounterNoise`), which
+    /// the GPU draws too; or the data loader's sequential generator (nil: runs made before).
+    public var binarization: NoiseGenerator?
 
     public static let userData = "files"
 
     /// The generator of training's ε this run uses.
     public var noiseGenerator: NoiseGenerator { noise ?? .sequential }
+    /// The generator of the training set's dynamic binarisation this run uses.
+    public var binarizationGenerator: NoiseGenerator { binarization ?? .sequential }
 
     /// Whether the test set is evaluated after epoch `epoch` (from 1): the first, the last and
     /// every ``testEvery``-th.
@@ -229,6 +235,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         self.clipNorm = clipNorm
         self.checkpointEvery = checkpointEvery
         noise = .counter
+        binarization = .counter
     }
 
     /// Trains on your own files instead of a built-in set: `path` (with `labels`), tested on

@@ -38,9 +38,14 @@ public struct StepReport: Sendable {
     public let stepsInEpoch: Int
     /// Optimiser steps of the whole run.
     public let globalStep: Int
-    /// Images of this epoch so far, and the running −ELBO per image over them.
+    /// Images of this epoch so far.
     public let imagesSeen: Int
+    /// The running −ELBO per image of this epoch, over its steps up to global step ``lossStep``:
+    /// on the CPU every step so far; on the GPU, which reads its losses back once per progress
+    /// update instead of once per step, those up to the last read-back (NaN before the first).
     public let runningLoss: Double
+    /// The global step up to which ``runningLoss`` counts.
+    public let lossStep: Int
     /// The learning rate of the step.
     public let learningRate: Float
     /// Seconds since the epoch started.

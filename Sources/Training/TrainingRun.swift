@@ -45,6 +45,8 @@ public final class TrainingRun {
     /// Things the caller should tell the user (e.g. a resume with another core count).
     public private(set) var warnings: [String] = []
     let loader: BatchLoader
+    /// The global step up to which the epoch's loss so far (`state.partialLoss`) counts.
+    private var lossStep = 0
     private var metrics: MetricsFile
     private let workers: Int
     /// How this process splits the work across its cores.
@@ -194,6 +196,7 @@ public final class TrainingRun {
         loader = BatchLoader(
             dataset: data.train, batchSize: training.batchSize, shuffle: true, binarize: training.binarize,
             seed: seeds.data, conditionClasses: modelConfig.conditionClasses)
+        if training.binarizationGenerator == .counter { loader.counterBinarization = CounterNoise(seed: seeds.data) }
         state = TrainingState(
             epoch: 0, batchIndex: 0, step: 0, noiseRNG: trainer.rng.state, dataRNG: loader.rng.state,
             order: loader.currentOrder, partialLoss: LossBreakdown(), elapsed: 0, workers: workers,
@@ -221,7 +224,8 @@ public final class TrainingRun {
             // Last: the weights and the optimiser's state the GPU starts from are the host's,
             // the checkpoint's when resuming.
             let (step, summary) = try device.makeStep(for: model, environment: ProcessInfo.processInfo.environment)
-            try trainer.useDevice(step)
+            try trainer.useDevice(step, data: data.train)  // the GPU keeps the training set
+            loader.fillsImages = false  // and makes each batch there
             deviceSummary = summary
         }
     }
@@ -354,23 +358,28 @@ public final class TrainingRun {
             }
             let epoch = state.epoch
             let startTime = monotonicSeconds() - state.elapsed
-            let batches = state.batchIndex > 0 ? loader.resumeEpoch(atBatch: state.batchIndex) : loader.epoch()
+            let batches = state.batchIndex > 0 ? loader.resumeEpoch(atBatch: state.batchIndex, number: epoch) : loader.epoch(number: epoch)
+            var imagesSeen = state.partialLoss.images
+            var lastRead = monotonicSeconds()
             for batch in batches {
                 let rate = learningRate(atStep: trainer.step)
                 optimizer.learningRate = rate
                 trainer.epochsDone = Double(epoch) + Double(state.batchIndex) / Double(steps)
-                do {
-                    state.partialLoss += try trainer.trainStep(batch)
-                } catch is NonFiniteLossError {
-                    let saved = Files.exists(folder.checkpointPath) ? "the last checkpoint in \(folder.path)/ is unchanged" : "nothing had been saved yet"
-                    throw TrainingRunError("epoch \(epoch + 1), step \(state.batchIndex + 1): the loss became non-finite; \(NonFiniteLossError.hint) (\(saved))")
-                }
+                try reportingNonFiniteLoss { try trainer.enqueueStep(batch) }
+                imagesSeen += batch.count
                 state.batchIndex += 1
                 state.step = trainer.step
-                state.elapsed = monotonicSeconds() - startTime
+                // The CPU's losses are at hand; the GPU's are read back (a wait) at the epoch's
+                // first step and then every `lossReadInterval` seconds.
+                let now = monotonicSeconds()
+                if trainer.device == nil || state.partialLoss.images == 0 || now - lastRead >= Self.lossReadInterval {
+                    try collectLosses()
+                    lastRead = now
+                }
+                state.elapsed = now - startTime
                 observer?.stepDone(self, StepReport(
-                    epoch: epoch + 1, step: state.batchIndex, stepsInEpoch: steps, globalStep: trainer.step,
-                    imagesSeen: state.partialLoss.images, runningLoss: state.partialLoss.meanNegativeELBO, learningRate: rate, elapsed: state.elapsed))
+                    epoch: epoch + 1, step: state.batchIndex, stepsInEpoch: steps, globalStep: trainer.step, imagesSeen: imagesSeen,
+                    runningLoss: state.partialLoss.meanNegativeELBO, lossStep: lossStep, learningRate: rate, elapsed: state.elapsed))
                 if let signal = agreedStop(stop) {
                     try saveCheckpoint(observer)
                     try writeStatus(.stopped)
@@ -426,8 +435,34 @@ public final class TrainingRun {
         return flag == 0 ? nil : stop.requested ?? SIGINT
     }
 
+    /// Seconds between two read-backs of the GPU's losses during an epoch (progress updates).
+    static let lossReadInterval = 0.25
+
+    /// Adds the losses of the steps queued since the last call to the epoch's (on the GPU, one
+    /// read-back); a non-finite one ends the run with the message that names its step.
+    private func collectLosses() throws {
+        try reportingNonFiniteLoss {
+            for loss in try trainer.collectLosses() { state.partialLoss += loss }
+        }
+        lossStep = trainer.step
+    }
+
+    /// Runs `body`, turning a ``NonFiniteLossError`` into the run's message: which epoch and
+    /// step, what to try, and that the last checkpoint is intact.
+    private func reportingNonFiniteLoss(_ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch let error as NonFiniteLossError {
+            // The failed step's place in this epoch: the epoch's steps so far end at trainer.step.
+            let stepInEpoch = state.batchIndex - (trainer.step - error.step)
+            let saved = Files.exists(folder.checkpointPath) ? "the last checkpoint in \(folder.path)/ is unchanged" : "nothing had been saved yet"
+            throw TrainingRunError("epoch \(state.epoch + 1), step \(stepInEpoch): the loss became non-finite; \(NonFiniteLossError.hint) (\(saved))")
+        }
+    }
+
     /// Evaluates the epoch just trained, records it, saves the weights and the checkpoint.
     private func finishEpoch(seconds: Double, klWeight: Double, _ observer: TrainingObserver?) throws -> EpochSummary {
+        try collectLosses()
         try trainer.synchronizeHost()  // the evaluation reads the host's weights
         let epoch = state.epoch + 1
         let validation = validationShard?.evaluate(model)
@@ -462,6 +497,7 @@ public final class TrainingRun {
     }
 
     private func saveCheckpoint(_ observer: TrainingObserver?) throws {
+        try collectLosses()  // the checkpoint holds the epoch's loss so far
         try trainer.synchronizeHost()  // every rank: a collective call under a sharded update
         state.step = trainer.step
         state.noiseRNG = trainer.rng.state

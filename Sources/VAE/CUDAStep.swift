@@ -1,11 +1,18 @@
+import Datasets
 import NN
 import Tensor
 
 /// One training step of an MLP VAE on an NVIDIA GPU: the same −ELBO, the same named ops and the
 /// same Adam update as ``Trainer`` on the CPU, each op the GPU twin of the CPU function it is
 /// checked against (`Kernels.cu`), the products through cuBLAS. The weights, their gradients and
-/// Adam's moments live on the device; ``download(into:)`` copies the weights back (for an
-/// evaluation or a checkpoint), ``upload(from:)`` sends a model's weights there.
+/// Adam's moments live on the device (each kind in one flat buffer, so one launch updates them
+/// all); ``download(into:)`` copies the weights back (for an evaluation or a checkpoint),
+/// ``upload(from:)`` sends a model's weights there.
+///
+/// Nothing in a step waits for the GPU: with the training set resident (``useData(_:)``) the
+/// batch is made there from its ``BatchSource`` (the epoch's order is sent once per epoch), and
+/// each step's two loss sums go to a slot of a record on the device that ``collectLosses()``
+/// reads back — once per progress update, not once per step.
 ///
 /// A step, for a batch x [B, D] and ε drawn on the device from Philox stream t (the CPU's ε):
 ///
@@ -30,15 +37,30 @@ public final class CUDAStep {
     let decoderOps: [Op]
     let latent: Int
     let pixels: Int
-    /// The model's parameters on the device, in its order, with gradients and Adam's moments.
+    /// The model's parameters on the device, in its order, with gradients and Adam's moments:
+    /// views of one flat buffer each (``flatWeights`` …), parameter k at the same offset in all.
     let weights: [DeviceBuffer]
     let gradients: [DeviceBuffer]
     let firstMoments: [DeviceBuffer]
     let secondMoments: [DeviceBuffer]
+    private let flatWeights: DeviceBuffer
+    private let flatGradients: DeviceBuffer
+    private let flatFirstMoments: DeviceBuffer
+    private let flatSecondMoments: DeviceBuffer
     /// Adam's steps taken (t).
     public private(set) var stepCount = 0
-    /// Buffers of the last batch size, made once.
+    /// The training set on the device (bytes, or FP32 values), its shape, and the epoch order
+    /// last sent (as Int32) with its version.
+    private var data: (bytes: DeviceBuffer?, values: DeviceBuffer?, examples: Int)?
+    private var order: (buffer: DeviceBuffer, version: Int)?
+    /// Per-step loss sums in double, two per slot, and what the host knows of each queued step:
+    /// its rows, KL weight and number (from 1).
+    private let recordCapacity = 1024
+    private let record: DeviceBuffer
+    private var queued: [(rows: Int, klWeight: Float, step: Int)] = []
+    /// Rows of the current step; buffers are made for the largest batch seen and reused.
     private var rows = 0
+    private var capacity = 0
     private var x: DeviceBuffer?
     private var eps: DeviceBuffer?
     private var z: DeviceBuffer?
@@ -82,10 +104,40 @@ public final class CUDAStep {
         decoderOps = try plan(model.decoder)
         latent = model.latentDimension
         pixels = config.inputShape.reduce(1, *)
-        weights = try parameters.map { try DeviceBuffer($0.value.toArray()) }
-        gradients = try parameters.map { try DeviceBuffer(count: $0.value.count) }
-        firstMoments = try parameters.map { try DeviceBuffer([Float](repeating: 0, count: $0.value.count)) }
-        secondMoments = try parameters.map { try DeviceBuffer([Float](repeating: 0, count: $0.value.count)) }
+        let total = parameters.reduce(0) { $0 + $1.value.count }
+        flatWeights = try DeviceBuffer(count: total)
+        flatGradients = try DeviceBuffer(count: total)
+        flatFirstMoments = try DeviceBuffer([Float](repeating: 0, count: total))
+        flatSecondMoments = try DeviceBuffer([Float](repeating: 0, count: total))
+        var offsets: [Int] = [], offset = 0
+        for p in parameters {
+            offsets.append(offset)
+            offset += p.value.count
+        }
+        func views(_ flat: DeviceBuffer) -> [DeviceBuffer] {
+            zip(parameters, offsets).map { DeviceBuffer(viewOf: flat, offset: $1, count: $0.value.count) }
+        }
+        weights = views(flatWeights)
+        gradients = views(flatGradients)
+        firstMoments = views(flatFirstMoments)
+        secondMoments = views(flatSecondMoments)
+        record = try DeviceBuffer(bytes: 16 * recordCapacity)
+        try upload(from: model)
+    }
+
+    /// Keeps `dataset` on the device (its bytes, or its FP32 values) so that batches with a
+    /// ``BatchSource`` from a loader of this data set are made there: no copy per step.
+    public func useData(_ dataset: ImageDataset) throws {
+        guard dataset.exampleSize == pixels else { throw CUDAError("the data set's examples have \(dataset.exampleSize) values; the model takes \(pixels)") }
+        if let values = dataset.values {
+            let buffer = try DeviceBuffer(count: values.count)
+            try values.withUnsafeBytes { try buffer.upload(raw: $0) }
+            data = (nil, buffer, dataset.count)
+        } else {
+            let buffer = try DeviceBuffer(bytes: dataset.pixels.count)
+            try dataset.pixels.withUnsafeBytes { try buffer.upload(raw: $0) }
+            data = (buffer, nil, dataset.count)
+        }
     }
 
     /// Sends `optimizer`'s moments and step count to the device (after a checkpoint was loaded).
@@ -139,9 +191,12 @@ public final class CUDAStep {
         }
     }
 
+    /// Sizes the step for `rows` rows: buffers are made anew only for a batch larger than any
+    /// before (an allocation waits for the GPU), and a smaller one uses their first rows.
     private func prepare(rows: Int) throws {
-        guard rows != self.rows else { return }
         self.rows = rows
+        guard rows > capacity else { return }
+        capacity = rows
         x = try DeviceBuffer(count: rows * pixels)
         eps = try DeviceBuffer(count: rows * latent)
         z = try DeviceBuffer(count: rows * latent)
@@ -153,6 +208,9 @@ public final class CUDAStep {
         rowKL = try DeviceBuffer(count: rows)
         zGradient = try DeviceBuffer(count: rows * latent)
     }
+
+    /// The elements of an activation buffer (made for ``capacity`` rows) that this step's rows use.
+    private func used(_ buffer: DeviceBuffer) -> Int { rows * (buffer.count / capacity) }
 
     /// Runs `ops` forward from `input` (width `width`), each op's output into `outputs`.
     private func forward(_ ops: [Op], input: DeviceBuffer, outputs: [DeviceBuffer]) throws {
@@ -168,7 +226,7 @@ public final class CUDAStep {
                     .buffer(y), .buffer(weights[b]), .int32(Int32(rows)), .int32(Int32(outputsCount)), .int32(relu ? 1 : 0),
                 ])
             case .tanh:
-                try context.launch("vae_tanh_forward", grid: CUDAContext.grid(for: y.count), [.buffer(h), .buffer(y), .int64(y.count)])
+                try context.launch("vae_tanh_forward", grid: CUDAContext.grid(for: used(y)), [.buffer(h), .buffer(y), .int64(used(y))])
             }
             h = y
         }
@@ -185,7 +243,7 @@ public final class CUDAStep {
             switch ops[k] {
             case let .linear(w, b, inputs, outputsCount, relu):
                 if relu {
-                    try context.launch("vae_relu_backward", grid: CUDAContext.grid(for: g.count), [.buffer(g), .buffer(outputs[k]), .int64(rows * outputsCount)])
+                    try context.launch("vae_relu_backward", grid: CUDAContext.grid(for: used(g)), [.buffer(g), .buffer(outputs[k]), .int64(rows * outputsCount)])
                 }
                 try context.launch("vae_column_sums", grid: CUDAContext.grid(for: outputsCount), [
                     .buffer(g), .buffer(gradients[b]), .int32(Int32(rows)), .int32(Int32(outputsCount)),
@@ -201,19 +259,37 @@ public final class CUDAStep {
                 }
             case .tanh:
                 guard let dh else { continue }
-                try context.launch("vae_tanh_backward", grid: CUDAContext.grid(for: g.count), [.buffer(outputs[k]), .buffer(g), .buffer(dh), .int64(g.count)])
+                try context.launch("vae_tanh_backward", grid: CUDAContext.grid(for: used(g)), [.buffer(outputs[k]), .buffer(g), .buffer(dh), .int64(used(g))])
             }
         }
     }
 
-    /// One step on `batch` [B, D] (values in [0, 1]) with ε from Philox stream `stream` under
-    /// `noiseSeed`, KL weight `klWeight` and Adam `optimizer`'s settings (its learning rate and
-    /// betas; its moments are this step's own, on the device). Returns the batch's loss terms
-    /// before the update (read back: the one synchronisation of the step).
-    public func step(_ batch: Tensor, noiseSeed: UInt64, stream: UInt64, klWeight: Float, optimizer: Adam) throws -> LossBreakdown {
-        try prepare(rows: batch.rows)
+    /// Queues one step on `batch` with ε from Philox stream `stream` under `noiseSeed`, KL weight
+    /// `klWeight` and Adam `optimizer`'s settings (its learning rate and betas; its moments are
+    /// this step's own, on the device); the step's loss terms (before the update) wait on the
+    /// device for ``collectLosses()``. The batch is made on the device from its ``BatchSource``
+    /// when the data set is resident (``useData(_:)``), else copied from `batch.images`.
+    /// Nothing here waits for the GPU, except when the record of queued losses is full (every
+    /// 1,024 steps without a collection) and it is read back first.
+    public func enqueueStep(_ batch: Batch, noiseSeed: UInt64, stream: UInt64, klWeight: Float, optimizer: Adam) throws -> [LossBreakdown] {
+        let earlier = queued.count == recordCapacity ? try collectLosses() : []
+        try prepare(rows: batch.count)
         guard let x, let eps, let z, let rowLosses, let rowKL, let zGradient else { preconditionFailure("buffers") }
-        try x.upload(batch)
+        if let source = batch.source, let data {
+            guard source.order.count == data.examples else { throw CUDAError("a batch of a data set of \(source.order.count) examples; the GPU holds \(data.examples)") }
+            if order?.version != source.orderVersion {
+                let buffer = try order.map(\.buffer).flatMap { $0.byteCount == 4 * source.order.count ? $0 : nil } ?? DeviceBuffer(bytes: 4 * source.order.count)
+                try source.order.map { Int32($0) }.withUnsafeBytes { try buffer.upload(raw: $0) }
+                order = (buffer, source.orderVersion)
+            }
+            try context.launch("vae_gather", grid: CUDAContext.grid(for: rows * ((pixels + 3) / 4)), [
+                .buffer(data.bytes), .buffer(data.values), .buffer(order!.buffer), .int64(source.positions.lowerBound), .int32(Int32(rows)),
+                .int32(Int32(pixels)), .int32(source.binarization == nil ? 0 : 1), .uint64(source.binarization?.seed ?? 0),
+                .uint64(UInt64(source.epoch)), .buffer(x),
+            ])
+        } else {
+            try x.upload(batch.images)
+        }
         try context.launch("vae_philox_normals", grid: CUDAContext.grid(for: (rows * latent + 3) / 4 + 1), [
             .uint64(noiseSeed), .uint64(stream), .uint64(0), .int64(rows * latent), .buffer(eps),
         ])
@@ -228,6 +304,9 @@ public final class CUDAStep {
             .buffer(x), .buffer(decoderOutputs.last!), .buffer(decoderGradients.last!), .buffer(rowLosses), .int32(Int32(pixels)), .float(scale),
         ])
         try context.launch("vae_kl_rows", grid: CUDAContext.grid(for: rows), [.buffer(posterior), .buffer(rowKL), .int32(Int32(rows)), .int32(Int32(latent))])
+        try context.launch("vae_record_terms", grid: 1, block: 1, [
+            .buffer(rowLosses), .buffer(rowKL), .int32(Int32(rows)), .buffer(record), .int32(Int32(queued.count)),
+        ])
         // ∂L/∂z from the decoder, then the posterior's gradient (KL's and the reparameterisation's).
         try backward(decoderOps, input: z, outputs: decoderOutputs, gradientsOut: decoderGradients, inputGradient: zGradient)
         try context.launch("vae_posterior_backward", grid: CUDAContext.grid(for: rows * latent), [
@@ -235,19 +314,34 @@ public final class CUDAStep {
             .int32(Int32(latent)), .float(scale * klWeight),
         ])
         try backward(encoderOps, input: x, outputs: encoderOutputs, gradientsOut: encoderGradients, inputGradient: nil)
-        // Adam, as Adam.beginStep and vae_adam_update compute it.
+        // Adam over every parameter at once (the flat buffers), as Adam.beginStep and
+        // vae_adam_update compute it.
         stepCount += 1
         let (stepSize, inverseRootCorrection2) = optimizer.stepConstants(step: stepCount)
-        for k in weights.indices {
-            try context.launch("vae_adam", grid: CUDAContext.grid(for: weights[k].count), [
-                .buffer(weights[k]), .buffer(gradients[k]), .buffer(firstMoments[k]), .buffer(secondMoments[k]), .int64(weights[k].count),
-                .float(optimizer.beta1), .float(optimizer.beta2), .float(optimizer.epsilon), .float(stepSize), .float(inverseRootCorrection2),
-                .float(1 - optimizer.learningRate * optimizer.decoupledWeightDecay),
-            ])
+        try context.launch("vae_adam", grid: CUDAContext.grid(for: flatWeights.count), [
+            .buffer(flatWeights), .buffer(flatGradients), .buffer(flatFirstMoments), .buffer(flatSecondMoments), .int64(flatWeights.count),
+            .float(optimizer.beta1), .float(optimizer.beta2), .float(optimizer.epsilon), .float(stepSize), .float(inverseRootCorrection2),
+            .float(1 - optimizer.learningRate * optimizer.decoupledWeightDecay),
+        ])
+        queued.append((rows, klWeight, stepCount))
+        return earlier
+    }
+
+    /// Steps queued and not yet collected.
+    public var queuedSteps: Int { queued.count }
+
+    /// The loss terms of the steps queued since the last call, in order (one read-back, which
+    /// waits for them). Throws ``NonFiniteLossError`` naming the first step whose loss was not
+    /// finite (its update has run on the device, whose weights the host then must not take).
+    public func collectLosses() throws -> [LossBreakdown] {
+        guard !queued.isEmpty else { return [] }
+        var terms = [Double](repeating: 0, count: 2 * queued.count)
+        try terms.withUnsafeMutableBytes { try record.download(raw: $0) }
+        defer { queued.removeAll(keepingCapacity: true) }
+        return try queued.enumerated().map { k, step in
+            let reconstruction = terms[2 * k], kl = terms[2 * k + 1]
+            guard reconstruction.isFinite, kl.isFinite else { throw NonFiniteLossError(step: step.step) }
+            return LossBreakdown(reconstruction: reconstruction, kl: kl, objective: reconstruction + Double(step.klWeight) * kl, images: step.rows)
         }
-        // The rows' terms read back and added in double, as the CPU adds its per-example figures.
-        let reconstruction = try rowLosses.download().reduce(0.0) { $0 + Double($1) }
-        let kl = try rowKL.download().reduce(0.0) { $0 + Double($1) }
-        return LossBreakdown(reconstruction: reconstruction, kl: kl, objective: reconstruction + Double(klWeight) * kl, images: rows)
     }
 }

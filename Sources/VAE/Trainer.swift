@@ -9,22 +9,6 @@ public struct NonFiniteLossError: Error, CustomStringConvertible {
     public static let hint = "lower --lr or check that the data lie in [0, 1]"
 }
 
-/// Where a training epoch is, reported after every step.
-public struct StepProgress: Sendable {
-    public let step: Int
-    public let stepsInEpoch: Int
-    public let imagesSeen: Int
-    /// Running mean of −ELBO per image over this epoch so far.
-    public let runningLoss: Double
-
-    public init(step: Int, stepsInEpoch: Int, imagesSeen: Int, runningLoss: Double) {
-        self.step = step
-        self.stepsInEpoch = stepsInEpoch
-        self.imagesSeen = imagesSeen
-        self.runningLoss = runningLoss
-    }
-}
-
 /// Minimises the batch mean of the training objective (the −ELBO with β, warm-up or free bits,
 /// or the −IWAE bound; see ``TrainingObjective``) with an optimiser (Adam by default).
 ///
@@ -57,6 +41,9 @@ public final class Trainer {
     /// Whether a step on the device, or a sharded update, has left the host's weights or
     /// optimiser state incomplete since ``synchronizeHost()`` last ran (the same on every rank).
     private var hostIsStale = false
+    /// Loss terms of steps queued by ``enqueueStep(_:)`` and not yet collected, in order (the
+    /// device's own wait on the device until ``collectLosses()``).
+    private var pendingLosses: [LossBreakdown] = []
     /// What is minimised: β, KL warm-up, free bits, IWAE samples, KL estimator.
     public var objective: TrainingObjective
     /// Epochs of training done so far (fractional within an epoch); drives the KL warm-up.
@@ -141,7 +128,9 @@ public final class Trainer {
     /// Moves training to `step`'s GPU from now on: its weights and the optimiser's state (moments
     /// and step count) are uploaded from the host's (after a checkpoint was loaded, they are the
     /// checkpoint's). Throws, before anything runs, for what the GPU cannot compute yet.
-    public func useDevice(_ step: CUDAStep) throws {
+    /// With `data` (the training set the batches will come from), the GPU keeps it and makes each
+    /// batch there from its ``BatchSource``.
+    public func useDevice(_ step: CUDAStep, data: ImageDataset? = nil) throws {
         if let what = CUDAStep.unsupported(objective: objective, optimizer: optimizer, clipNorm: clipNorm) {
             throw CUDAError("--device cuda: \(what) is not supported on the GPU yet")
         }
@@ -151,6 +140,7 @@ public final class Trainer {
         guard let adam = optimizer as? Adam else { preconditionFailure("checked above") }
         try step.upload(from: model)
         try step.upload(state: adam)
+        if let data { try step.useData(data) }
         device = step
     }
 
@@ -159,13 +149,16 @@ public final class Trainer {
     /// the other ranks' shards of the optimiser's state (a collective call: every rank calls it,
     /// at the same point). Nothing to do when no step has run since the last call, so rank 0
     /// alone may call it before training.
+    /// The device's queued losses are collected first (kept for ``collectLosses()``): a step whose
+    /// loss was not finite throws ``NonFiniteLossError`` and the host keeps its weights.
     public func synchronizeHost() throws {
         guard hostIsStale else { return }
-        hostIsStale = false
         if let device, let adam = optimizer as? Adam {
+            pendingLosses += try device.collectLosses()
             try device.download(into: model)
             try device.download(state: adam)
         }
+        hostIsStale = false
         sharding?.gatherState(of: optimizer)
     }
 
@@ -173,20 +166,44 @@ public final class Trainer {
     public var currentKLWeight: Float { objective.klWeight(afterEpochs: epochsDone) }
 
     /// One optimiser step on a batch of images and their labels; returns the batch's loss terms
-    /// (before the update).
+    /// (before the update), with those of any steps queued before it and not yet collected.
     public func trainStep(_ batch: Batch) throws -> LossBreakdown {
-        try trainStep(batch.images, condition: batch.condition)
+        try enqueueStep(batch)
+        var total = LossBreakdown()
+        for loss in try collectLosses() { total += loss }
+        return total
+    }
+
+    /// Queues one optimiser step on a batch; its loss terms wait for ``collectLosses()``. On the
+    /// CPU the step runs here and now; on the GPU it is queued there and this returns without
+    /// waiting for it (the batch made on the device when it holds the data set), so the host
+    /// runs ahead and the loss is read back once per progress update instead of once per step.
+    public func enqueueStep(_ batch: Batch) throws {
+        if let device {
+            guard let counterNoise, let adam = optimizer as? Adam else { preconditionFailure("useDevice checks both") }
+            pendingLosses += try device.enqueueStep(
+                batch, noiseSeed: counterNoise.seed, stream: UInt64(step), klWeight: currentKLWeight, optimizer: adam)
+            hostIsStale = true
+            step += 1
+            return
+        }
+        pendingLosses.append(try trainStep(batch.images, condition: batch.condition))
+    }
+
+    /// The loss terms (before each update) of the steps queued since the last call, in order;
+    /// on the GPU one read-back that waits for them. Throws ``NonFiniteLossError`` for the first
+    /// step whose loss was not finite.
+    public func collectLosses() throws -> [LossBreakdown] {
+        if let device { pendingLosses += try device.collectLosses() }
+        defer { pendingLosses.removeAll(keepingCapacity: true) }
+        return pendingLosses
     }
 
     /// One optimiser step on `batch` (with its one-hot labels for a conditional model); returns
     /// the batch's loss terms (before the update).
     public func trainStep(_ global: Tensor, condition globalCondition: Tensor? = nil) throws -> LossBreakdown {
-        if let device, let counterNoise, let adam = optimizer as? Adam {
-            let loss = try device.step(global, noiseSeed: counterNoise.seed, stream: UInt64(step), klWeight: currentKLWeight, optimizer: adam)
-            guard loss.reconstruction.isFinite, loss.kl.isFinite else { throw NonFiniteLossError(step: step + 1) }
-            hostIsStale = true
-            step += 1
-            return loss
+        if device != nil {
+            return try trainStep(Batch(images: global, condition: globalCondition))
         }
         let samples = objective.usesMonteCarlo ? objective.importanceSamples : 1
         let d = model.latentDimension
@@ -361,20 +378,19 @@ public final class Trainer {
         }
     }
 
-    /// Trains on every batch of `batches` once; `onStep` sees progress after each step.
-    public func trainEpoch<S: Sequence>(
-        _ batches: S, stepsInEpoch: Int, onStep: (StepProgress) -> Void = { _ in }
-    ) throws -> LossBreakdown where S.Element == Batch {
-        var total = LossBreakdown()
+    /// Trains on every batch of `batches` once; returns the epoch's loss terms (on the GPU read
+    /// back once, at the end).
+    public func trainEpoch<S: Sequence>(_ batches: S, stepsInEpoch: Int) throws -> LossBreakdown where S.Element == Batch {
         var index = 0
         let start = epochsDone.rounded(.down)
         for batch in batches {
             epochsDone = start + Double(index) / Double(max(stepsInEpoch, 1))
-            total += try trainStep(batch)
+            try enqueueStep(batch)
             index += 1
-            onStep(StepProgress(step: index, stepsInEpoch: stepsInEpoch, imagesSeen: total.images, runningLoss: total.meanNegativeELBO))
         }
         epochsDone = start + 1
+        var total = LossBreakdown()
+        for loss in try collectLosses() { total += loss }
         return total
     }
 }

@@ -188,8 +188,9 @@ struct Bench: ParsableCommand {
             model: model, optimizer: Adam(parameters: model.parameters), rng: RandomGenerator(seed: 2), workers: 1, objective: training.trainingObjective)
         trainer.counterNoise = CounterNoise(seed: 2)
         let (step, summary) = try gpu.makeStep(for: model, environment: ProcessInfo.processInfo.environment)
-        try trainer.useDevice(step)
+        try trainer.useDevice(step, data: train)
         let loader = BatchLoader(dataset: train, batchSize: batchSize, shuffle: true, seed: 3, conditionClasses: config.conditionClasses)
+        loader.fillsImages = false  // the GPU makes each batch from the data set it holds
         if !json { FileHandle.standardError.write(Data("vae bench: \(summary); warm-up epoch, then \(repeats) timed…\n".utf8)) }
         _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch)
         let epochSeconds = try (0..<repeats).map { _ in

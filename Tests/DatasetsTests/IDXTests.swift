@@ -160,6 +160,45 @@ func syntheticDataset(count: Int) -> ImageDataset {
     #expect(first != second)
 }
 
+/// Binarisation by counters: each example's binarised pixels are a function of (seed, epoch,
+/// example) — the same whatever the batch size and the order — new in another epoch, 0 or 1 with
+/// the pixel's mean; each batch says where its examples are (``BatchSource``). A loader that does
+/// not fill leaves the images to the consumer, except where only it can make them (its
+/// sequential binarisation).
+@Test func counterBinarizationIsAFunctionOfEpochAndExample() {
+    let data = ImageDataset(pixels: (0..<(64 * 100)).map { UInt8(truncatingIfNeeded: $0 * 37) }, labels: nil, shape: [1, 8, 8])
+    func rows(batch: Int, shuffle: Bool, epoch: Int) -> [Int: [Float]] {
+        let loader = BatchLoader(dataset: data, batchSize: batch, shuffle: shuffle, binarize: true, seed: 4)
+        loader.counterBinarization = CounterNoise(seed: 9)
+        var result: [Int: [Float]] = [:]
+        for b in loader.epoch(number: epoch) {
+            guard let source = b.source else { Issue.record("no source"); return [:] }
+            #expect(source.epoch == epoch && source.binarization == CounterNoise(seed: 9) && source.positions.count == b.count)
+            let values = b.images.toArray()
+            for (r, p) in source.positions.enumerated() { result[source.order[p]] = Array(values[(r * 64)..<((r + 1) * 64)]) }
+        }
+        return result
+    }
+    let a = rows(batch: 7, shuffle: true, epoch: 3), b = rows(batch: 100, shuffle: false, epoch: 3), c = rows(batch: 7, shuffle: true, epoch: 4)
+    #expect(a.count == 100 && a == b)
+    #expect(a != c)
+    let all = a.values.flatMap { $0 }
+    #expect(all.allSatisfy { $0 == 0 || $0 == 1 })
+    let expected = data.pixels.reduce(0.0) { $0 + Double($1) / 255 } / Double(data.pixels.count)
+    #expect(abs(Double(all.reduce(0, +)) / Double(all.count) - expected) < 0.02)  // σ ≈ 0.006
+
+    // Not filled: the batch tensor keeps its zeros; with sequential binarisation it is filled.
+    for counter in [true, false] {
+        let loader = BatchLoader(dataset: data, batchSize: 10, shuffle: false, binarize: true, seed: 4)
+        if counter { loader.counterBinarization = CounterNoise(seed: 9) }
+        loader.fillsImages = false
+        var epoch = loader.epoch()
+        let batch = epoch.next()!
+        #expect((batch.source != nil) == counter)
+        #expect(batch.images.toArray().allSatisfy { $0 == 0 } == counter)
+    }
+}
+
 @Test func batchesCarryTheirOneHotLabels() {
     let data = syntheticDataset(count: 10)
     let loader = BatchLoader(dataset: data, batchSize: 4, shuffle: true, seed: 3, conditionClasses: 10)

@@ -89,6 +89,12 @@ func copyFolder(_ from: String, to: String) throws {
     ("bf16 products, adam", { (t: inout TrainingConfig) in t.precision = .bf16 }),
     // A run made before counter-based noise (no `noise` in its config): its sequential generator's state resumes.
     ("sequential noise", { (t: inout TrainingConfig) in t.noise = nil }),
+    // Dynamic binarisation by counters (new runs), and by the loader's saved generator (older runs).
+    ("counter binarisation", { (t: inout TrainingConfig) in t.binarize = true }),
+    ("sequential binarisation", { (t: inout TrainingConfig) in
+        t.binarize = true
+        t.binarization = nil
+    }),
 ] as [(String, (inout TrainingConfig) -> Void)])
 func stoppedAndResumedRunsEndIdentical(name: String, modify: (inout TrainingConfig) -> Void) throws {
     let dir = temporaryDirectory("resume-\(name.prefix(4))")

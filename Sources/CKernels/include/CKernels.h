@@ -174,4 +174,9 @@ void vae_philox4x32_10(const uint32_t counter[4], const uint32_t key[2], uint32_
 /// of (seed, stream, i), whatever the order or the split of the drawing.
 void vae_philox_normals(uint64_t seed, uint64_t stream, uint64_t first, size_t count, float *out);
 
+/// Dynamic binarisation by counters: out[i] = 1 if u_i < p_i else 0, with p_i = bytes[i] / 255
+/// (or values[i] when bytes is NULL) and u_i = (word i of stream `stream` under `seed`) >> 8,
+/// times 2⁻²⁴ — word i being word i % 4 of Philox4x32-10 at counter (i / 4, stream).
+void vae_philox_binarize(uint64_t seed, uint64_t stream, const unsigned char *bytes, const float *values, size_t count, float *out);
+
 #endif

@@ -149,6 +149,21 @@ extern "C" __global__ void vae_sum(const float *values, float *total, int n) {
     if (threadIdx.x == 0) *total = t;
 }
 
+// The step's two loss terms in double, rows in order (one thread: a batch is a few hundred rows),
+// into slot `slot` of the per-step record that the host reads back once per progress update:
+// terms[2·slot] = Σ_b rowLosses[b], terms[2·slot + 1] = Σ_b rowKL[b]. CPU: the per-example
+// figures added in double by the objective.
+extern "C" __global__ void vae_record_terms(const float *rowLosses, const float *rowKL, int rows, double *terms, int slot) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    double reconstruction = 0.0, kl = 0.0;
+    for (int b = 0; b < rows; b++) {
+        reconstruction += (double)rowLosses[b];
+        kl += (double)rowKL[b];
+    }
+    terms[2 * slot] = reconstruction;
+    terms[2 * slot + 1] = kl;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Optimisers
 
@@ -218,6 +233,39 @@ extern "C" __global__ void vae_philox_normals(u64 seed, u64 stream, u64 first, l
         for (int j = 0; j < 4; j++) {
             u64 index = block * 4 + j;
             if (index >= first && index < first + count) out[index - first] = (float)normals[j];
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The data set on the device
+
+// A batch made on the device from the data set: row r is example e = order[first + r] of the
+// data set's `cols`-value rows (bytes / 255, or `values` when bytes is nil); with binarize ≠ 0,
+// value i of the row is 1 if u < p else 0, u = (word i of Philox stream 2⁶² + epoch·2³² + e
+// under `seed`) >> 8 times 2⁻²⁴. One thread per four values. CPU: BatchLoader.fill
+// (vae_bytes_to_unit, vae_philox_binarize).
+extern "C" __global__ void vae_gather(const unsigned char *bytes, const float *values, const int *order, long first, int rows, int cols,
+                                      int binarize, u64 seed, u64 epoch, float *x) {
+    long quads = (cols + 3) / 4;
+    FOR_EACH(k, (long)rows * quads) {
+        long r = k / quads, block = k % quads;
+        long example = order[first + r];
+        u32 c[4] = {0, 0, 0, 0};
+        if (binarize) {
+            u64 stream = (1ull << 62) | (epoch << 32) | (u64)(u32)example;
+            c[0] = (u32)block;
+            c[1] = (u32)((u64)block >> 32);
+            c[2] = (u32)stream;
+            c[3] = (u32)(stream >> 32);
+            philox4x32_10(c, (u32)seed, (u32)(seed >> 32));
+        }
+        for (int j = 0; j < 4; j++) {
+            long i = block * 4 + j;
+            if (i >= cols) break;
+            long at = example * cols + i;
+            float p = bytes ? (float)bytes[at] / 255.0f : values[at];
+            x[r * cols + i] = binarize ? ((float)(c[j] >> 8) * 0x1p-24f < p ? 1.0f : 0.0f) : p;
         }
     }
 }
