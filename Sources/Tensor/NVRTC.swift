@@ -90,7 +90,8 @@ public enum CUDAKernels {
     public static let names = [
         "vae_add_bias", "vae_relu_backward", "vae_tanh_forward", "vae_tanh_backward", "vae_column_sums", "vae_reparameterize",
         "vae_kl_rows", "vae_posterior_backward", "vae_bernoulli_nll", "vae_squared_error", "vae_sum", "vae_record_terms", "vae_adam",
-        "vae_sgd", "vae_philox_normals", "vae_gather",
+        "vae_sgd", "vae_philox_normals", "vae_gather", "vae_image_words", "vae_box_muller", "vae_sample_latents", "vae_log_weights",
+        "vae_logsumexp_update",
     ]
 
     /// Each kernel's parameter types as the PTX declares them (`.param .u64 name_param_0` →

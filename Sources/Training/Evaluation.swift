@@ -15,6 +15,18 @@ public struct LogLikelihoodEstimate: Sendable {
     /// Each image's estimate, in data-set order.
     public let perImage: [ImportanceSampledEstimate]
 
+    /// The mean and its standard error of `perImage`'s estimates with K = `samples`.
+    public init(perImage: [ImportanceSampledEstimate], samples: Int) {
+        let values = perImage.map(\.logLikelihood)
+        let n = Double(max(values.count, 1))
+        let mean = values.reduce(0, +) / n
+        let variance = values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / max(n - 1, 1)
+        self.mean = mean
+        standardError = (variance / n).squareRoot()
+        self.samples = samples
+        self.perImage = perImage
+    }
+
     /// The mean over images of |this image's estimate − `other`'s|, for two estimates on the same
     /// images (e.g. the same samples in bf16 and in FP32: the products' rounding alone).
     public func meanAbsoluteDifference(from other: LogLikelihoodEstimate) -> Double {
@@ -81,11 +93,22 @@ extension VariationalAutoencoder {
             estimates += parallel.importanceSampledLogLikelihood(batch.images, condition: batch.condition, samples: samples, seed: seed, firstIndex: estimates.count)
             progress(estimates.count)
         }
-        let values = estimates.map(\.logLikelihood)
-        let n = Double(max(values.count, 1))
-        let mean = values.reduce(0, +) / n
-        let variance = values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / max(n - 1, 1)
-        return LogLikelihoodEstimate(mean: mean, standardError: (variance / n).squareRoot(), samples: samples, perImage: estimates)
+        return LogLikelihoodEstimate(perImage: estimates, samples: samples)
+    }
+
+    /// ``logLikelihood(_:samples:seed:workers:progress:)`` on a GPU whose step holds this model's
+    /// weights (`CUDAStep.importanceSampledLogLikelihood`: the same draws, decoded in large
+    /// groups of images, the log-sum-exp on the device).
+    public func logLikelihood(
+        _ dataset: ImageDataset, samples: Int, seed: UInt64 = 1, on device: CUDAStep, progress: (Int) -> Void = { _ in }
+    ) throws -> LogLikelihoodEstimate {
+        try device.upload(from: self)
+        var estimates: [ImportanceSampledEstimate] = []
+        for batch in BatchLoader.evaluation(dataset, for: self, batchSize: 10_000).epoch() {
+            estimates += try device.importanceSampledLogLikelihood(batch.images, samples: samples, seed: seed, firstIndex: estimates.count)
+            progress(estimates.count)
+        }
+        return LogLikelihoodEstimate(perImage: estimates, samples: samples)
     }
 }
 

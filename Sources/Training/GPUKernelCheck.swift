@@ -99,7 +99,7 @@ public enum GPUKernelCheck {
         let xBuffer = try DeviceBuffer(x), lBuffer = try DeviceBuffer(logits)
         let lossGrad = try DeviceBuffer(count: x.count), rowSums = try DeviceBuffer(count: rows)
         for (kernel, twin) in [("vae_bernoulli_nll", "vae_bernoulli_nll"), ("vae_squared_error", "vae_squared_error")] {
-            try context.launch(kernel, grid: rows, block: 256, shared: 256 * 4, [.buffer(xBuffer), .buffer(lBuffer), .buffer(lossGrad), .buffer(rowSums), .int32(Int32(pixels)), .float(0.01)])
+            try context.launch(kernel, grid: rows, block: 256, shared: 256 * 4, [.buffer(xBuffer), .buffer(lBuffer), .buffer(lossGrad), .buffer(rowSums), .int32(Int32(pixels)), .float(0.01), .int32(1)])
             var gradientCPU = [Float](repeating: 0, count: x.count), rowCPU = [Float](repeating: 0, count: rows)
             for r in 0..<rows {
                 rowCPU[r] = x.withUnsafeBufferPointer { xs in
@@ -236,5 +236,26 @@ public enum GPUKernelCheck {
             Row(kernel: "training step ×\(steps) (batch losses)", twin: "Trainer.trainStep", elements: steps, largestError: worst(gpuLosses, cpuLosses), tolerance: 1e-4),
             Row(kernel: "training step ×\(steps) (weights)", twin: "Trainer.trainStep", elements: cpuWeights.count, largestError: worst(gpuWeights, cpuWeights), tolerance: 1e-4),
         ]
+    }
+
+    /// Importance-sampled log p(x) and ELBO of 20 images (K = 25 in chunks of 10, so that a chunk
+    /// of 5 samples × 3 latent dimensions draws an odd count of normals; groups of 4 images) on
+    /// the GPU (`CUDAStep.importanceSampledLogLikelihood`) and on the CPU
+    /// (`VariationalAutoencoder.importanceSampledLogLikelihood`), same weights and seed.
+    public static func importanceSampling(_ context: CUDAContext, cublas: CUBLAS) throws -> [Row] {
+        let config = ModelConfig(inputShape: [1, 8, 8], hiddenSizes: [16], latentDimension: 3)
+        var initial = RandomGenerator(seed: 21)
+        let model = VariationalAutoencoder(config: config, rng: &initial)
+        var rng = RandomGenerator(seed: 22)
+        let images = Tensor(shape: [20, 1, 8, 8], values: (0..<1280).map { _ in rng.nextFloat() < 0.3 ? 1 : 0 })
+        let cpu = model.importanceSampledLogLikelihood(images, samples: 25, seed: 5, firstIndex: 3, chunk: 10)
+        let gpu = try CUDAStep(model: model, context: context, cublas: cublas)
+            .importanceSampledLogLikelihood(images, samples: 25, seed: 5, firstIndex: 3, chunk: 10, rowsPerLaunch: 40)
+        func row(_ name: String, _ value: (ImportanceSampledEstimate) -> Double) -> Row {
+            let (g, c) = (gpu.map { Float(value($0)) }, cpu.map { Float(value($0)) })
+            return Row(kernel: "importance sampling (\(name))", twin: "importanceSampledLogLikelihood", elements: c.count,
+                       largestError: g.count == c.count ? worst(g, c) : .infinity, tolerance: 1e-4)
+        }
+        return [row("log p̂(x)", \.logLikelihood), row("ELBO", \.elbo)]
     }
 }

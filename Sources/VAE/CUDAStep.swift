@@ -183,7 +183,7 @@ public final class CUDAStep {
     }
 
     /// Widths of each op's output, for a network whose input has `width` columns.
-    private func widths(_ ops: [Op], input width: Int) -> [Int] {
+    func widths(_ ops: [Op], input width: Int) -> [Int] {
         var current = width
         return ops.map { op in
             if case let .linear(_, _, _, outputs, _) = op { current = outputs }
@@ -212,9 +212,11 @@ public final class CUDAStep {
     /// The elements of an activation buffer (made for ``capacity`` rows) that this step's rows use.
     private func used(_ buffer: DeviceBuffer) -> Int { rows * (buffer.count / capacity) }
 
-    /// Runs `ops` forward from `input` (width `width`), each op's output into `outputs`.
-    private func forward(_ ops: [Op], input: DeviceBuffer, outputs: [DeviceBuffer]) throws {
+    /// Runs `ops` forward on `rows` rows from `input` (`width` columns), each op's output into
+    /// `outputs` (of at least `rows` rows each).
+    func forward(_ ops: [Op], input: DeviceBuffer, width: Int, outputs: [DeviceBuffer], rows: Int) throws {
         var h = input
+        var hWidth = width
         for (op, y) in zip(ops, outputs) {
             switch op {
             case let .linear(w, b, inputs, outputsCount, relu):
@@ -226,8 +228,9 @@ public final class CUDAStep {
                     .buffer(y), .buffer(weights[b]), .int32(Int32(rows)), .int32(Int32(outputsCount)), .int32(relu ? 1 : 0),
                 ])
             case .tanh:
-                try context.launch("vae_tanh_forward", grid: CUDAContext.grid(for: used(y)), [.buffer(h), .buffer(y), .int64(used(y))])
+                try context.launch("vae_tanh_forward", grid: CUDAContext.grid(for: rows * hWidth), [.buffer(h), .buffer(y), .int64(rows * hWidth)])
             }
+            if case let .linear(_, _, _, outputsCount, _) = op { hWidth = outputsCount }
             h = y
         }
     }
@@ -293,15 +296,15 @@ public final class CUDAStep {
         try context.launch("vae_philox_normals", grid: CUDAContext.grid(for: (rows * latent + 3) / 4 + 1), [
             .uint64(noiseSeed), .uint64(stream), .uint64(0), .int64(rows * latent), .buffer(eps),
         ])
-        try forward(encoderOps, input: x, outputs: encoderOutputs)
+        try forward(encoderOps, input: x, width: pixels, outputs: encoderOutputs, rows: rows)
         let posterior = encoderOutputs.last!
         try context.launch("vae_reparameterize", grid: CUDAContext.grid(for: rows * latent), [
             .buffer(posterior), .buffer(eps), .buffer(z), .int32(Int32(rows)), .int32(Int32(latent)),
         ])
-        try forward(decoderOps, input: z, outputs: decoderOutputs)
+        try forward(decoderOps, input: z, width: latent, outputs: decoderOutputs, rows: rows)
         let scale = 1 / Float(rows)
         try context.launch("vae_bernoulli_nll", grid: rows, block: 256, shared: 256 * 4, [
-            .buffer(x), .buffer(decoderOutputs.last!), .buffer(decoderGradients.last!), .buffer(rowLosses), .int32(Int32(pixels)), .float(scale),
+            .buffer(x), .buffer(decoderOutputs.last!), .buffer(decoderGradients.last!), .buffer(rowLosses), .int32(Int32(pixels)), .float(scale), .int32(1),
         ])
         try context.launch("vae_kl_rows", grid: CUDAContext.grid(for: rows), [.buffer(posterior), .buffer(rowKL), .int32(Int32(rows)), .int32(Int32(latent))])
         try context.launch("vae_record_terms", grid: 1, block: 1, [

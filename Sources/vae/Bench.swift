@@ -40,12 +40,10 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print one JSON object instead of the table.") var json = false
     @Option(help: ArgumentHelp("Under mpirun: auto (from 4 ranks), always or never shard the optimiser's update (as `vae train --sharded-update`).", valueName: "when"))
     var shardedUpdate: ShardedUpdate.Policy = .auto
-    @Option(help: ArgumentHelp("Where the timed training steps run: cpu, or cuda[:N] (as `vae train --device`; the CPU-only figures — products, peaks, inference — are then left out).", valueName: "device"))
-    var device: String = "cpu"
+    @OptionGroup var devices: DeviceOptions
 
     func validate() throws {
         guard repeats >= 1 && repeats <= 100 else { throw ValidationError("--repeats must be between 1 and 100") }
-        guard ComputeDevice(device) != nil else { throw ValidationError("--device takes cpu, cuda or cuda:N, not \(device)") }
     }
 
     func run() throws {
@@ -65,7 +63,7 @@ struct Bench: ParsableCommand {
         let (train, test) = (splits.train, splits.test)
         let resolvedPrecision = precision.resolved()
         if resolvedPrecision == .bf16 { training.precision = .bf16 }
-        if let gpu = ComputeDevice(device), gpu != .cpu {
+        if case let gpu = devices.computeDevice, gpu != .cpu {
             return try measureOnGPU(gpu, config: config, training: training, train: train, communicator: communicator)
         }
         // --threads auto (the default) times the splits of the cores first, as `vae train` does.

@@ -45,9 +45,11 @@ struct Devices: ParsableCommand {
         print("cuda:\(ordinal): \(context.device.summary); kernels compiled by \(nvrtcPath)")
         var rows = try GPUKernelCheck.run(context)
         if let cublasPath = libraries.first(where: { $0.name == "cublas" })?.path {
-            rows += try GPUKernelCheck.trainingSteps(context, cublas: try CUBLAS(path: cublasPath))
+            let cublas = try CUBLAS(path: cublasPath)
+            rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas)
+            rows += try GPUKernelCheck.importanceSampling(context, cublas: cublas)
         } else {
-            print("(cuBLAS not found: the training steps are not checked)")
+            print("(cuBLAS not found: the training steps and importance sampling are not checked)")
         }
         print("| kernel | CPU twin | elements | largest relative difference | tolerance | |")
         print("|---|---|---|---|---|---|")

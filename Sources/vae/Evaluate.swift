@@ -18,6 +18,10 @@ struct Evaluate: ParsableCommand {
             estimated twice on the same images and samples, in bf16 and in FP32, and both are \
             reported with their difference (the FP32 figure is the one kept in the run folder).
 
+            With --device cuda[:N] the importance sampling runs on the GPU, with the same samples \
+            as on the CPU (each image's own generator), decoded in large groups with the \
+            log-sum-exp on the device; the −ELBO and the latent statistics stay on the CPU.
+
             --iw-samples K estimates log p(x) per image by importance sampling, \
             log (1/K) Σ_k p(x|z_k) p(z_k)/q(z_k|x) with z_k ~ q(z|x) (the IWAE bound, which \
             approaches log p(x) as K grows), and reports its mean over the images with the \
@@ -48,6 +52,7 @@ struct Evaluate: ParsableCommand {
 
     @OptionGroup var threading: ThreadingOptions
     @OptionGroup var precision: PrecisionOptions
+    @OptionGroup var devices: DeviceOptions
 
     @Flag(help: "Print one JSON object (keys elbo, reconstruction, kl, images, active_units, kl_per_dimension; with --iw-samples also log_px, log_px_stderr, iw_samples, gap; in bf16 also log_px_fp32, log_px_bf16_minus_fp32).")
     var json = false
@@ -96,19 +101,30 @@ struct Evaluate: ParsableCommand {
             lines.append("  KL per dim z₂   " + z2.klPerDimension.map { fixed($0, 2) }.joined(separator: " "))
         }
         if iwSamples > 0 {
-            func estimateLogLikelihood(_ label: String) -> (estimate: LogLikelihoodEstimate, seconds: Double) {
+            // The GPU first, so that a missing driver or library is said before any work.
+            var gpu: CUDAStep?
+            if devices.computeDevice != .cpu {
+                guard model.precision == .fp32 else { throw ValidationError("--precision bf16 is for the CPU; the GPU estimates log p(x) in FP32") }
+                let (step, summary) = try devices.computeDevice.makeStep(for: model, environment: ProcessInfo.processInfo.environment)
+                gpu = step
+                object["device"] = summary
+                if !json { print("vae eval: log p(x) on \(summary)") }
+            }
+            func estimateLogLikelihood(_ label: String) throws -> (estimate: LogLikelihoodEstimate, seconds: Double) {
                 let start = monotonicSeconds()
                 var bar = json ? nil : ProgressBar()
-                let estimate = model.logLikelihood(testSet, samples: iwSamples, seed: seed, workers: workers) { done in
+                let update = { (done: Int) -> Void in
                     bar?.update(done: done, of: testSet.count, elapsed: monotonicSeconds() - start, text: "log p(x)\(label): \(done)/\(testSet.count) images, K = \(iwSamples)")
                 }
+                let estimate = try gpu.map { try model.logLikelihood(testSet, samples: iwSamples, seed: seed, on: $0, progress: update) }
+                    ?? model.logLikelihood(testSet, samples: iwSamples, seed: seed, workers: workers, progress: update)
                 bar?.end()
                 return (estimate, monotonicSeconds() - start)
             }
             let inBF16 = model.precision == .bf16
-            let reduced = inBF16 ? estimateLogLikelihood(" in bf16") : nil
+            let reduced = inBF16 ? try estimateLogLikelihood(" in bf16") : nil
             model.precision = .fp32
-            let (estimate, seconds) = estimateLogLikelihood(inBF16 ? " in FP32" : "")
+            let (estimate, seconds) = try estimateLogLikelihood(inBF16 ? " in FP32" : "")
             // The ELBO above was computed in the chosen precision: its gap is to that log p(x).
             let gap = (reduced?.estimate.mean ?? estimate.mean) + loss.meanNegativeELBO
             object["log_px"] = estimate.mean

@@ -284,3 +284,21 @@ func absolutePath(_ path: String) -> String {
 }
 
 extension LearningRateScaling: ExpressibleByArgument {}
+
+/// Where the command computes: `--device cpu|cuda[:N]`.
+struct DeviceOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("""
+        Where the work runs: cpu, or cuda[:N] for NVIDIA GPU N (the CUDA driver, NVRTC and cuBLAS \
+        loaded at run time; nothing to install at build time). On the GPU for now: MLP models \
+        with the Bernoulli likelihood, the analytic KL and Adam; anything else is refused before \
+        work starts. A run trained on either device resumes and evaluates on the other.
+        """, valueName: "device"))
+    var device: String = "cpu"
+
+    /// `--device` parsed (validated first).
+    var computeDevice: ComputeDevice { ComputeDevice(device) ?? .cpu }
+
+    func validate() throws {
+        guard ComputeDevice(device) != nil else { throw ValidationError("--device takes cpu, cuda or cuda:N, not \(device)") }
+    }
+}

@@ -77,18 +77,12 @@ struct Train: ParsableCommand {
     @Flag(help: "Under mpirun: check after the start and after every step that every rank holds the same weights (hashes compared; costs a pass over the weights per step), and say so at the end.")
     var checkReplicas = false
 
-    @Option(help: ArgumentHelp("Where the training steps run: cpu, or cuda[:N] for NVIDIA GPU N (the CUDA driver, NVRTC and cuBLAS loaded at run time; the MLP models with the Bernoulli likelihood, the analytic KL and Adam for now — anything else is refused before training starts). A run resumes on either device.", valueName: "device"))
-    var device: String = "cpu"
+    @OptionGroup var devices: DeviceOptions
 
     @Option(help: ArgumentHelp("Under mpirun: auto (from 4 ranks), always or never share the optimiser's update out among the ranks (ZeRO stage 1: gradients reduce-scattered, each rank updating its shard, weights all-gathered) instead of every rank updating every weight after one all-reduce.", valueName: "when"))
     var shardedUpdate: ShardedUpdate.Policy = .auto
 
-    /// `--device` parsed (validated first).
-    var computeDevice: ComputeDevice { ComputeDevice(device) ?? .cpu }
-
-    func validate() throws {
-        guard ComputeDevice(device) != nil else { throw ValidationError("--device takes cpu, cuda or cuda:N, not \(device)") }
-    }
+    var computeDevice: ComputeDevice { devices.computeDevice }
 
     func run() throws {
         // First, before any thread that computes exists: SIGINT and SIGTERM go to a watcher

@@ -169,7 +169,7 @@ func everyKernelAgreesWithItsCPUTwinOnTheEmulatedGPU() throws {
     let result = try vae(["devices", "--check-kernels", "cuda:0"], environment: emulatedGPUEnvironment(dir), removing: ["CUDA_PATH", "VIRTUAL_ENV"])
     #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
     #expect(result.stdout.contains("cuda:0: Emulated GPU"), "\(result.stdout)")
-    #expect(result.stdout.contains("all 23 kernel checks agree with the CPU"), "\(result.stdout)")
+    #expect(result.stdout.contains("all 25 kernel checks agree with the CPU"), "\(result.stdout)")
     #expect(result.stdout.contains("| training step ×3 (weights) | Trainer.trainStep | 4616 |"), "\(result.stdout)")
     #expect(!result.stdout.contains("DIFFERS"), "\(result.stdout)")
 }
@@ -235,6 +235,19 @@ func trainingOnTheEmulatedGPUMatchesTheCPU() throws {
     let json = try JSONSerialization.jsonObject(with: Data((bench.stdout.split(separator: "\n").last { $0.hasPrefix("{") } ?? "{}").utf8)) as? [String: Any]
     #expect((json?["device"] as? String)?.hasPrefix("cuda:0: Emulated GPU") == true, "\(bench.stdout)")
     #expect((json?["train_seconds_per_epoch"] as? Double).map { $0 > 0 } == true, "\(bench.stdout)")
+    // vae eval --device cuda:0: log p(x) from the same samples as the CPU's, within rounding.
+    let evalArguments = ["eval", dir + "/gpu", "--iw-samples", "30", "--limit", "40", "--json"]
+    let gpuEval = try vae(evalArguments + ["--device", "cuda:0"], environment: environment)
+    let cpuEval = try vae(evalArguments + ["--threads", "1"])
+    #expect(gpuEval.status == 0 && cpuEval.status == 0, "\(gpuEval.stderr)\(cpuEval.stderr)")
+    let logPX = { (output: String) throws -> Double? in
+        let line = output.split(separator: "\n").last { $0.hasPrefix("{") } ?? "{}"
+        return (try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["log_px"] as? Double
+    }
+    let (gpuLogPX, cpuLogPX) = (try logPX(gpuEval.stdout), try logPX(cpuEval.stdout))
+    #expect(gpuLogPX != nil && cpuLogPX != nil && abs(gpuLogPX! - cpuLogPX!) < 1e-4, "\(gpuEval.stdout) vs \(cpuEval.stdout)")
+    #expect(gpuEval.stdout.contains("\"device\":\"cuda:0: Emulated GPU"), "\(gpuEval.stdout)")
+
     // Dynamic binarisation by counters: the GPU binarises the batches it makes from the data set
     // it holds as the CPU's loader does (weights and the training −ELBO of both epochs agree).
     let binarized = arguments + ["--binarize"]

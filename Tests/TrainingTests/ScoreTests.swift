@@ -64,13 +64,14 @@ func pairwiseAUROC(_ scores: [Double], _ positive: [Bool]) -> Double {
 
 @Test func meanAbsoluteDifferenceOfTwoEstimatesIsPerImage() {
     func estimate(_ values: [Double]) -> LogLikelihoodEstimate {
-        LogLikelihoodEstimate(
-            mean: values.reduce(0, +) / Double(values.count), standardError: 0, samples: 1,
-            perImage: values.map { ImportanceSampledEstimate(logLikelihood: $0, elbo: $0) })
+        LogLikelihoodEstimate(perImage: values.map { ImportanceSampledEstimate(logLikelihood: $0, elbo: $0) }, samples: 1)
     }
     // Differences +1, −3, +0.5: the means differ by 1.5/3 = −0.5, the per-image mean |Δ| is 1.5.
     let a = estimate([-10, -20, -30.5]), b = estimate([-11, -17, -31])
     #expect(abs(a.meanAbsoluteDifference(from: b) - 1.5) < 1e-12)
     #expect(abs(b.meanAbsoluteDifference(from: a) - 1.5) < 1e-12)
     #expect(a.meanAbsoluteDifference(from: a) == 0)
+    // The mean and its standard error: Σ(v − mean)² = 210.1667, / (n − 1) / n = 35.028, √ = 5.91843.
+    #expect(abs(a.mean - (-60.5 / 3)) < 1e-12)
+    #expect(abs(a.standardError - 5.918426968188235) < 1e-9, "\(a.standardError)")
 }

@@ -106,13 +106,16 @@ __device__ float block_sum(float v, float *shared) {
 }
 
 // Bernoulli on logits ℓ: −log p(x|ℓ) = softplus(ℓ) − xℓ per element, summed per row into
-// rowSums[b]; with gradient ≠ nil also gradient = scale · (σ(ℓ) − x). CPU: vae_bernoulli_nll.
-extern "C" __global__ void vae_bernoulli_nll(const float *x, const float *logits, float *gradient, float *rowSums, int cols, float scale) {
+// rowSums[b]; with gradient ≠ nil also gradient = scale · (σ(ℓ) − x). Row b of the logits is
+// scored against row b / xRepeat of x (1 in training; the samples per image when scoring many
+// samples of each image). CPU: vae_bernoulli_nll.
+extern "C" __global__ void vae_bernoulli_nll(const float *x, const float *logits, float *gradient, float *rowSums, int cols, float scale,
+                                             int xRepeat) {
     extern __shared__ float shared[];
-    long base = (long)blockIdx.x * cols;
+    long base = (long)blockIdx.x * cols, xBase = (long)(blockIdx.x / xRepeat) * cols;
     float s = 0.0f;
     for (int j = threadIdx.x; j < cols; j += blockDim.x) {
-        float l = logits[base + j], xi = x[base + j];
+        float l = logits[base + j], xi = x[xBase + j];
         float e = expf(-fabsf(l));
         s += fmaxf(l, 0.0f) + log1pf(e) - xi * l;
         if (gradient) {
@@ -125,13 +128,15 @@ extern "C" __global__ void vae_bernoulli_nll(const float *x, const float *logits
 }
 
 // Σ (m − x)² per row (the unit-variance Gaussian's −log p is half of it plus ½ D log 2π, which
-// the caller adds); gradient = scale · (m − x). CPU: vae_squared_error.
-extern "C" __global__ void vae_squared_error(const float *x, const float *means, float *gradient, float *rowSums, int cols, float scale) {
+// the caller adds); gradient = scale · (m − x); x's rows repeat as in vae_bernoulli_nll.
+// CPU: vae_squared_error.
+extern "C" __global__ void vae_squared_error(const float *x, const float *means, float *gradient, float *rowSums, int cols, float scale,
+                                             int xRepeat) {
     extern __shared__ float shared[];
-    long base = (long)blockIdx.x * cols;
+    long base = (long)blockIdx.x * cols, xBase = (long)(blockIdx.x / xRepeat) * cols;
     float s = 0.0f;
     for (int j = threadIdx.x; j < cols; j += blockDim.x) {
-        float r = means[base + j] - x[base + j];
+        float r = means[base + j] - x[xBase + j];
         s += r * r;
         if (gradient) gradient[base + j] = scale * r;
     }
@@ -267,5 +272,101 @@ extern "C" __global__ void vae_gather(const unsigned char *bytes, const float *v
             float p = bytes ? (float)bytes[at] / 255.0f : values[at];
             x[r * cols + i] = binarize ? ((float)(c[j] >> 8) * 0x1p-24f < p ? 1.0f : 0.0f) : p;
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Importance sampling: S samples of each of a batch of images, rows image-major (row i·S + s).
+
+// xoshiro256** (Blackman & Vigna), the CPU's RandomGenerator, one state of four words per image.
+__device__ u64 xoshiro_next(u64 *s) {
+    u64 x = s[1] * 5;
+    u64 result = ((x << 7) | (x >> 57)) * 9;
+    u64 t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = (s[3] << 45) | (s[3] >> 19);
+    return result;
+}
+
+// The next 2·pairs words of each image's generator (states [images, 4], advanced), into
+// words[i, 2·pairs]: the sequential half of the CPU's RandomGenerator.fillNormal, one thread
+// per image; vae_box_muller turns them into normals, in parallel.
+extern "C" __global__ void vae_image_words(u64 *states, int images, int pairs, u64 *words) {
+    FOR_EACH(i, images) {
+        u64 s[4] = {states[4 * i], states[4 * i + 1], states[4 * i + 2], states[4 * i + 3]};
+        u64 *row = words + i * 2 * (long)pairs;
+        for (long k = 0; k < 2 * (long)pairs; k++) row[k] = xoshiro_next(s);
+        for (int w = 0; w < 4; w++) states[4 * i + w] = s[w];
+    }
+}
+
+// Normals from each image's words as RandomGenerator.fillNormal makes them: word pair q gives
+// uniforms u = ((w >> 11) + 1)·2⁻⁵³ in (0, 1] and, by Box–Muller in double, normals 2q and
+// 2q + 1 of the image's `count` (the second of the last pair dropped when `count` is odd).
+// One thread per pair. CPU: the per-image ε of importanceSampledLogLikelihood.
+extern "C" __global__ void vae_box_muller(const u64 *words, int images, int count, float *out) {
+    const double twoPi = 6.283185307179586476925286766559;
+    long pairs = (count + 1) / 2;
+    FOR_EACH(p, (long)images * pairs) {
+        long i = p / pairs, q = p % pairs;
+        double u1 = (double)((words[2 * p] >> 11) + 1) * 0x1p-53;
+        double u2 = (double)((words[2 * p + 1] >> 11) + 1) * 0x1p-53;
+        double r = sqrt(-2.0 * log(u1)), theta = twoPi * u2;
+        float *row = out + i * (long)count;
+        row[2 * q] = (float)(r * cos(theta));
+        if (2 * q + 1 < count) row[2 * q + 1] = (float)(r * sin(theta));
+    }
+}
+
+// z[i·S + s] = μ_i + exp(½ log σ²_i) ⊙ ε[i·S + s], each image's posterior for its S samples.
+// CPU: the loop over samples in importanceSampledLogLikelihood.
+extern "C" __global__ void vae_sample_latents(const float *posterior, const float *eps, float *z, int images, int samples, int d) {
+    FOR_EACH(k, (long)images * samples * d) {
+        long row = k / d, j = k % d;
+        const float *p = posterior + (row / samples) * 2 * d;
+        z[k] = p[j] + expf(0.5f * p[d + j]) * eps[k];
+    }
+}
+
+// log w = −(−log p(x|z)) + log N(z; 0, I) − log N(z; μ, σ²) per row, in double, the dimensions
+// in order. CPU: standardNormalLogDensity and gaussianLogDensity.
+extern "C" __global__ void vae_log_weights(const float *z, const float *posterior, const float *rowNLL, int images, int samples, int d,
+                                           double *logWeights) {
+    FOR_EACH(row, (long)images * samples) {
+        const float *zr = z + row * d, *mu = posterior + (row / samples) * 2 * d, *logVar = mu + d;
+        double prior = 0.0, q = 0.0;
+        for (int j = 0; j < d; j++) {
+            prior += 1.8378770664093453 + (double)zr[j] * (double)zr[j];
+            double diff = (double)(zr[j] - mu[j]);
+            q += 1.8378770664093453 + (double)logVar[j] + diff * diff * exp(-(double)logVar[j]);
+        }
+        logWeights[row] = -(double)rowNLL[row] - 0.5 * prior + 0.5 * q;
+    }
+}
+
+// Each image's streaming log-sum-exp over its S new log-weights, in order: with m the largest
+// log w so far (shift) and a = Σ exp(log w − m) (scaled); and Σ log w. One thread per image.
+// CPU: the same loop in importanceSampledLogLikelihood.
+extern "C" __global__ void vae_logsumexp_update(const double *logWeights, int images, int samples, double *shift, double *scaled,
+                                                double *sumLogWeights) {
+    FOR_EACH(i, images) {
+        double m = shift[i], a = scaled[i], total = sumLogWeights[i];
+        for (int s = 0; s < samples; s++) {
+            double w = logWeights[i * (long)samples + s];
+            total += w;
+            if (w > m) {
+                a = a * exp(m - w) + 1.0;
+                m = w;
+            } else {
+                a += exp(w - m);
+            }
+        }
+        shift[i] = m;
+        scaled[i] = a;
+        sumLogWeights[i] = total;
     }
 }

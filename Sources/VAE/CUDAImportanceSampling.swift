@@ -1,0 +1,86 @@
+import Foundation
+import Tensor
+
+extension CUDAStep {
+    /// ``VariationalAutoencoder/importanceSampledLogLikelihood(_:condition:samples:seed:firstIndex:chunk:)``
+    /// on the GPU, with the weights this step holds: for each row of `images`,
+    /// log p̂(x) = log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x) over K = `samples` draws z_k ~ q(z|x),
+    /// and the ELBO estimated from the same draws.
+    ///
+    /// The same draws as the CPU's: image i's ε come from its own generator seeded by (`seed`,
+    /// `firstIndex` + i), in chunks of `chunk` samples as the CPU draws them — the generator's
+    /// words one thread per image (`vae_image_words`), Box–Muller in parallel. Then groups of
+    /// images go through the decoder together (about `rowsPerLaunch` rows of logits at a time);
+    /// each row's log-weight is formed and folded into its image's running log-sum-exp on the
+    /// device, so only one group's chunk of logits is ever stored, never K × D per image, and
+    /// three numbers per image come back.
+    public func importanceSampledLogLikelihood(
+        _ images: Tensor, samples: Int, seed: UInt64, firstIndex: Int = 0, chunk: Int = 1000, rowsPerLaunch: Int = 65_536
+    ) throws -> [ImportanceSampledEstimate] {
+        precondition(samples >= 1 && chunk >= 1, "need at least one sample")
+        precondition(images.rowSize == pixels, "images of \(images.rowSize) values for a model of \(pixels)")
+        let (n, d) = (images.rows, latent)
+        guard n > 0 else { return [] }
+        let perImage = min(chunk, samples)
+        let group = max(1, min(n, rowsPerLaunch / perImage))
+        let (chunkValues, chunkPairs) = (perImage * d, (perImage * d + 1) / 2)
+        let x = try DeviceBuffer(count: n * pixels)
+        let encoderOutputs = try widths(encoderOps, input: pixels).map { try DeviceBuffer(count: n * $0) }
+        let words = try DeviceBuffer(bytes: 16 * n * chunkPairs), eps = try DeviceBuffer(count: n * chunkValues)
+        let decoderOutputs = try widths(decoderOps, input: d).map { try DeviceBuffer(count: group * perImage * $0) }
+        let z = try DeviceBuffer(count: group * chunkValues), rowNLL = try DeviceBuffer(count: group * perImage)
+        let logWeights = try DeviceBuffer(bytes: 8 * group * perImage)
+        let states = try DeviceBuffer(bytes: 32 * n)
+        // Each image's running log-sum-exp (shift, scaled) and Σ log w, in double: [3, n].
+        let sums = try DeviceBuffer(bytes: 3 * 8 * n)
+
+        try x.upload(images)
+        let seeds = (0..<n).flatMap { RandomGenerator(seed: VariationalAutoencoder.imageSeed(seed, firstIndex + $0)).state }
+        try seeds.withUnsafeBytes { try states.upload(raw: $0) }
+        let initial = [Double](repeating: -.infinity, count: n) + [Double](repeating: 0, count: 2 * n)
+        try initial.withUnsafeBytes { try sums.upload(raw: $0) }
+        try forward(encoderOps, input: x, width: pixels, outputs: encoderOutputs, rows: n)
+        let posterior = encoderOutputs.last!
+        // Rows first ..< first + count of a buffer of `width` floats per row, as a buffer.
+        func rows(_ buffer: DeviceBuffer, _ first: Int, _ count: Int, width: Int) -> DeviceBuffer {
+            DeviceBuffer(viewOf: buffer, offset: first * width, count: count * width)
+        }
+        var done = 0
+        while done < samples {
+            let k = min(perImage, samples - done)
+            try context.launch("vae_image_words", grid: CUDAContext.grid(for: n, block: 64), block: 64, [
+                .buffer(states), .int32(Int32(n)), .int32(Int32((k * d + 1) / 2)), .buffer(words),
+            ])
+            try context.launch("vae_box_muller", grid: CUDAContext.grid(for: n * ((k * d + 1) / 2)), [
+                .buffer(words), .int32(Int32(n)), .int32(Int32(k * d)), .buffer(eps),
+            ])
+            for first in stride(from: 0, to: n, by: group) {
+                let m = min(group, n - first), sampleRows = m * k
+                let imagePosterior = rows(posterior, first, m, width: 2 * d)
+                try context.launch("vae_sample_latents", grid: CUDAContext.grid(for: sampleRows * d), [
+                    .buffer(imagePosterior), .buffer(rows(eps, first, m, width: k * d)), .buffer(z), .int32(Int32(m)), .int32(Int32(k)), .int32(Int32(d)),
+                ])
+                try forward(decoderOps, input: z, width: d, outputs: decoderOutputs, rows: sampleRows)
+                try context.launch("vae_bernoulli_nll", grid: sampleRows, block: 256, shared: 256 * 4, [
+                    .buffer(rows(x, first, m, width: pixels)), .buffer(decoderOutputs.last!), .buffer(nil), .buffer(rowNLL), .int32(Int32(pixels)),
+                    .float(1), .int32(Int32(k)),
+                ])
+                try context.launch("vae_log_weights", grid: CUDAContext.grid(for: sampleRows), [
+                    .buffer(z), .buffer(imagePosterior), .buffer(rowNLL), .int32(Int32(m)), .int32(Int32(k)), .int32(Int32(d)), .buffer(logWeights),
+                ])
+                // The doubles of images first ..< first + m in each of the three rows of `sums`.
+                let shift = rows(sums, first, m, width: 2), scaled = rows(sums, n + first, m, width: 2), total = rows(sums, 2 * n + first, m, width: 2)
+                try context.launch("vae_logsumexp_update", grid: CUDAContext.grid(for: m, block: 64), block: 64, [
+                    .buffer(logWeights), .int32(Int32(m)), .int32(Int32(k)), .buffer(shift), .buffer(scaled), .buffer(total),
+                ])
+            }
+            done += k
+        }
+        var values = [Double](repeating: 0, count: 3 * n)
+        try values.withUnsafeMutableBytes { try sums.download(raw: $0) }
+        let logK = log(Double(samples))
+        return (0..<n).map { i in
+            ImportanceSampledEstimate(logLikelihood: values[i] + log(values[n + i]) - logK, elbo: values[2 * n + i] / Double(samples))
+        }
+    }
+}
