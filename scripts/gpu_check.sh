@@ -6,8 +6,9 @@
 #   bash scripts/gpu_check.sh BUNDLE_DIR MNIST_DIR OUT_DIR
 #
 # BUNDLE_DIR is an unpacked `scripts/package.sh` tarball; MNIST_DIR holds the four IDX files.
-# Writes OUT_DIR/gpu.md (the table) and one log per step. What is not built yet (swift-vae's
-# own GPU training) is not pretended: the table has the rows that exist.
+# Writes OUT_DIR/gpu.md (the tables) and one log per step: the kernel checks, 10 epochs on the GPU
+# and on the CPU, vae bench, log p(x) on both (parity) and the GPU's speed at K = 5,000, kill -9
+# and --resume on the GPU, bad input, and the peers.
 set -uo pipefail
 bundle=${1:?bundle folder}
 mnist=${2:?MNIST folder}
@@ -58,6 +59,66 @@ bench=$(timeout 120 "$vae" bench --dataset mnist --data-dir "$mnist" --device cu
 echo "| cuda:0, vae bench (median of 3 epochs) | $(echo "$bench" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.3f (%.3f ms/step)" % (d["train_seconds_per_epoch"], d["step_ms"]))' 2>/dev/null || echo failed) | |" >> "$md"
 echo >> "$md"
 
+# Importance sampling: GPU vs CPU on the same weights and samples (K = 1,000, 1,000 images), and
+# the GPU's speed at the papers' K = 5,000 over all 10,000 test images.
+json_field() { python3 -c "import json,sys; d=json.loads([l for l in sys.stdin.read().splitlines() if l.startswith('{')][-1]); print(d$1)" 2>/dev/null; }
+{
+    echo "## log p(x) by importance sampling (vae eval --iw-samples, the GPU run's weights)"
+    echo
+    echo "| what | cuda:0 | cpu |"
+    echo "|---|---|---|"
+} >> "$md"
+if [ -f "$out/run-cuda:0/model.safetensors" ]; then
+    run="$out/run-cuda:0"
+    gpu=$(timeout 120 "$vae" eval "$run" --iw-samples 1000 --limit 1000 --device cuda:0 --json 2>>"$out/eval-gpu.txt")
+    cpu=$(timeout 200 "$vae" eval "$run" --iw-samples 1000 --limit 1000 --json 2>>"$out/eval-cpu.txt")
+    echo "| K = 1,000, 1,000 images: log p(x), seconds | $(echo "$gpu" | json_field '["log_px"], round(d["iw_seconds"], 2)') | $(echo "$cpu" | json_field '["log_px"], round(d["iw_seconds"], 2)') |" >> "$md"
+    big=$(timeout 200 "$vae" eval "$run" --iw-samples 5000 --device cuda:0 --json 2>>"$out/eval-gpu.txt")
+    echo "| K = 5,000, 10,000 images: log p(x), seconds, M samples/s | $(echo "$big" | json_field '["log_px"], round(d["iw_seconds"], 2), round(5e7 / d["iw_seconds"] / 1e6, 1)') | |" >> "$md"
+fi
+echo >> "$md"
+
+# Resume on the GPU: kill -9 during training, --resume, and compare with an uninterrupted run.
+{
+    echo "## kill -9 and --resume on the GPU (3 epochs, seed 1)"
+    echo
+} >> "$md"
+common=(train --dataset mnist --data-dir "$mnist" --epochs 3 --device cuda:0 --progress none --no-tensorboard --no-report --checkpoint-every 50)
+rm -rf "$out/resume-whole" "$out/resume-killed"
+timeout 120 "$vae" "${common[@]}" --out "$out/resume-whole" > "$out/resume.txt" 2>&1
+timeout 120 "$vae" "${common[@]}" --out "$out/resume-killed" >> "$out/resume.txt" 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do  # until epoch 1 is in metrics.csv (then we are in epoch 2)
+    [ "$(wc -l < "$out/resume-killed/metrics.csv" 2>/dev/null || echo 0)" -ge 2 ] && break
+    sleep 0.02
+done
+sleep 0.03
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+killed_at=$(wc -l < "$out/resume-killed/metrics.csv" 2>/dev/null)
+timeout 120 "$vae" train --resume "$out/resume-killed" --progress none --no-tensorboard --no-report >> "$out/resume.txt" 2>&1
+if cmp -s "$out/resume-whole/model.safetensors" "$out/resume-killed/model.safetensors"; then
+    echo "killed with $((killed_at - 1)) epoch(s) in metrics.csv, resumed: model.safetensors identical to the uninterrupted run's" >> "$md"
+else
+    echo "killed with $((killed_at - 1)) epoch(s) in metrics.csv, resumed: model.safetensors DIFFERS from the uninterrupted run's (see resume.txt)" >> "$md"
+fi
+echo >> "$md"
+
+# Bad input on the GPU: each one line and a non-zero exit.
+{
+    echo "## Bad input (one line each, exit status)"
+    echo
+    echo '```'
+} >> "$md"
+for case in "--device cuda:7" "--device cuda:0 --batch-size 60000 --hidden 200000"; do
+    rm -rf "$out/bad"
+    # shellcheck disable=SC2086
+    timeout 120 "$vae" train --dataset mnist --data-dir "$mnist" --epochs 1 --progress none --no-tensorboard --no-report --out "$out/bad" $case > "$out/bad.txt" 2>&1
+    echo "vae train $case → exit $?: $(grep -v '^$' "$out/bad.txt" | tail -1)" >> "$md"
+done
+echo '```' >> "$md"
+echo >> "$md"
+
 # The peers on the GPU: 3 epochs of the default model (epochs 2–3 are the steady state).
 peer() { # title, log name, command…
     local title=$1 name=$2; shift 2
@@ -78,5 +139,10 @@ if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
 fi
 if python3 -c 'import jax' 2>/dev/null; then
     peer "JAX jit" jax-gpu python3 "$here/jax_reference.py" 3 --data-dir "$mnist" --device gpu
+fi
+if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+    timeout 200 python3 "$here/pytorch_reference.py" --device cuda --epochs 1 --iw-samples 5000 --data-dir "$mnist" > "$out/torch-iw.txt" 2>&1
+    echo >> "$md"
+    echo "PyTorch, K = 5,000 on this GPU: $(grep 'log p(x)' "$out/torch-iw.txt" || echo "failed (see torch-iw.txt)")" >> "$md"
 fi
 cat "$md"

@@ -246,7 +246,7 @@ def main():
         synchronize()
         error = float(estimates.std()) / math.sqrt(len(estimates))
         print(f"test log p(x) {float(estimates.mean()):.2f} ± {error:.2f} (K = {args.iw_samples}, "
-              f"{len(estimates)} images, {time.perf_counter() - start:.0f} s)", flush=True)
+              f"{len(estimates)} images, {time.perf_counter() - start:.2f} s)", flush=True)
 
 
 if __name__ == "__main__":

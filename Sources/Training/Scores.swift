@@ -20,10 +20,13 @@ extension VariationalAutoencoder {
     /// Every example's scores, batch by batch (`progress` sees the examples done): log p(x) with
     /// `samples` importance samples (image i's draws seeded by (`seed`, i), split across
     /// `workers` cores), and the −ELBO, its terms and μ with image i's ε keyed to (`seed`, i). The
-    /// figures do not depend on the batching or the number of cores.
+    /// figures do not depend on the batching or the number of cores. With `device` (a GPU step
+    /// holding this model's weights) log p(x) is estimated there, from the same draws.
     public func scores(
-        _ dataset: ImageDataset, samples: Int, seed: UInt64 = 1, workers: Int = Parallel.coreCount, progress: (Int) -> Void = { _ in }
-    ) -> [ExampleScore] {
+        _ dataset: ImageDataset, samples: Int, seed: UInt64 = 1, workers: Int = Parallel.coreCount, device: CUDAStep? = nil,
+        progress: (Int) -> Void = { _ in }
+    ) throws -> [ExampleScore] {
+        try device?.upload(from: self)
         let parallel = DataParallel(model: self, workers: workers)
         let d = latentDimension
         var out: [ExampleScore] = []
@@ -31,7 +34,8 @@ extension VariationalAutoencoder {
         var row: Tensor?, rowCondition: Tensor?
         for batch in BatchLoader.evaluation(dataset, for: self).epoch() {
             let first = out.count
-            let estimates = parallel.importanceSampledLogLikelihood(batch.images, condition: batch.condition, samples: samples, seed: seed, firstIndex: first)
+            let estimates = try device?.importanceSampledLogLikelihood(batch.images, samples: samples, seed: seed, firstIndex: first)
+                ?? parallel.importanceSampledLogLikelihood(batch.images, condition: batch.condition, samples: samples, seed: seed, firstIndex: first)
             let posterior = encode(batch.images, condition: batch.condition).clone()
             for i in 0..<batch.count {
                 let x = Tensor.view(batch.images, rows: i..<(i + 1), reusing: &row)

@@ -38,6 +38,7 @@ struct Score: ParsableCommand {
     @Option(help: ArgumentHelp("Weights after this epoch (RUN/snapshots/) instead of the final ones.", valueName: "N")) var epoch: Int?
     @OptionGroup var threading: ThreadingOptions
     @OptionGroup var precision: PrecisionOptions
+    @OptionGroup var devices: DeviceOptions
 
     enum SplitName: String, ExpressibleByArgument, CaseIterable { case test, train, validation }
 
@@ -82,9 +83,18 @@ struct Score: ParsableCommand {
             anomalous = marks.map { $0 == 1 }
         }
 
+        // log p(x) on the GPU when asked (found and set up before any work: a missing driver or
+        // library is one line); the −ELBO, its terms and μ stay on the CPU.
+        var gpu: CUDAStep?
+        if devices.computeDevice != .cpu {
+            guard model.precision == .fp32 else { throw ValidationError("--precision bf16 is for the CPU; the GPU scores in FP32") }
+            let (step, summary) = try devices.computeDevice.makeStep(for: model, environment: ProcessInfo.processInfo.environment)
+            gpu = step
+            print("vae score: log p(x) on \(summary)")
+        }
         let start = monotonicSeconds()
         var bar = ProgressBar()
-        let scores = model.scores(dataset, samples: iwSamples, seed: seed, workers: workers) { done in
+        let scores = try model.scores(dataset, samples: iwSamples, seed: seed, workers: workers, device: gpu) { done in
             bar.update(done: done, of: dataset.count, elapsed: monotonicSeconds() - start, text: "scoring \(done)/\(dataset.count) examples, K = \(iwSamples)")
         }
         bar.end()

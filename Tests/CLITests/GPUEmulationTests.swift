@@ -248,6 +248,16 @@ func trainingOnTheEmulatedGPUMatchesTheCPU() throws {
     #expect(gpuLogPX != nil && cpuLogPX != nil && abs(gpuLogPX! - cpuLogPX!) < 1e-4, "\(gpuEval.stdout) vs \(cpuEval.stdout)")
     #expect(gpuEval.stdout.contains("\"device\":\"cuda:0: Emulated GPU"), "\(gpuEval.stdout)")
 
+    // vae score --device cuda:0: each example's log p(x) as the CPU scores it.
+    let scoreArguments = ["score", dir + "/gpu", "--iw-samples", "20", "--limit", "30"]
+    #expect(try vae(scoreArguments + ["--out", dir + "/gpu-scores.csv", "--device", "cuda:0"], environment: environment).status == 0)
+    #expect(try vae(scoreArguments + ["--out", dir + "/cpu-scores.csv", "--threads", "1"]).status == 0)
+    let logPXColumn = { (path: String) throws -> [Double] in
+        try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").dropFirst().map { Double($0.split(separator: ",")[2])! }
+    }
+    let (gpuScores, cpuScores) = (try logPXColumn(dir + "/gpu-scores.csv"), try logPXColumn(dir + "/cpu-scores.csv"))
+    #expect(gpuScores.count == 30 && zip(gpuScores, cpuScores).allSatisfy { abs($0 - $1) < 1e-4 * max(abs($1), 1) }, "\(gpuScores) vs \(cpuScores)")
+
     // Dynamic binarisation by counters: the GPU binarises the batches it makes from the data set
     // it holds as the CPU's loader does (weights and the training −ELBO of both epochs agree).
     let binarized = arguments + ["--binarize"]

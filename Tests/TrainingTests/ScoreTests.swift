@@ -44,12 +44,12 @@ func pairwiseAUROC(_ scores: [Double], _ positive: [Bool]) -> Double {
 /// Each example's −ELBO is the one evaluation gives it (same keyed ε: the sum over examples is
 /// the dataset's figure), its log p(x) the importance-sampling estimate of that image, and the
 /// scores do not depend on the number of cores.
-@Test func scoresAgreeWithEvaluationAndDoNotDependOnCores() {
+@Test func scoresAgreeWithEvaluationAndDoNotDependOnCores() throws {
     var rng = RandomGenerator(seed: 4)
     let model = VariationalAutoencoder(config: ModelConfig(inputShape: [1, 8, 8], hiddenSizes: [16], latentDimension: 3), rng: &rng)
     let data = randomImages(29, seed: 8)
-    let one = model.scores(data, samples: 16, seed: 5, workers: 1)
-    let two = model.scores(data, samples: 16, seed: 5, workers: 2)
+    let one = try model.scores(data, samples: 16, seed: 5, workers: 1)
+    let two = try model.scores(data, samples: 16, seed: 5, workers: 2)
     #expect(one == two)
     let whole = model.evaluate(data, seed: 5)
     #expect(abs(one.map(\.negativeELBO).reduce(0, +) - (whole.reconstruction + whole.kl)) < 1e-6 * abs(whole.reconstruction))
