@@ -82,8 +82,24 @@ func writeEmulatedGPU(_ dir: String) throws {
         int cuDevicePrimaryCtxRetain(void **context, int device) { *context = (void *)16; return 0; }
         int cuCtxSetCurrent(void *context) { return 0; }
         int cuCtxSynchronize(void) { return 0; }
-        int cuMemAlloc_v2(unsigned long long *p, size_t n) { *p = (unsigned long long)calloc(1, n); return *p ? 0 : 2; }
-        int cuMemFree_v2(unsigned long long p) { free((void *)p); return 0; }
+        // The declared 1 GiB is enforced (out of memory: CUDA error 2); each block's size sits
+        // in the 16 bytes before it.
+        static size_t allocated;
+        int cuMemAlloc_v2(unsigned long long *p, size_t n) {
+            if (allocated + n > ((size_t)1 << 30)) return 2;
+            char *block = (char *)calloc(1, n + 16);
+            if (!block) return 2;
+            *(size_t *)block = n;
+            allocated += n;
+            *p = (unsigned long long)(block + 16);
+            return 0;
+        }
+        int cuMemFree_v2(unsigned long long p) {
+            char *block = (char *)p - 16;
+            allocated -= *(size_t *)block;
+            free(block);
+            return 0;
+        }
         int cuMemcpyHtoD_v2(unsigned long long d, const void *h, size_t n) { memcpy((void *)d, h, n); return 0; }
         int cuMemcpyDtoH_v2(void *h, unsigned long long d, size_t n) { memcpy(h, (void *)d, n); return 0; }
         int cuModuleLoadData(void **module, const void *image) { *module = (void *)32; return 0; }
@@ -279,6 +295,12 @@ func trainingOnTheEmulatedGPUMatchesTheCPU() throws {
     let diverged = try vae(arguments + ["--out", dir + "/nan", "--device", "cuda:0", "--lr", "1e30"], environment: environment)
     #expect(diverged.status != 0 && diverged.stderr.contains("epoch 1, step 2: the loss became non-finite"), "\(diverged.stderr)")
     #expect(!FileManager.default.fileExists(atPath: dir + "/nan/model.safetensors"))
+    // A model that does not fit in the (emulated) GPU's 1 GiB: one line that says what did not fit.
+    var wide = arguments
+    wide[wide.firstIndex(of: "--hidden")! + 1] = "65536,1024"  // 143 M weights: 573 MB per buffer of them
+    let tooBig = try vae(wide + ["--out", dir + "/big", "--device", "cuda:0"], environment: environment)
+    #expect(tooBig.status != 0 && tooBig.stderr.contains("while allocating") && tooBig.stderr.contains("MB on the GPU"), "\(tooBig.stderr)")
+    #expect(tooBig.stderr.split(separator: "\n").filter { !$0.isEmpty }.count == 1, "\(tooBig.stderr)")
     let refused = try vae(arguments + ["--out", dir + "/iwae", "--device", "cuda:0", "--iwae", "2"], environment: environment)
     #expect(refused.status != 0 && refused.stderr.contains("--device cuda: the sampled KL and the IWAE objective is not supported on the GPU yet"), "\(refused.stderr)")
     let bad = try vae(arguments + ["--out", dir + "/bad", "--device", "gpu"])
