@@ -31,11 +31,13 @@ public struct TrainingState: Equatable, Sendable {
     public var gemmThreads: Int
     /// Processes of the job (`mpirun -np`), which the summation order also depends on.
     public var ranks: Int
+    /// Where the steps ran, "cpu" or "cuda:N" (the GPU's kernels round differently from the CPU's).
+    public var device: String
     /// Model selection, the plateau schedule and early stopping.
     public var selection: SelectionState
 
     public init(epoch: Int, batchIndex: Int, step: Int, noiseRNG: [UInt64], dataRNG: [UInt64], order: [Int],
-                partialLoss: LossBreakdown, elapsed: Double, workers: Int, gemmThreads: Int = 1, ranks: Int = 1,
+                partialLoss: LossBreakdown, elapsed: Double, workers: Int, gemmThreads: Int = 1, ranks: Int = 1, device: String = "cpu",
                 selection: SelectionState = SelectionState()) {
         self.epoch = epoch
         self.batchIndex = batchIndex
@@ -48,6 +50,7 @@ public struct TrainingState: Equatable, Sendable {
         self.workers = workers
         self.gemmThreads = gemmThreads
         self.ranks = ranks
+        self.device = device
         self.selection = selection
     }
 }
@@ -100,6 +103,7 @@ public enum TrainingCheckpoint {
             "epoch": "\(state.epoch)", "batch_index": "\(state.batchIndex)", "step": "\(state.step)",
             "optimizer_step": "\(optimizer.stepCount)", "optimizer_slots": optimizer.stateSlots.map(\.name).joined(separator: ","),
             "workers": "\(state.workers)", "gemm_threads": "\(state.gemmThreads)", "ranks": "\(state.ranks)",
+            "device": state.device,
             "noise_rng": state.noiseRNG.map(String.init).joined(separator: ","),
             "data_rng": state.dataRNG.map(String.init).joined(separator: ","),
             "partial_reconstruction": "\(state.partialLoss.reconstruction)", "partial_kl": "\(state.partialLoss.kl)",
@@ -214,7 +218,7 @@ public enum TrainingCheckpoint {
                 objective: try number("partial_objective"), images: try integer("partial_images")),
             elapsed: try number("elapsed"), workers: try integer("workers", atLeast: 1),
             gemmThreads: try integer("gemm_threads", atLeast: 1, default: 1), ranks: try integer("ranks", atLeast: 1, default: 1),
-            selection: selection)
+            device: meta["device"] ?? "cpu", selection: selection)
         // Checkpoints from before the optimiser protocol name Adam's step `adam_step`.
         let optimizerStep = try meta["optimizer_step"] != nil ? integer("optimizer_step") : integer("adam_step")
         let slots = optimizer.stateSlots

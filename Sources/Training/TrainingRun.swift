@@ -200,7 +200,7 @@ public final class TrainingRun {
         state = TrainingState(
             epoch: 0, batchIndex: 0, step: 0, noiseRNG: trainer.rng.state, dataRNG: loader.rng.state,
             order: loader.currentOrder, partialLoss: LossBreakdown(), elapsed: 0, workers: workers,
-            gemmThreads: parallelism.gemmThreads, ranks: communicator.size)
+            gemmThreads: parallelism.gemmThreads, ranks: communicator.size, device: device.description)
         metrics = MetricsFile(path: folder.metricsPath, latentDimension: modelConfig.allLatentDimensions)
         if let checkpoint {
             state = try TrainingCheckpoint.load(checkpoint, path: folder.checkpointPath, into: model, optimizer: optimizer, examples: data.train.count)
@@ -211,6 +211,11 @@ public final class TrainingRun {
             metrics = try MetricsFile(resuming: folder.metricsPath, latentDimension: modelConfig.allLatentDimensions, completedEpochs: state.epoch)
             if state.ranks != communicator.size {
                 warnings.append("the run was trained by \(state.ranks) process\(state.ranks == 1 ? "" : "es") and this resume uses \(communicator.size): it continues exactly, but its numbers will differ from an uninterrupted run by rounding")
+            }
+            if state.device != device.description {
+                let (before, now) = (state.device == "cpu" ? "the CPU" : state.device, device == .cpu ? "the CPU" : device.description)
+                warnings.append("the run was trained on \(before) and this resume uses \(now): it continues exactly, but its numbers will differ from an uninterrupted run by rounding (resume with --device \(state.device) for identical numbers)")
+                state.device = device.description
             }
             if state.workers != workers || state.gemmThreads != parallelism.gemmThreads {
                 let recorded = Parallelism(workers: state.workers, gemmThreads: state.gemmThreads)
