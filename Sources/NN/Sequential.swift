@@ -4,6 +4,9 @@ import Tensor
 /// (`0.weight`, `0.bias`, `2.weight`, …), so checkpoints read naturally in other tools.
 public final class Sequential: Layer, PrecisionSetting {
     public let layers: [Layer]
+    /// Called after each layer's backward with the layer's index in ``layers`` (its parameters'
+    /// gradients are final then): for work that can start before the whole backward pass ends.
+    public var afterLayerBackward: ((Int) -> Void)?
 
     /// A layer that can apply a ReLU itself (`Linear`, the convolutions) and is directly followed
     /// by one gets it fused (see `ReLUFusing`).
@@ -54,8 +57,10 @@ public final class Sequential: Layer, PrecisionSetting {
 
     public func backward(_ outputGradient: Tensor) -> Tensor? {
         var g = outputGradient
-        for layer in layers.reversed() {
-            guard let next = layer.backward(g) else { return nil }
+        for (index, layer) in layers.enumerated().reversed() {
+            let next = layer.backward(g)
+            afterLayerBackward?(index)
+            guard let next else { return nil }
             g = next
         }
         return g

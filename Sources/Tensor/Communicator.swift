@@ -20,6 +20,22 @@ public protocol Communicator: AnyObject {
     /// Copies every rank's shard of `values` (elements `shards.range(rank)` on that rank) into
     /// the same elements on every other rank (an all-gather, in place).
     func gatherShards(_ values: UnsafeMutableBufferPointer<Float>, shards: Shards)
+    /// A non-blocking sum: see the defaults in the extension below.
+    func startSum(_ values: UnsafeMutableBufferPointer<Float>)
+    func progressSums()
+    func waitForSums()
+}
+
+extension Communicator {
+    /// Starts summing `values` over all ranks in place, as ``sum(_:)-(UnsafeMutableBufferPointer<Float>)``
+    /// does, without waiting for it: `values` must stay untouched until ``waitForSums()``. Every
+    /// rank starts the same sums (sizes) in the same order. Here, by default, the sum is done at
+    /// once; a communicator with non-blocking collectives (MPI) overrides it.
+    public func startSum(_ values: UnsafeMutableBufferPointer<Float>) { sum(values) }
+    /// Lets the started sums advance (MPI moves non-blocking collectives on only inside its calls).
+    public func progressSums() {}
+    /// Returns when every started sum is done.
+    public func waitForSums() {}
 }
 
 /// How `count` elements are shared out among `parts` owners (ranks): contiguous shards in owner

@@ -4,7 +4,8 @@ import Glibc
 import Tensor
 
 /// Open MPI, loaded when the process was started by `mpirun` (so that a plain `vae` needs no MPI
-/// library): the ranks of the job, one in-place `MPI_Allreduce` for sums, `MPI_Bcast` from a
+/// library): the ranks of the job, one in-place `MPI_Allreduce` for sums (or `MPI_Iallreduce`s
+/// started during the backward pass, then `MPI_Waitall`), `MPI_Bcast` from a
 /// root, and for the sharded update `MPI_Reduce_scatter` and an in-place `MPI_Allgatherv`. Open MPI's handles (`MPI_COMM_WORLD`, `MPI_FLOAT`, `MPI_SUM`) are the addresses of its
 /// predefined objects (`ompi_mpi_comm_world`, …), found with `dlsym`; `MPI_IN_PLACE` is 1.
 public final class MPICommunicator: Communicator {
@@ -24,6 +25,12 @@ public final class MPICommunicator: Communicator {
         UnsafeRawPointer?, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafePointer<Int32>?, UnsafePointer<Int32>?,
         UnsafeMutableRawPointer?, UnsafeMutableRawPointer?
     ) -> Int32
+    private typealias IallreduceFunction = @convention(c) (
+        UnsafeRawPointer?, UnsafeMutableRawPointer?, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?,
+        UnsafeMutablePointer<UnsafeMutableRawPointer?>?
+    ) -> Int32
+    private typealias TestallFunction = @convention(c) (Int32, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32
+    private typealias WaitallFunction = @convention(c) (Int32, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutableRawPointer?) -> Int32
     private typealias FinalizeFunction = @convention(c) () -> Int32
     private typealias AbortFunction = @convention(c) (UnsafeMutableRawPointer?, Int32) -> Int32
 
@@ -31,6 +38,12 @@ public final class MPICommunicator: Communicator {
     private let bcast: BcastFunction
     private let reduceScatter: ReduceScatterFunction
     private let allgatherv: AllgathervFunction
+    private let iallreduce: IallreduceFunction
+    private let testall: TestallFunction
+    private let waitall: WaitallFunction
+    /// The requests of the sums started and not yet waited for (an `MPI_Request` is a pointer in
+    /// Open MPI).
+    private var requests: [UnsafeMutableRawPointer?] = []
     /// Where `MPI_Reduce_scatter` writes this rank's shard (MPI forbids it to overlap the input).
     private var shardScratch = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
     private let finalizeFunction: FinalizeFunction
@@ -57,6 +70,9 @@ public final class MPICommunicator: Communicator {
         bcast = unsafeBitCast(try symbol("MPI_Bcast"), to: BcastFunction.self)
         reduceScatter = unsafeBitCast(try symbol("MPI_Reduce_scatter"), to: ReduceScatterFunction.self)
         allgatherv = unsafeBitCast(try symbol("MPI_Allgatherv"), to: AllgathervFunction.self)
+        iallreduce = unsafeBitCast(try symbol("MPI_Iallreduce"), to: IallreduceFunction.self)
+        testall = unsafeBitCast(try symbol("MPI_Testall"), to: TestallFunction.self)
+        waitall = unsafeBitCast(try symbol("MPI_Waitall"), to: WaitallFunction.self)
         finalizeFunction = unsafeBitCast(try symbol("MPI_Finalize"), to: FinalizeFunction.self)
         abortFunction = unsafeBitCast(try symbol("MPI_Abort"), to: AbortFunction.self)
         world = try symbol("ompi_mpi_comm_world")
@@ -90,6 +106,29 @@ public final class MPICommunicator: Communicator {
         forEachChunk(values.count) { offset, count in
             _ = allreduce(Self.inPlace, values.baseAddress! + offset, Int32(count), double, sumOp, world)
         }
+    }
+
+    /// `MPI_Iallreduce` in place; the request is kept for ``waitForSums()``.
+    public func startSum(_ values: UnsafeMutableBufferPointer<Float>) {
+        forEachChunk(values.count) { offset, count in
+            var request: UnsafeMutableRawPointer?
+            _ = iallreduce(Self.inPlace, values.baseAddress! + offset, Int32(count), float, sumOp, world, &request)
+            requests.append(request)
+        }
+    }
+
+    /// `MPI_Testall` over the started sums (which is where Open MPI advances them).
+    public func progressSums() {
+        guard !requests.isEmpty else { return }
+        var done: Int32 = 0
+        requests.withUnsafeMutableBufferPointer { _ = testall(Int32($0.count), $0.baseAddress, &done, nil) }
+    }
+
+    /// `MPI_Waitall` over the started sums.
+    public func waitForSums() {
+        guard !requests.isEmpty else { return }
+        requests.withUnsafeMutableBufferPointer { _ = waitall(Int32($0.count), $0.baseAddress, nil) }
+        requests.removeAll(keepingCapacity: true)
     }
 
     public func broadcast(_ bytes: UnsafeMutableRawBufferPointer, root: Int) {

@@ -68,6 +68,26 @@ public final class Trainer {
     /// Under several ranks without sharding: every gradient as one flat buffer (the gradients are
     /// views of it) for the one in-place all-reduce per step; every rank then updates everything.
     private let flatGradient: Tensor?
+    /// Under several ranks with one worker each and no sharding: the flat gradient cut into
+    /// buckets, the last parameters' first (each at least ``bucketElements``), each summed across
+    /// the ranks by a non-blocking all-reduce started as soon as the backward pass has made its
+    /// gradients final (``VariationalAutoencoder/onGradientsFinal``), so that the exchange runs
+    /// while the earlier layers' backward does — PyTorch DDP's scheme. Every rank starts the
+    /// same buckets in the same order (a rank without rows starts them all after zeroing).
+    private var buckets: [(firstParameter: Int, range: Range<Int>)] = []
+    private var bucketsStarted = 0
+    /// Floats per bucket at least (1 MB).
+    public static let bucketElements = 1 << 18
+
+    /// How the ranks combine their gradients, in words (nil for a process alone).
+    public var gradientExchange: String? {
+        guard communicator != nil else { return nil }
+        if sharding != nil { return "gradients reduce-scattered, the update sharded, the weights all-gathered (ZeRO stage 1)" }
+        if !buckets.isEmpty {
+            return "gradients summed in \(buckets.count) bucket\(buckets.count == 1 ? "" : "s") started during the backward pass"
+        }
+        return "gradients summed by one all-reduce after the backward pass"
+    }
     /// Seconds spent exchanging gradients and weights across ranks (the reduce-scatter and the
     /// all-gather), and the bytes each step sums, for `vae bench`.
     public private(set) var communicationSeconds = 0.0
@@ -107,6 +127,19 @@ public final class Trainer {
         sharding = shards ? communicator.map { ShardedUpdate(parameters: model.parameters, communicator: $0) } : nil
         flatGradient = communicator != nil && !shards ? Parameter.packGradients(model.parameters) : nil
         parallel = DataParallel(model: model, workers: workers)
+        if communicator != nil, flatGradient != nil, workers == 1, model.config.upperLatentDimension == 0 {
+            var ranges: [Range<Int>] = []
+            var offset = 0
+            for p in model.parameters {
+                ranges.append(offset..<(offset + p.value.count))
+                offset += p.value.count
+            }
+            var end = offset
+            for k in ranges.indices.reversed() where end - ranges[k].lowerBound >= Self.bucketElements || k == 0 {
+                buckets.append((k, ranges[k].lowerBound..<end))
+                end = ranges[k].lowerBound
+            }
+        }
         workerParameters = parallel.workers.map(\.parameters)
         wholeParameters = model.parameters.enumerated().map { ($0, 0..<$1.value.count) }
         updatePieces = sharding?.pieces ?? wholeParameters
@@ -117,9 +150,25 @@ public final class Trainer {
         klMask = .allocate(capacity: model.latentDimension)
         klMask.initialize(repeating: 1)
         precondition(optimizer.parameters.elementsEqual(model.parameters, by: ===), "optimizer must own the model's parameters")
+        if !buckets.isEmpty {
+            model.onGradientsFinal = { [weak self] first in self?.startBuckets(downTo: first) }
+        }
+    }
+
+    /// Starts the sums of the buckets not yet started whose parameters all have final gradients
+    /// (index `first` on), in bucket order, and lets the started ones advance.
+    private func startBuckets(downTo first: Int) {
+        guard let communicator, let flatGradient else { return }
+        while bucketsStarted < buckets.count && buckets[bucketsStarted].firstParameter >= first {
+            let range = buckets[bucketsStarted].range
+            communicator.startSum(UnsafeMutableBufferPointer(rebasing: flatGradient.buffer[range]))
+            bucketsStarted += 1
+        }
+        communicator.progressSums()
     }
 
     deinit {
+        if !buckets.isEmpty { model.onGradientsFinal = nil }
         workerLosses.deallocate()
         klSums.deallocate()
         klMask.deallocate()
@@ -228,6 +277,7 @@ public final class Trainer {
             ? globalNoise : Tensor.view(globalNoise, rows: (mine.lowerBound * samples)..<(mine.upperBound * samples), reusing: &localNoise)
         func labels(_ w: Int) -> Tensor? { parallel.conditionRows(w, of: condition, range: parallel.rows(w, of: batch.rows)) }
         let weight = currentKLWeight
+        bucketsStarted = 0
         var loss = LossBreakdown()
         if let globalUpperNoise {
             // This rank's ε₂ rows, as `eps` holds its ε₁ rows (the same rows of the same global batch).
@@ -261,8 +311,19 @@ public final class Trainer {
             }
             for l in workerLosses { loss += l }
         }
+        if !buckets.isEmpty, let flatGradient {
+            // The buckets the backward pass did not start (all of them on a rank without rows,
+            // whose gradient is zero), in order, before any other collective call.
+            let start = monotonicSeconds()
+            if parallel.activeWorkers(for: batch.rows) == 0 { flatGradient.fill(0) }
+            startBuckets(downTo: 0)
+            communicationSeconds += monotonicSeconds() - start
+        }
         if let communicator { loss = communicator.sum(loss) }
-        guard loss.reconstruction.isFinite, loss.kl.isFinite else { throw NonFiniteLossError(step: step + 1) }
+        guard loss.reconstruction.isFinite, loss.kl.isFinite else {
+            communicator?.waitForSums()
+            throw NonFiniteLossError(step: step + 1)
+        }
         let (updateStart, communicationBefore) = (monotonicSeconds(), communicationSeconds)
         applyUpdate(activeWorkers: parallel.activeWorkers(for: batch.rows))
         updateSeconds += monotonicSeconds() - updateStart - (communicationSeconds - communicationBefore)
@@ -323,7 +384,8 @@ public final class Trainer {
         let others = workerParameters.prefix(activeWorkers).dropFirst()
         let fuse = others.count <= 1 && clipNorm == nil && communicator == nil
         if !fuse {
-            chunked(wholeParameters) { k, range in
+            // (With buckets, the one worker's gradient is already being summed across ranks.)
+            if buckets.isEmpty { chunked(wholeParameters) { k, range in
                 let g = params[k].gradient.data
                 if activeWorkers == 0 {
                     for i in range { g[i] = 0 }  // a rank without rows in this batch adds nothing
@@ -333,7 +395,7 @@ public final class Trainer {
                     let h = other[k].gradient.data
                     for i in range { g[i] += h[i] }
                 }
-            }
+            } }
             if let sharding {
                 let start = monotonicSeconds()
                 sharding.sumGradients()
@@ -341,7 +403,7 @@ public final class Trainer {
                 if let clipNorm { sharding.clip(maxNorm: clipNorm) }
             } else if let communicator, let flatGradient {
                 let start = monotonicSeconds()
-                communicator.sum(flatGradient.buffer)
+                if buckets.isEmpty { communicator.sum(flatGradient.buffer) } else { communicator.waitForSums() }
                 communicationSeconds += monotonicSeconds() - start
                 if let clipNorm { clipGradientNorm(params, maxNorm: clipNorm) }
             } else if let clipNorm {

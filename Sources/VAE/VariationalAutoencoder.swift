@@ -132,6 +132,28 @@ public final class VariationalAutoencoder {
 
     public var parameters: [Parameter] { namedParameters.map(\.parameter) }
 
+    /// Called during a backward pass whenever a layer's parameter gradients have become final,
+    /// with the index in ``parameters`` of that layer's first parameter: the backward pass goes
+    /// through the parameters in reverse order, so every parameter from that index on has its
+    /// final gradient then (the likelihood's own, last in the list, are final before the
+    /// decoder's). For summing gradients across processes while the rest of the backward pass
+    /// runs. Not called for a model with two stochastic layers (whose backward pass takes the
+    /// networks in another order).
+    public var onGradientsFinal: ((Int) -> Void)? {
+        didSet {
+            guard encoder2 == nil else { return }
+            var next = 0
+            for network in [encoder, decoder] {
+                var first: [Int: Int] = [:]
+                for (index, layer) in network.layers.enumerated() where !layer.namedParameters.isEmpty {
+                    first[index] = next
+                    next += layer.namedParameters.count
+                }
+                network.afterLayerBackward = onGradientsFinal.map { hook in { index in if let k = first[index] { hook(k) } } }
+            }
+        }
+    }
+
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }
 
     /// Multiply-adds ×2 per image of the matrix products, for speed reports:

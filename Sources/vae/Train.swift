@@ -114,7 +114,7 @@ struct Train: ParsableCommand {
         }
         if let gpu = run.deviceSummary { print("vae train: training steps on \(gpu); evaluation on the CPU") }
         print("vae train: \(run.parallelism.summary)" + (run.model.precision == .bf16 ? ", bf16 matrix products" : "") + (communicator.size > 1
-            ? "; \(communicator.size) MPI ranks, each on \(config.batchSize / communicator.size)–\((config.batchSize + communicator.size - 1) / communicator.size) images of every batch of \(config.batchSize)" : ""))
+            ? "; \(communicator.size) MPI ranks, each on \(config.batchSize / communicator.size)–\((config.batchSize + communicator.size - 1) / communicator.size) images of every batch of \(config.batchSize); \(run.trainer.gradientExchange ?? "")" : ""))
         run.summary.forEach { print($0) }
         KernelCheck.warnIfSlow()
 
