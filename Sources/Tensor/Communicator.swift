@@ -20,6 +20,8 @@ public protocol Communicator: AnyObject {
     /// Copies every rank's shard of `values` (elements `shards.range(rank)` on that rank) into
     /// the same elements on every other rank (an all-gather, in place).
     func gatherShards(_ values: UnsafeMutableBufferPointer<Float>, shards: Shards)
+    /// Ranks of the job on this host (all of them unless the job spans several hosts).
+    var ranksOnThisHost: Int { get }
     /// A non-blocking sum: see the defaults in the extension below.
     func startSum(_ values: UnsafeMutableBufferPointer<Float>)
     func progressSums()
@@ -31,6 +33,7 @@ extension Communicator {
     /// does, without waiting for it: `values` must stay untouched until ``waitForSums()``. Every
     /// rank starts the same sums (sizes) in the same order. Here, by default, the sum is done at
     /// once; a communicator with non-blocking collectives (MPI) overrides it.
+    public var ranksOnThisHost: Int { size }
     public func startSum(_ values: UnsafeMutableBufferPointer<Float>) { sum(values) }
     /// Lets the started sums advance (MPI moves non-blocking collectives on only inside its calls).
     public func progressSums() {}

@@ -108,6 +108,9 @@ public final class MPICommunicator: Communicator {
         }
     }
 
+    /// From `OMPI_COMM_WORLD_LOCAL_SIZE`, which `mpirun` sets.
+    public var ranksOnThisHost: Int { getenv("OMPI_COMM_WORLD_LOCAL_SIZE").flatMap { Int(String(cString: $0)) } ?? size }
+
     /// `MPI_Iallreduce` in place; the request is kept for ``waitForSums()``.
     public func startSum(_ values: UnsafeMutableBufferPointer<Float>) {
         forEachChunk(values.count) { offset, count in

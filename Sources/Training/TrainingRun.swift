@@ -20,7 +20,7 @@ public struct TrainingRunError: Error, CustomStringConvertible {
 /// is. ``train(observer:stop:)`` runs the epochs; each epoch is evaluated on the validation and
 /// test sets, recorded in `metrics.csv`, and saved (`model.safetensors`, `best.safetensors` when
 /// the validation −ELBO improves, and a training checkpoint), so that a run stopped at any
-/// moment continues exactly with ``init(resuming:parallelism:communicator:device:sharding:)``. The end of a run draws
+/// moment continues exactly with ``init(resuming:parallelism:communicator:device:sharding:overlap:)``. The end of a run draws
 /// `samples.png` and `reconstructions.png`.
 ///
 ///     let data = try training.loadData()
@@ -70,7 +70,8 @@ public final class TrainingRun {
     /// that first checkpoint is written: until then the old run stays whole.
     public convenience init(
         creating folder: RunFolder, config: RunConfig, data: DataSplits? = nil, parallelism: Parallelism = .allCores, replacing: Bool = false,
-        communicator: Communicator = SingleProcess(), device: ComputeDevice = .cpu, sharding: ShardedUpdate.Policy = .auto
+        communicator: Communicator = SingleProcess(), device: ComputeDevice = .cpu, sharding: ShardedUpdate.Policy = .auto,
+        overlap: GradientBuckets.Policy = .auto
     ) throws {
         try config.validate()
         let target = RunFolder(path: try Files.resolvingLinks(folder.path))
@@ -86,7 +87,7 @@ public final class TrainingRun {
         let staging = replace ? target.sibling(".new-\(getpid())") : target
         try self.init(
             folder: staging, config: config, data: data, parallelism: parallelism, checkpoint: nil, communicator: communicator, device: device,
-            sharding: sharding)
+            sharding: sharding, overlap: overlap)
         guard isWriter else { return }
 
         let oldLock = replace ? try Self.lock(target) : nil
@@ -126,7 +127,7 @@ public final class TrainingRun {
     /// will differ by rounding. Refused while another process trains the run.
     public convenience init(
         resuming folder: RunFolder, parallelism: Parallelism? = nil, communicator: Communicator = SingleProcess(), device: ComputeDevice = .cpu,
-        sharding: ShardedUpdate.Policy = .auto
+        sharding: ShardedUpdate.Policy = .auto, overlap: GradientBuckets.Policy = .auto
     ) throws {
         guard Files.isDirectory(folder.path) else {
             throw FileError(path: folder.path, reason: "no such run folder (create one with `vae train --out \(folder.path)`)")
@@ -141,7 +142,7 @@ public final class TrainingRun {
         try config.training.checkPathsExist(configPath: folder.configPath)
         try self.init(
             folder: folder, config: config, data: try config.training.loadData(), parallelism: parallelism, checkpoint: checkpoint,
-            communicator: communicator, device: device, sharding: sharding)
+            communicator: communicator, device: device, sharding: sharding, overlap: overlap)
         self.lock = lock
     }
 
@@ -168,7 +169,8 @@ public final class TrainingRun {
 
     private init(
         folder: RunFolder, config: RunConfig, data: DataSplits, parallelism: Parallelism, checkpoint: SafeTensorsArchive?,
-        communicator: Communicator, device: ComputeDevice = .cpu, sharding: ShardedUpdate.Policy = .auto
+        communicator: Communicator, device: ComputeDevice = .cpu, sharding: ShardedUpdate.Policy = .auto,
+        overlap: GradientBuckets.Policy = .auto
     ) throws {
         self.communicator = communicator
         let training = config.training, modelConfig = config.model
@@ -191,7 +193,8 @@ public final class TrainingRun {
         optimizer = training.optimizerConfig.make(parameters: model.parameters, learningRate: training.learningRate)
         trainer = Trainer(
             model: model, optimizer: optimizer, rng: RandomGenerator(seed: seeds.noise), workers: workers,
-            objective: training.trainingObjective, clipNorm: training.clipNorm, communicator: communicator, sharding: sharding)
+            objective: training.trainingObjective, clipNorm: training.clipNorm, communicator: communicator, sharding: sharding,
+            overlap: overlap)
         if training.noiseGenerator == .counter { trainer.counterNoise = CounterNoise(seed: seeds.noise) }
         loader = BatchLoader(
             dataset: data.train, batchSize: training.batchSize, shuffle: true, binarize: training.binarize,

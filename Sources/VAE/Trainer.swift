@@ -74,10 +74,9 @@ public final class Trainer {
     /// gradients final (``VariationalAutoencoder/onGradientsFinal``), so that the exchange runs
     /// while the earlier layers' backward does — PyTorch DDP's scheme. Every rank starts the
     /// same buckets in the same order (a rank without rows starts them all after zeroing).
+    /// (``GradientBuckets``; `overlap` decides whether to.)
     private var buckets: [(firstParameter: Int, range: Range<Int>)] = []
     private var bucketsStarted = 0
-    /// Floats per bucket at least (1 MB).
-    public static let bucketElements = 1 << 18
 
     /// How the ranks combine their gradients, in words (nil for a process alone).
     public var gradientExchange: String? {
@@ -113,7 +112,7 @@ public final class Trainer {
     public init(
         model: VariationalAutoencoder, optimizer: Optimizer, rng: RandomGenerator, workers: Int = 1,
         objective: TrainingObjective = TrainingObjective(), clipNorm: Float? = nil, communicator: Communicator? = nil,
-        sharding policy: ShardedUpdate.Policy = .auto
+        sharding policy: ShardedUpdate.Policy = .auto, overlap: GradientBuckets.Policy = .auto
     ) {
         self.clipNorm = clipNorm
         let communicator = (communicator?.size ?? 1) > 1 ? communicator : nil
@@ -127,18 +126,9 @@ public final class Trainer {
         sharding = shards ? communicator.map { ShardedUpdate(parameters: model.parameters, communicator: $0) } : nil
         flatGradient = communicator != nil && !shards ? Parameter.packGradients(model.parameters) : nil
         parallel = DataParallel(model: model, workers: workers)
-        if communicator != nil, flatGradient != nil, workers == 1, model.config.upperLatentDimension == 0 {
-            var ranges: [Range<Int>] = []
-            var offset = 0
-            for p in model.parameters {
-                ranges.append(offset..<(offset + p.value.count))
-                offset += p.value.count
-            }
-            var end = offset
-            for k in ranges.indices.reversed() where end - ranges[k].lowerBound >= Self.bucketElements || k == 0 {
-                buckets.append((k, ranges[k].lowerBound..<end))
-                end = ranges[k].lowerBound
-            }
+        if let communicator, flatGradient != nil, workers == 1, model.config.upperLatentDimension == 0,
+           overlap.overlaps(ranks: communicator.size, ranksOnThisHost: communicator.ranksOnThisHost) {
+            buckets = GradientBuckets(parameterSizes: model.parameters.map(\.value.count)).buckets
         }
         workerParameters = parallel.workers.map(\.parameters)
         wholeParameters = model.parameters.enumerated().map { ($0, 0..<$1.value.count) }

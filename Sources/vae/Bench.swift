@@ -40,6 +40,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print one JSON object instead of the table.") var json = false
     @Option(help: ArgumentHelp("Under mpirun: auto (from 4 ranks), always or never shard the optimiser's update (as `vae train --sharded-update`).", valueName: "when"))
     var shardedUpdate: ShardedUpdate.Policy = .auto
+
+    @Option(help: ArgumentHelp("Under mpirun: auto (when the ranks span several hosts), always or never sum the gradients in buckets while the backward pass runs (non-blocking all-reduces, the last layers' first) instead of with one all-reduce after it.", valueName: "when"))
+    var overlap: GradientBuckets.Policy = .auto
     @OptionGroup var devices: DeviceOptions
 
     func validate() throws {
@@ -78,7 +81,7 @@ struct Bench: ParsableCommand {
         model.precision = resolvedPrecision
         let trainer = Trainer(
             model: model, optimizer: Adam(parameters: model.parameters), rng: RandomGenerator(seed: 2), workers: workers,
-            objective: training.trainingObjective, communicator: communicator, sharding: shardedUpdate)
+            objective: training.trainingObjective, communicator: communicator, sharding: shardedUpdate, overlap: overlap)
         if training.noiseGenerator == .counter { trainer.counterNoise = CounterNoise(seed: 2) }  // as training draws ε
         let loader = BatchLoader(dataset: train, batchSize: batchSize, shuffle: true, seed: 3, conditionClasses: config.conditionClasses)
         if !json { FileHandle.standardError.write(Data("vae bench: warm-up epoch, then \(repeats) timed…\n".utf8)) }
@@ -126,7 +129,8 @@ struct Bench: ParsableCommand {
             ("threads", "threads (\(parallelism.split))", parallelism.threads),
             ("gemm_threads", "GEMM threads per batch worker", parallelism.gemmThreads),
             ("ranks", "MPI ranks (each on a slice of every batch)", communicator.size),
-            ("allreduce_ms_per_step", "gradient reduce-scatter + weight all-gather across ranks, ms/step (mean)", 1000 * communicationPerStep),
+            ("gradient_exchange", "how the ranks combine gradients", trainer.gradientExchange ?? "one process"),
+            ("allreduce_ms_per_step", "time in the exchange across ranks (starting and waiting), ms/step (mean)", 1000 * communicationPerStep),
             ("allreduce_bytes_per_step", "bytes summed across ranks per step", trainer.bytesSummedPerStep),
             ("compute_ms_per_step", "the step besides that exchange, ms/step (mean)", 1000 * (stepSeconds - communicationPerStep)),
             ("products_ms_per_step", "  of which matrix products (through sgemm), ms/step", 1000 * productsPerStep),

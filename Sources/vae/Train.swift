@@ -82,6 +82,9 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Under mpirun: auto (from 4 ranks), always or never share the optimiser's update out among the ranks (ZeRO stage 1: gradients reduce-scattered, each rank updating its shard, weights all-gathered) instead of every rank updating every weight after one all-reduce.", valueName: "when"))
     var shardedUpdate: ShardedUpdate.Policy = .auto
 
+    @Option(help: ArgumentHelp("Under mpirun: auto (when the ranks span several hosts), always or never sum the gradients in buckets while the backward pass runs (non-blocking all-reduces, the last layers' first) instead of with one all-reduce after it.", valueName: "when"))
+    var overlap: GradientBuckets.Policy = .auto
+
     var computeDevice: ComputeDevice { devices.computeDevice }
 
     func run() throws {
@@ -186,13 +189,14 @@ extension Train {
             StopSignals.arm()
             return try TrainingRun(
                 resuming: RunFolder(path: resume!), parallelism: threading.requestedParallelism, communicator: communicator, device: computeDevice,
-                sharding: shardedUpdate)
+                sharding: shardedUpdate, overlap: overlap)
         }
         StopSignals.arm()  // the folder is written from here on: a signal becomes a stop request
         return try TrainingRun(
             creating: RunFolder(path: out), config: plan.config, data: plan.data, parallelism: parallelism, replacing: force, communicator: communicator,
-            device: computeDevice, sharding: shardedUpdate)
+            device: computeDevice, sharding: shardedUpdate, overlap: overlap)
     }
 }
 
 extension ShardedUpdate.Policy: ExpressibleByArgument {}
+extension GradientBuckets.Policy: ExpressibleByArgument {}

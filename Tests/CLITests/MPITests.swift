@@ -111,7 +111,7 @@ func mpiRanksTrainTheSameModel() throws {
     }
 }
 
-/// Gradients summed in buckets while the backward pass runs: a model of 2 × 270,000 weights
+/// Gradients summed in buckets while the backward pass runs (`--overlap always`): a model of 2 × 270,000 weights
 /// (hidden 4,096 on 8×8 images) makes two buckets, the decoder's last layer's started before the
 /// rest of the backward pass. Two and three ranks on batches of 19 (the last batch of one row:
 /// ranks without rows start the same sums of zeros) give one process's model within rounding,
@@ -125,7 +125,7 @@ func bucketedGradientSumsGiveOneProcesssModel() throws {
     #expect(try vae(arguments + ["--out", dir + "/one"]).status == 0)
     let reference = try tensors(dir + "/one/model.safetensors")
     for ranks in [2, 3] {
-        let result = try mpirun(ranks, arguments + ["--out", dir + "/ranks\(ranks)", "--check-replicas"])
+        let result = try mpirun(ranks, arguments + ["--out", dir + "/ranks\(ranks)", "--check-replicas", "--overlap", "always"])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("gradients summed in 2 buckets started during the backward pass"), "\(result.stdout)")
         #expect(result.stdout.contains("the weights were identical on all \(ranks) ranks at all 13 checks"), "\(result.stdout)")
@@ -134,6 +134,9 @@ func bucketedGradientSumsGiveOneProcesssModel() throws {
         for (name, values) in reference { for (x, y) in zip(values, model[name]!) { largest = max(largest, abs(x - y)) } }
         #expect(largest < 1e-5, "\(ranks) ranks differ from 1 by \(largest)")
     }
+    // On one host, auto sums after the backward pass (MPI's shared-memory sums use the same cores).
+    let auto = try mpirun(2, arguments + ["--out", dir + "/auto", "--epochs", "1"])
+    #expect(auto.status == 0 && auto.stdout.contains("gradients summed by one all-reduce after the backward pass"), "\(auto.stdout)\(auto.stderr)")
 }
 
 @Test(.enabled(if: mpirunPath != nil, "needs Open MPI's mpirun (scripts/setup.sh installs it)"))

@@ -102,3 +102,21 @@ func evaluationSplitAcrossRanksAddsUpToTheWhole(ranks: Int) {
     #expect((1...3).map { ShardedUpdate.Policy.always.shards(ranks: $0) } == [false, true, true])
     #expect((1...8).allSatisfy { !ShardedUpdate.Policy.never.shards(ranks: $0) })
 }
+
+/// Buckets cover the flat gradient once, the last parameters' first, each from a parameter's
+/// start and at least the minimum (but the first parameter's); auto overlaps only across hosts.
+@Test func gradientBucketsCoverTheGradientLastParametersFirst() {
+    let sizes = [300, 3, 50, 2, 20, 1, 400, 4]
+    let buckets = GradientBuckets(parameterSizes: sizes, minimum: 100).buckets
+    // From the end: 4 + 400 = 404 (params 6–7), then 1 + 20 + 2 + 50 = 73 < 100, + 3 = 76, + 300 → params 0–5.
+    #expect(buckets.map(\.firstParameter) == [6, 0])
+    #expect(buckets.map(\.range) == [376..<780, 0..<376])
+    let many = GradientBuckets(parameterSizes: sizes, minimum: 1).buckets
+    #expect(many.map(\.firstParameter) == Array((0..<8).reversed()))
+    #expect(many.reduce(0) { $0 + $1.range.count } == sizes.reduce(0, +))
+    #expect(GradientBuckets.Policy.auto.overlaps(ranks: 4, ranksOnThisHost: 4) == false)
+    #expect(GradientBuckets.Policy.auto.overlaps(ranks: 4, ranksOnThisHost: 2) == true)
+    #expect(GradientBuckets.Policy.always.overlaps(ranks: 2, ranksOnThisHost: 2) == true)
+    #expect(GradientBuckets.Policy.always.overlaps(ranks: 1, ranksOnThisHost: 1) == false)
+    #expect(GradientBuckets.Policy.never.overlaps(ranks: 8, ranksOnThisHost: 1) == false)
+}
