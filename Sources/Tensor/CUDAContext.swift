@@ -144,7 +144,8 @@ public final class CUDAContext {
     public init(ordinal: Int, nvrtc: NVRTC) throws {
         let devices = try CUDA.devices()
         guard devices.indices.contains(ordinal) else {
-            throw CUDAError("cuda:\(ordinal): this machine has \(devices.count) CUDA device\(devices.count == 1 ? "" : "s")\(devices.isEmpty ? "" : " (cuda:0 … cuda:\(devices.count - 1))")")
+            let names = devices.count == 1 ? " (cuda:0)" : devices.isEmpty ? "" : " (cuda:0 … cuda:\(devices.count - 1))"
+            throw CUDAError("cuda:\(ordinal): this machine has \(devices.count) CUDA device\(devices.count == 1 ? "" : "s")\(names)")
         }
         device = devices[ordinal]
         try cudaCall { vae_cuda_use_device(Int32(ordinal), $0, $1) }

@@ -63,7 +63,7 @@ extension CUDAStep {
                 try forward(decoderOps, input: z, width: d, outputs: decoderOutputs, rows: sampleRows)
                 try context.launch("vae_bernoulli_nll", grid: sampleRows, block: 256, shared: 256 * 4, [
                     .buffer(rows(x, first, m, width: pixels)), .buffer(decoderOutputs.last!), .buffer(nil), .buffer(rowNLL), .int32(Int32(pixels)),
-                    .float(1), .int32(Int32(k)),
+                    .float(1), .int32(Int32(k)), .buffer(nil),
                 ])
                 try context.launch("vae_log_weights", grid: CUDAContext.grid(for: sampleRows), [
                     .buffer(z), .buffer(imagePosterior), .buffer(rowNLL), .int32(Int32(m)), .int32(Int32(k)), .int32(Int32(d)), .buffer(logWeights),

@@ -53,11 +53,11 @@ public final class CUDAStep {
     /// last sent (as Int32) with its version.
     private var data: (bytes: DeviceBuffer?, values: DeviceBuffer?, examples: Int)?
     private var order: (buffer: DeviceBuffer, version: Int)?
-    /// Per-step loss sums in double, two per slot, and what the host knows of each queued step:
-    /// its rows, KL weight and number (from 1).
+    /// Per-step loss sums in double, three per slot (reconstruction, KL, objective), and what the
+    /// host knows of each queued step: its images and number (from 1).
     private let recordCapacity = 1024
     private let record: DeviceBuffer
-    private var queued: [(rows: Int, klWeight: Float, step: Int)] = []
+    private var queued: [(images: Int, step: Int)] = []
     /// Rows of the current step; buffers are made for the largest batch seen and reused.
     private var rows = 0
     private var capacity = 0
@@ -71,6 +71,12 @@ public final class CUDAStep {
     private var rowLosses: DeviceBuffer?
     private var rowKL: DeviceBuffer?
     private var zGradient: DeviceBuffer?
+    /// The sampled objective's normalised weight of each sample.
+    private var sampleWeights: DeviceBuffer?
+    /// Images of the current step and samples per image (rows = images × samples); the encoder's
+    /// buffers are made for ``imageCapacity`` images, the rest for ``capacity`` rows.
+    private var images = 0
+    private var imageCapacity = 0
 
     /// Plans `model`'s step on `context`'s GPU and uploads its weights (Adam's moments start at 0).
     public init(model: VariationalAutoencoder, context: CUDAContext, cublas: CUBLAS) throws {
@@ -121,7 +127,7 @@ public final class CUDAStep {
         gradients = views(flatGradients)
         firstMoments = views(flatFirstMoments)
         secondMoments = views(flatSecondMoments)
-        record = try DeviceBuffer(bytes: 16 * recordCapacity)
+        record = try DeviceBuffer(bytes: 24 * recordCapacity)
         try upload(from: model)
     }
 
@@ -162,7 +168,6 @@ public final class CUDAStep {
     /// −ELBO (analytic KL, one sample, β and warm-up allowed, no free bits) with Adam or AdamW,
     /// no clipping; otherwise the first thing it cannot do, in words.
     public static func unsupported(objective: TrainingObjective, optimizer: Optimizer, clipNorm: Float?) -> String? {
-        if objective.usesMonteCarlo { return "the sampled KL and the IWAE objective" }
         if objective.freeBits > 0 { return "free bits" }
         if clipNorm != nil { return "gradient clipping" }
         if !(optimizer is Adam) { return "optimisers other than Adam and AdamW" }
@@ -191,26 +196,30 @@ public final class CUDAStep {
         }
     }
 
-    /// Sizes the step for `rows` rows: buffers are made anew only for a batch larger than any
-    /// before (an allocation waits for the GPU), and a smaller one uses their first rows.
-    private func prepare(rows: Int) throws {
-        self.rows = rows
+    /// Sizes the step for `images` images of `samples` samples each: buffers are made anew only
+    /// for more rows than any step before (an allocation waits for the GPU), and a smaller step
+    /// uses their first rows.
+    private func prepare(images: Int, samples: Int) throws {
+        self.images = images
+        rows = images * samples
+        if images > imageCapacity {
+            imageCapacity = images
+            x = try DeviceBuffer(count: images * pixels)
+            encoderOutputs = try widths(encoderOps, input: pixels).map { try DeviceBuffer(count: images * $0) }
+            encoderGradients = try widths(encoderOps, input: pixels).map { try DeviceBuffer(count: images * $0) }
+        }
         guard rows > capacity else { return }
         capacity = rows
-        x = try DeviceBuffer(count: rows * pixels)
         eps = try DeviceBuffer(count: rows * latent)
         z = try DeviceBuffer(count: rows * latent)
-        encoderOutputs = try widths(encoderOps, input: pixels).map { try DeviceBuffer(count: rows * $0) }
         decoderOutputs = try widths(decoderOps, input: latent).map { try DeviceBuffer(count: rows * $0) }
-        encoderGradients = try widths(encoderOps, input: pixels).map { try DeviceBuffer(count: rows * $0) }
         decoderGradients = try widths(decoderOps, input: latent).map { try DeviceBuffer(count: rows * $0) }
         rowLosses = try DeviceBuffer(count: rows)
         rowKL = try DeviceBuffer(count: rows)
         zGradient = try DeviceBuffer(count: rows * latent)
+        sampleWeights = try DeviceBuffer(count: rows)
     }
 
-    /// The elements of an activation buffer (made for ``capacity`` rows) that this step's rows use.
-    private func used(_ buffer: DeviceBuffer) -> Int { rows * (buffer.count / capacity) }
 
     /// Runs `ops` forward on `rows` rows from `input` (`width` columns), each op's output into
     /// `outputs` (of at least `rows` rows each).
@@ -238,7 +247,10 @@ public final class CUDAStep {
     /// Runs `ops` backward from ∂L/∂(last output) in `gradientsOut.last`, given the network's
     /// `input` and each op's output; sets the parameters' gradients, and writes ∂L/∂input into
     /// `inputGradient` when it is given.
-    private func backward(_ ops: [Op], input: DeviceBuffer, outputs: [DeviceBuffer], gradientsOut: [DeviceBuffer], inputGradient: DeviceBuffer?) throws {
+    private func backward(
+        _ ops: [Op], input: DeviceBuffer, width: Int, outputs: [DeviceBuffer], gradientsOut: [DeviceBuffer], inputGradient: DeviceBuffer?, rows: Int
+    ) throws {
+        let outputWidths = widths(ops, input: width)
         for k in stride(from: ops.count - 1, through: 0, by: -1) {
             let g = gradientsOut[k]
             let h = k == 0 ? input : outputs[k - 1]
@@ -246,7 +258,7 @@ public final class CUDAStep {
             switch ops[k] {
             case let .linear(w, b, inputs, outputsCount, relu):
                 if relu {
-                    try context.launch("vae_relu_backward", grid: CUDAContext.grid(for: used(g)), [.buffer(g), .buffer(outputs[k]), .int64(rows * outputsCount)])
+                    try context.launch("vae_relu_backward", grid: CUDAContext.grid(for: rows * outputsCount), [.buffer(g), .buffer(outputs[k]), .int64(rows * outputsCount)])
                 }
                 try context.launch("vae_column_sums", grid: CUDAContext.grid(for: outputsCount), [
                     .buffer(g), .buffer(gradients[b]), .int32(Int32(rows)), .int32(Int32(outputsCount)),
@@ -262,22 +274,27 @@ public final class CUDAStep {
                 }
             case .tanh:
                 guard let dh else { continue }
-                try context.launch("vae_tanh_backward", grid: CUDAContext.grid(for: used(g)), [.buffer(outputs[k]), .buffer(g), .buffer(dh), .int64(used(g))])
+                let n = rows * outputWidths[k]
+                try context.launch("vae_tanh_backward", grid: CUDAContext.grid(for: n), [.buffer(outputs[k]), .buffer(g), .buffer(dh), .int64(n)])
             }
         }
     }
 
-    /// Queues one step on `batch` with ε from Philox stream `stream` under `noiseSeed`, KL weight
-    /// `klWeight` and Adam `optimizer`'s settings (its learning rate and betas; its moments are
-    /// this step's own, on the device); the step's loss terms (before the update) wait on the
-    /// device for ``collectLosses()``. The batch is made on the device from its ``BatchSource``
-    /// when the data set is resident (``useData(_:)``), else copied from `batch.images`.
-    /// Nothing here waits for the GPU, except when the record of queued losses is full (every
-    /// 1,024 steps without a collection) and it is read back first.
-    public func enqueueStep(_ batch: Batch, noiseSeed: UInt64, stream: UInt64, klWeight: Float, optimizer: Adam) throws -> [LossBreakdown] {
+    /// Queues one step on `batch` with ε from Philox stream `stream` under `noiseSeed`, the
+    /// training `objective` (its K samples and KL estimator; `klWeight` is this step's β) and
+    /// Adam `optimizer`'s settings (its learning rate and betas; its moments are this step's own,
+    /// on the device); the step's loss terms (before the update) wait on the device for
+    /// ``collectLosses()``. The batch is made on the device from its ``BatchSource`` when the
+    /// data set is resident (``useData(_:)``), else copied from `batch.images`. Nothing here
+    /// waits for the GPU, except when the record of queued losses is full (every 1,024 steps
+    /// without a collection) and it is read back first.
+    public func enqueueStep(
+        _ batch: Batch, noiseSeed: UInt64, stream: UInt64, objective: TrainingObjective = TrainingObjective(), klWeight: Float, optimizer: Adam
+    ) throws -> [LossBreakdown] {
         let earlier = queued.count == recordCapacity ? try collectLosses() : []
-        try prepare(rows: batch.count)
-        guard let x, let eps, let z, let rowLosses, let rowKL, let zGradient else { preconditionFailure("buffers") }
+        let samples = objective.usesMonteCarlo ? objective.importanceSamples : 1
+        try prepare(images: batch.count, samples: samples)
+        guard let x, let eps, let z, let rowLosses, let rowKL, let zGradient, let sampleWeights else { preconditionFailure("buffers") }
         if let source = batch.source, let data {
             guard source.order.count == data.examples else { throw CUDAError("a batch of a data set of \(source.order.count) examples; the GPU holds \(data.examples)") }
             if order?.version != source.orderVersion {
@@ -285,38 +302,68 @@ public final class CUDAStep {
                 try source.order.map { Int32($0) }.withUnsafeBytes { try buffer.upload(raw: $0) }
                 order = (buffer, source.orderVersion)
             }
-            try context.launch("vae_gather", grid: CUDAContext.grid(for: rows * ((pixels + 3) / 4)), [
-                .buffer(data.bytes), .buffer(data.values), .buffer(order!.buffer), .int64(source.positions.lowerBound), .int32(Int32(rows)),
+            try context.launch("vae_gather", grid: CUDAContext.grid(for: images * ((pixels + 3) / 4)), [
+                .buffer(data.bytes), .buffer(data.values), .buffer(order!.buffer), .int64(source.positions.lowerBound), .int32(Int32(images)),
                 .int32(Int32(pixels)), .int32(source.binarization == nil ? 0 : 1), .uint64(source.binarization?.seed ?? 0),
                 .uint64(UInt64(source.epoch)), .buffer(x),
             ])
         } else {
             try x.upload(batch.images)
         }
+        // ε for every sample of every image: numbers 0 ..< rows·d of the step's stream, as the CPU.
         try context.launch("vae_philox_normals", grid: CUDAContext.grid(for: (rows * latent + 3) / 4 + 1), [
             .uint64(noiseSeed), .uint64(stream), .uint64(0), .int64(rows * latent), .buffer(eps),
         ])
-        try forward(encoderOps, input: x, width: pixels, outputs: encoderOutputs, rows: rows)
+        try forward(encoderOps, input: x, width: pixels, outputs: encoderOutputs, rows: images)
         let posterior = encoderOutputs.last!
-        try context.launch("vae_reparameterize", grid: CUDAContext.grid(for: rows * latent), [
-            .buffer(posterior), .buffer(eps), .buffer(z), .int32(Int32(rows)), .int32(Int32(latent)),
+        try context.launch("vae_sample_latents", grid: CUDAContext.grid(for: rows * latent), [
+            .buffer(posterior), .buffer(eps), .buffer(z), .int32(Int32(images)), .int32(Int32(samples)), .int32(Int32(latent)),
         ])
         try forward(decoderOps, input: z, width: latent, outputs: decoderOutputs, rows: rows)
-        let scale = 1 / Float(rows)
+        let scale = 1 / Float(images)
+        // −log p(x|z) of every sample, with its gradient at once when every sample weighs the same.
         try context.launch("vae_bernoulli_nll", grid: rows, block: 256, shared: 256 * 4, [
-            .buffer(x), .buffer(decoderOutputs.last!), .buffer(decoderGradients.last!), .buffer(rowLosses), .int32(Int32(pixels)), .float(scale), .int32(1),
+            .buffer(x), .buffer(decoderOutputs.last!), .buffer(samples > 1 ? nil : decoderGradients.last!), .buffer(rowLosses), .int32(Int32(pixels)),
+            .float(scale), .int32(Int32(samples)), .buffer(nil),
         ])
-        try context.launch("vae_kl_rows", grid: CUDAContext.grid(for: rows), [.buffer(posterior), .buffer(rowKL), .int32(Int32(rows)), .int32(Int32(latent))])
-        try context.launch("vae_record_terms", grid: 1, block: 1, [
-            .buffer(rowLosses), .buffer(rowKL), .int32(Int32(rows)), .buffer(record), .int32(Int32(queued.count)),
-        ])
-        // ∂L/∂z from the decoder, then the posterior's gradient (KL's and the reparameterisation's).
-        try backward(decoderOps, input: z, outputs: decoderOutputs, gradientsOut: decoderGradients, inputGradient: zGradient)
-        try context.launch("vae_posterior_backward", grid: CUDAContext.grid(for: rows * latent), [
-            .buffer(posterior), .buffer(eps), .buffer(zGradient), .buffer(nil), .buffer(encoderGradients.last!), .int32(Int32(rows)),
-            .int32(Int32(latent)), .float(scale * klWeight),
-        ])
-        try backward(encoderOps, input: x, outputs: encoderOutputs, gradientsOut: encoderGradients, inputGradient: nil)
+        if objective.usesMonteCarlo {
+            // The sampled KL (log q − log p at each sample), the bound and each sample's weight.
+            try context.launch("vae_sampled_kl", grid: CUDAContext.grid(for: rows), [
+                .buffer(posterior), .buffer(eps), .buffer(z), .int32(Int32(images)), .int32(Int32(samples)), .int32(Int32(latent)), .buffer(rowKL),
+            ])
+            try context.launch("vae_iwae_bound", grid: 1, block: 1, [
+                .buffer(rowLosses), .buffer(rowKL), .int32(Int32(images)), .int32(Int32(samples)), .float(klWeight), .buffer(sampleWeights),
+                .buffer(record), .int32(Int32(queued.count)),
+            ])
+            if samples > 1 {
+                // The likelihood's gradient weighted by each sample's normalised weight.
+                try context.launch("vae_bernoulli_nll", grid: rows, block: 256, shared: 256 * 4, [
+                    .buffer(x), .buffer(decoderOutputs.last!), .buffer(decoderGradients.last!), .buffer(rowLosses), .int32(Int32(pixels)),
+                    .float(scale), .int32(Int32(samples)), .buffer(sampleWeights),
+                ])
+            }
+            try backward(decoderOps, input: z, width: latent, outputs: decoderOutputs, gradientsOut: decoderGradients, inputGradient: zGradient, rows: rows)
+            let weights: DeviceBuffer? = samples > 1 ? sampleWeights : nil
+            try context.launch("vae_prior_gradient", grid: CUDAContext.grid(for: rows * latent), [
+                .buffer(zGradient), .buffer(z), .buffer(weights), .int32(Int32(rows)), .int32(Int32(latent)), .float(scale * klWeight),
+            ])
+            try context.launch("vae_posterior_gradient_samples", grid: CUDAContext.grid(for: images * latent), [
+                .buffer(posterior), .buffer(eps), .buffer(zGradient), .buffer(weights), .int32(Int32(images)), .int32(Int32(samples)),
+                .int32(Int32(latent)), .float(scale * klWeight), .buffer(encoderGradients.last!),
+            ])
+        } else {
+            // The analytic KL and its gradient with the reparameterisation's.
+            try context.launch("vae_kl_rows", grid: CUDAContext.grid(for: rows), [.buffer(posterior), .buffer(rowKL), .int32(Int32(rows)), .int32(Int32(latent))])
+            try context.launch("vae_record_terms", grid: 1, block: 1, [
+                .buffer(rowLosses), .buffer(rowKL), .int32(Int32(rows)), .float(klWeight), .buffer(record), .int32(Int32(queued.count)),
+            ])
+            try backward(decoderOps, input: z, width: latent, outputs: decoderOutputs, gradientsOut: decoderGradients, inputGradient: zGradient, rows: rows)
+            try context.launch("vae_posterior_backward", grid: CUDAContext.grid(for: rows * latent), [
+                .buffer(posterior), .buffer(eps), .buffer(zGradient), .buffer(nil), .buffer(encoderGradients.last!), .int32(Int32(rows)),
+                .int32(Int32(latent)), .float(scale * klWeight),
+            ])
+        }
+        try backward(encoderOps, input: x, width: pixels, outputs: encoderOutputs, gradientsOut: encoderGradients, inputGradient: nil, rows: images)
         // Adam over every parameter at once (the flat buffers), as Adam.beginStep and
         // vae_adam_update compute it.
         stepCount += 1
@@ -326,7 +373,7 @@ public final class CUDAStep {
             .float(optimizer.beta1), .float(optimizer.beta2), .float(optimizer.epsilon), .float(stepSize), .float(inverseRootCorrection2),
             .float(1 - optimizer.learningRate * optimizer.decoupledWeightDecay),
         ])
-        queued.append((rows, klWeight, stepCount))
+        queued.append((images, stepCount))
         return earlier
     }
 
@@ -338,13 +385,13 @@ public final class CUDAStep {
     /// finite (its update has run on the device, whose weights the host then must not take).
     public func collectLosses() throws -> [LossBreakdown] {
         guard !queued.isEmpty else { return [] }
-        var terms = [Double](repeating: 0, count: 2 * queued.count)
+        var terms = [Double](repeating: 0, count: 3 * queued.count)
         try terms.withUnsafeMutableBytes { try record.download(raw: $0) }
         defer { queued.removeAll(keepingCapacity: true) }
         return try queued.enumerated().map { k, step in
-            let reconstruction = terms[2 * k], kl = terms[2 * k + 1]
+            let (reconstruction, kl, objective) = (terms[3 * k], terms[3 * k + 1], terms[3 * k + 2])
             guard reconstruction.isFinite, kl.isFinite else { throw NonFiniteLossError(step: step.step) }
-            return LossBreakdown(reconstruction: reconstruction, kl: kl, objective: reconstruction + Double(step.klWeight) * kl, images: step.rows)
+            return LossBreakdown(reconstruction: reconstruction, kl: kl, objective: objective, images: step.images)
         }
     }
 }

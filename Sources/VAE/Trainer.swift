@@ -221,7 +221,7 @@ public final class Trainer {
         if let device {
             guard let counterNoise, let adam = optimizer as? Adam else { preconditionFailure("useDevice checks both") }
             pendingLosses += try device.enqueueStep(
-                batch, noiseSeed: counterNoise.seed, stream: UInt64(step), klWeight: currentKLWeight, optimizer: adam)
+                batch, noiseSeed: counterNoise.seed, stream: UInt64(step), objective: objective, klWeight: currentKLWeight, optimizer: adam)
             hostIsStale = true
             step += 1
             return

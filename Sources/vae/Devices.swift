@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Tensor
 import Training
+import VAE
 
 /// `vae devices`: what this machine can compute on.
 struct Devices: ParsableCommand {
@@ -47,6 +48,8 @@ struct Devices: ParsableCommand {
         if let cublasPath = libraries.first(where: { $0.name == "cublas" })?.path {
             let cublas = try CUBLAS(path: cublasPath)
             rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas)
+            rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, objective: TrainingObjective(kl: .mc))
+            rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 3))
             rows += try GPUKernelCheck.importanceSampling(context, cublas: cublas)
         } else {
             print("(cuBLAS not found: the training steps and importance sampling are not checked)")

@@ -185,7 +185,7 @@ func everyKernelAgreesWithItsCPUTwinOnTheEmulatedGPU() throws {
     let result = try vae(["devices", "--check-kernels", "cuda:0"], environment: emulatedGPUEnvironment(dir), removing: ["CUDA_PATH", "VIRTUAL_ENV"])
     #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
     #expect(result.stdout.contains("cuda:0: Emulated GPU"), "\(result.stdout)")
-    #expect(result.stdout.contains("all 25 kernel checks agree with the CPU"), "\(result.stdout)")
+    #expect(result.stdout.contains("all 29 kernel checks agree with the CPU"), "\(result.stdout)")
     #expect(result.stdout.contains("| training step ×3 (weights) | Trainer.trainStep | 4616 |"), "\(result.stdout)")
     #expect(!result.stdout.contains("DIFFERS"), "\(result.stdout)")
 }
@@ -303,8 +303,17 @@ func trainingOnTheEmulatedGPUMatchesTheCPU() throws {
     let tooBig = try vae(wide + ["--out", dir + "/big", "--device", "cuda:0"], environment: environment)
     #expect(tooBig.status != 0 && tooBig.stderr.contains("while allocating") && tooBig.stderr.contains("MB on the GPU"), "\(tooBig.stderr)")
     #expect(tooBig.stderr.split(separator: "\n").filter { !$0.isEmpty }.count == 1, "\(tooBig.stderr)")
-    let refused = try vae(arguments + ["--out", dir + "/iwae", "--device", "cuda:0", "--iwae", "2"], environment: environment)
-    #expect(refused.status != 0 && refused.stderr.contains("--device cuda: the sampled KL and the IWAE objective is not supported on the GPU yet"), "\(refused.stderr)")
+    // The IWAE bound (K = 3) and the sampled KL on the GPU: the CPU's weights within rounding.
+    for (name, flags) in [("iwae", ["--iwae", "3"]), ("mc", ["--kl", "mc", "--activation", "tanh"])] {
+        #expect(try vae(arguments + flags + ["--out", dir + "/\(name)-gpu", "--device", "cuda:0"], environment: environment).status == 0)
+        #expect(try vae(arguments + flags + ["--out", dir + "/\(name)-cpu", "--threads", "1"]).status == 0)
+        let (g, c) = (try tensors(dir + "/\(name)-gpu/model.safetensors"), try tensors(dir + "/\(name)-cpu/model.safetensors"))
+        largest = 0
+        for (key, values) in g { for (x, y) in zip(values, c[key]!) { largest = max(largest, abs(x - y)) } }
+        #expect(largest < 1e-4, "\(name): the GPU run differs from the CPU run by \(largest)")
+    }
+    let refused = try vae(arguments + ["--out", dir + "/free-bits", "--device", "cuda:0", "--free-bits", "0.5"], environment: environment)
+    #expect(refused.status != 0 && refused.stderr.contains("--device cuda: free bits is not supported on the GPU yet"), "\(refused.stderr)")
     let bad = try vae(arguments + ["--out", dir + "/bad", "--device", "gpu"])
     #expect(bad.status != 0 && bad.stderr.contains("--device takes cpu, cuda or cuda:N, not gpu"), "\(bad.stderr)")
     let none = try vae(arguments + ["--out", dir + "/none", "--device", "cuda:0"], removing: ["CUDA_HOME", "CUDA_PATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH"])

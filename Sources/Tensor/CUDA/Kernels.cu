@@ -106,13 +106,15 @@ __device__ float block_sum(float v, float *shared) {
 }
 
 // Bernoulli on logits ℓ: −log p(x|ℓ) = softplus(ℓ) − xℓ per element, summed per row into
-// rowSums[b]; with gradient ≠ nil also gradient = scale · (σ(ℓ) − x). Row b of the logits is
+// rowSums[b]; with gradient ≠ nil also gradient = scale · s_b · (σ(ℓ) − x), s_b = rowScales[b]
+// (the IWAE gradient's normalised weights; 1 when rowScales is nil). Row b of the logits is
 // scored against row b / xRepeat of x (1 in training; the samples per image when scoring many
 // samples of each image). CPU: vae_bernoulli_nll.
 extern "C" __global__ void vae_bernoulli_nll(const float *x, const float *logits, float *gradient, float *rowSums, int cols, float scale,
-                                             int xRepeat) {
+                                             int xRepeat, const float *rowScales) {
     extern __shared__ float shared[];
     long base = (long)blockIdx.x * cols, xBase = (long)(blockIdx.x / xRepeat) * cols;
+    float rowScale = rowScales ? scale * rowScales[blockIdx.x] : scale;
     float s = 0.0f;
     for (int j = threadIdx.x; j < cols; j += blockDim.x) {
         float l = logits[base + j], xi = x[xBase + j];
@@ -120,7 +122,7 @@ extern "C" __global__ void vae_bernoulli_nll(const float *x, const float *logits
         s += fmaxf(l, 0.0f) + log1pf(e) - xi * l;
         if (gradient) {
             float inverse = 1.0f / (1.0f + e);
-            gradient[base + j] = scale * ((l >= 0.0f ? inverse : e * inverse) - xi);
+            gradient[base + j] = rowScale * ((l >= 0.0f ? inverse : e * inverse) - xi);
         }
     }
     float total = block_sum(s, shared);
@@ -154,19 +156,96 @@ extern "C" __global__ void vae_sum(const float *values, float *total, int n) {
     if (threadIdx.x == 0) *total = t;
 }
 
-// The step's two loss terms in double, rows in order (one thread: a batch is a few hundred rows),
+// The step's loss terms in double, rows in order (one thread: a batch is a few hundred rows),
 // into slot `slot` of the per-step record that the host reads back once per progress update:
-// terms[2·slot] = Σ_b rowLosses[b], terms[2·slot + 1] = Σ_b rowKL[b]. CPU: the per-example
-// figures added in double by the objective.
-extern "C" __global__ void vae_record_terms(const float *rowLosses, const float *rowKL, int rows, double *terms, int slot) {
+// terms[3·slot …] = (Σ_b rowLosses[b], Σ_b rowKL[b], the first + klWeight × the second). CPU:
+// the per-example figures added in double by the objective.
+extern "C" __global__ void vae_record_terms(const float *rowLosses, const float *rowKL, int rows, float klWeight, double *terms, int slot) {
     if (blockIdx.x != 0 || threadIdx.x != 0) return;
     double reconstruction = 0.0, kl = 0.0;
     for (int b = 0; b < rows; b++) {
         reconstruction += (double)rowLosses[b];
         kl += (double)rowKL[b];
     }
-    terms[2 * slot] = reconstruction;
-    terms[2 * slot + 1] = kl;
+    terms[3 * slot] = reconstruction;
+    terms[3 * slot + 1] = kl;
+    terms[3 * slot + 2] = reconstruction + (double)klWeight * kl;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sampled objective: K samples of each of B images, rows b·K + s (K = 1 with the sampled KL)
+
+// log q(z|x) − log p(z) at each sample, ½ Σ_j (z_j² − log σ²_j − ε_j²) (the log 2π terms
+// cancel), each sum in float over j in order. CPU: monteCarloObjective's per-sample KL.
+extern "C" __global__ void vae_sampled_kl(const float *posterior, const float *eps, const float *z, int images, int samples, int d,
+                                         float *rowKL) {
+    FOR_EACH(r, (long)images * samples) {
+        const float *logVar = posterior + (r / samples) * 2 * d + d, *e = eps + r * d, *zr = z + r * d;
+        float logVarSum = 0.0f, e2 = 0.0f, z2 = 0.0f;
+        for (int j = 0; j < d; j++) logVarSum += logVar[j];
+        for (int j = 0; j < d; j++) {
+            e2 += e[j] * e[j];
+            z2 += zr[j] * zr[j];
+        }
+        rowKL[r] = 0.5f * (z2 - logVarSum - e2);
+    }
+}
+
+// The importance-weighted bound of each image from its samples' log w = −NLL − β KL, in double
+// and in the CPU's order (one thread): each sample's normalised weight w_r / Σ w into
+// weights[r], and into slot `slot` of the record (Σ_r NLL_r / K, Σ_r KL_r / K,
+// −Σ_b log (1/K) Σ_s w). CPU: importanceWeightedBound.
+extern "C" __global__ void vae_iwae_bound(const float *rowNLL, const float *rowKL, int images, int samples, float beta, float *weights,
+                                         double *terms, int slot) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    double reconstruction = 0.0, kl = 0.0, objective = 0.0;
+    for (int b = 0; b < images; b++) {
+        double maxLogW = -1.0 / 0.0;
+        for (int s = 0; s < samples; s++) {
+            long r = (long)b * samples + s;
+            double logW = -(double)rowNLL[r] - (double)beta * (double)rowKL[r];
+            maxLogW = logW > maxLogW ? logW : maxLogW;
+            reconstruction += (double)rowNLL[r] / samples;
+            kl += (double)rowKL[r] / samples;
+        }
+        double total = 0.0;
+        for (int s = 0; s < samples; s++) {
+            long r = (long)b * samples + s;
+            double w = exp(-(double)rowNLL[r] - (double)beta * (double)rowKL[r] - maxLogW);
+            weights[r] = (float)w;
+            total += w;
+        }
+        for (int s = 0; s < samples; s++) weights[(long)b * samples + s] /= (float)total;
+        objective -= maxLogW + log(total) - log((double)samples);
+    }
+    terms[3 * slot] = reconstruction;
+    terms[3 * slot + 1] = kl;
+    terms[3 * slot + 2] = objective;
+}
+
+// dz_r += c · w_r · z_r, the gradient of −β log p(z) = β ½ |z|² (c = scale · β; w = 1 when
+// weights is nil). CPU: monteCarloObjective's prior term.
+extern "C" __global__ void vae_prior_gradient(float *dz, const float *z, const float *weights, int rows, int d, float c) {
+    FOR_EACH(i, (long)rows * d) dz[i] += c * (weights ? weights[i / d] : 1.0f) * z[i];
+}
+
+// ∂/∂[μ | log σ²] of each image from its K samples' ∂/∂z (samples in order): ∂μ = Σ_s dz,
+// ∂log σ² = Σ_s (dz · ½σε − ½ c w_s) with c = scale · β. CPU: posteriorGradient.
+extern "C" __global__ void vae_posterior_gradient_samples(const float *posterior, const float *eps, const float *dz, const float *weights,
+                                                          int images, int samples, int d, float c, float *gradient) {
+    FOR_EACH(i, (long)images * d) {
+        long b = i / d, j = i % d;
+        float sigma = expf(0.5f * posterior[b * 2 * d + d + j]);
+        float gMu = 0.0f, gLogVar = 0.0f;
+        for (int s = 0; s < samples; s++) {
+            long r = b * samples + s;
+            float g = dz[r * d + j];
+            gMu += g;
+            gLogVar += g * 0.5f * sigma * eps[r * d + j] - 0.5f * c * (weights ? weights[r] : 1.0f);
+        }
+        gradient[b * 2 * d + j] = gMu;
+        gradient[b * 2 * d + d + j] = gLogVar;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
