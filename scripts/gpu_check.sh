@@ -55,6 +55,15 @@ for device in cuda:0 cpu; do
         echo "| $device | failed: $(tail -1 "$out/train-$device.txt") | |" >> "$md"
     fi
 done
+# The IWAE preset (784-200-200-50 tanh, batch 20, binarised, sampled KL): 3 epochs on the GPU.
+rm -rf "$out/run-iwae"
+timeout 200 "$vae" train --preset iwae-paper --data-dir "$mnist" --epochs 3 --device cuda:0 --progress none --no-tensorboard --no-report \
+    --out "$out/run-iwae" > "$out/train-iwae.txt" 2>&1
+if [ -f "$out/run-iwae/metrics.csv" ]; then
+    echo "| cuda:0, --preset iwae-paper (batch 20), 3 epochs | $(column "$out/run-iwae/metrics.csv" seconds) | $(column "$out/run-iwae/metrics.csv" test_neg_elbo | awk -F, '{ print $NF }') |" >> "$md"
+else
+    echo "| cuda:0, --preset iwae-paper | failed: $(tail -1 "$out/train-iwae.txt") | |" >> "$md"
+fi
 bench=$(timeout 120 "$vae" bench --dataset mnist --data-dir "$mnist" --device cuda:0 --repeats 3 --json 2>>"$out/bench-gpu.txt" | grep '^{')
 echo "| cuda:0, vae bench (median of 3 epochs) | $(echo "$bench" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.3f (%.3f ms/step)" % (d["train_seconds_per_epoch"], d["step_ms"]))' 2>/dev/null || echo failed) | |" >> "$md"
 echo >> "$md"
@@ -141,6 +150,7 @@ if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
 fi
 if python3 -c 'import jax' 2>/dev/null; then
     peer "JAX jit" jax-gpu python3 "$here/jax_reference.py" 3 --data-dir "$mnist" --device gpu
+    peer "JAX jit, iwae-paper protocol (batch 20)" jax-gpu-iwae python3 "$here/jax_reference.py" 3 --data-dir "$mnist" --device gpu --protocol iwae-paper
 fi
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
     timeout 200 python3 "$here/pytorch_reference.py" --device cuda --epochs 1 --iw-samples 5000 --data-dir "$mnist" > "$out/torch-iw.txt" 2>&1

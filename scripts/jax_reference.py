@@ -3,7 +3,7 @@
 issues 16, 25 and 26. Not part of CI; install into a virtual environment:
 
   python3 -m venv /tmp/jaxenv && /tmp/jaxenv/bin/pip install jax numpy
-  /tmp/jaxenv/bin/python scripts/jax_reference.py [EPOCHS] [--data-dir DIR] [--device cpu|gpu]
+  /tmp/jaxenv/bin/python scripts/jax_reference.py [EPOCHS] [--data-dir DIR] [--device cpu|gpu] [--protocol default|iwae-paper]
   taskset -c 0 /tmp/jaxenv/bin/python scripts/jax_reference.py 3 --device cpu   # one core
 
 The model and protocol of `vae train` / `vae bench` with their defaults: the IDX files in
@@ -45,23 +45,35 @@ def linear(key, fan_in, fan_out):
             jax.random.uniform(kb, (fan_out,), jnp.float32, -bound, bound))
 
 
-def init(key, hidden=400, latent=20):
-    k = jax.random.split(key, 4)
-    return {"e1": linear(k[0], 784, hidden), "e2": linear(k[1], hidden, 2 * latent),
-            "d1": linear(k[2], latent, hidden), "d2": linear(k[3], hidden, 784)}
+def init(key, hidden=(400,), latent=20):
+    """Encoder 784-hidden-2·latent and decoder latent-reversed(hidden)-784, as lists of (W, b)."""
+    encoder = [784, *hidden, 2 * latent]
+    decoder = [latent, *reversed(hidden), 784]
+    keys = jax.random.split(key, len(encoder) + len(decoder) - 2)
+    layers = [linear(k, a, b) for k, (a, b) in zip(keys, list(zip(encoder, encoder[1:])) + list(zip(decoder, decoder[1:])))]
+    return {"encoder": layers[: len(encoder) - 1], "decoder": layers[len(encoder) - 1:]}
 
 
-def negative_elbo(params, x, eps):
-    """Summed over the batch: −log p(x|z) (Bernoulli on logits) + KL(q(z|x) ‖ N(0, I))."""
-    h = jax.nn.relu(x @ params["e1"][0] + params["e1"][1])
-    out = h @ params["e2"][0] + params["e2"][1]
-    mu, logvar = jnp.split(out, 2, axis=1)
+def network(layers, h, activation):
+    for w, b in layers[:-1]:
+        h = activation(h @ w + b)
+    w, b = layers[-1]
+    return h @ w + b
+
+
+def negative_elbo(params, x, eps, activation=None, sampled_kl=False):
+    """Summed over the batch: −log p(x|z) (Bernoulli on logits) + KL(q(z|x) ‖ N(0, I)), the KL
+    analytic or (sampled_kl) log q(z|x) − log p(z) at the sample."""
+    activation = activation or jax.nn.relu
+    mu, logvar = jnp.split(network(params["encoder"], x, activation), 2, axis=1)
     z = mu + jnp.exp(0.5 * logvar) * eps
-    g = jax.nn.relu(z @ params["d1"][0] + params["d1"][1])
-    logits = g @ params["d2"][0] + params["d2"][1]
+    logits = network(params["decoder"], z, activation)
     # −[x log σ(l) + (1 − x) log(1 − σ(l))] = softplus(l) − x l, stable for any l.
     reconstruction = jnp.sum(jax.nn.softplus(logits) - x * logits)
-    kl = 0.5 * jnp.sum(mu * mu + jnp.exp(logvar) - logvar - 1)
+    if sampled_kl:
+        kl = 0.5 * jnp.sum(z * z - logvar - eps * eps)
+    else:
+        kl = 0.5 * jnp.sum(mu * mu + jnp.exp(logvar) - logvar - 1)
     return reconstruction + kl
 
 
@@ -70,7 +82,11 @@ def main():
     parser.add_argument("epochs", nargs="?", type=int, default=10)
     parser.add_argument("--data-dir", default=DATA)
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--protocol", choices=["default", "iwae-paper"], default="default",
+                        help="iwae-paper: `vae train --preset iwae-paper`'s model and first stage (784-200-200-50 tanh, "
+                             "batch 20, dynamic binarisation, the sampled KL, Adam ε 1e-4)")
     args = parser.parse_args()
+    paper = args.protocol == "iwae-paper"
     os.environ["JAX_PLATFORMS"] = "cuda" if args.device == "gpu" else "cpu"  # before jax is imported
     global jax, jnp
     import jax
@@ -80,15 +96,18 @@ def main():
     train_np = images(args.data_dir, "train-images-idx3-ubyte")
     test_np = images(args.data_dir, "t10k-images-idx3-ubyte")
     train, test = jnp.asarray(train_np), jnp.asarray(test_np)
-    batch, latent = 128, 20
+    batch, latent, hidden = (20, 50, (200, 200)) if paper else (128, 20, (400,))
+    activation = jnp.tanh if paper else jax.nn.relu
     steps = len(train_np) // batch + (1 if len(train_np) % batch else 0)
 
     @jax.jit
-    def step(params, m, v, t, order, key, b1=0.9, b2=0.999, e=1e-8, lr=1e-3):
+    def step(params, m, v, t, order, key, b1=0.9, b2=0.999, e=1e-4 if paper else 1e-8, lr=1e-3):
         index = jax.lax.dynamic_slice_in_dim(order, (t - 1) % steps * batch, batch)
         x = train[index]
+        if paper:  # dynamic binarisation, on the device
+            x = jax.random.bernoulli(jax.random.fold_in(key, -t), x).astype(jnp.float32)
         eps = jax.random.normal(jax.random.fold_in(key, t), (batch, latent), jnp.float32)
-        loss, grads = jax.value_and_grad(lambda p: negative_elbo(p, x, eps) / batch)(params)
+        loss, grads = jax.value_and_grad(lambda p: negative_elbo(p, x, eps, activation, paper) / batch)(params)
         m = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, m, grads)
         v = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, v, grads)
         tf = t.astype(jnp.float32)
@@ -96,10 +115,10 @@ def main():
         params = jax.tree_util.tree_map(lambda p, m, v: p - step_size * m / (jnp.sqrt(v) + e * jnp.sqrt(1 - b2 ** tf)), params, m, v)
         return params, m, v, loss
 
-    evaluate = jax.jit(negative_elbo)
+    evaluate = jax.jit(lambda p, x, eps: negative_elbo(p, x, eps, activation))
     rng = np.random.default_rng(1)
     key = jax.random.PRNGKey(2)
-    params = init(jax.random.PRNGKey(1))
+    params = init(jax.random.PRNGKey(1), hidden, latent)
     m = jax.tree_util.tree_map(jnp.zeros_like, params)
     v = jax.tree_util.tree_map(jnp.zeros_like, params)
     t = 0
