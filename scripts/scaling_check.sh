@@ -49,6 +49,12 @@ for n in "${counts[@]}"; do
     bench "ranks $n, global batch 128" "${mpirun[@]}" -np "$n" "$vae" bench "${data[@]}" --threads 1 --repeats 2 --json
     bench "ranks $n, batch 128 per rank" "${mpirun[@]}" -np "$n" "$vae" bench "${data[@]}" --threads 1 --batch-size $((128 * n)) --repeats 2 --json
 done
+# The exchange variants where they matter (auto: sharded from 4 ranks, no overlap on one host).
+for n in 4 8 16; do
+    [ "$n" -le "$cores" ] || continue
+    bench "ranks $n, global batch 128, --sharded-update never" "${mpirun[@]}" -np "$n" "$vae" bench "${data[@]}" --threads 1 --sharded-update never --repeats 2 --json
+    bench "ranks $n, global batch 128, --sharded-update never --overlap always" "${mpirun[@]}" -np "$n" "$vae" bench "${data[@]}" --threads 1 --sharded-update never --overlap always --repeats 2 --json
+done
 for n in 1 "$cores"; do
     bench "bf16, threads $n" "$vae" bench "${data[@]}" --threads "$n" --precision bf16 --repeats 2 --json
 done
