@@ -53,9 +53,19 @@ public struct DatasetShard {
         firstIndex = share.lowerBound
     }
 
-    /// −ELBO and its terms over the whole data set (every rank gets the total).
-    public func evaluate(_ model: VariationalAutoencoder, seed: UInt64 = RunSeeds.evaluation) -> LossBreakdown {
-        communicator.sum(model.evaluate(BatchLoader.evaluation(images, for: model).epoch(), seed: seed, firstIndex: firstIndex))
+    /// −ELBO and its terms over the whole data set (every rank gets the total); with `device`, on
+    /// the GPU with the weights it holds (the same ε per image).
+    public func evaluate(_ model: VariationalAutoencoder, seed: UInt64 = RunSeeds.evaluation, device: CUDAStep? = nil) throws -> LossBreakdown {
+        guard let device else {
+            return communicator.sum(model.evaluate(BatchLoader.evaluation(images, for: model).epoch(), seed: seed, firstIndex: firstIndex))
+        }
+        var total = LossBreakdown()
+        var first = firstIndex
+        for batch in BatchLoader.evaluation(images, for: model).epoch() {
+            total += try device.negativeELBO(batch.images, seed: seed, firstIndex: first)
+            first += batch.count
+        }
+        return communicator.sum(total)
     }
 
     /// Per-dimension KL and active units over the whole data set (every rank gets them).

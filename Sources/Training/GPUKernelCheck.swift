@@ -246,7 +246,7 @@ public enum GPUKernelCheck {
         ]
     }
 
-    /// Importance-sampled log p(x) and ELBO of 20 images (K = 25 in chunks of 10, so that a chunk
+    /// The evaluation's −ELBO, and importance-sampled log p(x) and ELBO, of 20 images (K = 25 in chunks of 10, so that a chunk
     /// of 5 samples × 3 latent dimensions draws an odd count of normals; groups of 4 images) on
     /// the GPU (`CUDAStep.importanceSampledLogLikelihood`) and on the CPU
     /// (`VariationalAutoencoder.importanceSampledLogLikelihood`), same weights and seed.
@@ -257,13 +257,19 @@ public enum GPUKernelCheck {
         var rng = RandomGenerator(seed: 22)
         let images = Tensor(shape: [20, 1, 8, 8], values: (0..<1280).map { _ in rng.nextFloat() < 0.3 ? 1 : 0 })
         let cpu = model.importanceSampledLogLikelihood(images, samples: 25, seed: 5, firstIndex: 3, chunk: 10)
-        let gpu = try CUDAStep(model: model, context: context, cublas: cublas)
-            .importanceSampledLogLikelihood(images, samples: 25, seed: 5, firstIndex: 3, chunk: 10, rowsPerLaunch: 40)
+        let step = try CUDAStep(model: model, context: context, cublas: cublas)
+        let gpu = try step.importanceSampledLogLikelihood(images, samples: 25, seed: 5, firstIndex: 3, chunk: 10, rowsPerLaunch: 40)
+        // The evaluation's −ELBO (one ε per image from the same generators).
+        let elboGPU = try step.negativeELBO(images, seed: 5, firstIndex: 3), elboCPU = model.negativeELBO(images, seed: 5, firstIndex: 3)
         func row(_ name: String, _ value: (ImportanceSampledEstimate) -> Double) -> Row {
             let (g, c) = (gpu.map { Float(value($0)) }, cpu.map { Float(value($0)) })
             return Row(kernel: "importance sampling (\(name))", twin: "importanceSampledLogLikelihood", elements: c.count,
                        largestError: g.count == c.count ? worst(g, c) : .infinity, tolerance: 1e-4)
         }
-        return [row("log p̂(x)", \.logLikelihood), row("ELBO", \.elbo)]
+        return [
+            row("log p̂(x)", \.logLikelihood), row("ELBO", \.elbo),
+            Row(kernel: "evaluation −ELBO (reconstruction, KL)", twin: "negativeELBO(seed:firstIndex:)", elements: 2,
+                largestError: worst([Float(elboGPU.reconstruction), Float(elboGPU.kl)], [Float(elboCPU.reconstruction), Float(elboCPU.kl)]), tolerance: 1e-4),
+        ]
     }
 }

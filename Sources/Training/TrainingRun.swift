@@ -471,11 +471,12 @@ public final class TrainingRun {
     /// Evaluates the epoch just trained, records it, saves the weights and the checkpoint.
     private func finishEpoch(seconds: Double, klWeight: Double, _ observer: TrainingObserver?) throws -> EpochSummary {
         try collectLosses()
-        try trainer.synchronizeHost()  // the evaluation reads the host's weights
+        try trainer.synchronizeHost()  // the latent statistics and the files read the host's weights
         let epoch = state.epoch + 1
-        let validation = validationShard?.evaluate(model)
+        // The −ELBO on the GPU when training runs there (its weights are the host's now).
+        let validation = try validationShard?.evaluate(model, device: trainer.device)
         let evaluatesTest = config.training.evaluatesTest(afterEpoch: epoch)
-        let test = evaluatesTest ? testShard.evaluate(model) : nil
+        let test = evaluatesTest ? try testShard.evaluate(model, device: trainer.device) : nil
         let schedule = config.training.learningRateSchedule
         var isBest = false
         if let validation {

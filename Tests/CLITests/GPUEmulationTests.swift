@@ -185,7 +185,7 @@ func everyKernelAgreesWithItsCPUTwinOnTheEmulatedGPU() throws {
     let result = try vae(["devices", "--check-kernels", "cuda:0"], environment: emulatedGPUEnvironment(dir), removing: ["CUDA_PATH", "VIRTUAL_ENV"])
     #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
     #expect(result.stdout.contains("cuda:0: Emulated GPU"), "\(result.stdout)")
-    #expect(result.stdout.contains("all 29 kernel checks agree with the CPU"), "\(result.stdout)")
+    #expect(result.stdout.contains("all 30 kernel checks agree with the CPU"), "\(result.stdout)")
     #expect(result.stdout.contains("| training step ×3 (weights) | Trainer.trainStep | 4616 |"), "\(result.stdout)")
     #expect(!result.stdout.contains("DIFFERS"), "\(result.stdout)")
 }
@@ -253,6 +253,15 @@ func trainingOnTheEmulatedGPUMatchesTheCPU() throws {
     let json = try JSONSerialization.jsonObject(with: Data((bench.stdout.split(separator: "\n").last { $0.hasPrefix("{") } ?? "{}").utf8)) as? [String: Any]
     #expect((json?["device"] as? String)?.hasPrefix("cuda:0: Emulated GPU") == true, "\(bench.stdout)")
     #expect((json?["train_seconds_per_epoch"] as? Double).map { $0 > 0 } == true, "\(bench.stdout)")
+    // The test −ELBO after the last epoch was computed on the GPU: the CPU's figure for the same
+    // weights (vae eval), within rounding.
+    let metricsLines = try String(contentsOfFile: dir + "/gpu/metrics.csv", encoding: .utf8).split(separator: "\n")
+    let testColumn = metricsLines[0].split(separator: ",").firstIndex(of: "test_neg_elbo")!
+    let gpuTestELBO = Double(metricsLines.last!.split(separator: ",", omittingEmptySubsequences: false)[testColumn])!
+    let cpuTestELBO = try vae(["eval", dir + "/gpu", "--json", "--threads", "1"])
+    let cpuFigure = (try JSONSerialization.jsonObject(with: Data((cpuTestELBO.stdout.split(separator: "\n").last { $0.hasPrefix("{") } ?? "{}").utf8)) as? [String: Any])?["elbo"] as? Double
+    #expect(cpuFigure != nil && abs(gpuTestELBO - cpuFigure!) < 1e-4 * abs(cpuFigure!), "GPU \(gpuTestELBO) vs CPU \(String(describing: cpuFigure))")
+
     // vae eval --device cuda:0: log p(x) from the same samples as the CPU's, within rounding.
     let evalArguments = ["eval", dir + "/gpu", "--iw-samples", "30", "--limit", "40", "--json"]
     let gpuEval = try vae(evalArguments + ["--device", "cuda:0"], environment: environment)

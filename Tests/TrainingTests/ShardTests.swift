@@ -42,7 +42,7 @@ func randomImages(_ count: Int, seed: UInt64) -> ImageDataset {
 
 /// The ranks' shares are disjoint, cover the set once, and their figures add up to the whole's.
 @Test(arguments: [1, 2, 3, 5])
-func evaluationSplitAcrossRanksAddsUpToTheWhole(ranks: Int) {
+func evaluationSplitAcrossRanksAddsUpToTheWhole(ranks: Int) throws {
     var rng = RandomGenerator(seed: 4)
     let model = VariationalAutoencoder(config: ModelConfig(inputShape: [1, 8, 8], hiddenSizes: [16], latentDimension: 3), rng: &rng)
     let data = randomImages(23, seed: 6)
@@ -56,7 +56,7 @@ func evaluationSplitAcrossRanksAddsUpToTheWhole(ranks: Int) {
         #expect(shard.firstIndex == next, "rank \(r) of \(ranks) starts at \(shard.firstIndex), not \(next)")
         #expect(shard.images.pixels == Array(data.pixels[(next * 64)..<((next + shard.images.count) * 64)]))
         next += shard.images.count
-        total += shard.evaluate(model)
+        total += try shard.evaluate(model)
         let sums = model.latentSums(BatchLoader.evaluation(shard.images, for: model).epoch()).packed
         for i in packed.indices { packed[i] += sums[i] }
     }

@@ -83,4 +83,41 @@ extension CUDAStep {
             ImportanceSampledEstimate(logLikelihood: values[i] + log(values[n + i]) - logK, elbo: values[2 * n + i] / Double(samples))
         }
     }
+
+    /// ``VariationalAutoencoder/negativeELBO(_:condition:seed:firstIndex:)`` on the GPU, with the
+    /// weights this step holds: −log p(x|z) + KL(q(z|x) ‖ p(z)) of each row of `images` (the
+    /// analytic KL, β = 1) with one ε per image from its own generator seeded by (`seed`,
+    /// `firstIndex` + i), as the CPU draws it; the terms summed in double, images in order.
+    public func negativeELBO(_ images: Tensor, seed: UInt64, firstIndex: Int = 0) throws -> LossBreakdown {
+        precondition(images.rowSize == pixels, "images of \(images.rowSize) values for a model of \(pixels)")
+        let (n, d) = (images.rows, latent)
+        guard n > 0 else { return LossBreakdown() }
+        let x = try DeviceBuffer(count: n * pixels)
+        let encoderOutputs = try widths(encoderOps, input: pixels).map { try DeviceBuffer(count: n * $0) }
+        let decoderOutputs = try widths(decoderOps, input: d).map { try DeviceBuffer(count: n * $0) }
+        let words = try DeviceBuffer(bytes: 16 * n * ((d + 1) / 2)), eps = try DeviceBuffer(count: n * d), z = try DeviceBuffer(count: n * d)
+        let rowNLL = try DeviceBuffer(count: n), rowKL = try DeviceBuffer(count: n)
+        let states = try DeviceBuffer(bytes: 32 * n), terms = try DeviceBuffer(bytes: 24)
+        try x.upload(images)
+        let seeds = (0..<n).flatMap { RandomGenerator(seed: VariationalAutoencoder.imageSeed(seed, firstIndex + $0)).state }
+        try seeds.withUnsafeBytes { try states.upload(raw: $0) }
+        try context.launch("vae_image_words", grid: CUDAContext.grid(for: n, block: 64), block: 64, [
+            .buffer(states), .int32(Int32(n)), .int32(Int32((d + 1) / 2)), .buffer(words),
+        ])
+        try context.launch("vae_box_muller", grid: CUDAContext.grid(for: n * ((d + 1) / 2)), [.buffer(words), .int32(Int32(n)), .int32(Int32(d)), .buffer(eps)])
+        try forward(encoderOps, input: x, width: pixels, outputs: encoderOutputs, rows: n)
+        let posterior = encoderOutputs.last!
+        try context.launch("vae_sample_latents", grid: CUDAContext.grid(for: n * d), [
+            .buffer(posterior), .buffer(eps), .buffer(z), .int32(Int32(n)), .int32(1), .int32(Int32(d)),
+        ])
+        try forward(decoderOps, input: z, width: d, outputs: decoderOutputs, rows: n)
+        try context.launch("vae_bernoulli_nll", grid: n, block: 256, shared: 256 * 4, [
+            .buffer(x), .buffer(decoderOutputs.last!), .buffer(nil), .buffer(rowNLL), .int32(Int32(pixels)), .float(1), .int32(1), .buffer(nil),
+        ])
+        try context.launch("vae_kl_rows", grid: CUDAContext.grid(for: n), [.buffer(posterior), .buffer(rowKL), .int32(Int32(n)), .int32(Int32(d))])
+        try context.launch("vae_record_terms", grid: 1, block: 1, [.buffer(rowNLL), .buffer(rowKL), .int32(Int32(n)), .float(1), .buffer(terms), .int32(0)])
+        var values = [Double](repeating: 0, count: 3)
+        try values.withUnsafeMutableBytes { try terms.download(raw: $0) }
+        return LossBreakdown(reconstruction: values[0], kl: values[1], objective: values[2], images: n)
+    }
 }
