@@ -208,15 +208,23 @@ public enum GPUKernelCheck {
     /// initial weights: the batch losses and the final weights, as rows of the table.
     /// With `objective` the sampled KL or the IWAE bound instead of the analytic −ELBO (the rows
     /// then name it).
-    public static func trainingSteps(_ context: CUDAContext, cublas: CUBLAS, steps: Int = 3, objective: TrainingObjective = TrainingObjective()) throws -> [Row] {
+    /// With `sgd`, SGD (rate 0.05, momentum 0.9, weight decay 10⁻⁴) instead of Adam; with
+    /// `clipNorm`, the gradient clipped to that global norm.
+    public static func trainingSteps(
+        _ context: CUDAContext, cublas: CUBLAS, steps: Int = 3, objective: TrainingObjective = TrainingObjective(), sgd: Bool = false,
+        clipNorm: Float? = nil
+    ) throws -> [Row] {
         let config = ModelConfig(inputShape: [1, 8, 8], hiddenSizes: [32], latentDimension: 4)
         var cpuInit = RandomGenerator(seed: 11), gpuInit = RandomGenerator(seed: 11)
         let cpuModel = VariationalAutoencoder(config: config, rng: &cpuInit)
         let gpuModel = VariationalAutoencoder(config: config, rng: &gpuInit)
+        func optimizer(_ model: VariationalAutoencoder) -> Optimizer {
+            sgd ? SGD(parameters: model.parameters, learningRate: 0.05, momentum: 0.9, weightDecay: 1e-4) : Adam(parameters: model.parameters)
+        }
         let trainer = Trainer(
-            model: cpuModel, optimizer: Adam(parameters: cpuModel.parameters), rng: RandomGenerator(seed: 1), workers: 1, objective: objective)
+            model: cpuModel, optimizer: optimizer(cpuModel), rng: RandomGenerator(seed: 1), workers: 1, objective: objective, clipNorm: clipNorm)
         trainer.counterNoise = CounterNoise(seed: 99)
-        let settings = Adam(parameters: gpuModel.parameters)  // its rate and betas; the moments live on the GPU
+        let settings = optimizer(gpuModel)  // its rate and constants; its state lives on the GPU
         let gpu = try CUDAStep(model: gpuModel, context: context, cublas: cublas)
         var rng = RandomGenerator(seed: 12)
         let data = ImageDataset(pixels: (0..<40 * 64).map { _ in UInt8(truncatingIfNeeded: Int(rng.next() >> 56)) }, labels: nil, shape: [1, 8, 8])
@@ -234,12 +242,14 @@ public enum GPUKernelCheck {
         for t in 0..<steps {
             guard let cpuBatch = cpuBatches.next(), let gpuBatch = gpuBatches.next() else { break }
             cpuLosses.append(Float(try trainer.trainStep(cpuBatch).meanNegativeELBO))
-            gpuQueued += try gpu.enqueueStep(gpuBatch, noiseSeed: 99, stream: UInt64(t), objective: objective, klWeight: 1, optimizer: settings)
+            gpuQueued += try gpu.enqueueStep(gpuBatch, noiseSeed: 99, stream: UInt64(t), objective: objective, klWeight: 1, optimizer: settings,
+                                             clipNorm: clipNorm)
         }
         let gpuLosses = (gpuQueued + (try gpu.collectLosses())).map { Float($0.meanNegativeELBO) }
         try gpu.download(into: gpuModel)
         let cpuWeights = cpuModel.parameters.flatMap { $0.value.toArray() }, gpuWeights = gpuModel.parameters.flatMap { $0.value.toArray() }
-        let name = objective.importanceSamples > 1 ? ", IWAE K = \(objective.importanceSamples)" : objective.kl == .mc ? ", sampled KL" : ""
+        let name = (objective.importanceSamples > 1 ? ", IWAE K = \(objective.importanceSamples)" : objective.kl == .mc ? ", sampled KL" : "")
+            + (sgd ? ", SGD" : "") + (clipNorm.map { ", clipped to \($0)" } ?? "")
         return [
             Row(kernel: "training step ×\(steps)\(name) (batch losses)", twin: "Trainer.trainStep", elements: steps, largestError: worst(gpuLosses, cpuLosses), tolerance: 1e-4),
             Row(kernel: "training step ×\(steps)\(name) (weights)", twin: "Trainer.trainStep", elements: cpuWeights.count, largestError: worst(gpuWeights, cpuWeights), tolerance: 1e-4),

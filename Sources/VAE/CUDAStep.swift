@@ -57,6 +57,8 @@ public final class CUDAStep {
     /// host knows of each queued step: its images and number (from 1).
     private let recordCapacity = 1024
     private let record: DeviceBuffer
+    /// Σ g² of the last gradient, for clipping.
+    private let squaredNorm: DeviceBuffer
     private var queued: [(images: Int, step: Int)] = []
     /// Rows of the current step; buffers are made for the largest batch seen and reused.
     private var rows = 0
@@ -128,6 +130,7 @@ public final class CUDAStep {
         firstMoments = views(flatFirstMoments)
         secondMoments = views(flatSecondMoments)
         record = try DeviceBuffer(bytes: 24 * recordCapacity)
+        squaredNorm = try DeviceBuffer(bytes: 8)
         try upload(from: model)
     }
 
@@ -146,17 +149,25 @@ public final class CUDAStep {
         }
     }
 
-    /// Sends `optimizer`'s moments and step count to the device (after a checkpoint was loaded).
-    public func upload(state optimizer: Adam) throws {
-        for (k, buffer) in firstMoments.enumerated() { try buffer.upload(optimizer.firstMoments[k].toArray()) }
-        for (k, buffer) in secondMoments.enumerated() { try buffer.upload(optimizer.secondMoments[k].toArray()) }
+    /// The optimiser's state slots on the device, in its order (Adam: m, v; SGD with momentum:
+    /// its velocity), each a view per parameter of one flat buffer.
+    private func slots(of optimizer: Optimizer) -> [[DeviceBuffer]] {
+        Array([firstMoments, secondMoments].prefix(optimizer.stateSlots.count))
+    }
+
+    /// Sends `optimizer`'s state and step count to the device (after a checkpoint was loaded).
+    public func upload(state optimizer: Optimizer) throws {
+        precondition(optimizer.stateSlots.count <= 2, "at most two state slots on the GPU")
+        for (buffers, slot) in zip(slots(of: optimizer), optimizer.stateSlots) {
+            for (buffer, tensor) in zip(buffers, slot.tensors) { try buffer.upload(tensor) }
+        }
         stepCount = optimizer.stepCount
     }
 
-    /// Copies the device's moments and step count into `optimizer` (before a checkpoint).
-    public func download(state optimizer: Adam) throws {
-        for (buffers, tensors) in [(firstMoments, optimizer.firstMoments), (secondMoments, optimizer.secondMoments)] {
-            for (buffer, tensor) in zip(buffers, tensors) {
+    /// Copies the device's optimiser state and step count into `optimizer` (before a checkpoint).
+    public func download(state optimizer: Optimizer) throws {
+        for (buffers, slot) in zip(slots(of: optimizer), optimizer.stateSlots) {
+            for (buffer, tensor) in zip(buffers, slot.tensors) {
                 let values = try buffer.download()
                 values.withUnsafeBufferPointer { tensor.data.update(from: $0.baseAddress!, count: values.count) }
             }
@@ -164,13 +175,12 @@ public final class CUDAStep {
         optimizer.stepCount = stepCount
     }
 
-    /// Whether the GPU step computes `objective` with `optimizer` as the CPU does: the plain
-    /// −ELBO (analytic KL, one sample, β and warm-up allowed, no free bits) with Adam or AdamW,
-    /// no clipping; otherwise the first thing it cannot do, in words.
-    public static func unsupported(objective: TrainingObjective, optimizer: Optimizer, clipNorm: Float?) -> String? {
+    /// Whether the GPU step computes `objective` with `optimizer` as the CPU does (the −ELBO with
+    /// β and warm-up, the sampled KL or the IWAE bound; Adam, AdamW or SGD; clipping); otherwise
+    /// the first thing it cannot do, in words.
+    public static func unsupported(objective: TrainingObjective, optimizer: Optimizer) -> String? {
         if objective.freeBits > 0 { return "free bits" }
-        if clipNorm != nil { return "gradient clipping" }
-        if !(optimizer is Adam) { return "optimisers other than Adam and AdamW" }
+        if !(optimizer is Adam || optimizer is SGD) { return "the optimiser \(type(of: optimizer))" }
         return nil
     }
 
@@ -282,14 +292,15 @@ public final class CUDAStep {
 
     /// Queues one step on `batch` with ε from Philox stream `stream` under `noiseSeed`, the
     /// training `objective` (its K samples and KL estimator; `klWeight` is this step's β) and
-    /// Adam `optimizer`'s settings (its learning rate and betas; its moments are this step's own,
-    /// on the device); the step's loss terms (before the update) wait on the device for
+    /// `optimizer`'s settings (Adam's or SGD's rate and constants; its state is this step's own,
+    /// on the device), the gradient clipped to `clipNorm` first when set; the step's loss terms (before the update) wait on the device for
     /// ``collectLosses()``. The batch is made on the device from its ``BatchSource`` when the
     /// data set is resident (``useData(_:)``), else copied from `batch.images`. Nothing here
     /// waits for the GPU, except when the record of queued losses is full (every 1,024 steps
     /// without a collection) and it is read back first.
     public func enqueueStep(
-        _ batch: Batch, noiseSeed: UInt64, stream: UInt64, objective: TrainingObjective = TrainingObjective(), klWeight: Float, optimizer: Adam
+        _ batch: Batch, noiseSeed: UInt64, stream: UInt64, objective: TrainingObjective = TrainingObjective(), klWeight: Float,
+        optimizer: Optimizer, clipNorm: Float? = nil
     ) throws -> [LossBreakdown] {
         let earlier = queued.count == recordCapacity ? try collectLosses() : []
         let samples = objective.usesMonteCarlo ? objective.importanceSamples : 1
@@ -364,15 +375,30 @@ public final class CUDAStep {
             ])
         }
         try backward(encoderOps, input: x, width: pixels, outputs: encoderOutputs, gradientsOut: encoderGradients, inputGradient: nil, rows: images)
-        // Adam over every parameter at once (the flat buffers), as Adam.beginStep and
-        // vae_adam_update compute it.
+        let n = flatGradients.count
+        if let clipNorm {
+            // The global norm of the gradient, and the gradient scaled down to `clipNorm` if longer.
+            try context.launch("vae_squared_norm", grid: 1, block: 256, shared: 256 * 8, [.buffer(flatGradients), .int64(n), .buffer(squaredNorm)])
+            try context.launch("vae_clip", grid: CUDAContext.grid(for: n), [.buffer(flatGradients), .int64(n), .buffer(squaredNorm), .float(clipNorm)])
+        }
+        // The update of every parameter at once (the flat buffers), as the CPU's optimiser does it.
         stepCount += 1
-        let (stepSize, inverseRootCorrection2) = optimizer.stepConstants(step: stepCount)
-        try context.launch("vae_adam", grid: CUDAContext.grid(for: flatWeights.count), [
-            .buffer(flatWeights), .buffer(flatGradients), .buffer(flatFirstMoments), .buffer(flatSecondMoments), .int64(flatWeights.count),
-            .float(optimizer.beta1), .float(optimizer.beta2), .float(optimizer.epsilon), .float(stepSize), .float(inverseRootCorrection2),
-            .float(1 - optimizer.learningRate * optimizer.decoupledWeightDecay),
-        ])
+        switch optimizer {
+        case let adam as Adam:
+            let (stepSize, inverseRootCorrection2) = adam.stepConstants(step: stepCount)
+            try context.launch("vae_adam", grid: CUDAContext.grid(for: n), [
+                .buffer(flatWeights), .buffer(flatGradients), .buffer(flatFirstMoments), .buffer(flatSecondMoments), .int64(n),
+                .float(adam.beta1), .float(adam.beta2), .float(adam.epsilon), .float(stepSize), .float(inverseRootCorrection2),
+                .float(1 - adam.learningRate * adam.decoupledWeightDecay),
+            ])
+        case let sgd as SGD:
+            try context.launch("vae_sgd", grid: CUDAContext.grid(for: n), [
+                .buffer(flatWeights), .buffer(flatGradients), .buffer(sgd.momentum == 0 ? nil : flatFirstMoments), .int64(n),
+                .float(sgd.learningRate), .float(sgd.momentum), .float(sgd.weightDecay),
+            ])
+        default:
+            throw CUDAError("the GPU runs Adam, AdamW and SGD, not \(type(of: optimizer))")
+        }
         queued.append((images, stepCount))
         return earlier
     }

@@ -170,15 +170,14 @@ public final class Trainer {
     /// With `data` (the training set the batches will come from), the GPU keeps it and makes each
     /// batch there from its ``BatchSource``.
     public func useDevice(_ step: CUDAStep, data: ImageDataset? = nil) throws {
-        if let what = CUDAStep.unsupported(objective: objective, optimizer: optimizer, clipNorm: clipNorm) {
+        if let what = CUDAStep.unsupported(objective: objective, optimizer: optimizer) {
             throw CUDAError("--device cuda: \(what) is not supported on the GPU yet")
         }
         guard communicator == nil else { throw CUDAError("--device cuda: several MPI ranks on GPUs are not supported yet") }
         guard model.precision == .fp32 else { throw CUDAError("--device cuda: bf16 products are not supported on the GPU yet (it trains in FP32)") }
         guard counterNoise != nil else { throw CUDAError("--device cuda: the run draws ε from the sequential generator (made before counter noise); resume it on the CPU") }
-        guard let adam = optimizer as? Adam else { preconditionFailure("checked above") }
         try step.upload(from: model)
-        try step.upload(state: adam)
+        try step.upload(state: optimizer)
         if let data { try step.useData(data) }
         device = step
     }
@@ -192,10 +191,10 @@ public final class Trainer {
     /// loss was not finite throws ``NonFiniteLossError`` and the host keeps its weights.
     public func synchronizeHost() throws {
         guard hostIsStale else { return }
-        if let device, let adam = optimizer as? Adam {
+        if let device {
             pendingLosses += try device.collectLosses()
             try device.download(into: model)
-            try device.download(state: adam)
+            try device.download(state: optimizer)
         }
         hostIsStale = false
         sharding?.gatherState(of: optimizer)
@@ -219,9 +218,10 @@ public final class Trainer {
     /// runs ahead and the loss is read back once per progress update instead of once per step.
     public func enqueueStep(_ batch: Batch) throws {
         if let device {
-            guard let counterNoise, let adam = optimizer as? Adam else { preconditionFailure("useDevice checks both") }
+            guard let counterNoise else { preconditionFailure("useDevice checks it") }
             pendingLosses += try device.enqueueStep(
-                batch, noiseSeed: counterNoise.seed, stream: UInt64(step), objective: objective, klWeight: currentKLWeight, optimizer: adam)
+                batch, noiseSeed: counterNoise.seed, stream: UInt64(step), objective: objective, klWeight: currentKLWeight, optimizer: optimizer,
+                clipNorm: clipNorm)
             hostIsStale = true
             step += 1
             return

@@ -265,6 +265,32 @@ extern "C" __global__ void vae_adam(float *w, const float *g, float *m, float *v
     }
 }
 
+// Σ g² in double over the whole gradient, in a fixed order: thread t of the one block sums
+// elements t, t + blockDim, … and the block adds the threads' sums in a fixed tree. Launch one
+// block of 256 threads with 256 doubles of shared memory. CPU: clipGradientNorm's sum.
+extern "C" __global__ void vae_squared_norm(const float *g, long n, double *out) {
+    extern __shared__ float shared[];
+    double *partial = (double *)shared;  // dynamic shared memory is aligned for doubles
+    double s = 0.0;
+    for (long i = threadIdx.x; i < n; i += blockDim.x) s += (double)g[i] * (double)g[i];
+    partial[threadIdx.x] = s;
+    __syncthreads();
+    for (unsigned width = blockDim.x / 2; width > 0; width /= 2) {
+        if (threadIdx.x < width) partial[threadIdx.x] += partial[threadIdx.x + width];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) *out = partial[0];
+}
+
+// g ← g · maxNorm / ‖g‖ when ‖g‖ = √(*squares) (rounded to float) exceeds maxNorm. CPU:
+// clipGradientNorm.
+extern "C" __global__ void vae_clip(float *g, long n, const double *squares, float maxNorm) {
+    float norm = (float)sqrt(*squares);
+    if (!(norm > maxNorm && norm > 0.0f)) return;
+    float factor = maxNorm / norm;
+    FOR_EACH(i, n) g[i] *= factor;
+}
+
 // SGD with momentum μ and L2 weight decay λ: g ← g + λw, u ← μu + g, w ← w − η u (no momentum
 // buffer: w ← w − η g). CPU: vae_sgd_update.
 extern "C" __global__ void vae_sgd(float *w, float *g, float *velocity, long n, float lr, float momentum, float decay) {
