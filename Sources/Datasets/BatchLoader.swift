@@ -28,7 +28,7 @@ public struct Batch {
 }
 
 /// A batch's examples as positions of its epoch's order: example `order[p]` for p in
-/// `positions`, binarised with `binarization` (stream ``CounterNoise/binarizationStream(epoch:example:)``)
+/// `positions`, binarised with `binarization` (stream `CounterNoise.binarizationStream(epoch:example:)`)
 /// when set — everything a consumer holding the data set needs to make the same batch.
 public struct BatchSource {
     /// The epoch's order of the data set's examples (shared, not copied, by every batch).
@@ -58,7 +58,7 @@ public final class BatchLoader {
     public let shuffle: Bool
     public let binarize: Bool
     public var rng: RandomGenerator
-    /// Binarises by counters (see ``CounterNoise/binarize(stream:bytes:into:)``) instead of `rng`.
+    /// Binarises by counters (see `CounterNoise.binarize(stream:bytes:into:)`) instead of `rng`.
     public var counterBinarization: CounterNoise?
     /// When false, batches that can be made from their ``Batch/source`` are not copied into
     /// `images` (whose rows are then stale): for a consumer that holds the data set itself.

@@ -29,7 +29,7 @@ public protocol Communicator: AnyObject {
 }
 
 extension Communicator {
-    /// Starts summing `values` over all ranks in place, as ``sum(_:)-(UnsafeMutableBufferPointer<Float>)``
+    /// Starts summing `values` over all ranks in place, as `sum(_:)`
     /// does, without waiting for it: `values` must stay untouched until ``waitForSums()``. Every
     /// rank starts the same sums (sizes) in the same order. Here, by default, the sum is done at
     /// once; a communicator with non-blocking collectives (MPI) overrides it.

@@ -106,7 +106,7 @@ extension VariationalAutoencoder {
         return LogLikelihoodEstimate(perImage: estimates, samples: samples)
     }
 
-    /// ``logLikelihood(_:samples:seed:workers:progress:)`` on a GPU whose step holds this model's
+    /// `logLikelihood(_:samples:seed:workers:progress:)` on a GPU whose step holds this model's
     /// weights (`CUDAStep.importanceSampledLogLikelihood`: the same draws, decoded in large
     /// groups of images, the log-sum-exp on the device).
     public func logLikelihood(

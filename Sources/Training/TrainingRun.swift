@@ -455,7 +455,7 @@ public final class TrainingRun {
         lossStep = trainer.step
     }
 
-    /// Runs `body`, turning a ``NonFiniteLossError`` into the run's message: which epoch and
+    /// Runs `body`, turning a `NonFiniteLossError` into the run's message: which epoch and
     /// step, what to try, and that the last checkpoint is intact.
     private func reportingNonFiniteLoss(_ body: () throws -> Void) throws {
         do {

@@ -10,7 +10,7 @@ import Tensor
 /// ``upload(from:)`` sends a model's weights there.
 ///
 /// Nothing in a step waits for the GPU: with the training set resident (``useData(_:)``) the
-/// batch is made there from its ``BatchSource`` (the epoch's order is sent once per epoch), and
+/// batch is made there from its `BatchSource` (the epoch's order is sent once per epoch), and
 /// each step's two loss sums go to a slot of a record on the device that ``collectLosses()``
 /// reads back — once per progress update, not once per step.
 ///
@@ -38,7 +38,7 @@ public final class CUDAStep {
     let latent: Int
     let pixels: Int
     /// The model's parameters on the device, in its order, with gradients and Adam's moments:
-    /// views of one flat buffer each (``flatWeights`` …), parameter k at the same offset in all.
+    /// views of one flat buffer each (`flatWeights` …), parameter k at the same offset in all.
     let weights: [DeviceBuffer]
     let gradients: [DeviceBuffer]
     let firstMoments: [DeviceBuffer]
@@ -76,7 +76,7 @@ public final class CUDAStep {
     /// The sampled objective's normalised weight of each sample.
     private var sampleWeights: DeviceBuffer?
     /// Images of the current step and samples per image (rows = images × samples); the encoder's
-    /// buffers are made for ``imageCapacity`` images, the rest for ``capacity`` rows.
+    /// buffers are made for `imageCapacity` images, the rest for `capacity` rows.
     private var images = 0
     private var imageCapacity = 0
 
@@ -135,7 +135,7 @@ public final class CUDAStep {
     }
 
     /// Keeps `dataset` on the device (its bytes, or its FP32 values) so that batches with a
-    /// ``BatchSource`` from a loader of this data set are made there: no copy per step.
+    /// `BatchSource` from a loader of this data set are made there: no copy per step.
     public func useData(_ dataset: ImageDataset) throws {
         guard dataset.exampleSize == pixels else { throw CUDAError("the data set's examples have \(dataset.exampleSize) values; the model takes \(pixels)") }
         if let values = dataset.values {
@@ -294,7 +294,7 @@ public final class CUDAStep {
     /// training `objective` (its K samples and KL estimator; `klWeight` is this step's β) and
     /// `optimizer`'s settings (Adam's or SGD's rate and constants; its state is this step's own,
     /// on the device), the gradient clipped to `clipNorm` first when set; the step's loss terms (before the update) wait on the device for
-    /// ``collectLosses()``. The batch is made on the device from its ``BatchSource`` when the
+    /// ``collectLosses()``. The batch is made on the device from its `BatchSource` when the
     /// data set is resident (``useData(_:)``), else copied from `batch.images`. Nothing here
     /// waits for the GPU, except when the record of queued losses is full (every 1,024 steps
     /// without a collection) and it is read back first.

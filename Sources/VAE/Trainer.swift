@@ -69,7 +69,7 @@ public final class Trainer {
     /// views of it) for the one in-place all-reduce per step; every rank then updates everything.
     private let flatGradient: Tensor?
     /// Under several ranks with one worker each and no sharding: the flat gradient cut into
-    /// buckets, the last parameters' first (each at least ``bucketElements``), each summed across
+    /// buckets, the last parameters' first (each at least 1 MB), each summed across
     /// the ranks by a non-blocking all-reduce started as soon as the backward pass has made its
     /// gradients final (``VariationalAutoencoder/onGradientsFinal``), so that the exchange runs
     /// while the earlier layers' backward does — PyTorch DDP's scheme. Every rank starts the
@@ -168,7 +168,7 @@ public final class Trainer {
     /// and step count) are uploaded from the host's (after a checkpoint was loaded, they are the
     /// checkpoint's). Throws, before anything runs, for what the GPU cannot compute yet.
     /// With `data` (the training set the batches will come from), the GPU keeps it and makes each
-    /// batch there from its ``BatchSource``.
+    /// batch there from its `BatchSource`.
     public func useDevice(_ step: CUDAStep, data: ImageDataset? = nil) throws {
         if let what = CUDAStep.unsupported(objective: objective, optimizer: optimizer) {
             throw CUDAError("--device cuda: \(what) is not supported on the GPU yet")
