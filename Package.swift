@@ -27,10 +27,12 @@ let package = Package(
 
         // Elementwise hot loops in C, compiled per instruction set and dispatched at load time.
         .target(name: "CKernels"),
+        // oneDNN's matmul primitive in its bf16 math mode (the AMX path of --precision bf16).
+        .target(name: "CMatmul", linkerSettings: [.linkedLibrary("dnnl")]),
         // The CUDA driver API, loaded at run time with dlopen (no CUDA at build time).
         .target(name: "CCUDA", linkerSettings: [.linkedLibrary("dl")]),
         // The CUDA kernels' source is embedded in the library and compiled by NVRTC at run time.
-        .target(name: "Tensor", dependencies: ["CBLAS", "CDNNL", "CKernels", "CCUDA"], resources: [.embedInCode("CUDA/Kernels.cu")]),
+        .target(name: "Tensor", dependencies: ["CBLAS", "CDNNL", "CKernels", "CCUDA", "CMatmul"], resources: [.embedInCode("CUDA/Kernels.cu")]),
         .target(name: "NN", dependencies: ["Tensor", "CKernels"]),
         // System calls Swift's Glibc module does not declare (renameat2), and the SIGINT/SIGTERM watcher thread.
         .target(name: "CFiles"),

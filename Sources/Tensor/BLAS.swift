@@ -1,6 +1,7 @@
 import CBLAS
 import CDNNL
 import CKernels
+import CMatmul
 import Foundation
 
 /// The number format of the operands of matrix products.
@@ -17,6 +18,18 @@ public enum MatrixPrecision: String, Codable, CaseIterable, Sendable {
 public enum BF16 {
     /// Whether this CPU runs AVX512_BF16 (with AVX512BW and VL).
     public static let isSupported: Bool = vae_cpu_has_avx512bf16() != 0
+    /// Whether this CPU has AMX tiles with bf16 (Sapphire Rapids and later Xeons): there bf16
+    /// products go to oneDNN's matmul (its AMX kernels), elsewhere to the project's
+    /// AVX512_BF16 kernel.
+    public static let hasAMX: Bool = vae_cpu_has_amx_bf16() != 0
+
+    /// Which kernel runs the bf16 products here, in words (for `vae bench` and the run's header).
+    public static var kernelSummary: String {
+        guard isSupported || hasAMX else { return "none (no AVX512_BF16: FP32)" }
+        guard hasAMX else { return "the project's AVX512_BF16 kernel (vdpbf16ps)" }
+        let implementation = String(cString: vae_matmul_bf16_implementation())
+        return "oneDNN matmul in its bf16 math mode (AMX)" + (implementation.isEmpty ? "" : ": \(implementation)")
+    }
 
     /// The precision to run when `requested` is asked for: bf16 falls back to FP32 on a CPU
     /// without AVX512_BF16, with the one line to tell the user. bf16 is kept on a CPU that has
@@ -24,6 +37,7 @@ public enum BF16 {
     /// issue one `vdpbf16ps` every two cycles: half the FP32 rate), with a line saying so.
     public static func resolve(_ requested: MatrixPrecision) -> (precision: MatrixPrecision, message: String?) {
         guard requested == .bf16 else { return (requested, nil) }
+        if hasAMX { return (.bf16, nil) }
         guard isSupported else { return (.fp32, "this CPU has no AVX512_BF16: running in FP32") }
         let ratio = rateOverFP32
         if ratio < 1 {
@@ -214,6 +228,12 @@ public enum BLAS {
         _ precision: MatrixPrecision, _ library: GEMMLibrary
     ) {
         if precision == .bf16 {
+            // AMX: oneDNN's matmul (α = 1, β ∈ {0, 1}: what the networks ask for); otherwise, or
+            // if oneDNN declines, the project's kernel.
+            if BF16.hasAMX && alpha == 1 && (beta == 0 || beta == 1)
+                && oneDNNBF16Product(transposeA, transposeB, m, n, k, a, lda, b, ldb, accumulate: beta == 1, c, ldc) {
+                return
+            }
             precondition(BF16.isSupported, "bf16 products need a CPU with AVX512_BF16 (resolve the precision first)")
             vae_gemm_bf16(transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             return
@@ -231,6 +251,19 @@ public enum BLAS {
         cblas_sgemm(
             CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
             blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+    }
+}
+
+extension BLAS {
+    /// C = op(A) · op(B) (+ C with `accumulate`) through oneDNN's matmul in its bf16 math mode
+    /// (`vae_matmul_bf16`: bf16 products on AMX or AVX512_BF16, FP32 elsewhere), with oneDNN's
+    /// threads set as for its sgemm; false when oneDNN declines the shape.
+    public static func oneDNNBF16Product(
+        _ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ a: UnsafePointer<Float>, _ lda: Int,
+        _ b: UnsafePointer<Float>, _ ldb: Int, accumulate: Bool, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
+    ) -> Bool {
+        if omp_get_max_threads() != oneDNNThreads { omp_set_num_threads(oneDNNThreads) }
+        return vae_matmul_bf16(transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, a, lda, b, ldb, accumulate ? 1 : 0, c, ldc) == 0
     }
 }
 

@@ -152,6 +152,7 @@ struct Bench: ParsableCommand {
             ("fma_peak_one_core_gflops", "FMA peak GFLOP/s (probed, 1 core)", peak.one),
             ("train_fraction_of_peak", "training step, fraction of the FMA peak", trainGFLOPS / jobPeak),
             ("precision", "matrix products", model.precision.rawValue),
+            ("bf16_kernel", "bf16 products' kernel", BF16.kernelSummary),
             ("peak_rss_mib", "peak resident memory MiB", peakResidentMiB()),
         ]
         if model.precision == .bf16 {

@@ -84,3 +84,46 @@ func bf16ProductWritesOnlyItsBlock() {
     #expect(fp32.precision == .fp32 && fp32.message == nil)
     #expect(roundedToBF16(1 + 0x1p-8) == 1 && roundedToBF16(1 + 0x1p-8 + 0x1p-20) == 1 + 0x1p-7 && roundedToBF16(1 + 3 * 0x1p-8) == 1 + 0x1p-6)
 }
+
+/// oneDNN's matmul in its bf16 math mode (the AMX path): for the four transposition cases, odd
+/// shapes, row strides wider than the rows, and with and without accumulating into C, within
+/// bf16's own error of the double-precision product — |C − AB| ≤ 2⁻⁷ Σ_l |a_il b_lj| (each
+/// operand rounded to 8 significant bits, the sums in FP32); on a CPU without bf16 units oneDNN
+/// computes in FP32 and the bound holds with room. More shapes than the per-thread table holds
+/// (32), so that its reuse of slots is exercised, and each shape twice (the kept primitive).
+@Test func oneDNNBF16MatmulMatchesTheProductWithinBF16Error() {
+    var rng = RandomGenerator(seed: 17)
+    var shapes: [(Int, Int, Int)] = [(1, 1, 1), (3, 5, 7), (33, 17, 64), (128, 40, 400)]
+    for i in 0..<36 { shapes.append((2 + i % 7, 3 + i % 5, 1 + i)) }
+    for round in 0..<2 {
+        for (index, (m, n, k)) in shapes.enumerated() {
+            let transposeA = index % 2 == 1, transposeB = index % 4 >= 2, accumulate = (index + round) % 3 == 0
+            let (aRows, aCols) = transposeA ? (k, m) : (m, k)
+            let (bRows, bCols) = transposeB ? (n, k) : (k, n)
+            let (lda, ldb, ldc) = (aCols + 3, bCols + 1, n + 2)
+            let a = (0..<(aRows * lda)).map { _ in rng.nextFloat() * 2 - 1 }
+            let b = (0..<(bRows * ldb)).map { _ in rng.nextFloat() * 2 - 1 }
+            let c0 = (0..<(m * ldc)).map { _ in rng.nextFloat() * 2 - 1 }
+            var c = c0
+            let done = c.withUnsafeMutableBufferPointer {
+                BLAS.oneDNNBF16Product(transposeA, transposeB, m, n, k, a, lda, b, ldb, accumulate: accumulate, $0.baseAddress!, ldc)
+            }
+            #expect(done, "oneDNN declined \(m)×\(k)·\(k)×\(n)")
+            var worst = 0.0
+            for i in 0..<m {
+                for j in 0..<n {
+                    var exact = accumulate ? Double(c0[i * ldc + j]) : 0, magnitude = 0.0
+                    for l in 0..<k {
+                        let x = Double(transposeA ? a[l * lda + i] : a[i * lda + l]), y = Double(transposeB ? b[j * ldb + l] : b[l * ldb + j])
+                        exact += x * y
+                        magnitude += abs(x * y)
+                    }
+                    worst = max(worst, abs(Double(c[i * ldc + j]) - exact) / max(magnitude, 1e-30) * 128)
+                }
+                // The padding past each row of C is left alone.
+                for j in n..<ldc { #expect(c[i * ldc + j] == c0[i * ldc + j]) }
+            }
+            #expect(worst <= 1, "\(m)×\(k)·\(k)×\(n) (transposed: \(transposeA), \(transposeB); accumulate: \(accumulate)): error \(worst) of the bound")
+        }
+    }
+}
