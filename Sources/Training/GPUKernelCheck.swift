@@ -100,7 +100,7 @@ public enum GPUKernelCheck {
         let lossGrad = try DeviceBuffer(count: x.count), rowSums = try DeviceBuffer(count: rows)
         for (kernel, twin) in [("vae_bernoulli_nll", "vae_bernoulli_nll"), ("vae_squared_error", "vae_squared_error")] {
             try context.launch(kernel, grid: rows, block: 256, shared: 256 * 4, [.buffer(xBuffer), .buffer(lBuffer), .buffer(lossGrad), .buffer(rowSums), .int32(Int32(pixels)), .float(0.01), .int32(1)]
-                + (kernel == "vae_bernoulli_nll" ? [.buffer(nil)] : []))
+                + [.buffer(nil)])
             var gradientCPU = [Float](repeating: 0, count: x.count), rowCPU = [Float](repeating: 0, count: rows)
             for r in 0..<rows {
                 rowCPU[r] = x.withUnsafeBufferPointer { xs in
@@ -212,9 +212,11 @@ public enum GPUKernelCheck {
     /// `clipNorm`, the gradient clipped to that global norm.
     public static func trainingSteps(
         _ context: CUDAContext, cublas: CUBLAS, steps: Int = 3, objective: TrainingObjective = TrainingObjective(), sgd: Bool = false,
-        clipNorm: Float? = nil
+        clipNorm: Float? = nil, gaussianSigma: Float? = nil
     ) throws -> [Row] {
-        let config = ModelConfig(inputShape: [1, 8, 8], hiddenSizes: [32], latentDimension: 4)
+        let config = ModelConfig(
+            inputShape: [1, 8, 8], hiddenSizes: [32], latentDimension: 4, likelihood: gaussianSigma == nil ? .bernoulli : .gaussian,
+            gaussianSigma: gaussianSigma ?? 0.1)
         var cpuInit = RandomGenerator(seed: 11), gpuInit = RandomGenerator(seed: 11)
         let cpuModel = VariationalAutoencoder(config: config, rng: &cpuInit)
         let gpuModel = VariationalAutoencoder(config: config, rng: &gpuInit)
@@ -249,7 +251,7 @@ public enum GPUKernelCheck {
         try gpu.download(into: gpuModel)
         let cpuWeights = cpuModel.parameters.flatMap { $0.value.toArray() }, gpuWeights = gpuModel.parameters.flatMap { $0.value.toArray() }
         let name = (objective.importanceSamples > 1 ? ", IWAE K = \(objective.importanceSamples)" : objective.kl == .mc ? ", sampled KL" : "")
-            + (sgd ? ", SGD" : "") + (clipNorm.map { ", clipped to \($0)" } ?? "")
+            + (sgd ? ", SGD" : "") + (clipNorm.map { ", clipped to \($0)" } ?? "") + (gaussianSigma.map { ", Gaussian σ = \($0)" } ?? "")
         return [
             Row(kernel: "training step ×\(steps)\(name) (batch losses)", twin: "Trainer.trainStep", elements: steps, largestError: worst(gpuLosses, cpuLosses), tolerance: 1e-4),
             Row(kernel: "training step ×\(steps)\(name) (weights)", twin: "Trainer.trainStep", elements: cpuWeights.count, largestError: worst(gpuWeights, cpuWeights), tolerance: 1e-4),
@@ -260,8 +262,11 @@ public enum GPUKernelCheck {
     /// of 5 samples × 3 latent dimensions draws an odd count of normals; groups of 4 images) on
     /// the GPU (`CUDAStep.importanceSampledLogLikelihood`) and on the CPU
     /// (`VariationalAutoencoder.importanceSampledLogLikelihood`), same weights and seed.
-    public static func importanceSampling(_ context: CUDAContext, cublas: CUBLAS) throws -> [Row] {
-        let config = ModelConfig(inputShape: [1, 8, 8], hiddenSizes: [16], latentDimension: 3)
+    /// With `gaussianSigma`, a Gaussian likelihood of that σ instead of the Bernoulli.
+    public static func importanceSampling(_ context: CUDAContext, cublas: CUBLAS, gaussianSigma: Float? = nil) throws -> [Row] {
+        let config = ModelConfig(
+            inputShape: [1, 8, 8], hiddenSizes: [16], latentDimension: 3, likelihood: gaussianSigma == nil ? .bernoulli : .gaussian,
+            gaussianSigma: gaussianSigma ?? 0.1)
         var initial = RandomGenerator(seed: 21)
         let model = VariationalAutoencoder(config: config, rng: &initial)
         var rng = RandomGenerator(seed: 22)
@@ -271,14 +276,15 @@ public enum GPUKernelCheck {
         let gpu = try step.importanceSampledLogLikelihood(images, samples: 25, seed: 5, firstIndex: 3, chunk: 10, rowsPerLaunch: 40)
         // The evaluation's −ELBO (one ε per image from the same generators).
         let elboGPU = try step.negativeELBO(images, seed: 5, firstIndex: 3), elboCPU = model.negativeELBO(images, seed: 5, firstIndex: 3)
+        let suffix = gaussianSigma.map { ", Gaussian σ = \($0)" } ?? ""
         func row(_ name: String, _ value: (ImportanceSampledEstimate) -> Double) -> Row {
             let (g, c) = (gpu.map { Float(value($0)) }, cpu.map { Float(value($0)) })
-            return Row(kernel: "importance sampling (\(name))", twin: "importanceSampledLogLikelihood", elements: c.count,
+            return Row(kernel: "importance sampling (\(name))\(suffix)", twin: "importanceSampledLogLikelihood", elements: c.count,
                        largestError: g.count == c.count ? worst(g, c) : .infinity, tolerance: 1e-4)
         }
         return [
             row("log p̂(x)", \.logLikelihood), row("ELBO", \.elbo),
-            Row(kernel: "evaluation −ELBO (reconstruction, KL)", twin: "negativeELBO(seed:firstIndex:)", elements: 2,
+            Row(kernel: "evaluation −ELBO (reconstruction, KL)\(suffix)", twin: "negativeELBO(seed:firstIndex:)", elements: 2,
                 largestError: worst([Float(elboGPU.reconstruction), Float(elboGPU.kl)], [Float(elboCPU.reconstruction), Float(elboCPU.kl)]), tolerance: 1e-4),
         ]
     }

@@ -61,10 +61,8 @@ extension CUDAStep {
                     .buffer(imagePosterior), .buffer(rows(eps, first, m, width: k * d)), .buffer(z), .int32(Int32(m)), .int32(Int32(k)), .int32(Int32(d)),
                 ])
                 try forward(decoderOps, input: z, width: d, outputs: decoderOutputs, rows: sampleRows)
-                try context.launch("vae_bernoulli_nll", grid: sampleRows, block: 256, shared: 256 * 4, [
-                    .buffer(rows(x, first, m, width: pixels)), .buffer(decoderOutputs.last!), .buffer(nil), .buffer(rowNLL), .int32(Int32(pixels)),
-                    .float(1), .int32(Int32(k)), .buffer(nil),
-                ])
+                try likelihoodRows(
+                    x: rows(x, first, m, width: pixels), output: decoderOutputs.last!, gradient: nil, into: rowNLL, rows: sampleRows, scale: 1, xRepeat: k)
                 try context.launch("vae_log_weights", grid: CUDAContext.grid(for: sampleRows), [
                     .buffer(z), .buffer(imagePosterior), .buffer(rowNLL), .int32(Int32(m)), .int32(Int32(k)), .int32(Int32(d)), .buffer(logWeights),
                 ])
@@ -111,9 +109,7 @@ extension CUDAStep {
             .buffer(posterior), .buffer(eps), .buffer(z), .int32(Int32(n)), .int32(1), .int32(Int32(d)),
         ])
         try forward(decoderOps, input: z, width: d, outputs: decoderOutputs, rows: n)
-        try context.launch("vae_bernoulli_nll", grid: n, block: 256, shared: 256 * 4, [
-            .buffer(x), .buffer(decoderOutputs.last!), .buffer(nil), .buffer(rowNLL), .int32(Int32(pixels)), .float(1), .int32(1), .buffer(nil),
-        ])
+        try likelihoodRows(x: x, output: decoderOutputs.last!, gradient: nil, into: rowNLL, rows: n, scale: 1, xRepeat: 1)
         try context.launch("vae_kl_rows", grid: CUDAContext.grid(for: n), [.buffer(posterior), .buffer(rowKL), .int32(Int32(n)), .int32(Int32(d))])
         try context.launch("vae_record_terms", grid: 1, block: 1, [.buffer(rowNLL), .buffer(rowKL), .int32(Int32(n)), .float(1), .buffer(terms), .int32(0)])
         var values = [Double](repeating: 0, count: 3)

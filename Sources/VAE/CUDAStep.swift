@@ -1,4 +1,5 @@
 import Datasets
+import Foundation
 import NN
 import Tensor
 
@@ -20,9 +21,10 @@ import Tensor
 ///     loss = Σ_b (−log p(x_b|z_b) + β KL_b),  gradients scaled by 1/B
 ///     backward through the decoder, the reparameterisation and KL, the encoder; Adam.
 ///
-/// Supported for now: Linear layers with ReLU or tanh between them, the Bernoulli likelihood,
-/// the analytic KL, one stochastic layer, no labels; ``init(model:context:cublas:)`` names what
-/// it cannot do.
+/// Supported for now: Linear layers with ReLU or tanh between them, the Bernoulli and fixed-σ
+/// Gaussian likelihoods, the analytic or sampled KL and the IWAE bound, Adam, AdamW and SGD with
+/// clipping, one stochastic layer, no labels; ``init(model:context:cublas:)`` and
+/// ``unsupported(objective:optimizer:)`` name what it cannot do.
 public final class CUDAStep {
     /// One layer of a network as the GPU runs it.
     enum Op {
@@ -31,8 +33,15 @@ public final class CUDAStep {
         case tanh
     }
 
+    /// The likelihoods the GPU computes: Bernoulli on logits, or a Gaussian of fixed σ on means.
+    enum Likelihood {
+        case bernoulli
+        case gaussian(sigma: Float)
+    }
+
     public let context: CUDAContext
     public let cublas: CUBLAS
+    let likelihood: Likelihood
     let encoderOps: [Op]
     let decoderOps: [Op]
     let latent: Int
@@ -84,7 +93,11 @@ public final class CUDAStep {
     public init(model: VariationalAutoencoder, context: CUDAContext, cublas: CUBLAS) throws {
         let config = model.config
         guard config.architecture == .mlp else { throw CUDAError("the GPU trains MLP models for now, not \(config.architecture.rawValue)") }
-        guard model.likelihood is BernoulliLikelihood else { throw CUDAError("the GPU trains the Bernoulli likelihood for now") }
+        switch model.likelihood {
+        case is BernoulliLikelihood: likelihood = .bernoulli
+        case let gaussian as GaussianLikelihood: likelihood = .gaussian(sigma: gaussian.sigma)
+        default: throw CUDAError("the GPU trains the Bernoulli and the fixed-σ Gaussian likelihoods for now, not \(config.likelihood.rawValue)")
+        }
         guard config.conditionClasses == 0 else { throw CUDAError("the GPU does not train conditional models yet") }
         guard config.upperLatentDimension == 0 else { throw CUDAError("the GPU does not train two stochastic layers yet") }
         self.context = context
@@ -231,6 +244,33 @@ public final class CUDAStep {
     }
 
 
+    /// −log p(x|output) of `rows` rows into `losses` (row b against row b / `xRepeat` of x), and
+    /// with `gradient` its gradient with respect to the output times `scale` (and × rowScales[b]):
+    /// `vae_bernoulli_nll`, or for the Gaussian `vae_squared_error` with `vae_affine_rows`
+    /// (½ Σ r²/σ² + ½ D log 2πσ², as `GaussianLikelihood` computes it).
+    func likelihoodRows(
+        x: DeviceBuffer, output: DeviceBuffer, gradient: DeviceBuffer?, into losses: DeviceBuffer, rows: Int, scale: Float, xRepeat: Int,
+        rowScales: DeviceBuffer? = nil
+    ) throws {
+        switch likelihood {
+        case .bernoulli:
+            try context.launch("vae_bernoulli_nll", grid: rows, block: 256, shared: 256 * 4, [
+                .buffer(x), .buffer(output), .buffer(gradient), .buffer(losses), .int32(Int32(pixels)), .float(scale), .int32(Int32(xRepeat)),
+                .buffer(rowScales),
+            ])
+        case .gaussian(let sigma):
+            let inverseVariance = 1 / (sigma * sigma)
+            try context.launch("vae_squared_error", grid: rows, block: 256, shared: 256 * 4, [
+                .buffer(x), .buffer(output), .buffer(gradient), .buffer(losses), .int32(Int32(pixels)), .float(scale * inverseVariance),
+                .int32(Int32(xRepeat)), .buffer(rowScales),
+            ])
+            let logNormaliser = Float(0.5 * Double(pixels) * log(2 * Double.pi * Double(sigma) * Double(sigma)))
+            try context.launch("vae_affine_rows", grid: CUDAContext.grid(for: rows), [
+                .buffer(losses), .int64(rows), .float(0.5 * inverseVariance), .float(logNormaliser),
+            ])
+        }
+    }
+
     /// Runs `ops` forward on `rows` rows from `input` (`width` columns), each op's output into
     /// `outputs` (of at least `rows` rows each).
     func forward(_ ops: [Op], input: DeviceBuffer, width: Int, outputs: [DeviceBuffer], rows: Int) throws {
@@ -333,10 +373,9 @@ public final class CUDAStep {
         try forward(decoderOps, input: z, width: latent, outputs: decoderOutputs, rows: rows)
         let scale = 1 / Float(images)
         // −log p(x|z) of every sample, with its gradient at once when every sample weighs the same.
-        try context.launch("vae_bernoulli_nll", grid: rows, block: 256, shared: 256 * 4, [
-            .buffer(x), .buffer(decoderOutputs.last!), .buffer(samples > 1 ? nil : decoderGradients.last!), .buffer(rowLosses), .int32(Int32(pixels)),
-            .float(scale), .int32(Int32(samples)), .buffer(nil),
-        ])
+        try likelihoodRows(
+            x: x, output: decoderOutputs.last!, gradient: samples > 1 ? nil : decoderGradients.last!, into: rowLosses, rows: rows, scale: scale,
+            xRepeat: samples)
         if objective.usesMonteCarlo {
             // The sampled KL (log q − log p at each sample), the bound and each sample's weight.
             try context.launch("vae_sampled_kl", grid: CUDAContext.grid(for: rows), [
@@ -348,10 +387,9 @@ public final class CUDAStep {
             ])
             if samples > 1 {
                 // The likelihood's gradient weighted by each sample's normalised weight.
-                try context.launch("vae_bernoulli_nll", grid: rows, block: 256, shared: 256 * 4, [
-                    .buffer(x), .buffer(decoderOutputs.last!), .buffer(decoderGradients.last!), .buffer(rowLosses), .int32(Int32(pixels)),
-                    .float(scale), .int32(Int32(samples)), .buffer(sampleWeights),
-                ])
+                try likelihoodRows(
+                    x: x, output: decoderOutputs.last!, gradient: decoderGradients.last!, into: rowLosses, rows: rows, scale: scale, xRepeat: samples,
+                    rowScales: sampleWeights)
             }
             try backward(decoderOps, input: z, width: latent, outputs: decoderOutputs, gradientsOut: decoderGradients, inputGradient: zGradient, rows: rows)
             let weights: DeviceBuffer? = samples > 1 ? sampleWeights : nil

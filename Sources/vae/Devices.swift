@@ -51,7 +51,9 @@ struct Devices: ParsableCommand {
             rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, objective: TrainingObjective(kl: .mc))
             rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 3))
             rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, sgd: true, clipNorm: 0.5)
+            rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 2), gaussianSigma: 0.3)
             rows += try GPUKernelCheck.importanceSampling(context, cublas: cublas)
+            rows += try GPUKernelCheck.importanceSampling(context, cublas: cublas, gaussianSigma: 0.3)
         } else {
             print("(cuBLAS not found: the training steps and importance sampling are not checked)")
         }

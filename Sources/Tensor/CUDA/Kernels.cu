@@ -129,21 +129,28 @@ extern "C" __global__ void vae_bernoulli_nll(const float *x, const float *logits
     if (threadIdx.x == 0) rowSums[blockIdx.x] = total;
 }
 
-// Σ (m − x)² per row (the unit-variance Gaussian's −log p is half of it plus ½ D log 2π, which
-// the caller adds); gradient = scale · (m − x); x's rows repeat as in vae_bernoulli_nll.
-// CPU: vae_squared_error.
+// Σ (m − x)² per row (a Gaussian's −log p is that over 2σ² plus ½ D log 2πσ², which
+// vae_affine_rows adds); gradient = scale · s_b · (m − x) with s_b as in vae_bernoulli_nll; x's
+// rows repeat as in vae_bernoulli_nll. CPU: vae_squared_error.
 extern "C" __global__ void vae_squared_error(const float *x, const float *means, float *gradient, float *rowSums, int cols, float scale,
-                                             int xRepeat) {
+                                             int xRepeat, const float *rowScales) {
     extern __shared__ float shared[];
     long base = (long)blockIdx.x * cols, xBase = (long)(blockIdx.x / xRepeat) * cols;
+    float rowScale = rowScales ? scale * rowScales[blockIdx.x] : scale;
     float s = 0.0f;
     for (int j = threadIdx.x; j < cols; j += blockDim.x) {
         float r = means[base + j] - x[xBase + j];
         s += r * r;
-        if (gradient) gradient[base + j] = scale * r;
+        if (gradient) gradient[base + j] = rowScale * r;
     }
     float total = block_sum(s, shared);
     if (threadIdx.x == 0) rowSums[blockIdx.x] = total;
+}
+
+// v ← a · v + c for each of n values: a row's −log p from its sum of squares (a = 1/2σ²,
+// c = ½ D log 2πσ²). CPU: GaussianLikelihood.negativeLogLikelihood's per-row value.
+extern "C" __global__ void vae_affine_rows(float *values, long n, float a, float c) {
+    FOR_EACH(i, n) values[i] = a * values[i] + c;
 }
 
 // Σ_b values[b] in one block, in a fixed order: the batch's loss from its rows'. Launch one
