@@ -146,7 +146,7 @@ public enum GPUKernelCheck {
         let klValues = random(rows, 0, 20)
         let klBuffer = try DeviceBuffer(klValues)
         try context.launch("vae_record_terms", grid: 1, block: 1, [
-            .buffer(rowSums), .buffer(klBuffer), .int32(Int32(rows)), .float(0.5), .buffer(termsRecord), .int32(2),
+            .buffer(rowSums), .buffer(klBuffer), .int32(Int32(rows)), .float(0.5), .buffer(nil), .buffer(termsRecord), .int32(2),
         ])
         var terms = [Double](repeating: 0, count: 9)
         try terms.withUnsafeMutableBytes { try termsRecord.download(raw: $0) }
@@ -251,6 +251,7 @@ public enum GPUKernelCheck {
         try gpu.download(into: gpuModel)
         let cpuWeights = cpuModel.parameters.flatMap { $0.value.toArray() }, gpuWeights = gpuModel.parameters.flatMap { $0.value.toArray() }
         let name = (objective.importanceSamples > 1 ? ", IWAE K = \(objective.importanceSamples)" : objective.kl == .mc ? ", sampled KL" : "")
+            + (objective.freeBits > 0 ? ", free bits \(objective.freeBits)" : "")
             + (sgd ? ", SGD" : "") + (clipNorm.map { ", clipped to \($0)" } ?? "") + (gaussianSigma.map { ", Gaussian σ = \($0)" } ?? "")
         return [
             Row(kernel: "training step ×\(steps)\(name) (batch losses)", twin: "Trainer.trainStep", elements: steps, largestError: worst(gpuLosses, cpuLosses), tolerance: 1e-4),

@@ -68,6 +68,11 @@ public final class CUDAStep {
     private let record: DeviceBuffer
     /// Σ g² of the last gradient, for clipping.
     private let squaredNorm: DeviceBuffer
+    /// Free bits: the batch's KL per dimension (double), the 0/1 mask of the dimensions whose KL
+    /// is trained, and the floored KL per image (double).
+    private let dimensionSums: DeviceBuffer
+    private let dimensionMask: DeviceBuffer
+    private let flooredKL: DeviceBuffer
     private var queued: [(images: Int, step: Int)] = []
     /// Rows of the current step; buffers are made for the largest batch seen and reused.
     private var rows = 0
@@ -144,6 +149,9 @@ public final class CUDAStep {
         secondMoments = views(flatSecondMoments)
         record = try DeviceBuffer(bytes: 24 * recordCapacity)
         squaredNorm = try DeviceBuffer(bytes: 8)
+        dimensionSums = try DeviceBuffer(bytes: 8 * model.latentDimension)
+        dimensionMask = try DeviceBuffer(count: model.latentDimension)
+        flooredKL = try DeviceBuffer(bytes: 8)
         try upload(from: model)
     }
 
@@ -189,10 +197,9 @@ public final class CUDAStep {
     }
 
     /// Whether the GPU step computes `objective` with `optimizer` as the CPU does (the −ELBO with
-    /// β and warm-up, the sampled KL or the IWAE bound; Adam, AdamW or SGD; clipping); otherwise
-    /// the first thing it cannot do, in words.
+    /// β, warm-up and free bits, the sampled KL or the IWAE bound; Adam, AdamW or SGD; clipping);
+    /// otherwise the first thing it cannot do, in words.
     public static func unsupported(objective: TrainingObjective, optimizer: Optimizer) -> String? {
-        if objective.freeBits > 0 { return "free bits" }
         if !(optimizer is Adam || optimizer is SGD) { return "the optimiser \(type(of: optimizer))" }
         return nil
     }
@@ -401,15 +408,28 @@ public final class CUDAStep {
                 .int32(Int32(latent)), .float(scale * klWeight), .buffer(encoderGradients.last!),
             ])
         } else {
-            // The analytic KL and its gradient with the reparameterisation's.
+            // The analytic KL and its gradient with the reparameterisation's; with free bits, the
+            // KL's gradient only in the dimensions whose batch mean exceeds λ, and the objective
+            // with the floored KL.
             try context.launch("vae_kl_rows", grid: CUDAContext.grid(for: rows), [.buffer(posterior), .buffer(rowKL), .int32(Int32(rows)), .int32(Int32(latent))])
+            let freeBits = objective.freeBits > 0
+            if freeBits {
+                try context.launch("vae_kl_dimension_sums", grid: CUDAContext.grid(for: latent), [
+                    .buffer(posterior), .int32(Int32(rows)), .int32(Int32(latent)), .buffer(dimensionSums),
+                ])
+                try context.launch("vae_free_bits_mask", grid: 1, block: 1, [
+                    .buffer(dimensionSums), .int32(Int32(rows)), .int32(Int32(latent)), .float(objective.freeBits), .buffer(dimensionMask),
+                    .buffer(flooredKL),
+                ])
+            }
             try context.launch("vae_record_terms", grid: 1, block: 1, [
-                .buffer(rowLosses), .buffer(rowKL), .int32(Int32(rows)), .float(klWeight), .buffer(record), .int32(Int32(queued.count)),
+                .buffer(rowLosses), .buffer(rowKL), .int32(Int32(rows)), .float(klWeight), .buffer(freeBits ? flooredKL : nil), .buffer(record),
+                .int32(Int32(queued.count)),
             ])
             try backward(decoderOps, input: z, width: latent, outputs: decoderOutputs, gradientsOut: decoderGradients, inputGradient: zGradient, rows: rows)
             try context.launch("vae_posterior_backward", grid: CUDAContext.grid(for: rows * latent), [
-                .buffer(posterior), .buffer(eps), .buffer(zGradient), .buffer(nil), .buffer(encoderGradients.last!), .int32(Int32(rows)),
-                .int32(Int32(latent)), .float(scale * klWeight),
+                .buffer(posterior), .buffer(eps), .buffer(zGradient), .buffer(freeBits ? dimensionMask : nil), .buffer(encoderGradients.last!),
+                .int32(Int32(rows)), .int32(Int32(latent)), .float(scale * klWeight),
             ])
         }
         try backward(encoderOps, input: x, width: pixels, outputs: encoderOutputs, gradientsOut: encoderGradients, inputGradient: nil, rows: images)

@@ -165,9 +165,11 @@ extern "C" __global__ void vae_sum(const float *values, float *total, int n) {
 
 // The step's loss terms in double, rows in order (one thread: a batch is a few hundred rows),
 // into slot `slot` of the per-step record that the host reads back once per progress update:
-// terms[3·slot …] = (Σ_b rowLosses[b], Σ_b rowKL[b], the first + klWeight × the second). CPU:
-// the per-example figures added in double by the objective.
-extern "C" __global__ void vae_record_terms(const float *rowLosses, const float *rowKL, int rows, float klWeight, double *terms, int slot) {
+// terms[3·slot …] = (Σ_b rowLosses[b], Σ_b rowKL[b], the first + klWeight × the second — or,
+// with free bits, × rows × *flooredKL, the floored KL per image). CPU: the per-example figures
+// added in double by the objective, and Trainer.freeBitsStep's objective.
+extern "C" __global__ void vae_record_terms(const float *rowLosses, const float *rowKL, int rows, float klWeight, const double *flooredKL,
+                                            double *terms, int slot) {
     if (blockIdx.x != 0 || threadIdx.x != 0) return;
     double reconstruction = 0.0, kl = 0.0;
     for (int b = 0; b < rows; b++) {
@@ -176,7 +178,34 @@ extern "C" __global__ void vae_record_terms(const float *rowLosses, const float 
     }
     terms[3 * slot] = reconstruction;
     terms[3 * slot + 1] = kl;
-    terms[3 * slot + 2] = reconstruction + (double)klWeight * kl;
+    terms[3 * slot + 2] = reconstruction + (double)klWeight * (flooredKL ? *flooredKL * rows : kl);
+}
+
+// Free bits (Kingma et al. 2016), per dimension j of the batch: sums[j] = Σ_b ½(μ² + σ² − log σ²
+// − 1), rows in order, in double. CPU: klSumsPerDimension.
+extern "C" __global__ void vae_kl_dimension_sums(const float *posterior, int rows, int d, double *sums) {
+    FOR_EACH(j, d) {
+        double s = 0.0;
+        for (int b = 0; b < rows; b++) {
+            const float *mu = posterior + (long)b * 2 * d, *logVar = mu + d;
+            s += 0.5 * (double)(mu[j] * mu[j] + expf(logVar[j]) - logVar[j] - 1.0f);
+        }
+        sums[j] = s;
+    }
+}
+
+// From those sums: mask[j] = 1 where the batch's mean KL of dimension j exceeds λ (its KL is
+// trained), else 0; *floored = Σ_j max(λ, mean_j), dimensions in order (one thread).
+// CPU: Trainer.freeBitsStep.
+extern "C" __global__ void vae_free_bits_mask(const double *sums, int rows, int d, float lambdaFloat, float *mask, double *floored) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    double lambda = (double)lambdaFloat, total = 0.0;
+    for (int j = 0; j < d; j++) {
+        double mean = sums[j] / rows;
+        mask[j] = mean > lambda ? 1.0f : 0.0f;
+        total += mean > lambda ? mean : lambda;
+    }
+    *floored = total;
 }
 
 // ---------------------------------------------------------------------------------------------
