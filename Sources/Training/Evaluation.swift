@@ -54,9 +54,9 @@ public struct DatasetShard {
     }
 
     /// −ELBO and its terms over the whole data set (every rank gets the total); with `device`, on
-    /// the GPU with the weights it holds (the same ε per image).
+    /// the GPU with the weights it holds (the same ε per image), except for a conditional model.
     public func evaluate(_ model: VariationalAutoencoder, seed: UInt64 = RunSeeds.evaluation, device: CUDAStep? = nil) throws -> LossBreakdown {
-        guard let device else {
+        guard let device, model.config.conditionClasses == 0 else {  // (a conditional model: on the CPU)
             return communicator.sum(model.evaluate(BatchLoader.evaluation(images, for: model).epoch(), seed: seed, firstIndex: firstIndex))
         }
         var total = LossBreakdown()

@@ -212,11 +212,11 @@ public enum GPUKernelCheck {
     /// `clipNorm`, the gradient clipped to that global norm.
     public static func trainingSteps(
         _ context: CUDAContext, cublas: CUBLAS, steps: Int = 3, objective: TrainingObjective = TrainingObjective(), sgd: Bool = false,
-        clipNorm: Float? = nil, gaussianSigma: Float? = nil
+        clipNorm: Float? = nil, gaussianSigma: Float? = nil, conditionClasses: Int = 0
     ) throws -> [Row] {
         let config = ModelConfig(
             inputShape: [1, 8, 8], hiddenSizes: [32], latentDimension: 4, likelihood: gaussianSigma == nil ? .bernoulli : .gaussian,
-            gaussianSigma: gaussianSigma ?? 0.1)
+            gaussianSigma: gaussianSigma ?? 0.1, conditionClasses: conditionClasses)
         var cpuInit = RandomGenerator(seed: 11), gpuInit = RandomGenerator(seed: 11)
         let cpuModel = VariationalAutoencoder(config: config, rng: &cpuInit)
         let gpuModel = VariationalAutoencoder(config: config, rng: &gpuInit)
@@ -229,10 +229,12 @@ public enum GPUKernelCheck {
         let settings = optimizer(gpuModel)  // its rate and constants; its state lives on the GPU
         let gpu = try CUDAStep(model: gpuModel, context: context, cublas: cublas)
         var rng = RandomGenerator(seed: 12)
-        let data = ImageDataset(pixels: (0..<40 * 64).map { _ in UInt8(truncatingIfNeeded: Int(rng.next() >> 56)) }, labels: nil, shape: [1, 8, 8])
+        // Labels 0 … 4 for 3 classes: labels 3 and 4 have no class (a row of zeros, as on the CPU).
+        let labels = conditionClasses > 0 ? (0..<40).map { $0 * 7 % 5 } : nil
+        let data = ImageDataset(pixels: (0..<40 * 64).map { _ in UInt8(truncatingIfNeeded: Int(rng.next() >> 56)) }, labels: labels, shape: [1, 8, 8])
         try gpu.useData(data)
         func loader(fills: Bool) -> BatchLoader {
-            let loader = BatchLoader(dataset: data, batchSize: 16, shuffle: true, binarize: true, seed: 5)
+            let loader = BatchLoader(dataset: data, batchSize: 16, shuffle: true, binarize: true, seed: 5, conditionClasses: conditionClasses)
             loader.counterBinarization = CounterNoise(seed: 6)
             loader.fillsImages = fills
             return loader
@@ -251,7 +253,7 @@ public enum GPUKernelCheck {
         try gpu.download(into: gpuModel)
         let cpuWeights = cpuModel.parameters.flatMap { $0.value.toArray() }, gpuWeights = gpuModel.parameters.flatMap { $0.value.toArray() }
         let name = (objective.importanceSamples > 1 ? ", IWAE K = \(objective.importanceSamples)" : objective.kl == .mc ? ", sampled KL" : "")
-            + (objective.freeBits > 0 ? ", free bits \(objective.freeBits)" : "")
+            + (objective.freeBits > 0 ? ", free bits \(objective.freeBits)" : "") + (conditionClasses > 0 ? ", conditional" : "")
             + (sgd ? ", SGD" : "") + (clipNorm.map { ", clipped to \($0)" } ?? "") + (gaussianSigma.map { ", Gaussian σ = \($0)" } ?? "")
         return [
             Row(kernel: "training step ×\(steps)\(name) (batch losses)", twin: "Trainer.trainStep", elements: steps, largestError: worst(gpuLosses, cpuLosses), tolerance: 1e-4),

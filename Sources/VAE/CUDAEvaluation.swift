@@ -18,6 +18,7 @@ extension CUDAStep {
         _ images: Tensor, samples: Int, seed: UInt64, firstIndex: Int = 0, chunk: Int = 1000, rowsPerLaunch: Int = 65_536
     ) throws -> [ImportanceSampledEstimate] {
         precondition(samples >= 1 && chunk >= 1, "need at least one sample")
+        guard conditionClasses == 0 else { throw CUDAError("log p(x) of a conditional model is not computed on the GPU yet; leave out --device") }
         precondition(images.rowSize == pixels, "images of \(images.rowSize) values for a model of \(pixels)")
         let (n, d) = (images.rows, latent)
         guard n > 0 else { return [] }
@@ -87,6 +88,7 @@ extension CUDAStep {
     /// analytic KL, β = 1) with one ε per image from its own generator seeded by (`seed`,
     /// `firstIndex` + i), as the CPU draws it; the terms summed in double, images in order.
     public func negativeELBO(_ images: Tensor, seed: UInt64, firstIndex: Int = 0) throws -> LossBreakdown {
+        guard conditionClasses == 0 else { throw CUDAError("the −ELBO of a conditional model is not computed on the GPU yet") }
         precondition(images.rowSize == pixels, "images of \(images.rowSize) values for a model of \(pixels)")
         let (n, d) = (images.rows, latent)
         guard n > 0 else { return LossBreakdown() }

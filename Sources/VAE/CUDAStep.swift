@@ -23,7 +23,7 @@ import Tensor
 ///
 /// Supported for now: Linear layers with ReLU or tanh between them, the Bernoulli and fixed-σ
 /// Gaussian likelihoods, the analytic or sampled KL and the IWAE bound, Adam, AdamW and SGD with
-/// clipping, one stochastic layer, no labels; ``init(model:context:cublas:)`` and
+/// clipping, one stochastic layer, with or without labels (conditional); ``init(model:context:cublas:)`` and
 /// ``unsupported(objective:optimizer:)`` name what it cannot do.
 public final class CUDAStep {
     /// One layer of a network as the GPU runs it.
@@ -31,6 +31,8 @@ public final class CUDAStep {
         /// Parameter indices (weight, bias) in the model's order; sizes; whether a ReLU follows.
         case linear(weight: Int, bias: Int, inputs: Int, outputs: Int, relu: Bool)
         case tanh
+        /// The one-hot label appended to each row (a conditional model).
+        case conditioning(classes: Int)
     }
 
     /// The likelihoods the GPU computes: Bernoulli on logits, or a Gaussian of fixed σ on means.
@@ -61,6 +63,11 @@ public final class CUDAStep {
     /// The training set on the device (bytes, or FP32 values), its shape, and the epoch order
     /// last sent (as Int32) with its version.
     private var data: (bytes: DeviceBuffer?, values: DeviceBuffer?, examples: Int)?
+    /// A conditional model's classes, the training set's labels on the device (Int32), and the
+    /// batch's one-hot labels.
+    let conditionClasses: Int
+    private var labels: DeviceBuffer?
+    private var oneHot: DeviceBuffer?
     private var order: (buffer: DeviceBuffer, version: Int)?
     /// Per-step loss sums in double, three per slot (reconstruction, KL, objective), and what the
     /// host knows of each queued step: its images and number (from 1).
@@ -103,10 +110,10 @@ public final class CUDAStep {
         case let gaussian as GaussianLikelihood: likelihood = .gaussian(sigma: gaussian.sigma)
         default: throw CUDAError("the GPU trains the Bernoulli and the fixed-σ Gaussian likelihoods for now, not \(config.likelihood.rawValue)")
         }
-        guard config.conditionClasses == 0 else { throw CUDAError("the GPU does not train conditional models yet") }
         guard config.upperLatentDimension == 0 else { throw CUDAError("the GPU does not train two stochastic layers yet") }
         self.context = context
         self.cublas = cublas
+        conditionClasses = config.conditionClasses
         let parameters = model.parameters
         func index(_ p: Parameter) -> Int { parameters.firstIndex { $0 === p }! }
         func plan(_ network: Sequential) throws -> [Op] {
@@ -120,6 +127,8 @@ public final class CUDAStep {
                     ops[ops.count - 1] = .linear(weight: w, bias: b, inputs: i, outputs: o, relu: true)
                 case is Tanh:
                     ops.append(.tanh)
+                case let conditioning as Conditioning:
+                    ops.append(.conditioning(classes: conditioning.conditionSize))
                 default:
                     throw CUDAError("the GPU does not run \(type(of: layer)) layers yet")
                 }
@@ -167,6 +176,11 @@ public final class CUDAStep {
             let buffer = try DeviceBuffer(bytes: dataset.pixels.count)
             try dataset.pixels.withUnsafeBytes { try buffer.upload(raw: $0) }
             data = (buffer, nil, dataset.count)
+        }
+        if conditionClasses > 0, let labels = dataset.labels {
+            let buffer = try DeviceBuffer(bytes: 4 * labels.count)
+            try labels.map { Int32(truncatingIfNeeded: $0) }.withUnsafeBytes { try buffer.upload(raw: $0) }
+            self.labels = buffer
         }
     }
 
@@ -221,7 +235,11 @@ public final class CUDAStep {
     func widths(_ ops: [Op], input width: Int) -> [Int] {
         var current = width
         return ops.map { op in
-            if case let .linear(_, _, _, outputs, _) = op { current = outputs }
+            switch op {
+            case let .linear(_, _, _, outputs, _): current = outputs
+            case let .conditioning(classes): current += classes
+            case .tanh: break
+            }
             return current
         }
     }
@@ -237,6 +255,7 @@ public final class CUDAStep {
             x = try DeviceBuffer(count: images * pixels)
             encoderOutputs = try widths(encoderOps, input: pixels).map { try DeviceBuffer(count: images * $0) }
             encoderGradients = try widths(encoderOps, input: pixels).map { try DeviceBuffer(count: images * $0) }
+            oneHot = conditionClasses > 0 ? try DeviceBuffer(count: images * conditionClasses) : nil
         }
         guard rows > capacity else { return }
         capacity = rows
@@ -280,7 +299,9 @@ public final class CUDAStep {
 
     /// Runs `ops` forward on `rows` rows from `input` (`width` columns), each op's output into
     /// `outputs` (of at least `rows` rows each).
-    func forward(_ ops: [Op], input: DeviceBuffer, width: Int, outputs: [DeviceBuffer], rows: Int) throws {
+    /// A conditional model's `condition` ([rows / `repeat`, classes] one-hot) is appended to the
+    /// rows at its conditioning op.
+    func forward(_ ops: [Op], input: DeviceBuffer, width: Int, outputs: [DeviceBuffer], rows: Int, condition: (DeviceBuffer, repeat: Int)? = nil) throws {
         var h = input
         var hWidth = width
         for (op, y) in zip(ops, outputs) {
@@ -295,8 +316,14 @@ public final class CUDAStep {
                 ])
             case .tanh:
                 try context.launch("vae_tanh_forward", grid: CUDAContext.grid(for: rows * hWidth), [.buffer(h), .buffer(y), .int64(rows * hWidth)])
+            case let .conditioning(classes):
+                guard let (labels, repeats) = condition else { throw CUDAError("a conditional model needs its labels on the GPU") }
+                try context.launch("vae_concat_condition", grid: CUDAContext.grid(for: rows * (hWidth + classes)), [
+                    .buffer(h), .buffer(labels), .int32(Int32(rows)), .int32(Int32(hWidth)), .int32(Int32(classes)), .int32(Int32(repeats)), .buffer(y),
+                ])
             }
             if case let .linear(_, _, _, outputsCount, _) = op { hWidth = outputsCount }
+            if case let .conditioning(classes) = op { hWidth += classes }
             h = y
         }
     }
@@ -329,6 +356,12 @@ public final class CUDAStep {
                         transposeA: false, transposeB: false, m: rows, n: inputs, k: outputsCount, alpha: 1, a: g.address, lda: outputsCount,
                         b: weights[w].address, ldb: inputs, beta: 0, c: dh.address, ldc: inputs)
                 }
+            case let .conditioning(classes):
+                guard let dh else { continue }
+                let width = outputWidths[k]
+                try context.launch("vae_first_columns", grid: CUDAContext.grid(for: rows * (width - classes)), [
+                    .buffer(g), .int32(Int32(rows)), .int32(Int32(width - classes)), .int32(Int32(width)), .buffer(dh),
+                ])
             case .tanh:
                 guard let dh else { continue }
                 let n = rows * outputWidths[k]
@@ -368,16 +401,31 @@ public final class CUDAStep {
         } else {
             try x.upload(batch.images)
         }
+        // A conditional model's one-hot labels: made on the device with the batch, or sent.
+        var condition: DeviceBuffer?
+        if conditionClasses > 0, let oneHot {
+            if let source = batch.source, let labels, data != nil {
+                try context.launch("vae_one_hot", grid: CUDAContext.grid(for: images * conditionClasses), [
+                    .buffer(labels), .buffer(order!.buffer), .int64(source.positions.lowerBound), .int32(Int32(images)), .int32(Int32(conditionClasses)),
+                    .buffer(oneHot),
+                ])
+            } else if let hostCondition = batch.condition {
+                try oneHot.upload(hostCondition)
+            } else {
+                throw CUDAError("a conditional model's batch without labels")
+            }
+            condition = oneHot
+        }
         // ε for every sample of every image: numbers 0 ..< rows·d of the step's stream, as the CPU.
         try context.launch("vae_philox_normals", grid: CUDAContext.grid(for: (rows * latent + 3) / 4 + 1), [
             .uint64(noiseSeed), .uint64(stream), .uint64(0), .int64(rows * latent), .buffer(eps),
         ])
-        try forward(encoderOps, input: x, width: pixels, outputs: encoderOutputs, rows: images)
+        try forward(encoderOps, input: x, width: pixels, outputs: encoderOutputs, rows: images, condition: condition.map { ($0, 1) })
         let posterior = encoderOutputs.last!
         try context.launch("vae_sample_latents", grid: CUDAContext.grid(for: rows * latent), [
             .buffer(posterior), .buffer(eps), .buffer(z), .int32(Int32(images)), .int32(Int32(samples)), .int32(Int32(latent)),
         ])
-        try forward(decoderOps, input: z, width: latent, outputs: decoderOutputs, rows: rows)
+        try forward(decoderOps, input: z, width: latent, outputs: decoderOutputs, rows: rows, condition: condition.map { ($0, samples) })
         let scale = 1 / Float(images)
         // −log p(x|z) of every sample, with its gradient at once when every sample weighs the same.
         try likelihoodRows(

@@ -52,6 +52,7 @@ struct Devices: ParsableCommand {
             rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 3))
             rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, sgd: true, clipNorm: 0.5)
             rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, objective: TrainingObjective(freeBits: 0.05))
+            rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 2), conditionClasses: 3)
             rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 2), gaussianSigma: 0.3)
             rows += try GPUKernelCheck.importanceSampling(context, cublas: cublas)
             rows += try GPUKernelCheck.importanceSampling(context, cublas: cublas, gaussianSigma: 0.3)

@@ -40,6 +40,21 @@ extern "C" __global__ void vae_tanh_backward(const float *y, const float *dy, fl
     FOR_EACH(i, n) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
 }
 
+// Conditioning: y[r] = [x[r] | condition[r / repeat]] ([rows, cols] beside [rows / repeat, classes];
+// the decoder's samples of one image share its label). CPU: Conditioning.forward.
+extern "C" __global__ void vae_concat_condition(const float *x, const float *condition, int rows, int cols, int classes, int repeat, float *y) {
+    long width = (long)cols + classes;
+    FOR_EACH(i, (long)rows * width) {
+        long r = i / width, j = i % width;
+        y[i] = j < cols ? x[r * cols + j] : condition[(r / repeat) * classes + (j - cols)];
+    }
+}
+
+// dx[r] = the first `cols` columns of dy[r] (rows of `width`): Conditioning.backward.
+extern "C" __global__ void vae_first_columns(const float *dy, int rows, int cols, int width, float *dx) {
+    FOR_EACH(i, (long)rows * cols) dx[i] = dy[(i / cols) * width + i % cols];
+}
+
 // db[j] = Σ_b dy[b, j], rows in order (one thread per column; neighbouring threads read
 // neighbouring columns). CPU: Linear.backward's bias gradient.
 extern "C" __global__ void vae_column_sums(const float *dy, float *db, int rows, int cols) {
@@ -414,6 +429,12 @@ extern "C" __global__ void vae_gather(const unsigned char *bytes, const float *v
             x[r * cols + i] = binarize ? ((float)(c[j] >> 8) * 0x1p-24f < p ? 1.0f : 0.0f) : p;
         }
     }
+}
+
+// One-hot labels of a batch made on the device: out[r, c] = 1 if labels[order[first + r]] = c
+// (a label outside 0 ..< classes gives a row of zeros). CPU: BatchLoader.fill's one-hot rows.
+extern "C" __global__ void vae_one_hot(const int *labels, const int *order, long first, int rows, int classes, float *out) {
+    FOR_EACH(i, (long)rows * classes) out[i] = labels[order[first + i / classes]] == (int)(i % classes) ? 1.0f : 0.0f;
 }
 
 // ---------------------------------------------------------------------------------------------
