@@ -1,4 +1,5 @@
 import CKernels
+import Synchronization
 import Tensor
 
 /// A batch of examples as the model takes it: images in [0, 1] and, when the data set has them,
@@ -33,8 +34,9 @@ public struct Batch {
 public struct BatchSource {
     /// The epoch's order of the data set's examples (shared, not copied, by every batch).
     public let order: [Int]
-    /// Changes whenever the loader's order does (a new epoch's shuffle, a resumed order), so a
-    /// consumer can keep its own copy of `order` and send it again only when this changes.
+    /// Changes whenever the loader's order does (a new epoch's shuffle, a resumed order), and is
+    /// never the same for two loaders, so a consumer can keep its own copy of `order` and send it
+    /// again only when this changes.
     public let orderVersion: Int
     public let positions: Range<Int>
     /// The epoch, from 0.
@@ -63,8 +65,12 @@ public final class BatchLoader {
     /// When false, batches that can be made from their ``Batch/source`` are not copied into
     /// `images` (whose rows are then stale): for a consumer that holds the data set itself.
     public var fillsImages = true
-    private var order: [Int] { didSet { orderVersion += 1 } }
-    private var orderVersion = 0
+    private var order: [Int] { didSet { orderVersion = Self.nextVersion() } }
+    private var orderVersion = BatchLoader.nextVersion()
+    /// Versions unique across every loader of the process (a consumer that keeps one loader's
+    /// order never mistakes another's for it).
+    private static let versions = Atomic<Int>(0)
+    private static func nextVersion() -> Int { versions.add(1, ordering: .relaxed).newValue }
     private let batch: Tensor
     private let scale: [Float] = (0..<256).map { Float($0) / 255 }
     /// Classes of the one-hot labels made with each batch (0: none).

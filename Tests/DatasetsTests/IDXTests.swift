@@ -187,6 +187,13 @@ func syntheticDataset(count: Int) -> ImageDataset {
     let expected = data.pixels.reduce(0.0) { $0 + Double($1) / 255 } / Double(data.pixels.count)
     #expect(abs(Double(all.reduce(0, +)) / Double(all.count) - expected) < 0.02)  // σ ≈ 0.006
 
+    // Order versions: a new epoch's shuffle changes it, and no two loaders share one.
+    let one = BatchLoader(dataset: data, batchSize: 10, shuffle: true, seed: 4), two = BatchLoader(dataset: data, batchSize: 10, shuffle: true, seed: 4)
+    var (e1, e2) = (one.epoch(), two.epoch())
+    let (v1, v2) = (e1.next()!.source!.orderVersion, e2.next()!.source!.orderVersion)
+    var again = one.epoch()
+    #expect(v1 != v2 && again.next()!.source!.orderVersion != v1)
+
     // Not filled: the batch tensor keeps its zeros; with sequential binarisation it is filled.
     for counter in [true, false] {
         let loader = BatchLoader(dataset: data, batchSize: 10, shuffle: false, binarize: true, seed: 4)
