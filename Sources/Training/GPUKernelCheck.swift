@@ -212,11 +212,11 @@ public enum GPUKernelCheck {
     /// `clipNorm`, the gradient clipped to that global norm.
     public static func trainingSteps(
         _ context: CUDAContext, cublas: CUBLAS, steps: Int = 3, objective: TrainingObjective = TrainingObjective(), sgd: Bool = false,
-        clipNorm: Float? = nil, gaussianSigma: Float? = nil, conditionClasses: Int = 0
+        clipNorm: Float? = nil, likelihood: LikelihoodKind = .bernoulli, conditionClasses: Int = 0
     ) throws -> [Row] {
         let config = ModelConfig(
-            inputShape: [1, 8, 8], hiddenSizes: [32], latentDimension: 4, likelihood: gaussianSigma == nil ? .bernoulli : .gaussian,
-            gaussianSigma: gaussianSigma ?? 0.1, conditionClasses: conditionClasses)
+            inputShape: [1, 8, 8], hiddenSizes: [32], latentDimension: 4, likelihood: likelihood, gaussianSigma: 0.3,
+            conditionClasses: conditionClasses)
         var cpuInit = RandomGenerator(seed: 11), gpuInit = RandomGenerator(seed: 11)
         let cpuModel = VariationalAutoencoder(config: config, rng: &cpuInit)
         let gpuModel = VariationalAutoencoder(config: config, rng: &gpuInit)
@@ -254,7 +254,7 @@ public enum GPUKernelCheck {
         let cpuWeights = cpuModel.parameters.flatMap { $0.value.toArray() }, gpuWeights = gpuModel.parameters.flatMap { $0.value.toArray() }
         let name = (objective.importanceSamples > 1 ? ", IWAE K = \(objective.importanceSamples)" : objective.kl == .mc ? ", sampled KL" : "")
             + (objective.freeBits > 0 ? ", free bits \(objective.freeBits)" : "") + (conditionClasses > 0 ? ", conditional" : "")
-            + (sgd ? ", SGD" : "") + (clipNorm.map { ", clipped to \($0)" } ?? "") + (gaussianSigma.map { ", Gaussian σ = \($0)" } ?? "")
+            + (sgd ? ", SGD" : "") + (clipNorm.map { ", clipped to \($0)" } ?? "") + (likelihood == .bernoulli ? "" : ", \(likelihood.rawValue)")
         return [
             Row(kernel: "training step ×\(steps)\(name) (batch losses)", twin: "Trainer.trainStep", elements: steps, largestError: worst(gpuLosses, cpuLosses), tolerance: 1e-4),
             Row(kernel: "training step ×\(steps)\(name) (weights)", twin: "Trainer.trainStep", elements: cpuWeights.count, largestError: worst(gpuWeights, cpuWeights), tolerance: 1e-4),
@@ -265,11 +265,10 @@ public enum GPUKernelCheck {
     /// of 5 samples × 3 latent dimensions draws an odd count of normals; groups of 4 images) on
     /// the GPU (`CUDAStep.importanceSampledLogLikelihood`) and on the CPU
     /// (`VariationalAutoencoder.importanceSampledLogLikelihood`), same weights and seed.
-    /// With `gaussianSigma`, a Gaussian likelihood of that σ instead of the Bernoulli.
-    public static func importanceSampling(_ context: CUDAContext, cublas: CUBLAS, gaussianSigma: Float? = nil) throws -> [Row] {
+    /// With `likelihood` another likelihood than the Bernoulli (the Gaussians at σ = 0.3).
+    public static func importanceSampling(_ context: CUDAContext, cublas: CUBLAS, likelihood: LikelihoodKind = .bernoulli) throws -> [Row] {
         let config = ModelConfig(
-            inputShape: [1, 8, 8], hiddenSizes: [16], latentDimension: 3, likelihood: gaussianSigma == nil ? .bernoulli : .gaussian,
-            gaussianSigma: gaussianSigma ?? 0.1)
+            inputShape: [1, 8, 8], hiddenSizes: [16], latentDimension: 3, likelihood: likelihood, gaussianSigma: 0.3)
         var initial = RandomGenerator(seed: 21)
         let model = VariationalAutoencoder(config: config, rng: &initial)
         var rng = RandomGenerator(seed: 22)
@@ -279,7 +278,7 @@ public enum GPUKernelCheck {
         let gpu = try step.importanceSampledLogLikelihood(images, samples: 25, seed: 5, firstIndex: 3, chunk: 10, rowsPerLaunch: 40)
         // The evaluation's −ELBO (one ε per image from the same generators).
         let elboGPU = try step.negativeELBO(images, seed: 5, firstIndex: 3), elboCPU = model.negativeELBO(images, seed: 5, firstIndex: 3)
-        let suffix = gaussianSigma.map { ", Gaussian σ = \($0)" } ?? ""
+        let suffix = likelihood == .bernoulli ? "" : ", \(likelihood.rawValue)"
         func row(_ name: String, _ value: (ImportanceSampledEstimate) -> Double) -> Row {
             let (g, c) = (gpu.map { Float(value($0)) }, cpu.map { Float(value($0)) })
             return Row(kernel: "importance sampling (\(name))\(suffix)", twin: "importanceSampledLogLikelihood", elements: c.count,

@@ -21,8 +21,8 @@ import Tensor
 ///     loss = Σ_b (−log p(x_b|z_b) + β KL_b),  gradients scaled by 1/B
 ///     backward through the decoder, the reparameterisation and KL, the encoder; Adam.
 ///
-/// Supported for now: Linear layers with ReLU or tanh between them, the Bernoulli and fixed-σ
-/// Gaussian likelihoods, the analytic or sampled KL and the IWAE bound, Adam, AdamW and SGD with
+/// Supported for now: Linear layers with ReLU or tanh between them, every likelihood (Bernoulli;
+/// Gaussian with a fixed, learned or per-pixel σ), the analytic or sampled KL and the IWAE bound, Adam, AdamW and SGD with
 /// clipping, one stochastic layer, with or without labels (conditional); ``init(model:context:cublas:)`` and
 /// ``unsupported(objective:optimizer:)`` name what it cannot do.
 public final class CUDAStep {
@@ -39,6 +39,10 @@ public final class CUDAStep {
     enum Likelihood {
         case bernoulli
         case gaussian(sigma: Float)
+        /// A σ per value from the decoder (its rows twice the data's width), floored at σ_min.
+        case gaussianPixel(minimumSigma: Float)
+        /// One σ = e^s, s the model's parameter of this index (learned with the rest).
+        case gaussianShared(parameter: Int)
     }
 
     public let context: CUDAContext
@@ -108,7 +112,10 @@ public final class CUDAStep {
         switch model.likelihood {
         case is BernoulliLikelihood: likelihood = .bernoulli
         case let gaussian as GaussianLikelihood: likelihood = .gaussian(sigma: gaussian.sigma)
-        default: throw CUDAError("the GPU trains the Bernoulli and the fixed-σ Gaussian likelihoods for now, not \(config.likelihood.rawValue)")
+        case let pixel as GaussianPixelVarianceLikelihood: likelihood = .gaussianPixel(minimumSigma: pixel.minimumSigma)
+        case let shared as GaussianSharedVarianceLikelihood:
+            likelihood = .gaussianShared(parameter: model.parameters.firstIndex { $0 === shared.logSigma }!)
+        default: throw CUDAError("the GPU does not train the \(config.likelihood.rawValue) likelihood yet")
         }
         guard config.upperLatentDimension == 0 else { throw CUDAError("the GPU does not train two stochastic layers yet") }
         self.context = context
@@ -294,6 +301,25 @@ public final class CUDAStep {
             try context.launch("vae_affine_rows", grid: CUDAContext.grid(for: rows), [
                 .buffer(losses), .int64(rows), .float(0.5 * inverseVariance), .float(logNormaliser),
             ])
+        case .gaussianPixel(let minimumSigma):
+            try context.launch("vae_gaussian_pixel_nll", grid: rows, block: 256, shared: 256 * 4, [
+                .buffer(x), .buffer(output), .buffer(gradient), .buffer(losses), .int32(Int32(pixels)), .float(scale), .int32(Int32(xRepeat)),
+                .buffer(rowScales), .float(log(minimumSigma)),
+            ])
+            try context.launch("vae_affine_rows", grid: CUDAContext.grid(for: rows), [
+                .buffer(losses), .int64(rows), .float(1), .float(Float(0.5 * Double(pixels) * log(2 * Double.pi))),
+            ])
+        case .gaussianShared(let parameter):
+            try context.launch("vae_gaussian_shared_nll", grid: rows, block: 256, shared: 256 * 4, [
+                .buffer(x), .buffer(output), .buffer(gradient), .buffer(losses), .int32(Int32(pixels)), .float(scale), .int32(Int32(xRepeat)),
+                .buffer(rowScales), .buffer(weights[parameter]),
+            ])
+            if gradient != nil {
+                try context.launch("vae_gaussian_shared_gradient", grid: 1, block: 1, [
+                    .buffer(losses), .int32(Int32(rows)), .int32(Int32(pixels)), .float(scale), .buffer(rowScales), .buffer(weights[parameter]),
+                    .buffer(gradients[parameter]),
+                ])
+            }
         }
     }
 

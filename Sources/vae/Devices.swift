@@ -53,9 +53,13 @@ struct Devices: ParsableCommand {
             rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, sgd: true, clipNorm: 0.5)
             rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, objective: TrainingObjective(freeBits: 0.05))
             rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 2), conditionClasses: 3)
-            rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 2), gaussianSigma: 0.3)
+            rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 2), likelihood: .gaussian)
+            rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 2), likelihood: .gaussianPixel)
+            rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, sgd: true, likelihood: .gaussianShared)  // SGD: the size of ∂/∂s shows (Adam moves a scalar by about its rate, whatever the size)
             rows += try GPUKernelCheck.importanceSampling(context, cublas: cublas)
-            rows += try GPUKernelCheck.importanceSampling(context, cublas: cublas, gaussianSigma: 0.3)
+            rows += try GPUKernelCheck.importanceSampling(context, cublas: cublas, likelihood: .gaussian)
+            rows += try GPUKernelCheck.importanceSampling(context, cublas: cublas, likelihood: .gaussianPixel)
+            rows += try GPUKernelCheck.importanceSampling(context, cublas: cublas, likelihood: .gaussianShared)
         } else {
             print("(cuBLAS not found: the training steps and importance sampling are not checked)")
         }

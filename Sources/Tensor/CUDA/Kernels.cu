@@ -162,6 +162,66 @@ extern "C" __global__ void vae_squared_error(const float *x, const float *means,
     if (threadIdx.x == 0) rowSums[blockIdx.x] = total;
 }
 
+// A Gaussian with a σ per value from the decoder, whose rows hold [m₁ … m_D | log σ₁ … log σ_D]:
+// per row Σ_i [½ (x_i − m_i)² e^{−2t_i} + t_i], t_i = max(log σ_i, minLogSigma) (the caller adds
+// ½ D log 2π); with gradient ≠ nil, ∂/∂m_i = c (m_i − x_i) e^{−2t_i} and ∂/∂log σ_i =
+// c (1 − (x_i − m_i)² e^{−2t_i}) (0 below the floor), c = scale · s_b as in vae_bernoulli_nll.
+// One block per row. CPU: vae_gaussian_pixel_nll.
+extern "C" __global__ void vae_gaussian_pixel_nll(const float *x, const float *output, float *gradient, float *rowSums, int cols, float scale,
+                                                  int xRepeat, const float *rowScales, float minLogSigma) {
+    extern __shared__ float shared[];
+    long base = (long)blockIdx.x * 2 * cols, xBase = (long)(blockIdx.x / xRepeat) * cols;
+    float rowScale = rowScales ? scale * rowScales[blockIdx.x] : scale;
+    float s = 0.0f;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+        float raw = output[base + cols + j];
+        float t = raw < minLogSigma ? minLogSigma : raw;
+        float r = output[base + j] - x[xBase + j];
+        float inverseVariance = expf(-2.0f * t);
+        float scaled = r * r * inverseVariance;
+        s += 0.5f * scaled + t;
+        if (gradient) {
+            gradient[base + j] = rowScale * r * inverseVariance;
+            gradient[base + cols + j] = raw < minLogSigma ? 0.0f : rowScale * (1.0f - scaled);
+        }
+    }
+    float total = block_sum(s, shared);
+    if (threadIdx.x == 0) rowSums[blockIdx.x] = total;
+}
+
+// A Gaussian whose one σ = e^s is a parameter of the model (s = *logSigma, on the device): per
+// row ½ Σ (m − x)²/σ² + ½ D log 2πσ², gradient = scale · s_b · (m − x)/σ². One block per row.
+// CPU: GaussianSharedVarianceLikelihood (the fixed-σ Gaussian at σ = e^s).
+extern "C" __global__ void vae_gaussian_shared_nll(const float *x, const float *means, float *gradient, float *rowValues, int cols, float scale,
+                                                   int xRepeat, const float *rowScales, const float *logSigma) {
+    extern __shared__ float shared[];
+    float sigma = (float)exp((double)logSigma[0]);
+    float inverseVariance = 1.0f / (sigma * sigma);
+    long base = (long)blockIdx.x * cols, xBase = (long)(blockIdx.x / xRepeat) * cols;
+    float rowScale = (rowScales ? scale * rowScales[blockIdx.x] : scale) * inverseVariance;
+    float s = 0.0f;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+        float r = means[base + j] - x[xBase + j];
+        s += r * r;
+        if (gradient) gradient[base + j] = rowScale * r;
+    }
+    float total = block_sum(s, shared);
+    if (threadIdx.x == 0) {
+        double logNormaliser = 0.5 * cols * log(6.283185307179586476925286766559 * (double)sigma * (double)sigma);
+        rowValues[blockIdx.x] = (float)(0.5 * (double)(total * inverseVariance) + logNormaliser);
+    }
+}
+
+// ∂/∂s of those rows: Σ_b c_b (D − 2(v_b − D(s + ½ log 2π))), c_b = scale · s_b, in double, rows
+// in order (one thread), into *gradient. CPU: GaussianSharedVarianceLikelihood's log σ gradient.
+extern "C" __global__ void vae_gaussian_shared_gradient(const float *rowValues, int rows, int cols, float scale, const float *rowScales,
+                                                        const float *logSigma, float *gradient) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    double n = cols, constant = n * ((double)logSigma[0] + 0.5 * log(6.283185307179586476925286766559)), g = 0.0;
+    for (int b = 0; b < rows; b++) g += (double)(scale * (rowScales ? rowScales[b] : 1.0f)) * (n - 2.0 * ((double)rowValues[b] - constant));
+    *gradient = (float)g;
+}
+
 // v ← a · v + c for each of n values: a row's −log p from its sum of squares (a = 1/2σ²,
 // c = ½ D log 2πσ²). CPU: GaussianLikelihood.negativeLogLikelihood's per-row value.
 extern "C" __global__ void vae_affine_rows(float *values, long n, float a, float c) {
