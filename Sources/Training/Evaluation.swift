@@ -54,15 +54,15 @@ public struct DatasetShard {
     }
 
     /// −ELBO and its terms over the whole data set (every rank gets the total); with `device`, on
-    /// the GPU with the weights it holds (the same ε per image), except for a conditional model.
+    /// the GPU with the weights it holds (the same ε per image).
     public func evaluate(_ model: VariationalAutoencoder, seed: UInt64 = RunSeeds.evaluation, device: CUDAStep? = nil) throws -> LossBreakdown {
-        guard let device, model.config.conditionClasses == 0 else {  // (a conditional model: on the CPU)
+        guard let device else {
             return communicator.sum(model.evaluate(BatchLoader.evaluation(images, for: model).epoch(), seed: seed, firstIndex: firstIndex))
         }
         var total = LossBreakdown()
         var first = firstIndex
         for batch in BatchLoader.evaluation(images, for: model).epoch() {
-            total += try device.negativeELBO(batch.images, seed: seed, firstIndex: first)
+            total += try device.negativeELBO(batch.images, condition: batch.condition, seed: seed, firstIndex: first)
             first += batch.count
         }
         return communicator.sum(total)
@@ -115,7 +115,8 @@ extension VariationalAutoencoder {
         try device.upload(from: self)
         var estimates: [ImportanceSampledEstimate] = []
         for batch in BatchLoader.evaluation(dataset, for: self, batchSize: 10_000).epoch() {
-            estimates += try device.importanceSampledLogLikelihood(batch.images, samples: samples, seed: seed, firstIndex: estimates.count)
+            estimates += try device.importanceSampledLogLikelihood(
+                batch.images, condition: batch.condition, samples: samples, seed: seed, firstIndex: estimates.count)
             progress(estimates.count)
         }
         return LogLikelihoodEstimate(perImage: estimates, samples: samples)

@@ -266,19 +266,28 @@ public enum GPUKernelCheck {
     /// the GPU (`CUDAStep.importanceSampledLogLikelihood`) and on the CPU
     /// (`VariationalAutoencoder.importanceSampledLogLikelihood`), same weights and seed.
     /// With `likelihood` another likelihood than the Bernoulli (the Gaussians at σ = 0.3).
-    public static func importanceSampling(_ context: CUDAContext, cublas: CUBLAS, likelihood: LikelihoodKind = .bernoulli) throws -> [Row] {
+    /// With `conditionClasses`, a conditional model (image i of label i mod 4, the fourth label no
+    /// class: a row of zeros).
+    public static func importanceSampling(
+        _ context: CUDAContext, cublas: CUBLAS, likelihood: LikelihoodKind = .bernoulli, conditionClasses: Int = 0
+    ) throws -> [Row] {
         let config = ModelConfig(
-            inputShape: [1, 8, 8], hiddenSizes: [16], latentDimension: 3, likelihood: likelihood, gaussianSigma: 0.3)
+            inputShape: [1, 8, 8], hiddenSizes: [16], latentDimension: 3, likelihood: likelihood, gaussianSigma: 0.3,
+            conditionClasses: conditionClasses)
         var initial = RandomGenerator(seed: 21)
         let model = VariationalAutoencoder(config: config, rng: &initial)
         var rng = RandomGenerator(seed: 22)
         let images = Tensor(shape: [20, 1, 8, 8], values: (0..<1280).map { _ in rng.nextFloat() < 0.3 ? 1 : 0 })
-        let cpu = model.importanceSampledLogLikelihood(images, samples: 25, seed: 5, firstIndex: 3, chunk: 10)
+        let condition = conditionClasses > 0
+            ? Tensor(shape: [20, conditionClasses], values: (0..<20 * conditionClasses).map { $0 % conditionClasses == $0 / conditionClasses % 4 ? 1 : 0 })
+            : nil
+        let cpu = model.importanceSampledLogLikelihood(images, condition: condition, samples: 25, seed: 5, firstIndex: 3, chunk: 10)
         let step = try CUDAStep(model: model, context: context, cublas: cublas)
-        let gpu = try step.importanceSampledLogLikelihood(images, samples: 25, seed: 5, firstIndex: 3, chunk: 10, rowsPerLaunch: 40)
+        let gpu = try step.importanceSampledLogLikelihood(images, condition: condition, samples: 25, seed: 5, firstIndex: 3, chunk: 10, rowsPerLaunch: 40)
         // The evaluation's −ELBO (one ε per image from the same generators).
-        let elboGPU = try step.negativeELBO(images, seed: 5, firstIndex: 3), elboCPU = model.negativeELBO(images, seed: 5, firstIndex: 3)
-        let suffix = likelihood == .bernoulli ? "" : ", \(likelihood.rawValue)"
+        let elboGPU = try step.negativeELBO(images, condition: condition, seed: 5, firstIndex: 3)
+        let elboCPU = model.negativeELBO(images, condition: condition, seed: 5, firstIndex: 3)
+        let suffix = (likelihood == .bernoulli ? "" : ", \(likelihood.rawValue)") + (conditionClasses > 0 ? ", conditional" : "")
         func row(_ name: String, _ value: (ImportanceSampledEstimate) -> Double) -> Row {
             let (g, c) = (gpu.map { Float(value($0)) }, cpu.map { Float(value($0)) })
             return Row(kernel: "importance sampling (\(name))\(suffix)", twin: "importanceSampledLogLikelihood", elements: c.count,

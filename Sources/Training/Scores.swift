@@ -34,7 +34,7 @@ extension VariationalAutoencoder {
         var row: Tensor?, rowCondition: Tensor?
         for batch in BatchLoader.evaluation(dataset, for: self).epoch() {
             let first = out.count
-            let estimates = try device?.importanceSampledLogLikelihood(batch.images, samples: samples, seed: seed, firstIndex: first)
+            let estimates = try device?.importanceSampledLogLikelihood(batch.images, condition: batch.condition, samples: samples, seed: seed, firstIndex: first)
                 ?? parallel.importanceSampledLogLikelihood(batch.images, condition: batch.condition, samples: samples, seed: seed, firstIndex: first)
             let posterior = encode(batch.images, condition: batch.condition).clone()
             for i in 0..<batch.count {

@@ -3,7 +3,8 @@ import Tensor
 
 extension CUDAStep {
     /// ``VariationalAutoencoder/importanceSampledLogLikelihood(_:condition:samples:seed:firstIndex:chunk:)``
-    /// on the GPU, with the weights this step holds: for each row of `images`,
+    /// on the GPU, with the weights this step holds (a conditional model's decoder given each
+    /// image's one-hot label, `condition`, for all of its samples): for each row of `images`,
     /// log p̂(x) = log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x) over K = `samples` draws z_k ~ q(z|x),
     /// and the ELBO estimated from the same draws.
     ///
@@ -15,10 +16,9 @@ extension CUDAStep {
     /// device, so only one group's chunk of logits is ever stored, never K × D per image, and
     /// three numbers per image come back.
     public func importanceSampledLogLikelihood(
-        _ images: Tensor, samples: Int, seed: UInt64, firstIndex: Int = 0, chunk: Int = 1000, rowsPerLaunch: Int = 65_536
+        _ images: Tensor, condition: Tensor? = nil, samples: Int, seed: UInt64, firstIndex: Int = 0, chunk: Int = 1000, rowsPerLaunch: Int = 65_536
     ) throws -> [ImportanceSampledEstimate] {
         precondition(samples >= 1 && chunk >= 1, "need at least one sample")
-        guard conditionClasses == 0 else { throw CUDAError("log p(x) of a conditional model is not computed on the GPU yet; leave out --device") }
         precondition(images.rowSize == pixels, "images of \(images.rowSize) values for a model of \(pixels)")
         let (n, d) = (images.rows, latent)
         guard n > 0 else { return [] }
@@ -40,7 +40,8 @@ extension CUDAStep {
         try seeds.withUnsafeBytes { try states.upload(raw: $0) }
         let initial = [Double](repeating: -.infinity, count: n) + [Double](repeating: 0, count: 2 * n)
         try initial.withUnsafeBytes { try sums.upload(raw: $0) }
-        try forward(encoderOps, input: x, width: pixels, outputs: encoderOutputs, rows: n)
+        let labels = try oneHotLabels(condition, images: n)
+        try forward(encoderOps, input: x, width: pixels, outputs: encoderOutputs, rows: n, condition: labels.map { ($0, 1) })
         let posterior = encoderOutputs.last!
         // Rows first ..< first + count of a buffer of `width` floats per row, as a buffer.
         func rows(_ buffer: DeviceBuffer, _ first: Int, _ count: Int, width: Int) -> DeviceBuffer {
@@ -61,7 +62,8 @@ extension CUDAStep {
                 try context.launch("vae_sample_latents", grid: CUDAContext.grid(for: sampleRows * d), [
                     .buffer(imagePosterior), .buffer(rows(eps, first, m, width: k * d)), .buffer(z), .int32(Int32(m)), .int32(Int32(k)), .int32(Int32(d)),
                 ])
-                try forward(decoderOps, input: z, width: d, outputs: decoderOutputs, rows: sampleRows)
+                let groupLabels = labels.map { rows($0, first, m, width: conditionClasses) }
+                try forward(decoderOps, input: z, width: d, outputs: decoderOutputs, rows: sampleRows, condition: groupLabels.map { ($0, k) })
                 try likelihoodRows(
                     x: rows(x, first, m, width: pixels), output: decoderOutputs.last!, gradient: nil, into: rowNLL, rows: sampleRows, scale: 1, xRepeat: k)
                 try context.launch("vae_log_weights", grid: CUDAContext.grid(for: sampleRows), [
@@ -87,8 +89,7 @@ extension CUDAStep {
     /// weights this step holds: −log p(x|z) + KL(q(z|x) ‖ p(z)) of each row of `images` (the
     /// analytic KL, β = 1) with one ε per image from its own generator seeded by (`seed`,
     /// `firstIndex` + i), as the CPU draws it; the terms summed in double, images in order.
-    public func negativeELBO(_ images: Tensor, seed: UInt64, firstIndex: Int = 0) throws -> LossBreakdown {
-        guard conditionClasses == 0 else { throw CUDAError("the −ELBO of a conditional model is not computed on the GPU yet") }
+    public func negativeELBO(_ images: Tensor, condition: Tensor? = nil, seed: UInt64, firstIndex: Int = 0) throws -> LossBreakdown {
         precondition(images.rowSize == pixels, "images of \(images.rowSize) values for a model of \(pixels)")
         let (n, d) = (images.rows, latent)
         guard n > 0 else { return LossBreakdown() }
@@ -105,17 +106,30 @@ extension CUDAStep {
             .buffer(states), .int32(Int32(n)), .int32(Int32((d + 1) / 2)), .buffer(words),
         ])
         try context.launch("vae_box_muller", grid: CUDAContext.grid(for: n * ((d + 1) / 2)), [.buffer(words), .int32(Int32(n)), .int32(Int32(d)), .buffer(eps)])
-        try forward(encoderOps, input: x, width: pixels, outputs: encoderOutputs, rows: n)
+        let labels = try oneHotLabels(condition, images: n)
+        try forward(encoderOps, input: x, width: pixels, outputs: encoderOutputs, rows: n, condition: labels.map { ($0, 1) })
         let posterior = encoderOutputs.last!
         try context.launch("vae_sample_latents", grid: CUDAContext.grid(for: n * d), [
             .buffer(posterior), .buffer(eps), .buffer(z), .int32(Int32(n)), .int32(1), .int32(Int32(d)),
         ])
-        try forward(decoderOps, input: z, width: d, outputs: decoderOutputs, rows: n)
+        try forward(decoderOps, input: z, width: d, outputs: decoderOutputs, rows: n, condition: labels.map { ($0, 1) })
         try likelihoodRows(x: x, output: decoderOutputs.last!, gradient: nil, into: rowNLL, rows: n, scale: 1, xRepeat: 1)
         try context.launch("vae_kl_rows", grid: CUDAContext.grid(for: n), [.buffer(posterior), .buffer(rowKL), .int32(Int32(n)), .int32(Int32(d))])
         try context.launch("vae_record_terms", grid: 1, block: 1, [.buffer(rowNLL), .buffer(rowKL), .int32(Int32(n)), .float(1), .buffer(nil), .buffer(terms), .int32(0)])
         var values = [Double](repeating: 0, count: 3)
         try values.withUnsafeMutableBytes { try terms.download(raw: $0) }
         return LossBreakdown(reconstruction: values[0], kl: values[1], objective: values[2], images: n)
+    }
+
+    /// A conditional model's one-hot labels ([images, classes], from `condition`) on the device;
+    /// nil for a model without labels.
+    private func oneHotLabels(_ condition: Tensor?, images: Int) throws -> DeviceBuffer? {
+        guard conditionClasses > 0 else { return nil }
+        guard let condition, condition.rows == images, condition.rowSize == conditionClasses else {
+            throw CUDAError("a conditional model needs the images' one-hot labels ([\(images), \(conditionClasses)])")
+        }
+        let buffer = try DeviceBuffer(count: images * conditionClasses)
+        try buffer.upload(condition)
+        return buffer
     }
 }

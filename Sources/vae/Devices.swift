@@ -60,6 +60,7 @@ struct Devices: ParsableCommand {
             rows += try GPUKernelCheck.importanceSampling(context, cublas: cublas, likelihood: .gaussian)
             rows += try GPUKernelCheck.importanceSampling(context, cublas: cublas, likelihood: .gaussianPixel)
             rows += try GPUKernelCheck.importanceSampling(context, cublas: cublas, likelihood: .gaussianShared)
+            rows += try GPUKernelCheck.importanceSampling(context, cublas: cublas, conditionClasses: 3)
         } else {
             print("(cuBLAS not found: the training steps and importance sampling are not checked)")
         }
