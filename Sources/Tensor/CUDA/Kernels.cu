@@ -147,18 +147,22 @@ extern "C" __global__ void vae_bernoulli_nll(const float *x, const float *logits
 // Σ (m − x)² per row (a Gaussian's −log p is that over 2σ² plus ½ D log 2πσ², which
 // vae_affine_rows adds); gradient = scale · s_b · (m − x) with s_b as in vae_bernoulli_nll; x's
 // rows repeat as in vae_bernoulli_nll. CPU: vae_squared_error.
-extern "C" __global__ void vae_squared_error(const float *x, const float *means, float *gradient, float *rowSums, int cols, float scale,
-                                             int xRepeat, const float *rowScales) {
-    extern __shared__ float shared[];
+// The block's row (blockIdx.x): Σ (m − x)² (thread 0 gets it), gradient = rowScale · (m − x).
+__device__ float squared_error_row(const float *x, const float *means, float *gradient, int cols, float rowScale, int xRepeat, float *shared) {
     long base = (long)blockIdx.x * cols, xBase = (long)(blockIdx.x / xRepeat) * cols;
-    float rowScale = rowScales ? scale * rowScales[blockIdx.x] : scale;
     float s = 0.0f;
     for (int j = threadIdx.x; j < cols; j += blockDim.x) {
         float r = means[base + j] - x[xBase + j];
         s += r * r;
         if (gradient) gradient[base + j] = rowScale * r;
     }
-    float total = block_sum(s, shared);
+    return block_sum(s, shared);
+}
+
+extern "C" __global__ void vae_squared_error(const float *x, const float *means, float *gradient, float *rowSums, int cols, float scale,
+                                             int xRepeat, const float *rowScales) {
+    extern __shared__ float shared[];
+    float total = squared_error_row(x, means, gradient, cols, rowScales ? scale * rowScales[blockIdx.x] : scale, xRepeat, shared);
     if (threadIdx.x == 0) rowSums[blockIdx.x] = total;
 }
 
@@ -197,15 +201,8 @@ extern "C" __global__ void vae_gaussian_shared_nll(const float *x, const float *
     extern __shared__ float shared[];
     float sigma = (float)exp((double)logSigma[0]);
     float inverseVariance = 1.0f / (sigma * sigma);
-    long base = (long)blockIdx.x * cols, xBase = (long)(blockIdx.x / xRepeat) * cols;
     float rowScale = (rowScales ? scale * rowScales[blockIdx.x] : scale) * inverseVariance;
-    float s = 0.0f;
-    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
-        float r = means[base + j] - x[xBase + j];
-        s += r * r;
-        if (gradient) gradient[base + j] = rowScale * r;
-    }
-    float total = block_sum(s, shared);
+    float total = squared_error_row(x, means, gradient, cols, rowScale, xRepeat, shared);
     if (threadIdx.x == 0) {
         double logNormaliser = 0.5 * cols * log(6.283185307179586476925286766559 * (double)sigma * (double)sigma);
         rowValues[blockIdx.x] = (float)(0.5 * (double)(total * inverseVariance) + logNormaliser);
