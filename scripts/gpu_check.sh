@@ -98,13 +98,13 @@ timeout 120 "$vae" "${common[@]}" --out "$out/resume-whole" > "$out/resume.txt" 
 "$vae" "${common[@]}" --out "$out/resume-killed" >> "$out/resume.txt" 2>&1 &  # no timeout: $! must be vae itself
 pid=$!
 for _ in $(seq 1 600); do  # until epoch 1 is in metrics.csv (then we are in epoch 2)
-    [ "$(wc -l < "$out/resume-killed/metrics.csv" 2>/dev/null || echo 0)" -ge 2 ] && break
+    [ "$(wc -l 2>/dev/null < "$out/resume-killed/metrics.csv" || echo 0)" -ge 2 ] && break
     sleep 0.02
 done
 sleep 0.03
 kill -9 $pid 2>/dev/null
 wait $pid 2>/dev/null
-killed_at=$(wc -l < "$out/resume-killed/metrics.csv" 2>/dev/null)
+killed_at=$(wc -l 2>/dev/null < "$out/resume-killed/metrics.csv")
 timeout 120 "$vae" train --resume "$out/resume-killed" --device cuda:0 --progress none --no-tensorboard --no-report >> "$out/resume.txt" 2>&1
 if cmp -s "$out/resume-whole/model.safetensors" "$out/resume-killed/model.safetensors"; then
     echo "killed with $((killed_at - 1)) epoch(s) in metrics.csv, resumed: model.safetensors identical to the uninterrupted run's" >> "$md"
