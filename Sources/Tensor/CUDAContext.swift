@@ -8,9 +8,14 @@ public struct CUDAError: Error, CustomStringConvertible {
 
 /// Runs a CCUDA call that reports failure as -1 with a message.
 func cudaCall(_ body: (UnsafeMutablePointer<CChar>, Int) -> Int32) throws {
-    var message = [CChar](repeating: 0, count: 512)
-    let status = message.withUnsafeMutableBufferPointer { body($0.baseAddress!, $0.count) }
-    guard status == 0 else { throw CUDAError(String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)) }
+    // The message buffer on the stack: a launch makes this call, and it should not allocate.
+    try withUnsafeTemporaryAllocation(of: CChar.self, capacity: 512) { message in
+        message[0] = 0
+        guard body(message.baseAddress!, message.count) == 0 else {
+            message[message.count - 1] = 0
+            throw CUDAError(String(cString: message.baseAddress!))
+        }
+    }
 }
 
 /// Device memory, freed with the object: FP32 values by default, or any elements by bytes
@@ -121,11 +126,28 @@ public enum KernelArgument {
     }
 
     /// Whether it can be passed as a PTX parameter of type `ptxType` (u64, u32, f32, …).
-    public func fits(_ ptxType: String) -> Bool {
+    public func fits(_ ptxType: String) -> Bool { slot == ParameterSlot(ptxType) }
+
+    /// The kind of parameter slot it fills.
+    var slot: ParameterSlot {
         switch self {
-        case .buffer, .int64, .uint64: ["u64", "s64", "b64"].contains(ptxType)
-        case .int32: ["u32", "s32", "b32"].contains(ptxType)
-        case .float: ptxType == "f32"
+        case .buffer, .int64, .uint64: .wide
+        case .int32: .narrow
+        case .float: .float
+        }
+    }
+}
+
+/// A PTX parameter's kind as a launch must fill it: 64-bit (pointers, long), 32-bit integer, FP32.
+enum ParameterSlot: Equatable {
+    case wide, narrow, float, other
+
+    init(_ ptxType: String) {
+        switch ptxType {
+        case "u64", "s64", "b64": self = .wide
+        case "u32", "s32", "b32": self = .narrow
+        case "f32": self = .float
+        default: self = .other
         }
     }
 }
@@ -136,7 +158,12 @@ public final class CUDAContext {
     public let device: CUDADevice
     /// The PTX the kernels compiled to.
     public let ptx: String
-    private var functions: [String: UnsafeMutableRawPointer] = [:]
+    /// Each kernel's function and its parameters' slots (checked against each launch cheaply).
+    private var kernels: [String: (function: UnsafeMutableRawPointer, slots: [ParameterSlot])] = [:]
+    /// One launch's argument values (8 bytes each) and the pointers to them, reused by every
+    /// launch (a context is used from one thread).
+    private let argumentSlots = UnsafeMutableRawPointer.allocate(byteCount: 8 * 32, alignment: 8)
+    private let argumentPointers = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: 32)
     /// Each kernel's parameter types, from the PTX (every launch is checked against them).
     public let signatures: [String: [String]]
 
@@ -157,21 +184,27 @@ public final class CUDAContext {
         for name in CUDAKernels.names {
             var function: UnsafeMutableRawPointer?
             try cudaCall { vae_cuda_function(module, name, &function, $0, $1) }
-            functions[name] = function
+            if let function { kernels[name] = (function, (signatures[name] ?? []).map(ParameterSlot.init)) }
         }
+        for i in 0..<32 { argumentPointers[i] = argumentSlots + 8 * i }
+    }
+
+    deinit {
+        argumentSlots.deallocate()
+        argumentPointers.deallocate()
     }
 
     /// Launches kernel `name` on `grid` blocks of `block` threads with `shared` bytes of shared
     /// memory per block (queued; ``synchronize()`` or a download waits for it).
     public func launch(_ name: String, grid: Int, block: Int = 256, shared: Int = 0, _ arguments: [KernelArgument]) throws {
-        guard let function = functions[name], let parameters = signatures[name] else { throw CUDAError("no kernel named \(name)") }
-        try CUDAKernels.check(arguments, against: parameters, kernel: name)
+        guard let kernel = kernels[name], let parameters = signatures[name] else { throw CUDAError("no kernel named \(name)") }
+        // The argument list against the PTX's parameters (the full message only when they differ).
+        if arguments.count != kernel.slots.count || arguments.count > 32 || !zip(arguments, kernel.slots).allSatisfy({ $0.slot == $1 }) {
+            try CUDAKernels.check(arguments, against: parameters, kernel: name)
+        }
         // Each argument's value in its own 8-byte slot; cuLaunchKernel takes a pointer to each.
-        let slots = UnsafeMutableRawPointer.allocate(byteCount: 8 * max(arguments.count, 1), alignment: 8)
-        defer { slots.deallocate() }
-        var pointers: [UnsafeMutableRawPointer?] = []
         for (i, argument) in arguments.enumerated() {
-            let slot = slots + 8 * i
+            let slot = argumentSlots + 8 * i
             switch argument {
             case .buffer(let b): slot.storeBytes(of: b?.address ?? 0, as: UInt64.self)
             case .int32(let v): slot.storeBytes(of: v, as: Int32.self)
@@ -179,11 +212,8 @@ public final class CUDAContext {
             case .uint64(let v): slot.storeBytes(of: v, as: UInt64.self)
             case .float(let v): slot.storeBytes(of: v, as: Float.self)
             }
-            pointers.append(slot)
         }
-        try pointers.withUnsafeMutableBufferPointer { p in
-            try cudaCall { vae_cuda_launch(function, UInt32(max(grid, 1)), UInt32(block), UInt32(shared), p.baseAddress, $0, $1) }
-        }
+        try cudaCall { vae_cuda_launch(kernel.function, UInt32(max(grid, 1)), UInt32(block), UInt32(shared), argumentPointers, $0, $1) }
     }
 
     /// Blocks of `block` threads to cover `elements` with one thread each (at most 2²⁰ blocks:
