@@ -93,7 +93,7 @@ public enum CUDAKernels {
         "vae_affine_rows", "vae_sum", "vae_record_terms", "vae_kl_dimension_sums",
         "vae_free_bits_mask", "vae_sampled_kl",
         "vae_iwae_bound", "vae_prior_gradient", "vae_posterior_gradient_samples", "vae_adam",
-        "vae_squared_norm", "vae_clip", "vae_sgd", "vae_philox_normals", "vae_gather", "vae_one_hot", "vae_image_words", "vae_box_muller", "vae_sample_latents", "vae_log_weights",
+        "vae_squared_norm", "vae_clip", "vae_sgd", "vae_philox_normals", "vae_gather", "vae_one_hot", "vae_latent_sums", "vae_image_words", "vae_box_muller", "vae_sample_latents", "vae_log_weights",
         "vae_logsumexp_update",
     ]
 

@@ -68,9 +68,11 @@ public struct DatasetShard {
         return communicator.sum(total)
     }
 
-    /// Per-dimension KL and active units over the whole data set (every rank gets them).
-    public func latentStatistics(_ model: VariationalAutoencoder) -> LatentStatistics {
-        let sums = model.latentSums(BatchLoader.evaluation(images, for: model).epoch())
+    /// Per-dimension KL and active units over the whole data set (every rank gets them); with
+    /// `device`, the posteriors encoded on the GPU (a one-layer model).
+    public func latentStatistics(_ model: VariationalAutoencoder, device: CUDAStep? = nil) throws -> LatentStatistics {
+        let batches = BatchLoader.evaluation(images, for: model).epoch()
+        let sums = try device.map { try $0.latentSums(batches.lazy.map { ($0.images, $0.condition) }) } ?? model.latentSums(batches)
         guard communicator.size > 1 else { return sums.statistics }
         var packed = sums.packed
         packed.withUnsafeMutableBufferPointer { communicator.sum($0) }

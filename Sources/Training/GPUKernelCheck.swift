@@ -287,6 +287,11 @@ public enum GPUKernelCheck {
         // The evaluation's −ELBO (one ε per image from the same generators).
         let elboGPU = try step.negativeELBO(images, condition: condition, seed: 5, firstIndex: 3)
         let elboCPU = model.negativeELBO(images, condition: condition, seed: 5, firstIndex: 3)
+        // The latent statistics' sums (KL per dimension, Σ μ, Σ μ²), over two batches of the images.
+        let halves = [Tensor(viewing: images, rows: 0..<12), Tensor(viewing: images, rows: 12..<20)]
+        let conditionHalves = condition.map { c in [Tensor(viewing: c, rows: 0..<12), Tensor(viewing: c, rows: 12..<20)] }
+        let sumsGPU = try step.latentSums((0..<2).map { (halves[$0], conditionHalves?[$0]) }).packed
+        let sumsCPU = model.latentSums((0..<2).map { Batch(images: halves[$0], condition: conditionHalves?[$0]) }).packed
         let suffix = (likelihood == .bernoulli ? "" : ", \(likelihood.rawValue)") + (conditionClasses > 0 ? ", conditional" : "")
         func row(_ name: String, _ value: (ImportanceSampledEstimate) -> Double) -> Row {
             let (g, c) = (gpu.map { Float(value($0)) }, cpu.map { Float(value($0)) })
@@ -295,6 +300,8 @@ public enum GPUKernelCheck {
         }
         return [
             row("log p̂(x)", \.logLikelihood), row("ELBO", \.elbo),
+            Row(kernel: "latent statistics (KL, Σ μ, Σ μ² per dimension)\(suffix)", twin: "latentSums", elements: sumsCPU.count,
+                largestError: worst(sumsGPU.map { Float($0) }, sumsCPU.map { Float($0) }), tolerance: 1e-4),
             Row(kernel: "evaluation −ELBO (reconstruction, KL)\(suffix)", twin: "negativeELBO(seed:firstIndex:)", elements: 2,
                 largestError: worst([Float(elboGPU.reconstruction), Float(elboGPU.kl)], [Float(elboCPU.reconstruction), Float(elboCPU.kl)]), tolerance: 1e-4),
         ]

@@ -484,7 +484,7 @@ public final class TrainingRun {
                 validation: validation.meanNegativeELBO, epoch: epoch, plateauPatience: schedule.kind == .plateau ? schedule.patience : nil)
         }
         let summary = EpochSummary(
-            epoch: epoch, train: state.partialLoss, validation: validation, test: test, latent: evaluatesTest ? testShard.latentStatistics(model) : nil,
+            epoch: epoch, train: state.partialLoss, validation: validation, test: test, latent: evaluatesTest ? try testShard.latentStatistics(model, device: trainer.device) : nil,
             learningRate: learningRate(atStep: state.epoch * stepsPerEpoch), klWeight: klWeight, seconds: seconds,
             imagesPerSecond: Double(state.partialLoss.images) / seconds, isBest: isBest)
         if isWriter {

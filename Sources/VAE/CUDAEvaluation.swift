@@ -121,6 +121,31 @@ extension CUDAStep {
         return LossBreakdown(reconstruction: values[0], kl: values[1], objective: values[2], images: n)
     }
 
+    /// ``VariationalAutoencoder/latentSums(_:)`` on the GPU for batches of images (with their
+    /// one-hot labels for a conditional model): each batch's posteriors encoded there and their
+    /// per-dimension KL, Σ μ and Σ μ² added in double, images in order; the sums come back once.
+    public func latentSums(_ batches: some Sequence<(images: Tensor, condition: Tensor?)>) throws -> LatentSums {
+        let d = latent
+        let sums = try DeviceBuffer(bytes: 24 * d)
+        try [Double](repeating: 0, count: 3 * d).withUnsafeBytes { try sums.upload(raw: $0) }
+        var images = 0
+        for (batch, condition) in batches {
+            let n = batch.rows
+            guard n > 0 else { continue }
+            precondition(batch.rowSize == pixels, "images of \(batch.rowSize) values for a model of \(pixels)")
+            let x = try DeviceBuffer(count: n * pixels)
+            let encoderOutputs = try widths(encoderOps, input: pixels).map { try DeviceBuffer(count: n * $0) }
+            try x.upload(batch)
+            let labels = try oneHotLabels(condition, images: n)
+            try forward(encoderOps, input: x, width: pixels, outputs: encoderOutputs, rows: n, condition: labels.map { ($0, 1) })
+            try context.launch("vae_latent_sums", grid: CUDAContext.grid(for: d), [.buffer(encoderOutputs.last!), .int32(Int32(n)), .int32(Int32(d)), .buffer(sums)])
+            images += n
+        }
+        var values = [Double](repeating: 0, count: 3 * d)
+        try values.withUnsafeMutableBytes { try sums.download(raw: $0) }
+        return LatentSums(packed: values + [Double(images)])
+    }
+
     /// A conditional model's one-hot labels ([images, classes], from `condition`) on the device;
     /// nil for a model without labels.
     private func oneHotLabels(_ condition: Tensor?, images: Int) throws -> DeviceBuffer? {

@@ -494,6 +494,24 @@ extern "C" __global__ void vae_one_hot(const int *labels, const int *order, long
     FOR_EACH(i, (long)rows * classes) out[i] = labels[order[first + i / classes]] == (int)(i % classes) ? 1.0f : 0.0f;
 }
 
+// Latent statistics of a batch's posteriors, added per dimension j, images in order, in double:
+// sums[j] += KL_j = ½(e^{log σ²} + μ² − log σ² − 1), sums[d + j] += μ, sums[2d + j] += μ².
+// CPU: LatentSums.add.
+extern "C" __global__ void vae_latent_sums(const float *posterior, int rows, int d, double *sums) {
+    FOR_EACH(j, d) {
+        double kl = sums[j], means = sums[d + j], squares = sums[2 * d + j];
+        for (int b = 0; b < rows; b++) {
+            double m = posterior[(long)b * 2 * d + j], lv = posterior[(long)b * 2 * d + d + j];
+            kl += 0.5 * (0.0 - lv + (exp(lv) + m * m) * 1.0 - 1.0);
+            means += m;
+            squares += m * m;
+        }
+        sums[j] = kl;
+        sums[d + j] = means;
+        sums[2 * d + j] = squares;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Importance sampling: S samples of each of a batch of images, rows image-major (row i·S + s).
 
