@@ -205,4 +205,75 @@ int vae_cuda_synchronize(char *message, size_t capacity) {
     CALL(compute.ctx_synchronize(), "cuCtxSynchronize");
     return 0;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Measuring (vae bench): events, memory, attributes — loaded on first use, so a driver without
+// them still trains.
+
+typedef int (*cu_event_create_t)(void **, unsigned);
+typedef int (*cu_event_record_t)(void *, void *);
+typedef int (*cu_event_synchronize_t)(void *);
+typedef int (*cu_event_elapsed_time_t)(float *, void *, void *);
+typedef int (*cu_event_destroy_t)(void *);
+typedef int (*cu_mem_get_info_t)(size_t *, size_t *);
+
+static struct {
+    int loaded;
+    cu_event_create_t event_create;
+    cu_event_record_t event_record;
+    cu_event_synchronize_t event_synchronize;
+    cu_event_elapsed_time_t event_elapsed_time;
+    cu_event_destroy_t event_destroy;
+    cu_mem_get_info_t mem_get_info;
+} measure;
+
+static int open_measure(char *message, size_t capacity) {
+    if (measure.loaded) return 0;
+    if (open_compute(message, capacity) != 0) return -1;
+    LOAD(measure, event_create, "cuEventCreate")
+    LOAD(measure, event_record, "cuEventRecord")
+    LOAD(measure, event_synchronize, "cuEventSynchronize")
+    // CUDA 12.8 added cuEventElapsedTime_v2; older drivers have only the first version.
+    measure.event_elapsed_time = (cu_event_elapsed_time_t)dlsym(cuda.library, "cuEventElapsedTime_v2");
+    if (!measure.event_elapsed_time) LOAD(measure, event_elapsed_time, "cuEventElapsedTime")
+    LOAD(measure, event_destroy, "cuEventDestroy_v2")
+    LOAD(measure, mem_get_info, "cuMemGetInfo_v2")
+    measure.loaded = 1;
+    return 0;
+}
+
+int vae_cuda_event_create(void **event, char *message, size_t capacity) {
+    if (open_measure(message, capacity) != 0) return -1;
+    CALL(measure.event_create(event, 0), "cuEventCreate");
+    return 0;
+}
+
+int vae_cuda_event_record(void *event, char *message, size_t capacity) {
+    CALL(measure.event_record(event, NULL), "cuEventRecord");
+    return 0;
+}
+
+int vae_cuda_event_elapsed(float *milliseconds, void *start, void *end, char *message, size_t capacity) {
+    CALL(measure.event_synchronize(end), "cuEventSynchronize");
+    CALL(measure.event_elapsed_time(milliseconds, start, end), "cuEventElapsedTime");
+    return 0;
+}
+
+void vae_cuda_event_destroy(void *event) {
+    if (measure.loaded && event) measure.event_destroy(event);
+}
+
+int vae_cuda_memory(size_t *free, size_t *total, char *message, size_t capacity) {
+    if (open_measure(message, capacity) != 0) return -1;
+    CALL(measure.mem_get_info(free, total), "cuMemGetInfo");
+    return 0;
+}
+
+int vae_cuda_attribute(int ordinal, int attribute, int *value, char *message, size_t capacity) {
+    if (vae_cuda_open(message, capacity) != 0) return -1;
+    int device = 0;
+    CALL(cuda.device_get(&device, ordinal), "cuDeviceGet");
+    CALL(cuda.device_get_attribute(value, attribute, device), "cuDeviceGetAttribute");
+    return 0;
+}
 #undef CALL

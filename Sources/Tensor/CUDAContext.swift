@@ -223,3 +223,48 @@ public final class CUDAContext {
     /// Waits for every queued kernel; throws the first error one met.
     public func synchronize() throws { try cudaCall { vae_cuda_synchronize($0, $1) } }
 }
+
+/// A point in the GPU's queue of work, for timing it (`vae bench --device cuda`): record it
+/// after some work, and the time between two recorded events is the device's, not the host's.
+public final class CUDAEvent {
+    let handle: UnsafeMutableRawPointer
+
+    public init() throws {
+        var event: UnsafeMutableRawPointer?
+        try cudaCall { vae_cuda_event_create(&event, $0, $1) }
+        guard let event else { throw CUDAError("cuEventCreate gave no event") }
+        handle = event
+    }
+
+    deinit { vae_cuda_event_destroy(handle) }
+
+    /// Marks the point after the work queued so far.
+    public func record() throws { try cudaCall { vae_cuda_event_record(handle, $0, $1) } }
+
+    /// Milliseconds of device time from `start` to this event (waits until this one is reached).
+    public func milliseconds(since start: CUDAEvent) throws -> Double {
+        var milliseconds: Float = 0
+        try cudaCall { vae_cuda_event_elapsed(&milliseconds, start.handle, handle, $0, $1) }
+        return Double(milliseconds)
+    }
+}
+
+extension CUDAContext {
+    /// Free and total bytes of this GPU's memory.
+    public func memory() throws -> (free: Int, total: Int) {
+        var free = 0, total = 0
+        try cudaCall { vae_cuda_memory(&free, &total, $0, $1) }
+        return (free, total)
+    }
+
+    /// The GPU's FP32 peak in GFLOP/s — multiprocessors × FP32 lanes per multiprocessor (by
+    /// compute capability: 64 on 7.x and 8.0, 128 on 8.6 and later) × 2 (an FMA) × the clock
+    /// the driver reports — or nil when the driver does not say its clock.
+    public var fp32PeakGFLOPS: Double? {
+        var kilohertz: Int32 = 0
+        guard (try? cudaCall({ vae_cuda_attribute(Int32(device.ordinal), 13, &kilohertz, $0, $1) })) != nil, kilohertz > 0 else { return nil }
+        let (major, minor) = (device.computeCapability.major, device.computeCapability.minor)
+        let lanes = major > 8 || (major == 8 && minor >= 6) ? 128.0 : 64.0
+        return Double(device.multiprocessors) * lanes * 2 * Double(kilohertz) / 1e6
+    }
+}

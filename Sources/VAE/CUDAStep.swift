@@ -334,9 +334,9 @@ public final class CUDAStep {
             switch op {
             case let .linear(w, b, inputs, outputsCount, relu):
                 // y = h Wᵀ (W is [out, in], PyTorch's layout), then + b and the ReLU in one pass.
-                try cublas.sgemm(
+                try timed(.products) { try cublas.sgemm(
                     transposeA: false, transposeB: true, m: rows, n: outputsCount, k: inputs, alpha: 1, a: h.address, lda: inputs,
-                    b: weights[w].address, ldb: inputs, beta: 0, c: y.address, ldc: outputsCount)
+                    b: weights[w].address, ldb: inputs, beta: 0, c: y.address, ldc: outputsCount) }
                 try context.launch("vae_add_bias", grid: CUDAContext.grid(for: rows * outputsCount), [
                     .buffer(y), .buffer(weights[b]), .int32(Int32(rows)), .int32(Int32(outputsCount)), .int32(relu ? 1 : 0),
                 ])
@@ -374,13 +374,13 @@ public final class CUDAStep {
                     .buffer(g), .buffer(gradients[b]), .int32(Int32(rows)), .int32(Int32(outputsCount)),
                 ])
                 // ∂W = gᵀ h [out, in];  ∂h = g W [rows, in].
-                try cublas.sgemm(
+                try timed(.products) { try cublas.sgemm(
                     transposeA: true, transposeB: false, m: outputsCount, n: inputs, k: rows, alpha: 1, a: g.address, lda: outputsCount,
-                    b: h.address, ldb: inputs, beta: 0, c: gradients[w].address, ldc: inputs)
+                    b: h.address, ldb: inputs, beta: 0, c: gradients[w].address, ldc: inputs) }
                 if let dh {
-                    try cublas.sgemm(
+                    try timed(.products) { try cublas.sgemm(
                         transposeA: false, transposeB: false, m: rows, n: inputs, k: outputsCount, alpha: 1, a: g.address, lda: outputsCount,
-                        b: weights[w].address, ldb: inputs, beta: 0, c: dh.address, ldc: inputs)
+                        b: weights[w].address, ldb: inputs, beta: 0, c: dh.address, ldc: inputs) }
                 }
             case let .conditioning(classes):
                 guard let dh else { continue }
@@ -409,6 +409,7 @@ public final class CUDAStep {
         optimizer: Optimizer, clipNorm: Float? = nil
     ) throws -> [LossBreakdown] {
         let earlier = queued.count == recordCapacity ? try collectLosses() : []
+        try profile?.start()
         let samples = objective.usesMonteCarlo ? objective.importanceSamples : 1
         try prepare(images: batch.count, samples: samples)
         guard let x, let eps, let z, let rowLosses, let rowKL, let zGradient, let sampleWeights else { preconditionFailure("buffers") }
@@ -508,6 +509,7 @@ public final class CUDAStep {
         }
         try backward(encoderOps, input: x, width: pixels, outputs: encoderOutputs, gradientsOut: encoderGradients, inputGradient: nil, rows: images)
         let n = flatGradients.count
+        try profile?.mark(.update)
         if let clipNorm {
             // The global norm of the gradient, and the gradient scaled down to `clipNorm` if longer.
             try context.launch("vae_squared_norm", grid: 1, block: 256, shared: 256 * 8, [.buffer(flatGradients), .int64(n), .buffer(squaredNorm)])
@@ -531,8 +533,22 @@ public final class CUDAStep {
         default:
             throw CUDAError("the GPU runs Adam, AdamW and SGD, not \(type(of: optimizer))")
         }
+        try profile?.mark(.step)
         queued.append((images, stepCount))
         return earlier
+    }
+
+    /// When set, each step's device time is measured with events: its products, its update and
+    /// the whole step (for `vae bench --device cuda`; the events cost a little, so only then).
+    public var profile: StepProfile?
+
+    /// Runs `body` (work queued on the device), timed as `part` of the step when profiling.
+    private func timed(_ part: StepProfile.Part, _ body: () throws -> Void) throws {
+        guard let profile else { return try body() }
+        let start = try profile.event()
+        try start.record()
+        try body()
+        try profile.end(part, from: start)
     }
 
     /// Steps queued and not yet collected.
@@ -551,5 +567,74 @@ public final class CUDAStep {
             guard reconstruction.isFinite, kl.isFinite else { throw NonFiniteLossError(step: step.step) }
             return LossBreakdown(reconstruction: reconstruction, kl: kl, objective: objective, images: step.images)
         }
+    }
+}
+
+/// Device time of GPU steps by part, from events recorded around the work (`CUDAStep.profile`):
+/// the matrix products, the update (clipping and the optimiser), and whole steps; read with
+/// ``totals()`` (which waits for the device).
+public final class StepProfile {
+    public enum Part { case products, update, step }
+
+    private var spans: [(part: Part, start: CUDAEvent, end: CUDAEvent)] = []
+    private var pool: [CUDAEvent] = []
+    private var used = 0
+    private var stepStart: CUDAEvent?
+    private var updateStart: CUDAEvent?
+
+    public init() {}
+
+    /// An event from the pool (made once, reused after ``totals()``).
+    func event() throws -> CUDAEvent {
+        if used == pool.count { pool.append(try CUDAEvent()) }
+        used += 1
+        return pool[used - 1]
+    }
+
+    /// The start of a step.
+    func start() throws {
+        let event = try event()
+        try event.record()
+        stepStart = event
+    }
+
+    /// The end of `part`, begun at `start`.
+    func end(_ part: Part, from start: CUDAEvent) throws {
+        let end = try event()
+        try end.record()
+        spans.append((part, start, end))
+    }
+
+    /// The end of the backward pass (the update starts) or of the step (the update ends).
+    func mark(_ part: Part) throws {
+        let now = try event()
+        try now.record()
+        switch part {
+        case .update: updateStart = now
+        case .step:
+            if let updateStart { spans.append((.update, updateStart, now)) }
+            if let stepStart { spans.append((.step, stepStart, now)) }
+            (stepStart, updateStart) = (nil, nil)
+        case .products: break
+        }
+    }
+
+    /// Milliseconds of device time per part since the last call, and the steps measured; the
+    /// events go back to the pool.
+    public func totals() throws -> (products: Double, update: Double, steps: Double, count: Int) {
+        var totals = (products: 0.0, update: 0.0, steps: 0.0, count: 0)
+        for span in spans {
+            let milliseconds = try span.end.milliseconds(since: span.start)
+            switch span.part {
+            case .products: totals.products += milliseconds
+            case .update: totals.update += milliseconds
+            case .step:
+                totals.steps += milliseconds
+                totals.count += 1
+            }
+        }
+        spans.removeAll(keepingCapacity: true)
+        used = 0
+        return totals
     }
 }

@@ -200,14 +200,31 @@ struct Bench: ParsableCommand {
             try timed { _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch) }
         }
         let epoch = median(epochSeconds)
-        let results: [(String, String, Any)] = [
+        // Where a step's device time goes: up to 50 more steps with events around the parts.
+        let profile = StepProfile()
+        step.profile = profile
+        _ = try trainer.trainEpoch(loader.epoch().prefix(50), stepsInEpoch: loader.batchesPerEpoch)
+        step.profile = nil
+        let parts = try profile.totals()
+        let perStep = { (milliseconds: Double) in milliseconds / Double(max(parts.count, 1)) }
+        let memory = try step.context.memory()
+        let gflops = model.flopsPerImage.training * Double(train.count) / epoch / 1e9
+        var results: [(String, String, Any)] = [
             ("model", "model", "\(config.summary), batch \(batchSize)"),
             ("device", "device", summary),
             ("train_seconds_per_epoch", "training s/epoch (median of \(repeats), \(train.count) images)", epoch),
             ("train_images_per_second", "training images/s", Double(train.count) / epoch),
-            ("step_ms", "ms per step", 1000 * epoch / Double(loader.batchesPerEpoch)),
-            ("train_gflops", "training effective GFLOP/s", model.flopsPerImage.training * Double(train.count) / epoch / 1e9),
+            ("step_ms", "ms per step (wall clock)", 1000 * epoch / Double(loader.batchesPerEpoch)),
+            ("device_step_ms", "device time per step, ms (events, \(parts.count) steps)", perStep(parts.steps)),
+            ("products_ms_per_step", "  of which matrix products (cuBLAS)", perStep(parts.products)),
+            ("update_ms_per_step", "  of which the update (clipping, optimiser)", perStep(parts.update)),
+            ("other_ms_per_step", "  of which everything else (kernels)", perStep(parts.steps - parts.products - parts.update)),
+            ("train_gflops", "training effective GFLOP/s", gflops),
+            ("gpu_memory_used_mib", "GPU memory in use, MiB (all processes)", (memory.total - memory.free) >> 20),
         ]
+        if let peak = step.context.fp32PeakGFLOPS {
+            results += [("gpu_fp32_peak_gflops", "the GPU's FP32 peak, GFLOP/s", peak), ("fraction_of_fp32_peak", "training, fraction of the FP32 peak", gflops / peak)]
+        }
         if json {
             var object: [String: Any] = [:]
             for (key, _, value) in results { object[key] = value }

@@ -54,6 +54,7 @@ func writeEmulatedGPU(_ dir: String) throws {
         #include <stdio.h>
         #include <stdlib.h>
         #include <string.h>
+        #include <time.h>
         #define __global__
         #define __device__
         #define __shared__
@@ -75,7 +76,7 @@ func writeEmulatedGPU(_ dir: String) throws {
         int cuDeviceGetName(char *name, int length, int d) { snprintf(name, (size_t)length, "Emulated GPU"); return 0; }
         int cuDeviceTotalMem_v2(size_t *bytes, int d) { *bytes = (size_t)1 << 30; return 0; }
         int cuDeviceGetAttribute(int *v, int attribute, int d) {
-            switch (attribute) { case 75: *v = 9; return 0; case 76: *v = 0; return 0; case 16: *v = 1; return 0; default: return 1; }
+            switch (attribute) { case 75: *v = 9; return 0; case 76: *v = 0; return 0; case 16: *v = 1; return 0; case 13: *v = 1500000; return 0; default: return 1; }
         }
         int cuGetErrorString(int status, const char **text) { *text = "emulated error"; return 0; }
         int cuGetExportTable(const void **table, const void *id) { *table = 0; return 500; }
@@ -102,6 +103,18 @@ func writeEmulatedGPU(_ dir: String) throws {
         }
         int cuMemcpyHtoD_v2(unsigned long long d, const void *h, size_t n) { memcpy((void *)d, h, n); return 0; }
         int cuMemcpyDtoH_v2(void *h, unsigned long long d, size_t n) { memcpy(h, (void *)d, n); return 0; }
+        // Events hold the host's time when recorded (a launch here finishes before it returns).
+        int cuEventCreate(void **event, unsigned flags) { *event = calloc(1, sizeof(double)); return *event ? 0 : 2; }
+        int cuEventRecord(void *event, void *stream) {
+            struct timespec t;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            *(double *)event = t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
+            return 0;
+        }
+        int cuEventSynchronize(void *event) { return 0; }
+        int cuEventElapsedTime_v2(float *ms, void *start, void *end) { *ms = (float)(*(double *)end - *(double *)start); return 0; }
+        int cuEventDestroy_v2(void *event) { free(event); return 0; }
+        int cuMemGetInfo_v2(size_t *free, size_t *total) { *total = (size_t)1 << 30; *free = *total - allocated; return 0; }
         int cuModuleLoadData(void **module, const void *image) { *module = (void *)32; return 0; }
         int cuModuleGetFunction(void **f, void *module, const char *name) {
             for (const entry *e = kernels; e->name; e++) if (!strcmp(e->name, name)) { *f = (void *)e; return 0; }
@@ -253,6 +266,10 @@ func trainingOnTheEmulatedGPUMatchesTheCPU() throws {
     let json = try JSONSerialization.jsonObject(with: Data((bench.stdout.split(separator: "\n").last { $0.hasPrefix("{") } ?? "{}").utf8)) as? [String: Any]
     #expect((json?["device"] as? String)?.hasPrefix("cuda:0: Emulated GPU") == true, "\(bench.stdout)")
     #expect((json?["train_seconds_per_epoch"] as? Double).map { $0 > 0 } == true, "\(bench.stdout)")
+    // The step's device time split by events, the memory in use and the fraction of the peak.
+    let (stepTime, products, update) = (json?["device_step_ms"] as? Double, json?["products_ms_per_step"] as? Double, json?["update_ms_per_step"] as? Double)
+    #expect(stepTime != nil && products != nil && update != nil && products! > 0 && update! > 0 && products! + update! <= stepTime!, "\(bench.stdout)")
+    #expect((json?["gpu_memory_used_mib"] as? Int).map { $0 >= 0 } == true && (json?["fraction_of_fp32_peak"] as? Double).map { $0 > 0 } == true, "\(bench.stdout)")
     // The test −ELBO after the last epoch was computed on the GPU: the CPU's figure for the same
     // weights (vae eval), within rounding.
     let metricsLines = try String(contentsOfFile: dir + "/gpu/metrics.csv", encoding: .utf8).split(separator: "\n")

@@ -46,6 +46,16 @@ int vae_cuda_launch(void *function, unsigned grid, unsigned block, unsigned shar
 /// Waits for the device's work to finish; reports the first error a kernel met.
 int vae_cuda_synchronize(char *message, size_t capacity);
 
+/// Events on the default stream for timing the device's work (vae bench): create, record after
+/// the work queued so far, and the milliseconds between two recorded events (waiting for the
+/// second). Memory: free and total bytes of the current device. Attribute: cuDeviceGetAttribute.
+int vae_cuda_event_create(void **event, char *message, size_t capacity);
+int vae_cuda_event_record(void *event, char *message, size_t capacity);
+int vae_cuda_event_elapsed(float *milliseconds, void *start, void *end, char *message, size_t capacity);
+void vae_cuda_event_destroy(void *event);
+int vae_cuda_memory(size_t *free, size_t *total, char *message, size_t capacity);
+int vae_cuda_attribute(int ordinal, int attribute, int *value, char *message, size_t capacity);
+
 /// The file the loader opened for `handle` (a dlopen result), through dlinfo's link map.
 /// Returns 0, or -1.
 int vae_library_path(void *handle, char *path, size_t capacity);
