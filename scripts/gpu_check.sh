@@ -65,7 +65,7 @@ else
     echo "| cuda:0, --preset iwae-paper | failed: $(tail -1 "$out/train-iwae.txt") | |" >> "$md"
 fi
 bench=$(timeout 120 "$vae" bench --dataset mnist --data-dir "$mnist" --device cuda:0 --repeats 3 --json 2>>"$out/bench-gpu.txt" | grep '^{')
-echo "| cuda:0, vae bench (median of 3 epochs) | $(echo "$bench" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.3f (%.3f ms/step)" % (d["train_seconds_per_epoch"], d["step_ms"]))' 2>/dev/null || echo failed) | |" >> "$md"
+echo "| cuda:0, vae bench (median of 3 epochs) | $(echo "$bench" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.3f (%.3f ms/step; device %.3f ms = products %.3f + update %.3f + other %.3f; %.1f%% of the FP32 peak; %d MiB)" % (d["train_seconds_per_epoch"], d["step_ms"], d["device_step_ms"], d["products_ms_per_step"], d["update_ms_per_step"], d["other_ms_per_step"], 100 * d.get("fraction_of_fp32_peak", 0), d["gpu_memory_used_mib"]))' 2>/dev/null || echo failed) | |" >> "$md"
 echo >> "$md"
 
 # Importance sampling: GPU vs CPU on the same weights and samples (K = 1,000, 1,000 images), and
