@@ -131,7 +131,9 @@ func writeEmulatedGPU(_ dir: String) throws {
         }
         """
     try driver.write(toFile: dir + "/driver.cpp", atomically: true, encoding: .utf8)
-    let built = try run(cxxCompiler!, ["-shared", "-fPIC", "-O1", "-w", "-o", dir + "/libcuda.so.1", dir + "/driver.cpp"])
+    // -Bsymbolic: the kernels' calls bind to the library's own definitions, not to the same-named
+    // CPU twins a vae binary that exports its symbols (the release build) also has.
+    let built = try run(cxxCompiler!, ["-shared", "-fPIC", "-O1", "-w", "-Wl,-Bsymbolic", "-o", dir + "/libcuda.so.1", dir + "/driver.cpp"])
     #expect(built.status == 0, "\(built.stderr)")
 
     var ptx = ".version 9.0\\n.target sm_90\\n.address_size 64\\n"
