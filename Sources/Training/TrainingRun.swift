@@ -450,7 +450,7 @@ public final class TrainingRun {
     /// read-back); a non-finite one ends the run with the message that names its step.
     private func collectLosses() throws {
         try reportingNonFiniteLoss {
-            for loss in try trainer.collectLosses() { state.partialLoss += loss }
+            try trainer.collectLosses(into: &state.partialLoss)
         }
         lossStep = trainer.step
     }

@@ -42,7 +42,7 @@ public final class Trainer {
     /// optimiser state incomplete since ``synchronizeHost()`` last ran (the same on every rank).
     private var hostIsStale = false
     /// Loss terms of steps queued by ``enqueueStep(_:)`` and not yet collected, in order (the
-    /// device's own wait on the device until ``collectLosses()``).
+    /// device's own wait on the device until ``collectLosses(into:)``).
     private var pendingLosses: [LossBreakdown] = []
     /// What is minimised: β, KL warm-up, free bits, IWAE samples, KL estimator.
     public var objective: TrainingObjective
@@ -187,7 +187,7 @@ public final class Trainer {
     /// the other ranks' shards of the optimiser's state (a collective call: every rank calls it,
     /// at the same point). Nothing to do when no step has run since the last call, so rank 0
     /// alone may call it before training.
-    /// The device's queued losses are collected first (kept for ``collectLosses()``): a step whose
+    /// The device's queued losses are collected first (kept for ``collectLosses(into:)``): a step whose
     /// loss was not finite throws ``NonFiniteLossError`` and the host keeps its weights.
     public func synchronizeHost() throws {
         guard hostIsStale else { return }
@@ -208,11 +208,11 @@ public final class Trainer {
     public func trainStep(_ batch: Batch) throws -> LossBreakdown {
         try enqueueStep(batch)
         var total = LossBreakdown()
-        for loss in try collectLosses() { total += loss }
+        try collectLosses(into: &total)
         return total
     }
 
-    /// Queues one optimiser step on a batch; its loss terms wait for ``collectLosses()``. On the
+    /// Queues one optimiser step on a batch; its loss terms wait for ``collectLosses(into:)``. On the
     /// CPU the step runs here and now; on the GPU it is queued there and this returns without
     /// waiting for it (the batch made on the device when it holds the data set), so the host
     /// runs ahead and the loss is read back once per progress update instead of once per step.
@@ -229,13 +229,14 @@ public final class Trainer {
         pendingLosses.append(try trainStep(batch.images, condition: batch.condition))
     }
 
-    /// The loss terms (before each update) of the steps queued since the last call, in order;
-    /// on the GPU one read-back that waits for them. Throws ``NonFiniteLossError`` for the first
-    /// step whose loss was not finite.
-    public func collectLosses() throws -> [LossBreakdown] {
+    /// Adds the loss terms (before each update) of the steps queued since the last call to
+    /// `total`, step by step in order; on the GPU one read-back that waits for them. Throws
+    /// ``NonFiniteLossError`` for the first step whose loss was not finite. (Added in place: no
+    /// array is handed out, so a CPU step allocates nothing here.)
+    public func collectLosses(into total: inout LossBreakdown) throws {
         if let device { pendingLosses += try device.collectLosses() }
         defer { pendingLosses.removeAll(keepingCapacity: true) }
-        return pendingLosses
+        for loss in pendingLosses { total += loss }
     }
 
     /// One optimiser step on `batch` (with its one-hot labels for a conditional model); returns
@@ -442,7 +443,7 @@ public final class Trainer {
         }
         epochsDone = start + 1
         var total = LossBreakdown()
-        for loss in try collectLosses() { total += loss }
+        try collectLosses(into: &total)
         return total
     }
 }
