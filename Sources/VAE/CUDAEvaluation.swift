@@ -25,24 +25,16 @@ extension CUDAStep {
         let perImage = min(chunk, samples)
         let group = max(1, min(n, rowsPerLaunch / perImage))
         let (chunkValues, chunkPairs) = (perImage * d, (perImage * d + 1) / 2)
-        let x = try DeviceBuffer(count: n * pixels)
-        let encoderOutputs = try widths(encoderOps, input: pixels).map { try DeviceBuffer(count: n * $0) }
         let words = try DeviceBuffer(bytes: 16 * n * chunkPairs), eps = try DeviceBuffer(count: n * chunkValues)
         let decoderOutputs = try widths(decoderOps, input: d).map { try DeviceBuffer(count: group * perImage * $0) }
         let z = try DeviceBuffer(count: group * chunkValues), rowNLL = try DeviceBuffer(count: group * perImage)
         let logWeights = try DeviceBuffer(bytes: 8 * group * perImage)
-        let states = try DeviceBuffer(bytes: 32 * n)
+        let states = try imageGenerators(seed: seed, firstIndex: firstIndex, images: n)
         // Each image's running log-sum-exp (shift, scaled) and Σ log w, in double: [3, n].
         let sums = try DeviceBuffer(bytes: 3 * 8 * n)
-
-        try x.upload(images)
-        let seeds = (0..<n).flatMap { RandomGenerator(seed: VariationalAutoencoder.imageSeed(seed, firstIndex + $0)).state }
-        try seeds.withUnsafeBytes { try states.upload(raw: $0) }
         let initial = [Double](repeating: -.infinity, count: n) + [Double](repeating: 0, count: 2 * n)
         try initial.withUnsafeBytes { try sums.upload(raw: $0) }
-        let labels = try oneHotLabels(condition, images: n)
-        try forward(encoderOps, input: x, width: pixels, outputs: encoderOutputs, rows: n, condition: labels.map { ($0, 1) })
-        let posterior = encoderOutputs.last!
+        let (x, posterior, labels) = try encode(images, condition: condition)
         // Rows first ..< first + count of a buffer of `width` floats per row, as a buffer.
         func rows(_ buffer: DeviceBuffer, _ first: Int, _ count: Int, width: Int) -> DeviceBuffer {
             DeviceBuffer(viewOf: buffer, offset: first * width, count: count * width)
@@ -50,12 +42,7 @@ extension CUDAStep {
         var done = 0
         while done < samples {
             let k = min(perImage, samples - done)
-            try context.launch("vae_image_words", grid: CUDAContext.grid(for: n, block: 64), block: 64, [
-                .buffer(states), .int32(Int32(n)), .int32(Int32((k * d + 1) / 2)), .buffer(words),
-            ])
-            try context.launch("vae_box_muller", grid: CUDAContext.grid(for: n * ((k * d + 1) / 2)), [
-                .buffer(words), .int32(Int32(n)), .int32(Int32(k * d)), .buffer(eps),
-            ])
+            try imageNormals(states, images: n, count: k * d, words: words, into: eps)
             for first in stride(from: 0, to: n, by: group) {
                 let m = min(group, n - first), sampleRows = m * k
                 let imagePosterior = rows(posterior, first, m, width: 2 * d)
@@ -93,22 +80,11 @@ extension CUDAStep {
         precondition(images.rowSize == pixels, "images of \(images.rowSize) values for a model of \(pixels)")
         let (n, d) = (images.rows, latent)
         guard n > 0 else { return LossBreakdown() }
-        let x = try DeviceBuffer(count: n * pixels)
-        let encoderOutputs = try widths(encoderOps, input: pixels).map { try DeviceBuffer(count: n * $0) }
         let decoderOutputs = try widths(decoderOps, input: d).map { try DeviceBuffer(count: n * $0) }
         let words = try DeviceBuffer(bytes: 16 * n * ((d + 1) / 2)), eps = try DeviceBuffer(count: n * d), z = try DeviceBuffer(count: n * d)
-        let rowNLL = try DeviceBuffer(count: n), rowKL = try DeviceBuffer(count: n)
-        let states = try DeviceBuffer(bytes: 32 * n), terms = try DeviceBuffer(bytes: 24)
-        try x.upload(images)
-        let seeds = (0..<n).flatMap { RandomGenerator(seed: VariationalAutoencoder.imageSeed(seed, firstIndex + $0)).state }
-        try seeds.withUnsafeBytes { try states.upload(raw: $0) }
-        try context.launch("vae_image_words", grid: CUDAContext.grid(for: n, block: 64), block: 64, [
-            .buffer(states), .int32(Int32(n)), .int32(Int32((d + 1) / 2)), .buffer(words),
-        ])
-        try context.launch("vae_box_muller", grid: CUDAContext.grid(for: n * ((d + 1) / 2)), [.buffer(words), .int32(Int32(n)), .int32(Int32(d)), .buffer(eps)])
-        let labels = try oneHotLabels(condition, images: n)
-        try forward(encoderOps, input: x, width: pixels, outputs: encoderOutputs, rows: n, condition: labels.map { ($0, 1) })
-        let posterior = encoderOutputs.last!
+        let rowNLL = try DeviceBuffer(count: n), rowKL = try DeviceBuffer(count: n), terms = try DeviceBuffer(bytes: 24)
+        try imageNormals(try imageGenerators(seed: seed, firstIndex: firstIndex, images: n), images: n, count: d, words: words, into: eps)
+        let (x, posterior, labels) = try encode(images, condition: condition)
         try context.launch("vae_sample_latents", grid: CUDAContext.grid(for: n * d), [
             .buffer(posterior), .buffer(eps), .buffer(z), .int32(Int32(n)), .int32(1), .int32(Int32(d)),
         ])
@@ -133,17 +109,45 @@ extension CUDAStep {
             let n = batch.rows
             guard n > 0 else { continue }
             precondition(batch.rowSize == pixels, "images of \(batch.rowSize) values for a model of \(pixels)")
-            let x = try DeviceBuffer(count: n * pixels)
-            let encoderOutputs = try widths(encoderOps, input: pixels).map { try DeviceBuffer(count: n * $0) }
-            try x.upload(batch)
-            let labels = try oneHotLabels(condition, images: n)
-            try forward(encoderOps, input: x, width: pixels, outputs: encoderOutputs, rows: n, condition: labels.map { ($0, 1) })
-            try context.launch("vae_latent_sums", grid: CUDAContext.grid(for: d), [.buffer(encoderOutputs.last!), .int32(Int32(n)), .int32(Int32(d)), .buffer(sums)])
+            let posterior = try encode(batch, condition: condition).posterior
+            try context.launch("vae_latent_sums", grid: CUDAContext.grid(for: d), [.buffer(posterior), .int32(Int32(n)), .int32(Int32(d)), .buffer(sums)])
             images += n
         }
         var values = [Double](repeating: 0, count: 3 * d)
         try values.withUnsafeMutableBytes { try sums.download(raw: $0) }
         return LatentSums(packed: values + [Double(images)])
+    }
+
+    /// `images` (and their one-hot labels for a conditional model) on the device and their
+    /// posteriors [μ | log σ²] from the encoder.
+    private func encode(_ images: Tensor, condition: Tensor?) throws -> (x: DeviceBuffer, posterior: DeviceBuffer, labels: DeviceBuffer?) {
+        let n = images.rows
+        let x = try DeviceBuffer(count: n * pixels)
+        let encoderOutputs = try widths(encoderOps, input: pixels).map { try DeviceBuffer(count: n * $0) }
+        try x.upload(images)
+        let labels = try oneHotLabels(condition, images: n)
+        try forward(encoderOps, input: x, width: pixels, outputs: encoderOutputs, rows: n, condition: labels.map { ($0, 1) })
+        return (x, encoderOutputs.last!, labels)
+    }
+
+    /// Each image's own generator on the device, image i's seeded by (`seed`, `firstIndex` + i)
+    /// as the CPU seeds it (four state words per image).
+    private func imageGenerators(seed: UInt64, firstIndex: Int, images n: Int) throws -> DeviceBuffer {
+        let states = try DeviceBuffer(bytes: 32 * n)
+        let seeds = (0..<n).flatMap { RandomGenerator(seed: VariationalAutoencoder.imageSeed(seed, firstIndex + $0)).state }
+        try seeds.withUnsafeBytes { try states.upload(raw: $0) }
+        return states
+    }
+
+    /// The next `count` normals of each image's generator (advanced) into `out` [images, count],
+    /// as `RandomGenerator.fillNormal` draws them: the words one thread per image (into `words`,
+    /// room for 2·⌈count/2⌉ per image), Box–Muller in parallel.
+    private func imageNormals(_ states: DeviceBuffer, images n: Int, count: Int, words: DeviceBuffer, into out: DeviceBuffer) throws {
+        let pairs = (count + 1) / 2
+        try context.launch("vae_image_words", grid: CUDAContext.grid(for: n, block: 64), block: 64, [
+            .buffer(states), .int32(Int32(n)), .int32(Int32(pairs)), .buffer(words),
+        ])
+        try context.launch("vae_box_muller", grid: CUDAContext.grid(for: n * pairs), [.buffer(words), .int32(Int32(n)), .int32(Int32(count)), .buffer(out)])
     }
 
     /// A conditional model's one-hot labels ([images, classes], from `condition`) on the device;
