@@ -88,9 +88,9 @@ public enum CUDAKernels {
 
     /// Every kernel the source defines, by name (each a GPU twin of a CPU function).
     public static let names = [
-        "vae_add_bias", "vae_relu_backward", "vae_tanh_forward", "vae_tanh_backward", "vae_concat_condition", "vae_first_columns", "vae_column_sums", "vae_reparameterize",
+        "vae_add_bias", "vae_relu_backward", "vae_tanh_forward", "vae_tanh_backward", "vae_concat_condition", "vae_first_columns", "vae_column_sums",
         "vae_kl_rows", "vae_posterior_backward", "vae_bernoulli_nll", "vae_squared_error", "vae_gaussian_pixel_nll", "vae_gaussian_shared_nll", "vae_gaussian_shared_gradient",
-        "vae_affine_rows", "vae_sum", "vae_record_terms", "vae_kl_dimension_sums",
+        "vae_affine_rows", "vae_record_terms", "vae_kl_dimension_sums",
         "vae_free_bits_mask", "vae_sampled_kl",
         "vae_iwae_bound", "vae_prior_gradient", "vae_posterior_gradient_samples", "vae_adam",
         "vae_squared_norm", "vae_clip", "vae_sgd", "vae_philox_normals", "vae_gather", "vae_one_hot", "vae_latent_sums", "vae_image_words", "vae_box_muller", "vae_sample_latents", "vae_log_weights",

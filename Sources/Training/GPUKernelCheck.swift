@@ -73,11 +73,13 @@ public enum GPUKernelCheck {
         // The posterior: reparameterisation, KL per row, and the gradient of both.
         let posterior = random(rows * 2 * latent, -1.5, 1.5), eps = CounterNoise(seed: 3).normals(stream: 0, count: rows * latent)
         let post = try DeviceBuffer(posterior), epsBuffer = try DeviceBuffer(eps), z = try DeviceBuffer(count: rows * latent)
-        try context.launch("vae_reparameterize", grid: grid(rows * latent), [.buffer(post), .buffer(epsBuffer), .buffer(z), .int32(Int32(rows)), .int32(Int32(latent))])
+        try context.launch("vae_sample_latents", grid: grid(rows * latent), [
+            .buffer(post), .buffer(epsBuffer), .buffer(z), .int32(Int32(rows)), .int32(1), .int32(Int32(latent)),
+        ])
         let postTensor = Tensor(shape: [rows, 2 * latent], values: posterior), epsTensor = Tensor(shape: [rows, latent], values: eps)
         let zCPU = Tensor(shape: [rows, latent])
         reparameterize(postTensor, noise: epsTensor, into: zCPU)
-        record("vae_reparameterize", "reparameterize", try z.download(), zCPU.toArray())
+        record("vae_sample_latents (one sample)", "reparameterize", try z.download(), zCPU.toArray())
         let kl = try DeviceBuffer(count: rows)
         try context.launch("vae_kl_rows", grid: grid(rows), [.buffer(post), .buffer(kl), .int32(Int32(rows)), .int32(Int32(latent))])
         var klCPU = [Double](repeating: 0, count: rows)
@@ -117,10 +119,7 @@ public enum GPUKernelCheck {
             record(kernel + " (rows)", twin, try rowSums.download(), rowCPU)
             record(kernel + " (gradient)", twin, try lossGrad.download(), gradientCPU)
         }
-        let total = try DeviceBuffer(count: 1)
         let rowValues = try rowSums.download()
-        try context.launch("vae_sum", grid: 1, block: 256, shared: 256 * 4, [.buffer(rowSums), .buffer(total), .int32(Int32(rows))])
-        record("vae_sum", "a sum in double", try total.download(), [Float(rowValues.reduce(0.0) { $0 + Double($1) })])
 
         // Optimisers, one step from random state.
         let n = 652_824

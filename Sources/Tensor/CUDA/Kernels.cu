@@ -68,15 +68,6 @@ extern "C" __global__ void vae_column_sums(const float *dy, float *db, int rows,
 // ---------------------------------------------------------------------------------------------
 // The Gaussian posterior
 
-// z = μ + exp(½ log σ²) ⊙ ε. CPU: reparameterize(_:noise:into:).
-extern "C" __global__ void vae_reparameterize(const float *posterior, const float *eps, float *z, int rows, int d) {
-    FOR_EACH(i, (long)rows * d) {
-        long b = i / d, j = i % d;
-        const float *row = posterior + b * 2 * d;
-        z[i] = row[j] + expf(0.5f * row[d + j]) * eps[i];
-    }
-}
-
 // KL(N(μ, σ²) ‖ N(0, I)) per row, ½ Σ_j (μ² + σ² − log σ² − 1), j in order (one thread per
 // row). CPU: klDivergence's per-example values.
 extern "C" __global__ void vae_kl_rows(const float *posterior, float *kl, int rows, int d) {
@@ -223,16 +214,6 @@ extern "C" __global__ void vae_gaussian_shared_gradient(const float *rowValues, 
 // c = ½ D log 2πσ²). CPU: GaussianLikelihood.negativeLogLikelihood's per-row value.
 extern "C" __global__ void vae_affine_rows(float *values, long n, float a, float c) {
     FOR_EACH(i, n) values[i] = a * values[i] + c;
-}
-
-// Σ_b values[b] in one block, in a fixed order: the batch's loss from its rows'. Launch one
-// block of 256 threads with 256 floats of shared memory.
-extern "C" __global__ void vae_sum(const float *values, float *total, int n) {
-    extern __shared__ float shared[];
-    float s = 0.0f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) s += values[i];
-    float t = block_sum(s, shared);
-    if (threadIdx.x == 0) *total = t;
 }
 
 // The step's loss terms in double, rows in order (one thread: a batch is a few hundred rows),
