@@ -86,16 +86,12 @@ public enum CUDAKernels {
     /// The CUDA C source, as NVRTC compiles it.
     public static var source: String { String(decoding: PackageResources.Kernels_cu, as: UTF8.self) }
 
-    /// Every kernel the source defines, by name (each a GPU twin of a CPU function).
-    public static let names = [
-        "vae_add_bias", "vae_relu_backward", "vae_tanh_forward", "vae_tanh_backward", "vae_concat_condition", "vae_first_columns", "vae_column_sums",
-        "vae_kl_rows", "vae_posterior_backward", "vae_bernoulli_nll", "vae_squared_error", "vae_gaussian_pixel_nll", "vae_gaussian_shared_nll", "vae_gaussian_shared_gradient",
-        "vae_affine_rows", "vae_record_terms", "vae_kl_dimension_sums",
-        "vae_free_bits_mask", "vae_sampled_kl",
-        "vae_iwae_bound", "vae_prior_gradient", "vae_posterior_gradient_samples", "vae_adam",
-        "vae_squared_norm", "vae_clip", "vae_sgd", "vae_philox_normals", "vae_gather", "vae_one_hot", "vae_latent_sums", "vae_image_words", "vae_box_muller", "vae_sample_latents", "vae_log_weights",
-        "vae_logsumexp_update",
-    ]
+    /// Every kernel the source defines (each `extern "C" __global__ void name(`), in its order;
+    /// each a GPU twin of a CPU function.
+    public static let names: [String] = {
+        let marker = "extern \"C\" __global__ void "
+        return source.components(separatedBy: marker).dropFirst().map { String($0.prefix { $0 != "(" }) }
+    }()
 
     /// Each kernel's parameter types as the PTX declares them (`.param .u64 name_param_0` →
     /// "u64"), by kernel name: what a launch's arguments must match.

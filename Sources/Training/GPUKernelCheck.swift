@@ -191,6 +191,8 @@ public enum GPUKernelCheck {
             record(name, "BatchLoader.fill", try gathered.download(), cpu, tolerance: 0)
         }
 
+        result += try layerChecks(context, rng: &rng)
+
         // Noise: a stretch that starts and ends inside Philox blocks.
         let count = rows * latent + 3
         let normals = try DeviceBuffer(count: count)
@@ -200,6 +202,142 @@ public enum GPUKernelCheck {
         return result
     }
 
+    /// The other layers' kernels against their CPU twins: the activations besides ReLU and tanh,
+    /// the convolutions' patches and their adjoint (the CPU's in its own column order, permuted),
+    /// the layout changes, upsampling, and the two-pass sums of a tall bias gradient.
+    static func layerChecks(_ context: CUDAContext, rng: inout RandomGenerator) throws -> [Row] {
+        var result: [Row] = []
+        func random(_ n: Int, _ low: Float = -2, _ high: Float = 2) -> [Float] { (0..<n).map { _ in low + (high - low) * rng.nextFloat() } }
+        func record(_ kernel: String, _ twin: String, _ gpu: [Float], _ cpu: [Float], tolerance: Double = 1e-4) {
+            result.append(Row(kernel: kernel, twin: twin, elements: cpu.count, largestError: gpu.count == cpu.count ? worst(gpu, cpu) : .infinity, tolerance: tolerance))
+        }
+        let grid = { (n: Int) in CUDAContext.grid(for: n) }
+
+        // Activations: forward, and backward through the input (leaky ReLU, softplus) or the output (sigmoid).
+        let (activationRows, width) = (30, 100), n = activationRows * width
+        let x = random(n, -8, 8), dy = random(n)
+        let xBuffer = try DeviceBuffer(x), yBuffer = try DeviceBuffer(count: n), dyBuffer = try DeviceBuffer(dy), dxBuffer = try DeviceBuffer(count: n)
+        let activations: [(String, Layer, usesOutput: Bool, slope: Float?)] = [
+            ("leaky_relu", LeakyReLU(slope: 0.2), false, 0.2), ("sigmoid", Sigmoid(), true, nil), ("softplus", Softplus(), false, nil),
+        ]
+        for (name, layer, usesOutput, slope) in activations {
+            let extra: [KernelArgument] = slope.map { [.float($0)] } ?? []
+            try context.launch("vae_\(name)_forward", grid: grid(n), [.buffer(xBuffer), .buffer(yBuffer), .int64(n)] + extra)
+            try context.launch("vae_\(name)_backward", grid: grid(n), [.buffer(usesOutput ? yBuffer : xBuffer), .buffer(dyBuffer), .buffer(dxBuffer), .int64(n)] + extra)
+            let yCPU = layer.forward(Tensor(shape: [activationRows, width], values: x)).toArray()
+            let dxCPU = layer.backward(Tensor(shape: [activationRows, width], values: dy))!.toArray()
+            record("vae_\(name)_forward", "\(type(of: layer)).forward", try yBuffer.download(), yCPU)
+            record("vae_\(name)_backward", "\(type(of: layer)).backward", try dxBuffer.download(), dxCPU)
+        }
+
+        // Patches and their adjoint, for the reference model's geometry and the 3 × 3 one after
+        // upsampling; the CPU's patch columns are (kh, kw, c), the GPU's (c, kh, kw).
+        let (batch, channels, height, widthPixels) = (3, 5, 7, 6)
+        for geometry in [ConvolutionGeometry(kernel: 4, stride: 2, padding: 1), ConvolutionGeometry(kernel: 3, stride: 1, padding: 1)] {
+            let (k, s, p) = (geometry.kernel, geometry.stride, geometry.padding)
+            let (gh, gw) = (geometry.convolutionOutput(height), geometry.convolutionOutput(widthPixels))
+            let (patch, patches) = (channels * k * k, batch * gh * gw)
+            // GPU column (c·k + kh)·k + kw holds the CPU's column (kh·k + kw)·C + c.
+            let cpuColumn = (0..<patch).map { j in (j % (k * k)) * channels + j / (k * k) }
+            let name = "k\(k) s\(s) p\(p)"
+            let src = random(batch * height * widthPixels * channels)
+            let srcBuffer = try DeviceBuffer(src), colsBuffer = try DeviceBuffer(count: patches * patch)
+            try context.launch("vae_im2col", grid: grid(patches * patch), [
+                .buffer(srcBuffer), .int32(Int32(batch)), .int32(Int32(channels)), .int32(Int32(height)), .int32(Int32(widthPixels)), .int32(Int32(gh)),
+                .int32(Int32(gw)), .int32(Int32(k)), .int32(Int32(s)), .int32(Int32(p)), .buffer(colsBuffer),
+            ])
+            var colsCPU = [Float](repeating: 0, count: patches * patch)
+            vae_im2col_nhwc(src, batch, channels, height, widthPixels, gh, gw, k, s, p, &colsCPU)
+            record("vae_im2col (\(name))", "vae_im2col_nhwc", try colsBuffer.download(), (0..<patches * patch).map { colsCPU[$0 / patch * patch + cpuColumn[$0 % patch]] }, tolerance: 0)
+            let cols = random(patches * patch), bias = random(channels)
+            try colsBuffer.upload(cols)
+            let biasBuffer = try DeviceBuffer(bias), dst = try DeviceBuffer(count: src.count)
+            try context.launch("vae_col2im", grid: grid(src.count), [
+                .buffer(colsBuffer), .int32(Int32(batch)), .int32(Int32(channels)), .int32(Int32(height)), .int32(Int32(widthPixels)), .int32(Int32(gh)),
+                .int32(Int32(gw)), .int32(Int32(k)), .int32(Int32(s)), .int32(Int32(p)), .buffer(biasBuffer), .int32(1), .buffer(dst),
+            ])
+            var permuted = [Float](repeating: 0, count: cols.count)
+            for i in cols.indices { permuted[i / patch * patch + cpuColumn[i % patch]] = cols[i] }
+            var dstCPU = [Float](repeating: 0, count: src.count)
+            vae_col2im_nhwc(permuted, batch, channels, height, widthPixels, gh, gw, k, s, p, bias, 1, &dstCPU)
+            record("vae_col2im (\(name), bias, ReLU)", "vae_col2im_nhwc", try dst.download(), dstCPU)
+        }
+
+        // Layout changes: channels-first [B, C, H, W] to channels-last and back.
+        let images = random(4 * 5 * 3 * 3), imagesBuffer = try DeviceBuffer(images), transposed = try DeviceBuffer(count: images.count)
+        try context.launch("vae_transpose_examples", grid: grid(images.count), [.buffer(imagesBuffer), .int32(4), .int32(5), .int32(9), .buffer(transposed)])
+        let channelsLast = ChannelsLast().forward(Tensor(shape: [4, 5, 3, 3], values: images))
+        record("vae_transpose_examples (channels last)", "ChannelsLast.forward", try transposed.download(), channelsLast.toArray(), tolerance: 0)
+        try context.launch("vae_transpose_examples", grid: grid(images.count), [.buffer(transposed), .int32(4), .int32(9), .int32(5), .buffer(imagesBuffer)])
+        record("vae_transpose_examples (channels first)", "ChannelsFirst.forward", try imagesBuffer.download(), ChannelsFirst().forward(channelsLast).toArray(), tolerance: 0)
+
+        // Nearest upsampling by 2 of [B, H, W, C] and its backward pass.
+        let small = random(3 * 4 * 5 * 6), smallBuffer = try DeviceBuffer(small), large = try DeviceBuffer(count: 4 * small.count)
+        try context.launch("vae_upsample", grid: grid(4 * small.count), [.buffer(smallBuffer), .int32(3), .int32(4), .int32(5), .int32(6), .int32(2), .buffer(large)])
+        let upsample = Upsample(factor: 2)
+        record("vae_upsample", "Upsample.forward", try large.download(), upsample.forward(Tensor(shape: [3, 4, 5, 6], values: small)).toArray(), tolerance: 0)
+        let upstream = random(4 * small.count)
+        try large.upload(upstream)
+        try context.launch("vae_upsample_backward", grid: grid(small.count), [.buffer(large), .int32(3), .int32(4), .int32(5), .int32(6), .int32(2), .buffer(smallBuffer)])
+        record("vae_upsample_backward", "Upsample.backward", try smallBuffer.download(), upsample.backward(Tensor(shape: [3, 8, 10, 6], values: upstream))!.toArray())
+
+        // A convolution's bias gradient: 3,000 rows in partial sums of 64, then their sums.
+        let (tall, columns, chunk) = (3000, 7, 64), parts = (tall + chunk - 1) / chunk
+        let g = random(tall * columns), gBuffer = try DeviceBuffer(g), partials = try DeviceBuffer(count: parts * columns), sums = try DeviceBuffer(count: columns)
+        try context.launch("vae_column_partial_sums", grid: grid(parts * columns), [.buffer(gBuffer), .int32(Int32(tall)), .int32(Int32(columns)), .int32(Int32(chunk)), .buffer(partials)])
+        try context.launch("vae_column_sums", grid: grid(columns), [.buffer(partials), .buffer(sums), .int32(Int32(parts)), .int32(Int32(columns))])
+        var sumsCPU = [Float](repeating: 0, count: columns)
+        Tensor(shape: [tall, columns], values: g).sumRows(into: &sumsCPU)
+        record("vae_column_partial_sums + vae_column_sums", "Tensor.sumRows", try sums.download(), sumsCPU)
+        return result
+    }
+
+    /// A model's architecture and activation for a row's name ("" for the default MLP with ReLU).
+    static func description(_ config: ModelConfig) -> String {
+        (config.architecture == .conv ? ", conv \(config.channels.map(String.init).joined(separator: ",")) \(config.upsampling.rawValue)" : "")
+            + (config.activation == .relu ? "" : ", \(config.activation.rawValue)")
+    }
+
+    /// Every check: the kernels (``run(_:rows:hidden:latent:pixels:)``) and, with cuBLAS, training
+    /// steps of each objective, optimiser, likelihood, conditional and convolutional model and
+    /// activation against ``Trainer``, and the evaluations against the CPU's.
+    public static func all(_ context: CUDAContext, cublas: CUBLAS?) throws -> [Row] {
+        var rows = try run(context)
+        guard let cublas else { return rows }
+        rows += try trainingSteps(context, cublas: cublas)
+        rows += try trainingSteps(context, cublas: cublas, objective: TrainingObjective(kl: .mc))
+        rows += try trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 3))
+        rows += try trainingSteps(context, cublas: cublas, sgd: true, clipNorm: 0.5)
+        rows += try trainingSteps(context, cublas: cublas, objective: TrainingObjective(freeBits: 0.05))
+        rows += try trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 2), conditionClasses: 3)
+        rows += try trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 2), likelihood: .gaussian)
+        rows += try trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 2), likelihood: .gaussianPixel)
+        // SGD: the size of ∂/∂s shows (Adam moves a scalar by about its rate, whatever the size).
+        rows += try trainingSteps(context, cublas: cublas, sgd: true, likelihood: .gaussianShared)
+        // The activations besides ReLU, and the convolutional models (24 × 24 images: a bias
+        // gradient of more than 1,024 rows is summed in two passes).
+        rows += try trainingSteps(context, cublas: cublas, model: ModelConfig(inputShape: [1, 8, 8], hiddenSizes: [32, 16], latentDimension: 4, activation: .softplus))
+        rows += try trainingSteps(context, cublas: cublas, model: ModelConfig(inputShape: [1, 8, 8], hiddenSizes: [32], latentDimension: 4, activation: .sigmoid))
+        rows += try trainingSteps(context, cublas: cublas, model: convolutional)
+        rows += try trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 2), model: convolutionalNearest)
+        rows += try importanceSampling(context, cublas: cublas)
+        rows += try importanceSampling(context, cublas: cublas, likelihood: .gaussian)
+        rows += try importanceSampling(context, cublas: cublas, likelihood: .gaussianPixel)
+        rows += try importanceSampling(context, cublas: cublas, likelihood: .gaussianShared)
+        rows += try importanceSampling(context, cublas: cublas, conditionClasses: 3)
+        rows += try importanceSampling(context, cublas: cublas, model: convolutional)
+        rows += try importanceSampling(context, cublas: cublas, model: convolutionalNearest)
+        return rows
+    }
+
+    /// The small convolutional models of the checks: the reference model's layers (strided
+    /// convolutions, transposed convolutions) at 2 and 3 channels; and with nearest upsampling,
+    /// the leaky ReLU and a σ per pixel (two output channels, so the last layout change moves values).
+    static let convolutional = ModelConfig(architecture: .conv, inputShape: [1, 24, 24], latentDimension: 4, channels: [2, 3])
+    static let convolutionalNearest = ModelConfig(
+        architecture: .conv, inputShape: [1, 24, 24], latentDimension: 3, activation: .leakyRelu, likelihood: .gaussianPixel, channels: [3, 4],
+        upsampling: .nearest)
+
     /// `steps` training steps of a small MLP VAE (64-32-4, ReLU, Bernoulli, Adam at 10⁻³, batch
     /// 16 of 40 dynamically binarised examples, so the last batch is short; ε from the same
     /// Philox streams) on the GPU (`CUDAStep`, the data set on the device, the losses read back
@@ -208,14 +346,16 @@ public enum GPUKernelCheck {
     /// With `objective` the sampled KL or the IWAE bound instead of the analytic −ELBO (the rows
     /// then name it).
     /// With `sgd`, SGD (rate 0.05, momentum 0.9, weight decay 10⁻⁴) instead of Adam; with
-    /// `clipNorm`, the gradient clipped to that global norm.
+    /// `clipNorm`, the gradient clipped to that global norm; with `model`, that model instead (its
+    /// input shape gives the examples').
     public static func trainingSteps(
         _ context: CUDAContext, cublas: CUBLAS, steps: Int = 3, objective: TrainingObjective = TrainingObjective(), sgd: Bool = false,
-        clipNorm: Float? = nil, likelihood: LikelihoodKind = .bernoulli, conditionClasses: Int = 0
+        clipNorm: Float? = nil, likelihood: LikelihoodKind = .bernoulli, conditionClasses: Int = 0, model: ModelConfig? = nil
     ) throws -> [Row] {
-        let config = ModelConfig(
+        let config = model ?? ModelConfig(
             inputShape: [1, 8, 8], hiddenSizes: [32], latentDimension: 4, likelihood: likelihood, gaussianSigma: 0.3,
             conditionClasses: conditionClasses)
+        let pixels = config.inputShape.reduce(1, *)
         var cpuInit = RandomGenerator(seed: 11), gpuInit = RandomGenerator(seed: 11)
         let cpuModel = VariationalAutoencoder(config: config, rng: &cpuInit)
         let gpuModel = VariationalAutoencoder(config: config, rng: &gpuInit)
@@ -230,7 +370,7 @@ public enum GPUKernelCheck {
         var rng = RandomGenerator(seed: 12)
         // Labels 0 … 4 for 3 classes: labels 3 and 4 have no class (a row of zeros, as on the CPU).
         let labels = conditionClasses > 0 ? (0..<40).map { $0 * 7 % 5 } : nil
-        let data = ImageDataset(pixels: (0..<40 * 64).map { _ in UInt8(truncatingIfNeeded: Int(rng.next() >> 56)) }, labels: labels, shape: [1, 8, 8])
+        let data = ImageDataset(pixels: (0..<40 * pixels).map { _ in UInt8(truncatingIfNeeded: Int(rng.next() >> 56)) }, labels: labels, shape: config.inputShape)
         try gpu.useData(data)
         func loader(fills: Bool) -> BatchLoader {
             let loader = BatchLoader(dataset: data, batchSize: 16, shuffle: true, binarize: true, seed: 5, conditionClasses: conditionClasses)
@@ -253,7 +393,8 @@ public enum GPUKernelCheck {
         let cpuWeights = cpuModel.parameters.flatMap { $0.value.toArray() }, gpuWeights = gpuModel.parameters.flatMap { $0.value.toArray() }
         let name = (objective.importanceSamples > 1 ? ", IWAE K = \(objective.importanceSamples)" : objective.kl == .mc ? ", sampled KL" : "")
             + (objective.freeBits > 0 ? ", free bits \(objective.freeBits)" : "") + (conditionClasses > 0 ? ", conditional" : "")
-            + (sgd ? ", SGD" : "") + (clipNorm.map { ", clipped to \($0)" } ?? "") + (likelihood == .bernoulli ? "" : ", \(likelihood.rawValue)")
+            + (sgd ? ", SGD" : "") + (clipNorm.map { ", clipped to \($0)" } ?? "") + (config.likelihood == .bernoulli ? "" : ", \(config.likelihood.rawValue)")
+            + description(config)
         return [
             Row(kernel: "training step ×\(steps)\(name) (batch losses)", twin: "Trainer.trainStep", elements: steps, largestError: worst(gpuLosses, cpuLosses), tolerance: 1e-4),
             Row(kernel: "training step ×\(steps)\(name) (weights)", twin: "Trainer.trainStep", elements: cpuWeights.count, largestError: worst(gpuWeights, cpuWeights), tolerance: 1e-4),
@@ -266,17 +407,18 @@ public enum GPUKernelCheck {
     /// (`VariationalAutoencoder.importanceSampledLogLikelihood`), same weights and seed.
     /// With `likelihood` another likelihood than the Bernoulli (the Gaussians at σ = 0.3).
     /// With `conditionClasses`, a conditional model (image i of label i mod 4, the fourth label no
-    /// class: a row of zeros).
+    /// class: a row of zeros). With `model`, that model instead.
     public static func importanceSampling(
-        _ context: CUDAContext, cublas: CUBLAS, likelihood: LikelihoodKind = .bernoulli, conditionClasses: Int = 0
+        _ context: CUDAContext, cublas: CUBLAS, likelihood: LikelihoodKind = .bernoulli, conditionClasses: Int = 0, model: ModelConfig? = nil
     ) throws -> [Row] {
-        let config = ModelConfig(
+        let config = model ?? ModelConfig(
             inputShape: [1, 8, 8], hiddenSizes: [16], latentDimension: 3, likelihood: likelihood, gaussianSigma: 0.3,
             conditionClasses: conditionClasses)
         var initial = RandomGenerator(seed: 21)
         let model = VariationalAutoencoder(config: config, rng: &initial)
         var rng = RandomGenerator(seed: 22)
-        let images = Tensor(shape: [20, 1, 8, 8], values: (0..<1280).map { _ in rng.nextFloat() < 0.3 ? 1 : 0 })
+        let pixels = config.inputShape.reduce(1, *)
+        let images = Tensor(shape: [20] + config.inputShape, values: (0..<20 * pixels).map { _ in rng.nextFloat() < 0.3 ? 1 : 0 })
         let condition = conditionClasses > 0
             ? Tensor(shape: [20, conditionClasses], values: (0..<20 * conditionClasses).map { $0 % conditionClasses == $0 / conditionClasses % 4 ? 1 : 0 })
             : nil
@@ -291,7 +433,8 @@ public enum GPUKernelCheck {
         let conditionHalves = condition.map { c in [Tensor(viewing: c, rows: 0..<12), Tensor(viewing: c, rows: 12..<20)] }
         let sumsGPU = try step.latentSums((0..<2).map { (halves[$0], conditionHalves?[$0]) }).packed
         let sumsCPU = model.latentSums((0..<2).map { Batch(images: halves[$0], condition: conditionHalves?[$0]) }).packed
-        let suffix = (likelihood == .bernoulli ? "" : ", \(likelihood.rawValue)") + (conditionClasses > 0 ? ", conditional" : "")
+        let suffix = (config.likelihood == .bernoulli ? "" : ", \(config.likelihood.rawValue)") + (config.conditionClasses > 0 ? ", conditional" : "")
+            + description(config)
         func row(_ name: String, _ value: (ImportanceSampledEstimate) -> Double) -> Row {
             let (g, c) = (gpu.map { Float(value($0)) }, cpu.map { Float(value($0)) })
             return Row(kernel: "importance sampling (\(name))\(suffix)", twin: "importanceSampledLogLikelihood", elements: c.count,

@@ -23,10 +23,10 @@ extension CUDAStep {
         let (n, d) = (images.rows, latent)
         guard n > 0 else { return [] }
         let perImage = min(chunk, samples)
-        let group = max(1, min(n, rowsPerLaunch / perImage))
+        let group = max(1, min(n, rowsPerLaunch / perImage, rowsPerPass(decoderOps, input: d, rows: n * perImage) / perImage))
         let (chunkValues, chunkPairs) = (perImage * d, (perImage * d + 1) / 2)
         let words = try DeviceBuffer(bytes: 16 * n * chunkPairs), eps = try DeviceBuffer(count: n * chunkValues)
-        let decoderOutputs = try widths(decoderOps, input: d).map { try DeviceBuffer(count: group * perImage * $0) }
+        let decoderWork = try makeWorkspace(decoderOps, input: d, rows: group * perImage, training: false)
         let z = try DeviceBuffer(count: group * chunkValues), rowNLL = try DeviceBuffer(count: group * perImage)
         let logWeights = try DeviceBuffer(bytes: 8 * group * perImage)
         let states = try imageGenerators(seed: seed, firstIndex: firstIndex, images: n)
@@ -35,10 +35,6 @@ extension CUDAStep {
         let initial = [Double](repeating: -.infinity, count: n) + [Double](repeating: 0, count: 2 * n)
         try initial.withUnsafeBytes { try sums.upload(raw: $0) }
         let (x, posterior, labels) = try encode(images, condition: condition)
-        // Rows first ..< first + count of a buffer of `width` floats per row, as a buffer.
-        func rows(_ buffer: DeviceBuffer, _ first: Int, _ count: Int, width: Int) -> DeviceBuffer {
-            DeviceBuffer(viewOf: buffer, offset: first * width, count: count * width)
-        }
         var done = 0
         while done < samples {
             let k = min(perImage, samples - done)
@@ -50,9 +46,10 @@ extension CUDAStep {
                     .buffer(imagePosterior), .buffer(rows(eps, first, m, width: k * d)), .buffer(z), .int32(Int32(m)), .int32(Int32(k)), .int32(Int32(d)),
                 ])
                 let groupLabels = labels.map { rows($0, first, m, width: conditionClasses) }
-                try forward(decoderOps, input: z, width: d, outputs: decoderOutputs, rows: sampleRows, condition: groupLabels.map { ($0, k) })
+                try forward(decoderOps, input: z, width: d, work: decoderWork, rows: sampleRows, condition: groupLabels.map { ($0, k) })
                 try likelihoodRows(
-                    x: rows(x, first, m, width: pixels), output: decoderOutputs.last!, gradient: nil, into: rowNLL, rows: sampleRows, scale: 1, xRepeat: k)
+                    x: rows(x, first, m, width: pixels), output: decoderWork.lastOutput(input: z), gradient: nil, into: rowNLL, rows: sampleRows, scale: 1,
+                    xRepeat: k)
                 try context.launch("vae_log_weights", grid: CUDAContext.grid(for: sampleRows), [
                     .buffer(z), .buffer(imagePosterior), .buffer(rowNLL), .int32(Int32(m)), .int32(Int32(k)), .int32(Int32(d)), .buffer(logWeights),
                 ])
@@ -80,7 +77,8 @@ extension CUDAStep {
         precondition(images.rowSize == pixels, "images of \(images.rowSize) values for a model of \(pixels)")
         let (n, d) = (images.rows, latent)
         guard n > 0 else { return LossBreakdown() }
-        let decoderOutputs = try widths(decoderOps, input: d).map { try DeviceBuffer(count: n * $0) }
+        let group = rowsPerPass(decoderOps, input: d, rows: n)
+        let decoderWork = try makeWorkspace(decoderOps, input: d, rows: group, training: false)
         let words = try DeviceBuffer(bytes: 16 * n * ((d + 1) / 2)), eps = try DeviceBuffer(count: n * d), z = try DeviceBuffer(count: n * d)
         let rowNLL = try DeviceBuffer(count: n), rowKL = try DeviceBuffer(count: n), terms = try DeviceBuffer(bytes: 24)
         try imageNormals(try imageGenerators(seed: seed, firstIndex: firstIndex, images: n), images: n, count: d, words: words, into: eps)
@@ -88,8 +86,13 @@ extension CUDAStep {
         try context.launch("vae_sample_latents", grid: CUDAContext.grid(for: n * d), [
             .buffer(posterior), .buffer(eps), .buffer(z), .int32(Int32(n)), .int32(1), .int32(Int32(d)),
         ])
-        try forward(decoderOps, input: z, width: d, outputs: decoderOutputs, rows: n, condition: labels.map { ($0, 1) })
-        try likelihoodRows(x: x, output: decoderOutputs.last!, gradient: nil, into: rowNLL, rows: n, scale: 1, xRepeat: 1)
+        for first in stride(from: 0, to: n, by: group) {
+            let m = min(group, n - first), zRows = rows(z, first, m, width: d)
+            try forward(decoderOps, input: zRows, width: d, work: decoderWork, rows: m, condition: labels.map { (rows($0, first, m, width: conditionClasses), 1) })
+            try likelihoodRows(
+                x: rows(x, first, m, width: pixels), output: decoderWork.lastOutput(input: zRows), gradient: nil, into: rows(rowNLL, first, m, width: 1),
+                rows: m, scale: 1, xRepeat: 1)
+        }
         try context.launch("vae_kl_rows", grid: CUDAContext.grid(for: n), [.buffer(posterior), .buffer(rowKL), .int32(Int32(n)), .int32(Int32(d))])
         try context.launch("vae_record_terms", grid: 1, block: 1, [.buffer(rowNLL), .buffer(rowKL), .int32(Int32(n)), .float(1), .buffer(nil), .buffer(terms), .int32(0)])
         var values = [Double](repeating: 0, count: 3)
@@ -119,15 +122,21 @@ extension CUDAStep {
     }
 
     /// `images` (and their one-hot labels for a conditional model) on the device and their
-    /// posteriors [μ | log σ²] from the encoder.
+    /// posteriors [μ | log σ²] from the encoder (in passes of a bounded workspace, each writing
+    /// its rows of the posteriors).
     private func encode(_ images: Tensor, condition: Tensor?) throws -> (x: DeviceBuffer, posterior: DeviceBuffer, labels: DeviceBuffer?) {
         let n = images.rows
-        let x = try DeviceBuffer(count: n * pixels)
-        let encoderOutputs = try widths(encoderOps, input: pixels).map { try DeviceBuffer(count: n * $0) }
+        let x = try DeviceBuffer(count: n * pixels), posterior = try DeviceBuffer(count: n * 2 * latent)
         try x.upload(images)
         let labels = try oneHotLabels(condition, images: n)
-        try forward(encoderOps, input: x, width: pixels, outputs: encoderOutputs, rows: n, condition: labels.map { ($0, 1) })
-        return (x, encoderOutputs.last!, labels)
+        let group = rowsPerPass(encoderOps, input: pixels, rows: n)
+        let work = try makeWorkspace(encoderOps, input: pixels, rows: group, training: false)
+        for first in stride(from: 0, to: n, by: group) {
+            let m = min(group, n - first)
+            try forward(encoderOps, input: rows(x, first, m, width: pixels), width: pixels, work: work.writingLastOutput(to: rows(posterior, first, m, width: 2 * latent)),
+                        rows: m, condition: labels.map { (rows($0, first, m, width: conditionClasses), 1) })
+        }
+        return (x, posterior, labels)
     }
 
     /// Each image's own generator on the device, image i's seeded by (`seed`, `firstIndex` + i)
@@ -161,4 +170,9 @@ extension CUDAStep {
         try buffer.upload(condition)
         return buffer
     }
+}
+
+/// Rows first ..< first + count of a buffer of `width` floats per row, as a buffer.
+private func rows(_ buffer: DeviceBuffer, _ first: Int, _ count: Int, width: Int) -> DeviceBuffer {
+    DeviceBuffer(viewOf: buffer, offset: first * width, count: count * width)
 }

@@ -3,7 +3,7 @@ import Foundation
 import NN
 import Tensor
 
-/// One training step of an MLP VAE on an NVIDIA GPU: the same −ELBO, the same named ops and the
+/// One training step of a VAE on an NVIDIA GPU: the same −ELBO, the same named ops and the
 /// same Adam update as ``Trainer`` on the CPU, each op the GPU twin of the CPU function it is
 /// checked against (`Kernels.cu`), the products through cuBLAS. The weights, their gradients and
 /// Adam's moments live on the device (each kind in one flat buffer, so one launch updates them
@@ -21,20 +21,12 @@ import Tensor
 ///     loss = Σ_b (−log p(x_b|z_b) + β KL_b),  gradients scaled by 1/B
 ///     backward through the decoder, the reparameterisation and KL, the encoder; Adam.
 ///
-/// Supported for now: Linear layers with ReLU or tanh between them, every likelihood (Bernoulli;
-/// Gaussian with a fixed, learned or per-pixel σ), the analytic or sampled KL and the IWAE bound, Adam, AdamW and SGD with
-/// clipping, one stochastic layer, with or without labels (conditional); ``init(model:context:cublas:)`` and
-/// ``unsupported(objective:optimizer:)`` name what it cannot do.
+/// Supported: the MLP and convolutional models (Linear, Conv2D and ConvTranspose2D layers, every
+/// activation, nearest upsampling; `CUDANetwork.swift`), every likelihood (Bernoulli; Gaussian
+/// with a fixed, learned or per-pixel σ), the analytic or sampled KL and the IWAE bound, Adam,
+/// AdamW and SGD with clipping, one stochastic layer, with or without labels (conditional);
+/// ``init(model:context:cublas:)`` and ``unsupported(objective:optimizer:)`` name what it cannot do.
 public final class CUDAStep {
-    /// One layer of a network as the GPU runs it.
-    enum Op {
-        /// Parameter indices (weight, bias) in the model's order; sizes; whether a ReLU follows.
-        case linear(weight: Int, bias: Int, inputs: Int, outputs: Int, relu: Bool)
-        case tanh
-        /// The one-hot label appended to each row (a conditional model).
-        case conditioning(classes: Int)
-    }
-
     /// The likelihoods the GPU computes: Bernoulli on logits, or a Gaussian of fixed σ on means.
     enum Likelihood {
         case bernoulli
@@ -91,10 +83,9 @@ public final class CUDAStep {
     private var x: DeviceBuffer?
     private var eps: DeviceBuffer?
     private var z: DeviceBuffer?
-    private var encoderOutputs: [DeviceBuffer] = []
-    private var decoderOutputs: [DeviceBuffer] = []
-    private var encoderGradients: [DeviceBuffer] = []
-    private var decoderGradients: [DeviceBuffer] = []
+    /// The encoder's buffers (for `imageCapacity` rows) and the decoder's (for `capacity`).
+    private var encoderWork: Workspace?
+    private var decoderWork: Workspace?
     private var rowLosses: DeviceBuffer?
     private var rowKL: DeviceBuffer?
     private var zGradient: DeviceBuffer?
@@ -108,7 +99,6 @@ public final class CUDAStep {
     /// Plans `model`'s step on `context`'s GPU and uploads its weights (Adam's moments start at 0).
     public init(model: VariationalAutoencoder, context: CUDAContext, cublas: CUBLAS) throws {
         let config = model.config
-        guard config.architecture == .mlp else { throw CUDAError("the GPU trains MLP models for now, not \(config.architecture.rawValue)") }
         switch model.likelihood {
         case is BernoulliLikelihood: likelihood = .bernoulli
         case let gaussian as GaussianLikelihood: likelihood = .gaussian(sigma: gaussian.sigma)
@@ -122,28 +112,8 @@ public final class CUDAStep {
         self.cublas = cublas
         conditionClasses = config.conditionClasses
         let parameters = model.parameters
-        func index(_ p: Parameter) -> Int { parameters.firstIndex { $0 === p }! }
-        func plan(_ network: Sequential) throws -> [Op] {
-            var ops: [Op] = []
-            for layer in network.layers {
-                switch layer {
-                case let linear as Linear:
-                    ops.append(.linear(weight: index(linear.weight), bias: index(linear.bias), inputs: linear.inputSize, outputs: linear.outputSize, relu: false))
-                case is ReLU:
-                    guard case let .linear(w, b, i, o, _)? = ops.last else { throw CUDAError("the GPU runs a ReLU only after a Linear layer") }
-                    ops[ops.count - 1] = .linear(weight: w, bias: b, inputs: i, outputs: o, relu: true)
-                case is Tanh:
-                    ops.append(.tanh)
-                case let conditioning as Conditioning:
-                    ops.append(.conditioning(classes: conditioning.conditionSize))
-                default:
-                    throw CUDAError("the GPU does not run \(type(of: layer)) layers yet")
-                }
-            }
-            return ops
-        }
-        encoderOps = try plan(model.encoder)
-        decoderOps = try plan(model.decoder)
+        encoderOps = try Self.plan(model.encoder, input: config.inputShape, parameters: parameters)
+        decoderOps = try Self.plan(model.decoder, input: [model.latentDimension], parameters: parameters)
         latent = model.latentDimension
         pixels = config.inputShape.reduce(1, *)
         let total = parameters.reduce(0) { $0 + $1.value.count }
@@ -238,19 +208,6 @@ public final class CUDAStep {
         }
     }
 
-    /// Widths of each op's output, for a network whose input has `width` columns.
-    func widths(_ ops: [Op], input width: Int) -> [Int] {
-        var current = width
-        return ops.map { op in
-            switch op {
-            case let .linear(_, _, _, outputs, _): current = outputs
-            case let .conditioning(classes): current += classes
-            case .tanh: break
-            }
-            return current
-        }
-    }
-
     /// Sizes the step for `images` images of `samples` samples each: buffers are made anew only
     /// for more rows than any step before (an allocation waits for the GPU), and a smaller step
     /// uses their first rows.
@@ -260,16 +217,14 @@ public final class CUDAStep {
         if images > imageCapacity {
             imageCapacity = images
             x = try DeviceBuffer(count: images * pixels)
-            encoderOutputs = try widths(encoderOps, input: pixels).map { try DeviceBuffer(count: images * $0) }
-            encoderGradients = try widths(encoderOps, input: pixels).map { try DeviceBuffer(count: images * $0) }
+            encoderWork = try makeWorkspace(encoderOps, input: pixels, rows: images, training: true)
             oneHot = conditionClasses > 0 ? try DeviceBuffer(count: images * conditionClasses) : nil
         }
         guard rows > capacity else { return }
         capacity = rows
         eps = try DeviceBuffer(count: rows * latent)
         z = try DeviceBuffer(count: rows * latent)
-        decoderOutputs = try widths(decoderOps, input: latent).map { try DeviceBuffer(count: rows * $0) }
-        decoderGradients = try widths(decoderOps, input: latent).map { try DeviceBuffer(count: rows * $0) }
+        decoderWork = try makeWorkspace(decoderOps, input: latent, rows: rows, training: true)
         rowLosses = try DeviceBuffer(count: rows)
         rowKL = try DeviceBuffer(count: rows)
         zGradient = try DeviceBuffer(count: rows * latent)
@@ -323,79 +278,6 @@ public final class CUDAStep {
         }
     }
 
-    /// Runs `ops` forward on `rows` rows from `input` (`width` columns), each op's output into
-    /// `outputs` (of at least `rows` rows each).
-    /// A conditional model's `condition` ([rows / `repeat`, classes] one-hot) is appended to the
-    /// rows at its conditioning op.
-    func forward(_ ops: [Op], input: DeviceBuffer, width: Int, outputs: [DeviceBuffer], rows: Int, condition: (DeviceBuffer, repeat: Int)? = nil) throws {
-        var h = input
-        var hWidth = width
-        for (op, y) in zip(ops, outputs) {
-            switch op {
-            case let .linear(w, b, inputs, outputsCount, relu):
-                // y = h Wᵀ (W is [out, in], PyTorch's layout), then + b and the ReLU in one pass.
-                try timed(.products) { try cublas.sgemm(
-                    transposeA: false, transposeB: true, m: rows, n: outputsCount, k: inputs, alpha: 1, a: h.address, lda: inputs,
-                    b: weights[w].address, ldb: inputs, beta: 0, c: y.address, ldc: outputsCount) }
-                try context.launch("vae_add_bias", grid: CUDAContext.grid(for: rows * outputsCount), [
-                    .buffer(y), .buffer(weights[b]), .int32(Int32(rows)), .int32(Int32(outputsCount)), .int32(relu ? 1 : 0),
-                ])
-            case .tanh:
-                try context.launch("vae_tanh_forward", grid: CUDAContext.grid(for: rows * hWidth), [.buffer(h), .buffer(y), .int64(rows * hWidth)])
-            case let .conditioning(classes):
-                guard let (labels, repeats) = condition else { throw CUDAError("a conditional model needs its labels on the GPU") }
-                try context.launch("vae_concat_condition", grid: CUDAContext.grid(for: rows * (hWidth + classes)), [
-                    .buffer(h), .buffer(labels), .int32(Int32(rows)), .int32(Int32(hWidth)), .int32(Int32(classes)), .int32(Int32(repeats)), .buffer(y),
-                ])
-            }
-            if case let .linear(_, _, _, outputsCount, _) = op { hWidth = outputsCount }
-            if case let .conditioning(classes) = op { hWidth += classes }
-            h = y
-        }
-    }
-
-    /// Runs `ops` backward from ∂L/∂(last output) in `gradientsOut.last`, given the network's
-    /// `input` and each op's output; sets the parameters' gradients, and writes ∂L/∂input into
-    /// `inputGradient` when it is given.
-    private func backward(
-        _ ops: [Op], input: DeviceBuffer, width: Int, outputs: [DeviceBuffer], gradientsOut: [DeviceBuffer], inputGradient: DeviceBuffer?, rows: Int
-    ) throws {
-        let outputWidths = widths(ops, input: width)
-        for k in stride(from: ops.count - 1, through: 0, by: -1) {
-            let g = gradientsOut[k]
-            let h = k == 0 ? input : outputs[k - 1]
-            let dh: DeviceBuffer? = k == 0 ? inputGradient : gradientsOut[k - 1]
-            switch ops[k] {
-            case let .linear(w, b, inputs, outputsCount, relu):
-                if relu {
-                    try context.launch("vae_relu_backward", grid: CUDAContext.grid(for: rows * outputsCount), [.buffer(g), .buffer(outputs[k]), .int64(rows * outputsCount)])
-                }
-                try context.launch("vae_column_sums", grid: CUDAContext.grid(for: outputsCount), [
-                    .buffer(g), .buffer(gradients[b]), .int32(Int32(rows)), .int32(Int32(outputsCount)),
-                ])
-                // ∂W = gᵀ h [out, in];  ∂h = g W [rows, in].
-                try timed(.products) { try cublas.sgemm(
-                    transposeA: true, transposeB: false, m: outputsCount, n: inputs, k: rows, alpha: 1, a: g.address, lda: outputsCount,
-                    b: h.address, ldb: inputs, beta: 0, c: gradients[w].address, ldc: inputs) }
-                if let dh {
-                    try timed(.products) { try cublas.sgemm(
-                        transposeA: false, transposeB: false, m: rows, n: inputs, k: outputsCount, alpha: 1, a: g.address, lda: outputsCount,
-                        b: weights[w].address, ldb: inputs, beta: 0, c: dh.address, ldc: inputs) }
-                }
-            case let .conditioning(classes):
-                guard let dh else { continue }
-                let width = outputWidths[k]
-                try context.launch("vae_first_columns", grid: CUDAContext.grid(for: rows * (width - classes)), [
-                    .buffer(g), .int32(Int32(rows)), .int32(Int32(width - classes)), .int32(Int32(width)), .buffer(dh),
-                ])
-            case .tanh:
-                guard let dh else { continue }
-                let n = rows * outputWidths[k]
-                try context.launch("vae_tanh_backward", grid: CUDAContext.grid(for: n), [.buffer(outputs[k]), .buffer(g), .buffer(dh), .int64(n)])
-            }
-        }
-    }
-
     /// Queues one step on `batch` with ε from Philox stream `stream` under `noiseSeed`, the
     /// training `objective` (its K samples and KL estimator; `klWeight` is this step's β) and
     /// `optimizer`'s settings (Adam's or SGD's rate and constants; its state is this step's own,
@@ -412,7 +294,7 @@ public final class CUDAStep {
         try profile?.start()
         let samples = objective.usesMonteCarlo ? objective.importanceSamples : 1
         try prepare(images: batch.count, samples: samples)
-        guard let x, let eps, let z, let rowLosses, let rowKL, let zGradient, let sampleWeights else { preconditionFailure("buffers") }
+        guard let x, let eps, let z, let rowLosses, let rowKL, let zGradient, let sampleWeights, let encoderWork, let decoderWork else { preconditionFailure("buffers") }
         if let source = batch.source, let data {
             guard source.order.count == data.examples else { throw CUDAError("a batch of a data set of \(source.order.count) examples; the GPU holds \(data.examples)") }
             if order?.version != source.orderVersion {
@@ -447,16 +329,17 @@ public final class CUDAStep {
         try context.launch("vae_philox_normals", grid: CUDAContext.grid(for: (rows * latent + 3) / 4 + 1), [
             .uint64(noiseSeed), .uint64(stream), .uint64(0), .int64(rows * latent), .buffer(eps),
         ])
-        try forward(encoderOps, input: x, width: pixels, outputs: encoderOutputs, rows: images, condition: condition.map { ($0, 1) })
-        let posterior = encoderOutputs.last!
+        try forward(encoderOps, input: x, width: pixels, work: encoderWork, rows: images, condition: condition.map { ($0, 1) })
+        let posterior = encoderWork.lastOutput(input: x), posteriorGradient = encoderWork.lastGradient(input: nil)!
+        let logits = decoderWork.lastOutput(input: z), logitsGradient = decoderWork.lastGradient(input: zGradient)!
         try context.launch("vae_sample_latents", grid: CUDAContext.grid(for: rows * latent), [
             .buffer(posterior), .buffer(eps), .buffer(z), .int32(Int32(images)), .int32(Int32(samples)), .int32(Int32(latent)),
         ])
-        try forward(decoderOps, input: z, width: latent, outputs: decoderOutputs, rows: rows, condition: condition.map { ($0, samples) })
+        try forward(decoderOps, input: z, width: latent, work: decoderWork, rows: rows, condition: condition.map { ($0, samples) })
         let scale = 1 / Float(images)
         // −log p(x|z) of every sample, with its gradient at once when every sample weighs the same.
         try likelihoodRows(
-            x: x, output: decoderOutputs.last!, gradient: samples > 1 ? nil : decoderGradients.last!, into: rowLosses, rows: rows, scale: scale,
+            x: x, output: logits, gradient: samples > 1 ? nil : logitsGradient, into: rowLosses, rows: rows, scale: scale,
             xRepeat: samples)
         if objective.usesMonteCarlo {
             // The sampled KL (log q − log p at each sample), the bound and each sample's weight.
@@ -470,17 +353,17 @@ public final class CUDAStep {
             if samples > 1 {
                 // The likelihood's gradient weighted by each sample's normalised weight.
                 try likelihoodRows(
-                    x: x, output: decoderOutputs.last!, gradient: decoderGradients.last!, into: rowLosses, rows: rows, scale: scale, xRepeat: samples,
+                    x: x, output: logits, gradient: logitsGradient, into: rowLosses, rows: rows, scale: scale, xRepeat: samples,
                     rowScales: sampleWeights)
             }
-            try backward(decoderOps, input: z, width: latent, outputs: decoderOutputs, gradientsOut: decoderGradients, inputGradient: zGradient, rows: rows)
+            try backward(decoderOps, input: z, width: latent, work: decoderWork, inputGradient: zGradient, rows: rows)
             let weights: DeviceBuffer? = samples > 1 ? sampleWeights : nil
             try context.launch("vae_prior_gradient", grid: CUDAContext.grid(for: rows * latent), [
                 .buffer(zGradient), .buffer(z), .buffer(weights), .int32(Int32(rows)), .int32(Int32(latent)), .float(scale * klWeight),
             ])
             try context.launch("vae_posterior_gradient_samples", grid: CUDAContext.grid(for: images * latent), [
                 .buffer(posterior), .buffer(eps), .buffer(zGradient), .buffer(weights), .int32(Int32(images)), .int32(Int32(samples)),
-                .int32(Int32(latent)), .float(scale * klWeight), .buffer(encoderGradients.last!),
+                .int32(Int32(latent)), .float(scale * klWeight), .buffer(posteriorGradient),
             ])
         } else {
             // The analytic KL and its gradient with the reparameterisation's; with free bits, the
@@ -501,13 +384,13 @@ public final class CUDAStep {
                 .buffer(rowLosses), .buffer(rowKL), .int32(Int32(rows)), .float(klWeight), .buffer(freeBits ? flooredKL : nil), .buffer(record),
                 .int32(Int32(queued.count)),
             ])
-            try backward(decoderOps, input: z, width: latent, outputs: decoderOutputs, gradientsOut: decoderGradients, inputGradient: zGradient, rows: rows)
+            try backward(decoderOps, input: z, width: latent, work: decoderWork, inputGradient: zGradient, rows: rows)
             try context.launch("vae_posterior_backward", grid: CUDAContext.grid(for: rows * latent), [
-                .buffer(posterior), .buffer(eps), .buffer(zGradient), .buffer(freeBits ? dimensionMask : nil), .buffer(encoderGradients.last!),
+                .buffer(posterior), .buffer(eps), .buffer(zGradient), .buffer(freeBits ? dimensionMask : nil), .buffer(posteriorGradient),
                 .int32(Int32(rows)), .int32(Int32(latent)), .float(scale * klWeight),
             ])
         }
-        try backward(encoderOps, input: x, width: pixels, outputs: encoderOutputs, gradientsOut: encoderGradients, inputGradient: nil, rows: images)
+        try backward(encoderOps, input: x, width: pixels, work: encoderWork, inputGradient: nil, rows: images)
         let n = flatGradients.count
         try profile?.mark(.update)
         if let clipNorm {
@@ -543,7 +426,7 @@ public final class CUDAStep {
     public var profile: StepProfile?
 
     /// Runs `body` (work queued on the device), timed as `part` of the step when profiling.
-    private func timed(_ part: StepProfile.Part, _ body: () throws -> Void) throws {
+    func timed(_ part: StepProfile.Part, _ body: () throws -> Void) throws {
         guard let profile else { return try body() }
         let start = try profile.event()
         try start.record()

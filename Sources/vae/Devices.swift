@@ -44,26 +44,9 @@ struct Devices: ParsableCommand {
         }
         let context = try CUDAContext(ordinal: ordinal, nvrtc: try NVRTC(path: nvrtcPath))
         print("cuda:\(ordinal): \(context.device.summary); kernels compiled by \(nvrtcPath)")
-        var rows = try GPUKernelCheck.run(context)
-        if let cublasPath = libraries.first(where: { $0.name == "cublas" })?.path {
-            let cublas = try CUBLAS(path: cublasPath)
-            rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas)
-            rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, objective: TrainingObjective(kl: .mc))
-            rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 3))
-            rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, sgd: true, clipNorm: 0.5)
-            rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, objective: TrainingObjective(freeBits: 0.05))
-            rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 2), conditionClasses: 3)
-            rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 2), likelihood: .gaussian)
-            rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 2), likelihood: .gaussianPixel)
-            rows += try GPUKernelCheck.trainingSteps(context, cublas: cublas, sgd: true, likelihood: .gaussianShared)  // SGD: the size of ∂/∂s shows (Adam moves a scalar by about its rate, whatever the size)
-            rows += try GPUKernelCheck.importanceSampling(context, cublas: cublas)
-            rows += try GPUKernelCheck.importanceSampling(context, cublas: cublas, likelihood: .gaussian)
-            rows += try GPUKernelCheck.importanceSampling(context, cublas: cublas, likelihood: .gaussianPixel)
-            rows += try GPUKernelCheck.importanceSampling(context, cublas: cublas, likelihood: .gaussianShared)
-            rows += try GPUKernelCheck.importanceSampling(context, cublas: cublas, conditionClasses: 3)
-        } else {
-            print("(cuBLAS not found: the training steps and importance sampling are not checked)")
-        }
+        let cublas = try libraries.first(where: { $0.name == "cublas" })?.path.map { try CUBLAS(path: $0) }
+        if cublas == nil { print("(cuBLAS not found: the training steps and importance sampling are not checked)") }
+        let rows = try GPUKernelCheck.all(context, cublas: cublas)
         print("| kernel | CPU twin | elements | largest relative difference | tolerance | |")
         print("|---|---|---|---|---|---|")
         for row in rows {

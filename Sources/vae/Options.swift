@@ -289,9 +289,10 @@ extension LearningRateScaling: ExpressibleByArgument {}
 struct DeviceOptions: ParsableArguments {
     @Option(help: ArgumentHelp("""
         Where the work runs: cpu, or cuda[:N] for NVIDIA GPU N (the CUDA driver, NVRTC and cuBLAS \
-        loaded at run time; nothing to install at build time). On the GPU for now: MLP models \
-        with the Bernoulli likelihood, the analytic KL and Adam; anything else is refused before \
-        work starts. A run trained on either device resumes and evaluates on the other.
+        loaded at run time; nothing to install at build time). The GPU runs the MLP and conv \
+        models with one stochastic layer, every likelihood, objective and optimiser, in FP32; \
+        anything else (two stochastic layers, bf16, MPI ranks) is refused before work starts. \
+        A run trained on either device resumes and evaluates on the other.
         """, valueName: "device"))
     var device: String = "cpu"
 

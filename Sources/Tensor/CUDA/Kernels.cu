@@ -65,6 +65,140 @@ extern "C" __global__ void vae_column_sums(const float *dy, float *db, int rows,
     }
 }
 
+// Tall column sums in two passes, both in a fixed order: partials[p, j] = Σ dy[r, j] over rows
+// r = p·chunk … min((p + 1)·chunk, rows) − 1 in order (one thread per (p, j)); then
+// vae_column_sums over the [parts, cols] partials. For the bias of a convolution, whose rows are
+// every (image, position): one thread per column alone would walk 25,000 rows.
+extern "C" __global__ void vae_column_partial_sums(const float *dy, int rows, int cols, int chunk, float *partials) {
+    long parts = ((long)rows + chunk - 1) / chunk;
+    FOR_EACH(i, parts * cols) {
+        long p = i / cols, j = i % cols, end = (p + 1) * chunk < rows ? (p + 1) * chunk : rows;
+        float s = 0.0f;
+        for (long r = p * chunk; r < end; r++) s += dy[r * cols + j];
+        partials[i] = s;
+    }
+}
+
+// y = x > 0 ? x : slope·x. CPU: LeakyReLU.
+extern "C" __global__ void vae_leaky_relu_forward(const float *x, float *y, long n, float slope) {
+    FOR_EACH(i, n) y[i] = x[i] > 0.0f ? x[i] : slope * x[i];
+}
+
+// dx = dy where x > 0, else slope·dy. CPU: LeakyReLU.backward.
+extern "C" __global__ void vae_leaky_relu_backward(const float *x, const float *dy, float *dx, long n, float slope) {
+    FOR_EACH(i, n) dx[i] = x[i] > 0.0f ? dy[i] : slope * dy[i];
+}
+
+// The logistic function without overflow: 1/(1 + e⁻ˣ) for x ≥ 0, eˣ/(1 + eˣ) below. CPU: sigmoid.
+__device__ static inline float vae_logistic(float x) {
+    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+
+// y = 1/(1 + e⁻ˣ). CPU: Sigmoid.
+extern "C" __global__ void vae_sigmoid_forward(const float *x, float *y, long n) {
+    FOR_EACH(i, n) y[i] = vae_logistic(x[i]);
+}
+
+// dx = dy · y(1 − y), through the output y. CPU: Sigmoid.backward.
+extern "C" __global__ void vae_sigmoid_backward(const float *y, const float *dy, float *dx, long n) {
+    FOR_EACH(i, n) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+}
+
+// y = log(1 + eˣ) = max(x, 0) + log1p(e^−|x|). CPU: Softplus.
+extern "C" __global__ void vae_softplus_forward(const float *x, float *y, long n) {
+    FOR_EACH(i, n) y[i] = fmaxf(x[i], 0.0f) + log1pf(expf(-fabsf(x[i])));
+}
+
+// dx = dy · sigmoid(x). CPU: Softplus.backward.
+extern "C" __global__ void vae_softplus_backward(const float *x, const float *dy, float *dx, long n) {
+    FOR_EACH(i, n) dx[i] = dy[i] * vae_logistic(x[i]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolutions as products: the patches of channels-last (NHWC) images as the rows of a matrix
+// whose columns follow PyTorch's weight order (c, kh, kw), so the weight [O, C, k, k] (Conv2D) or
+// [C, O, k, k] (ConvTranspose2D) is the product's operand as it is stored; cuBLAS does the
+// products. The CPU orders a patch (kh, kw, c) (vae_im2col_nhwc); the check permutes its columns.
+
+// cols[(b·gh + ph)·gw + pw, (c·k + kh)·k + kw] = src[b, ph·s − p + kh, pw·s − p + kw, c], 0
+// outside the image. For a convolution the grid (gh × gw) is its output; for a transposed
+// convolution's backward pass the grid is its input and src the output gradient.
+// CPU: vae_im2col_nhwc.
+extern "C" __global__ void vae_im2col(
+    const float *src, int batch, int channels, int height, int width, int gridHeight, int gridWidth, int kernel, int stride, int padding,
+    float *cols) {
+    long taps = (long)kernel * kernel, rowLength = channels * taps;
+    FOR_EACH(i, (long)batch * gridHeight * gridWidth * rowLength) {
+        long row = i / rowLength, col = i % rowLength;
+        long c = col / taps, t = col % taps, kh = t / kernel, kw = t % kernel;
+        long pw = row % gridWidth, ph = (row / gridWidth) % gridHeight, b = row / ((long)gridWidth * gridHeight);
+        long y = ph * stride - padding + kh, x = pw * stride - padding + kw;
+        cols[i] = (y >= 0 && y < height && x >= 0 && x < width) ? src[((b * height + y) * width + x) * channels + c] : 0.0f;
+    }
+}
+
+// Its adjoint, plus a per-channel bias (NULL: none) and the ReLU when relu ≠ 0: each NHWC
+// destination value written once (no atomics), dst[b, y, x, c] = bias[c] + Σ cols[(b·gh + ph)·gw
+// + pw, (c·k + kh)·k + kw] over the patches covering it (y = ph·s − p + kh, x = pw·s − p + kw),
+// kh then kw ascending. A transposed convolution's output, a convolution's input gradient.
+// CPU: vae_col2im_nhwc.
+extern "C" __global__ void vae_col2im(
+    const float *cols, int batch, int channels, int height, int width, int gridHeight, int gridWidth, int kernel, int stride, int padding,
+    const float *bias, int relu, float *dst) {
+    long rowLength = (long)channels * kernel * kernel;
+    FOR_EACH(i, (long)batch * height * width * channels) {
+        long c = i % channels, x = (i / channels) % width, y = (i / ((long)channels * width)) % height;
+        long b = i / ((long)channels * width * height);
+        float s = bias ? bias[c] : 0.0f;
+        for (long kh = (y + padding) % stride; kh < kernel; kh += stride) {
+            long ph = (y + padding - kh) / stride;
+            if (ph < 0 || ph >= gridHeight) continue;
+            for (long kw = (x + padding) % stride; kw < kernel; kw += stride) {
+                long pw = (x + padding - kw) / stride;
+                if (pw < 0 || pw >= gridWidth) continue;
+                s += cols[((b * gridHeight + ph) * gridWidth + pw) * rowLength + (c * kernel + kh) * kernel + kw];
+            }
+        }
+        dst[i] = (relu && s < 0.0f) ? 0.0f : s;
+    }
+}
+
+// Each example's [rows, cols] matrix transposed: dst[b, c, r] = src[b, r, c]. Channels-first
+// images to channels-last (rows = C, cols = H·W) and back. CPU: ChannelsLast, ChannelsFirst.
+extern "C" __global__ void vae_transpose_examples(const float *src, int batch, int rows, int cols, float *dst) {
+    long size = (long)rows * cols;
+    FOR_EACH(i, (long)batch * size) {
+        long b = i / size, k = i % size, c = k / rows, r = k % rows;
+        dst[i] = src[b * size + r * cols + c];
+    }
+}
+
+// Nearest upsampling of channels-last [B, H, W, C] by f: y[b, Y, X, c] = x[b, ⌊Y/f⌋, ⌊X/f⌋, c].
+// CPU: Upsample.
+extern "C" __global__ void vae_upsample(const float *x, int batch, int height, int width, int channels, int factor, float *y) {
+    long W = (long)width * factor, H = (long)height * factor;
+    FOR_EACH(i, (long)batch * H * W * channels) {
+        long c = i % channels, X = (i / channels) % W, Y = (i / (channels * W)) % H, b = i / (channels * W * H);
+        y[i] = x[((b * height + Y / factor) * width + X / factor) * channels + c];
+    }
+}
+
+// Its backward pass: dx[b, y, x, c] = Σ dy over the f × f block, rows then columns in order.
+// CPU: Upsample.backward.
+extern "C" __global__ void vae_upsample_backward(const float *dy, int batch, int height, int width, int channels, int factor, float *dx) {
+    long W = (long)width * factor;
+    FOR_EACH(i, (long)batch * height * width * channels) {
+        long c = i % channels, x = (i / channels) % width, y = (i / ((long)channels * width)) % height;
+        long b = i / ((long)channels * width * height);
+        float s = 0.0f;
+        for (long u = 0; u < factor; u++)
+            for (long v = 0; v < factor; v++) s += dy[(((b * height + y) * factor + u) * W + x * factor + v) * channels + c];
+        dx[i] = s;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The Gaussian posterior
 

@@ -1,0 +1,403 @@
+import NN
+import Tensor
+
+/// The encoder and decoder as the GPU runs them: each layer of the model's `Sequential` as an
+/// ``CUDAStep/Op``, forward and backward through the kernels of `Kernels.cu` and cuBLAS, on the
+/// buffers of a ``CUDAStep/Workspace``.
+///
+/// A convolution is a product with its patch matrix, as on the CPU: `vae_im2col` lays the
+/// channels-last patches out as rows with PyTorch's weight order in each row, so the stored
+/// weight is cuBLAS's operand as it is, and `vae_col2im` sums them back (no atomics):
+///
+///     Conv2D:           y = im2col(x) Wᵀ + b            ∂W = ∂yᵀ im2col(x)    ∂x = col2im(∂y W)
+///     ConvTranspose2D:  y = col2im(x W) + b             ∂W = xᵀ im2col(∂y)    ∂x = im2col(∂y) Wᵀ
+///
+/// with W [O, C·k·k] for a convolution and [C, O·k·k] for a transposed one (PyTorch's layouts).
+extension CUDAStep {
+    /// A convolution (or a transposed one) with its sizes on one example.
+    struct Convolution {
+        let weight: Int
+        let bias: Int
+        let transposed: Bool
+        let inChannels: Int
+        let outChannels: Int
+        let geometry: ConvolutionGeometry
+        let inHeight: Int
+        let inWidth: Int
+        var relu = false
+
+        var outHeight: Int { transposed ? geometry.transposedOutput(inHeight) : geometry.convolutionOutput(inHeight) }
+        var outWidth: Int { transposed ? geometry.transposedOutput(inWidth) : geometry.convolutionOutput(inWidth) }
+        /// The patch grid: the output's positions for a convolution, the input's for a transposed one.
+        var grid: (height: Int, width: Int) { transposed ? (inHeight, inWidth) : (outHeight, outWidth) }
+        /// Values of one patch: the channels summed over (or spread to) times k².
+        var patchLength: Int { (transposed ? outChannels : inChannels) * geometry.kernel * geometry.kernel }
+        /// The patch matrix's values per example.
+        var patchValues: Int { grid.height * grid.width * patchLength }
+        var outputSize: Int { outChannels * outHeight * outWidth }
+    }
+
+    /// The elementwise activations other than the ReLU (which folds into the layer before it).
+    enum Activation {
+        case tanh
+        case leakyReLU(slope: Float)
+        case sigmoid
+        case softplus
+    }
+
+    /// One layer of a network as the GPU runs it.
+    enum Op {
+        /// Parameter indices (weight, bias) in the model's order; sizes; whether a ReLU follows.
+        case linear(weight: Int, bias: Int, inputs: Int, outputs: Int, relu: Bool)
+        case activation(Activation)
+        /// The one-hot label appended to each row (a conditional model).
+        case conditioning(classes: Int)
+        case convolution(Convolution)
+        /// Each example's [rows, columns] transposed: channels-first images to channels-last
+        /// (rows = C, columns = H·W) or back.
+        case transpose(rows: Int, columns: Int)
+        /// Nearest upsampling of channels-last [H, W, C] examples.
+        case upsample(factor: Int, height: Int, width: Int, channels: Int)
+        /// A new shape for the same values (Reshape, or a layout change of one channel or one
+        /// pixel): the output is the input, nothing runs.
+        case view
+
+        var isView: Bool { if case .view = self { true } else { false } }
+    }
+
+    /// `network`'s layers as ops, for examples of `shape` ([C, H, W], or [n] for vectors);
+    /// throws for a layer the GPU does not run.
+    static func plan(_ network: Sequential, input shape: [Int], parameters: [Parameter]) throws -> [Op] {
+        func index(_ p: Parameter) -> Int { parameters.firstIndex { $0 === p }! }
+        var ops: [Op] = []
+        var shape = shape
+        for layer in network.layers {
+            switch layer {
+            case let linear as Linear:
+                ops.append(.linear(weight: index(linear.weight), bias: index(linear.bias), inputs: linear.inputSize, outputs: linear.outputSize, relu: false))
+                shape = [linear.outputSize]
+            case is ReLU:
+                switch ops.last {
+                case let .linear(w, b, i, o, _)?: ops[ops.count - 1] = .linear(weight: w, bias: b, inputs: i, outputs: o, relu: true)
+                case var .convolution(c)?:
+                    c.relu = true
+                    ops[ops.count - 1] = .convolution(c)
+                default: throw CUDAError("the GPU runs a ReLU only after a Linear or convolution layer")
+                }
+            case is Tanh: ops.append(.activation(.tanh))
+            case let leaky as LeakyReLU: ops.append(.activation(.leakyReLU(slope: leaky.slope)))
+            case is Sigmoid: ops.append(.activation(.sigmoid))
+            case is Softplus: ops.append(.activation(.softplus))
+            case let conditioning as Conditioning:
+                ops.append(.conditioning(classes: conditioning.conditionSize))
+                shape = [shape.reduce(1, *) + conditioning.conditionSize]
+            case let reshape as Reshape:
+                ops.append(.view)
+                shape = reshape.rowShape
+            case is ChannelsLast, is ChannelsFirst:
+                guard shape.count == 3 else { throw CUDAError("a layout change of \(shape)-shaped examples") }
+                let (c, pixels) = (shape[0], shape[1] * shape[2])
+                if c == 1 || pixels == 1 {
+                    ops.append(.view)
+                } else {
+                    ops.append(layer is ChannelsLast ? .transpose(rows: c, columns: pixels) : .transpose(rows: pixels, columns: c))
+                }
+            case let upsample as Upsample:
+                guard shape.count == 3 else { throw CUDAError("upsampling of \(shape)-shaped examples") }
+                ops.append(.upsample(factor: upsample.factor, height: shape[1], width: shape[2], channels: shape[0]))
+                shape = [shape[0], shape[1] * upsample.factor, shape[2] * upsample.factor]
+            case let convolution as ConvolutionLayer:
+                guard shape.count == 3, shape[0] == convolution.inChannels else { throw CUDAError("a convolution of \(shape)-shaped examples") }
+                let c = Convolution(
+                    weight: index(convolution.weight), bias: index(convolution.bias), transposed: convolution is ConvTranspose2D,
+                    inChannels: convolution.inChannels, outChannels: convolution.outChannels, geometry: convolution.geometry,
+                    inHeight: shape[1], inWidth: shape[2])
+                ops.append(.convolution(c))
+                shape = [c.outChannels, c.outHeight, c.outWidth]
+            default:
+                throw CUDAError("the GPU does not run \(type(of: layer)) layers yet")
+            }
+        }
+        return ops
+    }
+
+    /// Values per example of each op's output, for a network whose input has `width` values.
+    func widths(_ ops: [Op], input width: Int) -> [Int] {
+        var current = width
+        return ops.map { op in
+            switch op {
+            case let .linear(_, _, _, outputs, _): current = outputs
+            case let .conditioning(classes): current += classes
+            case let .convolution(c): current = c.outputSize
+            case .activation, .transpose, .upsample, .view: break
+            }
+            if case let .upsample(f, _, _, _) = op { current *= f * f }
+            return current
+        }
+    }
+
+    /// A network's buffers for a number of rows (examples): each op's output and, for training,
+    /// its gradient (none for a view, which passes its input through), and one scratch buffer
+    /// for the patch matrices and the partial sums of tall bias gradients.
+    struct Workspace {
+        let outputs: [DeviceBuffer?]
+        let gradients: [DeviceBuffer?]
+        let scratch: DeviceBuffer?
+        /// For op k, the last op at or before k that is not a view (−1: the network's input).
+        let source: [Int]
+        let rows: Int
+
+        /// The buffer holding op k's output (k = −1: the input).
+        func output(_ k: Int, input: DeviceBuffer) -> DeviceBuffer {
+            let j = k < 0 ? -1 : source[k]
+            return j < 0 ? input : outputs[j]!
+        }
+
+        /// The buffer for ∂L/∂(op k's output) (k = −1: ∂L/∂input, nil when not wanted).
+        func gradient(_ k: Int, input: DeviceBuffer?) -> DeviceBuffer? {
+            let j = k < 0 ? -1 : source[k]
+            return j < 0 ? input : gradients[j]
+        }
+
+        func lastOutput(input: DeviceBuffer) -> DeviceBuffer { output(source.count - 1, input: input) }
+        func lastGradient(input: DeviceBuffer?) -> DeviceBuffer? { gradient(source.count - 1, input: input) }
+
+        /// The same buffers, with the network's last output written to `buffer` instead (the
+        /// last op must not be a view).
+        func writingLastOutput(to buffer: DeviceBuffer) -> Workspace {
+            precondition(outputs.last! != nil, "the last output of a network that ends in a view")
+            return Workspace(outputs: outputs.dropLast() + [buffer], gradients: gradients, scratch: scratch, source: source, rows: rows)
+        }
+    }
+
+    /// Rows above which a bias gradient is summed in two passes (`vae_column_partial_sums`), and
+    /// the rows of each partial sum.
+    static let tallRows = 1024
+    static let partialRows = 64
+
+    /// Device floats per row of a workspace for `ops` (input `width` values per row): outputs,
+    /// gradients when `training`, and the scratch.
+    func workspaceValuesPerRow(_ ops: [Op], input width: Int, training: Bool) -> Int {
+        let outputs = zip(ops, widths(ops, input: width)).reduce(0) { $0 + ($1.0.isView ? 0 : $1.1) }
+        let scratch = ops.reduce(0) { largest, op in
+            guard case let .convolution(c) = op else { return largest }
+            return max(largest, c.patchValues)
+        }
+        return outputs * (training ? 2 : 1) + scratch
+    }
+
+    /// Device floats an evaluation's workspace may take (512 MB): its rows are cut into passes of
+    /// at most this much.
+    static let evaluationValues = 1 << 27
+
+    /// Rows per pass of an evaluation through `ops` (input `width` values per row), at most `rows`.
+    func rowsPerPass(_ ops: [Op], input width: Int, rows: Int) -> Int {
+        max(1, min(rows, Self.evaluationValues / max(1, workspaceValuesPerRow(ops, input: width, training: false))))
+    }
+
+    /// A workspace for `rows` rows of `ops` (input `width` values per row).
+    func makeWorkspace(_ ops: [Op], input width: Int, rows: Int, training: Bool) throws -> Workspace {
+        var source: [Int] = []
+        for (k, op) in ops.enumerated() { source.append(op.isView ? (k == 0 ? -1 : source[k - 1]) : k) }
+        let widths = widths(ops, input: width)
+        let outputs: [DeviceBuffer?] = try ops.indices.map { k in ops[k].isView ? nil : try DeviceBuffer(count: rows * widths[k]) }
+        let gradients: [DeviceBuffer?] = try ops.indices.map { k in training && !ops[k].isView ? try DeviceBuffer(count: rows * widths[k]) : nil }
+        var scratch = 0
+        for case let .convolution(c) in ops {
+            let positions = rows * c.outHeight * c.outWidth
+            let partials = positions > Self.tallRows ? (positions + Self.partialRows - 1) / Self.partialRows * c.outChannels : 0
+            scratch = max(scratch, rows * c.patchValues, training ? partials : 0)
+        }
+        return Workspace(outputs: outputs, gradients: gradients, scratch: scratch > 0 ? try DeviceBuffer(count: scratch) : nil, source: source, rows: rows)
+    }
+
+    /// db[j] = Σ_r g[r, j] over `rows` rows of `columns`: one pass, or two through `scratch` for
+    /// a tall matrix (a convolution's bias gradient).
+    func columnSums(_ g: DeviceBuffer, into db: DeviceBuffer, rows: Int, columns: Int, scratch: DeviceBuffer?) throws {
+        if rows > Self.tallRows, let scratch {
+            let parts = (rows + Self.partialRows - 1) / Self.partialRows
+            try context.launch("vae_column_partial_sums", grid: CUDAContext.grid(for: parts * columns), [
+                .buffer(g), .int32(Int32(rows)), .int32(Int32(columns)), .int32(Int32(Self.partialRows)), .buffer(scratch),
+            ])
+            try context.launch("vae_column_sums", grid: CUDAContext.grid(for: columns), [.buffer(scratch), .buffer(db), .int32(Int32(parts)), .int32(Int32(columns))])
+        } else {
+            try context.launch("vae_column_sums", grid: CUDAContext.grid(for: columns), [.buffer(g), .buffer(db), .int32(Int32(rows)), .int32(Int32(columns))])
+        }
+    }
+
+    /// Patches of `rows` channels-last images [height, width, channels] on a gh × gw grid into `cols`.
+    private func im2col(_ src: DeviceBuffer, rows: Int, channels: Int, height: Int, width: Int, grid: (height: Int, width: Int), _ g: ConvolutionGeometry, into cols: DeviceBuffer) throws {
+        let n = rows * grid.height * grid.width * channels * g.kernel * g.kernel
+        try context.launch("vae_im2col", grid: CUDAContext.grid(for: n), [
+            .buffer(src), .int32(Int32(rows)), .int32(Int32(channels)), .int32(Int32(height)), .int32(Int32(width)), .int32(Int32(grid.height)),
+            .int32(Int32(grid.width)), .int32(Int32(g.kernel)), .int32(Int32(g.stride)), .int32(Int32(g.padding)), .buffer(cols),
+        ])
+    }
+
+    /// The adjoint: patches summed into `rows` channels-last images, plus `bias`, then the ReLU.
+    private func col2im(
+        _ cols: DeviceBuffer, rows: Int, channels: Int, height: Int, width: Int, grid: (height: Int, width: Int), _ g: ConvolutionGeometry,
+        bias: DeviceBuffer?, relu: Bool, into dst: DeviceBuffer
+    ) throws {
+        try context.launch("vae_col2im", grid: CUDAContext.grid(for: rows * height * width * channels), [
+            .buffer(cols), .int32(Int32(rows)), .int32(Int32(channels)), .int32(Int32(height)), .int32(Int32(width)), .int32(Int32(grid.height)),
+            .int32(Int32(grid.width)), .int32(Int32(g.kernel)), .int32(Int32(g.stride)), .int32(Int32(g.padding)), .buffer(bias), .int32(relu ? 1 : 0),
+            .buffer(dst),
+        ])
+    }
+
+    /// Runs `ops` forward on `work.rows` rows (or the first `rows`) from `input` (`width` values
+    /// per row), each op's output into the workspace. A conditional model's `condition`
+    /// ([rows / `repeat`, classes] one-hot) is appended to the rows at its conditioning op.
+    func forward(_ ops: [Op], input: DeviceBuffer, width: Int, work: Workspace, rows: Int? = nil, condition: (DeviceBuffer, repeat: Int)? = nil) throws {
+        let rows = rows ?? work.rows
+        let widths = widths(ops, input: width)
+        for (k, op) in ops.enumerated() {
+            let h = work.output(k - 1, input: input)
+            let hWidth = k == 0 ? width : widths[k - 1]
+            guard let y = work.outputs[k] else { continue }
+            switch op {
+            case let .linear(w, b, inputs, outputsCount, relu):
+                // y = h Wᵀ (W is [out, in], PyTorch's layout), then + b and the ReLU in one pass.
+                try timed(.products) { try cublas.sgemm(
+                    transposeA: false, transposeB: true, m: rows, n: outputsCount, k: inputs, alpha: 1, a: h.address, lda: inputs,
+                    b: weights[w].address, ldb: inputs, beta: 0, c: y.address, ldc: outputsCount) }
+                try context.launch("vae_add_bias", grid: CUDAContext.grid(for: rows * outputsCount), [
+                    .buffer(y), .buffer(weights[b]), .int32(Int32(rows)), .int32(Int32(outputsCount)), .int32(relu ? 1 : 0),
+                ])
+            case let .activation(kind):
+                let n = rows * hWidth
+                switch kind {
+                case .tanh: try context.launch("vae_tanh_forward", grid: CUDAContext.grid(for: n), [.buffer(h), .buffer(y), .int64(n)])
+                case .leakyReLU(let slope):
+                    try context.launch("vae_leaky_relu_forward", grid: CUDAContext.grid(for: n), [.buffer(h), .buffer(y), .int64(n), .float(slope)])
+                case .sigmoid: try context.launch("vae_sigmoid_forward", grid: CUDAContext.grid(for: n), [.buffer(h), .buffer(y), .int64(n)])
+                case .softplus: try context.launch("vae_softplus_forward", grid: CUDAContext.grid(for: n), [.buffer(h), .buffer(y), .int64(n)])
+                }
+            case let .conditioning(classes):
+                guard let (labels, repeats) = condition else { throw CUDAError("a conditional model needs its labels on the GPU") }
+                try context.launch("vae_concat_condition", grid: CUDAContext.grid(for: rows * (hWidth + classes)), [
+                    .buffer(h), .buffer(labels), .int32(Int32(rows)), .int32(Int32(hWidth)), .int32(Int32(classes)), .int32(Int32(repeats)), .buffer(y),
+                ])
+            case let .convolution(c):
+                let cols = work.scratch!, g = c.geometry
+                if c.transposed {
+                    // cols [rows·H·W, O·k²] = x [rows·H·W, C] W [C, O·k²]; summed into y with b and the ReLU.
+                    let m = rows * c.inHeight * c.inWidth
+                    try timed(.products) { try cublas.sgemm(
+                        transposeA: false, transposeB: false, m: m, n: c.patchLength, k: c.inChannels, alpha: 1, a: h.address, lda: c.inChannels,
+                        b: weights[c.weight].address, ldb: c.patchLength, beta: 0, c: cols.address, ldc: c.patchLength) }
+                    try col2im(cols, rows: rows, channels: c.outChannels, height: c.outHeight, width: c.outWidth, grid: c.grid, g, bias: weights[c.bias],
+                               relu: c.relu, into: y)
+                } else {
+                    // y [rows·Ho·Wo, O] = im2col(x) Wᵀ, + b and the ReLU.
+                    let m = rows * c.outHeight * c.outWidth
+                    try im2col(h, rows: rows, channels: c.inChannels, height: c.inHeight, width: c.inWidth, grid: c.grid, g, into: cols)
+                    try timed(.products) { try cublas.sgemm(
+                        transposeA: false, transposeB: true, m: m, n: c.outChannels, k: c.patchLength, alpha: 1, a: cols.address, lda: c.patchLength,
+                        b: weights[c.weight].address, ldb: c.patchLength, beta: 0, c: y.address, ldc: c.outChannels) }
+                    try context.launch("vae_add_bias", grid: CUDAContext.grid(for: m * c.outChannels), [
+                        .buffer(y), .buffer(weights[c.bias]), .int32(Int32(m)), .int32(Int32(c.outChannels)), .int32(c.relu ? 1 : 0),
+                    ])
+                }
+            case let .transpose(r, columns):
+                try context.launch("vae_transpose_examples", grid: CUDAContext.grid(for: rows * r * columns), [
+                    .buffer(h), .int32(Int32(rows)), .int32(Int32(r)), .int32(Int32(columns)), .buffer(y),
+                ])
+            case let .upsample(f, height, width, channels):
+                try context.launch("vae_upsample", grid: CUDAContext.grid(for: rows * height * width * channels * f * f), [
+                    .buffer(h), .int32(Int32(rows)), .int32(Int32(height)), .int32(Int32(width)), .int32(Int32(channels)), .int32(Int32(f)), .buffer(y),
+                ])
+            case .view: break
+            }
+        }
+    }
+
+    /// Runs `ops` backward from ∂L/∂(last output) (in `work.lastGradient`), given the network's
+    /// `input` and each op's output (the forward pass's); sets the parameters' gradients, and
+    /// writes ∂L/∂input into `inputGradient` when it is given.
+    func backward(_ ops: [Op], input: DeviceBuffer, width: Int, work: Workspace, inputGradient: DeviceBuffer?, rows: Int) throws {
+        let outputWidths = widths(ops, input: width)
+        for k in stride(from: ops.count - 1, through: 0, by: -1) {
+            guard let g = work.gradients[k], let y = work.outputs[k] else { continue }
+            let h = work.output(k - 1, input: input)
+            let dh = work.gradient(k - 1, input: inputGradient)
+            switch ops[k] {
+            case let .linear(w, b, inputs, outputsCount, relu):
+                if relu {
+                    try context.launch("vae_relu_backward", grid: CUDAContext.grid(for: rows * outputsCount), [.buffer(g), .buffer(y), .int64(rows * outputsCount)])
+                }
+                try columnSums(g, into: gradients[b], rows: rows, columns: outputsCount, scratch: nil)
+                // ∂W = gᵀ h [out, in];  ∂h = g W [rows, in].
+                try timed(.products) { try cublas.sgemm(
+                    transposeA: true, transposeB: false, m: outputsCount, n: inputs, k: rows, alpha: 1, a: g.address, lda: outputsCount,
+                    b: h.address, ldb: inputs, beta: 0, c: gradients[w].address, ldc: inputs) }
+                if let dh {
+                    try timed(.products) { try cublas.sgemm(
+                        transposeA: false, transposeB: false, m: rows, n: inputs, k: outputsCount, alpha: 1, a: g.address, lda: outputsCount,
+                        b: weights[w].address, ldb: inputs, beta: 0, c: dh.address, ldc: inputs) }
+                }
+            case let .conditioning(classes):
+                guard let dh else { continue }
+                let width = outputWidths[k]
+                try context.launch("vae_first_columns", grid: CUDAContext.grid(for: rows * (width - classes)), [
+                    .buffer(g), .int32(Int32(rows)), .int32(Int32(width - classes)), .int32(Int32(width)), .buffer(dh),
+                ])
+            case let .activation(kind):
+                guard let dh else { continue }
+                let n = rows * outputWidths[k]
+                switch kind {
+                case .tanh: try context.launch("vae_tanh_backward", grid: CUDAContext.grid(for: n), [.buffer(y), .buffer(g), .buffer(dh), .int64(n)])
+                case .leakyReLU(let slope):
+                    try context.launch("vae_leaky_relu_backward", grid: CUDAContext.grid(for: n), [.buffer(h), .buffer(g), .buffer(dh), .int64(n), .float(slope)])
+                case .sigmoid: try context.launch("vae_sigmoid_backward", grid: CUDAContext.grid(for: n), [.buffer(y), .buffer(g), .buffer(dh), .int64(n)])
+                case .softplus: try context.launch("vae_softplus_backward", grid: CUDAContext.grid(for: n), [.buffer(h), .buffer(g), .buffer(dh), .int64(n)])
+                }
+            case let .convolution(c):
+                let cols = work.scratch!, geometry = c.geometry
+                let positions = rows * c.outHeight * c.outWidth
+                if c.relu {
+                    try context.launch("vae_relu_backward", grid: CUDAContext.grid(for: positions * c.outChannels), [.buffer(g), .buffer(y), .int64(positions * c.outChannels)])
+                }
+                try columnSums(g, into: gradients[c.bias], rows: positions, columns: c.outChannels, scratch: cols)
+                if c.transposed {
+                    // cols = im2col(∂y) [rows·H·W, O·k²];  ∂W = xᵀ cols [C, O·k²];  ∂x = cols Wᵀ [rows·H·W, C].
+                    let m = rows * c.inHeight * c.inWidth
+                    try im2col(g, rows: rows, channels: c.outChannels, height: c.outHeight, width: c.outWidth, grid: c.grid, geometry, into: cols)
+                    try timed(.products) { try cublas.sgemm(
+                        transposeA: true, transposeB: false, m: c.inChannels, n: c.patchLength, k: m, alpha: 1, a: h.address, lda: c.inChannels,
+                        b: cols.address, ldb: c.patchLength, beta: 0, c: gradients[c.weight].address, ldc: c.patchLength) }
+                    if let dh {
+                        try timed(.products) { try cublas.sgemm(
+                            transposeA: false, transposeB: true, m: m, n: c.inChannels, k: c.patchLength, alpha: 1, a: cols.address, lda: c.patchLength,
+                            b: weights[c.weight].address, ldb: c.patchLength, beta: 0, c: dh.address, ldc: c.inChannels) }
+                    }
+                } else {
+                    // cols = im2col(x);  ∂W = ∂yᵀ cols [O, C·k²];  then cols ← ∂y W and ∂x = col2im(cols).
+                    try im2col(h, rows: rows, channels: c.inChannels, height: c.inHeight, width: c.inWidth, grid: c.grid, geometry, into: cols)
+                    try timed(.products) { try cublas.sgemm(
+                        transposeA: true, transposeB: false, m: c.outChannels, n: c.patchLength, k: positions, alpha: 1, a: g.address, lda: c.outChannels,
+                        b: cols.address, ldb: c.patchLength, beta: 0, c: gradients[c.weight].address, ldc: c.patchLength) }
+                    if let dh {
+                        try timed(.products) { try cublas.sgemm(
+                            transposeA: false, transposeB: false, m: positions, n: c.patchLength, k: c.outChannels, alpha: 1, a: g.address, lda: c.outChannels,
+                            b: weights[c.weight].address, ldb: c.patchLength, beta: 0, c: cols.address, ldc: c.patchLength) }
+                        try col2im(cols, rows: rows, channels: c.inChannels, height: c.inHeight, width: c.inWidth, grid: c.grid, geometry, bias: nil, relu: false,
+                                   into: dh)
+                    }
+                }
+            case let .transpose(r, columns):
+                guard let dh else { continue }
+                try context.launch("vae_transpose_examples", grid: CUDAContext.grid(for: rows * r * columns), [
+                    .buffer(g), .int32(Int32(rows)), .int32(Int32(columns)), .int32(Int32(r)), .buffer(dh),
+                ])
+            case let .upsample(f, height, width, channels):
+                guard let dh else { continue }
+                try context.launch("vae_upsample_backward", grid: CUDAContext.grid(for: rows * height * width * channels), [
+                    .buffer(g), .int32(Int32(rows)), .int32(Int32(height)), .int32(Int32(width)), .int32(Int32(channels)), .int32(Int32(f)), .buffer(dh),
+                ])
+            case .view: break
+            }
+        }
+    }
+}
