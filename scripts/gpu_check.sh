@@ -7,8 +7,9 @@
 #
 # BUNDLE_DIR is an unpacked `scripts/package.sh` tarball; MNIST_DIR holds the four IDX files.
 # Writes OUT_DIR/gpu.md (the tables) and one log per step: the kernel checks, 10 epochs on the GPU
-# and on the CPU, vae bench, log p(x) on both (parity) and the GPU's speed at K = 5,000, kill -9
-# and --resume on the GPU, bad input, and the peers.
+# and on the CPU, the conv model 2 epochs on both, vae bench (default and conv), log p(x) on both
+# (parity) and the GPU's speed at K = 5,000, kill -9 and --resume on the GPU, bad input, and the
+# peers (the default, IWAE and conv models).
 set -uo pipefail
 bundle=${1:?bundle folder}
 mnist=${2:?MNIST folder}
@@ -64,8 +65,26 @@ if [ -f "$out/run-iwae/metrics.csv" ]; then
 else
     echo "| cuda:0, --preset iwae-paper | failed: $(tail -1 "$out/train-iwae.txt") | |" >> "$md"
 fi
-bench=$(timeout 120 "$vae" bench --dataset mnist --data-dir "$mnist" --device cuda:0 --repeats 3 --json 2>>"$out/bench-gpu.txt" | grep '^{')
-echo "| cuda:0, vae bench (median of 3 epochs) | $(echo "$bench" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.3f (%.3f ms/step; device %.3f ms = products %.3f + update %.3f + other %.3f; %.1f%% of the FP32 peak; %d MiB)" % (d["train_seconds_per_epoch"], d["step_ms"], d["device_step_ms"], d["products_ms_per_step"], d["update_ms_per_step"], d["other_ms_per_step"], 100 * d.get("fraction_of_fp32_peak", 0), d["gpu_memory_used_mib"]))' 2>/dev/null || echo failed) | |" >> "$md"
+# The conv reference model (--arch conv: 32 and 64 channels, transposed convolutions): 2 epochs
+# on the GPU and on the CPU, same seed.
+for device in cuda:0 cpu; do
+    rm -rf "$out/conv-$device"
+    timeout 200 "$vae" train --dataset mnist --data-dir "$mnist" --arch conv --epochs 2 --device "$device" --progress none --no-tensorboard \
+        --no-report --out "$out/conv-$device" > "$out/train-conv-$device.txt" 2>&1
+    if [ -f "$out/conv-$device/metrics.csv" ]; then
+        echo "| $device, --arch conv, 2 epochs | $(column "$out/conv-$device/metrics.csv" seconds) | $(column "$out/conv-$device/metrics.csv" test_neg_elbo | awk -F, '{ print $NF }') |" >> "$md"
+    else
+        echo "| $device, --arch conv | failed: $(tail -1 "$out/train-conv-$device.txt") | |" >> "$md"
+    fi
+done
+bench_row() { # title, extra flags…
+    local title=$1; shift
+    local bench
+    bench=$(timeout 120 "$vae" bench --dataset mnist --data-dir "$mnist" --device cuda:0 --repeats 3 --json "$@" 2>>"$out/bench-gpu.txt" | grep '^{')
+    echo "| $title | $(echo "$bench" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.3f (%.3f ms/step; device %.3f ms = products %.3f + update %.3f + other %.3f; %.1f%% of the FP32 peak; %d MiB)" % (d["train_seconds_per_epoch"], d["step_ms"], d["device_step_ms"], d["products_ms_per_step"], d["update_ms_per_step"], d["other_ms_per_step"], 100 * d.get("fraction_of_fp32_peak", 0), d["gpu_memory_used_mib"]))' 2>/dev/null || echo failed) | |" >> "$md"
+}
+bench_row "cuda:0, vae bench (median of 3 epochs)"
+bench_row "cuda:0, vae bench --arch conv (median of 3 epochs)" --arch conv
 echo >> "$md"
 
 # Importance sampling: GPU vs CPU on the same weights and samples (K = 1,000, 1,000 images), and
@@ -121,7 +140,7 @@ echo >> "$md"
 } >> "$md"
 # (A batch too large for the GPU is checked on the emulated GPU, whose 1 GiB a test can fill:
 # on this one the host's per-layer limit comes first.)
-for case in "--device cuda:7" "--device cuda:0 --arch conv" "--device cuda:0 --precision bf16"; do
+for case in "--device cuda:7" "--device cuda:0 --stochastic-layers 2" "--device cuda:0 --precision bf16"; do
     rm -rf "$out/bad"
     # shellcheck disable=SC2086
     timeout 120 "$vae" train --dataset mnist --data-dir "$mnist" --epochs 1 --progress none --no-tensorboard --no-report --out "$out/bad" $case > "$out/bad.txt" 2>&1
@@ -139,7 +158,7 @@ peer() { # title, log name, command…
     echo "| $title | ${epochs:-failed (see $name.txt)} |" >> "$md"
 }
 {
-    echo "## The peers on this GPU, default model, batch 128 (s/epoch, epochs 1–3; the first compiles)"
+    echo "## The peers on this GPU, batch 128 unless said (s/epoch, epochs 1–3; the first compiles)"
     echo
     echo "| peer | seconds per epoch |"
     echo "|---|---|"
@@ -147,10 +166,12 @@ peer() { # title, log name, command…
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
     peer "PyTorch eager" torch-eager python3 "$here/pytorch_reference.py" --device cuda --epochs 3 --data-dir "$mnist"
     peer "PyTorch torch.compile reduce-overhead" torch-compiled python3 "$here/pytorch_reference.py" --device cuda --compile reduce-overhead --epochs 3 --data-dir "$mnist"
+    peer "PyTorch eager, conv model" torch-eager-conv python3 "$here/pytorch_reference.py" --device cuda --protocol conv --epochs 3 --data-dir "$mnist"
 fi
 if python3 -c 'import jax' 2>/dev/null; then
     peer "JAX jit" jax-gpu python3 "$here/jax_reference.py" 3 --data-dir "$mnist" --device gpu
     peer "JAX jit, iwae-paper protocol (batch 20)" jax-gpu-iwae python3 "$here/jax_reference.py" 3 --data-dir "$mnist" --device gpu --protocol iwae-paper
+    peer "JAX jit, conv model" jax-gpu-conv python3 "$here/jax_reference.py" 3 --data-dir "$mnist" --device gpu --protocol conv
 fi
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
     timeout 200 python3 "$here/pytorch_reference.py" --device cuda --epochs 1 --iw-samples 5000 --data-dir "$mnist" > "$out/torch-iw.txt" 2>&1
