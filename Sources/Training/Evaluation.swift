@@ -69,7 +69,7 @@ public struct DatasetShard {
     }
 
     /// Per-dimension KL and active units over the whole data set (every rank gets them); with
-    /// `device`, the posteriors encoded on the GPU (a one-layer model).
+    /// `device`, the posteriors encoded (and a second layer's statistics taken) on the GPU.
     public func latentStatistics(_ model: VariationalAutoencoder, device: CUDAStep? = nil) throws -> LatentStatistics {
         let batches = BatchLoader.evaluation(images, for: model).epoch()
         let sums = try device.map { try $0.latentSums(batches.lazy.map { ($0.images, $0.condition) }) } ?? model.latentSums(batches)

@@ -296,6 +296,7 @@ public enum GPUKernelCheck {
     static func description(_ config: ModelConfig) -> String {
         (config.architecture == .conv ? ", conv \(config.channels.map(String.init).joined(separator: ",")) \(config.upsampling.rawValue)" : "")
             + (config.activation == .relu ? "" : ", \(config.activation.rawValue)")
+            + (config.upperLatentDimension > 0 ? ", two stochastic layers" : "")
     }
 
     /// Every check: the kernels (``run(_:rows:hidden:latent:pixels:)``) and, with cuBLAS, training
@@ -320,6 +321,10 @@ public enum GPUKernelCheck {
         rows += try trainingSteps(context, cublas: cublas, model: ModelConfig(inputShape: [1, 8, 8], hiddenSizes: [32], latentDimension: 4, activation: .sigmoid))
         rows += try trainingSteps(context, cublas: cublas, model: convolutional)
         rows += try trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 2), model: convolutionalNearest)
+        // Two stochastic layers: the analytic KL of z₂ (K = 1), everything sampled (K = 1), the IWAE bound.
+        rows += try trainingSteps(context, cublas: cublas, model: twoLayers)
+        rows += try trainingSteps(context, cublas: cublas, objective: TrainingObjective(kl: .mc), model: twoLayers)
+        rows += try trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 3), model: twoLayers)
         rows += try importanceSampling(context, cublas: cublas)
         rows += try importanceSampling(context, cublas: cublas, likelihood: .gaussian)
         rows += try importanceSampling(context, cublas: cublas, likelihood: .gaussianPixel)
@@ -327,12 +332,16 @@ public enum GPUKernelCheck {
         rows += try importanceSampling(context, cublas: cublas, conditionClasses: 3)
         rows += try importanceSampling(context, cublas: cublas, model: convolutional)
         rows += try importanceSampling(context, cublas: cublas, model: convolutionalNearest)
+        rows += try importanceSampling(context, cublas: cublas, model: twoLayers)
         return rows
     }
 
     /// The small convolutional models of the checks: the reference model's layers (strided
     /// convolutions, transposed convolutions) at 2 and 3 channels; and with nearest upsampling,
     /// the leaky ReLU and a σ per pixel (two output channels, so the last layout change moves values).
+    /// A small model with two stochastic layers (64-32-4 and 4-8-3, tanh, as the IWAE paper's).
+    static let twoLayers = ModelConfig(
+        inputShape: [1, 8, 8], hiddenSizes: [32], latentDimension: 4, activation: .tanh, upperLatentDimension: 3, upperHiddenSizes: [8])
     static let convolutional = ModelConfig(architecture: .conv, inputShape: [1, 24, 24], latentDimension: 4, channels: [2, 3])
     static let convolutionalNearest = ModelConfig(
         architecture: .conv, inputShape: [1, 24, 24], latentDimension: 3, activation: .leakyRelu, likelihood: .gaussianPixel, channels: [3, 4],

@@ -6,7 +6,8 @@ extension CUDAStep {
     /// on the GPU, with the weights this step holds (a conditional model's decoder given each
     /// image's one-hot label, `condition`, for all of its samples): for each row of `images`,
     /// log p̂(x) = log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x) over K = `samples` draws z_k ~ q(z|x),
-    /// and the ELBO estimated from the same draws.
+    /// and the ELBO estimated from the same draws. A model with two stochastic layers draws each
+    /// image's ε₂ from its second generator, and log w has every term at the samples.
     ///
     /// The same draws as the CPU's: image i's ε come from its own generator seeded by (`seed`,
     /// `firstIndex` + i), in chunks of `chunk` samples as the CPU draws them — the generator's
@@ -23,13 +24,18 @@ extension CUDAStep {
         let (n, d) = (images.rows, latent)
         guard n > 0 else { return [] }
         let perImage = min(chunk, samples)
-        let group = max(1, min(n, rowsPerLaunch / perImage, rowsPerPass(decoderOps, input: d, rows: n * perImage) / perImage))
-        let (chunkValues, chunkPairs) = (perImage * d, (perImage * d + 1) / 2)
+        let group = max(1, min(n, rowsPerLaunch / perImage, rowsPerPass(rows: n * perImage) / perImage))
+        let (chunkValues, chunkPairs) = (perImage * d, (perImage * max(d, upperLatent) + 1) / 2)
         let words = try DeviceBuffer(bytes: 16 * n * chunkPairs), eps = try DeviceBuffer(count: n * chunkValues)
         let decoderWork = try makeWorkspace(decoderOps, input: d, rows: group * perImage, training: false)
         let z = try DeviceBuffer(count: group * chunkValues), rowNLL = try DeviceBuffer(count: group * perImage)
         let logWeights = try DeviceBuffer(bytes: 8 * group * perImage)
         let states = try imageGenerators(seed: seed, firstIndex: firstIndex, images: n)
+        // A second stochastic layer: each image's ε₂ from its second generator, every term of log w sampled.
+        var upperWork = upperLatent > 0 ? try makeUpperWork(rows: group * perImage, training: false) : nil
+        let upperStates = upperLatent > 0 ? try imageGenerators(seed: seed, firstIndex: firstIndex, images: n, upper: true) : nil
+        let eps2 = upperLatent > 0 ? try DeviceBuffer(count: n * perImage * upperLatent) : nil
+        let rowKL = upperLatent > 0 ? try DeviceBuffer(count: group * perImage) : nil
         // Each image's running log-sum-exp (shift, scaled) and Σ log w, in double: [3, n].
         let sums = try DeviceBuffer(bytes: 3 * 8 * n)
         let initial = [Double](repeating: -.infinity, count: n) + [Double](repeating: 0, count: 2 * n)
@@ -39,6 +45,7 @@ extension CUDAStep {
         while done < samples {
             let k = min(perImage, samples - done)
             try imageNormals(states, images: n, count: k * d, words: words, into: eps)
+            if let upperStates, let eps2 { try imageNormals(upperStates, images: n, count: k * upperLatent, words: words, into: eps2) }
             for first in stride(from: 0, to: n, by: group) {
                 let m = min(group, n - first), sampleRows = m * k
                 let imagePosterior = rows(posterior, first, m, width: 2 * d)
@@ -50,9 +57,18 @@ extension CUDAStep {
                 try likelihoodRows(
                     x: rows(x, first, m, width: pixels), output: decoderWork.lastOutput(input: z), gradient: nil, into: rowNLL, rows: sampleRows, scale: 1,
                     xRepeat: k)
-                try context.launch("vae_log_weights", grid: CUDAContext.grid(for: sampleRows), [
-                    .buffer(z), .buffer(imagePosterior), .buffer(rowNLL), .int32(Int32(m)), .int32(Int32(k)), .int32(Int32(d)), .buffer(logWeights),
-                ])
+                if var work = upperWork, let eps2, let rowKL {
+                    work.eps2 = rows(eps2, first, m, width: k * upperLatent)
+                    upperWork = work
+                    try upperForward(z1: z, rows: sampleRows, work: work)
+                    try twoLayerKL(
+                        posterior1: imagePosterior, eps1: rows(eps, first, m, width: k * d), z1: z, images: m, samples: k, analytic: false, work: work,
+                        rowKL: rowKL, rowNLL: rowNLL, logWeights: logWeights)
+                } else {
+                    try context.launch("vae_log_weights", grid: CUDAContext.grid(for: sampleRows), [
+                        .buffer(z), .buffer(imagePosterior), .buffer(rowNLL), .int32(Int32(m)), .int32(Int32(k)), .int32(Int32(d)), .buffer(logWeights),
+                    ])
+                }
                 // The doubles of images first ..< first + m in each of the three rows of `sums`.
                 let shift = rows(sums, first, m, width: 2), scaled = rows(sums, n + first, m, width: 2), total = rows(sums, 2 * n + first, m, width: 2)
                 try context.launch("vae_logsumexp_update", grid: CUDAContext.grid(for: m, block: 64), block: 64, [
@@ -72,16 +88,24 @@ extension CUDAStep {
     /// ``VariationalAutoencoder/negativeELBO(_:condition:seed:firstIndex:)`` on the GPU, with the
     /// weights this step holds: −log p(x|z) + KL(q(z|x) ‖ p(z)) of each row of `images` (the
     /// analytic KL, β = 1) with one ε per image from its own generator seeded by (`seed`,
-    /// `firstIndex` + i), as the CPU draws it; the terms summed in double, images in order.
+    /// `firstIndex` + i), as the CPU draws it; the terms summed in double, images in order. With
+    /// two stochastic layers, ε₂ from each image's second generator and the KL term of
+    /// ``twoLayerKL(posterior1:eps1:z1:images:samples:analytic:work:rowKL:rowNLL:logWeights:)`` with z₂'s part in closed form.
     public func negativeELBO(_ images: Tensor, condition: Tensor? = nil, seed: UInt64, firstIndex: Int = 0) throws -> LossBreakdown {
         precondition(images.rowSize == pixels, "images of \(images.rowSize) values for a model of \(pixels)")
         let (n, d) = (images.rows, latent)
         guard n > 0 else { return LossBreakdown() }
-        let group = rowsPerPass(decoderOps, input: d, rows: n)
+        let group = rowsPerPass(rows: n)
         let decoderWork = try makeWorkspace(decoderOps, input: d, rows: group, training: false)
-        let words = try DeviceBuffer(bytes: 16 * n * ((d + 1) / 2)), eps = try DeviceBuffer(count: n * d), z = try DeviceBuffer(count: n * d)
+        let words = try DeviceBuffer(bytes: 16 * n * ((max(d, upperLatent) + 1) / 2)), eps = try DeviceBuffer(count: n * d), z = try DeviceBuffer(count: n * d)
         let rowNLL = try DeviceBuffer(count: n), rowKL = try DeviceBuffer(count: n), terms = try DeviceBuffer(bytes: 24)
         try imageNormals(try imageGenerators(seed: seed, firstIndex: firstIndex, images: n), images: n, count: d, words: words, into: eps)
+        // A second stochastic layer: each image's ε₂ from its second generator; the closed-form KL of z₂.
+        var upperWork = upperLatent > 0 ? try makeUpperWork(rows: group, training: false) : nil
+        let eps2 = upperLatent > 0 ? try DeviceBuffer(count: n * upperLatent) : nil
+        if let eps2 {
+            try imageNormals(try imageGenerators(seed: seed, firstIndex: firstIndex, images: n, upper: true), images: n, count: upperLatent, words: words, into: eps2)
+        }
         let (x, posterior, labels) = try encode(images, condition: condition)
         try context.launch("vae_sample_latents", grid: CUDAContext.grid(for: n * d), [
             .buffer(posterior), .buffer(eps), .buffer(z), .int32(Int32(n)), .int32(1), .int32(Int32(d)),
@@ -92,8 +116,18 @@ extension CUDAStep {
             try likelihoodRows(
                 x: rows(x, first, m, width: pixels), output: decoderWork.lastOutput(input: zRows), gradient: nil, into: rows(rowNLL, first, m, width: 1),
                 rows: m, scale: 1, xRepeat: 1)
+            if var work = upperWork, let eps2 {
+                work.eps2 = rows(eps2, first, m, width: upperLatent)
+                upperWork = work
+                try upperForward(z1: zRows, rows: m, work: work)
+                try twoLayerKL(
+                    posterior1: rows(posterior, first, m, width: 2 * d), eps1: rows(eps, first, m, width: d), z1: zRows, images: m, samples: 1, analytic: true,
+                    work: work, rowKL: rows(rowKL, first, m, width: 1))
+            }
         }
-        try context.launch("vae_kl_rows", grid: CUDAContext.grid(for: n), [.buffer(posterior), .buffer(rowKL), .int32(Int32(n)), .int32(Int32(d))])
+        if upperLatent == 0 {
+            try context.launch("vae_kl_rows", grid: CUDAContext.grid(for: n), [.buffer(posterior), .buffer(rowKL), .int32(Int32(n)), .int32(Int32(d))])
+        }
         try context.launch("vae_record_terms", grid: 1, block: 1, [.buffer(rowNLL), .buffer(rowKL), .int32(Int32(n)), .float(1), .buffer(nil), .buffer(terms), .int32(0)])
         var values = [Double](repeating: 0, count: 3)
         try values.withUnsafeMutableBytes { try terms.download(raw: $0) }
@@ -102,21 +136,45 @@ extension CUDAStep {
 
     /// ``VariationalAutoencoder/latentSums(_:)`` on the GPU for batches of images (with their
     /// one-hot labels for a conditional model): each batch's posteriors encoded there and their
-    /// per-dimension KL, Σ μ and Σ μ² added in double, images in order; the sums come back once.
+    /// per-dimension KL, Σ μ and Σ μ² added in double, images in order (with two stochastic
+    /// layers z₁'s dimensions then z₂'s, as ``LatentStatistics`` says); the sums come back once.
     public func latentSums(_ batches: some Sequence<(images: Tensor, condition: Tensor?)>) throws -> LatentSums {
-        let d = latent
-        let sums = try DeviceBuffer(bytes: 24 * d)
-        try [Double](repeating: 0, count: 3 * d).withUnsafeBytes { try sums.upload(raw: $0) }
+        let (d, d2) = (latent, upperLatent), total = d + d2
+        let sums = try DeviceBuffer(bytes: 24 * total)
+        try [Double](repeating: 0, count: 3 * total).withUnsafeBytes { try sums.upload(raw: $0) }
         var images = 0
         for (batch, condition) in batches {
             let n = batch.rows
             guard n > 0 else { continue }
             precondition(batch.rowSize == pixels, "images of \(batch.rowSize) values for a model of \(pixels)")
             let posterior = try encode(batch, condition: condition).posterior
-            try context.launch("vae_latent_sums", grid: CUDAContext.grid(for: d), [.buffer(posterior), .int32(Int32(n)), .int32(Int32(d)), .buffer(sums)])
+            if d2 == 0 {
+                try context.launch("vae_latent_sums", grid: CUDAContext.grid(for: d), [
+                    .buffer(posterior), .buffer(nil), .int32(Int32(n)), .int32(Int32(d)), .int32(Int32(total)), .int32(0), .buffer(sums),
+                ])
+            } else {
+                // Two stochastic layers: z₁'s KL against p(z₁|z₂) at z₂ = μ₂(μ₁(x)), z₂'s against N(0, I).
+                let work = try makeUpperWork(rows: n, training: false)
+                let mu1 = try DeviceBuffer(count: n * d)
+                try context.launch("vae_first_columns", grid: CUDAContext.grid(for: n * d), [
+                    .buffer(posterior), .int32(Int32(n)), .int32(Int32(d)), .int32(Int32(2 * d)), .buffer(mu1),
+                ])
+                try forward(encoder2Ops, input: mu1, width: d, work: work.encoder2, rows: n)
+                let upper = work.posterior2(z1: mu1)
+                try context.launch("vae_first_columns", grid: CUDAContext.grid(for: n * d2), [
+                    .buffer(upper), .int32(Int32(n)), .int32(Int32(d2)), .int32(Int32(2 * d2)), .buffer(work.z2),
+                ])
+                try forward(decoder2Ops, input: work.z2, width: d2, work: work.decoder2, rows: n)
+                try context.launch("vae_latent_sums", grid: CUDAContext.grid(for: d), [
+                    .buffer(posterior), .buffer(work.prior), .int32(Int32(n)), .int32(Int32(d)), .int32(Int32(total)), .int32(0), .buffer(sums),
+                ])
+                try context.launch("vae_latent_sums", grid: CUDAContext.grid(for: d2), [
+                    .buffer(upper), .buffer(nil), .int32(Int32(n)), .int32(Int32(d2)), .int32(Int32(total)), .int32(Int32(d)), .buffer(sums),
+                ])
+            }
             images += n
         }
-        var values = [Double](repeating: 0, count: 3 * d)
+        var values = [Double](repeating: 0, count: 3 * total)
         try values.withUnsafeMutableBytes { try sums.download(raw: $0) }
         return LatentSums(packed: values + [Double(images)])
     }
@@ -140,10 +198,13 @@ extension CUDAStep {
     }
 
     /// Each image's own generator on the device, image i's seeded by (`seed`, `firstIndex` + i)
-    /// as the CPU seeds it (four state words per image).
-    private func imageGenerators(seed: UInt64, firstIndex: Int, images n: Int) throws -> DeviceBuffer {
+    /// as the CPU seeds it (four state words per image); with `upper`, its second generator (a
+    /// second stochastic layer's ε₂).
+    private func imageGenerators(seed: UInt64, firstIndex: Int, images n: Int, upper: Bool = false) throws -> DeviceBuffer {
         let states = try DeviceBuffer(bytes: 32 * n)
-        let seeds = (0..<n).flatMap { RandomGenerator(seed: VariationalAutoencoder.imageSeed(seed, firstIndex + $0)).state }
+        let seeds = (0..<n).flatMap { i in
+            RandomGenerator(seed: upper ? VariationalAutoencoder.upperImageSeed(seed, firstIndex + i) : VariationalAutoencoder.imageSeed(seed, firstIndex + i)).state
+        }
         try seeds.withUnsafeBytes { try states.upload(raw: $0) }
         return states
     }

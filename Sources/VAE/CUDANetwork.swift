@@ -195,6 +195,13 @@ extension CUDAStep {
         max(1, min(rows, Self.evaluationValues / max(1, workspaceValuesPerRow(ops, input: width, training: false))))
     }
 
+    /// Rows per pass of an evaluation's decoding (the decoder and a second stochastic layer's
+    /// networks), at most `rows`.
+    func rowsPerPass(rows: Int) -> Int {
+        let perRow = workspaceValuesPerRow(decoderOps, input: latent, training: false) + (upperLatent > 0 ? upperValuesPerRow() : 0)
+        return max(1, min(rows, Self.evaluationValues / max(1, perRow)))
+    }
+
     /// A workspace for `rows` rows of `ops` (input `width` values per row).
     func makeWorkspace(_ ops: [Op], input width: Int, rows: Int, training: Bool) throws -> Workspace {
         var source: [Int] = []

@@ -43,6 +43,10 @@ public final class CUDAStep {
     let encoderOps: [Op]
     let decoderOps: [Op]
     let latent: Int
+    /// A second stochastic layer's dimension d₂ (0: none) and its networks, q(z₂|z₁) and p(z₁|z₂).
+    let upperLatent: Int
+    let encoder2Ops: [Op]
+    let decoder2Ops: [Op]
     let pixels: Int
     /// The model's parameters on the device, in its order, with gradients and Adam's moments:
     /// views of one flat buffer each (`flatWeights` …), parameter k at the same offset in all.
@@ -86,6 +90,8 @@ public final class CUDAStep {
     /// The encoder's buffers (for `imageCapacity` rows) and the decoder's (for `capacity`).
     private var encoderWork: Workspace?
     private var decoderWork: Workspace?
+    /// A second stochastic layer's buffers (for `capacity` rows).
+    private var upperWork: UpperWork?
     private var rowLosses: DeviceBuffer?
     private var rowKL: DeviceBuffer?
     private var zGradient: DeviceBuffer?
@@ -107,13 +113,15 @@ public final class CUDAStep {
             likelihood = .gaussianShared(parameter: model.parameters.firstIndex { $0 === shared.logSigma }!)
         default: throw CUDAError("the GPU does not train the \(config.likelihood.rawValue) likelihood yet")
         }
-        guard config.upperLatentDimension == 0 else { throw CUDAError("the GPU does not train two stochastic layers yet") }
         self.context = context
         self.cublas = cublas
         conditionClasses = config.conditionClasses
         let parameters = model.parameters
         encoderOps = try Self.plan(model.encoder, input: config.inputShape, parameters: parameters)
         decoderOps = try Self.plan(model.decoder, input: [model.latentDimension], parameters: parameters)
+        upperLatent = config.upperLatentDimension
+        encoder2Ops = try model.encoder2.map { try Self.plan($0, input: [model.latentDimension], parameters: parameters) } ?? []
+        decoder2Ops = try model.decoder2.map { try Self.plan($0, input: [config.upperLatentDimension], parameters: parameters) } ?? []
         latent = model.latentDimension
         pixels = config.inputShape.reduce(1, *)
         let total = parameters.reduce(0) { $0 + $1.value.count }
@@ -225,6 +233,7 @@ public final class CUDAStep {
         eps = try DeviceBuffer(count: rows * latent)
         z = try DeviceBuffer(count: rows * latent)
         decoderWork = try makeWorkspace(decoderOps, input: latent, rows: rows, training: true)
+        upperWork = upperLatent > 0 ? try makeUpperWork(rows: rows, training: true) : nil
         rowLosses = try DeviceBuffer(count: rows)
         rowKL = try DeviceBuffer(count: rows)
         zGradient = try DeviceBuffer(count: rows * latent)
@@ -341,11 +350,23 @@ public final class CUDAStep {
         try likelihoodRows(
             x: x, output: logits, gradient: samples > 1 ? nil : logitsGradient, into: rowLosses, rows: rows, scale: scale,
             xRepeat: samples)
-        if objective.usesMonteCarlo {
-            // The sampled KL (log q − log p at each sample), the bound and each sample's weight.
+        // Two stochastic layers: ε₂ from the step's second stream (numbers 0 ..< rows·d₂ of
+        // stream t | 2⁶³, as the CPU), z₂ and p(z₁|z₂), and each row's KL term.
+        let analyticUpper = samples == 1 && objective.kl == .analytic
+        if let upperWork {
+            try context.launch("vae_philox_normals", grid: CUDAContext.grid(for: (rows * upperLatent + 3) / 4 + 1), [
+                .uint64(noiseSeed), .uint64(stream | 1 << 63), .uint64(0), .int64(rows * upperLatent), .buffer(upperWork.eps2),
+            ])
+            try upperForward(z1: z, rows: rows, work: upperWork)
+            try twoLayerKL(posterior1: posterior, eps1: eps, z1: z, images: images, samples: samples, analytic: analyticUpper, work: upperWork, rowKL: rowKL)
+        } else if objective.usesMonteCarlo {
+            // The sampled KL (log q − log p at each sample).
             try context.launch("vae_sampled_kl", grid: CUDAContext.grid(for: rows), [
                 .buffer(posterior), .buffer(eps), .buffer(z), .int32(Int32(images)), .int32(Int32(samples)), .int32(Int32(latent)), .buffer(rowKL),
             ])
+        }
+        if upperWork != nil || objective.usesMonteCarlo {
+            // The bound and each sample's normalised weight.
             try context.launch("vae_iwae_bound", grid: 1, block: 1, [
                 .buffer(rowLosses), .buffer(rowKL), .int32(Int32(images)), .int32(Int32(samples)), .float(klWeight), .buffer(sampleWeights),
                 .buffer(record), .int32(Int32(queued.count)),
@@ -357,10 +378,14 @@ public final class CUDAStep {
                     rowScales: sampleWeights)
             }
             try backward(decoderOps, input: z, width: latent, work: decoderWork, inputGradient: zGradient, rows: rows)
-            let weights: DeviceBuffer? = samples > 1 ? sampleWeights : nil
-            try context.launch("vae_prior_gradient", grid: CUDAContext.grid(for: rows * latent), [
-                .buffer(zGradient), .buffer(z), .buffer(weights), .int32(Int32(rows)), .int32(Int32(latent)), .float(scale * klWeight),
-            ])
+            let weights: DeviceBuffer? = samples > 1 || upperWork != nil ? sampleWeights : nil
+            if let upperWork {
+                try upperBackward(z1: z, rows: rows, c: scale * klWeight, analytic: analyticUpper, weights: sampleWeights, work: upperWork, dz1: zGradient)
+            } else {
+                try context.launch("vae_prior_gradient", grid: CUDAContext.grid(for: rows * latent), [
+                    .buffer(zGradient), .buffer(z), .buffer(weights), .int32(Int32(rows)), .int32(Int32(latent)), .float(scale * klWeight),
+                ])
+            }
             try context.launch("vae_posterior_gradient_samples", grid: CUDAContext.grid(for: images * latent), [
                 .buffer(posterior), .buffer(eps), .buffer(zGradient), .buffer(weights), .int32(Int32(images)), .int32(Int32(samples)),
                 .int32(Int32(latent)), .float(scale * klWeight), .buffer(posteriorGradient),

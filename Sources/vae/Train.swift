@@ -115,7 +115,7 @@ struct Train: ParsableCommand {
         if run.isResumed {
             print("vae train: resuming \(folder) at epoch \(run.state.epoch + 1), step \(run.state.batchIndex) of the epoch (\(run.state.step) steps done)")
         }
-        if let gpu = run.deviceSummary { print("vae train: training steps on \(gpu); the evaluations' −ELBO there too, their latent statistics on the CPU") }
+        if let gpu = run.deviceSummary { print("vae train: training steps on \(gpu); the evaluations' −ELBO and latent statistics there too") }
         print("vae train: \(run.parallelism.summary)" + (run.model.precision == .bf16 ? ", bf16 matrix products" : "") + (communicator.size > 1
             ? "; \(communicator.size) MPI ranks, each on \(config.batchSize / communicator.size)–\((config.batchSize + communicator.size - 1) / communicator.size) images of every batch of \(config.batchSize); \(run.trainer.gradientExchange ?? "")" : ""))
         run.summary.forEach { print($0) }

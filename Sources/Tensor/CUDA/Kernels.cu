@@ -472,6 +472,85 @@ extern "C" __global__ void vae_posterior_gradient_samples(const float *posterior
 }
 
 // ---------------------------------------------------------------------------------------------
+// Two stochastic layers (Burda et al. 2015): z₁ ~ q(z₁|x), z₂ ~ q(z₂|z₁) from encoder2, and the
+// prior p(z₁|z₂) = N(μ_p, σ_p²) from decoder2, on rows r = b·K + s. CPU: twoLayerObjective.
+
+// The KL term of each row, in double, dimensions in order: log q(z₁|x) + log q(z₂|z₁) −
+// log p(z₁|z₂) − log p(z₂) at the samples (the 2π terms cancel), with ε fixed so log q(z|·) =
+// −½ Σ (log σ² + ε²); with `analytic` the z₂ part is KL(q(z₂|z₁) ‖ N(0, I)) in closed form.
+// When logWeights is given, also log w = −NLL − KL there (double, rowNLL the rows' −log p(x|z₁)).
+extern "C" __global__ void vae_two_layer_kl(const float *posterior1, const float *eps1, const float *z1, const float *posterior2,
+                                           const float *eps2, const float *z2, const float *prior, int images, int samples, int d1, int d2,
+                                           int analytic, float *rowKL, const float *rowNLL, double *logWeights) {
+    FOR_EACH(r, (long)images * samples) {
+        const float *logVar1 = posterior1 + (r / samples) * 2 * d1 + d1, *mu2 = posterior2 + r * 2 * d2, *logVar2 = mu2 + d2;
+        const float *muP = prior + r * 2 * d1, *logVarP = muP + d1;
+        double logQ1 = 0.0, logP1 = 0.0, upper = 0.0;
+        for (int j = 0; j < d1; j++) {
+            double e = (double)eps1[r * d1 + j];
+            logQ1 -= 0.5 * ((double)logVar1[j] + e * e);
+            double diff = (double)(z1[r * d1 + j] - muP[j]);
+            logP1 -= 0.5 * ((double)logVarP[j] + diff * diff * exp(-(double)logVarP[j]));
+        }
+        for (int j = 0; j < d2; j++) {
+            if (analytic) {
+                double m = (double)mu2[j], lv = (double)logVar2[j];
+                upper += 0.5 * (m * m + exp(lv) - lv - 1.0);
+            } else {
+                double e = (double)eps2[r * d2 + j], z = (double)z2[r * d2 + j];
+                upper += 0.5 * (z * z - (double)logVar2[j] - e * e);
+            }
+        }
+        double kl = logQ1 - logP1 + upper;
+        rowKL[r] = (float)kl;
+        if (logWeights) logWeights[r] = -(double)rowNLL[r] - kl;
+    }
+}
+
+// −β log p(z₁|z₂) scaled by c_r = c · w_r (c = scale · β, w the sample's normalised weight):
+// dz1 += c_r (z₁ − μ_p)/σ_p², and its gradient with respect to decoder2's output,
+// dPrior = [−c_r (z₁ − μ_p)/σ_p² | ½ c_r (1 − (z₁ − μ_p)²/σ_p²)]. CPU: twoLayerObjective.
+extern "C" __global__ void vae_conditional_prior_gradient(const float *z1, const float *prior, const float *weights, int rows, int d1, float c,
+                                                         float *dz1, float *dPrior) {
+    FOR_EACH(i, (long)rows * d1) {
+        long r = i / d1, j = i % d1;
+        float cr = c * weights[r];
+        float inverse = expf(-prior[r * 2 * d1 + d1 + j]), diff = z1[i] - prior[r * 2 * d1 + j];
+        dz1[i] += cr * diff * inverse;
+        dPrior[r * 2 * d1 + j] = -cr * diff * inverse;
+        dPrior[r * 2 * d1 + d1 + j] = 0.5f * cr * (1.0f - diff * diff * inverse);
+    }
+}
+
+// The gradient with respect to encoder2's output [μ₂ | log σ₂²] from G₂ = ∂/∂z₂ (through
+// decoder2) and β's part of log q(z₂|z₁) − log p(z₂), c_r = c · w_r: sampled,
+// ∂μ₂ = G₂ + c_r z₂ and ∂log σ₂² = (G₂ + c_r z₂) ½σ₂ε₂ − ½c_r; analytic, ∂μ₂ = G₂ + c_r μ₂ and
+// ∂log σ₂² = G₂ ½σ₂ε₂ + ½c_r (σ₂² − 1). CPU: twoLayerObjective.
+extern "C" __global__ void vae_upper_posterior_gradient(const float *posterior2, const float *eps2, const float *z2, const float *dz2,
+                                                       const float *weights, int rows, int d2, float c, int analytic, float *gradient) {
+    FOR_EACH(i, (long)rows * d2) {
+        long r = i / d2, j = i % d2;
+        float cr = c * weights[r];
+        float mu = posterior2[r * 2 * d2 + j], logVar = posterior2[r * 2 * d2 + d2 + j];
+        float sigma = expf(0.5f * logVar), e = eps2[i];
+        if (analytic) {
+            float g = dz2[i];
+            gradient[r * 2 * d2 + j] = g + cr * mu;
+            gradient[r * 2 * d2 + d2 + j] = g * 0.5f * sigma * e + 0.5f * cr * (sigma * sigma - 1.0f);
+        } else {
+            float g = dz2[i] + cr * z2[i];
+            gradient[r * 2 * d2 + j] = g;
+            gradient[r * 2 * d2 + d2 + j] = g * 0.5f * sigma * e - 0.5f * cr;
+        }
+    }
+}
+
+// y += x (a second path's gradient added to the first's).
+extern "C" __global__ void vae_accumulate(float *y, const float *x, long n) {
+    FOR_EACH(i, n) y[i] += x[i];
+}
+
+// ---------------------------------------------------------------------------------------------
 // Optimisers
 
 // Adam as PyTorch writes it (see Optimizers.swift): m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g²,
@@ -609,21 +688,23 @@ extern "C" __global__ void vae_one_hot(const int *labels, const int *order, long
     FOR_EACH(i, (long)rows * classes) out[i] = labels[order[first + i / classes]] == (int)(i % classes) ? 1.0f : 0.0f;
 }
 
-// Latent statistics of a batch's posteriors, added per dimension j, images in order, in double:
-// sums[j] += KL_j = ½(e^{log σ²} + μ² − log σ² − 1), sums[d + j] += μ, sums[2d + j] += μ².
-// CPU: LatentSums.add.
-extern "C" __global__ void vae_latent_sums(const float *posterior, int rows, int d, double *sums) {
+// Latent statistics of a batch's posteriors, added per dimension j, images in order, in double,
+// into dimensions first … first + d − 1 of `total`: sums[first + j] += KL_j, sums[total + first + j]
+// += μ, sums[2·total + first + j] += μ², KL_j = ½(log σ_p² − log σ² + (σ² + (μ − μ_p)²)/σ_p² − 1)
+// against the prior rows [μ_p | log σ_p²] (NULL: N(0, 1)). CPU: LatentSums.add.
+extern "C" __global__ void vae_latent_sums(const float *posterior, const float *prior, int rows, int d, int total, int first, double *sums) {
     FOR_EACH(j, d) {
-        double kl = sums[j], means = sums[d + j], squares = sums[2 * d + j];
+        double kl = sums[first + j], means = sums[total + first + j], squares = sums[2 * total + first + j];
         for (int b = 0; b < rows; b++) {
             double m = posterior[(long)b * 2 * d + j], lv = posterior[(long)b * 2 * d + d + j];
-            kl += 0.5 * (0.0 - lv + (exp(lv) + m * m) * 1.0 - 1.0);
+            double pm = prior ? (double)prior[(long)b * 2 * d + j] : 0.0, plv = prior ? (double)prior[(long)b * 2 * d + d + j] : 0.0;
+            kl += 0.5 * (plv - lv + (exp(lv) + (m - pm) * (m - pm)) * exp(-plv) - 1.0);
             means += m;
             squares += m * m;
         }
-        sums[j] = kl;
-        sums[d + j] = means;
-        sums[2 * d + j] = squares;
+        sums[first + j] = kl;
+        sums[total + first + j] = means;
+        sums[2 * total + first + j] = squares;
     }
 }
 
