@@ -6,7 +6,10 @@ import Glibc
 /// column-major; ``sgemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)`` takes the
 /// row-major arguments `BLAS.sgemm` takes and asks for the transposed product, Cᵀ = op(B)ᵀ op(A)ᵀ,
 /// which is C laid out row-major. Math mode is cuBLAS's default (FP32 products in FP32: no
-/// TF32), so the GPU's figures stay comparable with the CPU's.
+/// TF32), so the GPU's figures stay comparable with the CPU's. With `MatrixPrecision.bf16` a
+/// product goes through `cublasGemmEx` with the compute type CUBLAS_COMPUTE_32F_FAST_16BF: the
+/// same FP32 buffers, the operands rounded to bf16 (or TF32, cuBLAS's choice) for the tensor
+/// cores, the sums in FP32 — the CPU's bf16 products, on the GPU.
 public final class CUBLAS {
     public let path: String
     private let handle: OpaquePointer
@@ -16,8 +19,14 @@ public final class CUBLAS {
     private typealias Sgemm = @convention(c) (
         OpaquePointer?, Int32, Int32, Int32, Int32, Int32, UnsafePointer<Float>, UInt64, Int32, UInt64, Int32, UnsafePointer<Float>, UInt64, Int32
     ) -> Int32
+    private typealias GemmEx = @convention(c) (
+        OpaquePointer?, Int32, Int32, Int32, Int32, Int32, UnsafeRawPointer, UInt64, Int32, Int32, UInt64, Int32, Int32, UnsafeRawPointer, UInt64,
+        Int32, Int32, Int32, Int32
+    ) -> Int32
     private let destroy: Destroy
     private let gemm: Sgemm
+    /// cublasGemmEx, for the bf16 products (nil in a cuBLAS without it).
+    private let gemmEx: GemmEx?
 
     /// Loads cuBLAS from `path` and creates a handle on the current context's device.
     public init(path: String) throws {
@@ -33,6 +42,7 @@ public final class CUBLAS {
         destroy = try symbol("cublasDestroy_v2", Destroy.self)
         gemm = try symbol("cublasSgemm_v2", Sgemm.self)
         let setMathMode = try symbol("cublasSetMathMode", SetMathMode.self)
+        gemmEx = dlsym(library, "cublasGemmEx").map { unsafeBitCast($0, to: GemmEx.self) }
         var handle: OpaquePointer?
         let status = create(&handle)
         guard status == 0, let handle else { throw CUDAError("cublasCreate failed (cuBLAS status \(status))") }
@@ -45,11 +55,21 @@ public final class CUBLAS {
 
     /// C[m×n] = α · op(A) · op(B) + β · C on device memory, row-major as `BLAS.sgemm`: `a`, `b`,
     /// `c` are device addresses, `lda`, `ldb`, `ldc` row strides in elements.
+    /// With `precision` bf16, the operands rounded to bf16 (or TF32) and the sums in FP32.
     public func sgemm(
         transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UInt64, lda: Int, b: UInt64, ldb: Int,
-        beta: Float, c: UInt64, ldc: Int
+        beta: Float, c: UInt64, ldc: Int, precision: MatrixPrecision = .fp32
     ) throws {
         var (alpha, beta) = (alpha, beta)
+        if precision == .bf16 {
+            guard let gemmEx else { throw CUDAError("\(path) lacks cublasGemmEx: bf16 products need cuBLAS 11 or later") }
+            // CUDA_R_32F = 0 for A, B and C; CUBLAS_COMPUTE_32F_FAST_16BF = 75; CUBLAS_GEMM_DEFAULT = −1.
+            let status = gemmEx(
+                handle, transposeB ? 1 : 0, transposeA ? 1 : 0, Int32(n), Int32(m), Int32(k), &alpha, b, 0, Int32(ldb), a, 0, Int32(lda), &beta, c,
+                0, Int32(ldc), 75, -1)
+            guard status == 0 else { throw CUDAError("cublasGemmEx (bf16) failed for \(m)×\(k) · \(k)×\(n) (cuBLAS status \(status))") }
+            return
+        }
         let status = gemm(
             handle, transposeB ? 1 : 0, transposeA ? 1 : 0, Int32(n), Int32(m), Int32(k), &alpha, b, Int32(ldb), a, Int32(lda), &beta, c, Int32(ldc))
         guard status == 0 else { throw CUDAError("cublasSgemm failed for \(m)×\(k) · \(k)×\(n) (cuBLAS status \(status))") }

@@ -31,8 +31,11 @@ public enum ComputeDevice: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// The GPU's training step for `model`: the driver, NVRTC and cuBLAS found and loaded, the
-    /// kernels compiled for the GPU. Throws one line naming what is missing.
-    public func makeStep(for model: VariationalAutoencoder, environment: [String: String]) throws -> (CUDAStep, summary: String) {
+    /// kernels compiled for the GPU, its products in `precision` (bf16 runs on the GPU's tensor
+    /// cores whatever the host CPU can do). Throws one line naming what is missing.
+    public func makeStep(
+        for model: VariationalAutoencoder, precision: MatrixPrecision = .fp32, environment: [String: String]
+    ) throws -> (CUDAStep, summary: String) {
         guard case .cuda(let ordinal) = self else { throw CUDAError("the CPU has no GPU step") }
         let libraries = CUDA.libraries(environment: environment)
         func path(_ name: String) throws -> String {
@@ -45,7 +48,8 @@ public enum ComputeDevice: Equatable, Sendable, CustomStringConvertible {
         do {
             let context = try CUDAContext(ordinal: ordinal, nvrtc: try NVRTC(path: nvrtcPath))
             let step = try CUDAStep(model: model, context: context, cublas: try CUBLAS(path: cublasPath))
-            return (step, "\(self): \(context.device.summary)")
+            step.precision = precision
+            return (step, "\(self): \(context.device.summary)" + (precision == .bf16 ? ", bf16 products" : ""))
         } catch let error as CUDAError {
             throw CUDAError("--device \(self): \(error)")
         }

@@ -325,6 +325,9 @@ public enum GPUKernelCheck {
         rows += try trainingSteps(context, cublas: cublas, model: twoLayers)
         rows += try trainingSteps(context, cublas: cublas, objective: TrainingObjective(kl: .mc), model: twoLayers)
         rows += try trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 3), model: twoLayers)
+        // bf16 products: one against the exact product, three steps against the FP32 trainer.
+        rows.append(try bf16Product(cublas))
+        rows += try trainingSteps(context, cublas: cublas, model: convolutional, precision: .bf16)
         rows += try importanceSampling(context, cublas: cublas)
         rows += try importanceSampling(context, cublas: cublas, likelihood: .gaussian)
         rows += try importanceSampling(context, cublas: cublas, likelihood: .gaussianPixel)
@@ -339,6 +342,34 @@ public enum GPUKernelCheck {
     /// The small convolutional models of the checks: the reference model's layers (strided
     /// convolutions, transposed convolutions) at 2 and 3 channels; and with nearest upsampling,
     /// the leaky ReLU and a σ per pixel (two output channels, so the last layout change moves values).
+    /// cuBLAS's bf16 product (`CUBLAS.sgemm` with `MatrixPrecision.bf16`, C = A Bᵀ as the
+    /// forward pass asks, 96 × 300 by 300 × 80) against the exact product (in double): each
+    /// element within 2⁻⁷ Σ_l |a_il b_jl| — two roundings to bf16's 8 bits of mantissa and FP32
+    /// sums; a product in the wrong order or of the wrong operands is off by the whole sum.
+    static func bf16Product(_ cublas: CUBLAS) throws -> Row {
+        let (m, n, k) = (96, 80, 300)
+        var rng = RandomGenerator(seed: 31)
+        let a = (0..<m * k).map { _ in rng.nextFloat() * 2 - 1 }, b = (0..<n * k).map { _ in rng.nextFloat() * 2 - 1 }
+        let (aBuffer, bBuffer, cBuffer) = (try DeviceBuffer(a), try DeviceBuffer(b), try DeviceBuffer(count: m * n))
+        try cublas.sgemm(
+            transposeA: false, transposeB: true, m: m, n: n, k: k, alpha: 1, a: aBuffer.address, lda: k, b: bBuffer.address, ldb: k, beta: 0,
+            c: cBuffer.address, ldc: n, precision: .bf16)
+        let c = try cBuffer.download()
+        var worstError = 0.0
+        for i in 0..<m {
+            for j in 0..<n {
+                var exact = 0.0, magnitude = 0.0
+                for l in 0..<k {
+                    exact += Double(a[i * k + l]) * Double(b[j * k + l])
+                    magnitude += abs(Double(a[i * k + l]) * Double(b[j * k + l]))
+                }
+                worstError = max(worstError, abs(Double(c[i * n + j]) - exact) / magnitude)
+            }
+        }
+        return Row(kernel: "cuBLAS bf16 product (COMPUTE_32F_FAST_16BF)", twin: "the exact product, relative to Σ|a b|", elements: m * n,
+                   largestError: worstError, tolerance: 1.0 / 128)
+    }
+
     /// A small model with two stochastic layers (64-32-4 and 4-8-3, tanh, as the IWAE paper's).
     static let twoLayers = ModelConfig(
         inputShape: [1, 8, 8], hiddenSizes: [32], latentDimension: 4, activation: .tanh, upperLatentDimension: 3, upperHiddenSizes: [8])
@@ -359,7 +390,8 @@ public enum GPUKernelCheck {
     /// input shape gives the examples').
     public static func trainingSteps(
         _ context: CUDAContext, cublas: CUBLAS, steps: Int = 3, objective: TrainingObjective = TrainingObjective(), sgd: Bool = false,
-        clipNorm: Float? = nil, likelihood: LikelihoodKind = .bernoulli, conditionClasses: Int = 0, model: ModelConfig? = nil
+        clipNorm: Float? = nil, likelihood: LikelihoodKind = .bernoulli, conditionClasses: Int = 0, model: ModelConfig? = nil,
+        precision: MatrixPrecision = .fp32
     ) throws -> [Row] {
         let config = model ?? ModelConfig(
             inputShape: [1, 8, 8], hiddenSizes: [32], latentDimension: 4, likelihood: likelihood, gaussianSigma: 0.3,
@@ -376,6 +408,7 @@ public enum GPUKernelCheck {
         trainer.counterNoise = CounterNoise(seed: 99)
         let settings = optimizer(gpuModel)  // its rate and constants; its state lives on the GPU
         let gpu = try CUDAStep(model: gpuModel, context: context, cublas: cublas)
+        gpu.precision = precision
         var rng = RandomGenerator(seed: 12)
         // Labels 0 … 4 for 3 classes: labels 3 and 4 have no class (a row of zeros, as on the CPU).
         let labels = conditionClasses > 0 ? (0..<40).map { $0 * 7 % 5 } : nil
@@ -403,10 +436,12 @@ public enum GPUKernelCheck {
         let name = (objective.importanceSamples > 1 ? ", IWAE K = \(objective.importanceSamples)" : objective.kl == .mc ? ", sampled KL" : "")
             + (objective.freeBits > 0 ? ", free bits \(objective.freeBits)" : "") + (conditionClasses > 0 ? ", conditional" : "")
             + (sgd ? ", SGD" : "") + (clipNorm.map { ", clipped to \($0)" } ?? "") + (config.likelihood == .bernoulli ? "" : ", \(config.likelihood.rawValue)")
-            + description(config)
+            + description(config) + (precision == .bf16 ? ", bf16 products against FP32" : "")
+        // bf16 products against the FP32 trainer: within bf16's rounding (3 steps of Adam at 10⁻³).
+        let tolerance = precision == .bf16 ? 1e-2 : 1e-4
         return [
-            Row(kernel: "training step ×\(steps)\(name) (batch losses)", twin: "Trainer.trainStep", elements: steps, largestError: worst(gpuLosses, cpuLosses), tolerance: 1e-4),
-            Row(kernel: "training step ×\(steps)\(name) (weights)", twin: "Trainer.trainStep", elements: cpuWeights.count, largestError: worst(gpuWeights, cpuWeights), tolerance: 1e-4),
+            Row(kernel: "training step ×\(steps)\(name) (batch losses)", twin: "Trainer.trainStep", elements: steps, largestError: worst(gpuLosses, cpuLosses), tolerance: tolerance),
+            Row(kernel: "training step ×\(steps)\(name) (weights)", twin: "Trainer.trainStep", elements: cpuWeights.count, largestError: worst(gpuWeights, cpuWeights), tolerance: tolerance),
         ]
     }
 

@@ -186,9 +186,10 @@ public final class TrainingRun {
         let seeds = RunSeeds(training.seed)
         var initRNG = RandomGenerator(seed: seeds.initialization)
         model = VariationalAutoencoder(config: modelConfig, rng: &initRNG)
+        // The host's products in what this CPU runs (a GPU runs bf16 itself: no warning then).
         let precision = BF16.resolve(training.matrixPrecision)
         model.precision = precision.precision  // before the trainer makes the workers' replicas
-        if let message = precision.message { warnings.append(message) }
+        if let message = precision.message, device == .cpu { warnings.append(message) }
         if checkpoint == nil && modelConfig.outputBiasFromData { Self.setOutputBias(of: model, from: data.train) }
         optimizer = training.optimizerConfig.make(parameters: model.parameters, learningRate: training.learningRate)
         trainer = Trainer(
@@ -231,7 +232,7 @@ public final class TrainingRun {
         if device != .cpu {
             // Last: the weights and the optimiser's state the GPU starts from are the host's,
             // the checkpoint's when resuming.
-            let (step, summary) = try device.makeStep(for: model, environment: ProcessInfo.processInfo.environment)
+            let (step, summary) = try device.makeStep(for: model, precision: training.matrixPrecision, environment: ProcessInfo.processInfo.environment)
             try trainer.useDevice(step, data: data.train)  // the GPU keeps the training set
             loader.fillsImages = false  // and makes each batch there
             deviceSummary = summary

@@ -253,6 +253,16 @@ extension CUDAStep {
         ])
     }
 
+    /// C = op(A) op(B) (`CUBLAS.sgemm`'s row-major arguments, α = 1, β = 0) in the step's
+    /// ``precision``, timed as products when profiling.
+    func product(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64, ldc: Int) throws {
+        try timed(.products) {
+            try cublas.sgemm(
+                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: 1, a: a, lda: lda, b: b, ldb: ldb, beta: 0, c: c, ldc: ldc,
+                precision: precision)
+        }
+    }
+
     /// Runs `ops` forward on `work.rows` rows (or the first `rows`) from `input` (`width` values
     /// per row), each op's output into the workspace. A conditional model's `condition`
     /// ([rows / `repeat`, classes] one-hot) is appended to the rows at its conditioning op.
@@ -266,9 +276,8 @@ extension CUDAStep {
             switch op {
             case let .linear(w, b, inputs, outputsCount, relu):
                 // y = h Wᵀ (W is [out, in], PyTorch's layout), then + b and the ReLU in one pass.
-                try timed(.products) { try cublas.sgemm(
-                    transposeA: false, transposeB: true, m: rows, n: outputsCount, k: inputs, alpha: 1, a: h.address, lda: inputs,
-                    b: weights[w].address, ldb: inputs, beta: 0, c: y.address, ldc: outputsCount) }
+                try product(transposeA: false, transposeB: true, m: rows, n: outputsCount, k: inputs,
+                    a: h.address, lda: inputs, b: weights[w].address, ldb: inputs, c: y.address, ldc: outputsCount)
                 try context.launch("vae_add_bias", grid: CUDAContext.grid(for: rows * outputsCount), [
                     .buffer(y), .buffer(weights[b]), .int32(Int32(rows)), .int32(Int32(outputsCount)), .int32(relu ? 1 : 0),
                 ])
@@ -291,18 +300,16 @@ extension CUDAStep {
                 if c.transposed {
                     // cols [rows·H·W, O·k²] = x [rows·H·W, C] W [C, O·k²]; summed into y with b and the ReLU.
                     let m = rows * c.inHeight * c.inWidth
-                    try timed(.products) { try cublas.sgemm(
-                        transposeA: false, transposeB: false, m: m, n: c.patchLength, k: c.inChannels, alpha: 1, a: h.address, lda: c.inChannels,
-                        b: weights[c.weight].address, ldb: c.patchLength, beta: 0, c: cols.address, ldc: c.patchLength) }
+                    try product(transposeA: false, transposeB: false, m: m, n: c.patchLength, k: c.inChannels,
+                        a: h.address, lda: c.inChannels, b: weights[c.weight].address, ldb: c.patchLength, c: cols.address, ldc: c.patchLength)
                     try col2im(cols, rows: rows, channels: c.outChannels, height: c.outHeight, width: c.outWidth, grid: c.grid, g, bias: weights[c.bias],
                                relu: c.relu, into: y)
                 } else {
                     // y [rows·Ho·Wo, O] = im2col(x) Wᵀ, + b and the ReLU.
                     let m = rows * c.outHeight * c.outWidth
                     try im2col(h, rows: rows, channels: c.inChannels, height: c.inHeight, width: c.inWidth, grid: c.grid, g, into: cols)
-                    try timed(.products) { try cublas.sgemm(
-                        transposeA: false, transposeB: true, m: m, n: c.outChannels, k: c.patchLength, alpha: 1, a: cols.address, lda: c.patchLength,
-                        b: weights[c.weight].address, ldb: c.patchLength, beta: 0, c: y.address, ldc: c.outChannels) }
+                    try product(transposeA: false, transposeB: true, m: m, n: c.outChannels, k: c.patchLength,
+                        a: cols.address, lda: c.patchLength, b: weights[c.weight].address, ldb: c.patchLength, c: y.address, ldc: c.outChannels)
                     try context.launch("vae_add_bias", grid: CUDAContext.grid(for: m * c.outChannels), [
                         .buffer(y), .buffer(weights[c.bias]), .int32(Int32(m)), .int32(Int32(c.outChannels)), .int32(c.relu ? 1 : 0),
                     ])
@@ -336,13 +343,11 @@ extension CUDAStep {
                 }
                 try columnSums(g, into: gradients[b], rows: rows, columns: outputsCount, scratch: nil)
                 // ∂W = gᵀ h [out, in];  ∂h = g W [rows, in].
-                try timed(.products) { try cublas.sgemm(
-                    transposeA: true, transposeB: false, m: outputsCount, n: inputs, k: rows, alpha: 1, a: g.address, lda: outputsCount,
-                    b: h.address, ldb: inputs, beta: 0, c: gradients[w].address, ldc: inputs) }
+                try product(transposeA: true, transposeB: false, m: outputsCount, n: inputs, k: rows,
+                    a: g.address, lda: outputsCount, b: h.address, ldb: inputs, c: gradients[w].address, ldc: inputs)
                 if let dh {
-                    try timed(.products) { try cublas.sgemm(
-                        transposeA: false, transposeB: false, m: rows, n: inputs, k: outputsCount, alpha: 1, a: g.address, lda: outputsCount,
-                        b: weights[w].address, ldb: inputs, beta: 0, c: dh.address, ldc: inputs) }
+                    try product(transposeA: false, transposeB: false, m: rows, n: inputs, k: outputsCount,
+                        a: g.address, lda: outputsCount, b: weights[w].address, ldb: inputs, c: dh.address, ldc: inputs)
                 }
             case let .conditioning(classes):
                 guard let dh else { continue }
@@ -371,24 +376,20 @@ extension CUDAStep {
                     // cols = im2col(∂y) [rows·H·W, O·k²];  ∂W = xᵀ cols [C, O·k²];  ∂x = cols Wᵀ [rows·H·W, C].
                     let m = rows * c.inHeight * c.inWidth
                     try im2col(g, rows: rows, channels: c.outChannels, height: c.outHeight, width: c.outWidth, grid: c.grid, geometry, into: cols)
-                    try timed(.products) { try cublas.sgemm(
-                        transposeA: true, transposeB: false, m: c.inChannels, n: c.patchLength, k: m, alpha: 1, a: h.address, lda: c.inChannels,
-                        b: cols.address, ldb: c.patchLength, beta: 0, c: gradients[c.weight].address, ldc: c.patchLength) }
+                    try product(transposeA: true, transposeB: false, m: c.inChannels, n: c.patchLength, k: m,
+                        a: h.address, lda: c.inChannels, b: cols.address, ldb: c.patchLength, c: gradients[c.weight].address, ldc: c.patchLength)
                     if let dh {
-                        try timed(.products) { try cublas.sgemm(
-                            transposeA: false, transposeB: true, m: m, n: c.inChannels, k: c.patchLength, alpha: 1, a: cols.address, lda: c.patchLength,
-                            b: weights[c.weight].address, ldb: c.patchLength, beta: 0, c: dh.address, ldc: c.inChannels) }
+                        try product(transposeA: false, transposeB: true, m: m, n: c.inChannels, k: c.patchLength,
+                            a: cols.address, lda: c.patchLength, b: weights[c.weight].address, ldb: c.patchLength, c: dh.address, ldc: c.inChannels)
                     }
                 } else {
                     // cols = im2col(x);  ∂W = ∂yᵀ cols [O, C·k²];  then cols ← ∂y W and ∂x = col2im(cols).
                     try im2col(h, rows: rows, channels: c.inChannels, height: c.inHeight, width: c.inWidth, grid: c.grid, geometry, into: cols)
-                    try timed(.products) { try cublas.sgemm(
-                        transposeA: true, transposeB: false, m: c.outChannels, n: c.patchLength, k: positions, alpha: 1, a: g.address, lda: c.outChannels,
-                        b: cols.address, ldb: c.patchLength, beta: 0, c: gradients[c.weight].address, ldc: c.patchLength) }
+                    try product(transposeA: true, transposeB: false, m: c.outChannels, n: c.patchLength, k: positions,
+                        a: g.address, lda: c.outChannels, b: cols.address, ldb: c.patchLength, c: gradients[c.weight].address, ldc: c.patchLength)
                     if let dh {
-                        try timed(.products) { try cublas.sgemm(
-                            transposeA: false, transposeB: false, m: positions, n: c.patchLength, k: c.outChannels, alpha: 1, a: g.address, lda: c.outChannels,
-                            b: weights[c.weight].address, ldb: c.patchLength, beta: 0, c: cols.address, ldc: c.patchLength) }
+                        try product(transposeA: false, transposeB: false, m: positions, n: c.patchLength, k: c.outChannels,
+                            a: g.address, lda: c.outChannels, b: weights[c.weight].address, ldb: c.patchLength, c: cols.address, ldc: c.patchLength)
                         try col2im(cols, rows: rows, channels: c.inChannels, height: c.inHeight, width: c.inWidth, grid: c.grid, geometry, bias: nil, relu: false,
                                    into: dh)
                     }

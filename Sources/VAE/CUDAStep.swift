@@ -39,6 +39,9 @@ public final class CUDAStep {
 
     public let context: CUDAContext
     public let cublas: CUBLAS
+    /// The matrix products' format: FP32, or bf16 operands with FP32 sums (cuBLAS's
+    /// CUBLAS_COMPUTE_32F_FAST_16BF on the tensor cores); everything else stays FP32.
+    public var precision: MatrixPrecision = .fp32
     let likelihood: Likelihood
     let encoderOps: [Op]
     let decoderOps: [Op]

@@ -174,7 +174,6 @@ public final class Trainer {
             throw CUDAError("--device cuda: \(what) is not supported on the GPU yet")
         }
         guard communicator == nil else { throw CUDAError("--device cuda: several MPI ranks on GPUs are not supported yet") }
-        guard model.precision == .fp32 else { throw CUDAError("--device cuda: bf16 products are not supported on the GPU yet (it trains in FP32)") }
         guard counterNoise != nil else { throw CUDAError("--device cuda: the run draws ε from the sequential generator (made before counter noise); resume it on the CPU") }
         try step.upload(from: model)
         try step.upload(state: optimizer)

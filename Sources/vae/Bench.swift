@@ -64,11 +64,13 @@ struct Bench: ParsableCommand {
         let config = try model.config(inputShape: splits.inputShape, classes: splits.classCount)
         try Limits.validate(batchSize: batchSize, samples: objective.iwae, model: config)
         let (train, test) = (splits.train, splits.test)
-        let resolvedPrecision = precision.resolved()
-        if resolvedPrecision == .bf16 { training.precision = .bf16 }
         if case let gpu = devices.computeDevice, gpu != .cpu {
+            // The GPU runs bf16 products on its tensor cores, whatever this CPU does.
+            training.precision = precision.precision
             return try measureOnGPU(gpu, config: config, training: training, train: train, communicator: communicator)
         }
+        let resolvedPrecision = precision.resolved()
+        if resolvedPrecision == .bf16 { training.precision = .bf16 }
         // --threads auto (the default) times the splits of the cores first, as `vae train` does.
         let parallelism = try threading.chosen(config: RunConfig(model: config, training: training), train: train, communicator: communicator) { line in
             if !json { FileHandle.standardError.write(Data("vae bench: \(line)\n".utf8)) }
@@ -190,7 +192,7 @@ struct Bench: ParsableCommand {
         let trainer = Trainer(
             model: model, optimizer: Adam(parameters: model.parameters), rng: RandomGenerator(seed: 2), workers: 1, objective: training.trainingObjective)
         trainer.counterNoise = CounterNoise(seed: 2)
-        let (step, summary) = try gpu.makeStep(for: model, environment: ProcessInfo.processInfo.environment)
+        let (step, summary) = try gpu.makeStep(for: model, precision: training.matrixPrecision, environment: ProcessInfo.processInfo.environment)
         try trainer.useDevice(step, data: train)
         let loader = BatchLoader(dataset: train, batchSize: batchSize, shuffle: true, seed: 3, conditionClasses: config.conditionClasses)
         loader.fillsImages = false  // the GPU makes each batch from the data set it holds

@@ -70,7 +70,8 @@ struct Evaluate: ParsableCommand {
         let parallelism = threading.parallelism
         let workers = parallelism.apply()
         let (model, config) = try RunFolder(path: runFolder).loadModel(weights, epoch: epoch)
-        model.precision = precision.resolved()
+        // The host's products in what this CPU runs (said only when the CPU does all the work).
+        model.precision = devices.computeDevice == .cpu || iwSamples == 0 ? precision.resolved() : BF16.resolve(precision.precision).precision
         var testSet = try config.training.loadTestSet(for: config.model)
         if let limit { testSet = testSet.prefix(limit) }
         let loss = model.evaluate(testSet)
@@ -104,8 +105,7 @@ struct Evaluate: ParsableCommand {
             // The GPU first, so that a missing driver or library is said before any work.
             var gpu: CUDAStep?
             if devices.computeDevice != .cpu {
-                guard model.precision == .fp32 else { throw ValidationError("--precision bf16 is for the CPU; the GPU estimates log p(x) in FP32") }
-                let (step, summary) = try devices.computeDevice.makeStep(for: model, environment: ProcessInfo.processInfo.environment)
+                let (step, summary) = try devices.computeDevice.makeStep(for: model, precision: precision.precision, environment: ProcessInfo.processInfo.environment)
                 gpu = step
                 object["device"] = summary
                 if !json { print("vae eval: log p(x) on \(summary)") }
@@ -121,9 +121,13 @@ struct Evaluate: ParsableCommand {
                 bar?.end()
                 return (estimate, monotonicSeconds() - start)
             }
-            let inBF16 = model.precision == .bf16
+            // bf16 where the estimate runs (the GPU's tensor cores, or this CPU), then FP32 on the
+            // same images and samples.
+            let inBF16 = gpu == nil ? model.precision == .bf16 : precision.precision == .bf16
+            let elboInBF16 = model.precision == .bf16
             let reduced = inBF16 ? try estimateLogLikelihood(" in bf16") : nil
             model.precision = .fp32
+            gpu?.precision = .fp32
             let (estimate, seconds) = try estimateLogLikelihood(inBF16 ? " in FP32" : "")
             // The ELBO above was computed in the chosen precision: its gap is to that log p(x).
             let gap = (reduced?.estimate.mean ?? estimate.mean) + loss.meanNegativeELBO
@@ -143,7 +147,7 @@ struct Evaluate: ParsableCommand {
             }
             lines += [
                 "  log p(x)        \(fixed(estimate.mean, 3)) ± \(fixed(estimate.standardError, 3)) nats/image\(inBF16 ? " in FP32" : "") (K = \(iwSamples) importance samples; ± is the standard error)",
-                "  gap             \(fixed(gap, 3)) nats/image (log p(x) − ELBO\(reduced == nil ? "" : ", both in bf16"))",
+                "  gap             \(fixed(gap, 3)) nats/image (log p(x) − ELBO\(reduced == nil ? "" : elboInBF16 ? ", both in bf16" : ", log p(x) in bf16"))",
                 "                  \(fixed(seconds, 1)) s, \(Int(Double(estimate.perImage.count * iwSamples) / seconds)) samples/s",
             ]
             if let (bf16, bf16Seconds) = reduced {

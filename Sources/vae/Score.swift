@@ -56,7 +56,8 @@ struct Score: ParsableCommand {
         let workers = threading.parallelism.apply()
         let folder = RunFolder(path: runFolder)
         let (model, config) = try folder.loadModel(.final, epoch: epoch)
-        model.precision = precision.resolved()
+        // The host's products in what this CPU runs (said only when the CPU does the work).
+        model.precision = devices.computeDevice == .cpu ? precision.resolved() : BF16.resolve(precision.precision).precision
         var dataset: ImageDataset
         if let data {
             dataset = try UserData.load(data, labels: labels, imageShape: config.model.inputShape)
@@ -87,8 +88,7 @@ struct Score: ParsableCommand {
         // library is one line); the −ELBO, its terms and μ stay on the CPU.
         var gpu: CUDAStep?
         if devices.computeDevice != .cpu {
-            guard model.precision == .fp32 else { throw ValidationError("--precision bf16 is for the CPU; the GPU scores in FP32") }
-            let (step, summary) = try devices.computeDevice.makeStep(for: model, environment: ProcessInfo.processInfo.environment)
+            let (step, summary) = try devices.computeDevice.makeStep(for: model, precision: precision.precision, environment: ProcessInfo.processInfo.environment)
             gpu = step
             print("vae score: log p(x) on \(summary)")
         }
