@@ -289,10 +289,10 @@ extension LearningRateScaling: ExpressibleByArgument {}
 struct DeviceOptions: ParsableArguments {
     @Option(help: ArgumentHelp("""
         Where the work runs: cpu, or cuda[:N] for NVIDIA GPU N (the CUDA driver, NVRTC and cuBLAS \
-        loaded at run time; nothing to install at build time). The GPU runs the MLP and conv \
-        models with one stochastic layer, every likelihood, objective and optimiser, in FP32; \
-        anything else (two stochastic layers, bf16, MPI ranks) is refused before work starts. \
-        A run trained on either device resumes and evaluates on the other.
+        loaded at run time; nothing to install at build time). The GPU runs every model the \
+        CPU does (MLP and conv, one or two stochastic layers, every likelihood, objective and \
+        optimiser, FP32 or --precision bf16); several MPI ranks on GPUs are refused before work \
+        starts. A run trained on either device resumes and evaluates on the other.
         """, valueName: "device"))
     var device: String = "cpu"
 

@@ -108,8 +108,9 @@ extension MatrixPrecision: ExpressibleByArgument {}
 struct PrecisionOptions: ParsableArguments {
     @Option(help: """
         Matrix products in fp32 or bf16 (bf16 operands, FP32 sums; the weights, the likelihoods, \
-        KL and every reported figure stay FP32). bf16 needs a CPU with AVX512_BF16; without it \
-        the command runs FP32 and says so.
+        KL and every reported figure stay FP32). bf16 needs a CPU with AVX512_BF16 or AMX; \
+        without either the command runs FP32 and says so. With --device cuda the GPU's tensor \
+        cores run the bf16 products (cuBLAS's bf16 compute type), whatever the CPU.
         """)
     var precision: MatrixPrecision = .fp32
 
