@@ -34,41 +34,32 @@ public enum GPUKernelCheck {
         }
         let grid = { (n: Int) in CUDAContext.grid(for: n) }
 
-        // Bias + ReLU.
-        let pre = random(rows * hidden), bias = random(hidden)
-        let y = try DeviceBuffer(pre), b = try DeviceBuffer(bias)
-        try context.launch("vae_add_bias", grid: grid(pre.count), [.buffer(y), .buffer(b), .int32(Int32(rows)), .int32(Int32(hidden)), .int32(1)])
-        record("vae_add_bias", "Linear's bias + fused ReLU (loop)", try y.download(), pre.indices.map { max(pre[$0] + bias[$0 % hidden], 0) })
-
-        // ReLU backward through the output just computed.
-        let outputs = try y.download(), upstream = random(outputs.count)
-        let dy = try DeviceBuffer(upstream)
-        try context.launch("vae_relu_backward", grid: grid(outputs.count), [.buffer(dy), .buffer(y), .int64(outputs.count)])
-        record("vae_relu_backward", "ReLU.backward (loop)", try dy.download(), outputs.indices.map { outputs[$0] > 0 ? upstream[$0] : 0 })
-
-        // tanh and its backward.
-        let tx = random(rows * hidden, -4, 4)
-        let tIn = try DeviceBuffer(tx), tOut = try DeviceBuffer(count: tx.count)
-        try context.launch("vae_tanh_forward", grid: grid(tx.count), [.buffer(tIn), .buffer(tOut), .int64(tx.count)])
-        var tanhCPU = [Float](repeating: 0, count: tx.count)
-        vae_tanh(tx, &tanhCPU, tx.count)
-        record("vae_tanh_forward", "vae_tanh", try tOut.download(), tanhCPU)
-        let tdy = random(tx.count)
-        let tGrad = try DeviceBuffer(tdy), tDx = try DeviceBuffer(count: tx.count)
-        try tOut.upload(tanhCPU)
-        try context.launch("vae_tanh_backward", grid: grid(tx.count), [.buffer(tOut), .buffer(tGrad), .buffer(tDx), .int64(tx.count)])
-        var tanhBackCPU = [Float](repeating: 0, count: tx.count)
-        vae_tanh_backward(tanhCPU, tdy, &tanhBackCPU, tx.count)
-        record("vae_tanh_backward", "vae_tanh_backward", try tDx.download(), tanhBackCPU)
-
-        // Column sums (bias gradients).
-        let g = random(rows * pixels)
-        let gBuffer = try DeviceBuffer(g), sums = try DeviceBuffer(count: pixels)
-        try context.launch("vae_column_sums", grid: grid(pixels), [.buffer(gBuffer), .buffer(sums), .int32(Int32(rows)), .int32(Int32(pixels))])
-        let gTensor = Tensor(shape: [rows, pixels], values: g)
-        var columnCPU = [Float](repeating: 0, count: pixels)
-        gTensor.sumRows(into: &columnCPU)
-        record("vae_column_sums", "Tensor.sumRows", try sums.download(), columnCPU)
+        // Each activation in the bias pass (vae_add_bias), and its derivative from the output in
+        // the bias gradient (vae_bias_gradient: g through the activation, then its column sums),
+        // against the CPU's layers.
+        let pre = random(rows * hidden, -6, 6), bias = random(hidden), upstream = random(rows * hidden)
+        let activations: [(name: String, layer: Layer?, code: Int32, slope: Float)] = [
+            ("none", nil, 0, 0), ("ReLU", ReLU(), 1, 0), ("tanh", Tanh(), 2, 0), ("leaky ReLU", LeakyReLU(slope: 0.2), 3, 0.2), ("sigmoid", Sigmoid(), 4, 0),
+            ("softplus", Softplus(), 5, 0),
+        ]
+        for (name, layer, code, slope) in activations {
+            let y = try DeviceBuffer(pre), b = try DeviceBuffer(bias)
+            try context.launch("vae_add_bias", grid: grid(pre.count), [.buffer(y), .buffer(b), .int32(Int32(rows)), .int32(Int32(hidden)), .int32(code), .float(slope)])
+            let biased = Tensor(shape: [rows, hidden], values: pre.indices.map { pre[$0] + bias[$0 % hidden] })
+            let yCPU = layer?.forward(biased) ?? biased
+            let twin = layer.map { "Linear's bias, \(type(of: $0)).forward" } ?? "Linear's bias"
+            record("vae_add_bias (\(name))", twin, try y.download(), yCPU.toArray())
+            let g = try DeviceBuffer(upstream), db = try DeviceBuffer(count: hidden)
+            try y.upload(yCPU.toArray())
+            try context.launch("vae_bias_gradient", grid: grid(hidden), [
+                .buffer(g), .buffer(y), .int32(code), .float(slope), .int32(Int32(rows)), .int32(Int32(hidden)), .buffer(db),
+            ])
+            let gCPU = layer?.backward(Tensor(shape: [rows, hidden], values: upstream)) ?? Tensor(shape: [rows, hidden], values: upstream)
+            var dbCPU = [Float](repeating: 0, count: hidden)
+            gCPU.sumRows(into: &dbCPU)
+            record("vae_bias_gradient (\(name): ∂y through it, Σ rows)", layer.map { "\(type(of: $0)).backward, Tensor.sumRows" } ?? "Tensor.sumRows",
+                   try g.download() + db.download(), gCPU.toArray() + dbCPU)
+        }
 
         // The posterior: reparameterisation, KL per row, and the gradient of both.
         let posterior = random(rows * 2 * latent, -1.5, 1.5), eps = CounterNoise(seed: 3).normals(stream: 0, count: rows * latent)
@@ -202,8 +193,7 @@ public enum GPUKernelCheck {
         return result
     }
 
-    /// The other layers' kernels against their CPU twins: the activations besides ReLU and tanh,
-    /// the convolutions' patches and their adjoint (the CPU's in its own column order, permuted),
+    /// The other layers' kernels against their CPU twins: the convolutions' patches and their adjoint (the CPU's in its own column order, permuted),
     /// the layout changes, upsampling, and the two-pass sums of a tall bias gradient.
     static func layerChecks(_ context: CUDAContext, rng: inout RandomGenerator) throws -> [Row] {
         var result: [Row] = []
@@ -212,23 +202,6 @@ public enum GPUKernelCheck {
             result.append(Row(kernel: kernel, twin: twin, elements: cpu.count, largestError: gpu.count == cpu.count ? worst(gpu, cpu) : .infinity, tolerance: tolerance))
         }
         let grid = { (n: Int) in CUDAContext.grid(for: n) }
-
-        // Activations: forward, and backward through the input (leaky ReLU, softplus) or the output (sigmoid).
-        let (activationRows, width) = (30, 100), n = activationRows * width
-        let x = random(n, -8, 8), dy = random(n)
-        let xBuffer = try DeviceBuffer(x), yBuffer = try DeviceBuffer(count: n), dyBuffer = try DeviceBuffer(dy), dxBuffer = try DeviceBuffer(count: n)
-        let activations: [(String, Layer, usesOutput: Bool, slope: Float?)] = [
-            ("leaky_relu", LeakyReLU(slope: 0.2), false, 0.2), ("sigmoid", Sigmoid(), true, nil), ("softplus", Softplus(), false, nil),
-        ]
-        for (name, layer, usesOutput, slope) in activations {
-            let extra: [KernelArgument] = slope.map { [.float($0)] } ?? []
-            try context.launch("vae_\(name)_forward", grid: grid(n), [.buffer(xBuffer), .buffer(yBuffer), .int64(n)] + extra)
-            try context.launch("vae_\(name)_backward", grid: grid(n), [.buffer(usesOutput ? yBuffer : xBuffer), .buffer(dyBuffer), .buffer(dxBuffer), .int64(n)] + extra)
-            let yCPU = layer.forward(Tensor(shape: [activationRows, width], values: x)).toArray()
-            let dxCPU = layer.backward(Tensor(shape: [activationRows, width], values: dy))!.toArray()
-            record("vae_\(name)_forward", "\(type(of: layer)).forward", try yBuffer.download(), yCPU)
-            record("vae_\(name)_backward", "\(type(of: layer)).backward", try dxBuffer.download(), dxCPU)
-        }
 
         // Patches and their adjoint, for the reference model's geometry and the 3 × 3 one after
         // upsampling; the CPU's patch columns are (kh, kw, c), the GPU's (c, kh, kw).
@@ -254,7 +227,7 @@ public enum GPUKernelCheck {
             let biasBuffer = try DeviceBuffer(bias), dst = try DeviceBuffer(count: src.count)
             try context.launch("vae_col2im", grid: grid(src.count), [
                 .buffer(colsBuffer), .int32(Int32(batch)), .int32(Int32(channels)), .int32(Int32(height)), .int32(Int32(widthPixels)), .int32(Int32(gh)),
-                .int32(Int32(gw)), .int32(Int32(k)), .int32(Int32(s)), .int32(Int32(p)), .buffer(biasBuffer), .int32(1), .buffer(dst),
+                .int32(Int32(gw)), .int32(Int32(k)), .int32(Int32(s)), .int32(Int32(p)), .buffer(biasBuffer), .int32(1), .float(0), .buffer(dst),
             ])
             var permuted = [Float](repeating: 0, count: cols.count)
             for i in cols.indices { permuted[i / patch * patch + cpuColumn[i % patch]] = cols[i] }
@@ -281,14 +254,22 @@ public enum GPUKernelCheck {
         try context.launch("vae_upsample_backward", grid: grid(small.count), [.buffer(large), .int32(3), .int32(4), .int32(5), .int32(6), .int32(2), .buffer(smallBuffer)])
         record("vae_upsample_backward", "Upsample.backward", try smallBuffer.download(), upsample.backward(Tensor(shape: [3, 8, 10, 6], values: upstream))!.toArray())
 
-        // A convolution's bias gradient: 3,000 rows in partial sums of 64, then their sums.
+        // A convolution's bias gradient through its ReLU: 3,000 rows in partial sums of 64, then their sums.
         let (tall, columns, chunk) = (3000, 7, 64), parts = (tall + chunk - 1) / chunk
-        let g = random(tall * columns), gBuffer = try DeviceBuffer(g), partials = try DeviceBuffer(count: parts * columns), sums = try DeviceBuffer(count: columns)
-        try context.launch("vae_column_partial_sums", grid: grid(parts * columns), [.buffer(gBuffer), .int32(Int32(tall)), .int32(Int32(columns)), .int32(Int32(chunk)), .buffer(partials)])
-        try context.launch("vae_column_sums", grid: grid(columns), [.buffer(partials), .buffer(sums), .int32(Int32(parts)), .int32(Int32(columns))])
+        let output = random(tall * columns), g = random(tall * columns)
+        let (yBuffer, gBuffer) = (try DeviceBuffer(output), try DeviceBuffer(g))
+        let partials = try DeviceBuffer(count: parts * columns), sums = try DeviceBuffer(count: columns)
+        try context.launch("vae_bias_gradient_partials", grid: grid(parts * columns), [
+            .buffer(gBuffer), .buffer(yBuffer), .int32(1), .float(0), .int32(Int32(tall)), .int32(Int32(columns)), .int32(Int32(chunk)), .buffer(partials),
+        ])
+        try context.launch("vae_bias_gradient", grid: grid(columns), [
+            .buffer(partials), .buffer(nil), .int32(0), .float(0), .int32(Int32(parts)), .int32(Int32(columns)), .buffer(sums),
+        ])
+        let masked = Tensor(shape: [tall, columns], values: g.indices.map { output[$0] > 0 ? g[$0] : 0 })
         var sumsCPU = [Float](repeating: 0, count: columns)
-        Tensor(shape: [tall, columns], values: g).sumRows(into: &sumsCPU)
-        record("vae_column_partial_sums + vae_column_sums", "Tensor.sumRows", try sums.download(), sumsCPU)
+        masked.sumRows(into: &sumsCPU)
+        record("vae_bias_gradient_partials + vae_bias_gradient (ReLU)", "ReLU.backward, Tensor.sumRows", try gBuffer.download() + sums.download(),
+               masked.toArray() + sumsCPU)
         return result
     }
 

@@ -24,7 +24,7 @@ extension CUDAStep {
         let geometry: ConvolutionGeometry
         let inHeight: Int
         let inWidth: Int
-        var relu = false
+        var activation: Activation?
 
         var outHeight: Int { transposed ? geometry.transposedOutput(inHeight) : geometry.convolutionOutput(inHeight) }
         var outWidth: Int { transposed ? geometry.transposedOutput(inWidth) : geometry.convolutionOutput(inWidth) }
@@ -37,19 +37,31 @@ extension CUDAStep {
         var outputSize: Int { outChannels * outHeight * outWidth }
     }
 
-    /// The elementwise activations other than the ReLU (which folds into the layer before it).
+    /// The elementwise activations, each applied by the layer before it (its bias pass) and
+    /// differentiated from that layer's output in its bias-gradient pass.
     enum Activation {
+        case relu
         case tanh
         case leakyReLU(slope: Float)
         case sigmoid
         case softplus
+
+        /// The kernels' code for it (`vae_activate` in Kernels.cu) and its parameter.
+        var code: (Int32, Float) {
+            switch self {
+            case .relu: (1, 0)
+            case .tanh: (2, 0)
+            case .leakyReLU(let slope): (3, slope)
+            case .sigmoid: (4, 0)
+            case .softplus: (5, 0)
+            }
+        }
     }
 
     /// One layer of a network as the GPU runs it.
     enum Op {
-        /// Parameter indices (weight, bias) in the model's order; sizes; whether a ReLU follows.
-        case linear(weight: Int, bias: Int, inputs: Int, outputs: Int, relu: Bool)
-        case activation(Activation)
+        /// Parameter indices (weight, bias) in the model's order; sizes; the activation after it.
+        case linear(weight: Int, bias: Int, inputs: Int, outputs: Int, activation: Activation?)
         /// The one-hot label appended to each row (a conditional model).
         case conditioning(classes: Int)
         case convolution(Convolution)
@@ -74,20 +86,25 @@ extension CUDAStep {
         for layer in network.layers {
             switch layer {
             case let linear as Linear:
-                ops.append(.linear(weight: index(linear.weight), bias: index(linear.bias), inputs: linear.inputSize, outputs: linear.outputSize, relu: false))
+                ops.append(.linear(weight: index(linear.weight), bias: index(linear.bias), inputs: linear.inputSize, outputs: linear.outputSize, activation: nil))
                 shape = [linear.outputSize]
-            case is ReLU:
-                switch ops.last {
-                case let .linear(w, b, i, o, _)?: ops[ops.count - 1] = .linear(weight: w, bias: b, inputs: i, outputs: o, relu: true)
-                case var .convolution(c)?:
-                    c.relu = true
-                    ops[ops.count - 1] = .convolution(c)
-                default: throw CUDAError("the GPU runs a ReLU only after a Linear or convolution layer")
+            case let layer as ElementwiseActivation:
+                let activation: Activation
+                switch layer {
+                case is ReLU: activation = .relu
+                case is Tanh: activation = .tanh
+                case let leaky as LeakyReLU: activation = .leakyReLU(slope: leaky.slope)
+                case is Sigmoid: activation = .sigmoid
+                case is Softplus: activation = .softplus
+                default: throw CUDAError("the GPU does not run \(type(of: layer)) activations yet")
                 }
-            case is Tanh: ops.append(.activation(.tanh))
-            case let leaky as LeakyReLU: ops.append(.activation(.leakyReLU(slope: leaky.slope)))
-            case is Sigmoid: ops.append(.activation(.sigmoid))
-            case is Softplus: ops.append(.activation(.softplus))
+                switch ops.last {
+                case let .linear(w, b, i, o, nil)?: ops[ops.count - 1] = .linear(weight: w, bias: b, inputs: i, outputs: o, activation: activation)
+                case var .convolution(c)? where c.activation == nil:
+                    c.activation = activation
+                    ops[ops.count - 1] = .convolution(c)
+                default: throw CUDAError("the GPU runs an activation only after a Linear or convolution layer")
+                }
             case let conditioning as Conditioning:
                 ops.append(.conditioning(classes: conditioning.conditionSize))
                 shape = [shape.reduce(1, *) + conditioning.conditionSize]
@@ -129,7 +146,7 @@ extension CUDAStep {
             case let .linear(_, _, _, outputs, _): current = outputs
             case let .conditioning(classes): current += classes
             case let .convolution(c): current = c.outputSize
-            case .activation, .transpose, .upsample, .view: break
+            case .transpose, .upsample, .view: break
             }
             if case let .upsample(f, _, _, _) = op { current *= f * f }
             return current
@@ -170,7 +187,7 @@ extension CUDAStep {
         }
     }
 
-    /// Rows above which a bias gradient is summed in two passes (`vae_column_partial_sums`), and
+    /// Rows above which a bias gradient is summed in two passes (`vae_bias_gradient_partials`), and
     /// the rows of each partial sum.
     static let tallRows = 1024
     static let partialRows = 64
@@ -218,17 +235,24 @@ extension CUDAStep {
         return Workspace(outputs: outputs, gradients: gradients, scratch: scratch > 0 ? try DeviceBuffer(count: scratch) : nil, source: source, rows: rows)
     }
 
-    /// db[j] = Σ_r g[r, j] over `rows` rows of `columns`: one pass, or two through `scratch` for
-    /// a tall matrix (a convolution's bias gradient).
-    func columnSums(_ g: DeviceBuffer, into db: DeviceBuffer, rows: Int, columns: Int, scratch: DeviceBuffer?) throws {
+    /// A layer's bias gradient through its `activation`: g ← g ⊙ act'(y) in place (y the layer's
+    /// output), db[j] = Σ_r g[r, j] over `rows` rows of `columns`; one pass, or two through
+    /// `scratch` for a tall g (a convolution's).
+    func biasGradient(_ g: DeviceBuffer, output y: DeviceBuffer, activation: Activation?, into db: DeviceBuffer, rows: Int, columns: Int, scratch: DeviceBuffer?) throws {
+        let (code, slope) = activation?.code ?? (0, 0)
         if rows > Self.tallRows, let scratch {
             let parts = (rows + Self.partialRows - 1) / Self.partialRows
-            try context.launch("vae_column_partial_sums", grid: CUDAContext.grid(for: parts * columns), [
-                .buffer(g), .int32(Int32(rows)), .int32(Int32(columns)), .int32(Int32(Self.partialRows)), .buffer(scratch),
+            try context.launch("vae_bias_gradient_partials", grid: CUDAContext.grid(for: parts * columns), [
+                .buffer(g), .buffer(y), .int32(code), .float(slope), .int32(Int32(rows)), .int32(Int32(columns)), .int32(Int32(Self.partialRows)),
+                .buffer(scratch),
             ])
-            try context.launch("vae_column_sums", grid: CUDAContext.grid(for: columns), [.buffer(scratch), .buffer(db), .int32(Int32(parts)), .int32(Int32(columns))])
+            try context.launch("vae_bias_gradient", grid: CUDAContext.grid(for: columns), [
+                .buffer(scratch), .buffer(nil), .int32(0), .float(0), .int32(Int32(parts)), .int32(Int32(columns)), .buffer(db),
+            ])
         } else {
-            try context.launch("vae_column_sums", grid: CUDAContext.grid(for: columns), [.buffer(g), .buffer(db), .int32(Int32(rows)), .int32(Int32(columns))])
+            try context.launch("vae_bias_gradient", grid: CUDAContext.grid(for: columns), [
+                .buffer(g), .buffer(y), .int32(code), .float(slope), .int32(Int32(rows)), .int32(Int32(columns)), .buffer(db),
+            ])
         }
     }
 
@@ -241,15 +265,24 @@ extension CUDAStep {
         ])
     }
 
-    /// The adjoint: patches summed into `rows` channels-last images, plus `bias`, then the ReLU.
+    /// The adjoint: patches summed into `rows` channels-last images, plus `bias`, then the activation.
     private func col2im(
         _ cols: DeviceBuffer, rows: Int, channels: Int, height: Int, width: Int, grid: (height: Int, width: Int), _ g: ConvolutionGeometry,
-        bias: DeviceBuffer?, relu: Bool, into dst: DeviceBuffer
+        bias: DeviceBuffer?, activation: Activation?, into dst: DeviceBuffer
     ) throws {
+        let (code, slope) = activation?.code ?? (0, 0)
         try context.launch("vae_col2im", grid: CUDAContext.grid(for: rows * height * width * channels), [
             .buffer(cols), .int32(Int32(rows)), .int32(Int32(channels)), .int32(Int32(height)), .int32(Int32(width)), .int32(Int32(grid.height)),
-            .int32(Int32(grid.width)), .int32(Int32(g.kernel)), .int32(Int32(g.stride)), .int32(Int32(g.padding)), .buffer(bias), .int32(relu ? 1 : 0),
-            .buffer(dst),
+            .int32(Int32(grid.width)), .int32(Int32(g.kernel)), .int32(Int32(g.stride)), .int32(Int32(g.padding)), .buffer(bias), .int32(code),
+            .float(slope), .buffer(dst),
+        ])
+    }
+
+    /// y[r, j] = act(y[r, j] + bias[j]) for `rows` rows of `columns`.
+    func addBias(_ y: DeviceBuffer, _ bias: DeviceBuffer, rows: Int, columns: Int, activation: Activation?) throws {
+        let (code, slope) = activation?.code ?? (0, 0)
+        try context.launch("vae_add_bias", grid: CUDAContext.grid(for: rows * columns), [
+            .buffer(y), .buffer(bias), .int32(Int32(rows)), .int32(Int32(columns)), .int32(code), .float(slope),
         ])
     }
 
@@ -274,22 +307,11 @@ extension CUDAStep {
             let hWidth = k == 0 ? width : widths[k - 1]
             guard let y = work.outputs[k] else { continue }
             switch op {
-            case let .linear(w, b, inputs, outputsCount, relu):
-                // y = h Wᵀ (W is [out, in], PyTorch's layout), then + b and the ReLU in one pass.
+            case let .linear(w, b, inputs, outputsCount, activation):
+                // y = h Wᵀ (W is [out, in], PyTorch's layout), then + b and the activation in one pass.
                 try product(transposeA: false, transposeB: true, m: rows, n: outputsCount, k: inputs,
                     a: h.address, lda: inputs, b: weights[w].address, ldb: inputs, c: y.address, ldc: outputsCount)
-                try context.launch("vae_add_bias", grid: CUDAContext.grid(for: rows * outputsCount), [
-                    .buffer(y), .buffer(weights[b]), .int32(Int32(rows)), .int32(Int32(outputsCount)), .int32(relu ? 1 : 0),
-                ])
-            case let .activation(kind):
-                let n = rows * hWidth
-                switch kind {
-                case .tanh: try context.launch("vae_tanh_forward", grid: CUDAContext.grid(for: n), [.buffer(h), .buffer(y), .int64(n)])
-                case .leakyReLU(let slope):
-                    try context.launch("vae_leaky_relu_forward", grid: CUDAContext.grid(for: n), [.buffer(h), .buffer(y), .int64(n), .float(slope)])
-                case .sigmoid: try context.launch("vae_sigmoid_forward", grid: CUDAContext.grid(for: n), [.buffer(h), .buffer(y), .int64(n)])
-                case .softplus: try context.launch("vae_softplus_forward", grid: CUDAContext.grid(for: n), [.buffer(h), .buffer(y), .int64(n)])
-                }
+                try addBias(y, weights[b], rows: rows, columns: outputsCount, activation: activation)
             case let .conditioning(classes):
                 guard let (labels, repeats) = condition else { throw CUDAError("a conditional model needs its labels on the GPU") }
                 try context.launch("vae_concat_condition", grid: CUDAContext.grid(for: rows * (hWidth + classes)), [
@@ -303,16 +325,14 @@ extension CUDAStep {
                     try product(transposeA: false, transposeB: false, m: m, n: c.patchLength, k: c.inChannels,
                         a: h.address, lda: c.inChannels, b: weights[c.weight].address, ldb: c.patchLength, c: cols.address, ldc: c.patchLength)
                     try col2im(cols, rows: rows, channels: c.outChannels, height: c.outHeight, width: c.outWidth, grid: c.grid, g, bias: weights[c.bias],
-                               relu: c.relu, into: y)
+                               activation: c.activation, into: y)
                 } else {
                     // y [rows·Ho·Wo, O] = im2col(x) Wᵀ, + b and the ReLU.
                     let m = rows * c.outHeight * c.outWidth
                     try im2col(h, rows: rows, channels: c.inChannels, height: c.inHeight, width: c.inWidth, grid: c.grid, g, into: cols)
                     try product(transposeA: false, transposeB: true, m: m, n: c.outChannels, k: c.patchLength,
                         a: cols.address, lda: c.patchLength, b: weights[c.weight].address, ldb: c.patchLength, c: y.address, ldc: c.outChannels)
-                    try context.launch("vae_add_bias", grid: CUDAContext.grid(for: m * c.outChannels), [
-                        .buffer(y), .buffer(weights[c.bias]), .int32(Int32(m)), .int32(Int32(c.outChannels)), .int32(c.relu ? 1 : 0),
-                    ])
+                    try addBias(y, weights[c.bias], rows: m, columns: c.outChannels, activation: c.activation)
                 }
             case let .transpose(r, columns):
                 try context.launch("vae_transpose_examples", grid: CUDAContext.grid(for: rows * r * columns), [
@@ -337,11 +357,8 @@ extension CUDAStep {
             let h = work.output(k - 1, input: input)
             let dh = work.gradient(k - 1, input: inputGradient)
             switch ops[k] {
-            case let .linear(w, b, inputs, outputsCount, relu):
-                if relu {
-                    try context.launch("vae_relu_backward", grid: CUDAContext.grid(for: rows * outputsCount), [.buffer(g), .buffer(y), .int64(rows * outputsCount)])
-                }
-                try columnSums(g, into: gradients[b], rows: rows, columns: outputsCount, scratch: nil)
+            case let .linear(w, b, inputs, outputsCount, activation):
+                try biasGradient(g, output: y, activation: activation, into: gradients[b], rows: rows, columns: outputsCount, scratch: nil)
                 // ∂W = gᵀ h [out, in];  ∂h = g W [rows, in].
                 try product(transposeA: true, transposeB: false, m: outputsCount, n: inputs, k: rows,
                     a: g.address, lda: outputsCount, b: h.address, ldb: inputs, c: gradients[w].address, ldc: inputs)
@@ -355,23 +372,10 @@ extension CUDAStep {
                 try context.launch("vae_first_columns", grid: CUDAContext.grid(for: rows * (width - classes)), [
                     .buffer(g), .int32(Int32(rows)), .int32(Int32(width - classes)), .int32(Int32(width)), .buffer(dh),
                 ])
-            case let .activation(kind):
-                guard let dh else { continue }
-                let n = rows * outputWidths[k]
-                switch kind {
-                case .tanh: try context.launch("vae_tanh_backward", grid: CUDAContext.grid(for: n), [.buffer(y), .buffer(g), .buffer(dh), .int64(n)])
-                case .leakyReLU(let slope):
-                    try context.launch("vae_leaky_relu_backward", grid: CUDAContext.grid(for: n), [.buffer(h), .buffer(g), .buffer(dh), .int64(n), .float(slope)])
-                case .sigmoid: try context.launch("vae_sigmoid_backward", grid: CUDAContext.grid(for: n), [.buffer(y), .buffer(g), .buffer(dh), .int64(n)])
-                case .softplus: try context.launch("vae_softplus_backward", grid: CUDAContext.grid(for: n), [.buffer(h), .buffer(g), .buffer(dh), .int64(n)])
-                }
             case let .convolution(c):
                 let cols = work.scratch!, geometry = c.geometry
                 let positions = rows * c.outHeight * c.outWidth
-                if c.relu {
-                    try context.launch("vae_relu_backward", grid: CUDAContext.grid(for: positions * c.outChannels), [.buffer(g), .buffer(y), .int64(positions * c.outChannels)])
-                }
-                try columnSums(g, into: gradients[c.bias], rows: positions, columns: c.outChannels, scratch: cols)
+                try biasGradient(g, output: y, activation: c.activation, into: gradients[c.bias], rows: positions, columns: c.outChannels, scratch: cols)
                 if c.transposed {
                     // cols = im2col(∂y) [rows·H·W, O·k²];  ∂W = xᵀ cols [C, O·k²];  ∂x = cols Wᵀ [rows·H·W, C].
                     let m = rows * c.inHeight * c.inWidth
@@ -390,8 +394,8 @@ extension CUDAStep {
                     if let dh {
                         try product(transposeA: false, transposeB: false, m: positions, n: c.patchLength, k: c.outChannels,
                             a: g.address, lda: c.outChannels, b: weights[c.weight].address, ldb: c.patchLength, c: cols.address, ldc: c.patchLength)
-                        try col2im(cols, rows: rows, channels: c.inChannels, height: c.inHeight, width: c.inWidth, grid: c.grid, geometry, bias: nil, relu: false,
-                                   into: dh)
+                        try col2im(cols, rows: rows, channels: c.inChannels, height: c.inHeight, width: c.inWidth, grid: c.grid, geometry, bias: nil,
+                                   activation: nil, into: dh)
                     }
                 }
             case let .transpose(r, columns):

@@ -14,30 +14,47 @@ typedef unsigned long long u64;
 #define FOR_EACH(i, n) for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < (long)(n); i += (long)gridDim.x * blockDim.x)
 
 // ---------------------------------------------------------------------------------------------
-// Layers
+// Layers. An activation is applied by the layer before it (a Linear or a convolution): `activation`
+// 0 none, 1 ReLU, 2 tanh, 3 leaky ReLU (of `slope`), 4 sigmoid, 5 softplus; its derivative is
+// taken from the output, so the pre-activations need not be kept.
 
-// y[b, j] += bias[j], then max(·, 0) when relu ≠ 0.
-// CPU: Linear.forward's bias term and the ReLU that ReLUFusing folds into it.
-extern "C" __global__ void vae_add_bias(float *y, const float *bias, int rows, int cols, int relu) {
-    FOR_EACH(i, (long)rows * cols) {
-        float v = y[i] + bias[i % cols];
-        y[i] = (relu && v < 0.0f) ? 0.0f : v;
+// The logistic function without overflow: 1/(1 + e⁻ˣ) for x ≥ 0, eˣ/(1 + eˣ) below. CPU: sigmoid.
+__device__ static inline float vae_logistic(float x) {
+    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+
+// act(x). CPU: ReLU (fused, as ReLUFusing does), Tanh (vae_tanh), LeakyReLU, Sigmoid, Softplus
+// (max(x, 0) + log1p(e^−|x|)).
+__device__ static inline float vae_activate(int activation, float x, float slope) {
+    switch (activation) {
+    case 1: return x < 0.0f ? 0.0f : x;
+    case 2: return tanhf(x);
+    case 3: return x > 0.0f ? x : slope * x;
+    case 4: return vae_logistic(x);
+    case 5: return fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x)));
+    default: return x;
     }
 }
 
-// dy ← dy ⊙ [y > 0], through the ReLU's output y. CPU: ReLU.backward.
-extern "C" __global__ void vae_relu_backward(float *dy, const float *y, long n) {
-    FOR_EACH(i, n) if (!(y[i] > 0.0f)) dy[i] = 0.0f;
+// act'(x) from y = act(x): ReLU [y > 0]; tanh 1 − y²; leaky ReLU 1 or slope by the sign of y;
+// sigmoid y(1 − y); softplus σ(x) = 1 − e^−y, as −expm1(−y) (exact for small y). CPU: each
+// layer's backward.
+__device__ static inline float vae_activation_derivative(int activation, float y, float slope) {
+    switch (activation) {
+    case 1: return y > 0.0f ? 1.0f : 0.0f;
+    case 2: return 1.0f - y * y;
+    case 3: return y > 0.0f ? 1.0f : slope;
+    case 4: return y * (1.0f - y);
+    case 5: return -expm1f(-y);
+    default: return 1.0f;
+    }
 }
 
-// y = tanh(x). CPU: vae_tanh.
-extern "C" __global__ void vae_tanh_forward(const float *x, float *y, long n) {
-    FOR_EACH(i, n) y[i] = tanhf(x[i]);
-}
-
-// dx = dy ⊙ (1 − y²), through the output y = tanh(x). CPU: vae_tanh_backward.
-extern "C" __global__ void vae_tanh_backward(const float *y, const float *dy, float *dx, long n) {
-    FOR_EACH(i, n) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+// y[b, j] = act(y[b, j] + bias[j]). CPU: Linear.forward's bias term and the activation after it.
+extern "C" __global__ void vae_add_bias(float *y, const float *bias, int rows, int cols, int activation, float slope) {
+    FOR_EACH(i, (long)rows * cols) y[i] = vae_activate(activation, y[i] + bias[i % cols], slope);
 }
 
 // Conditioning: y[r] = [x[r] | condition[r / repeat]] ([rows, cols] beside [rows / repeat, classes];
@@ -55,65 +72,47 @@ extern "C" __global__ void vae_first_columns(const float *dy, int rows, int cols
     FOR_EACH(i, (long)rows * cols) dx[i] = dy[(i / cols) * width + i % cols];
 }
 
-// db[j] = Σ_b dy[b, j], rows in order (one thread per column; neighbouring threads read
-// neighbouring columns). CPU: Linear.backward's bias gradient.
-extern "C" __global__ void vae_column_sums(const float *dy, float *db, int rows, int cols) {
+// A layer's bias gradient through its activation: g[b, j] ← g[b, j] · act'(y[b, j]) in place
+// (y the layer's output; nothing written without an activation), and db[j] = Σ_b g[b, j], rows in
+// order (one thread per column; neighbouring threads read neighbouring columns).
+// CPU: the activation's backward, then Linear.backward's bias gradient (Tensor.sumRows).
+extern "C" __global__ void vae_bias_gradient(float *g, const float *y, int activation, float slope, int rows, int cols, float *db) {
     FOR_EACH(j, cols) {
         float s = 0.0f;
-        for (int b = 0; b < rows; b++) s += dy[(long)b * cols + j];
+        for (int b = 0; b < rows; b++) {
+            long i = (long)b * cols + j;
+            float v = g[i];
+            if (activation) {
+                v *= vae_activation_derivative(activation, y[i], slope);
+                g[i] = v;
+            }
+            s += v;
+        }
         db[j] = s;
     }
 }
 
-// Tall column sums in two passes, both in a fixed order: partials[p, j] = Σ dy[r, j] over rows
-// r = p·chunk … min((p + 1)·chunk, rows) − 1 in order (one thread per (p, j)); then
-// vae_column_sums over the [parts, cols] partials. For the bias of a convolution, whose rows are
-// every (image, position): one thread per column alone would walk 25,000 rows.
-extern "C" __global__ void vae_column_partial_sums(const float *dy, int rows, int cols, int chunk, float *partials) {
+// The same for a tall g (a convolution's, whose rows are every (image, position): one thread per
+// column alone would walk 25,000 rows), in two passes, each in a fixed order: this one the
+// partial sums partials[p, j] = Σ g[r, j] over rows r = p·chunk … min((p + 1)·chunk, rows) − 1
+// (one thread per (p, j), g transformed as above), then vae_bias_gradient over the [parts, cols]
+// partials without an activation.
+extern "C" __global__ void vae_bias_gradient_partials(float *g, const float *y, int activation, float slope, int rows, int cols, int chunk,
+                                                      float *partials) {
     long parts = ((long)rows + chunk - 1) / chunk;
     FOR_EACH(i, parts * cols) {
         long p = i / cols, j = i % cols, end = (p + 1) * chunk < rows ? (p + 1) * chunk : rows;
         float s = 0.0f;
-        for (long r = p * chunk; r < end; r++) s += dy[r * cols + j];
+        for (long r = p * chunk; r < end; r++) {
+            float v = g[r * cols + j];
+            if (activation) {
+                v *= vae_activation_derivative(activation, y[r * cols + j], slope);
+                g[r * cols + j] = v;
+            }
+            s += v;
+        }
         partials[i] = s;
     }
-}
-
-// y = x > 0 ? x : slope·x. CPU: LeakyReLU.
-extern "C" __global__ void vae_leaky_relu_forward(const float *x, float *y, long n, float slope) {
-    FOR_EACH(i, n) y[i] = x[i] > 0.0f ? x[i] : slope * x[i];
-}
-
-// dx = dy where x > 0, else slope·dy. CPU: LeakyReLU.backward.
-extern "C" __global__ void vae_leaky_relu_backward(const float *x, const float *dy, float *dx, long n, float slope) {
-    FOR_EACH(i, n) dx[i] = x[i] > 0.0f ? dy[i] : slope * dy[i];
-}
-
-// The logistic function without overflow: 1/(1 + e⁻ˣ) for x ≥ 0, eˣ/(1 + eˣ) below. CPU: sigmoid.
-__device__ static inline float vae_logistic(float x) {
-    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
-    float e = expf(x);
-    return e / (1.0f + e);
-}
-
-// y = 1/(1 + e⁻ˣ). CPU: Sigmoid.
-extern "C" __global__ void vae_sigmoid_forward(const float *x, float *y, long n) {
-    FOR_EACH(i, n) y[i] = vae_logistic(x[i]);
-}
-
-// dx = dy · y(1 − y), through the output y. CPU: Sigmoid.backward.
-extern "C" __global__ void vae_sigmoid_backward(const float *y, const float *dy, float *dx, long n) {
-    FOR_EACH(i, n) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
-}
-
-// y = log(1 + eˣ) = max(x, 0) + log1p(e^−|x|). CPU: Softplus.
-extern "C" __global__ void vae_softplus_forward(const float *x, float *y, long n) {
-    FOR_EACH(i, n) y[i] = fmaxf(x[i], 0.0f) + log1pf(expf(-fabsf(x[i])));
-}
-
-// dx = dy · sigmoid(x). CPU: Softplus.backward.
-extern "C" __global__ void vae_softplus_backward(const float *x, const float *dy, float *dx, long n) {
-    FOR_EACH(i, n) dx[i] = dy[i] * vae_logistic(x[i]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -139,14 +138,14 @@ extern "C" __global__ void vae_im2col(
     }
 }
 
-// Its adjoint, plus a per-channel bias (NULL: none) and the ReLU when relu ≠ 0: each NHWC
+// Its adjoint, plus a per-channel bias (NULL: none), then the activation: each NHWC
 // destination value written once (no atomics), dst[b, y, x, c] = bias[c] + Σ cols[(b·gh + ph)·gw
 // + pw, (c·k + kh)·k + kw] over the patches covering it (y = ph·s − p + kh, x = pw·s − p + kw),
 // kh then kw ascending. A transposed convolution's output, a convolution's input gradient.
 // CPU: vae_col2im_nhwc.
 extern "C" __global__ void vae_col2im(
     const float *cols, int batch, int channels, int height, int width, int gridHeight, int gridWidth, int kernel, int stride, int padding,
-    const float *bias, int relu, float *dst) {
+    const float *bias, int activation, float slope, float *dst) {
     long rowLength = (long)channels * kernel * kernel;
     FOR_EACH(i, (long)batch * height * width * channels) {
         long c = i % channels, x = (i / channels) % width, y = (i / ((long)channels * width)) % height;
@@ -161,7 +160,7 @@ extern "C" __global__ void vae_col2im(
                 s += cols[((b * gridHeight + ph) * gridWidth + pw) * rowLength + (c * kernel + kh) * kernel + kw];
             }
         }
-        dst[i] = (relu && s < 0.0f) ? 0.0f : s;
+        dst[i] = vae_activate(activation, s, slope);
     }
 }
 
