@@ -51,7 +51,7 @@ public enum GPUKernelCheck {
             record("vae_add_bias (\(name))", twin, try y.download(), yCPU.toArray())
             let g = try DeviceBuffer(upstream), db = try DeviceBuffer(count: hidden)
             try y.upload(yCPU.toArray())
-            try context.launch("vae_bias_gradient", grid: grid(hidden), [
+            try context.launch("vae_bias_gradient", grid: (hidden + 31) / 32, block: 256, shared: 256 * 4, [
                 .buffer(g), .buffer(y), .int32(code), .float(slope), .int32(Int32(rows)), .int32(Int32(hidden)), .buffer(db),
             ])
             let gCPU = layer?.backward(Tensor(shape: [rows, hidden], values: upstream)) ?? Tensor(shape: [rows, hidden], values: upstream)
@@ -262,7 +262,7 @@ public enum GPUKernelCheck {
         try context.launch("vae_bias_gradient_partials", grid: grid(parts * columns), [
             .buffer(gBuffer), .buffer(yBuffer), .int32(1), .float(0), .int32(Int32(tall)), .int32(Int32(columns)), .int32(Int32(chunk)), .buffer(partials),
         ])
-        try context.launch("vae_bias_gradient", grid: grid(columns), [
+        try context.launch("vae_bias_gradient", grid: (columns + 31) / 32, block: 256, shared: 256 * 4, [
             .buffer(partials), .buffer(nil), .int32(0), .float(0), .int32(Int32(parts)), .int32(Int32(columns)), .buffer(sums),
         ])
         let masked = Tensor(shape: [tall, columns], values: g.indices.map { output[$0] > 0 ? g[$0] : 0 })

@@ -246,11 +246,11 @@ extension CUDAStep {
                 .buffer(g), .buffer(y), .int32(code), .float(slope), .int32(Int32(rows)), .int32(Int32(columns)), .int32(Int32(Self.partialRows)),
                 .buffer(scratch),
             ])
-            try context.launch("vae_bias_gradient", grid: CUDAContext.grid(for: columns), [
+            try context.launch("vae_bias_gradient", grid: (columns + 31) / 32, block: 256, shared: 256 * 4, [
                 .buffer(scratch), .buffer(nil), .int32(0), .float(0), .int32(Int32(parts)), .int32(Int32(columns)), .buffer(db),
             ])
         } else {
-            try context.launch("vae_bias_gradient", grid: CUDAContext.grid(for: columns), [
+            try context.launch("vae_bias_gradient", grid: (columns + 31) / 32, block: 256, shared: 256 * 4, [
                 .buffer(g), .buffer(y), .int32(code), .float(slope), .int32(Int32(rows)), .int32(Int32(columns)), .buffer(db),
             ])
         }

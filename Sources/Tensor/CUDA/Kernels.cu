@@ -73,22 +73,42 @@ extern "C" __global__ void vae_first_columns(const float *dy, int rows, int cols
 }
 
 // A layer's bias gradient through its activation: g[b, j] ← g[b, j] · act'(y[b, j]) in place
-// (y the layer's output; nothing written without an activation), and db[j] = Σ_b g[b, j], rows in
-// order (one thread per column; neighbouring threads read neighbouring columns).
+// (y the layer's output; nothing written without an activation), and db[j] = Σ_b g[b, j].
+// A block takes 32 columns; its threads split their rows: thread t sums column t mod 32 over
+// rows t / 32, t / 32 + P, … (P = blockDim / 32 parts, neighbouring threads reading neighbouring
+// columns; at most 8 parts), then one thread per column adds the P partial sums in order — a
+// fixed order, the same in every run. Launched with 256 threads and 256 floats of shared memory; a
+// block of fewer than 32 threads (the emulated GPU's one) walks the columns itself.
 // CPU: the activation's backward, then Linear.backward's bias gradient (Tensor.sumRows).
 extern "C" __global__ void vae_bias_gradient(float *g, const float *y, int activation, float slope, int rows, int cols, float *db) {
-    FOR_EACH(j, cols) {
-        float s = 0.0f;
-        for (int b = 0; b < rows; b++) {
-            long i = (long)b * cols + j;
-            float v = g[i];
-            if (activation) {
-                v *= vae_activation_derivative(activation, y[i], slope);
-                g[i] = v;
+    extern __shared__ float shared[];
+    int lanes = blockDim.x >= 32 ? 32 : blockDim.x, parts = blockDim.x >= 256 ? 8 : blockDim.x >= 32 ? blockDim.x / 32 : 1;
+    int lane = threadIdx.x % lanes, part = threadIdx.x / lanes;
+    for (long first = (long)blockIdx.x * 32; first < cols; first += (long)gridDim.x * 32) {
+        if (part < parts)
+            for (int c = lane; c < 32; c += lanes) {
+                long j = first + c;
+                float s = 0.0f;
+                if (j < cols)
+                    for (long b = part; b < rows; b += parts) {
+                        long i = b * cols + j;
+                        float v = g[i];
+                        if (activation) {
+                            v *= vae_activation_derivative(activation, y[i], slope);
+                            g[i] = v;
+                        }
+                        s += v;
+                    }
+                shared[part * 32 + c] = s;
             }
-            s += v;
-        }
-        db[j] = s;
+        __syncthreads();
+        if (part == 0)
+            for (int c = lane; c < 32; c += lanes) {
+                float total = 0.0f;
+                for (int q = 0; q < parts; q++) total += shared[q * 32 + c];
+                if (first + c < cols) db[first + c] = total;
+            }
+        __syncthreads();
     }
 }
 
