@@ -269,6 +269,128 @@ int vae_cuda_memory(size_t *free, size_t *total, char *message, size_t capacity)
     return 0;
 }
 
+// ---------------------------------------------------------------------------------------------
+// CUDA graphs (a training step as one launch): built node by node — kernel nodes, and child
+// graphs captured from a stream for the cuBLAS products —, instantiated, their kernel nodes'
+// arguments updated in place, launched on the default stream. Loaded on first use; a driver
+// without them trains with plain launches.
+
+// CUDA_KERNEL_NODE_PARAMS (the _v2 layout of cuda.h, CUDA 12 and 13).
+struct kernel_node_params {
+    void *func;
+    unsigned grid_x, grid_y, grid_z, block_x, block_y, block_z, shared_bytes;
+    void **kernel_params;
+    void **extra;
+    void *kern;
+    void *ctx;
+};
+
+typedef int (*cu_stream_create_t)(void **, unsigned);
+typedef int (*cu_stream_begin_capture_t)(void *, int);
+typedef int (*cu_stream_end_capture_t)(void *, void **);
+typedef int (*cu_graph_create_t)(void **, unsigned);
+typedef int (*cu_graph_add_kernel_node_t)(void **, void *, void **, size_t, const struct kernel_node_params *);
+typedef int (*cu_graph_add_child_graph_node_t)(void **, void *, void **, size_t, void *);
+typedef int (*cu_graph_instantiate_t)(void **, void *, unsigned long long);
+typedef int (*cu_graph_exec_kernel_node_set_params_t)(void *, void *, const struct kernel_node_params *);
+typedef int (*cu_graph_launch_t)(void *, void *);
+typedef int (*cu_graph_destroy_t)(void *);
+
+static struct {
+    int loaded;
+    cu_stream_create_t stream_create;
+    cu_stream_begin_capture_t stream_begin_capture;
+    cu_stream_end_capture_t stream_end_capture;
+    cu_graph_create_t graph_create;
+    cu_graph_add_kernel_node_t add_kernel_node;
+    cu_graph_add_child_graph_node_t add_child_graph_node;
+    cu_graph_instantiate_t instantiate;
+    cu_graph_exec_kernel_node_set_params_t set_kernel_params;
+    cu_graph_launch_t launch;
+    cu_graph_destroy_t graph_destroy;
+    cu_graph_destroy_t exec_destroy;
+} graphs;
+
+static int open_graphs(char *message, size_t capacity) {
+    if (graphs.loaded) return 0;
+    if (open_compute(message, capacity) != 0) return -1;
+    LOAD(graphs, stream_create, "cuStreamCreate")
+    LOAD(graphs, stream_begin_capture, "cuStreamBeginCapture_v2")
+    LOAD(graphs, stream_end_capture, "cuStreamEndCapture")
+    LOAD(graphs, graph_create, "cuGraphCreate")
+    LOAD(graphs, add_kernel_node, "cuGraphAddKernelNode_v2")
+    LOAD(graphs, add_child_graph_node, "cuGraphAddChildGraphNode")
+    LOAD(graphs, instantiate, "cuGraphInstantiateWithFlags")
+    LOAD(graphs, set_kernel_params, "cuGraphExecKernelNodeSetParams_v2")
+    LOAD(graphs, launch, "cuGraphLaunch")
+    LOAD(graphs, graph_destroy, "cuGraphDestroy")
+    LOAD(graphs, exec_destroy, "cuGraphExecDestroy")
+    graphs.loaded = 1;
+    return 0;
+}
+
+int vae_cuda_graph_create(void **graph, char *message, size_t capacity) {
+    if (open_graphs(message, capacity) != 0) return -1;
+    CALL(graphs.graph_create(graph, 0), "cuGraphCreate");
+    return 0;
+}
+
+static struct kernel_node_params kernel_params(void *function, unsigned grid, unsigned block, unsigned shared_bytes, void **arguments) {
+    struct kernel_node_params p = {function, grid, 1, 1, block, 1, 1, shared_bytes, arguments, NULL, NULL, NULL};
+    return p;
+}
+
+int vae_cuda_graph_add_kernel(void *graph, void **node, void *after, void *function, unsigned grid, unsigned block, unsigned shared_bytes,
+                              void **arguments, char *message, size_t capacity) {
+    struct kernel_node_params p = kernel_params(function, grid, block, shared_bytes, arguments);
+    CALL(graphs.add_kernel_node(node, graph, after ? &after : NULL, after ? 1 : 0, &p), "cuGraphAddKernelNode");
+    return 0;
+}
+
+int vae_cuda_capture_stream(void **stream, char *message, size_t capacity) {
+    if (open_graphs(message, capacity) != 0) return -1;
+    CALL(graphs.stream_create(stream, 0), "cuStreamCreate");
+    return 0;
+}
+
+int vae_cuda_capture_begin(void *stream, char *message, size_t capacity) {
+    CALL(graphs.stream_begin_capture(stream, 2 /* CU_STREAM_CAPTURE_MODE_RELAXED */), "cuStreamBeginCapture");
+    return 0;
+}
+
+int vae_cuda_capture_end(void *stream, void **graph, char *message, size_t capacity) {
+    CALL(graphs.stream_end_capture(stream, graph), "cuStreamEndCapture");
+    return 0;
+}
+
+int vae_cuda_graph_add_child(void *graph, void **node, void *after, void *child, char *message, size_t capacity) {
+    CALL(graphs.add_child_graph_node(node, graph, after ? &after : NULL, after ? 1 : 0, child), "cuGraphAddChildGraphNode");
+    return 0;
+}
+
+int vae_cuda_graph_instantiate(void *graph, void **executable, char *message, size_t capacity) {
+    CALL(graphs.instantiate(executable, graph, 0), "cuGraphInstantiate");
+    return 0;
+}
+
+int vae_cuda_graph_set_kernel(void *executable, void *node, void *function, unsigned grid, unsigned block, unsigned shared_bytes,
+                              void **arguments, char *message, size_t capacity) {
+    struct kernel_node_params p = kernel_params(function, grid, block, shared_bytes, arguments);
+    CALL(graphs.set_kernel_params(executable, node, &p), "cuGraphExecKernelNodeSetParams");
+    return 0;
+}
+
+int vae_cuda_graph_launch(void *executable, char *message, size_t capacity) {
+    CALL(graphs.launch(executable, NULL), "cuGraphLaunch");
+    return 0;
+}
+
+void vae_cuda_graph_destroy(void *graph, void *executable) {
+    if (!graphs.loaded) return;
+    if (executable) graphs.exec_destroy(executable);
+    if (graph) graphs.graph_destroy(graph);
+}
+
 int vae_cuda_attribute(int ordinal, int attribute, int *value, char *message, size_t capacity) {
     if (vae_cuda_open(message, capacity) != 0) return -1;
     int device = 0;

@@ -27,6 +27,8 @@ public final class CUBLAS {
     private let gemm: Sgemm
     /// cublasGemmEx, for the bf16 products (nil in a cuBLAS without it).
     private let gemmEx: GemmEx?
+    private typealias SetStream = @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32
+    private let setStreamFunction: SetStream?
 
     /// Loads cuBLAS from `path` and creates a handle on the current context's device.
     public init(path: String) throws {
@@ -43,6 +45,7 @@ public final class CUBLAS {
         gemm = try symbol("cublasSgemm_v2", Sgemm.self)
         let setMathMode = try symbol("cublasSetMathMode", SetMathMode.self)
         gemmEx = dlsym(library, "cublasGemmEx").map { unsafeBitCast($0, to: GemmEx.self) }
+        setStreamFunction = dlsym(library, "cublasSetStream_v2").map { unsafeBitCast($0, to: SetStream.self) }
         var handle: OpaquePointer?
         let status = create(&handle)
         guard status == 0, let handle else { throw CUDAError("cublasCreate failed (cuBLAS status \(status))") }
@@ -52,6 +55,14 @@ public final class CUBLAS {
     }
 
     deinit { _ = destroy(handle) }
+
+    /// Issues the products on `stream` from now on (nil: the default stream), as a capture into
+    /// a CUDA graph needs.
+    public func setStream(_ stream: UnsafeMutableRawPointer?) throws {
+        guard let setStreamFunction else { throw CUDAError("\(path) lacks cublasSetStream_v2") }
+        let status = setStreamFunction(handle, stream)
+        guard status == 0 else { throw CUDAError("cublasSetStream failed (cuBLAS status \(status))") }
+    }
 
     /// C[m×n] = α · op(A) · op(B) + β · C on device memory, row-major as `BLAS.sgemm`: `a`, `b`,
     /// `c` are device addresses, `lda`, `ldb`, `ldc` row strides in elements.

@@ -128,6 +128,17 @@ public enum KernelArgument {
     /// Whether it can be passed as a PTX parameter of type `ptxType` (u64, u32, f32, …).
     public func fits(_ ptxType: String) -> Bool { slot == ParameterSlot(ptxType) }
 
+    /// Its value as the 8 bytes of a launch's argument slot (a 32-bit value in the low half).
+    var slotValue: UInt64 {
+        switch self {
+        case .buffer(let b): b?.address ?? 0
+        case .int32(let v): UInt64(UInt32(bitPattern: v))
+        case .int64(let v): UInt64(bitPattern: Int64(v))
+        case .uint64(let v): v
+        case .float(let v): UInt64(v.bitPattern)
+        }
+    }
+
     /// The kind of parameter slot it fills.
     var slot: ParameterSlot {
         switch self {
@@ -194,13 +205,22 @@ public final class CUDAContext {
         argumentPointers.deallocate()
     }
 
+    /// While set, ``launch(_:grid:block:shared:_:)`` appends each launch here instead of
+    /// launching it (and `CUDAStep` its products): a step recorded for ``CUDAGraphs``.
+    public var recording: [RecordedWork]?
+
     /// Launches kernel `name` on `grid` blocks of `block` threads with `shared` bytes of shared
-    /// memory per block (queued; ``synchronize()`` or a download waits for it).
+    /// memory per block (queued; ``synchronize()`` or a download waits for it), or records it
+    /// while ``recording`` is set.
     public func launch(_ name: String, grid: Int, block: Int = 256, shared: Int = 0, _ arguments: [KernelArgument]) throws {
         guard let kernel = kernels[name], let parameters = signatures[name] else { throw CUDAError("no kernel named \(name)") }
         // The argument list against the PTX's parameters (the full message only when they differ).
         if arguments.count != kernel.slots.count || arguments.count > 32 || !zip(arguments, kernel.slots).allSatisfy({ $0.slot == $1 }) {
             try CUDAKernels.check(arguments, against: parameters, kernel: name)
+        }
+        if recording != nil {
+            recording!.append(.kernel(RecordedKernel(name: name, grid: max(grid, 1), block: block, shared: shared, values: arguments.map(\.slotValue))))
+            return
         }
         // Each argument's value in its own 8-byte slot; cuLaunchKernel takes a pointer to each.
         for (i, argument) in arguments.enumerated() {
@@ -214,6 +234,20 @@ public final class CUDAContext {
             }
         }
         try cudaCall { vae_cuda_launch(kernel.function, UInt32(max(grid, 1)), UInt32(block), UInt32(shared), argumentPointers, $0, $1) }
+    }
+
+    /// The function of kernel `name` and its arguments' values in the launch slots' form, for a
+    /// graph node.
+    func node(_ kernel: RecordedKernel) throws -> (function: UnsafeMutableRawPointer, arguments: UnsafeMutablePointer<UnsafeMutableRawPointer?>) {
+        guard let function = kernels[kernel.name]?.function else { throw CUDAError("no kernel named \(kernel.name)") }
+        for (i, value) in kernel.values.enumerated() { (argumentSlots + 8 * i).storeBytes(of: value, as: UInt64.self) }
+        return (function, argumentPointers)
+    }
+
+    /// Launches a recorded kernel now.
+    func launch(_ kernel: RecordedKernel) throws {
+        let (function, arguments) = try node(kernel)
+        try cudaCall { vae_cuda_launch(function, UInt32(kernel.grid), UInt32(kernel.block), UInt32(kernel.shared), arguments, $0, $1) }
     }
 
     /// Blocks of `block` threads to cover `elements` with one thread each (at most 2²⁰ blocks:

@@ -308,6 +308,7 @@ public enum GPUKernelCheck {
         rows += try trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 3), model: twoLayers)
         // bf16 products: one against the exact product, three steps against the FP32 trainer.
         rows.append(try bf16Product(cublas))
+        rows.append(try graphsAgainstPlainLaunches(context, cublas: cublas))
         rows += try trainingSteps(context, cublas: cublas, model: convolutional, precision: .bf16)
         rows += try importanceSampling(context, cublas: cublas)
         rows += try importanceSampling(context, cublas: cublas, likelihood: .gaussian)
@@ -323,6 +324,47 @@ public enum GPUKernelCheck {
     /// The small convolutional models of the checks: the reference model's layers (strided
     /// convolutions, transposed convolutions) at 2 and 3 channels; and with nearest upsampling,
     /// the leaky ReLU and a σ per pixel (two output channels, so the last layout change moves values).
+    /// Four steps of the conv model (a full batch, then the epoch's short last one, then full
+    /// ones again: two graphs, each reused with new arguments) as CUDA graphs and as plain
+    /// launches, from the same weights: the weights bit for bit the same, and every step a graph.
+    static func graphsAgainstPlainLaunches(_ context: CUDAContext, cublas: CUBLAS) throws -> Row {
+        var weights: [[Float]] = []
+        var launched = 0
+        var reason: String?
+        for graphs in [true, false] {
+            var initial = RandomGenerator(seed: 41)
+            let model = VariationalAutoencoder(config: convolutional, rng: &initial)
+            let step = try CUDAStep(model: model, context: context, cublas: cublas)
+            if !graphs { step.graphs = nil } else if step.graphs == nil { step.graphs = CUDAGraphs(context: context, cublas: cublas) }
+            var rng = RandomGenerator(seed: 42)
+            let pixels = convolutional.inputShape.reduce(1, *)
+            let data = ImageDataset(pixels: (0..<24 * pixels).map { _ in UInt8(truncatingIfNeeded: Int(rng.next() >> 56)) }, labels: nil, shape: convolutional.inputShape)
+            try step.useData(data)
+            let loader = BatchLoader(dataset: data, batchSize: 16, shuffle: true, binarize: true, seed: 5)
+            loader.counterBinarization = CounterNoise(seed: 6)
+            loader.fillsImages = false
+            let optimizer = Adam(parameters: model.parameters)
+            var t: UInt64 = 0
+            for epoch in 1...2 {
+                for batch in loader.epoch(number: epoch) {
+                    _ = try step.enqueueStep(batch, noiseSeed: 7, stream: t, klWeight: 0.5, optimizer: optimizer)
+                    t += 1
+                }
+            }
+            _ = try step.collectLosses()
+            try step.download(into: model)
+            weights.append(model.parameters.flatMap { $0.value.toArray() })
+            if graphs {
+                launched = step.graphs?.launched ?? 0
+                reason = step.graphs?.disabledReason
+            }
+        }
+        let same = zip(weights[0], weights[1]).allSatisfy { $0.bitPattern == $1.bitPattern }
+        let error = launched == 4 && same ? 0 : launched < 4 ? Double.infinity : worst(weights[0], weights[1])
+        return Row(kernel: "4 steps as CUDA graphs (\(launched) launched\(reason.map { "; off: \($0)" } ?? ""))", twin: "the same steps launched plainly, bit for bit",
+                   elements: weights[1].count, largestError: error, tolerance: 0)
+    }
+
     /// cuBLAS's bf16 product (`CUBLAS.sgemm` with `MatrixPrecision.bf16`, C = A Bᵀ as the
     /// forward pass asks, 96 × 300 by 300 × 80) against the exact product (in double): each
     /// element within 2⁻⁷ Σ_l |a_il b_jl| — two roundings to bf16's 8 bits of mantissa and FP32

@@ -42,6 +42,10 @@ public final class CUDAStep {
     /// The matrix products' format: FP32, or bf16 operands with FP32 sums (cuBLAS's
     /// CUBLAS_COMPUTE_32F_FAST_16BF on the tensor cores); everything else stays FP32.
     public var precision: MatrixPrecision = .fp32
+    /// The steps as CUDA graphs (one launch per step; ``CUDAGraphs``), unless `VAE_CUDA_GRAPHS=0`
+    /// says plain launches (or a check sets it to nil); a profiled step (``profile``) is always
+    /// launched plainly.
+    public var graphs: CUDAGraphs?
     let likelihood: Likelihood
     let encoderOps: [Op]
     let decoderOps: [Op]
@@ -118,6 +122,7 @@ public final class CUDAStep {
         }
         self.context = context
         self.cublas = cublas
+        graphs = ProcessInfo.processInfo.environment["VAE_CUDA_GRAPHS"] == "0" ? nil : CUDAGraphs(context: context, cublas: cublas)
         conditionClasses = config.conditionClasses
         let parameters = model.parameters
         encoderOps = try Self.plan(model.encoder, input: config.inputShape, parameters: parameters)
@@ -304,6 +309,10 @@ public final class CUDAStep {
     ) throws -> [LossBreakdown] {
         let earlier = queued.count == recordCapacity ? try collectLosses() : []
         try profile?.start()
+        // The step's launches and products recorded, then run as one graph.
+        let recorded = graphs != nil && profile == nil
+        if recorded { context.recording = [] }
+        defer { if recorded { context.recording = nil } }
         let samples = objective.usesMonteCarlo ? objective.importanceSamples : 1
         try prepare(images: batch.count, samples: samples)
         guard let x, let eps, let z, let rowLosses, let rowKL, let zGradient, let sampleWeights, let encoderWork, let decoderWork else { preconditionFailure("buffers") }
@@ -445,6 +454,10 @@ public final class CUDAStep {
             throw CUDAError("the GPU runs Adam, AdamW and SGD, not \(type(of: optimizer))")
         }
         try profile?.mark(.step)
+        if recorded, let graphs, let work = context.recording {
+            context.recording = nil
+            try graphs.run(work)
+        }
         queued.append((images, stepCount))
         return earlier
     }

@@ -202,7 +202,10 @@ struct Bench: ParsableCommand {
             try timed { _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch) }
         }
         let epoch = median(epochSeconds)
-        // Where a step's device time goes: up to 50 more steps with events around the parts.
+        let graphs = step.graphs.map { $0.disabledReason.map { "off (\($0))" } ?? "each step one graph (\($0.built) built, \($0.launched) launched)" }
+            ?? "off (VAE_CUDA_GRAPHS=0)"
+        // Where a step's device time goes: up to 50 more steps with events around the parts
+        // (launched plainly: events go between the launches).
         let profile = StepProfile()
         step.profile = profile
         _ = try trainer.trainEpoch(loader.epoch().prefix(50), stepsInEpoch: loader.batchesPerEpoch)
@@ -217,7 +220,8 @@ struct Bench: ParsableCommand {
             ("train_seconds_per_epoch", "training s/epoch (median of \(repeats), \(train.count) images)", epoch),
             ("train_images_per_second", "training images/s", Double(train.count) / epoch),
             ("step_ms", "ms per step (wall clock)", 1000 * epoch / Double(loader.batchesPerEpoch)),
-            ("device_step_ms", "device time per step, ms (events, \(parts.count) steps)", perStep(parts.steps)),
+            ("cuda_graphs", "CUDA graphs", graphs),
+            ("device_step_ms", "device time per step, ms (events, \(parts.count) steps launched plainly)", perStep(parts.steps)),
             ("products_ms_per_step", "  of which matrix products (cuBLAS)", perStep(parts.products)),
             ("update_ms_per_step", "  of which the update (clipping, optimiser)", perStep(parts.update)),
             ("other_ms_per_step", "  of which everything else (kernels)", perStep(parts.steps - parts.products - parts.update)),

@@ -115,7 +115,10 @@ struct Train: ParsableCommand {
         if run.isResumed {
             print("vae train: resuming \(folder) at epoch \(run.state.epoch + 1), step \(run.state.batchIndex) of the epoch (\(run.state.step) steps done)")
         }
-        if let gpu = run.deviceSummary { print("vae train: training steps on \(gpu); the evaluations' −ELBO and latent statistics there too") }
+        if let gpu = run.deviceSummary {
+            let graphs = run.trainer.device?.graphs == nil ? "launched kernel by kernel (VAE_CUDA_GRAPHS=0)" : "each one CUDA graph"
+            print("vae train: training steps on \(gpu), \(graphs); the evaluations' −ELBO and latent statistics there too")
+        }
         print("vae train: \(run.parallelism.summary)" + (run.model.precision == .bf16 ? ", bf16 matrix products" : "") + (communicator.size > 1
             ? "; \(communicator.size) MPI ranks, each on \(config.batchSize / communicator.size)–\((config.batchSize + communicator.size - 1) / communicator.size) images of every batch of \(config.batchSize); \(run.trainer.gradientExchange ?? "")" : ""))
         run.summary.forEach { print($0) }
@@ -130,6 +133,9 @@ struct Train: ParsableCommand {
         let start = monotonicSeconds()
         let outcome = try run.train(observer: ObserverGroup(observers.compactMap { $0 }), stop: stop)
         let seconds = monotonicSeconds() - start
+        if let reason = run.trainer.device?.graphs?.disabledReason {
+            printWarning("the GPU refused CUDA graphs (\(reason)): its steps were launched kernel by kernel (same numbers, more host time)")
+        }
         if run.isWriter, tensorboard != nil || report != nil {
             let spent = (tensorboard?.seconds ?? 0) + (report?.seconds ?? 0)
             print("TensorBoard log \(fixed(tensorboard?.seconds ?? 0, 2)) s + report \(fixed(report?.seconds ?? 0, 2)) s = \(fixed(100 * spent / max(seconds, 1e-9), 2))% of the \(fixed(seconds, 1)) s run (\(run.folder.path)/report.html, tensorboard --logdir \(run.folder.path)/tensorboard)")

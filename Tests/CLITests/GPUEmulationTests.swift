@@ -47,7 +47,7 @@ func writeEmulatedGPU(_ dir: String) throws {
     for (name, types) in signatures {
         let arguments = types.enumerated().map { "*(\($1.replacingOccurrences(of: "const ", with: "")) *)a[\($0)]" }.joined(separator: ", ")
         adapters += "static void run_\(name)(void **a) { \(name)(\(arguments)); }\n"
-        table += "    {\"\(name)\", run_\(name)},\n"
+        table += "    {\"\(name)\", run_\(name), \(types.count)},\n"
     }
     let driver = """
         #include <math.h>
@@ -65,9 +65,53 @@ func writeEmulatedGPU(_ dir: String) throws {
         float shared[4096];
         \(source)
         \(adapters)
-        struct entry { const char *name; void (*run)(void **); };
+        struct entry { const char *name; void (*run)(void **); int count; };
         static const entry kernels[] = {
-        \(table)    {0, 0}};
+        \(table)    {0, 0, 0}};
+        // Graphs: a list of nodes run in order — a kernel with its arguments' 8-byte values, a
+        // host function (a stand-in cuBLAS product captured from a stream), or a child graph
+        // (copied when added). An instantiated graph is the graph itself.
+        struct graph;
+        struct node { const entry *e; unsigned grid, block; unsigned long long args[32]; void (*host)(void *); void *data; graph *child; };
+        struct graph { node *nodes; int count; };
+        struct stream { int capturing; graph *g; };
+        static node *add_node(graph *g) {
+            g->nodes = (node *)realloc(g->nodes, sizeof(node) * (g->count + 1));
+            node *n = &g->nodes[g->count++];
+            memset(n, 0, sizeof *n);
+            return n;
+        }
+        static graph *copy_graph(const graph *g) {
+            graph *c = (graph *)calloc(1, sizeof(graph));
+            for (int i = 0; i < g->count; i++) {
+                node *n = add_node(c);
+                *n = g->nodes[i];
+                if (n->child) n->child = copy_graph(n->child);
+            }
+            return c;
+        }
+        static void run_kernel(const entry *e, unsigned grid, void **args) {
+            gridDim.x = grid; blockDim.x = 1; threadIdx.x = 0;
+            for (unsigned b = 0; b < grid; b++) { blockIdx.x = b; e->run(args); }
+        }
+        static void run_graph(const graph *g) {
+            for (int i = 0; i < g->count; i++) {
+                const node *n = &g->nodes[i];
+                if (n->e) {
+                    void *pointers[32];
+                    for (int k = 0; k < n->e->count; k++) pointers[k] = (void *)&n->args[k];
+                    run_kernel(n->e, n->grid, pointers);
+                } else if (n->host) {
+                    n->host(n->data);
+                } else if (n->child) {
+                    run_graph(n->child);
+                }
+            }
+        }
+        static void set_kernel(node *n, const void *f, unsigned grid, unsigned block, void **args) {
+            n->e = (const entry *)f; n->grid = grid; n->block = block;
+            for (int k = 0; k < n->e->count; k++) memcpy(&n->args[k], args[k], 8);
+        }
         extern "C" {
         int cuInit(unsigned int flags) { return 0; }
         int cuDriverGetVersion(int *v) { *v = 13000; return 0; }
@@ -123,9 +167,67 @@ func writeEmulatedGPU(_ dir: String) throws {
         int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned sharedBytes,
                            void *stream, void **args, void **extra) {
             if (sharedBytes > sizeof shared) return 1;
-            const entry *e = (const entry *)f;
-            gridDim.x = gx; blockDim.x = 1; threadIdx.x = 0;
-            for (unsigned b = 0; b < gx; b++) { blockIdx.x = b; e->run(args); }
+            if (stream && ((struct stream *)stream)->capturing) {
+                set_kernel(add_node(((struct stream *)stream)->g), f, gx, bx, args);
+                return 0;
+            }
+            run_kernel((const entry *)f, gx, args);
+            return 0;
+        }
+        int cuStreamCreate(void **s, unsigned flags) { *s = calloc(1, sizeof(struct stream)); return 0; }
+        int cuStreamBeginCapture_v2(void *s, int mode) {
+            struct stream *st = (struct stream *)s;
+            if (!st || st->capturing) return 900;  // CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED
+            st->capturing = 1;
+            st->g = (graph *)calloc(1, sizeof(graph));
+            return 0;
+        }
+        int cuStreamEndCapture(void *s, void **g) {
+            struct stream *st = (struct stream *)s;
+            if (!st || !st->capturing) return 901;
+            st->capturing = 0;
+            *g = st->g;
+            st->g = 0;
+            return 0;
+        }
+        // Called by the stand-in cuBLAS: records fn(data) if `s` is capturing (returns 1).
+        int emulator_capture_host(void *s, void (*fn)(void *), void *data) {
+            struct stream *st = (struct stream *)s;
+            if (!st || !st->capturing) return 0;
+            node *n = add_node(st->g);
+            n->host = fn;
+            n->data = data;
+            return 1;
+        }
+        struct kernel_params { void *func; unsigned gx, gy, gz, bx, by, bz, shared; void **params; void **extra; void *kern; void *ctx; };
+        // Nodes are named by their index + 1 (the array moves as it grows).
+        int cuGraphCreate(void **g, unsigned flags) { *g = calloc(1, sizeof(graph)); return 0; }
+        int cuGraphAddKernelNode_v2(void **n, void *g, void **deps, size_t count, const struct kernel_params *p) {
+            if (p->shared > sizeof shared || !p->func) return 1;
+            set_kernel(add_node((graph *)g), p->func, p->gx, p->bx, p->params);
+            *n = (void *)(long)((graph *)g)->count;
+            return 0;
+        }
+        int cuGraphAddChildGraphNode(void **n, void *g, void **deps, size_t count, void *child) {
+            add_node((graph *)g)->child = copy_graph((const graph *)child);
+            *n = (void *)(long)((graph *)g)->count;
+            return 0;
+        }
+        int cuGraphInstantiateWithFlags(void **exec, void *g, unsigned long long flags) { *exec = g; return 0; }
+        int cuGraphExecKernelNodeSetParams_v2(void *exec, void *n, const struct kernel_params *p) {
+            graph *g = (graph *)exec;
+            long i = (long)n - 1;
+            if (i < 0 || i >= g->count || !g->nodes[i].e || (const entry *)p->func != g->nodes[i].e) return 1;
+            set_kernel(&g->nodes[i], p->func, p->gx, p->bx, p->params);
+            return 0;
+        }
+        int cuGraphLaunch(void *exec, void *stream) { run_graph((const graph *)exec); return 0; }
+        int cuGraphExecDestroy(void *exec) { return 0; }  // the graph itself, freed by cuGraphDestroy
+        int cuGraphDestroy(void *g) {
+            graph *gr = (graph *)g;
+            for (int i = 0; i < gr->count; i++) if (gr->nodes[i].child) cuGraphDestroy(gr->nodes[i].child);
+            free(gr->nodes);
+            free(gr);
             return 0;
         }
         }
@@ -160,25 +262,34 @@ func writeEmulatedGPU(_ dir: String) throws {
     try compileLibrary(nvrtc, to: dir + "/toolkit/lib64/libnvrtc.so.13")
     // cuBLAS's documented column-major product, written out as loops.
     let cublas = """
+        #include <dlfcn.h>
+        #include <stdlib.h>
         #include <string.h>
+        static void *stream_;
+        int cublasSetStream_v2(void *h, void *s) { stream_ = s; return 0; }
+        // A product captured from a capturing stream runs when its graph does (the driver's
+        // emulator_capture_host records it).
+        typedef int (*capture_t)(void *, void (*)(void *), void *);
+        static int captured(void (*fn)(void *), void *data) {
+            if (!stream_) return 0;
+            void *driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
+            capture_t capture = driver ? (capture_t)dlsym(driver, "emulator_capture_host") : 0;
+            return capture && capture(stream_, fn, data);
+        }
+        struct product { int ta, tb, m, n, k, lda, ldb, ldc, bf16; float alpha, beta; const float *A, *B; float *C; };
+        static void run_product(void *p);
+        static int product(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                           int ldc, int bf16) {
+            struct product *p = (struct product *)malloc(sizeof *p);
+            struct product v = {ta, tb, m, n, k, lda, ldb, ldc, bf16, alpha, beta, A, B, C};
+            *p = v;
+            if (!captured(run_product, p)) { run_product(p); free(p); }
+            return 0;
+        }
         int cublasGetProperty(int p, int *v) { *v = p == 0 ? 13 : 0; return 0; }
         int cublasCreate_v2(void **handle) { *handle = (void *)64; return 0; }
         int cublasDestroy_v2(void *handle) { return 0; }
         int cublasSetMathMode(void *handle, int mode) { return mode == 0 ? 0 : 7; }
-        int cublasSgemm_v2(void *h, int ta, int tb, int m, int n, int k, const float *alpha, const float *A, int lda,
-                           const float *B, int ldb, const float *beta, float *C, int ldc) {
-            for (int j = 0; j < n; j++)
-                for (int i = 0; i < m; i++) {
-                    float s = 0;
-                    for (int l = 0; l < k; l++) {
-                        float a = ta ? A[l + (long)i * lda] : A[i + (long)l * lda];
-                        float b = tb ? B[j + (long)l * ldb] : B[l + (long)j * ldb];
-                        s += a * b;
-                    }
-                    C[i + (long)j * ldc] = *alpha * s + (*beta == 0 ? 0 : *beta * C[i + (long)j * ldc]);
-                }
-            return 0;
-        }
         // cublasGemmEx for the bf16 products: FP32 buffers (CUDA_R_32F = 0), the compute type
         // CUBLAS_COMPUTE_32F_FAST_16BF (75): each operand rounded to bf16 (to nearest, ties to
         // even), the sums in FP32.
@@ -189,22 +300,28 @@ func writeEmulatedGPU(_ dir: String) throws {
             memcpy(&x, &u, 4);
             return x;
         }
-        int cublasGemmEx(void *h, int ta, int tb, int m, int n, int k, const void *alpha, const void *Av, int at, int lda, const void *Bv,
-                         int bt, int ldb, const void *beta, void *Cv, int ct, int ldc, int compute, int algo) {
-            if (at != 0 || bt != 0 || ct != 0 || compute != 75) return 7;
-            const float *A = (const float *)Av, *B = (const float *)Bv;
-            float *C = (float *)Cv;
-            for (int j = 0; j < n; j++)
-                for (int i = 0; i < m; i++) {
+        static void run_product(void *pointer) {
+            const struct product *p = (const struct product *)pointer;
+            for (int j = 0; j < p->n; j++)
+                for (int i = 0; i < p->m; i++) {
                     float s = 0;
-                    for (int l = 0; l < k; l++) {
-                        float a = ta ? A[l + (long)i * lda] : A[i + (long)l * lda];
-                        float b = tb ? B[j + (long)l * ldb] : B[l + (long)j * ldb];
-                        s += bf16(a) * bf16(b);
+                    for (int l = 0; l < p->k; l++) {
+                        float a = p->ta ? p->A[l + (long)i * p->lda] : p->A[i + (long)l * p->lda];
+                        float b = p->tb ? p->B[j + (long)l * p->ldb] : p->B[l + (long)j * p->ldb];
+                        s += p->bf16 ? bf16(a) * bf16(b) : a * b;
                     }
-                    C[i + (long)j * ldc] = *(const float *)alpha * s + (*(const float *)beta == 0 ? 0 : *(const float *)beta * C[i + (long)j * ldc]);
+                    long c = i + (long)j * p->ldc;
+                    p->C[c] = p->alpha * s + (p->beta == 0 ? 0 : p->beta * p->C[c]);
                 }
-            return 0;
+        }
+        int cublasSgemm_v2(void *h, int ta, int tb, int m, int n, int k, const float *alpha, const float *A, int lda,
+                           const float *B, int ldb, const float *beta, float *C, int ldc) {
+            return product(ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc, 0);
+        }
+        int cublasGemmEx(void *h, int ta, int tb, int m, int n, int k, const void *alpha, const void *A, int at, int lda, const void *B,
+                         int bt, int ldb, const void *beta, void *C, int ct, int ldc, int compute, int algo) {
+            if (at != 0 || bt != 0 || ct != 0 || compute != 75) return 7;
+            return product(ta, tb, m, n, k, *(const float *)alpha, (const float *)A, lda, (const float *)B, ldb, *(const float *)beta, (float *)C, ldc, 1);
         }
         """
     try compileLibrary(cublas, to: dir + "/toolkit/lib64/libcublas.so.13")
@@ -228,7 +345,7 @@ func everyKernelAgreesWithItsCPUTwinOnTheEmulatedGPU() throws {
     let result = try vae(["devices", "--check-kernels", "cuda:0"], environment: emulatedGPUEnvironment(dir), removing: ["CUDA_PATH", "VIRTUAL_ENV"])
     #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
     #expect(result.stdout.contains("cuda:0: Emulated GPU"), "\(result.stdout)")
-    #expect(result.stdout.contains("all 103 kernel checks agree with the CPU"), "\(result.stdout)")
+    #expect(result.stdout.contains("all 104 kernel checks agree with the CPU"), "\(result.stdout)")
     #expect(result.stdout.contains("| training step ×3 (weights) | Trainer.trainStep | 4616 |"), "\(result.stdout)")
     #expect(!result.stdout.contains("DIFFERS"), "\(result.stdout)")
 }
@@ -250,6 +367,7 @@ func trainingOnTheEmulatedGPUMatchesTheCPU() throws {
     let gpu = try vae(arguments + ["--out", dir + "/gpu", "--device", "cuda:0"], environment: environment, removing: ["CUDA_PATH", "VIRTUAL_ENV"])
     #expect(gpu.status == 0, "\(gpu.stdout)\(gpu.stderr)")
     #expect(gpu.stdout.contains("vae train: training steps on cuda:0: Emulated GPU"), "\(gpu.stdout)")
+    #expect(gpu.stdout.contains("each one CUDA graph") && !gpu.stderr.contains("refused CUDA graphs"), "\(gpu.stdout)\(gpu.stderr)")
     #expect(try vae(arguments + ["--out", dir + "/cpu", "--threads", "1"]).status == 0)
     let a = try tensors(dir + "/gpu/model.safetensors"), b = try tensors(dir + "/cpu/model.safetensors")
     #expect(a.keys.sorted() == b.keys.sorted())
@@ -300,6 +418,8 @@ func trainingOnTheEmulatedGPUMatchesTheCPU() throws {
     let (stepTime, products, update) = (json?["device_step_ms"] as? Double, json?["products_ms_per_step"] as? Double, json?["update_ms_per_step"] as? Double)
     #expect(stepTime != nil && products != nil && update != nil && products! > 0 && update! > 0 && products! + update! <= stepTime!, "\(bench.stdout)")
     #expect((json?["gpu_memory_used_mib"] as? Int).map { $0 >= 0 } == true && (json?["fraction_of_fp32_peak"] as? Double).map { $0 > 0 } == true, "\(bench.stdout)")
+    // Its steps went as CUDA graphs (96 images in batches of 16: one graph, built once).
+    #expect((json?["cuda_graphs"] as? String)?.hasPrefix("each step one graph (1 built") == true, "\(bench.stdout)")
     // The test −ELBO after the last epoch was computed on the GPU: the CPU's figure for the same
     // weights (vae eval), within rounding.
     let metricsLines = try String(contentsOfFile: dir + "/gpu/metrics.csv", encoding: .utf8).split(separator: "\n")
