@@ -148,13 +148,15 @@ for case in "--device cuda:7" "--device cuda:0 --batch-size 0" "--device cuda:0 
     rm -rf "$out/bad"
     # shellcheck disable=SC2086
     timeout 120 "$vae" train --dataset mnist --data-dir "$mnist" --epochs 1 --progress none --no-tensorboard --no-report --out "$out/bad" $case > "$out/bad.txt" 2>&1
-    echo "vae train $case → exit $?: $(grep -v '^$' "$out/bad.txt" | tail -1)" >> "$md"
+    status=$?
+    echo "vae train $case → exit $status: $(grep -m1 '^Error' "$out/bad.txt" || grep -v '^$' "$out/bad.txt" | tail -1)" >> "$md"
 done
 # Several ranks on the GPU (refused for now), under the bundle's mpirun.
 rm -rf "$out/bad"
 timeout 120 "$bundle/bin/mpirun" --allow-run-as-root -np 2 "$vae" train --dataset mnist --data-dir "$mnist" --epochs 1 --progress none \
     --no-tensorboard --no-report --out "$out/bad" --device cuda:0 > "$out/bad.txt" 2>&1
-echo "mpirun -np 2 vae train --device cuda:0 → exit $?: $(grep -v '^$' "$out/bad.txt" | grep -v '^---\|^prterun\|^mpirun\|^  ' | tail -1)" >> "$md"
+status=$?
+echo "mpirun -np 2 vae train --device cuda:0 → exit $status: $(grep -m1 '^Error' "$out/bad.txt" || grep -v '^$' "$out/bad.txt" | tail -1)" >> "$md"
 echo '```' >> "$md"
 echo >> "$md"
 
