@@ -349,7 +349,8 @@ int vae_cuda_graph_add_kernel(void *graph, void **node, void *after, void *funct
 
 int vae_cuda_capture_stream(void **stream, char *message, size_t capacity) {
     if (open_graphs(message, capacity) != 0) return -1;
-    CALL(graphs.stream_create(stream, 0), "cuStreamCreate");
+    // CU_STREAM_NON_BLOCKING: the default stream's work never waits on it (or breaks its capture).
+    CALL(graphs.stream_create(stream, 1), "cuStreamCreate");
     return 0;
 }
 
