@@ -282,7 +282,7 @@ public enum GPUKernelCheck {
 
     /// Every check: the kernels (``run(_:rows:hidden:latent:pixels:)``) and, with cuBLAS, training
     /// steps of each objective, optimiser, likelihood, conditional and convolutional model and
-    /// activation against ``Trainer``, and the evaluations against the CPU's.
+    /// activation against `Trainer`, and the evaluations against the CPU's.
     public static func all(_ context: CUDAContext, cublas: CUBLAS?) throws -> [Row] {
         var rows = try run(context)
         guard let cublas else { return rows }

@@ -90,7 +90,7 @@ extension CUDAStep {
     /// analytic KL, β = 1) with one ε per image from its own generator seeded by (`seed`,
     /// `firstIndex` + i), as the CPU draws it; the terms summed in double, images in order. With
     /// two stochastic layers, ε₂ from each image's second generator and the KL term of
-    /// ``twoLayerKL(posterior1:eps1:z1:images:samples:analytic:work:rowKL:rowNLL:logWeights:)`` with z₂'s part in closed form.
+    /// `twoLayerKL` with z₂'s part in closed form.
     public func negativeELBO(_ images: Tensor, condition: Tensor? = nil, seed: UInt64, firstIndex: Int = 0) throws -> LossBreakdown {
         precondition(images.rowSize == pixels, "images of \(images.rowSize) values for a model of \(pixels)")
         let (n, d) = (images.rows, latent)

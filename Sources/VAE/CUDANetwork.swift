@@ -2,8 +2,8 @@ import NN
 import Tensor
 
 /// The encoder and decoder as the GPU runs them: each layer of the model's `Sequential` as an
-/// ``CUDAStep/Op``, forward and backward through the kernels of `Kernels.cu` and cuBLAS, on the
-/// buffers of a ``CUDAStep/Workspace``.
+/// `CUDAStep.Op`, forward and backward through the kernels of `Kernels.cu` and cuBLAS, on the
+/// buffers of a `CUDAStep.Workspace`.
 ///
 /// A convolution is a product with its patch matrix, as on the CPU: `vae_im2col` lays the
 /// channels-last patches out as rows with PyTorch's weight order in each row, so the stored

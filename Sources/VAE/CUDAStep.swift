@@ -42,7 +42,7 @@ public final class CUDAStep {
     /// The matrix products' format: FP32, or bf16 operands with FP32 sums (cuBLAS's
     /// CUBLAS_COMPUTE_32F_FAST_16BF on the tensor cores); everything else stays FP32.
     public var precision: MatrixPrecision = .fp32
-    /// The steps as CUDA graphs (one launch per step; ``CUDAGraphs``), unless `VAE_CUDA_GRAPHS=0`
+    /// The steps as CUDA graphs (one launch per step; `CUDAGraphs`), unless `VAE_CUDA_GRAPHS=0`
     /// says plain launches (or a check sets it to nil); a profiled step (``profile``) is always
     /// launched plainly.
     public var graphs: CUDAGraphs?
