@@ -11,8 +11,8 @@ extension CUDAStep {
     ///
     /// The same draws as the CPU's: image i's ε come from its own generator seeded by (`seed`,
     /// `firstIndex` + i), in chunks of `chunk` samples as the CPU draws them — the generator's
-    /// words one thread per image (`vae_image_words`), Box–Muller in parallel. Then groups of
-    /// images go through the decoder together (about `rowsPerLaunch` rows of logits at a time);
+    /// words one thread per image (`vae_image_words`), Box–Muller in parallel, a group of images at
+    /// a time (about `rowsPerLaunch` rows of logits), which goes through the decoder together;
     /// each row's log-weight is formed and folded into its image's running log-sum-exp on the
     /// device, so only one group's chunk of logits is ever stored, never K × D per image, and
     /// three numbers per image come back.
@@ -26,7 +26,8 @@ extension CUDAStep {
         let perImage = min(chunk, samples)
         let group = max(1, min(n, rowsPerLaunch / perImage, rowsPerPass(rows: n * perImage) / perImage))
         let (chunkValues, chunkPairs) = (perImage * d, (perImage * max(d, upperLatent) + 1) / 2)
-        let words = try DeviceBuffer(bytes: 16 * n * chunkPairs), eps = try DeviceBuffer(count: n * chunkValues)
+        // Buffers for one group of images at a time: the group's draws, then its decoding.
+        let words = try DeviceBuffer(bytes: 16 * group * chunkPairs), eps = try DeviceBuffer(count: group * chunkValues)
         let decoderWork = try makeWorkspace(decoderOps, input: d, rows: group * perImage, training: false)
         let z = try DeviceBuffer(count: group * chunkValues), rowNLL = try DeviceBuffer(count: group * perImage)
         let logWeights = try DeviceBuffer(bytes: 8 * group * perImage)
@@ -34,48 +35,52 @@ extension CUDAStep {
         // A second stochastic layer: each image's ε₂ from its second generator, every term of log w sampled.
         var upperWork = upperLatent > 0 ? try makeUpperWork(rows: group * perImage, training: false) : nil
         let upperStates = upperLatent > 0 ? try imageGenerators(seed: seed, firstIndex: firstIndex, images: n, upper: true) : nil
-        let eps2 = upperLatent > 0 ? try DeviceBuffer(count: n * perImage * upperLatent) : nil
+        let eps2 = upperLatent > 0 ? try DeviceBuffer(count: group * perImage * upperLatent) : nil
         let rowKL = upperLatent > 0 ? try DeviceBuffer(count: group * perImage) : nil
         // Each image's running log-sum-exp (shift, scaled) and Σ log w, in double: [3, n].
         let sums = try DeviceBuffer(bytes: 3 * 8 * n)
         let initial = [Double](repeating: -.infinity, count: n) + [Double](repeating: 0, count: 2 * n)
         try initial.withUnsafeBytes { try sums.upload(raw: $0) }
         let (x, posterior, labels) = try encode(images, condition: condition)
-        var done = 0
-        while done < samples {
-            let k = min(perImage, samples - done)
-            try imageNormals(states, images: n, count: k * d, words: words, into: eps)
-            if let upperStates, let eps2 { try imageNormals(upperStates, images: n, count: k * upperLatent, words: words, into: eps2) }
-            for first in stride(from: 0, to: n, by: group) {
-                let m = min(group, n - first), sampleRows = m * k
-                let imagePosterior = rows(posterior, first, m, width: 2 * d)
+        // Group by group, each image's chunks in order (an image's generators are its own, so the
+        // groups' order changes no draw).
+        for first in stride(from: 0, to: n, by: group) {
+            let m = min(group, n - first)
+            let imagePosterior = rows(posterior, first, m, width: 2 * d)
+            let groupLabels = labels.map { rows($0, first, m, width: conditionClasses) }
+            // The doubles of images first ..< first + m in each of the three rows of `sums`.
+            let shift = rows(sums, first, m, width: 2), scaled = rows(sums, n + first, m, width: 2), total = rows(sums, 2 * n + first, m, width: 2)
+            var done = 0
+            while done < samples {
+                let k = min(perImage, samples - done), sampleRows = m * k
+                try imageNormals(rows(states, first, m, width: 8), images: m, count: k * d, words: words, into: eps)
+                if let upperStates, let eps2 {
+                    try imageNormals(rows(upperStates, first, m, width: 8), images: m, count: k * upperLatent, words: words, into: eps2)
+                }
                 try context.launch("vae_sample_latents", grid: CUDAContext.grid(for: sampleRows * d), [
-                    .buffer(imagePosterior), .buffer(rows(eps, first, m, width: k * d)), .buffer(z), .int32(Int32(m)), .int32(Int32(k)), .int32(Int32(d)),
+                    .buffer(imagePosterior), .buffer(eps), .buffer(z), .int32(Int32(m)), .int32(Int32(k)), .int32(Int32(d)),
                 ])
-                let groupLabels = labels.map { rows($0, first, m, width: conditionClasses) }
                 try forward(decoderOps, input: z, width: d, work: decoderWork, rows: sampleRows, condition: groupLabels.map { ($0, k) })
                 try likelihoodRows(
                     x: rows(x, first, m, width: pixels), output: decoderWork.lastOutput(input: z), gradient: nil, into: rowNLL, rows: sampleRows, scale: 1,
                     xRepeat: k)
                 if var work = upperWork, let eps2, let rowKL {
-                    work.eps2 = rows(eps2, first, m, width: k * upperLatent)
+                    work.eps2 = eps2
                     upperWork = work
                     try upperForward(z1: z, rows: sampleRows, work: work)
                     try twoLayerKL(
-                        posterior1: imagePosterior, eps1: rows(eps, first, m, width: k * d), z1: z, images: m, samples: k, analytic: false, work: work,
-                        rowKL: rowKL, rowNLL: rowNLL, logWeights: logWeights)
+                        posterior1: imagePosterior, eps1: eps, z1: z, images: m, samples: k, analytic: false, work: work, rowKL: rowKL, rowNLL: rowNLL,
+                        logWeights: logWeights)
                 } else {
                     try context.launch("vae_log_weights", grid: CUDAContext.grid(for: sampleRows), [
                         .buffer(z), .buffer(imagePosterior), .buffer(rowNLL), .int32(Int32(m)), .int32(Int32(k)), .int32(Int32(d)), .buffer(logWeights),
                     ])
                 }
-                // The doubles of images first ..< first + m in each of the three rows of `sums`.
-                let shift = rows(sums, first, m, width: 2), scaled = rows(sums, n + first, m, width: 2), total = rows(sums, 2 * n + first, m, width: 2)
                 try context.launch("vae_logsumexp_update", grid: CUDAContext.grid(for: m, block: 64), block: 64, [
                     .buffer(logWeights), .int32(Int32(m)), .int32(Int32(k)), .buffer(shift), .buffer(scaled), .buffer(total),
                 ])
+                done += k
             }
-            done += k
         }
         var values = [Double](repeating: 0, count: 3 * n)
         try values.withUnsafeMutableBytes { try sums.download(raw: $0) }
