@@ -135,7 +135,7 @@ public enum GPUKernelCheck {
         let termsRecord = try DeviceBuffer(bytes: 24 * 3)
         let klValues = random(rows, 0, 20)
         let klBuffer = try DeviceBuffer(klValues)
-        try context.launch("vae_record_terms", grid: 1, block: 1, [
+        try context.launch("vae_record_terms", grid: 1, block: 128, shared: 128 * 16, [
             .buffer(rowSums), .buffer(klBuffer), .int32(Int32(rows)), .float(0.5), .buffer(nil), .buffer(termsRecord), .int32(2),
         ])
         var terms = [Double](repeating: 0, count: 9)

@@ -133,7 +133,7 @@ extension CUDAStep {
         if upperLatent == 0 {
             try context.launch("vae_kl_rows", grid: CUDAContext.grid(for: n), [.buffer(posterior), .buffer(rowKL), .int32(Int32(n)), .int32(Int32(d))])
         }
-        try context.launch("vae_record_terms", grid: 1, block: 1, [.buffer(rowNLL), .buffer(rowKL), .int32(Int32(n)), .float(1), .buffer(nil), .buffer(terms), .int32(0)])
+        try context.launch("vae_record_terms", grid: 1, block: 128, shared: 128 * 16, [.buffer(rowNLL), .buffer(rowKL), .int32(Int32(n)), .float(1), .buffer(nil), .buffer(terms), .int32(0)])
         var values = [Double](repeating: 0, count: 3)
         try values.withUnsafeMutableBytes { try terms.download(raw: $0) }
         return LossBreakdown(reconstruction: values[0], kl: values[1], objective: values[2], images: n)

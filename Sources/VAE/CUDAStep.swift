@@ -379,7 +379,7 @@ public final class CUDAStep {
         }
         if upperWork != nil || objective.usesMonteCarlo {
             // The bound and each sample's normalised weight.
-            try context.launch("vae_iwae_bound", grid: 1, block: 1, [
+            try context.launch("vae_iwae_bound", grid: 1, block: 128, shared: 128 * 24, [
                 .buffer(rowLosses), .buffer(rowKL), .int32(Int32(images)), .int32(Int32(samples)), .float(klWeight), .buffer(sampleWeights),
                 .buffer(record), .int32(Int32(queued.count)),
             ])
@@ -417,7 +417,7 @@ public final class CUDAStep {
                     .buffer(flooredKL),
                 ])
             }
-            try context.launch("vae_record_terms", grid: 1, block: 1, [
+            try context.launch("vae_record_terms", grid: 1, block: 128, shared: 128 * 16, [
                 .buffer(rowLosses), .buffer(rowKL), .int32(Int32(rows)), .float(klWeight), .buffer(freeBits ? flooredKL : nil), .buffer(record),
                 .int32(Int32(queued.count)),
             ])

@@ -376,11 +376,25 @@ extern "C" __global__ void vae_affine_rows(float *values, long n, float a, float
 // added in double by the objective, and Trainer.freeBitsStep's objective.
 extern "C" __global__ void vae_record_terms(const float *rowLosses, const float *rowKL, int rows, float klWeight, const double *flooredKL,
                                             double *terms, int slot) {
-    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    // One block: thread t adds rows t, t + T, … in order, then thread 0 adds the threads' sums
+    // in order (a fixed order; 2·T doubles of shared memory).
+    extern __shared__ float shared[];
+    double *partial = (double *)shared;
+    if (blockIdx.x != 0) return;
     double reconstruction = 0.0, kl = 0.0;
-    for (int b = 0; b < rows; b++) {
+    for (int b = threadIdx.x; b < rows; b += blockDim.x) {
         reconstruction += (double)rowLosses[b];
         kl += (double)rowKL[b];
+    }
+    partial[2 * threadIdx.x] = reconstruction;
+    partial[2 * threadIdx.x + 1] = kl;
+    __syncthreads();
+    if (threadIdx.x != 0) return;
+    reconstruction = 0.0;
+    kl = 0.0;
+    for (unsigned t = 0; t < blockDim.x; t++) {
+        reconstruction += partial[2 * t];
+        kl += partial[2 * t + 1];
     }
     terms[3 * slot] = reconstruction;
     terms[3 * slot + 1] = kl;
@@ -434,14 +448,18 @@ extern "C" __global__ void vae_sampled_kl(const float *posterior, const float *e
 }
 
 // The importance-weighted bound of each image from its samples' log w = −NLL − β KL, in double
-// and in the CPU's order (one thread): each sample's normalised weight w_r / Σ w into
+// (each image's samples in the CPU's order): each sample's normalised weight w_r / Σ w into
 // weights[r], and into slot `slot` of the record (Σ_r NLL_r / K, Σ_r KL_r / K,
 // −Σ_b log (1/K) Σ_s w). CPU: importanceWeightedBound.
 extern "C" __global__ void vae_iwae_bound(const float *rowNLL, const float *rowKL, int images, int samples, float beta, float *weights,
                                          double *terms, int slot) {
-    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    // One block: thread t takes images t, t + T, … (each image's samples in order), then thread 0
+    // adds the threads' sums in order (a fixed order; 3·T doubles of shared memory).
+    extern __shared__ float shared[];
+    double *partial = (double *)shared;
+    if (blockIdx.x != 0) return;
     double reconstruction = 0.0, kl = 0.0, objective = 0.0;
-    for (int b = 0; b < images; b++) {
+    for (int b = threadIdx.x; b < images; b += blockDim.x) {
         double maxLogW = -1.0 / 0.0;
         for (int s = 0; s < samples; s++) {
             long r = (long)b * samples + s;
@@ -459,6 +477,17 @@ extern "C" __global__ void vae_iwae_bound(const float *rowNLL, const float *rowK
         }
         for (int s = 0; s < samples; s++) weights[(long)b * samples + s] /= (float)total;
         objective -= maxLogW + log(total) - log((double)samples);
+    }
+    partial[3 * threadIdx.x] = reconstruction;
+    partial[3 * threadIdx.x + 1] = kl;
+    partial[3 * threadIdx.x + 2] = objective;
+    __syncthreads();
+    if (threadIdx.x != 0) return;
+    reconstruction = kl = objective = 0.0;
+    for (unsigned t = 0; t < blockDim.x; t++) {
+        reconstruction += partial[3 * t];
+        kl += partial[3 * t + 1];
+        objective += partial[3 * t + 2];
     }
     terms[3 * slot] = reconstruction;
     terms[3 * slot + 1] = kl;
