@@ -245,7 +245,7 @@ public final class CUDAContext {
     }
 
     /// Launches a recorded kernel now.
-    func launch(_ kernel: RecordedKernel) throws {
+    public func launch(_ kernel: RecordedKernel) throws {
         let (function, arguments) = try node(kernel)
         try cudaCall { vae_cuda_launch(function, UInt32(kernel.grid), UInt32(kernel.block), UInt32(kernel.shared), arguments, $0, $1) }
     }

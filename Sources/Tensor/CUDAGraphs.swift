@@ -31,7 +31,7 @@ public struct RecordedProduct: Equatable {
     }
 
     /// Runs it now on `cublas` (on its current stream).
-    func run(on cublas: CUBLAS) throws {
+    public func run(on cublas: CUBLAS) throws {
         try cublas.sgemm(
             transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: 1, a: a, lda: lda, b: b, ldb: ldb, beta: 0, c: c, ldc: ldc,
             precision: precision)

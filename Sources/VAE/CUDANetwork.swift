@@ -287,17 +287,14 @@ extension CUDAStep {
     }
 
     /// C = op(A) op(B) (`CUBLAS.sgemm`'s row-major arguments, α = 1, β = 0) in the step's
-    /// ``precision``, timed as products when profiling, or recorded for a graph.
+    /// ``precision``, or recorded for a graph (or a profile).
     func product(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64, ldc: Int) throws {
+        let product = RecordedProduct(
+            transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, precision: precision)
         if context.recording != nil {
-            context.recording!.append(.product(RecordedProduct(
-                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, precision: precision)))
-            return
-        }
-        try timed(.products) {
-            try cublas.sgemm(
-                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: 1, a: a, lda: lda, b: b, ldb: ldb, beta: 0, c: c, ldc: ldc,
-                precision: precision)
+            context.recording!.append(.product(product))
+        } else {
+            try product.run(on: cublas)
         }
     }
 

@@ -308,9 +308,9 @@ public final class CUDAStep {
         optimizer: Optimizer, clipNorm: Float? = nil
     ) throws -> [LossBreakdown] {
         let earlier = queued.count == recordCapacity ? try collectLosses() : []
-        try profile?.start()
-        // The step's launches and products recorded, then run as one graph.
-        let recorded = graphs != nil && profile == nil
+        // The step's launches and products recorded, then run as one graph (or, profiled, one by
+        // one between events).
+        let recorded = graphs != nil || profile != nil
         if recorded { context.recording = [] }
         defer { if recorded { context.recording = nil } }
         let samples = objective.usesMonteCarlo ? objective.importanceSamples : 1
@@ -429,7 +429,6 @@ public final class CUDAStep {
         }
         try backward(encoderOps, input: x, width: pixels, work: encoderWork, inputGradient: nil, rows: images)
         let n = flatGradients.count
-        try profile?.mark(.update)
         if let clipNorm {
             // The global norm of the gradient, and the gradient scaled down to `clipNorm` if longer.
             try context.launch("vae_squared_norm", grid: 1, block: 256, shared: 256 * 8, [.buffer(flatGradients), .int64(n), .buffer(squaredNorm)])
@@ -453,27 +452,21 @@ public final class CUDAStep {
         default:
             throw CUDAError("the GPU runs Adam, AdamW and SGD, not \(type(of: optimizer))")
         }
-        try profile?.mark(.step)
-        if recorded, let graphs, let work = context.recording {
+        if recorded, let work = context.recording {
             context.recording = nil
-            try graphs.run(work)
+            if let profile {
+                try profile.run(work, context: context, cublas: cublas)
+            } else if let graphs {
+                try graphs.run(work)
+            }
         }
         queued.append((images, stepCount))
         return earlier
     }
 
-    /// When set, each step's device time is measured with events: its products, its update and
-    /// the whole step (for `vae bench --device cuda`; the events cost a little, so only then).
+    /// When set, each step is launched piece by piece with an event after each, to measure where
+    /// its device time goes (for `vae bench --device cuda`; the events cost a little, so only then).
     public var profile: StepProfile?
-
-    /// Runs `body` (work queued on the device), timed as `part` of the step when profiling.
-    func timed(_ part: StepProfile.Part, _ body: () throws -> Void) throws {
-        guard let profile else { return try body() }
-        let start = try profile.event()
-        try start.record()
-        try body()
-        try profile.end(part, from: start)
-    }
 
     /// Steps queued and not yet collected.
     public var queuedSteps: Int { queued.count }
@@ -494,70 +487,73 @@ public final class CUDAStep {
     }
 }
 
-/// Device time of GPU steps by part, from events recorded around the work (`CUDAStep.profile`):
-/// the matrix products, the update (clipping and the optimiser), and whole steps; read with
-/// ``totals()`` (which waits for the device).
+/// Device time of GPU steps, kernel by kernel: a profiled step's recorded work launched piece
+/// by piece with an event after each (`CUDAStep.profile`), the time between consecutive events
+/// the piece's; read with ``totals()`` (which waits for the device).
 public final class StepProfile {
-    public enum Part { case products, update, step }
+    /// Milliseconds of device time per step, in all and by piece (a kernel by name, every cuBLAS
+    /// product together as "cuBLAS products").
+    public struct Totals {
+        public var steps = 0
+        public var total = 0.0
+        public var byPiece: [String: Double] = [:]
 
-    private var spans: [(part: Part, start: CUDAEvent, end: CUDAEvent)] = []
+        /// Per step: the whole step, its products, its update (clipping and the optimiser), and the
+        /// pieces, largest first.
+        public var perStep: (step: Double, products: Double, update: Double, pieces: [(name: String, milliseconds: Double)]) {
+            let n = Double(max(steps, 1))
+            let update = ["vae_adam", "vae_sgd", "vae_squared_norm", "vae_clip"].reduce(0.0) { $0 + (byPiece[$1] ?? 0) }
+            return (total / n, (byPiece[StepProfile.products] ?? 0) / n, update / n,
+                    byPiece.map { ($0.key, $0.value / n) }.sorted { $0.1 > $1.1 })
+        }
+    }
+
+    static let products = "cuBLAS products"
+    private var pending: [(pieces: [String], events: [CUDAEvent])] = []
     private var pool: [CUDAEvent] = []
     private var used = 0
-    private var stepStart: CUDAEvent?
-    private var updateStart: CUDAEvent?
 
     public init() {}
 
     /// An event from the pool (made once, reused after ``totals()``).
-    func event() throws -> CUDAEvent {
+    private func event() throws -> CUDAEvent {
         if used == pool.count { pool.append(try CUDAEvent()) }
         used += 1
         return pool[used - 1]
     }
 
-    /// The start of a step.
-    func start() throws {
-        let event = try event()
-        try event.record()
-        stepStart = event
-    }
-
-    /// The end of `part`, begun at `start`.
-    func end(_ part: Part, from start: CUDAEvent) throws {
-        let end = try event()
-        try end.record()
-        spans.append((part, start, end))
-    }
-
-    /// The end of the backward pass (the update starts) or of the step (the update ends).
-    func mark(_ part: Part) throws {
-        let now = try event()
-        try now.record()
-        switch part {
-        case .update: updateStart = now
-        case .step:
-            if let updateStart { spans.append((.update, updateStart, now)) }
-            if let stepStart { spans.append((.step, stepStart, now)) }
-            (stepStart, updateStart) = (nil, nil)
-        case .products: break
-        }
-    }
-
-    /// Milliseconds of device time per part since the last call, and the steps measured; the
-    /// events go back to the pool.
-    public func totals() throws -> (products: Double, update: Double, steps: Double, count: Int) {
-        var totals = (products: 0.0, update: 0.0, steps: 0.0, count: 0)
-        for span in spans {
-            let milliseconds = try span.end.milliseconds(since: span.start)
-            switch span.part {
-            case .products: totals.products += milliseconds
-            case .update: totals.update += milliseconds
-            case .step:
-                totals.steps += milliseconds
-                totals.count += 1
+    /// Launches `work` piece by piece, an event before the first and after each.
+    func run(_ work: [RecordedWork], context: CUDAContext, cublas: CUBLAS) throws {
+        var events = [try event()]
+        try events[0].record()
+        var pieces: [String] = []
+        for item in work {
+            switch item {
+            case .kernel(let kernel):
+                try context.launch(kernel)
+                pieces.append(kernel.name)
+            case .product(let product):
+                try product.run(on: cublas)
+                pieces.append(Self.products)
             }
+            let end = try event()
+            try end.record()
+            events.append(end)
         }
-        spans.removeAll(keepingCapacity: true)
+        pending.append((pieces, events))
+    }
+
+    /// The device time of the steps run since the last call; the events go back to the pool.
+    public func totals() throws -> Totals {
+        var totals = Totals()
+        for (pieces, events) in pending {
+            for (i, piece) in pieces.enumerated() {
+                totals.byPiece[piece, default: 0] += try events[i + 1].milliseconds(since: events[i])
+            }
+            totals.total += try events[pieces.count].milliseconds(since: events[0])
+            totals.steps += 1
+        }
+        pending.removeAll(keepingCapacity: true)
         used = 0
         return totals
     }

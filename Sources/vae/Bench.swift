@@ -204,14 +204,14 @@ struct Bench: ParsableCommand {
         let epoch = median(epochSeconds)
         let graphs = step.graphs.map { $0.disabledReason.map { "off (\($0))" } ?? "each step one graph (\($0.built) built, \($0.launched) launched)" }
             ?? "off (VAE_CUDA_GRAPHS=0)"
-        // Where a step's device time goes: up to 50 more steps with events around the parts
-        // (launched plainly: events go between the launches).
+        // Where a step's device time goes: up to 50 more steps launched piece by piece with an
+        // event after each (events go between launches, so not as graphs).
         let profile = StepProfile()
         step.profile = profile
         _ = try trainer.trainEpoch(loader.epoch().prefix(50), stepsInEpoch: loader.batchesPerEpoch)
         step.profile = nil
-        let parts = try profile.totals()
-        let perStep = { (milliseconds: Double) in milliseconds / Double(max(parts.count, 1)) }
+        let totals = try profile.totals()
+        let parts = totals.perStep
         let memory = try step.context.memory()
         let gflops = model.flopsPerImage.training * Double(train.count) / epoch / 1e9
         var results: [(String, String, Any)] = [
@@ -221,10 +221,12 @@ struct Bench: ParsableCommand {
             ("train_images_per_second", "training images/s", Double(train.count) / epoch),
             ("step_ms", "ms per step (wall clock)", 1000 * epoch / Double(loader.batchesPerEpoch)),
             ("cuda_graphs", "CUDA graphs", graphs),
-            ("device_step_ms", "device time per step, ms (events, \(parts.count) steps launched plainly)", perStep(parts.steps)),
-            ("products_ms_per_step", "  of which matrix products (cuBLAS)", perStep(parts.products)),
-            ("update_ms_per_step", "  of which the update (clipping, optimiser)", perStep(parts.update)),
-            ("other_ms_per_step", "  of which everything else (kernels)", perStep(parts.steps - parts.products - parts.update)),
+            ("device_step_ms", "device time per step, ms (events, \(totals.steps) steps launched piece by piece)", parts.step),
+            ("products_ms_per_step", "  of which matrix products (cuBLAS)", parts.products),
+            ("update_ms_per_step", "  of which the update (clipping, optimiser)", parts.update),
+            ("other_ms_per_step", "  of which everything else (kernels)", parts.step - parts.products - parts.update),
+            ("kernels_ms_per_step", "  the largest pieces, ms per step",
+             parts.pieces.prefix(8).map { "\($0.name) \(fixed($0.milliseconds, 4))" }.joined(separator: ", ")),
             ("train_gflops", "training effective GFLOP/s", gflops),
             ("gpu_memory_used_mib", "GPU memory in use, MiB (all processes)", (memory.total - memory.free) >> 20),
         ]
