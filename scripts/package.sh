@@ -22,9 +22,17 @@ out=${1:-dist}
 arch=x86_64-linux-gnu
 
 echo "package: building vae (release, static Swift runtime) in .build-static/"
+# The commit `vae --version` reports is written by a prebuild plugin that SwiftPM does not always
+# rerun in an existing build folder: remove its output so this build writes it afresh.
+find .build-static/plugins -name BuildInfo.swift -delete 2>/dev/null || true
 swift build -c release --static-swift-stdlib --build-path .build-static >/dev/null
 binary=.build-static/release/vae
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+version=$("$binary" --version 2>&1 | head -1)
+case "$version" in
+    *"$commit"*) ;;
+    *) echo "package: the build reports '$version', not commit $commit" >&2; exit 1 ;;
+esac
 name=swift-vae-$commit-linux-x86_64
 
 work=$(mktemp -d)
