@@ -85,9 +85,11 @@ bench_row() { # title, extra flags…
 }
 bench_row "cuda:0, vae bench (median of 3 epochs)"
 VAE_CUDA_GRAPHS=0 bench_row "cuda:0, vae bench, VAE_CUDA_GRAPHS=0 (plain launches)"
+VAE_CUDA_SPLIT_K=auto bench_row "cuda:0, vae bench, VAE_CUDA_SPLIT_K=auto (small products split along k)"
 bench_row "cuda:0, vae bench --preset iwae-paper (batch 20)" --preset iwae-paper
 VAE_CUDA_GRAPHS=0 bench_row "cuda:0, vae bench --preset iwae-paper, VAE_CUDA_GRAPHS=0" --preset iwae-paper
 bench_row "cuda:0, vae bench --arch conv (median of 3 epochs)" --arch conv
+VAE_CUDA_SPLIT_K=auto bench_row "cuda:0, vae bench --arch conv, VAE_CUDA_SPLIT_K=auto" --arch conv
 bench_row "cuda:0, vae bench --precision bf16 (median of 3 epochs)" --precision bf16
 bench_row "cuda:0, vae bench --arch conv --precision bf16 (median of 3 epochs)" --arch conv --precision bf16
 echo >> "$md"

@@ -27,6 +27,17 @@ public final class CUBLAS {
     private let gemm: Sgemm
     /// cublasGemmEx, for the bf16 products (nil in a cuBLAS without it).
     private let gemmEx: GemmEx?
+    private typealias SgemmStridedBatched = @convention(c) (
+        OpaquePointer?, Int32, Int32, Int32, Int32, Int32, UnsafePointer<Float>, UInt64, Int32, Int64, UInt64, Int32, Int64, UnsafePointer<Float>,
+        UInt64, Int32, Int64, Int32
+    ) -> Int32
+    private typealias GemmStridedBatchedEx = @convention(c) (
+        OpaquePointer?, Int32, Int32, Int32, Int32, Int32, UnsafeRawPointer, UInt64, Int32, Int32, Int64, UInt64, Int32, Int32, Int64,
+        UnsafeRawPointer, UInt64, Int32, Int32, Int64, Int32, Int32, Int32
+    ) -> Int32
+    /// The strided-batched products (nil in a cuBLAS without them), for products split along k.
+    private let sgemmStridedBatched: SgemmStridedBatched?
+    private let gemmStridedBatchedEx: GemmStridedBatchedEx?
     private typealias SetStream = @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32
     private let setStreamFunction: SetStream?
 
@@ -46,6 +57,8 @@ public final class CUBLAS {
         let setMathMode = try symbol("cublasSetMathMode", SetMathMode.self)
         gemmEx = dlsym(library, "cublasGemmEx").map { unsafeBitCast($0, to: GemmEx.self) }
         setStreamFunction = dlsym(library, "cublasSetStream_v2").map { unsafeBitCast($0, to: SetStream.self) }
+        sgemmStridedBatched = dlsym(library, "cublasSgemmStridedBatched").map { unsafeBitCast($0, to: SgemmStridedBatched.self) }
+        gemmStridedBatchedEx = dlsym(library, "cublasGemmStridedBatchedEx").map { unsafeBitCast($0, to: GemmStridedBatchedEx.self) }
         var handle: OpaquePointer?
         let status = create(&handle)
         guard status == 0, let handle else { throw CUDAError("cublasCreate failed (cuBLAS status \(status))") }
@@ -67,11 +80,31 @@ public final class CUBLAS {
     /// C[m×n] = α · op(A) · op(B) + β · C on device memory, row-major as `BLAS.sgemm`: `a`, `b`,
     /// `c` are device addresses, `lda`, `ldb`, `ldc` row strides in elements.
     /// With `precision` bf16, the operands rounded to bf16 (or TF32) and the sums in FP32.
+    /// With `batches` > 1, that many products at once, the i-th on A + i·`strideA`, B + i·`strideB`
+    /// and C + i·`strideC` (elements): cuBLAS's strided-batched product.
     public func sgemm(
         transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UInt64, lda: Int, b: UInt64, ldb: Int,
-        beta: Float, c: UInt64, ldc: Int, precision: MatrixPrecision = .fp32
+        beta: Float, c: UInt64, ldc: Int, precision: MatrixPrecision = .fp32, batches: Int = 1, strideA: Int = 0, strideB: Int = 0, strideC: Int = 0
     ) throws {
         var (alpha, beta) = (alpha, beta)
+        if batches > 1 {
+            // Column-major, as below: B's operand first, so B's stride is the first one.
+            let (ta, tb, count) = (Int32(transposeB ? 1 : 0), Int32(transposeA ? 1 : 0), Int32(batches))
+            let status: Int32
+            if precision == .bf16 {
+                guard let gemmStridedBatchedEx else { throw CUDAError("\(path) lacks cublasGemmStridedBatchedEx") }
+                status = gemmStridedBatchedEx(
+                    handle, ta, tb, Int32(n), Int32(m), Int32(k), &alpha, b, 0, Int32(ldb), Int64(strideB), a, 0, Int32(lda), Int64(strideA), &beta, c, 0,
+                    Int32(ldc), Int64(strideC), count, 75, -1)
+            } else {
+                guard let sgemmStridedBatched else { throw CUDAError("\(path) lacks cublasSgemmStridedBatched") }
+                status = sgemmStridedBatched(
+                    handle, ta, tb, Int32(n), Int32(m), Int32(k), &alpha, b, Int32(ldb), Int64(strideB), a, Int32(lda), Int64(strideA), &beta, c, Int32(ldc),
+                    Int64(strideC), count)
+            }
+            guard status == 0 else { throw CUDAError("cuBLAS's strided-batched product failed for \(batches) × \(m)×\(k) · \(k)×\(n) (cuBLAS status \(status))") }
+            return
+        }
         if precision == .bf16 {
             guard let gemmEx else { throw CUDAError("\(path) lacks cublasGemmEx: bf16 products need cuBLAS 11 or later") }
             // CUDA_R_32F = 0 for A, B and C; CUBLAS_COMPUTE_32F_FAST_16BF = 75; CUBLAS_GEMM_DEFAULT = −1.

@@ -22,19 +22,23 @@ public struct RecordedProduct: Equatable {
     public let m: Int, n: Int, k: Int
     public let a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64, ldc: Int
     public let precision: MatrixPrecision
+    /// Strided-batched: this many products, each operand advanced by its stride (elements).
+    public let batches: Int, strideA: Int, strideB: Int, strideC: Int
 
     public init(
-        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64, ldc: Int, precision: MatrixPrecision
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64, ldc: Int, precision: MatrixPrecision,
+        batches: Int = 1, strideA: Int = 0, strideB: Int = 0, strideC: Int = 0
     ) {
         (self.transposeA, self.transposeB, self.m, self.n, self.k) = (transposeA, transposeB, m, n, k)
         (self.a, self.lda, self.b, self.ldb, self.c, self.ldc, self.precision) = (a, lda, b, ldb, c, ldc, precision)
+        (self.batches, self.strideA, self.strideB, self.strideC) = (batches, strideA, strideB, strideC)
     }
 
     /// Runs it now on `cublas` (on its current stream).
     public func run(on cublas: CUBLAS) throws {
         try cublas.sgemm(
             transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: 1, a: a, lda: lda, b: b, ldb: ldb, beta: 0, c: c, ldc: ldc,
-            precision: precision)
+            precision: precision, batches: batches, strideA: strideA, strideB: strideB, strideC: strideC)
     }
 }
 

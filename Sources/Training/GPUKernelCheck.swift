@@ -270,6 +270,13 @@ public enum GPUKernelCheck {
         masked.sumRows(into: &sumsCPU)
         record("vae_bias_gradient_partials + vae_bias_gradient (ReLU)", "ReLU.backward, Tensor.sumRows", try gBuffer.download() + sums.download(),
                masked.toArray() + sumsCPU)
+
+        // Slices of a split product added in order.
+        let (sliceCount, sliceSize) = (5, 1000)
+        let slices = random(sliceCount * sliceSize), slicesBuffer = try DeviceBuffer(slices), added = try DeviceBuffer(count: sliceSize)
+        try context.launch("vae_sum_slices", grid: grid(sliceSize), [.buffer(slicesBuffer), .int64(sliceSize), .int32(Int32(sliceCount)), .buffer(added)])
+        record("vae_sum_slices", "the slices added (loop)", try added.download(),
+               (0..<sliceSize).map { i in (0..<sliceCount).reduce(Float(0)) { $0 + slices[$1 * sliceSize + i] } })
         return result
     }
 
@@ -309,6 +316,9 @@ public enum GPUKernelCheck {
         // bf16 products: one against the exact product, three steps against the FP32 trainer.
         rows.append(try bf16Product(cublas))
         rows.append(try graphsAgainstPlainLaunches(context, cublas: cublas))
+        // Products split along k (strided-batched slices, then vae_sum_slices), FP32 and bf16.
+        rows += try trainingSteps(context, cublas: cublas, splitK: .parts(4))
+        rows += try trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 2), precision: .bf16, splitK: .parts(2))
         rows += try trainingSteps(context, cublas: cublas, model: convolutional, precision: .bf16)
         rows += try importanceSampling(context, cublas: cublas)
         rows += try importanceSampling(context, cublas: cublas, likelihood: .gaussian)
@@ -414,7 +424,7 @@ public enum GPUKernelCheck {
     public static func trainingSteps(
         _ context: CUDAContext, cublas: CUBLAS, steps: Int = 3, objective: TrainingObjective = TrainingObjective(), sgd: Bool = false,
         clipNorm: Float? = nil, likelihood: LikelihoodKind = .bernoulli, conditionClasses: Int = 0, model: ModelConfig? = nil,
-        precision: MatrixPrecision = .fp32
+        precision: MatrixPrecision = .fp32, splitK: CUDAStep.SplitK? = nil
     ) throws -> [Row] {
         let config = model ?? ModelConfig(
             inputShape: [1, 8, 8], hiddenSizes: [32], latentDimension: 4, likelihood: likelihood, gaussianSigma: 0.3,
@@ -432,6 +442,10 @@ public enum GPUKernelCheck {
         let settings = optimizer(gpuModel)  // its rate and constants; its state lives on the GPU
         let gpu = try CUDAStep(model: gpuModel, context: context, cublas: cublas)
         gpu.precision = precision
+        if let splitK {
+            gpu.splitK = splitK
+            gpu.splitScratchFloor = 0  // grown product by product: a step's work names the smaller ones too
+        }
         var rng = RandomGenerator(seed: 12)
         // Labels 0 … 4 for 3 classes: labels 3 and 4 have no class (a row of zeros, as on the CPU).
         let labels = conditionClasses > 0 ? (0..<40).map { $0 * 7 % 5 } : nil
@@ -460,6 +474,7 @@ public enum GPUKernelCheck {
             + (objective.freeBits > 0 ? ", free bits \(objective.freeBits)" : "") + (conditionClasses > 0 ? ", conditional" : "")
             + (sgd ? ", SGD" : "") + (clipNorm.map { ", clipped to \($0)" } ?? "") + (config.likelihood == .bernoulli ? "" : ", \(config.likelihood.rawValue)")
             + description(config) + (precision == .bf16 ? ", bf16 products against FP32" : "")
+            + (splitK.map { if case .parts(let p) = $0 { ", products split along k in \(p)" } else { "" } } ?? "")
         // bf16 products against the FP32 trainer: within bf16's rounding (3 steps of Adam at 10⁻³).
         let tolerance = precision == .bf16 ? 1e-2 : 1e-4
         return [

@@ -286,15 +286,76 @@ extension CUDAStep {
         ])
     }
 
+    /// Whether a product of a small output and a long k is split along k: into parts computed as
+    /// one strided-batched product and added in a fixed order (`vae_sum_slices`), so that a
+    /// [128 × 400] output gives the GPU's multiprocessors more than the dozen or so blocks of 64 ×
+    /// 64 it has as one product. Off unless `VAE_CUDA_SPLIT_K` says otherwise, until measured.
+    public enum SplitK: Equatable, Sendable {
+        case off
+        /// Where the output's 64 × 64 tiles fill at most half the multiprocessors and k ≥ 256:
+        /// into the largest divisor of k up to 8 that keeps tiles × parts within the multiprocessors.
+        case auto
+        /// Every product of at most 2²⁰ outputs whose k this divides into parts of at least 8.
+        case parts(Int)
+
+        /// From `VAE_CUDA_SPLIT_K`: unset or 0 off, "auto", or a number of parts.
+        public init(environment: [String: String]) {
+            switch environment["VAE_CUDA_SPLIT_K"] {
+            case "auto": self = .auto
+            case let text?: self = Int(text).map { $0 > 1 ? .parts($0) : .off } ?? .off
+            case nil: self = .off
+            }
+        }
+
+        /// The parts an [m × n] product over `k` is split into (1: not split).
+        func parts(m: Int, n: Int, k: Int, multiprocessors: Int) -> Int {
+            switch self {
+            case .off: return 1
+            case .parts(let p): return m * n <= 1 << 20 && k % p == 0 && k / p >= 8 ? p : 1
+            case .auto:
+                let tiles = ((m + 63) / 64) * ((n + 63) / 64)
+                guard k >= 256, 2 * tiles <= multiprocessors else { return 1 }
+                return (2...8).reversed().first { k % $0 == 0 && tiles * $0 <= multiprocessors } ?? 1
+            }
+        }
+    }
+
+    /// The scratch of split products' slices, grown as needed (at least `splitScratchFloor`
+    /// floats). A buffer it outgrows is kept until the step's recorded work has been launched:
+    /// that work may still name it.
+    func splitScratch(count: Int) throws -> DeviceBuffer {
+        if let buffer = splitBuffer, buffer.count >= count { return buffer }
+        if let old = splitBuffer { retiredBuffers.append(old) }
+        let buffer = try DeviceBuffer(count: max(count, splitScratchFloor))
+        splitBuffer = buffer
+        return buffer
+    }
+
     /// C = op(A) op(B) (`CUBLAS.sgemm`'s row-major arguments, α = 1, β = 0) in the step's
     /// ``precision``, or recorded for a graph (or a profile).
     func product(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64, ldc: Int) throws {
-        let product = RecordedProduct(
-            transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, precision: precision)
+        let splits = ldc == n ? splitK.parts(m: m, n: n, k: k, multiprocessors: context.device.multiprocessors) : 1
+        let product: RecordedProduct
+        if splits > 1 {
+            // Split along k: one strided-batched product of the k-slices into the scratch
+            // [splits, m, n], then the slices added in order (`vae_sum_slices`).
+            let part = k / splits, scratch = try splitScratch(count: splits * m * n)
+            product = RecordedProduct(
+                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: part, a: a, lda: lda, b: b, ldb: ldb, c: scratch.address, ldc: n,
+                precision: precision, batches: splits, strideA: transposeA ? part * lda : part, strideB: transposeB ? part : part * ldb, strideC: m * n)
+        } else {
+            product = RecordedProduct(
+                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, precision: precision)
+        }
         if context.recording != nil {
             context.recording!.append(.product(product))
         } else {
             try product.run(on: cublas)
+        }
+        if splits > 1 {
+            try context.launch("vae_sum_slices", grid: CUDAContext.grid(for: m * n), [
+                .uint64(product.c), .int64(m * n), .int32(Int32(splits)), .uint64(c),
+            ])
         }
     }
 

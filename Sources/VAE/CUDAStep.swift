@@ -46,6 +46,13 @@ public final class CUDAStep {
     /// says plain launches (or a check sets it to nil); a profiled step (``profile``) is always
     /// launched plainly.
     public var graphs: CUDAGraphs?
+    /// Whether small products with a long k are split along k (`SplitK`; `VAE_CUDA_SPLIT_K`).
+    public var splitK = SplitK(environment: ProcessInfo.processInfo.environment)
+    /// The split products' slices, and buffers replaced during a step (freed after it).
+    var splitBuffer: DeviceBuffer?
+    var retiredBuffers: [DeviceBuffer] = []
+    /// The split scratch's least size (the checks set 0, so that it grows within a step).
+    public var splitScratchFloor = 1 << 20
     let likelihood: Likelihood
     let encoderOps: [Op]
     let decoderOps: [Op]
@@ -460,6 +467,7 @@ public final class CUDAStep {
                 try graphs.run(work)
             }
         }
+        retiredBuffers.removeAll()  // freeing device memory waits for the work that used it
         queued.append((images, stepCount))
         return earlier
     }

@@ -135,6 +135,17 @@ extern "C" __global__ void vae_bias_gradient_partials(float *g, const float *y, 
     }
 }
 
+// A product split along k into `count` products (slices [count, n], slice s the product of the
+// s-th part of k): out[i] = Σ_s slices[s·n + i], s in order. CPU: the unsplit product
+// (BLAS.sgemm).
+extern "C" __global__ void vae_sum_slices(const float *slices, long n, int count, float *out) {
+    FOR_EACH(i, n) {
+        float s = 0.0f;
+        for (int q = 0; q < count; q++) s += slices[q * n + i];
+        out[i] = s;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Convolutions as products: the patches of channels-last (NHWC) images as the rows of a matrix
 // whose columns follow PyTorch's weight order (c, kh, kw), so the weight [O, C, k, k] (Conv2D) or
