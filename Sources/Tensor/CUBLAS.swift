@@ -3,7 +3,7 @@ import Glibc
 #endif
 
 /// cuBLAS (`libcublas.so`), loaded with `dlopen`, for the GPU's FP32 matrix products. cuBLAS is
-/// column-major; ``sgemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:precision:)`` takes the
+/// column-major; ``sgemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:precision:batches:strideA:strideB:strideC:)`` takes the
 /// row-major arguments `BLAS.sgemm` takes and asks for the transposed product, Cᵀ = op(B)ᵀ op(A)ᵀ,
 /// which is C laid out row-major. Math mode is cuBLAS's default (FP32 products in FP32: no
 /// TF32), so the GPU's figures stay comparable with the CPU's. With `MatrixPrecision.bf16` a

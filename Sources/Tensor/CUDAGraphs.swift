@@ -15,7 +15,7 @@ public struct RecordedKernel: Equatable {
     }
 }
 
-/// A cuBLAS product as recorded for a graph (``CUBLAS/sgemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:precision:)``'s
+/// A cuBLAS product as recorded for a graph (``CUBLAS/sgemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:precision:batches:strideA:strideB:strideC:)``'s
 /// arguments, α = 1 and β = 0).
 public struct RecordedProduct: Equatable {
     public let transposeA: Bool, transposeB: Bool
