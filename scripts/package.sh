@@ -22,12 +22,18 @@ out=${1:-dist}
 arch=x86_64-linux-gnu
 
 echo "package: building vae (release, static Swift runtime) in .build-static/"
-# The commit `vae --version` reports is written by a prebuild plugin that SwiftPM does not always
-# rerun in an existing build folder: remove its output so this build writes it afresh.
-find .build-static/plugins -name BuildInfo.swift -delete 2>/dev/null || true
+# The commit `vae --version` reports is written by a prebuild plugin (Plugins/BuildInfo) that
+# SwiftPM does not always rerun in an existing build folder: write its file here the same way
+# first, so that a new commit recompiles it.
+commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+reported=$commit
+if [ "$commit" != unknown ] && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null | head -c1)" ]; then reported="$commit+changes"; fi
+find .build-static/plugins -name BuildInfo.swift 2>/dev/null | while read -r info; do
+    line="let buildCommit = \"$reported\""
+    [ "$(cat "$info")" = "$line" ] || printf '%s\n' "$line" > "$info"
+done
 swift build -c release --static-swift-stdlib --build-path .build-static >/dev/null
 binary=.build-static/release/vae
-commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 version=$("$binary" --version 2>&1 | head -1)
 case "$version" in
     *"$commit"*) ;;
