@@ -28,10 +28,12 @@ echo "package: building vae (release, static Swift runtime) in .build-static/"
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 reported=$commit
 if [ "$commit" != unknown ] && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null | head -c1)" ]; then reported="$commit+changes"; fi
-find .build-static/plugins -name BuildInfo.swift 2>/dev/null | while read -r info; do
-    line="let buildCommit = \"$reported\""
-    [ "$(cat "$info")" = "$line" ] || printf '%s\n' "$line" > "$info"
-done
+if [ -d .build-static/plugins ]; then  # (a first build runs the plugin itself)
+    find .build-static/plugins -name BuildInfo.swift | while read -r info; do
+        line="let buildCommit = \"$reported\""
+        [ "$(cat "$info")" = "$line" ] || printf '%s\n' "$line" > "$info"
+    done
+fi
 swift build -c release --static-swift-stdlib --build-path .build-static >/dev/null
 binary=.build-static/release/vae
 version=$("$binary" --version 2>&1 | head -1)
