@@ -51,6 +51,8 @@ public final class CUDAStep {
     /// The split products' slices, and buffers replaced during a step (freed after it).
     var splitBuffer: DeviceBuffer?
     var retiredBuffers: [DeviceBuffer] = []
+    /// Pieces of work the last recorded step had.
+    private var recordedLength = 64
     /// The split scratch's least size (the checks set 0, so that it grows within a step).
     public var splitScratchFloor = 1 << 20
     let likelihood: Likelihood
@@ -318,7 +320,10 @@ public final class CUDAStep {
         // The step's launches and products recorded, then run as one graph (or, profiled, one by
         // one between events).
         let recorded = graphs != nil || profile != nil
-        if recorded { context.recording = [] }
+        if recorded {
+            context.recording = []
+            context.recording!.reserveCapacity(recordedLength)  // the last step's length: no regrowth per step
+        }
         defer { if recorded { context.recording = nil } }
         let samples = objective.usesMonteCarlo ? objective.importanceSamples : 1
         try prepare(images: batch.count, samples: samples)
@@ -461,6 +466,7 @@ public final class CUDAStep {
         }
         if recorded, let work = context.recording {
             context.recording = nil
+            recordedLength = work.count
             if let profile {
                 try profile.run(work, context: context, cublas: cublas)
             } else if let graphs {
