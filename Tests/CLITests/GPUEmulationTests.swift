@@ -5,13 +5,17 @@ import TestSupport
 
 // A GPU on the host, for the tests of everything around the kernels. The stand-in driver is the
 // project's own Kernels.cu compiled by the host's C++ compiler under a small shim (the CUDA
-// keywords defined away, blockIdx and friends as globals): a launch of G blocks runs block 0 …
-// G−1 one after another with one thread each (blockDim 1, so a grid-stride loop covers every
-// element and a block's reduction is its one thread's sum). Device memory is host memory. A
-// stand-in NVRTC returns PTX whose entries declare each kernel's parameters as NVRTC would
-// (pointers and 64-bit integers .u64, int .u32, float .f32), written here from the source.
-// So the whole path — context, memory, modules, the launch-argument check, launches, downloads —
-// runs with the real kernel code; only the GPU's code generation and its reduction order are not
+// keywords defined away, blockIdx and friends as globals). A launch of G blocks of T threads runs
+// block 0 … G−1 one after another, each with its T threads: a kernel that uses shared memory runs
+// its threads as coroutines (ucontext) that all stop at each __syncthreads — in a shuffled order
+// each time, so that a read of another thread's value without a barrier between shows — and
+// whose shared memory ends at a guard page (a kernel that uses more than its launch declared
+// stops with SIGSEGV) and starts as NaNs; a thread that returns while others wait at a barrier
+// stops the test. Other kernels run their threads one after another. Device memory is host
+// memory. A stand-in NVRTC returns PTX whose entries declare each kernel's parameters as NVRTC
+// would (pointers and 64-bit integers .u64, int .u32, float .f32), written here from the source.
+// So the whole path — context, memory, modules, the launch-argument check, launches, block
+// reductions, downloads — runs with the real kernel code; only the GPU's code generation is not
 // exercised (`vae devices --check-kernels` on a real GPU does that).
 
 let cxxCompiler = ["/usr/bin/c++", "/usr/bin/g++", "/usr/bin/clang++"].first { FileManager.default.isExecutableFile(atPath: $0) }
@@ -38,41 +42,147 @@ func ptxType(_ c: String) -> String {
     return "u32"
 }
 
+/// The kernels whose text (up to the next kernel) names shared memory: those whose threads work
+/// together, run as coroutines by the emulated driver. (A helper defined after a kernel makes that
+/// kernel one too, which only costs time; a kernel missed here that reaches __syncthreads stops
+/// the emulator.)
+func cooperativeKernels(_ source: String) throws -> Set<String> {
+    let starts = source.ranges(of: #"extern "C" __global__ void "#)
+    var names = Set<String>()
+    for (index, start) in starts.enumerated() {
+        let end = index + 1 < starts.count ? starts[index + 1].lowerBound : source.endIndex
+        let text = source[start.upperBound..<end]
+        if text.contains("shared") { names.insert(String(text.prefix { $0 != "(" })) }
+    }
+    return names
+}
+
 /// Writes the emulating driver (libcuda.so.1) and NVRTC (lib64/libnvrtc.so.13) under `dir`.
 func writeEmulatedGPU(_ dir: String) throws {
-    let source = CUDAKernels.source
+    // Dynamic shared memory becomes a pointer the driver sets for each block (just below a guard
+    // page).
+    let declaration = "extern __shared__ float shared[];"
+    let source = CUDAKernels.source.replacingOccurrences(of: declaration, with: "float *shared = emulator_shared;")
+    #expect(source != CUDAKernels.source && !source.contains("__shared__"), "Kernels.cu declares shared memory other than `\(declaration)`")
     let signatures = try kernelSignatures(source)
+    let cooperative = try cooperativeKernels(source)
     var adapters = ""
     var table = ""
     for (name, types) in signatures {
         let arguments = types.enumerated().map { "*(\($1.replacingOccurrences(of: "const ", with: "")) *)a[\($0)]" }.joined(separator: ", ")
         adapters += "static void run_\(name)(void **a) { \(name)(\(arguments)); }\n"
-        table += "    {\"\(name)\", run_\(name), \(types.count)},\n"
+        table += "    {\"\(name)\", run_\(name), \(types.count), \(cooperative.contains(name) ? 1 : 0)},\n"
     }
     let driver = """
         #include <math.h>
+        #include <setjmp.h>
         #include <stdio.h>
         #include <stdlib.h>
         #include <string.h>
         #include <time.h>
+        #include <sys/mman.h>
+        #include <ucontext.h>
         #define __global__
         #define __device__
-        #define __shared__
         struct dim { unsigned x, y, z; };
         static dim blockIdx, threadIdx, blockDim, gridDim;
-        static inline void __syncthreads() {}
         static inline unsigned __umulhi(unsigned a, unsigned b) { return (unsigned)(((unsigned long long)a * b) >> 32); }
-        float shared[4096];
+        // The block's dynamic shared memory: its last byte just below a page that cannot be read
+        // or written (48 KB at most, the limit without opting in).
+        enum { shared_limit = 48 * 1024, max_threads = 1024, stack_bytes = 128 * 1024 };
+        static char *shared_area;
+        static float *emulator_shared;
+        static void set_shared(unsigned bytes) {
+            if (!shared_area) {
+                shared_area = (char *)mmap(0, shared_limit + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                mprotect(shared_area + shared_limit, 4096, PROT_NONE);
+            }
+            emulator_shared = (float *)(shared_area + shared_limit - ((bytes + 15) & ~15u));
+            memset(emulator_shared, 0xff, bytes);  // shared memory starts undefined: NaNs here
+        }
+        // A cooperative block's threads are coroutines: each runs until it reaches __syncthreads
+        // (or returns), then the next; when all have, the waiting ones go on, in a new order. A
+        // coroutine is made once (makecontext) and then switched to and from with _setjmp and
+        // _longjmp, which save no signal mask (swapcontext's system call made this 10× slower);
+        // after its kernel returns it waits for the next block's.
+        struct fiber { ucontext_t context; jmp_buf jump; int made, state; };  // state: 0 ready, 1 at a barrier, 2 returned
+        static fiber fibers[max_threads];
+        static jmp_buf scheduler;
+        static char *stacks;
+        static int in_block;
+        static unsigned running;
+        static void (*fiber_run)(void **);
+        static void **fiber_args;
+        static void fiber_main() {
+            volatile unsigned me = running;
+            for (;;) {
+                fiber_run(fiber_args);
+                fibers[me].state = 2;
+                if (!_setjmp(fibers[me].jump)) _longjmp(scheduler, 1);
+            }
+        }
+        static void __syncthreads() {
+            if (!in_block) {
+                if (blockDim.x == 1) return;
+                fprintf(stderr, "emulated GPU: __syncthreads in a kernel not run as coroutines\\n");
+                abort();
+            }
+            fibers[running].state = 1;
+            if (!_setjmp(fibers[running].jump)) _longjmp(scheduler, 1);
+        }
+        static void resume(unsigned t) {
+            running = t;
+            threadIdx.x = t;
+            if (_setjmp(scheduler)) return;
+            if (fibers[t].made) _longjmp(fibers[t].jump, 1);
+            if (!stacks) stacks = (char *)mmap(0, (size_t)max_threads * stack_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+            fibers[t].made = 1;
+            getcontext(&fibers[t].context);
+            fibers[t].context.uc_stack.ss_sp = stacks + (size_t)t * stack_bytes;
+            fibers[t].context.uc_stack.ss_size = stack_bytes;
+            fibers[t].context.uc_link = 0;
+            makecontext(&fibers[t].context, fiber_main, 0);
+            setcontext(&fibers[t].context);
+        }
+        static unsigned long long order_state = 0x9E3779B97F4A7C15ull;
+        static void run_cooperative_block(const char *name, void (*run)(void **), unsigned threads, void **args) {
+            fiber_run = run;
+            fiber_args = args;
+            for (unsigned t = 0; t < threads; t++) fibers[t].state = 0;
+            unsigned order[max_threads];
+            for (unsigned t = 0; t < threads; t++) order[t] = t;
+            in_block = 1;
+            for (;;) {
+                for (unsigned t = threads - 1; t > 0; t--) {  // a new order for each stretch between barriers
+                    order_state = order_state * 6364136223846793005ull + 1442695040888963407ull;
+                    unsigned k = (unsigned)((order_state >> 33) % (t + 1)), swap = order[t];
+                    order[t] = order[k];
+                    order[k] = swap;
+                }
+                for (unsigned i = 0; i < threads; i++) {
+                    if (fibers[order[i]].state == 0) resume(order[i]);
+                }
+                unsigned waiting = 0, returned = 0;
+                for (unsigned t = 0; t < threads; t++) { waiting += fibers[t].state == 1; returned += fibers[t].state == 2; }
+                if (!waiting) break;
+                if (returned) {
+                    fprintf(stderr, "emulated GPU: %s block %u: %u threads wait at __syncthreads while %u returned\\n", name, blockIdx.x, waiting, returned);
+                    abort();
+                }
+                for (unsigned t = 0; t < threads; t++) fibers[t].state = 0;
+            }
+            in_block = 0;
+        }
         \(source)
         \(adapters)
-        struct entry { const char *name; void (*run)(void **); int count; };
+        struct entry { const char *name; void (*run)(void **); int count; int cooperative; };
         static const entry kernels[] = {
-        \(table)    {0, 0, 0}};
+        \(table)    {0, 0, 0, 0}};
         // Graphs: a list of nodes run in order — a kernel with its arguments' 8-byte values, a
         // host function (a stand-in cuBLAS product captured from a stream), or a child graph
         // (copied when added). An instantiated graph is the graph itself.
         struct graph;
-        struct node { const entry *e; unsigned grid, block; unsigned long long args[32]; void (*host)(void *); void *data; graph *child; };
+        struct node { const entry *e; unsigned grid, block, shared; unsigned long long args[32]; void (*host)(void *); void *data; graph *child; };
         struct graph { node *nodes; int count; };
         struct stream { int capturing; graph *g; };
         static node *add_node(graph *g) {
@@ -90,9 +200,17 @@ func writeEmulatedGPU(_ dir: String) throws {
             }
             return c;
         }
-        static void run_kernel(const entry *e, unsigned grid, void **args) {
-            gridDim.x = grid; blockDim.x = 1; threadIdx.x = 0;
-            for (unsigned b = 0; b < grid; b++) { blockIdx.x = b; e->run(args); }
+        static void run_kernel(const entry *e, unsigned grid, unsigned block, unsigned sharedBytes, void **args) {
+            gridDim.x = grid; blockDim.x = block;
+            for (unsigned b = 0; b < grid; b++) {
+                blockIdx.x = b;
+                set_shared(sharedBytes);
+                if (e->cooperative && block > 1) {
+                    run_cooperative_block(e->name, e->run, block, args);
+                } else {
+                    for (unsigned t = 0; t < block; t++) { threadIdx.x = t; e->run(args); }
+                }
+            }
         }
         static void run_graph(const graph *g) {
             for (int i = 0; i < g->count; i++) {
@@ -100,7 +218,7 @@ func writeEmulatedGPU(_ dir: String) throws {
                 if (n->e) {
                     void *pointers[32];
                     for (int k = 0; k < n->e->count; k++) pointers[k] = (void *)&n->args[k];
-                    run_kernel(n->e, n->grid, pointers);
+                    run_kernel(n->e, n->grid, n->block, n->shared, pointers);
                 } else if (n->host) {
                     n->host(n->data);
                 } else if (n->child) {
@@ -108,8 +226,8 @@ func writeEmulatedGPU(_ dir: String) throws {
                 }
             }
         }
-        static void set_kernel(node *n, const void *f, unsigned grid, unsigned block, void **args) {
-            n->e = (const entry *)f; n->grid = grid; n->block = block;
+        static void set_kernel(node *n, const void *f, unsigned grid, unsigned block, unsigned sharedBytes, void **args) {
+            n->e = (const entry *)f; n->grid = grid; n->block = block; n->shared = sharedBytes;
             for (int k = 0; k < n->e->count; k++) memcpy(&n->args[k], args[k], 8);
         }
         extern "C" {
@@ -168,12 +286,12 @@ func writeEmulatedGPU(_ dir: String) throws {
         }
         int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned sharedBytes,
                            void *stream, void **args, void **extra) {
-            if (sharedBytes > sizeof shared) return 1;
+            if (sharedBytes > shared_limit || bx < 1 || bx > max_threads || gy != 1 || gz != 1 || by != 1 || bz != 1) return 1;
             if (stream && ((struct stream *)stream)->capturing) {
-                set_kernel(add_node(((struct stream *)stream)->g), f, gx, bx, args);
+                set_kernel(add_node(((struct stream *)stream)->g), f, gx, bx, sharedBytes, args);
                 return 0;
             }
-            run_kernel((const entry *)f, gx, args);
+            run_kernel((const entry *)f, gx, bx, sharedBytes, args);
             return 0;
         }
         int cuStreamCreate(void **s, unsigned flags) { *s = calloc(1, sizeof(struct stream)); return 0; }
@@ -205,8 +323,8 @@ func writeEmulatedGPU(_ dir: String) throws {
         // Nodes are named by their index + 1 (the array moves as it grows).
         int cuGraphCreate(void **g, unsigned flags) { *g = calloc(1, sizeof(graph)); return 0; }
         int cuGraphAddKernelNode_v2(void **n, void *g, void **deps, size_t count, const struct kernel_params *p) {
-            if (p->shared > sizeof shared || !p->func) return 1;
-            set_kernel(add_node((graph *)g), p->func, p->gx, p->bx, p->params);
+            if (p->shared > shared_limit || !p->func || p->bx < 1 || p->bx > max_threads) return 1;
+            set_kernel(add_node((graph *)g), p->func, p->gx, p->bx, p->shared, p->params);
             *n = (void *)(long)((graph *)g)->count;
             return 0;
         }
@@ -225,7 +343,7 @@ func writeEmulatedGPU(_ dir: String) throws {
             graph *g = (graph *)exec;
             long i = (long)n - 1;
             if (i < 0 || i >= g->count || !g->nodes[i].e || (const entry *)p->func != g->nodes[i].e) return 1;
-            set_kernel(&g->nodes[i], p->func, p->gx, p->bx, p->params);
+            set_kernel(&g->nodes[i], p->func, p->gx, p->bx, p->shared, p->params);
             return 0;
         }
         int cuGraphLaunch(void *exec, void *stream) { run_graph((const graph *)exec); return 0; }
@@ -242,7 +360,7 @@ func writeEmulatedGPU(_ dir: String) throws {
     try driver.write(toFile: dir + "/driver.cpp", atomically: true, encoding: .utf8)
     // -Bsymbolic: the kernels' calls bind to the library's own definitions, not to the same-named
     // CPU twins a vae binary that exports its symbols (the release build) also has.
-    let built = try run(cxxCompiler!, ["-shared", "-fPIC", "-O1", "-w", "-Wl,-Bsymbolic", "-o", dir + "/libcuda.so.1", dir + "/driver.cpp"])
+    let built = try run(cxxCompiler!, ["-shared", "-fPIC", "-O1", "-w", "-U_FORTIFY_SOURCE", "-Wl,-Bsymbolic", "-o", dir + "/libcuda.so.1", dir + "/driver.cpp"])
     #expect(built.status == 0, "\(built.stderr)")
 
     var ptx = ".version 9.0\\n.target sm_90\\n.address_size 64\\n"
