@@ -10,6 +10,13 @@ import Glibc
 /// product goes through `cublasGemmEx` with the compute type CUBLAS_COMPUTE_32F_FAST_16BF: the
 /// same FP32 buffers, the operands rounded to bf16 (or TF32, cuBLAS's choice) for the tensor
 /// cores, the sums in FP32 — the CPU's bf16 products, on the GPU.
+///
+/// The handle works in a workspace of its own (``workspaceBytes``, set with
+/// `cublasSetWorkspace` again after each stream change, which resets it): without one, cuBLAS takes
+/// its workspace from a pool of its own, and in a stream capture (a product recorded into a
+/// CUDA graph) from stream-ordered allocations — allocation nodes, which a child graph node may
+/// not contain; with one workspace the products are also the same on the capture stream as on the
+/// default stream (cuBLAS's reproducibility rule for several streams).
 public final class CUBLAS {
     public let path: String
     private let handle: OpaquePointer
@@ -40,6 +47,12 @@ public final class CUBLAS {
     private let gemmStridedBatchedEx: GemmStridedBatchedEx?
     private typealias SetStream = @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32
     private let setStreamFunction: SetStream?
+    private typealias SetWorkspace = @convention(c) (OpaquePointer?, UInt64, Int) -> Int32
+    private let setWorkspaceFunction: SetWorkspace?
+    /// The handle's workspace (nil in a cuBLAS without `cublasSetWorkspace`).
+    private var workspace: DeviceBuffer?
+    /// The workspace's size: 32 MiB, what cuBLAS recommends for Hopper (4 MiB is enough before it).
+    public static let workspaceBytes = 32 << 20
 
     /// Loads cuBLAS from `path` and creates a handle on the current context's device.
     public init(path: String) throws {
@@ -59,12 +72,24 @@ public final class CUBLAS {
         setStreamFunction = dlsym(library, "cublasSetStream_v2").map { unsafeBitCast($0, to: SetStream.self) }
         sgemmStridedBatched = dlsym(library, "cublasSgemmStridedBatched").map { unsafeBitCast($0, to: SgemmStridedBatched.self) }
         gemmStridedBatchedEx = dlsym(library, "cublasGemmStridedBatchedEx").map { unsafeBitCast($0, to: GemmStridedBatchedEx.self) }
+        setWorkspaceFunction = dlsym(library, "cublasSetWorkspace_v2").map { unsafeBitCast($0, to: SetWorkspace.self) }
         var handle: OpaquePointer?
         let status = create(&handle)
         guard status == 0, let handle else { throw CUDAError("cublasCreate failed (cuBLAS status \(status))") }
         self.handle = handle
         let mode = setMathMode(handle, 0)  // CUBLAS_DEFAULT_MATH
         guard mode == 0 else { throw CUDAError("cublasSetMathMode failed (cuBLAS status \(mode))") }
+        if setWorkspaceFunction != nil {
+            workspace = try DeviceBuffer(bytes: Self.workspaceBytes)
+            try applyWorkspace()
+        }
+    }
+
+    /// Points the handle at its workspace (after creation and after every stream change).
+    private func applyWorkspace() throws {
+        guard let setWorkspaceFunction, let workspace else { return }
+        let status = setWorkspaceFunction(handle, workspace.address, workspace.byteCount)
+        guard status == 0 else { throw CUDAError("cublasSetWorkspace failed (cuBLAS status \(status))") }
     }
 
     deinit { _ = destroy(handle) }
@@ -75,6 +100,7 @@ public final class CUBLAS {
         guard let setStreamFunction else { throw CUDAError("\(path) lacks cublasSetStream_v2") }
         let status = setStreamFunction(handle, stream)
         guard status == 0 else { throw CUDAError("cublasSetStream failed (cuBLAS status \(status))") }
+        try applyWorkspace()  // cublasSetStream resets the workspace to cuBLAS's pool
     }
 
     /// C[m×n] = α · op(A) · op(B) + β · C on device memory, row-major as `BLAS.sgemm`: `a`, `b`,

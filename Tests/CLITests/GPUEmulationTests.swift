@@ -183,7 +183,7 @@ func writeEmulatedGPU(_ dir: String) throws {
         // (copied when added). An instantiated graph is the graph itself.
         struct graph;
         struct node { const entry *e; unsigned grid, block, shared; unsigned long long args[32]; void (*host)(void *); void *data; graph *child; };
-        struct graph { node *nodes; int count; };
+        struct graph { node *nodes; int count; int allocates; };
         struct stream { int capturing; graph *g; };
         static node *add_node(graph *g) {
             g->nodes = (node *)realloc(g->nodes, sizeof(node) * (g->count + 1));
@@ -310,6 +310,15 @@ func writeEmulatedGPU(_ dir: String) throws {
             st->g = 0;
             return 0;
         }
+        // Called by the stand-in cuBLAS for a product captured while the handle has no workspace of
+        // its own: cuBLAS then takes one from stream-ordered allocations, allocation nodes in the
+        // captured graph, which makes it unfit to be a child graph.
+        int emulator_capture_allocation(void *s) {
+            struct stream *st = (struct stream *)s;
+            if (!st || !st->capturing) return 0;
+            st->g->allocates = 1;
+            return 1;
+        }
         // Called by the stand-in cuBLAS: records fn(data) if `s` is capturing (returns 1).
         int emulator_capture_host(void *s, void (*fn)(void *), void *data) {
             struct stream *st = (struct stream *)s;
@@ -329,6 +338,7 @@ func writeEmulatedGPU(_ dir: String) throws {
             return 0;
         }
         int cuGraphAddChildGraphNode(void **n, void *g, void **deps, size_t count, void *child) {
+            if (((graph *)child)->allocates) return 1;  // CUDA_ERROR_INVALID_VALUE: a child graph with allocation nodes
             add_node((graph *)g)->child = copy_graph((const graph *)child);
             *n = (void *)(long)((graph *)g)->count;
             return 0;
@@ -391,14 +401,21 @@ func writeEmulatedGPU(_ dir: String) throws {
         #include <stdlib.h>
         #include <string.h>
         static void *stream_;
-        int cublasSetStream_v2(void *h, void *s) { stream_ = s; return 0; }
+        static unsigned long long workspace_;
+        // As cuBLAS: a stream change puts the handle back on cuBLAS's own workspace pool.
+        int cublasSetStream_v2(void *h, void *s) { stream_ = s; workspace_ = 0; return 0; }
+        int cublasSetWorkspace_v2(void *h, unsigned long long w, size_t bytes) { workspace_ = bytes >= ((size_t)4 << 20) ? w : 0; return 0; }
         // A product captured from a capturing stream runs when its graph does (the driver's
-        // emulator_capture_host records it).
+        // emulator_capture_host records it); without a workspace of the handle's own it also
+        // allocates one in the capture (emulator_capture_allocation).
         typedef int (*capture_t)(void *, void (*)(void *), void *);
+        typedef int (*allocation_t)(void *);
         static int captured(void (*fn)(void *), void *data) {
             if (!stream_) return 0;
             void *driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
             capture_t capture = driver ? (capture_t)dlsym(driver, "emulator_capture_host") : 0;
+            allocation_t allocation = driver ? (allocation_t)dlsym(driver, "emulator_capture_allocation") : 0;
+            if (!workspace_ && allocation) allocation(stream_);
             return capture && capture(stream_, fn, data);
         }
         struct product { int ta, tb, m, n, k, lda, ldb, ldc, bf16; float alpha, beta; const float *A, *B; float *C; };
