@@ -1,3 +1,5 @@
+import CKernels
+import Foundation
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -10,22 +12,37 @@ import Glibc
 /// `DispatchQueue.concurrentPerform` here). Pool threads instead spin for `spinSeconds` after a
 /// task, then park on a semaphore until the next one.
 ///
+/// The helpers keep their data apart: the task counter the caller bumps, and each helper's
+/// "done" and "parked" flags, sit on cache lines of their own (128 bytes apart, the pair of lines
+/// Intel's prefetcher fetches together), so a helper finishing does not pull the line every
+/// other helper spins on. Each helper is pinned to a CPU of its own (``helperCPUs``) where the
+/// process's affinity mask has one for every part; `VAE_PIN_WORKERS=0` leaves them to the
+/// scheduler.
+///
 /// `run` is called from one thread at a time. The pool's threads stop when it is released.
 public final class WorkerPool: @unchecked Sendable {
     /// Number of parallel parts a `run` executes (the caller's thread is part 0).
     public let count: Int
+    /// The CPU each helper (parts 1 … count − 1) is pinned to; nil when they are not pinned.
+    public let helperCPUs: [Int]?
     private let core: Core
     private var threads: [pthread_t] = []
 
-    public init(count: Int, spinSeconds: Double = 200e-6) {
+    /// Whether pools pin their helpers: unless `VAE_PIN_WORKERS=0`.
+    public static var pinsWorkers: Bool { ProcessInfo.processInfo.environment["VAE_PIN_WORKERS"] != "0" }
+
+    public init(count: Int, spinSeconds: Double = 200e-6, pinned: Bool = WorkerPool.pinsWorkers) {
         precondition(count >= 1, "a pool needs at least one part")
         self.count = count
+        helperCPUs = pinned ? Self.plannedHelperCPUs(count: count) : nil
         core = Core(helpers: count - 1, spinSeconds: spinSeconds)
         for index in 1..<max(count, 1) {
-            let context = Unmanaged.passRetained(Context(core: core, index: index)).toOpaque()
+            let cpu = helperCPUs.map { $0[index - 1] } ?? -1
+            let context = Unmanaged.passRetained(Context(core: core, index: index, cpu: cpu)).toOpaque()
             var thread = pthread_t()
             let status = pthread_create(&thread, nil, { raw in
                 let context = Unmanaged<Context>.fromOpaque(raw!).takeRetainedValue()
+                if context.cpu >= 0 { _ = vae_pin_thread(Int32(context.cpu)) }
                 context.core.work(index: context.index)
                 return nil
             }, context)
@@ -47,27 +64,67 @@ public final class WorkerPool: @unchecked Sendable {
             return
         }
         withoutActuallyEscaping(body) { task in
-            core.start(task)
+            let generation = core.start(task)
             task(0)
-            core.waitForHelpers()
+            core.waitForHelpers(generation)
         }
+    }
+
+    /// This process's plan for a pool of `count` parts: ``helperCPUs(count:allowed:firstSiblings:caller:localRank:localSize:)``
+    /// on its affinity mask, the sysfs topology, the CPU the caller runs on and Open MPI's local
+    /// rank.
+    static func plannedHelperCPUs(count: Int) -> [Int]? {
+        guard count > 1 else { return nil }
+        var cpus = [Int32](repeating: 0, count: 4096)
+        let n = Int(vae_affinity_cpus(&cpus, Int32(cpus.count)))
+        let allowed = cpus.prefix(n).map(Int.init)
+        let firstSiblings = Set(allowed.filter { vae_cpu_is_first_sibling(Int32($0)) != 0 })
+        let environment = ProcessInfo.processInfo.environment
+        return helperCPUs(
+            count: count, allowed: allowed, firstSiblings: firstSiblings, caller: Int(vae_current_cpu()),
+            localRank: environment["OMPI_COMM_WORLD_LOCAL_RANK"].flatMap(Int.init) ?? 0,
+            localSize: environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? 1)
+    }
+
+    /// The CPUs for helpers 1 … count − 1 of a pool of `count` parts, one each; nil (not pinned)
+    /// when the `allowed` CPUs cannot give every part one of its own.
+    ///
+    /// The candidates are one hardware thread per core first (`firstSiblings`, in order), then
+    /// the second SMT threads. Where `localSize` ranks of a job share this mask and it holds
+    /// `localSize × count` CPUs (`mpirun --bind-to none`), local rank r takes candidates
+    /// r·count ..< (r + 1)·count. The pool's CPUs are the first `count` candidates; the caller
+    /// (part 0, never pinned: the threads it starts later, a GEMM library's, would inherit its
+    /// mask) keeps the one it runs on if that is among them, and the helpers take the others.
+    public static func helperCPUs(count: Int, allowed: [Int], firstSiblings: Set<Int>, caller: Int, localRank: Int, localSize: Int) -> [Int]? {
+        guard count > 1 else { return nil }
+        var candidates = allowed.filter { firstSiblings.contains($0) } + allowed.filter { !firstSiblings.contains($0) }
+        if localSize > 1 && localRank >= 0 && localRank < localSize && candidates.count >= localSize * count {
+            candidates = Array(candidates[(localRank * count)..<((localRank + 1) * count)])
+        }
+        guard candidates.count >= count else { return nil }
+        var pool = Array(candidates.prefix(count))
+        pool.remove(at: pool.firstIndex(of: caller) ?? 0)
+        return pool
     }
 
     private final class Context {
         let core: Core
         let index: Int
-        init(core: Core, index: Int) {
+        let cpu: Int
+        init(core: Core, index: Int, cpu: Int) {
             self.core = core
             self.index = index
+            self.cpu = cpu
         }
     }
 
     /// The state shared with the threads.
     private final class Core: @unchecked Sendable {
-        let generation = Atomic<Int>(0)
-        let pending = Atomic<Int>(0)
-        /// Per helper: 1 while it is parked (or about to be), 0 otherwise.
-        let parked: UnsafeMutablePointer<Atomic<Int>>
+        /// One atomic per 128-byte line: line 0 the task generation (written by the caller, read
+        /// by every spinning helper), then per helper a line with its done flag (the generation
+        /// it last finished) and its parked flag (1 while it is parked, or about to be).
+        static let line = 128
+        let lines: UnsafeMutableRawPointer
         let semaphores: UnsafeMutablePointer<sem_t>
         let helpers: Int
         let spinSeconds: Double
@@ -77,40 +134,57 @@ public final class WorkerPool: @unchecked Sendable {
         init(helpers: Int, spinSeconds: Double) {
             self.helpers = helpers
             self.spinSeconds = spinSeconds
-            parked = .allocate(capacity: max(helpers, 1))
+            lines = .allocate(byteCount: Self.line * (1 + helpers), alignment: Self.line)
             semaphores = .allocate(capacity: max(helpers, 1))
+            generationAtomic.initialize(to: Atomic(0))
             for i in 0..<helpers {
-                (parked + i).initialize(to: Atomic(0))
+                done(i).initialize(to: Atomic(0))
+                parked(i).initialize(to: Atomic(0))
                 sem_init(semaphores + i, 0, 0)
             }
         }
 
         deinit {
-            for i in 0..<helpers { sem_destroy(semaphores + i) }
-            parked.deinitialize(count: helpers)
-            parked.deallocate()
+            for i in 0..<helpers {
+                sem_destroy(semaphores + i)
+                _ = done(i).move()
+                _ = parked(i).move()
+            }
+            _ = generationAtomic.move()
+            lines.deallocate()
             semaphores.deallocate()
         }
 
-        func start(_ body: @escaping (Int) -> Void) {
-            task = body
-            pending.store(helpers, ordering: .sequentiallyConsistent)
-            generation.add(1, ordering: .sequentiallyConsistent)
-            wakeParked()
+        var generationAtomic: UnsafeMutablePointer<Atomic<Int>> { lines.assumingMemoryBound(to: Atomic<Int>.self) }
+        func done(_ slot: Int) -> UnsafeMutablePointer<Atomic<Int>> {
+            (lines + Self.line * (1 + slot)).assumingMemoryBound(to: Atomic<Int>.self)
+        }
+        func parked(_ slot: Int) -> UnsafeMutablePointer<Atomic<Int>> {
+            (lines + Self.line * (1 + slot) + MemoryLayout<Atomic<Int>>.stride).assumingMemoryBound(to: Atomic<Int>.self)
         }
 
-        func waitForHelpers() {
-            while pending.load(ordering: .acquiring) > 0 {}
+        /// Publishes `body` as the next task; returns its generation.
+        func start(_ body: @escaping (Int) -> Void) -> Int {
+            task = body
+            let generation = generationAtomic.pointee.add(1, ordering: .sequentiallyConsistent).newValue
+            wakeParked()
+            return generation
+        }
+
+        func waitForHelpers(_ generation: Int) {
+            for i in 0..<helpers {
+                while done(i).pointee.load(ordering: .acquiring) != generation {}
+            }
             task = nil
         }
 
         func shutDown() {
-            generation.store(Self.stop, ordering: .sequentiallyConsistent)
+            generationAtomic.pointee.store(Self.stop, ordering: .sequentiallyConsistent)
             wakeParked()
         }
 
         private func wakeParked() {
-            for i in 0..<helpers where parked[i].exchange(0, ordering: .sequentiallyConsistent) == 1 {
+            for i in 0..<helpers where parked(i).pointee.exchange(0, ordering: .sequentiallyConsistent) == 1 {
                 sem_post(semaphores + i)
             }
         }
@@ -122,7 +196,7 @@ public final class WorkerPool: @unchecked Sendable {
             while true {
                 var spinStart = -1.0
                 var spins = 0
-                var current = generation.load(ordering: .acquiring)
+                var current = generationAtomic.pointee.load(ordering: .acquiring)
                 while current == seen {
                     spins &+= 1
                     if spins & 1023 == 0 {
@@ -134,21 +208,21 @@ public final class WorkerPool: @unchecked Sendable {
                             spinStart = -1
                         }
                     }
-                    current = generation.load(ordering: .acquiring)
+                    current = generationAtomic.pointee.load(ordering: .acquiring)
                 }
                 if current == Self.stop { return }
                 seen = current
                 task?(index)
-                pending.subtract(1, ordering: .releasing)
+                done(slot).pointee.store(seen, ordering: .releasing)
             }
         }
 
         /// Sleeps until the generation moves past `seen` (or returns at once if it already has).
         private func park(slot: Int, seen: Int) {
-            parked[slot].store(1, ordering: .sequentiallyConsistent)
-            if generation.load(ordering: .sequentiallyConsistent) != seen {
+            parked(slot).pointee.store(1, ordering: .sequentiallyConsistent)
+            if generationAtomic.pointee.load(ordering: .sequentiallyConsistent) != seen {
                 // A new task came; if the starter already took our flag it also posted: consume it.
-                if parked[slot].exchange(0, ordering: .sequentiallyConsistent) == 1 { return }
+                if parked(slot).pointee.exchange(0, ordering: .sequentiallyConsistent) == 1 { return }
             }
             while sem_wait(semaphores + slot) != 0 && errno == EINTR {}
         }

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import Tensor
 import Testing
@@ -47,6 +48,54 @@ func everyPartRunsOncePerRunAndItsWritesAreVisible(count: Int) {
         for parts in 1...9 {
             let slices = (0..<parts).map { Parallel.slice($0, of: parts, count: rows) }
             #expect(slices.flatMap { Array($0) } == Array(0..<rows), "\(rows) rows in \(parts) parts")
+        }
+    }
+}
+
+/// Which CPU each helper gets, from a mask, the SMT topology, the caller's CPU and Open MPI's
+/// local rank — worked out by hand for each case.
+@Test func helpersArePlannedOnePerCoreAwayFromTheCaller() {
+    let two = [0, 1]
+    #expect(WorkerPool.helperCPUs(count: 2, allowed: two, firstSiblings: [0, 1], caller: 0, localRank: 0, localSize: 1) == [1])
+    #expect(WorkerPool.helperCPUs(count: 2, allowed: two, firstSiblings: [0, 1], caller: 1, localRank: 0, localSize: 1) == [0])
+    #expect(WorkerPool.helperCPUs(count: 1, allowed: two, firstSiblings: [0, 1], caller: 0, localRank: 0, localSize: 1) == nil)
+    #expect(WorkerPool.helperCPUs(count: 3, allowed: two, firstSiblings: [0, 1], caller: 0, localRank: 0, localSize: 1) == nil, "more parts than CPUs: not pinned")
+    // 4 cores with 2 threads each, numbered as Linux does (siblings 4–7): one per core first.
+    let smt = Array(0..<8), first: Set = [0, 1, 2, 3]
+    #expect(WorkerPool.helperCPUs(count: 4, allowed: smt, firstSiblings: first, caller: 2, localRank: 0, localSize: 1) == [0, 1, 3])
+    #expect(WorkerPool.helperCPUs(count: 6, allowed: smt, firstSiblings: first, caller: 7, localRank: 0, localSize: 1) == [1, 2, 3, 4, 5])
+    // A mask of scattered CPUs (taskset -c 3,5,9).
+    #expect(WorkerPool.helperCPUs(count: 3, allowed: [3, 5, 9], firstSiblings: [3, 5, 9], caller: 0, localRank: 0, localSize: 1) == [5, 9])
+    // Two ranks sharing 16 CPUs (mpirun --bind-to none), 8 threads each: rank 1 takes 8…15.
+    let sixteen = Array(0..<16)
+    #expect(WorkerPool.helperCPUs(count: 8, allowed: sixteen, firstSiblings: Set(sixteen), caller: 3, localRank: 1, localSize: 2) == Array(9..<16))
+    #expect(WorkerPool.helperCPUs(count: 8, allowed: sixteen, firstSiblings: Set(sixteen), caller: 0, localRank: 0, localSize: 2) == Array(1..<8))
+    // Two ranks bound to 4 CPUs each (--map-by slot:PE=4): each pins within its own mask.
+    #expect(WorkerPool.helperCPUs(count: 4, allowed: [4, 5, 6, 7], firstSiblings: [4, 5, 6, 7], caller: 5, localRank: 1, localSize: 2) == [4, 6, 7])
+}
+
+/// The threads themselves: a pinned pool's helpers each run on the one CPU planned for them (the
+/// kernel's own affinity mask of the thread), the caller's mask untouched; an unpinned pool's
+/// helpers keep the process's mask.
+@Test(.enabled(if: Parallel.coreCount >= 2, "needs two CPUs"))
+func pinnedHelpersRunOnTheirOwnCPU() {
+    func threadCPUs() -> [Int] {
+        var cpus = [Int32](repeating: 0, count: 1024)
+        let n = Int(vae_thread_cpus(&cpus, Int32(cpus.count)))
+        return cpus.prefix(n).map(Int.init)
+    }
+    let before = threadCPUs()
+    let process = (0..<1024).filter { before.contains($0) }
+    for pinned in [true, false] {
+        let pool = WorkerPool(count: 2, pinned: pinned)
+        var masks = [[Int]](repeating: [], count: 2)
+        masks.withUnsafeMutableBufferPointer { out in pool.run { part in out[part] = threadCPUs() } }
+        #expect(masks[0] == process, "the caller's mask changed")
+        if pinned {
+            #expect(pool.helperCPUs != nil && masks[1] == pool.helperCPUs!, "helper 1 runs on \(masks[1]), planned \(pool.helperCPUs ?? [])")
+            #expect(process.contains(masks[1].first ?? -1))
+        } else {
+            #expect(pool.helperCPUs == nil && masks[1] == process)
         }
     }
 }

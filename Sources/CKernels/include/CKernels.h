@@ -53,6 +53,16 @@ const char *vae_kernels_isa(void);
 /// Cores in this process's CPU affinity mask (taskset, cpusets, mpirun's binding); the online
 /// cores when the mask cannot be read.
 int vae_affinity_cores(void);
+/// The CPUs in this process's affinity mask, ascending, into `cpus` (at most `capacity`); returns the count.
+int vae_affinity_cpus(int *cpus, int capacity);
+/// The calling thread's own affinity mask, as `vae_affinity_cpus`.
+int vae_thread_cpus(int *cpus, int capacity);
+/// 1 if `cpu` is its core's first hardware thread (sysfs topology; 1 when unknown), 0 for an SMT sibling.
+int vae_cpu_is_first_sibling(int cpu);
+/// Binds the calling thread to `cpu` alone; 0 on success.
+int vae_pin_thread(int cpu);
+/// The CPU the calling thread runs on now (−1 if unknown).
+int vae_current_cpu(void);
 
 // Runs `iterations` rounds of independent vector FMAs (the peak probe); returns the FLOPs done.
 double vae_fma_flops(long iterations, float *sink);
