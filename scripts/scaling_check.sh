@@ -45,6 +45,16 @@ for round in $(seq "$rounds"); do
         bench "threads $n" "$vae" bench "${data[@]}" --threads "$n" --repeats 2 --json
     done
 done
+# Helpers pinned (the default) against left to the scheduler, on every core.
+bench "threads $cores, VAE_PIN_WORKERS=0 (helpers not pinned)" env VAE_PIN_WORKERS=0 "$vae" bench "${data[@]}" --threads "$cores" --repeats 2 --json
+# Hybrid: R ranks of T threads sharing the mask (--bind-to none: each rank pins its helpers to its
+# own share of the CPUs, by Open MPI's local rank), global batch 128.
+for r in 2 4; do
+    t=$((cores / r))
+    [ "$t" -ge 2 ] || continue
+    bench "hybrid: ranks $r × threads $t, global batch 128" "$bundle/bin/mpirun" --allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader \
+        -np "$r" "$vae" bench "${data[@]}" --threads "$t" --repeats 2 --json
+done
 for n in "${counts[@]}"; do
     bench "ranks $n, global batch 128" "${mpirun[@]}" -np "$n" "$vae" bench "${data[@]}" --threads 1 --repeats 2 --json
     bench "ranks $n, batch 128 per rank" "${mpirun[@]}" -np "$n" "$vae" bench "${data[@]}" --threads 1 --batch-size $((128 * n)) --repeats 2 --json
@@ -115,7 +125,7 @@ def add(tag, base):
     lines.append(f"| {tag} | {fmt(s)} | {ips:,.0f} | {ratio} | {med('allreduce_ms_per_step')} | {med('update_ms_per_step')} | {med('products_ms_per_step')} |")
 tags = list(dict.fromkeys(r["tag"] for r in rows))
 for t in tags:
-    if t.startswith("threads") or t.startswith("bf16"): add(t, "threads 1")
+    if t.startswith("threads") or t.startswith("bf16") or t.startswith("hybrid"): add(t, "threads 1")
     elif "global" in t: add(t, "ranks 1, global batch 128")
     elif "per rank" in t: add(t, "ranks 1, batch 128 per rank")
 for t in tags:

@@ -70,7 +70,7 @@ public final class WorkerPool: @unchecked Sendable {
         }
     }
 
-    /// This process's plan for a pool of `count` parts: ``helperCPUs(count:allowed:firstSiblings:caller:localRank:localSize:)``
+    /// This process's plan for a pool of `count` parts: ``helperCPUs(count:allowed:firstSiblings:caller:localRank:localSize:online:)``
     /// on its affinity mask, the sysfs topology, the CPU the caller runs on and Open MPI's local
     /// rank.
     static func plannedHelperCPUs(count: Int) -> [Int]? {
@@ -83,7 +83,7 @@ public final class WorkerPool: @unchecked Sendable {
         return helperCPUs(
             count: count, allowed: allowed, firstSiblings: firstSiblings, caller: Int(vae_current_cpu()),
             localRank: environment["OMPI_COMM_WORLD_LOCAL_RANK"].flatMap(Int.init) ?? 0,
-            localSize: environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? 1)
+            localSize: environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? 1, online: sysconf(Int32(_SC_NPROCESSORS_ONLN)))
     }
 
     /// The CPUs for helpers 1 … count − 1 of a pool of `count` parts, one each; nil (not pinned)
@@ -92,14 +92,21 @@ public final class WorkerPool: @unchecked Sendable {
     /// The candidates are one hardware thread per core first (`firstSiblings`, in order), then
     /// the second SMT threads. Where `localSize` ranks of a job share this mask and it holds
     /// `localSize × count` CPUs (`mpirun --bind-to none`), local rank r takes candidates
-    /// r·count ..< (r + 1)·count. The pool's CPUs are the first `count` candidates; the caller
+    /// r·count ..< (r + 1)·count; unbound ranks (a mask of all `online` CPUs) that need more than
+    /// that are not pinned. The pool's CPUs are the first `count` candidates; the caller
     /// (part 0, never pinned: the threads it starts later, a GEMM library's, would inherit its
     /// mask) keeps the one it runs on if that is among them, and the helpers take the others.
-    public static func helperCPUs(count: Int, allowed: [Int], firstSiblings: Set<Int>, caller: Int, localRank: Int, localSize: Int) -> [Int]? {
+    public static func helperCPUs(
+        count: Int, allowed: [Int], firstSiblings: Set<Int>, caller: Int, localRank: Int, localSize: Int, online: Int
+    ) -> [Int]? {
         guard count > 1 else { return nil }
         var candidates = allowed.filter { firstSiblings.contains($0) } + allowed.filter { !firstSiblings.contains($0) }
-        if localSize > 1 && localRank >= 0 && localRank < localSize && candidates.count >= localSize * count {
-            candidates = Array(candidates[(localRank * count)..<((localRank + 1) * count)])
+        if localSize > 1 && localRank >= 0 && localRank < localSize {
+            if candidates.count >= localSize * count {
+                candidates = Array(candidates[(localRank * count)..<((localRank + 1) * count)])
+            } else if allowed.count >= online {
+                return nil  // unbound ranks with more threads than the machine has CPUs: the scheduler spreads them better
+            }
         }
         guard candidates.count >= count else { return nil }
         var pool = Array(candidates.prefix(count))

@@ -70,6 +70,8 @@ public final class CUDAStep {
     let gradients: [DeviceBuffer]
     let firstMoments: [DeviceBuffer]
     let secondMoments: [DeviceBuffer]
+    /// Floats between parameter starts in the flat buffers: 64 (256 bytes).
+    static let parameterAlignment = 64
     private let flatWeights: DeviceBuffer
     private let flatGradients: DeviceBuffer
     private let flatFirstMoments: DeviceBuffer
@@ -141,16 +143,19 @@ public final class CUDAStep {
         decoder2Ops = try model.decoder2.map { try Self.plan($0, input: [config.upperLatentDimension], parameters: parameters) } ?? []
         latent = model.latentDimension
         pixels = config.inputShape.reduce(1, *)
-        let total = parameters.reduce(0) { $0 + $1.value.count }
-        flatWeights = try DeviceBuffer(count: total)
-        flatGradients = try DeviceBuffer(count: total)
-        flatFirstMoments = try DeviceBuffer([Float](repeating: 0, count: total))
-        flatSecondMoments = try DeviceBuffer([Float](repeating: 0, count: total))
+        // Each parameter starts on a 256-byte boundary (cuBLAS's aligned kernels for the weight
+        // operands, cuBLASLt's bias epilogue); the gaps stay zero in all four buffers (zero
+        // gradients: Adam and the clipping norm leave them zero).
         var offsets: [Int] = [], offset = 0
         for p in parameters {
             offsets.append(offset)
-            offset += p.value.count
+            offset += (p.value.count + Self.parameterAlignment - 1) / Self.parameterAlignment * Self.parameterAlignment
         }
+        let total = offset
+        flatWeights = try DeviceBuffer([Float](repeating: 0, count: total))
+        flatGradients = try DeviceBuffer([Float](repeating: 0, count: total))
+        flatFirstMoments = try DeviceBuffer([Float](repeating: 0, count: total))
+        flatSecondMoments = try DeviceBuffer([Float](repeating: 0, count: total))
         func views(_ flat: DeviceBuffer) -> [DeviceBuffer] {
             zip(parameters, offsets).map { DeviceBuffer(viewOf: flat, offset: $1, count: $0.value.count) }
         }

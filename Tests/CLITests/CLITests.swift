@@ -192,6 +192,13 @@ func trainedRun() throws -> (run: String, data: String) {
         #expect(value != nil && value! > 0, "\(key) = \(String(describing: json[key]))")
     }
     #expect(json["threads"] as? Int == 2)
+    // The second worker's thread pinned to a CPU of this process's mask (not pinned on one core).
+    let workerCPUs = json["worker_cpus"] as? String ?? ""
+    if Parallel.coreCount >= 2 && ProcessInfo.processInfo.environment["VAE_PIN_WORKERS"] != "0" {
+        #expect(Int(workerCPUs).map { $0 >= 0 } == true, "worker_cpus = \(workerCPUs)")
+    } else {
+        #expect(workerCPUs == "not pinned", "worker_cpus = \(workerCPUs)")
+    }
     // The fraction is the effective rate over the probed peak (the probe's own figure is only
     // meaningful in a release build: the tests' C kernels are not optimised).
     let peak = json["fma_peak_gflops"] as? Double ?? 0, fraction = json["train_fraction_of_peak"] as? Double ?? 0

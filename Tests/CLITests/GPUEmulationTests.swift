@@ -246,12 +246,13 @@ func writeEmulatedGPU(_ dir: String) throws {
         int cuCtxSetCurrent(void *context) { return 0; }
         int cuCtxSynchronize(void) { return 0; }
         // The declared 1 GiB is enforced (out of memory: CUDA error 2); each block's size sits
-        // in the 16 bytes before it.
+        // in the 16 bytes before it; new memory is NaNs, so that reading what was never written shows.
         static size_t allocated;
         int cuMemAlloc_v2(unsigned long long *p, size_t n) {
             if (allocated + n > ((size_t)1 << 30)) return 2;
-            char *block = (char *)calloc(1, n + 16);
+            char *block = (char *)malloc(n + 16);
             if (!block) return 2;
+            memset(block + 16, 0xff, n);  // a GPU's new memory holds whatever was there: NaNs here
             *(size_t *)block = n;
             allocated += n;
             *p = (unsigned long long)(block + 16);

@@ -56,22 +56,24 @@ func everyPartRunsOncePerRunAndItsWritesAreVisible(count: Int) {
 /// local rank — worked out by hand for each case.
 @Test func helpersArePlannedOnePerCoreAwayFromTheCaller() {
     let two = [0, 1]
-    #expect(WorkerPool.helperCPUs(count: 2, allowed: two, firstSiblings: [0, 1], caller: 0, localRank: 0, localSize: 1) == [1])
-    #expect(WorkerPool.helperCPUs(count: 2, allowed: two, firstSiblings: [0, 1], caller: 1, localRank: 0, localSize: 1) == [0])
-    #expect(WorkerPool.helperCPUs(count: 1, allowed: two, firstSiblings: [0, 1], caller: 0, localRank: 0, localSize: 1) == nil)
-    #expect(WorkerPool.helperCPUs(count: 3, allowed: two, firstSiblings: [0, 1], caller: 0, localRank: 0, localSize: 1) == nil, "more parts than CPUs: not pinned")
+    #expect(WorkerPool.helperCPUs(count: 2, allowed: two, firstSiblings: [0, 1], caller: 0, localRank: 0, localSize: 1, online: 64) == [1])
+    #expect(WorkerPool.helperCPUs(count: 2, allowed: two, firstSiblings: [0, 1], caller: 1, localRank: 0, localSize: 1, online: 64) == [0])
+    #expect(WorkerPool.helperCPUs(count: 1, allowed: two, firstSiblings: [0, 1], caller: 0, localRank: 0, localSize: 1, online: 64) == nil)
+    #expect(WorkerPool.helperCPUs(count: 3, allowed: two, firstSiblings: [0, 1], caller: 0, localRank: 0, localSize: 1, online: 64) == nil, "more parts than CPUs: not pinned")
     // 4 cores with 2 threads each, numbered as Linux does (siblings 4–7): one per core first.
     let smt = Array(0..<8), first: Set = [0, 1, 2, 3]
-    #expect(WorkerPool.helperCPUs(count: 4, allowed: smt, firstSiblings: first, caller: 2, localRank: 0, localSize: 1) == [0, 1, 3])
-    #expect(WorkerPool.helperCPUs(count: 6, allowed: smt, firstSiblings: first, caller: 7, localRank: 0, localSize: 1) == [1, 2, 3, 4, 5])
+    #expect(WorkerPool.helperCPUs(count: 4, allowed: smt, firstSiblings: first, caller: 2, localRank: 0, localSize: 1, online: 64) == [0, 1, 3])
+    #expect(WorkerPool.helperCPUs(count: 6, allowed: smt, firstSiblings: first, caller: 7, localRank: 0, localSize: 1, online: 64) == [1, 2, 3, 4, 5])
     // A mask of scattered CPUs (taskset -c 3,5,9).
-    #expect(WorkerPool.helperCPUs(count: 3, allowed: [3, 5, 9], firstSiblings: [3, 5, 9], caller: 0, localRank: 0, localSize: 1) == [5, 9])
+    #expect(WorkerPool.helperCPUs(count: 3, allowed: [3, 5, 9], firstSiblings: [3, 5, 9], caller: 0, localRank: 0, localSize: 1, online: 64) == [5, 9])
     // Two ranks sharing 16 CPUs (mpirun --bind-to none), 8 threads each: rank 1 takes 8…15.
     let sixteen = Array(0..<16)
-    #expect(WorkerPool.helperCPUs(count: 8, allowed: sixteen, firstSiblings: Set(sixteen), caller: 3, localRank: 1, localSize: 2) == Array(9..<16))
-    #expect(WorkerPool.helperCPUs(count: 8, allowed: sixteen, firstSiblings: Set(sixteen), caller: 0, localRank: 0, localSize: 2) == Array(1..<8))
+    #expect(WorkerPool.helperCPUs(count: 8, allowed: sixteen, firstSiblings: Set(sixteen), caller: 3, localRank: 1, localSize: 2, online: 16) == Array(9..<16))
+    #expect(WorkerPool.helperCPUs(count: 8, allowed: sixteen, firstSiblings: Set(sixteen), caller: 0, localRank: 0, localSize: 2, online: 16) == Array(1..<8))
+    // Four unbound ranks of 8 threads on 16 CPUs: more threads than CPUs, so none pinned.
+    #expect(WorkerPool.helperCPUs(count: 8, allowed: sixteen, firstSiblings: Set(sixteen), caller: 0, localRank: 2, localSize: 4, online: 16) == nil)
     // Two ranks bound to 4 CPUs each (--map-by slot:PE=4): each pins within its own mask.
-    #expect(WorkerPool.helperCPUs(count: 4, allowed: [4, 5, 6, 7], firstSiblings: [4, 5, 6, 7], caller: 5, localRank: 1, localSize: 2) == [4, 6, 7])
+    #expect(WorkerPool.helperCPUs(count: 4, allowed: [4, 5, 6, 7], firstSiblings: [4, 5, 6, 7], caller: 5, localRank: 1, localSize: 2, online: 16) == [4, 6, 7])
 }
 
 /// The threads themselves: a pinned pool's helpers each run on the one CPU planned for them (the
