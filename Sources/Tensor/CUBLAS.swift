@@ -53,6 +53,11 @@ public final class CUBLAS {
     private var workspace: DeviceBuffer?
     /// The workspace's size: 32 MiB, what cuBLAS recommends for Hopper (4 MiB is enough before it).
     public static let workspaceBytes = 32 << 20
+    /// cuBLASLt, for the products whose bias and ReLU its epilogue adds (nil: none, and every
+    /// product is cuBLAS's with the bias added by the caller).
+    public var lt: CUBLASLt?
+    /// The stream the products go to (nil: the default stream).
+    private var stream: UnsafeMutableRawPointer?
 
     /// Loads cuBLAS from `path` and creates a handle on the current context's device.
     public init(path: String) throws {
@@ -100,7 +105,30 @@ public final class CUBLAS {
         guard let setStreamFunction else { throw CUDAError("\(path) lacks cublasSetStream_v2") }
         let status = setStreamFunction(handle, stream)
         guard status == 0 else { throw CUDAError("cublasSetStream failed (cuBLAS status \(status))") }
+        self.stream = stream
         try applyWorkspace()  // cublasSetStream resets the workspace to cuBLAS's pool
+    }
+
+    /// Whether ``lt`` can run C = op(A) op(B) + bias (then ReLU) for this product in one kernel.
+    public func fusesBias(
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64, ldc: Int, bias: UInt64,
+        relu: Bool, precision: MatrixPrecision
+    ) -> Bool {
+        lt?.supports(
+            transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, bias: bias, relu: relu,
+            precision: precision, workspace: workspace?.byteCount ?? 0) ?? false
+    }
+
+    /// C = op(A) op(B) + bias, then ReLU with `relu`, through ``lt`` on this handle's stream and in
+    /// its workspace (ask ``fusesBias(transposeA:transposeB:m:n:k:a:lda:b:ldb:c:ldc:bias:relu:precision:)`` first).
+    public func biasProduct(
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64, ldc: Int, bias: UInt64,
+        relu: Bool, precision: MatrixPrecision
+    ) throws {
+        guard let lt else { throw CUDAError("a bias product needs cuBLASLt") }
+        try lt.biasProduct(
+            transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, bias: bias, relu: relu,
+            precision: precision, workspace: (workspace?.address ?? 0, workspace?.byteCount ?? 0), stream: stream)
     }
 
     /// C[m×n] = α · op(A) · op(B) + β · C on device memory, row-major as `BLAS.sgemm`: `a`, `b`,

@@ -30,6 +30,13 @@ public enum ComputeDevice: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// cuBLASLt where it is found and loads, unless `VAE_CUDA_LT=0` (nil: the products are
+    /// cuBLAS's and the biases are added by a kernel of their own).
+    public static func cuBLASLt(_ libraries: [CUDALibrary], environment: [String: String]) -> CUBLASLt? {
+        guard environment["VAE_CUDA_LT"] != "0", let path = libraries.first(where: { $0.name == "cublasLt" })?.path else { return nil }
+        return try? CUBLASLt(path: path)
+    }
+
     /// The GPU's training step for `model`: the driver, NVRTC and cuBLAS found and loaded, the
     /// kernels compiled for the GPU, its products in `precision` (bf16 runs on the GPU's tensor
     /// cores whatever the host CPU can do). Throws one line naming what is missing.
@@ -47,9 +54,12 @@ public enum ComputeDevice: Equatable, Sendable, CustomStringConvertible {
         let (nvrtcPath, cublasPath) = (try path("nvrtc"), try path("cublas"))
         do {
             let context = try CUDAContext(ordinal: ordinal, nvrtc: try NVRTC(path: nvrtcPath))
-            let step = try CUDAStep(model: model, context: context, cublas: try CUBLAS(path: cublasPath))
+            let cublas = try CUBLAS(path: cublasPath)
+            cublas.lt = Self.cuBLASLt(libraries, environment: environment)
+            let step = try CUDAStep(model: model, context: context, cublas: cublas)
             step.precision = precision
-            return (step, "\(self): \(context.device.summary)" + (precision == .bf16 ? ", bf16 products" : ""))
+            return (step, "\(self): \(context.device.summary)" + (precision == .bf16 ? ", bf16 products" : "")
+                + (cublas.lt != nil ? ", biases fused into products by cuBLASLt" : ""))
         } catch let error as CUDAError {
             throw CUDAError("--device \(self): \(error)")
         }

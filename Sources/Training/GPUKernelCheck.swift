@@ -315,6 +315,7 @@ public enum GPUKernelCheck {
         rows += try trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 3), model: twoLayers)
         // bf16 products: one against the exact product, three steps against the FP32 trainer.
         rows.append(try bf16Product(cublas))
+        if cublas.lt != nil { rows += try [false, true].map { try biasProduct(cublas, relu: $0) } }
         rows.append(try graphsAgainstPlainLaunches(context, cublas: cublas))
         // Products split along k (strided-batched slices, then vae_sum_slices), FP32 and bf16.
         rows += try trainingSteps(context, cublas: cublas, splitK: .parts(4))
@@ -401,6 +402,41 @@ public enum GPUKernelCheck {
         }
         return Row(kernel: "cuBLAS bf16 product (COMPUTE_32F_FAST_16BF)", twin: "the exact product, relative to Σ|a b|", elements: m * n,
                    largestError: worstError, tolerance: 1.0 / 128)
+    }
+
+    /// cuBLASLt's product with the bias (and ReLU) epilogue (`CUBLAS.biasProduct`, y = h Wᵀ + b as
+    /// a layer's forward pass asks, 96 × 300 by 300 × 80, b on a 256-byte boundary as the step's
+    /// parameters are) against the exact product plus bias in double: each element within 2⁻¹⁴
+    /// (Σ_l |h_il w_jl| + |b_j|), FP32's rounding over 300 terms with room; a missing or misplaced
+    /// bias, or a ReLU not applied, is off by whole values.
+    static func biasProduct(_ cublas: CUBLAS, relu: Bool) throws -> Row {
+        let (m, n, k) = (96, 80, 300)
+        var rng = RandomGenerator(seed: relu ? 33 : 32)
+        let h = (0..<m * k).map { _ in rng.nextFloat() * 2 - 1 }, w = (0..<n * k).map { _ in rng.nextFloat() * 2 - 1 }
+        let bias = (0..<n).map { _ in rng.nextFloat() * 8 - 4 }
+        let (hBuffer, wBuffer, bBuffer, yBuffer) = (try DeviceBuffer(h), try DeviceBuffer(w), try DeviceBuffer(bias), try DeviceBuffer(count: m * n))
+        let name = "cuBLASLt product + bias\(relu ? " + ReLU" : "") (epilogue \(relu ? "RELU_BIAS" : "BIAS"))"
+        guard cublas.fusesBias(transposeA: false, transposeB: true, m: m, n: n, k: k, a: hBuffer.address, lda: k, b: wBuffer.address, ldb: k,
+                               c: yBuffer.address, ldc: n, bias: bBuffer.address, relu: relu, precision: .fp32) else {
+            return Row(kernel: name + ": cuBLASLt offered no algorithm", twin: "the exact product + bias", elements: m * n, largestError: .infinity, tolerance: 0)
+        }
+        try cublas.biasProduct(transposeA: false, transposeB: true, m: m, n: n, k: k, a: hBuffer.address, lda: k, b: wBuffer.address, ldb: k,
+                               c: yBuffer.address, ldc: n, bias: bBuffer.address, relu: relu, precision: .fp32)
+        let y = try yBuffer.download()
+        var worstError = 0.0
+        for i in 0..<m {
+            for j in 0..<n {
+                var exact = Double(bias[j]), magnitude = abs(Double(bias[j]))
+                for l in 0..<k {
+                    exact += Double(h[i * k + l]) * Double(w[j * k + l])
+                    magnitude += abs(Double(h[i * k + l]) * Double(w[j * k + l]))
+                }
+                if relu { exact = max(exact, 0) }
+                worstError = max(worstError, abs(Double(y[i * n + j]) - exact) / magnitude)
+            }
+        }
+        return Row(kernel: name, twin: "the exact product + bias\(relu ? ", then ReLU" : ""), relative to Σ|h w| + |b|", elements: m * n,
+                   largestError: worstError, tolerance: 1.0 / 16384)
     }
 
     /// A small model with two stochastic layers (64-32-4 and 4-8-3, tanh, as the IWAE paper's).

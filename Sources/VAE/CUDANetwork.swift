@@ -39,7 +39,7 @@ extension CUDAStep {
 
     /// The elementwise activations, each applied by the layer before it (its bias pass) and
     /// differentiated from that layer's output in its bias-gradient pass.
-    enum Activation {
+    enum Activation: Equatable {
         case relu
         case tanh
         case leakyReLU(slope: Float)
@@ -332,10 +332,30 @@ extension CUDAStep {
     }
 
     /// C = op(A) op(B) (`CUBLAS.sgemm`'s row-major arguments, α = 1, β = 0) in the step's
-    /// ``precision``, or recorded for a graph (or a profile).
-    func product(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64, ldc: Int) throws {
+    /// ``precision``, or recorded for a graph (or a profile). With `bias` (and `relu`), C gets the
+    /// bias added (then ReLU) by cuBLASLt's epilogue where it can (``fusesBias``, a product not
+    /// split along k); returns whether it did — if not, the caller adds the bias.
+    @discardableResult
+    func product(
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64, ldc: Int,
+        bias: (address: UInt64, relu: Bool)? = nil
+    ) throws -> Bool {
         let splits = ldc == n ? splitK.parts(m: m, n: n, k: k, multiprocessors: context.device.multiprocessors) : 1
         let product: RecordedProduct
+        if let bias, splits == 1, fusesBias,
+           cublas.fusesBias(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
+                            bias: bias.address, relu: bias.relu, precision: precision) {
+            product = RecordedProduct(
+                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, precision: precision,
+                bias: bias.address, relu: bias.relu)
+            if context.recording != nil {
+                context.recording!.append(.product(product))
+            } else {
+                try product.run(on: cublas)
+            }
+            fusedProducts += 1
+            return true
+        }
         if splits > 1 {
             // Split along k: one strided-batched product of the k-slices into the scratch
             // [splits, m, n], then the slices added in order (`vae_sum_slices`).
@@ -357,6 +377,7 @@ extension CUDAStep {
                 .uint64(product.c), .int64(m * n), .int32(Int32(splits)), .uint64(c),
             ])
         }
+        return false
     }
 
     /// Runs `ops` forward on `work.rows` rows (or the first `rows`) from `input` (`width` values
@@ -372,9 +393,12 @@ extension CUDAStep {
             switch op {
             case let .linear(w, b, inputs, outputsCount, activation):
                 // y = h Wᵀ (W is [out, in], PyTorch's layout), then + b and the activation in one pass.
-                try product(transposeA: false, transposeB: true, m: rows, n: outputsCount, k: inputs,
-                    a: h.address, lda: inputs, b: weights[w].address, ldb: inputs, c: y.address, ldc: outputsCount)
-                try addBias(y, weights[b], rows: rows, columns: outputsCount, activation: activation)
+                // (Without an activation or with ReLU, cuBLASLt's epilogue adds b and applies it.)
+                let fusable = activation == nil || activation == .relu
+                let fused = try product(transposeA: false, transposeB: true, m: rows, n: outputsCount, k: inputs,
+                    a: h.address, lda: inputs, b: weights[w].address, ldb: inputs, c: y.address, ldc: outputsCount,
+                    bias: fusable ? (weights[b].address, activation == .relu) : nil)
+                if !fused { try addBias(y, weights[b], rows: rows, columns: outputsCount, activation: activation) }
             case let .conditioning(classes):
                 guard let (labels, repeats) = condition else { throw CUDAError("a conditional model needs its labels on the GPU") }
                 try context.launch("vae_concat_condition", grid: CUDAContext.grid(for: rows * (hWidth + classes)), [

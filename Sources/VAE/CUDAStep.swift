@@ -48,6 +48,11 @@ public final class CUDAStep {
     public var graphs: CUDAGraphs?
     /// Whether small products with a long k are split along k (`SplitK`; `VAE_CUDA_SPLIT_K`).
     public var splitK = SplitK(environment: ProcessInfo.processInfo.environment)
+    /// Whether a layer's bias (and ReLU) is added by cuBLASLt's epilogue in its product, where
+    /// cuBLASLt is loaded and has an algorithm for the shape — unless `VAE_CUDA_LT=0`.
+    public var fusesBias = ProcessInfo.processInfo.environment["VAE_CUDA_LT"] != "0"
+    /// Products issued with their bias fused (counted as they are recorded or run).
+    public internal(set) var fusedProducts = 0
     /// The split products' slices, and buffers replaced during a step (freed after it).
     var splitBuffer: DeviceBuffer?
     var retiredBuffers: [DeviceBuffer] = []

@@ -200,10 +200,15 @@ struct Bench: ParsableCommand {
         loader.fillsImages = false  // the GPU makes each batch from the data set it holds
         if !json { FileHandle.standardError.write(Data("vae bench: \(summary); warm-up epoch, then \(repeats) timed…\n".utf8)) }
         _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch)
+        let fusedBefore = step.fusedProducts
         let epochSeconds = try (0..<repeats).map { _ in
             try timed { _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch) }
         }
+        let fusedPerStep = Double(step.fusedProducts - fusedBefore) / Double(repeats * loader.batchesPerEpoch)
         let epoch = median(epochSeconds)
+        let epilogues = step.cublas.lt == nil
+            ? "off (\(ProcessInfo.processInfo.environment["VAE_CUDA_LT"] == "0" ? "VAE_CUDA_LT=0" : "no cuBLASLt"): a bias pass per layer)"
+            : "cuBLASLt, \(fixed(fusedPerStep, 1)) products per step with their bias (and ReLU) fused"
         let graphs = step.graphs.map { $0.disabledReason.map { "off (\($0))" } ?? "each step one graph (\($0.built) built, \($0.launched) launched)" }
             ?? "off (VAE_CUDA_GRAPHS=0)"
         // Where a step's device time goes: up to 50 more steps launched piece by piece with an
@@ -223,8 +228,9 @@ struct Bench: ParsableCommand {
             ("train_images_per_second", "training images/s", Double(train.count) / epoch),
             ("step_ms", "ms per step (wall clock)", 1000 * epoch / Double(loader.batchesPerEpoch)),
             ("cuda_graphs", "CUDA graphs", graphs),
+            ("bias_epilogues", "biases added in the products' epilogues", epilogues),
             ("device_step_ms", "device time per step, ms (events, \(totals.steps) steps launched piece by piece)", parts.step),
-            ("products_ms_per_step", "  of which matrix products (cuBLAS)", parts.products),
+            ("products_ms_per_step", "  of which matrix products (cuBLAS, cuBLASLt)", parts.products),
             ("update_ms_per_step", "  of which the update (clipping, optimiser)", parts.update),
             ("other_ms_per_step", "  of which everything else (kernels)", parts.step - parts.products - parts.update),
             ("kernels_ms_per_step", "  the largest pieces, ms per step",

@@ -45,6 +45,7 @@ struct Devices: ParsableCommand {
         let context = try CUDAContext(ordinal: ordinal, nvrtc: try NVRTC(path: nvrtcPath))
         print("cuda:\(ordinal): \(context.device.summary); kernels compiled by \(nvrtcPath)")
         let cublas = try libraries.first(where: { $0.name == "cublas" })?.path.map { try CUBLAS(path: $0) }
+        cublas?.lt = ComputeDevice.cuBLASLt(libraries, environment: ProcessInfo.processInfo.environment)
         if cublas == nil { print("(cuBLAS not found: the training steps and importance sampling are not checked)") }
         let rows = try GPUKernelCheck.all(context, cublas: cublas)
         print("| kernel | CPU twin | elements | largest relative difference | tolerance | |")

@@ -411,22 +411,96 @@ func writeEmulatedGPU(_ dir: String) throws {
         // allocates one in the capture (emulator_capture_allocation).
         typedef int (*capture_t)(void *, void (*)(void *), void *);
         typedef int (*allocation_t)(void *);
-        static int captured(void (*fn)(void *), void *data) {
-            if (!stream_) return 0;
+        static int captured_on(void *stream, unsigned long long workspace, void (*fn)(void *), void *data) {
+            if (!stream) return 0;
             void *driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
             capture_t capture = driver ? (capture_t)dlsym(driver, "emulator_capture_host") : 0;
             allocation_t allocation = driver ? (allocation_t)dlsym(driver, "emulator_capture_allocation") : 0;
-            if (!workspace_ && allocation) allocation(stream_);
-            return capture && capture(stream_, fn, data);
+            if (!workspace && allocation) allocation(stream);
+            return capture && capture(stream, fn, data);
         }
-        struct product { int ta, tb, m, n, k, lda, ldb, ldc, bf16; float alpha, beta; const float *A, *B; float *C; };
+        static int captured(void (*fn)(void *), void *data) { return captured_on(stream_, workspace_, fn, data); }
+        // The product, plus (cuBLASLt's bias epilogue) bias[i] for row i of the column-major
+        // result and then ReLU.
+        struct product { int ta, tb, m, n, k, lda, ldb, ldc, bf16; float alpha, beta; const float *A, *B; float *C; const float *bias; int relu; };
         static void run_product(void *p);
         static int product(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
                            int ldc, int bf16) {
             struct product *p = (struct product *)malloc(sizeof *p);
-            struct product v = {ta, tb, m, n, k, lda, ldb, ldc, bf16, alpha, beta, A, B, C};
+            struct product v = {ta, tb, m, n, k, lda, ldb, ldc, bf16, alpha, beta, A, B, C, 0, 0};
             *p = v;
             if (!captured(run_product, p)) { run_product(p); free(p); }
+            return 0;
+        }
+        // cuBLASLt (the same library, loaded again as libcublasLt.so.13): descriptors as structs,
+        // a heuristic that checks the shapes and offers one algorithm (id 42), and cublasLtMatmul
+        // running the product above with the descriptor's epilogue (BIAS = 4, RELU_BIAS = 6).
+        struct lt_desc { int compute, transa, transb; unsigned epilogue; unsigned long long bias; };
+        struct lt_layout { int type; unsigned long long rows, cols; long long ld; };
+        int cublasLtGetProperty(int p, int *v) { *v = p == 0 ? 13 : 0; return 0; }
+        int cublasLtCreate(void **h) { *h = (void *)128; return 0; }
+        int cublasLtDestroy(void *h) { return 0; }
+        int cublasLtMatmulDescCreate(void **d, int compute, int scale) {
+            if (scale != 0 || (compute != 68 && compute != 75)) return 7;
+            struct lt_desc *x = (struct lt_desc *)calloc(1, sizeof *x);
+            x->compute = compute;
+            x->epilogue = 1;
+            *d = x;
+            return 0;
+        }
+        int cublasLtMatmulDescDestroy(void *d) { free(d); return 0; }
+        int cublasLtMatmulDescSetAttribute(void *d, int attribute, const void *buf, size_t n) {
+            struct lt_desc *x = (struct lt_desc *)d;
+            switch (attribute) {
+            case 3: if (n != 4) return 7; x->transa = *(const int *)buf; return 0;
+            case 4: if (n != 4) return 7; x->transb = *(const int *)buf; return 0;
+            case 7: if (n != 4) return 7; x->epilogue = *(const unsigned *)buf; return 0;
+            case 8: if (n != 8) return 7; x->bias = *(const unsigned long long *)buf; return 0;
+            default: return 7;
+            }
+        }
+        int cublasLtMatrixLayoutCreate(void **l, int type, unsigned long long rows, unsigned long long cols, long long ld) {
+            if (type != 0 || ld < (long long)rows) return 7;
+            struct lt_layout *x = (struct lt_layout *)malloc(sizeof *x);
+            struct lt_layout v = {type, rows, cols, ld};
+            *x = v;
+            *l = x;
+            return 0;
+        }
+        int cublasLtMatrixLayoutDestroy(void *l) { free(l); return 0; }
+        int cublasLtMatmulPreferenceCreate(void **p) { *p = calloc(1, 64); return 0; }
+        int cublasLtMatmulPreferenceDestroy(void *p) { free(p); return 0; }
+        int cublasLtMatmulPreferenceSetAttribute(void *p, int attribute, const void *buf, size_t n) {
+            if (attribute == 1 && n == 8) return 0;
+            if (attribute >= 5 && attribute <= 8 && n == 4) { unsigned a = *(const unsigned *)buf; return a >= 4 && a <= 256 && !(a & (a - 1)) ? 0 : 7; }
+            return 7;
+        }
+        static int shapes_fit(const struct lt_desc *d, const struct lt_layout *a, const struct lt_layout *b, const struct lt_layout *c) {
+            unsigned long long am = d->transa ? a->cols : a->rows, ak = d->transa ? a->rows : a->cols;
+            unsigned long long bk = d->transb ? b->cols : b->rows, bn = d->transb ? b->rows : b->cols;
+            return am == c->rows && bn == c->cols && ak == bk && (d->epilogue == 4 || d->epilogue == 6);
+        }
+        int cublasLtMatmulAlgoGetHeuristic(void *h, void *d, void *a, void *b, void *c, void *dd, void *preference, int requested, void *results, int *count) {
+            if (c != dd || requested < 1 || !shapes_fit((const struct lt_desc *)d, (const struct lt_layout *)a, (const struct lt_layout *)b, (const struct lt_layout *)c)) {
+                *count = 0;
+                return 15;  // CUBLAS_STATUS_NOT_SUPPORTED
+            }
+            memset(results, 0, 96);
+            *(unsigned long long *)results = 42;
+            *count = 1;
+            return 0;
+        }
+        int cublasLtMatmul(void *h, void *d, const void *alpha, const void *A, void *ad, const void *B, void *bd, const void *beta, const void *C, void *cd,
+                           void *D, void *dd, const void *algo, void *workspace, size_t workspaceBytes, void *stream) {
+            const struct lt_desc *x = (const struct lt_desc *)d;
+            const struct lt_layout *la = (const struct lt_layout *)ad, *lb = (const struct lt_layout *)bd, *lc = (const struct lt_layout *)dd;
+            if (!algo || *(const unsigned long long *)algo != 42 || C != D || cd != dd || !x->bias || !shapes_fit(x, la, lb, lc)) return 7;
+            if (*(const float *)alpha != 1 || *(const float *)beta != 0) return 7;
+            struct product *p = (struct product *)malloc(sizeof *p);
+            struct product v = {x->transa, x->transb, (int)lc->rows, (int)lc->cols, (int)(x->transa ? la->rows : la->cols), (int)la->ld, (int)lb->ld,
+                                (int)lc->ld, x->compute == 75, 1, 0, (const float *)A, (const float *)B, (float *)D, (const float *)x->bias, x->epilogue == 6};
+            *p = v;
+            if (!captured_on(stream, (unsigned long long)workspace, run_product, p)) { run_product(p); free(p); }
             return 0;
         }
         int cublasGetProperty(int p, int *v) { *v = p == 0 ? 13 : 0; return 0; }
@@ -454,7 +528,9 @@ func writeEmulatedGPU(_ dir: String) throws {
                         s += p->bf16 ? bf16(a) * bf16(b) : a * b;
                     }
                     long c = i + (long)j * p->ldc;
-                    p->C[c] = p->alpha * s + (p->beta == 0 ? 0 : p->beta * p->C[c]);
+                    float value = p->alpha * s + (p->beta == 0 ? 0 : p->beta * p->C[c]);
+                    if (p->bias) value += p->bias[i];
+                    p->C[c] = p->relu && value < 0 ? 0 : value;
                 }
         }
         int cublasSgemm_v2(void *h, int ta, int tb, int m, int n, int k, const float *alpha, const float *A, int lda,
@@ -482,6 +558,7 @@ func writeEmulatedGPU(_ dir: String) throws {
         }
         """
     try compileLibrary(cublas, to: dir + "/toolkit/lib64/libcublas.so.13")
+    try compileLibrary(cublas, to: dir + "/toolkit/lib64/libcublasLt.so.13")
 }
 
 /// The emulated environment for `vae`: the stand-in driver first on the loader's path, the
@@ -502,7 +579,7 @@ func everyKernelAgreesWithItsCPUTwinOnTheEmulatedGPU() throws {
     let result = try vae(["devices", "--check-kernels", "cuda:0"], environment: emulatedGPUEnvironment(dir), removing: ["CUDA_PATH", "VIRTUAL_ENV"])
     #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
     #expect(result.stdout.contains("cuda:0: Emulated GPU"), "\(result.stdout)")
-    #expect(result.stdout.contains("all 109 kernel checks agree with the CPU"), "\(result.stdout)")
+    #expect(result.stdout.contains("all 111 kernel checks agree with the CPU"), "\(result.stdout)")
     #expect(result.stdout.contains("| training step ×3 (weights) | Trainer.trainStep | 4616 |"), "\(result.stdout)")
     #expect(!result.stdout.contains("DIFFERS"), "\(result.stdout)")
 }
@@ -577,6 +654,8 @@ func trainingOnTheEmulatedGPUMatchesTheCPU() throws {
     #expect((json?["gpu_memory_used_mib"] as? Int).map { $0 >= 0 } == true && (json?["fraction_of_fp32_peak"] as? Double).map { $0 > 0 } == true, "\(bench.stdout)")
     // Its steps went as CUDA graphs (96 images in batches of 16: one graph, built once).
     #expect((json?["cuda_graphs"] as? String)?.hasPrefix("each step one graph (1 built") == true, "\(bench.stdout)")
+    // The model's four layers (two in each network) each add their bias in cuBLASLt's epilogue.
+    #expect((json?["bias_epilogues"] as? String)?.hasPrefix("cuBLASLt, 4.0 products per step") == true, "\(bench.stdout)")
     // The test −ELBO after the last epoch was computed on the GPU: the CPU's figure for the same
     // weights (vae eval), within rounding.
     let metricsLines = try String(contentsOfFile: dir + "/gpu/metrics.csv", encoding: .utf8).split(separator: "\n")
@@ -665,6 +744,18 @@ func trainingOnTheEmulatedGPUMatchesTheCPU() throws {
     #expect(plain.status == 0 && plain.stderr.contains("the GPU refused CUDA graphs (cuGraphInstantiate failed"), "\(plain.stderr)")
     if plain.status == 0 {
         #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/plain/model.safetensors")) == Data(contentsOf: URL(fileURLWithPath: dir + "/gpu/model.safetensors")))
+    }
+
+    // The biases added by a kernel of their own instead of cuBLASLt's epilogue (VAE_CUDA_LT=0):
+    // the same sums in the same order here, so the same weights bit for bit; the default run said
+    // that it fused them.
+    #expect(gpu.stdout.contains("biases fused into products by cuBLASLt"), "\(gpu.stdout)")
+    var unfused = environment
+    unfused["VAE_CUDA_LT"] = "0"
+    let separate = try vae(arguments + ["--out", dir + "/unfused", "--device", "cuda:0"], environment: unfused)
+    #expect(separate.status == 0 && !separate.stdout.contains("cuBLASLt"), "\(separate.stdout)\(separate.stderr)")
+    if separate.status == 0 {
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/unfused/model.safetensors")) == Data(contentsOf: URL(fileURLWithPath: dir + "/gpu/model.safetensors")))
     }
 
     // bf16 products on the GPU (cuBLAS's bf16 compute type, whatever this CPU does, and no

@@ -1,0 +1,221 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// cuBLASLt (`libcublasLt.so`), loaded with `dlopen`, for the products whose bias (and ReLU)
+/// the product's own epilogue adds: y = max(h Wᵀ + b, 0) in one kernel instead of a product and
+/// a bias pass.
+///
+/// Row-major as ``CUBLAS``: the product asked for is Cᵀ = op(B)ᵀ op(A)ᵀ in column-major terms,
+/// whose rows are C's columns, so the epilogue's bias (one value per row of D, broadcast along
+/// its columns) is one value per output column of the row-major C — a layer's bias. Each shape
+/// (with its operands' alignments, the epilogue and the precision) gets a plan once: a matmul
+/// descriptor, four matrix layouts and the algorithm cuBLASLt's heuristic puts first; a shape the
+/// heuristic offers nothing for is not fused (the caller adds the bias itself). The products run
+/// in the workspace the caller passes (`CUBLAS`'s), so a capture into a CUDA graph allocates
+/// nothing.
+public final class CUBLASLt {
+    public let path: String
+    private let handle: OpaquePointer
+    private typealias Create = @convention(c) (UnsafeMutablePointer<OpaquePointer?>) -> Int32
+    private typealias Destroy = @convention(c) (OpaquePointer?) -> Int32
+    private typealias DescCreate = @convention(c) (UnsafeMutablePointer<OpaquePointer?>, Int32, Int32) -> Int32
+    private typealias SetAttribute = @convention(c) (OpaquePointer?, Int32, UnsafeRawPointer, Int) -> Int32
+    private typealias LayoutCreate = @convention(c) (UnsafeMutablePointer<OpaquePointer?>, Int32, UInt64, UInt64, Int64) -> Int32
+    private typealias PreferenceCreate = @convention(c) (UnsafeMutablePointer<OpaquePointer?>) -> Int32
+    private typealias Heuristic = @convention(c) (
+        OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, Int32,
+        UnsafeMutableRawPointer, UnsafeMutablePointer<Int32>
+    ) -> Int32
+    private typealias Matmul = @convention(c) (
+        OpaquePointer?, OpaquePointer?, UnsafeRawPointer, UInt64, OpaquePointer?, UInt64, OpaquePointer?, UnsafeRawPointer, UInt64, OpaquePointer?,
+        UInt64, OpaquePointer?, UnsafeRawPointer, UInt64, Int, UnsafeMutableRawPointer?
+    ) -> Int32
+    private let destroy: Destroy
+    private let descCreate: DescCreate
+    private let descDestroy: Destroy
+    private let descSetAttribute: SetAttribute
+    private let layoutCreate: LayoutCreate
+    private let layoutDestroy: Destroy
+    private let preferenceCreate: PreferenceCreate
+    private let preferenceDestroy: Destroy
+    private let preferenceSetAttribute: SetAttribute
+    private let heuristic: Heuristic
+    private let matmul: Matmul
+
+    // cublasLt.h: cublasLtMatmulDescAttributes_t, cublasLtEpilogue_t, cublasLtMatmulPreferenceAttributes_t.
+    private static let (descTransA, descTransB, descEpilogue, descBiasPointer): (Int32, Int32, Int32, Int32) = (3, 4, 7, 8)
+    private static let (epilogueBias, epilogueReluBias): (UInt32, UInt32) = (4, 6)
+    private static let preferenceMaxWorkspace: Int32 = 1
+    private static let preferenceAlignment: [Int32] = [5, 6, 7, 8]  // MIN_ALIGNMENT_A/B/C/D_BYTES
+    /// Bytes kept for one `cublasLtMatmulHeuristicResult_t` (96 in CUDA 12: the 64-byte algorithm
+    /// first, then its workspace size); room to spare.
+    private static let resultBytes = 1024
+
+    /// One shape's plan: the descriptor (its bias pointer set before each product), the layouts
+    /// and the chosen algorithm (the first 64 bytes of the heuristic's result).
+    private final class Plan {
+        let desc: OpaquePointer
+        let layouts: [OpaquePointer]  // A, B, C (= D)
+        let result: UnsafeMutableRawPointer
+        let workspace: Int
+        let release: (Plan) -> Void
+        init(desc: OpaquePointer, layouts: [OpaquePointer], result: UnsafeMutableRawPointer, workspace: Int, release: @escaping (Plan) -> Void) {
+            (self.desc, self.layouts, self.result, self.workspace, self.release) = (desc, layouts, result, workspace, release)
+        }
+        deinit { release(self) }
+    }
+    private struct Key: Hashable {
+        let transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, lda: Int, ldb: Int, ldc: Int
+        let alignments: [Int]
+        let relu: Bool
+        let bf16: Bool
+    }
+    /// nil: the heuristic had nothing for that key.
+    private var plans: [Key: Plan?] = [:]
+
+    /// Loads cuBLASLt from `path` and creates a handle.
+    public init(path: String) throws {
+        guard let library = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
+            throw CUDAError("\(path): cannot be loaded (\(String(cString: dlerror())))")
+        }
+        func symbol<T>(_ name: String, _ type: T.Type) throws -> T {
+            guard let p = dlsym(library, name) else { throw CUDAError("\(path) lacks \(name): is it cuBLASLt 12 or 13?") }
+            return unsafeBitCast(p, to: type)
+        }
+        self.path = path
+        let create = try symbol("cublasLtCreate", Create.self)
+        destroy = try symbol("cublasLtDestroy", Destroy.self)
+        descCreate = try symbol("cublasLtMatmulDescCreate", DescCreate.self)
+        descDestroy = try symbol("cublasLtMatmulDescDestroy", Destroy.self)
+        descSetAttribute = try symbol("cublasLtMatmulDescSetAttribute", SetAttribute.self)
+        layoutCreate = try symbol("cublasLtMatrixLayoutCreate", LayoutCreate.self)
+        layoutDestroy = try symbol("cublasLtMatrixLayoutDestroy", Destroy.self)
+        preferenceCreate = try symbol("cublasLtMatmulPreferenceCreate", PreferenceCreate.self)
+        preferenceDestroy = try symbol("cublasLtMatmulPreferenceDestroy", Destroy.self)
+        preferenceSetAttribute = try symbol("cublasLtMatmulPreferenceSetAttribute", SetAttribute.self)
+        heuristic = try symbol("cublasLtMatmulAlgoGetHeuristic", Heuristic.self)
+        matmul = try symbol("cublasLtMatmul", Matmul.self)
+        var handle: OpaquePointer?
+        let status = create(&handle)
+        guard status == 0, let handle else { throw CUDAError("cublasLtCreate failed (cuBLAS status \(status))") }
+        self.handle = handle
+    }
+
+    deinit {
+        plans.removeAll()
+        _ = destroy(handle)
+    }
+
+    /// The largest power of two (at most 256) that divides a device address: its alignment.
+    static func alignment(_ address: UInt64) -> Int {
+        address == 0 ? 256 : min(256, 1 << address.trailingZeroBitCount)
+    }
+
+    /// Whether C = op(A) op(B) + bias (then ReLU with `relu`) of this shape and these operands'
+    /// alignments has a plan (made now if it is the first time); false sends the caller to a
+    /// plain product and a bias pass. `workspace` bytes are what the product may use.
+    public func supports(
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64, ldc: Int, bias: UInt64,
+        relu: Bool, precision: MatrixPrecision, workspace: Int
+    ) -> Bool {
+        guard bias % 16 == 0 else { return false }
+        return plan(key(transposeA, transposeB, m, n, k, a, lda, b, ldb, c, ldc, relu, precision), workspace: workspace) != nil
+    }
+
+    /// C = op(A) op(B) + bias, then ReLU with `relu` (row-major, as `CUBLAS.sgemm`, α = 1, β = 0),
+    /// on `stream` in `workspace` (address, bytes). Throws if the shape has no plan (ask
+    /// ``supports(transposeA:transposeB:m:n:k:a:lda:b:ldb:c:ldc:bias:relu:precision:workspace:)`` first) or cuBLASLt fails.
+    public func biasProduct(
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64, ldc: Int, bias: UInt64,
+        relu: Bool, precision: MatrixPrecision, workspace: (address: UInt64, bytes: Int), stream: UnsafeMutableRawPointer?
+    ) throws {
+        guard let plan = plan(key(transposeA, transposeB, m, n, k, a, lda, b, ldb, c, ldc, relu, precision), workspace: workspace.bytes) else {
+            throw CUDAError("cuBLASLt has no algorithm for the bias product \(m)×\(k) · \(k)×\(n)")
+        }
+        var biasPointer = bias
+        var status = descSetAttribute(plan.desc, Self.descBiasPointer, &biasPointer, 8)
+        guard status == 0 else { throw CUDAError("cublasLtMatmulDescSetAttribute (bias) failed (cuBLAS status \(status))") }
+        var (alpha, beta): (Float, Float) = (1, 0)
+        // Column-major: B's operand first (A = b, B = a), C and D the same matrix.
+        status = matmul(
+            handle, plan.desc, &alpha, b, plan.layouts[0], a, plan.layouts[1], &beta, c, plan.layouts[2], c, plan.layouts[2], plan.result,
+            workspace.address, workspace.bytes, stream)
+        guard status == 0 else { throw CUDAError("cublasLtMatmul (bias\(relu ? " + ReLU" : "")) failed for \(m)×\(k) · \(k)×\(n) (cuBLAS status \(status))") }
+    }
+
+    private func key(
+        _ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ a: UInt64, _ lda: Int, _ b: UInt64, _ ldb: Int, _ c: UInt64, _ ldc: Int,
+        _ relu: Bool, _ precision: MatrixPrecision
+    ) -> Key {
+        Key(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
+            alignments: [Self.alignment(b), Self.alignment(a), Self.alignment(c), Self.alignment(c)], relu: relu, bf16: precision == .bf16)
+    }
+
+    /// The key's plan, made on first use (nil when cuBLASLt offers no algorithm).
+    private func plan(_ key: Key, workspace: Int) -> Plan? {
+        if let known = plans[key] { return known }
+        let made = makePlan(key, workspace: workspace)
+        plans[key] = made
+        return made
+    }
+
+    private func makePlan(_ key: Key, workspace: Int) -> Plan? {
+        // CUBLAS_COMPUTE_32F = 68 (or CUBLAS_COMPUTE_32F_FAST_16BF = 75), scale type CUDA_R_32F = 0.
+        var desc: OpaquePointer?
+        guard descCreate(&desc, key.bf16 ? 75 : 68, 0) == 0, let desc else { return nil }
+        var layouts: [OpaquePointer] = []
+        var preference: OpaquePointer?
+        let result = UnsafeMutableRawPointer.allocate(byteCount: Self.resultBytes, alignment: 16)
+        result.initializeMemory(as: UInt8.self, repeating: 0, count: Self.resultBytes)
+        func release(_ plan: Plan?) {
+            _ = descDestroy(desc)
+            for layout in layouts { _ = layoutDestroy(layout) }
+            result.deallocate()
+        }
+        defer { if let preference { _ = preferenceDestroy(preference) } }
+        // Column-major: transa = op of b (the first operand), transb = op of a; M = n, N = m.
+        var (transa, transb): (Int32, Int32) = (key.transposeB ? 1 : 0, key.transposeA ? 1 : 0)
+        var epilogue = key.relu ? Self.epilogueReluBias : Self.epilogueBias
+        let shapes: [(rows: Int, cols: Int, ld: Int)] = [
+            key.transposeB ? (key.k, key.n, key.ldb) : (key.n, key.k, key.ldb),
+            key.transposeA ? (key.m, key.k, key.lda) : (key.k, key.m, key.lda),
+            (key.n, key.m, key.ldc),
+        ]
+        for shape in shapes {
+            var layout: OpaquePointer?
+            guard layoutCreate(&layout, 0, UInt64(shape.rows), UInt64(shape.cols), Int64(shape.ld)) == 0, let layout else {
+                release(nil)
+                return nil
+            }
+            layouts.append(layout)
+        }
+        var workspaceBytes = UInt64(workspace)
+        guard descSetAttribute(desc, Self.descTransA, &transa, 4) == 0, descSetAttribute(desc, Self.descTransB, &transb, 4) == 0,
+              descSetAttribute(desc, Self.descEpilogue, &epilogue, 4) == 0, preferenceCreate(&preference) == 0, let preference,
+              preferenceSetAttribute(preference, Self.preferenceMaxWorkspace, &workspaceBytes, 8) == 0
+        else {
+            release(nil)
+            return nil
+        }
+        for (attribute, alignment) in zip(Self.preferenceAlignment, key.alignments) {
+            var bytes = UInt32(alignment)
+            guard preferenceSetAttribute(preference, attribute, &bytes, 4) == 0 else {
+                release(nil)
+                return nil
+            }
+        }
+        var found: Int32 = 0
+        guard heuristic(handle, desc, layouts[0], layouts[1], layouts[2], layouts[2], preference, 1, result, &found) == 0, found >= 1 else {
+            release(nil)
+            return nil
+        }
+        // The result's workspace size follows the 64-byte algorithm.
+        let needed = result.load(fromByteOffset: 64, as: Int.self)
+        guard needed <= workspace else {
+            release(nil)
+            return nil
+        }
+        return Plan(desc: desc, layouts: layouts, result: result, workspace: needed) { _ in release(nil) }
+    }
+}
