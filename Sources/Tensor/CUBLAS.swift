@@ -61,23 +61,17 @@ public final class CUBLAS {
 
     /// Loads cuBLAS from `path` and creates a handle on the current context's device.
     public init(path: String) throws {
-        guard let library = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
-            throw CUDAError("\(path): cannot be loaded (\(String(cString: dlerror())))")
-        }
-        func symbol<T>(_ name: String, _ type: T.Type) throws -> T {
-            guard let p = dlsym(library, name) else { throw CUDAError("\(path) lacks \(name): is it cuBLAS 12 or 13?") }
-            return unsafeBitCast(p, to: type)
-        }
+        let library = try DynamicLibrary(path, expected: "cuBLAS 12 or 13")
         self.path = path
-        let create = try symbol("cublasCreate_v2", Create.self)
-        destroy = try symbol("cublasDestroy_v2", Destroy.self)
-        gemm = try symbol("cublasSgemm_v2", Sgemm.self)
-        let setMathMode = try symbol("cublasSetMathMode", SetMathMode.self)
-        gemmEx = dlsym(library, "cublasGemmEx").map { unsafeBitCast($0, to: GemmEx.self) }
-        setStreamFunction = dlsym(library, "cublasSetStream_v2").map { unsafeBitCast($0, to: SetStream.self) }
-        sgemmStridedBatched = dlsym(library, "cublasSgemmStridedBatched").map { unsafeBitCast($0, to: SgemmStridedBatched.self) }
-        gemmStridedBatchedEx = dlsym(library, "cublasGemmStridedBatchedEx").map { unsafeBitCast($0, to: GemmStridedBatchedEx.self) }
-        setWorkspaceFunction = dlsym(library, "cublasSetWorkspace_v2").map { unsafeBitCast($0, to: SetWorkspace.self) }
+        let create = try library.function("cublasCreate_v2", Create.self)
+        destroy = try library.function("cublasDestroy_v2", Destroy.self)
+        gemm = try library.function("cublasSgemm_v2", Sgemm.self)
+        let setMathMode = try library.function("cublasSetMathMode", SetMathMode.self)
+        gemmEx = library.optionalFunction("cublasGemmEx", GemmEx.self)
+        setStreamFunction = library.optionalFunction("cublasSetStream_v2", SetStream.self)
+        sgemmStridedBatched = library.optionalFunction("cublasSgemmStridedBatched", SgemmStridedBatched.self)
+        gemmStridedBatchedEx = library.optionalFunction("cublasGemmStridedBatchedEx", GemmStridedBatchedEx.self)
+        setWorkspaceFunction = library.optionalFunction("cublasSetWorkspace_v2", SetWorkspace.self)
         var handle: OpaquePointer?
         let status = create(&handle)
         guard status == 0, let handle else { throw CUDAError("cublasCreate failed (cuBLAS status \(status))") }

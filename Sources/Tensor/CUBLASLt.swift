@@ -76,26 +76,20 @@ public final class CUBLASLt {
 
     /// Loads cuBLASLt from `path` and creates a handle.
     public init(path: String) throws {
-        guard let library = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
-            throw CUDAError("\(path): cannot be loaded (\(String(cString: dlerror())))")
-        }
-        func symbol<T>(_ name: String, _ type: T.Type) throws -> T {
-            guard let p = dlsym(library, name) else { throw CUDAError("\(path) lacks \(name): is it cuBLASLt 12 or 13?") }
-            return unsafeBitCast(p, to: type)
-        }
+        let library = try DynamicLibrary(path, expected: "cuBLASLt 12 or 13")
         self.path = path
-        let create = try symbol("cublasLtCreate", Create.self)
-        destroy = try symbol("cublasLtDestroy", Destroy.self)
-        descCreate = try symbol("cublasLtMatmulDescCreate", DescCreate.self)
-        descDestroy = try symbol("cublasLtMatmulDescDestroy", Destroy.self)
-        descSetAttribute = try symbol("cublasLtMatmulDescSetAttribute", SetAttribute.self)
-        layoutCreate = try symbol("cublasLtMatrixLayoutCreate", LayoutCreate.self)
-        layoutDestroy = try symbol("cublasLtMatrixLayoutDestroy", Destroy.self)
-        preferenceCreate = try symbol("cublasLtMatmulPreferenceCreate", PreferenceCreate.self)
-        preferenceDestroy = try symbol("cublasLtMatmulPreferenceDestroy", Destroy.self)
-        preferenceSetAttribute = try symbol("cublasLtMatmulPreferenceSetAttribute", SetAttribute.self)
-        heuristic = try symbol("cublasLtMatmulAlgoGetHeuristic", Heuristic.self)
-        matmul = try symbol("cublasLtMatmul", Matmul.self)
+        let create = try library.function("cublasLtCreate", Create.self)
+        destroy = try library.function("cublasLtDestroy", Destroy.self)
+        descCreate = try library.function("cublasLtMatmulDescCreate", DescCreate.self)
+        descDestroy = try library.function("cublasLtMatmulDescDestroy", Destroy.self)
+        descSetAttribute = try library.function("cublasLtMatmulDescSetAttribute", SetAttribute.self)
+        layoutCreate = try library.function("cublasLtMatrixLayoutCreate", LayoutCreate.self)
+        layoutDestroy = try library.function("cublasLtMatrixLayoutDestroy", Destroy.self)
+        preferenceCreate = try library.function("cublasLtMatmulPreferenceCreate", PreferenceCreate.self)
+        preferenceDestroy = try library.function("cublasLtMatmulPreferenceDestroy", Destroy.self)
+        preferenceSetAttribute = try library.function("cublasLtMatmulPreferenceSetAttribute", SetAttribute.self)
+        heuristic = try library.function("cublasLtMatmulAlgoGetHeuristic", Heuristic.self)
+        matmul = try library.function("cublasLtMatmul", Matmul.self)
         var handle: OpaquePointer?
         let status = create(&handle)
         guard status == 0, let handle else { throw CUDAError("cublasLtCreate failed (cuBLAS status \(status))") }

@@ -32,15 +32,13 @@ public final class NVRTC {
 
     /// Loads NVRTC from `path` (as `CUDA.libraries(environment:)` found it).
     public init(path: String) throws {
-        guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
-            throw NVRTCError(message: "\(path): cannot be loaded (\(String(cString: dlerror())))")
-        }
+        let library: DynamicLibrary
+        do { library = try DynamicLibrary(path, expected: "NVRTC 12 or 13") } catch { throw NVRTCError(message: error.description) }
         func symbol<T>(_ name: String, _ type: T.Type) throws -> T {
-            guard let p = dlsym(handle, name) else { throw NVRTCError(message: "\(path) lacks \(name): is it NVRTC 12 or 13?") }
-            return unsafeBitCast(p, to: type)
+            do { return try library.function(name, type) } catch { throw NVRTCError(message: error.description) }
         }
         self.path = path
-        self.handle = handle
+        self.handle = library.handle
         create = try symbol("nvrtcCreateProgram", Create.self)
         compileProgram = try symbol("nvrtcCompileProgram", Compile.self)
         destroy = try symbol("nvrtcDestroyProgram", Destroy.self)
