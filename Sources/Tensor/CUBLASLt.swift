@@ -135,7 +135,7 @@ public final class CUBLASLt {
         status = matmul(
             handle, plan.desc, &alpha, b, plan.layouts[0], a, plan.layouts[1], &beta, c, plan.layouts[2], c, plan.layouts[2], plan.result,
             workspace.address, workspace.bytes, stream)
-        guard status == 0 else { throw CUDAError("cublasLtMatmul (bias\(relu ? " + ReLU" : "")) failed for \(m)×\(k) · \(k)×\(n) (cuBLAS status \(status))") }
+        guard status == 0 else { throw CUDAError("cublasLtMatmul (bias\(relu ? " + ReLU" : "")) failed for \(m)×\(k) · \(k)×\(n) (cuBLAS status \(status)); VAE_CUDA_LT=0 adds the biases without cuBLASLt") }
     }
 
     private func key(
