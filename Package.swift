@@ -74,7 +74,7 @@ let package = Package(
         .testTarget(name: "FilesTests", dependencies: ["Files", "TestSupport"]),
         .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets"]),
         // Runs the built `vae` binary as a user would.
-        .testTarget(name: "CLITests", dependencies: ["vae", "Imaging", "Tensor", "TestSupport", "CZlib"]),
+        .testTarget(name: "CLITests", dependencies: ["vae", "Imaging", "Tensor", "Training", "TestSupport", "CZlib"]),
         // Runs the README's library program and checks that the README shows it verbatim.
         .testTarget(name: "ExampleTests", dependencies: ["library-tour", "Imaging", "TestSupport"]),
     ],

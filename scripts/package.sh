@@ -89,6 +89,9 @@ EOF
 fi
 
 cp /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf "$root/share/fonts/"
+# The peers' scripts, for `vae bench --peers` (found there beside the program).
+mkdir -p "$root/share/swift-vae/peers"
+cp scripts/pytorch_reference.py scripts/jax_reference.py "$root/share/swift-vae/peers/"
 cat > "$root/bin/vae" <<'EOF'
 #!/bin/sh
 # swift-vae's vae with the libraries of this bundle.

@@ -38,6 +38,8 @@ struct Bench: ParsableCommand {
     @OptionGroup var threading: ThreadingOptions
     @OptionGroup var precision: PrecisionOptions
     @Flag(help: "Print one JSON object instead of the table.") var json = false
+    @Flag(help: "Also run PyTorch's and JAX's scripts of the same protocol (the default model, --arch conv or --preset iwae-paper) on the same data and device, 3 epochs each, and report their seconds per epoch beside ours (python3 with torch / jax; VAE_PYTHON picks the interpreter, VAE_PEER_SCRIPTS the scripts' folder).")
+    var peers = false
     @Option(help: ArgumentHelp("Under mpirun: auto (from 4 ranks), always or never shard the optimiser's update (as `vae train --sharded-update`).", valueName: "when"))
     var shardedUpdate: ShardedUpdate.Policy = .auto
 
@@ -67,7 +69,7 @@ struct Bench: ParsableCommand {
         if case let gpu = devices.computeDevice, gpu != .cpu {
             // The GPU runs bf16 products on its tensor cores, whatever this CPU does.
             training.precision = precision.precision
-            return try measureOnGPU(gpu, config: config, training: training, train: train, communicator: communicator)
+            return try measureOnGPU(gpu, config: config, training: training, splits: splits, communicator: communicator)
         }
         let resolvedPrecision = precision.resolved()
         if resolvedPrecision == .bf16 { training.precision = .bf16 }
@@ -163,31 +165,17 @@ struct Bench: ParsableCommand {
             results.insert(("bf16_peak_gflops", "bf16 dot-product peak GFLOP/s (probed, \(parallelism.threads) core\(parallelism.threads == 1 ? "" : "s"))", bf16Peak.all), at: results.count - 1)
             results.insert(("train_fraction_of_bf16_peak", "training step, fraction of the bf16 peak", trainGFLOPS / (bf16Peak.all * Double(communicator.size))), at: results.count - 1)
         }
-        if json {
-            var object: [String: Any] = [:]
-            for (key, _, value) in results { object[key] = value }
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
-        } else {
-            let width = results.map(\.1.count).max()!
-            // With one thread the one-core rows repeat the rows above them (the JSON keeps both keys).
-            let repeated: Set<String> = parallelism.threads == 1 ? ["gemm_ceiling_one_thread_gflops", "fma_peak_one_core_gflops"] : []
-            for (key, label, value) in results where !repeated.contains(key) {
-                let text: String
-                switch value {
-                case let d as Double: text = d >= 1000 ? "\(Int(d.rounded()))" : fixed(d, d < 10 ? 3 : 1)
-                default: text = "\(value)"
-                }
-                print(label.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + text)
-            }
-            if let warning = BLAS.slowKernelWarning { print(warning) }
-        }
+        results += peerRows(gpu: false, threads: parallelism.threads, seconds: median(epochSeconds), config: config, splits: splits)
+        // With one thread the one-core rows repeat the rows above them (the JSON keeps both keys).
+        try emit(results, omitting: parallelism.threads == 1 ? ["gemm_ceiling_one_thread_gflops", "fma_peak_one_core_gflops"] : [])
+        if !json, let warning = BLAS.slowKernelWarning { print(warning) }
     }
 
     /// `--device cuda:N`: the same warm-up and timed epochs with every step on the GPU.
     private func measureOnGPU(
-        _ gpu: ComputeDevice, config: ModelConfig, training: TrainingConfig, train: ImageDataset, communicator: Communicator
+        _ gpu: ComputeDevice, config: ModelConfig, training: TrainingConfig, splits: DataSplits, communicator: Communicator
     ) throws {
+        let train = splits.train
         guard communicator.size == 1 else { throw CUDAError("vae bench --device \(gpu): one process (no mpirun) for now") }
         var rng = RandomGenerator(seed: 1)
         let model = VariationalAutoencoder(config: config, rng: &rng)
@@ -241,16 +229,64 @@ struct Bench: ParsableCommand {
         if let peak = step.context.fp32PeakGFLOPS {
             results += [("gpu_fp32_peak_gflops", "the GPU's FP32 peak, GFLOP/s", peak), ("fraction_of_fp32_peak", "training, fraction of the FP32 peak", gflops / peak)]
         }
+        results += peerRows(gpu: true, threads: 1, seconds: epoch, config: config, splits: splits)
+        try emit(results)
+    }
+
+    /// The figures as one JSON object (`--json`) or a table of labelled lines, but for the keys in `omitting`.
+    private func emit(_ results: [(key: String, label: String, value: Any)], omitting: Set<String> = []) throws {
         if json {
             var object: [String: Any] = [:]
             for (key, _, value) in results { object[key] = value }
             print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
-        } else {
-            let width = results.map(\.1.count).max()!
-            for (_, label, value) in results {
-                let text = (value as? Double).map { $0 >= 1000 ? "\(Int($0.rounded()))" : fixed($0, $0 < 10 ? 3 : 1) } ?? "\(value)"
-                print(label.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + text)
+            return
+        }
+        let width = results.map(\.label.count).max()!
+        for (key, label, value) in results where !omitting.contains(key) {
+            let text = (value as? Double).map { $0 >= 1000 ? "\(Int($0.rounded()))" : fixed($0, $0 < 10 ? 3 : 1) } ?? "\(value)"
+            print(label.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + text)
+        }
+    }
+
+    /// With `--peers`: PyTorch's and JAX's scripts of the same protocol on the same data and
+    /// device (`PeerReferences`), their seconds per epoch and ours against the fastest.
+    private func peerRows(gpu: Bool, threads: Int, seconds: Double, config: ModelConfig, splits: DataSplits) -> [(String, String, Any)] {
+        guard peers else { return [] }
+        func none(_ why: String) -> [(String, String, Any)] { [("peers", "peers (--peers)", why)] }
+        guard data.data == nil else { return none("not run: the peers train on the IDX data sets only") }
+        guard let proto = peerProtocol(config: config, splits: splits) else {
+            return none("not run: the peers implement the default model, --arch conv and --preset iwae-paper only, at their batch sizes and objectives")
+        }
+        let environment = ProcessInfo.processInfo.environment
+        guard let scripts = PeerReferences.scriptFolder(environment: environment, executable: CommandLine.arguments[0]) else {
+            return none("not run: pytorch_reference.py and jax_reference.py not found (set VAE_PEER_SCRIPTS to their folder)")
+        }
+        if !json { FileHandle.standardError.write(Data("vae bench: running the peers (\(proto.rawValue) protocol, 3 epochs each)…\n".utf8)) }
+        let results = PeerReferences.run(proto, scripts: scripts, dataDirectory: data.dataDir, gpu: gpu, threads: threads, environment: environment)
+        var rows: [(String, String, Any)] = []
+        for result in results {
+            let key = "peer_" + result.peer.lowercased().replacingOccurrences(of: " ", with: "_") + "_seconds_per_epoch"
+            let label = "\(result.peer) (\(result.banner ?? proto.rawValue)), s/epoch (epochs 2–3)"
+            rows.append((key, label, result.secondsPerEpoch.map { $0 as Any } ?? "not run: \(result.failure ?? "?")"))
+        }
+        if let fastest = results.compactMap(\.secondsPerEpoch).min() {
+            rows.append(("vs_fastest_peer", "our s/epoch over the fastest peer's", seconds / fastest))
+        }
+        return rows
+    }
+
+    /// The peers' protocol that this bench's model, batch size and objective are, if any: each
+    /// protocol's flags parsed as `vae bench` would parse them, compared with these.
+    private func peerProtocol(config: ModelConfig, splits: DataSplits) -> PeerReferences.Recipe? {
+        PeerReferences.Recipe.allCases.first { proto in
+            let flags: [String] = switch proto {
+            case .standard: []
+            case .conv: ["--arch", "conv"]
+            case .iwaePaper: ["--preset", "iwae-paper"]
             }
+            guard let expanded = try? Preset.expand(flags, dropping: Self.presetFlagsItLacks), let canonical = try? Bench.parse(expanded),
+                  let canonicalConfig = try? canonical.model.config(inputShape: splits.inputShape, classes: splits.classCount) else { return false }
+            return canonicalConfig == config && canonical.batchSize == batchSize && canonical.objective.objective == objective.objective
         }
     }
 }

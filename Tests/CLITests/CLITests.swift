@@ -2,6 +2,7 @@ import CZlib
 import Foundation
 import Imaging
 import Testing
+import Training
 import Tensor
 import TestSupport
 
@@ -179,12 +180,54 @@ func trainedRun() throws -> (run: String, data: String) {
     #expect(badConfig.status != 0 && badConfig.stderr.contains("config.json: not a swift-vae run configuration"))
 }
 
+/// `vae bench --peers` runs the peers' scripts of the bench's protocol with the same data and
+/// device and reports the median of their epochs 2 on: here stand-in scripts (run by sh through
+/// VAE_PYTHON) — PyTorch's prints its epochs and its arguments, JAX's fails as a missing module does.
+@Test func benchRunsThePeersBesideItself() throws {
+    let dir = temporaryDirectory()
+    try writeTinyDataset(dir)
+    let scripts = dir + "/peers"
+    try FileManager.default.createDirectory(atPath: scripts, withIntermediateDirectories: true)
+    try """
+        echo "torch 9.9 (stand-in), cpu, default"
+        echo "$@" > \(scripts)/pytorch-arguments.txt
+        echo "epoch 1: 9.00 s, test −ELBO 200.00"
+        echo "epoch 2: 2.00 s, test −ELBO 150.00"
+        echo "epoch 3: 4.00 s, test −ELBO 140.00"
+        """.write(toFile: scripts + "/pytorch_reference.py", atomically: true, encoding: .utf8)
+    try """
+        echo "Traceback (most recent call last):" >&2
+        echo "ModuleNotFoundError: No module named 'jax'" >&2
+        exit 1
+        """.write(toFile: scripts + "/jax_reference.py", atomically: true, encoding: .utf8)
+    let result = try vae(["bench", "--dataset", "mnist", "--data-dir", dir, "--batch-size", "128", "--repeats", "1", "--threads", "1", "--json", "--peers"],
+                         environment: ["VAE_PYTHON": "sh", "VAE_PEER_SCRIPTS": scripts])
+    #expect(result.status == 0, "\(result.stderr)")
+    let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] ?? [:]
+    #expect(json["peer_pytorch_eager_seconds_per_epoch"] as? Double == 3.0, "\(result.stdout)")
+    #expect((json["peer_jax_jit_seconds_per_epoch"] as? String) == "not run: exit 1: ModuleNotFoundError: No module named 'jax'", "\(result.stdout)")
+    let ours = json["train_seconds_per_epoch"] as? Double ?? 0
+    #expect(abs((json["vs_fastest_peer"] as? Double ?? 0) - ours / 3.0) < 1e-9, "\(result.stdout)")
+    let arguments = (try? String(contentsOfFile: scripts + "/pytorch-arguments.txt", encoding: .utf8)) ?? ""
+    #expect(arguments.trimmingCharacters(in: .whitespacesAndNewlines) == "--protocol default --epochs 3 --device cpu --threads 1 --data-dir \(dir)", "\(arguments)")
+}
+
+/// The seconds per epoch in a peer's output: the median of epochs 2 on.
+@Test func peerEpochsAreTheMedianFromTheSecond() {
+    #expect(PeerReferences.steadySeconds("torch 2.11\nepoch 1: 9.50 s, x\nepoch 2: 1.25 s, y\nepoch 3: 1.75 s, z\nepoch 4: 1.5 s") == 1.5)
+    #expect(PeerReferences.steadySeconds("epoch 1: 4.00 s") == 4.0)
+    #expect(PeerReferences.steadySeconds("epoch 1: 9 s\nepoch 2: 1 s\nepoch 3: 2 s") == 1.5)
+    #expect(PeerReferences.steadySeconds("no epochs here") == nil)
+}
+
 @Test func benchReportsEveryFigure() throws {
     let dir = temporaryDirectory()
     try writeTinyDataset(dir)
-    let result = try vae(["bench", "--dataset", "mnist", "--data-dir", dir, "--hidden", "16", "--latent", "2", "--batch-size", "16", "--repeats", "1", "--threads", "2", "--json"])
+    let result = try vae(["bench", "--dataset", "mnist", "--data-dir", dir, "--hidden", "16", "--latent", "2", "--batch-size", "16", "--repeats", "1", "--threads", "2", "--json", "--peers"])
     #expect(result.status == 0, "\(result.stderr)")
     let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as! [String: Any]
+    // A model the peers have no script for: said, not run.
+    #expect((json["peers"] as? String)?.hasPrefix("not run: the peers implement the default model") == true, "\(String(describing: json["peers"]))")
     for key in ["train_seconds_per_epoch", "train_images_per_second", "train_gflops", "reconstruct_images_per_second",
                 "generate_images_per_second", "iw_samples_per_second", "gemm_ceiling_gflops", "gemm_ceiling_one_thread_gflops", "peak_rss_mib", "fma_peak_gflops", "fma_peak_one_core_gflops",
                 "train_fraction_of_peak"] {
