@@ -83,7 +83,7 @@ public enum PeerReferences {
             }
             let last = output.split(separator: "\n").last.map(String.init) ?? "no output"
             let why = status == nil ? "ran past \(Int(timeout)) s" : "exit \(status!): \(last)"
-            return Result(peer: peer, banner: banner, secondsPerEpoch: nil, failure: why)
+            return Result(peer: peer, banner: nil, secondsPerEpoch: nil, failure: why)
         }
     }
 

@@ -165,7 +165,7 @@ struct Bench: ParsableCommand {
             results.insert(("bf16_peak_gflops", "bf16 dot-product peak GFLOP/s (probed, \(parallelism.threads) core\(parallelism.threads == 1 ? "" : "s"))", bf16Peak.all), at: results.count - 1)
             results.insert(("train_fraction_of_bf16_peak", "training step, fraction of the bf16 peak", trainGFLOPS / (bf16Peak.all * Double(communicator.size))), at: results.count - 1)
         }
-        results += peerRows(gpu: false, threads: parallelism.threads, seconds: median(epochSeconds), config: config, splits: splits)
+        results += peerRows(gpu: false, threads: parallelism.threads, seconds: median(epochSeconds), config: config, splits: splits, ranks: communicator.size)
         // With one thread the one-core rows repeat the rows above them (the JSON keeps both keys).
         try emit(results, omitting: parallelism.threads == 1 ? ["gemm_ceiling_one_thread_gflops", "fma_peak_one_core_gflops"] : [])
         if !json, let warning = BLAS.slowKernelWarning { print(warning) }
@@ -229,7 +229,7 @@ struct Bench: ParsableCommand {
         if let peak = step.context.fp32PeakGFLOPS {
             results += [("gpu_fp32_peak_gflops", "the GPU's FP32 peak, GFLOP/s", peak), ("fraction_of_fp32_peak", "training, fraction of the FP32 peak", gflops / peak)]
         }
-        results += peerRows(gpu: true, threads: 1, seconds: epoch, config: config, splits: splits)
+        results += peerRows(gpu: true, threads: 1, seconds: epoch, config: config, splits: splits, ranks: communicator.size)
         try emit(results)
     }
 
@@ -250,9 +250,10 @@ struct Bench: ParsableCommand {
 
     /// With `--peers`: PyTorch's and JAX's scripts of the same protocol on the same data and
     /// device (`PeerReferences`), their seconds per epoch and ours against the fastest.
-    private func peerRows(gpu: Bool, threads: Int, seconds: Double, config: ModelConfig, splits: DataSplits) -> [(String, String, Any)] {
+    private func peerRows(gpu: Bool, threads: Int, seconds: Double, config: ModelConfig, splits: DataSplits, ranks: Int) -> [(String, String, Any)] {
         guard peers else { return [] }
         func none(_ why: String) -> [(String, String, Any)] { [("peers", "peers (--peers)", why)] }
+        guard ranks == 1 else { return none("not run: the peers run in one process (no mpirun)") }
         guard data.data == nil else { return none("not run: the peers train on the IDX data sets only") }
         guard let proto = peerProtocol(config: config, splits: splits) else {
             return none("not run: the peers implement the default model, --arch conv and --preset iwae-paper only, at their batch sizes and objectives")
