@@ -53,8 +53,8 @@ public final class CUBLAS {
     private var workspace: DeviceBuffer?
     /// The workspace's size: 32 MiB, what cuBLAS recommends for Hopper (4 MiB is enough before it).
     public static let workspaceBytes = 32 << 20
-    /// cuBLASLt, for the products whose bias and ReLU its epilogue adds (nil: none, and every
-    /// product is cuBLAS's with the bias added by the caller).
+    /// cuBLASLt, for the products whose epilogue does a layer's bias work (nil: none, and every
+    /// product is cuBLAS's, the bias work the caller's).
     public var lt: CUBLASLt?
     /// The stream the products go to (nil: the default stream).
     private var stream: UnsafeMutableRawPointer?
@@ -103,25 +103,25 @@ public final class CUBLAS {
         try applyWorkspace()  // cublasSetStream resets the workspace to cuBLAS's pool
     }
 
-    /// Whether ``lt`` can run C = op(A) op(B) + bias (then ReLU) for this product in one kernel.
-    public func fusesBias(
-        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64, ldc: Int, bias: UInt64,
-        relu: Bool, precision: MatrixPrecision
+    /// Whether ``lt`` can run C = op(A) op(B) with `epilogue` in one kernel.
+    public func fuses(
+        _ epilogue: ProductEpilogue, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64,
+        ldc: Int, precision: MatrixPrecision
     ) -> Bool {
         lt?.supports(
-            transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, bias: bias, relu: relu,
+            transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, epilogue: epilogue,
             precision: precision, workspace: workspace?.byteCount ?? 0) ?? false
     }
 
-    /// C = op(A) op(B) + bias, then ReLU with `relu`, through ``lt`` on this handle's stream and in
-    /// its workspace (ask ``fusesBias(transposeA:transposeB:m:n:k:a:lda:b:ldb:c:ldc:bias:relu:precision:)`` first).
-    public func biasProduct(
-        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64, ldc: Int, bias: UInt64,
-        relu: Bool, precision: MatrixPrecision
+    /// C = op(A) op(B) with `epilogue`, through ``lt`` on this handle's stream and in its workspace
+    /// (ask ``fuses(_:transposeA:transposeB:m:n:k:a:lda:b:ldb:c:ldc:precision:)`` first).
+    public func product(
+        _ epilogue: ProductEpilogue, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64,
+        ldc: Int, precision: MatrixPrecision
     ) throws {
-        guard let lt else { throw CUDAError("a bias product needs cuBLASLt") }
-        try lt.biasProduct(
-            transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, bias: bias, relu: relu,
+        guard let lt else { throw CUDAError("a product with an epilogue needs cuBLASLt") }
+        try lt.product(
+            transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, epilogue: epilogue,
             precision: precision, workspace: (workspace?.address ?? 0, workspace?.byteCount ?? 0), stream: stream)
     }
 

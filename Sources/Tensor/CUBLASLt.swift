@@ -2,9 +2,9 @@
 import Glibc
 #endif
 
-/// cuBLASLt (`libcublasLt.so`), loaded with `dlopen`, for the products whose bias (and ReLU)
-/// the product's own epilogue adds: y = max(h Wᵀ + b, 0) in one kernel instead of a product and
-/// a bias pass.
+/// cuBLASLt (`libcublasLt.so`), loaded with `dlopen`, for the products whose epilogue does a
+/// layer's bias work (``ProductEpilogue``): y = max(h Wᵀ + b, 0) in one kernel instead of a
+/// product and a bias pass, and ∂b = Σ_r g[r] beside ∂W = gᵀ h instead of a bias-gradient pass.
 ///
 /// Row-major as ``CUBLAS``: the product asked for is Cᵀ = op(B)ᵀ op(A)ᵀ in column-major terms,
 /// whose rows are C's columns, so the epilogue's bias (one value per row of D, broadcast along
@@ -14,6 +14,40 @@ import Glibc
 /// heuristic offers nothing for is not fused (the caller adds the bias itself). The products run
 /// in the workspace the caller passes (`CUBLAS`'s), so a capture into a CUDA graph allocates
 /// nothing.
+/// What cuBLASLt's epilogue does in a product C = op(A) op(B) (row-major, as `CUBLAS.sgemm`).
+public enum ProductEpilogue: Hashable, Sendable {
+    /// C + bias (one value per column of C: a layer's bias at `address`), then ReLU with `relu`
+    /// (cuBLASLt's BIAS / RELU_BIAS).
+    case bias(address: UInt64, relu: Bool)
+    /// Also the sums over k of op(A)'s rows into `address` (m values): a layer's bias gradient
+    /// Σ_r g[r, j] beside its weight gradient gᵀ h (cuBLASLt's BGRADB: op(A) is the
+    /// column-major call's B).
+    case rowSumsOfA(address: UInt64)
+
+    /// The device address the epilogue reads or writes (cuBLASLt's BIAS_POINTER).
+    public var address: UInt64 {
+        switch self {
+        case .bias(let address, _), .rowSumsOfA(let address): address
+        }
+    }
+
+    /// cublasLtEpilogue_t: BIAS = 4, RELU_BIAS = 6, BGRADB = 512.
+    var code: UInt32 {
+        switch self {
+        case .bias(_, let relu): relu ? 6 : 4
+        case .rowSumsOfA: 512
+        }
+    }
+
+    /// In words, for messages.
+    var name: String {
+        switch self {
+        case .bias(_, let relu): relu ? "bias + ReLU" : "bias"
+        case .rowSumsOfA: "bias gradient"
+        }
+    }
+}
+
 public final class CUBLASLt {
     public let path: String
     private let handle: OpaquePointer
@@ -45,7 +79,6 @@ public final class CUBLASLt {
 
     // cublasLt.h: cublasLtMatmulDescAttributes_t, cublasLtEpilogue_t, cublasLtMatmulPreferenceAttributes_t.
     private static let (descTransA, descTransB, descEpilogue, descBiasPointer): (Int32, Int32, Int32, Int32) = (3, 4, 7, 8)
-    private static let (epilogueBias, epilogueReluBias): (UInt32, UInt32) = (4, 6)
     private static let preferenceMaxWorkspace: Int32 = 1
     private static let preferenceAlignment: [Int32] = [5, 6, 7, 8]  // MIN_ALIGNMENT_A/B/C/D_BYTES
     /// Bytes kept for one `cublasLtMatmulHeuristicResult_t` (96 in CUDA 12: the 64-byte algorithm
@@ -68,7 +101,7 @@ public final class CUBLASLt {
     private struct Key: Hashable {
         let transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, lda: Int, ldb: Int, ldc: Int
         let alignments: [Int]
-        let relu: Bool
+        let epilogue: UInt32
         let bf16: Bool
     }
     /// nil: the heuristic had nothing for that key.
@@ -106,44 +139,46 @@ public final class CUBLASLt {
         address == 0 ? 256 : min(256, 1 << address.trailingZeroBitCount)
     }
 
-    /// Whether C = op(A) op(B) + bias (then ReLU with `relu`) of this shape and these operands'
-    /// alignments has a plan (made now if it is the first time); false sends the caller to a
-    /// plain product and a bias pass. `workspace` bytes are what the product may use.
+    /// Whether C = op(A) op(B) with `epilogue`, of this shape and these operands' alignments, has a
+    /// plan (made now if it is the first time); false sends the caller to a plain product and a
+    /// kernel of its own. `workspace` bytes are what the product may use.
     public func supports(
-        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64, ldc: Int, bias: UInt64,
-        relu: Bool, precision: MatrixPrecision, workspace: Int
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64, ldc: Int,
+        epilogue: ProductEpilogue, precision: MatrixPrecision, workspace: Int
     ) -> Bool {
-        guard bias % 16 == 0 else { return false }
-        return plan(key(transposeA, transposeB, m, n, k, a, lda, b, ldb, c, ldc, relu, precision), workspace: workspace) != nil
+        guard epilogue.address % 16 == 0 else { return false }
+        return plan(key(transposeA, transposeB, m, n, k, a, lda, b, ldb, c, ldc, epilogue, precision), workspace: workspace) != nil
     }
 
-    /// C = op(A) op(B) + bias, then ReLU with `relu` (row-major, as `CUBLAS.sgemm`, α = 1, β = 0),
-    /// on `stream` in `workspace` (address, bytes). Throws if the shape has no plan (ask
-    /// ``supports(transposeA:transposeB:m:n:k:a:lda:b:ldb:c:ldc:bias:relu:precision:workspace:)`` first) or cuBLASLt fails.
-    public func biasProduct(
-        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64, ldc: Int, bias: UInt64,
-        relu: Bool, precision: MatrixPrecision, workspace: (address: UInt64, bytes: Int), stream: UnsafeMutableRawPointer?
+    /// C = op(A) op(B) with `epilogue` (row-major, as `CUBLAS.sgemm`, α = 1, β = 0), on `stream` in
+    /// `workspace` (address, bytes). Throws if the shape has no plan (ask
+    /// ``supports(transposeA:transposeB:m:n:k:a:lda:b:ldb:c:ldc:epilogue:precision:workspace:)`` first) or cuBLASLt fails.
+    public func product(
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64, ldc: Int,
+        epilogue: ProductEpilogue, precision: MatrixPrecision, workspace: (address: UInt64, bytes: Int), stream: UnsafeMutableRawPointer?
     ) throws {
-        guard let plan = plan(key(transposeA, transposeB, m, n, k, a, lda, b, ldb, c, ldc, relu, precision), workspace: workspace.bytes) else {
-            throw CUDAError("cuBLASLt has no algorithm for the bias product \(m)×\(k) · \(k)×\(n)")
+        guard let plan = plan(key(transposeA, transposeB, m, n, k, a, lda, b, ldb, c, ldc, epilogue, precision), workspace: workspace.bytes) else {
+            throw CUDAError("cuBLASLt has no algorithm for the product \(m)×\(k) · \(k)×\(n) with its \(epilogue.name)")
         }
-        var biasPointer = bias
-        var status = descSetAttribute(plan.desc, Self.descBiasPointer, &biasPointer, 8)
-        guard status == 0 else { throw CUDAError("cublasLtMatmulDescSetAttribute (bias) failed (cuBLAS status \(status))") }
+        var pointer = epilogue.address
+        var status = descSetAttribute(plan.desc, Self.descBiasPointer, &pointer, 8)
+        guard status == 0 else { throw CUDAError("cublasLtMatmulDescSetAttribute (bias pointer) failed (cuBLAS status \(status))") }
         var (alpha, beta): (Float, Float) = (1, 0)
         // Column-major: B's operand first (A = b, B = a), C and D the same matrix.
         status = matmul(
             handle, plan.desc, &alpha, b, plan.layouts[0], a, plan.layouts[1], &beta, c, plan.layouts[2], c, plan.layouts[2], plan.result,
             workspace.address, workspace.bytes, stream)
-        guard status == 0 else { throw CUDAError("cublasLtMatmul (bias\(relu ? " + ReLU" : "")) failed for \(m)×\(k) · \(k)×\(n) (cuBLAS status \(status)); VAE_CUDA_LT=0 adds the biases without cuBLASLt") }
+        guard status == 0 else {
+            throw CUDAError("cublasLtMatmul (with its \(epilogue.name)) failed for \(m)×\(k) · \(k)×\(n) (cuBLAS status \(status)); VAE_CUDA_LT=0 does without cuBLASLt")
+        }
     }
 
     private func key(
         _ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ a: UInt64, _ lda: Int, _ b: UInt64, _ ldb: Int, _ c: UInt64, _ ldc: Int,
-        _ relu: Bool, _ precision: MatrixPrecision
+        _ epilogue: ProductEpilogue, _ precision: MatrixPrecision
     ) -> Key {
         Key(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
-            alignments: [Self.alignment(b), Self.alignment(a), Self.alignment(c), Self.alignment(c)], relu: relu, bf16: precision == .bf16)
+            alignments: [Self.alignment(b), Self.alignment(a), Self.alignment(c), Self.alignment(c)], epilogue: epilogue.code, bf16: precision == .bf16)
     }
 
     /// The key's plan, made on first use (nil when cuBLASLt offers no algorithm).
@@ -170,7 +205,7 @@ public final class CUBLASLt {
         defer { if let preference { _ = preferenceDestroy(preference) } }
         // Column-major: transa = op of b (the first operand), transb = op of a; M = n, N = m.
         var (transa, transb): (Int32, Int32) = (key.transposeB ? 1 : 0, key.transposeA ? 1 : 0)
-        var epilogue = key.relu ? Self.epilogueReluBias : Self.epilogueBias
+        var epilogue = key.epilogue
         let shapes: [(rows: Int, cols: Int, ld: Int)] = [
             key.transposeB ? (key.k, key.n, key.ldb) : (key.n, key.k, key.ldb),
             key.transposeA ? (key.m, key.k, key.lda) : (key.k, key.m, key.lda),

@@ -24,26 +24,24 @@ public struct RecordedProduct: Equatable {
     public let precision: MatrixPrecision
     /// Strided-batched: this many products, each operand advanced by its stride (elements).
     public let batches: Int, strideA: Int, strideB: Int, strideC: Int
-    /// With a bias (its device address; 0: none), C = op(A) op(B) + bias, then ReLU with `relu`,
-    /// in one cuBLASLt kernel (`CUBLAS.biasProduct`).
-    public let bias: UInt64, relu: Bool
+    /// cuBLASLt's epilogue for it (nil: a cuBLAS product).
+    public let epilogue: ProductEpilogue?
 
     public init(
         transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64, ldc: Int, precision: MatrixPrecision,
-        batches: Int = 1, strideA: Int = 0, strideB: Int = 0, strideC: Int = 0, bias: UInt64 = 0, relu: Bool = false
+        batches: Int = 1, strideA: Int = 0, strideB: Int = 0, strideC: Int = 0, epilogue: ProductEpilogue? = nil
     ) {
         (self.transposeA, self.transposeB, self.m, self.n, self.k) = (transposeA, transposeB, m, n, k)
         (self.a, self.lda, self.b, self.ldb, self.c, self.ldc, self.precision) = (a, lda, b, ldb, c, ldc, precision)
         (self.batches, self.strideA, self.strideB, self.strideC) = (batches, strideA, strideB, strideC)
-        (self.bias, self.relu) = (bias, relu)
+        self.epilogue = epilogue
     }
 
     /// Runs it now on `cublas` (on its current stream).
     public func run(on cublas: CUBLAS) throws {
-        if bias != 0 {
-            try cublas.biasProduct(
-                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, bias: bias, relu: relu,
-                precision: precision)
+        if let epilogue {
+            try cublas.product(
+                epilogue, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, precision: precision)
             return
         }
         try cublas.sgemm(

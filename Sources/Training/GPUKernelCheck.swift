@@ -315,7 +315,7 @@ public enum GPUKernelCheck {
         rows += try trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 3), model: twoLayers)
         // bf16 products: one against the exact product, three steps against the FP32 trainer.
         rows.append(try bf16Product(cublas))
-        if cublas.lt != nil { rows += try [false, true].map { try biasProduct(cublas, relu: $0) } }
+        if cublas.lt != nil { rows += try [false, true].map { try biasProduct(cublas, relu: $0) } + [try biasGradientProduct(cublas)] }
         rows.append(try graphsAgainstPlainLaunches(context, cublas: cublas))
         // Products split along k (strided-batched slices, then vae_sum_slices), FP32 and bf16.
         rows += try trainingSteps(context, cublas: cublas, splitK: .parts(4))
@@ -404,7 +404,7 @@ public enum GPUKernelCheck {
                    largestError: worstError, tolerance: 1.0 / 128)
     }
 
-    /// cuBLASLt's product with the bias (and ReLU) epilogue (`CUBLAS.biasProduct`, y = h Wᵀ + b as
+    /// cuBLASLt's product with the bias (and ReLU) epilogue (`CUBLAS.product` with `ProductEpilogue.bias`, y = h Wᵀ + b as
     /// a layer's forward pass asks, 96 × 300 by 300 × 80, b on a 256-byte boundary as the step's
     /// parameters are) against the exact product plus bias in double: each element within 2⁻¹⁴
     /// (Σ_l |h_il w_jl| + |b_j|), FP32's rounding over 300 terms with room; a missing or misplaced
@@ -416,12 +416,13 @@ public enum GPUKernelCheck {
         let bias = (0..<n).map { _ in rng.nextFloat() * 8 - 4 }
         let (hBuffer, wBuffer, bBuffer, yBuffer) = (try DeviceBuffer(h), try DeviceBuffer(w), try DeviceBuffer(bias), try DeviceBuffer(count: m * n))
         let name = "cuBLASLt product + bias\(relu ? " + ReLU" : "") (epilogue \(relu ? "RELU_BIAS" : "BIAS"))"
-        guard cublas.fusesBias(transposeA: false, transposeB: true, m: m, n: n, k: k, a: hBuffer.address, lda: k, b: wBuffer.address, ldb: k,
-                               c: yBuffer.address, ldc: n, bias: bBuffer.address, relu: relu, precision: .fp32) else {
+        let epilogue = ProductEpilogue.bias(address: bBuffer.address, relu: relu)
+        guard cublas.fuses(epilogue, transposeA: false, transposeB: true, m: m, n: n, k: k, a: hBuffer.address, lda: k, b: wBuffer.address, ldb: k,
+                           c: yBuffer.address, ldc: n, precision: .fp32) else {
             return Row(kernel: name + ": cuBLASLt offered no algorithm", twin: "the exact product + bias", elements: m * n, largestError: .infinity, tolerance: 0)
         }
-        try cublas.biasProduct(transposeA: false, transposeB: true, m: m, n: n, k: k, a: hBuffer.address, lda: k, b: wBuffer.address, ldb: k,
-                               c: yBuffer.address, ldc: n, bias: bBuffer.address, relu: relu, precision: .fp32)
+        try cublas.product(epilogue, transposeA: false, transposeB: true, m: m, n: n, k: k, a: hBuffer.address, lda: k, b: wBuffer.address, ldb: k,
+                           c: yBuffer.address, ldc: n, precision: .fp32)
         let y = try yBuffer.download()
         var worstError = 0.0
         for i in 0..<m {
@@ -437,6 +438,45 @@ public enum GPUKernelCheck {
         }
         return Row(kernel: name, twin: "the exact product + bias\(relu ? ", then ReLU" : ""), relative to Σ|h w| + |b|", elements: m * n,
                    largestError: worstError, tolerance: 1.0 / 16384)
+    }
+
+    /// cuBLASLt's weight-gradient product with the bias-gradient epilogue (BGRADB: ∂W = gᵀ h as a
+    /// layer's backward pass asks, g [96 × 80], h [96 × 300], and ∂b = Σ_r g[r] beside it) against
+    /// the exact sums in double: ∂W within 2⁻¹⁴ Σ_r |g h|, ∂b within 2⁻¹⁴ Σ_r |g|; a sum over the
+    /// wrong operand or axis is off by whole values.
+    static func biasGradientProduct(_ cublas: CUBLAS) throws -> Row {
+        let (rows, outputs, inputs) = (96, 80, 300)
+        var rng = RandomGenerator(seed: 34)
+        let g = (0..<rows * outputs).map { _ in rng.nextFloat() * 2 - 1 }, h = (0..<rows * inputs).map { _ in rng.nextFloat() * 2 - 1 }
+        let (gBuffer, hBuffer, wBuffer, bBuffer) = (try DeviceBuffer(g), try DeviceBuffer(h), try DeviceBuffer(count: outputs * inputs), try DeviceBuffer(count: outputs))
+        let name = "cuBLASLt weight gradient + bias gradient (epilogue BGRADB)"
+        let epilogue = ProductEpilogue.rowSumsOfA(address: bBuffer.address)
+        guard cublas.fuses(epilogue, transposeA: true, transposeB: false, m: outputs, n: inputs, k: rows, a: gBuffer.address, lda: outputs, b: hBuffer.address,
+                           ldb: inputs, c: wBuffer.address, ldc: inputs, precision: .fp32) else {
+            return Row(kernel: name + ": cuBLASLt offered no algorithm", twin: "the exact sums", elements: outputs * (inputs + 1), largestError: .infinity, tolerance: 0)
+        }
+        try cublas.product(epilogue, transposeA: true, transposeB: false, m: outputs, n: inputs, k: rows, a: gBuffer.address, lda: outputs, b: hBuffer.address,
+                           ldb: inputs, c: wBuffer.address, ldc: inputs, precision: .fp32)
+        let (dW, db) = (try wBuffer.download(), try bBuffer.download())
+        var worstError = 0.0
+        for j in 0..<outputs {
+            var sum = 0.0, magnitude = 0.0
+            for r in 0..<rows {
+                sum += Double(g[r * outputs + j])
+                magnitude += abs(Double(g[r * outputs + j]))
+            }
+            worstError = max(worstError, abs(Double(db[j]) - sum) / magnitude)
+            for i in 0..<inputs {
+                var exact = 0.0, size = 0.0
+                for r in 0..<rows {
+                    exact += Double(g[r * outputs + j]) * Double(h[r * inputs + i])
+                    size += abs(Double(g[r * outputs + j]) * Double(h[r * inputs + i]))
+                }
+                worstError = max(worstError, abs(Double(dW[j * inputs + i]) - exact) / size)
+            }
+        }
+        return Row(kernel: name, twin: "the exact gᵀ h and Σ_r g, relative to Σ|g h| and Σ|g|", elements: outputs * (inputs + 1), largestError: worstError,
+                   tolerance: 1.0 / 16384)
     }
 
     /// A small model with two stochastic layers (64-32-4 and 4-8-3, tanh, as the IWAE paper's).

@@ -332,22 +332,22 @@ extension CUDAStep {
     }
 
     /// C = op(A) op(B) (`CUBLAS.sgemm`'s row-major arguments, α = 1, β = 0) in the step's
-    /// ``precision``, or recorded for a graph (or a profile). With `bias` (and `relu`), C gets the
-    /// bias added (then ReLU) by cuBLASLt's epilogue where it can (``fusesBias``, a product not
-    /// split along k); returns whether it did — if not, the caller adds the bias.
+    /// ``precision``, or recorded for a graph (or a profile). With an `epilogue`, cuBLASLt's does
+    /// that bias work in the product where it can (``fusesBias``, a product not split along k);
+    /// returns whether it did — if not, the caller does it.
     @discardableResult
     func product(
         transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64, ldc: Int,
-        bias: (address: UInt64, relu: Bool)? = nil
+        epilogue: ProductEpilogue? = nil
     ) throws -> Bool {
         let splits = ldc == n ? splitK.parts(m: m, n: n, k: k, multiprocessors: context.device.multiprocessors) : 1
         let product: RecordedProduct
-        if let bias, splits == 1, fusesBias,
-           cublas.fusesBias(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
-                            bias: bias.address, relu: bias.relu, precision: precision) {
+        if let epilogue, splits == 1, fusesBias,
+           cublas.fuses(epilogue, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
+                        precision: precision) {
             product = RecordedProduct(
                 transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, precision: precision,
-                bias: bias.address, relu: bias.relu)
+                epilogue: epilogue)
             if context.recording != nil {
                 context.recording!.append(.product(product))
             } else {
@@ -397,7 +397,7 @@ extension CUDAStep {
                 let fusable = activation == nil || activation == .relu
                 let fused = try product(transposeA: false, transposeB: true, m: rows, n: outputsCount, k: inputs,
                     a: h.address, lda: inputs, b: weights[w].address, ldb: inputs, c: y.address, ldc: outputsCount,
-                    bias: fusable ? (weights[b].address, activation == .relu) : nil)
+                    epilogue: fusable ? .bias(address: weights[b].address, relu: activation == .relu) : nil)
                 if !fused { try addBias(y, weights[b], rows: rows, columns: outputsCount, activation: activation) }
             case let .conditioning(classes):
                 guard let (labels, repeats) = condition else { throw CUDAError("a conditional model needs its labels on the GPU") }
@@ -445,10 +445,20 @@ extension CUDAStep {
             let dh = work.gradient(k - 1, input: inputGradient)
             switch ops[k] {
             case let .linear(w, b, inputs, outputsCount, activation):
-                try biasGradient(g, output: y, activation: activation, into: gradients[b], rows: rows, columns: outputsCount, scratch: nil)
-                // ∂W = gᵀ h [out, in];  ∂h = g W [rows, in].
-                try product(transposeA: true, transposeB: false, m: outputsCount, n: inputs, k: rows,
-                    a: g.address, lda: outputsCount, b: h.address, ldb: inputs, c: gradients[w].address, ldc: inputs)
+                // ∂W = gᵀ h [out, in] (without an activation, with ∂b = Σ_r g[r] in cuBLASLt's
+                // epilogue where it can; else ∂b, through the activation, in a pass first);
+                // ∂h = g W [rows, in].
+                var summed = false
+                if activation == nil {
+                    summed = try product(transposeA: true, transposeB: false, m: outputsCount, n: inputs, k: rows,
+                        a: g.address, lda: outputsCount, b: h.address, ldb: inputs, c: gradients[w].address, ldc: inputs,
+                        epilogue: .rowSumsOfA(address: gradients[b].address))
+                }
+                if !summed {
+                    try biasGradient(g, output: y, activation: activation, into: gradients[b], rows: rows, columns: outputsCount, scratch: nil)
+                    try product(transposeA: true, transposeB: false, m: outputsCount, n: inputs, k: rows,
+                        a: g.address, lda: outputsCount, b: h.address, ldb: inputs, c: gradients[w].address, ldc: inputs)
+                }
                 if let dh {
                     try product(transposeA: false, transposeB: false, m: rows, n: inputs, k: outputsCount,
                         a: g.address, lda: outputsCount, b: weights[w].address, ldb: inputs, c: dh.address, ldc: inputs)
