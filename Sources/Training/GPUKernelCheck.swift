@@ -376,6 +376,17 @@ public enum GPUKernelCheck {
                    elements: weights[1].count, largestError: error, tolerance: 0)
     }
 
+    /// Σ_l term(l) over l < `count` in double, and Σ_l |term(l)| (the scale its rounding is judged against).
+    static func exactSum(_ count: Int, _ term: (Int) -> Double) -> (sum: Double, magnitude: Double) {
+        var (sum, magnitude) = (0.0, 0.0)
+        for l in 0..<count {
+            let t = term(l)
+            sum += t
+            magnitude += abs(t)
+        }
+        return (sum, magnitude)
+    }
+
     /// cuBLAS's bf16 product (`CUBLAS.sgemm` with `MatrixPrecision.bf16`, C = A Bᵀ as the
     /// forward pass asks, 96 × 300 by 300 × 80) against the exact product (in double): each
     /// element within 2⁻⁷ Σ_l |a_il b_jl| — two roundings to bf16's 8 bits of mantissa and FP32
@@ -392,11 +403,7 @@ public enum GPUKernelCheck {
         var worstError = 0.0
         for i in 0..<m {
             for j in 0..<n {
-                var exact = 0.0, magnitude = 0.0
-                for l in 0..<k {
-                    exact += Double(a[i * k + l]) * Double(b[j * k + l])
-                    magnitude += abs(Double(a[i * k + l]) * Double(b[j * k + l]))
-                }
+                let (exact, magnitude) = exactSum(k) { Double(a[i * k + $0]) * Double(b[j * k + $0]) }
                 worstError = max(worstError, abs(Double(c[i * n + j]) - exact) / magnitude)
             }
         }
@@ -427,13 +434,9 @@ public enum GPUKernelCheck {
         var worstError = 0.0
         for i in 0..<m {
             for j in 0..<n {
-                var exact = Double(bias[j]), magnitude = abs(Double(bias[j]))
-                for l in 0..<k {
-                    exact += Double(h[i * k + l]) * Double(w[j * k + l])
-                    magnitude += abs(Double(h[i * k + l]) * Double(w[j * k + l]))
-                }
-                if relu { exact = max(exact, 0) }
-                worstError = max(worstError, abs(Double(y[i * n + j]) - exact) / magnitude)
+                let (product, size) = exactSum(k) { Double(h[i * k + $0]) * Double(w[j * k + $0]) }
+                let sum = product + Double(bias[j]), exact = relu ? max(sum, 0) : sum
+                worstError = max(worstError, abs(Double(y[i * n + j]) - exact) / (size + abs(Double(bias[j]))))
             }
         }
         return Row(kernel: name, twin: "the exact product + bias\(relu ? ", then ReLU" : ""), relative to Σ|h w| + |b|", elements: m * n,
@@ -460,18 +463,10 @@ public enum GPUKernelCheck {
         let (dW, db) = (try wBuffer.download(), try bBuffer.download())
         var worstError = 0.0
         for j in 0..<outputs {
-            var sum = 0.0, magnitude = 0.0
-            for r in 0..<rows {
-                sum += Double(g[r * outputs + j])
-                magnitude += abs(Double(g[r * outputs + j]))
-            }
+            let (sum, magnitude) = exactSum(rows) { Double(g[$0 * outputs + j]) }
             worstError = max(worstError, abs(Double(db[j]) - sum) / magnitude)
             for i in 0..<inputs {
-                var exact = 0.0, size = 0.0
-                for r in 0..<rows {
-                    exact += Double(g[r * outputs + j]) * Double(h[r * inputs + i])
-                    size += abs(Double(g[r * outputs + j]) * Double(h[r * inputs + i]))
-                }
+                let (exact, size) = exactSum(rows) { Double(g[$0 * outputs + j]) * Double(h[$0 * inputs + i]) }
                 worstError = max(worstError, abs(Double(dW[j * inputs + i]) - exact) / size)
             }
         }
