@@ -259,7 +259,7 @@ struct Bench: ParsableCommand {
             return none("not run: the peers implement the default model, --arch conv and --preset iwae-paper only, at their batch sizes and objectives")
         }
         let environment = ProcessInfo.processInfo.environment
-        guard let scripts = PeerReferences.scriptFolder(environment: environment, executable: CommandLine.arguments[0]) else {
+        guard let scripts = PeerReferences.scriptFolder(environment: environment, executable: "/proc/self/exe") else {
             return none("not run: pytorch_reference.py and jax_reference.py not found (set VAE_PEER_SCRIPTS to their folder)")
         }
         if !json { FileHandle.standardError.write(Data("vae bench: running the peers (\(proto.rawValue) protocol, 3 epochs each)…\n".utf8)) }

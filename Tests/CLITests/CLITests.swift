@@ -220,6 +220,15 @@ func trainedRun() throws -> (run: String, data: String) {
     #expect(PeerReferences.steadySeconds("no epochs here") == nil)
 }
 
+/// Where `vae bench --peers` finds the scripts: VAE_PEER_SCRIPTS when it holds them, else the
+/// source tree's scripts/ above the running program (here the test binary in .build).
+@Test func peerScriptsAreFoundAboveTheProgram() throws {
+    let found = PeerReferences.scriptFolder(environment: [:], executable: "/proc/self/exe")
+    #expect(found.map { FileManager.default.fileExists(atPath: $0 + "/pytorch_reference.py") && $0.hasSuffix("/scripts") } == true, "\(found ?? "nil")")
+    let empty = temporaryDirectory()
+    #expect(PeerReferences.scriptFolder(environment: ["VAE_PEER_SCRIPTS": empty], executable: "/proc/self/exe") == nil)
+}
+
 @Test func benchReportsEveryFigure() throws {
     let dir = temporaryDirectory()
     try writeTinyDataset(dir)
