@@ -5,103 +5,16 @@
 # references when they are installed. Writes raw JSON lines and one Markdown table:
 #
 #   bash scripts/scaling_check.sh BUNDLE_DIR MNIST_DIR OUT_DIR [ROUNDS]
+#   bash scripts/scaling_check.sh --table OUT_DIR      # the table again from OUT_DIR/scaling.jsonl
 #
 # BUNDLE_DIR is an unpacked `scripts/package.sh` tarball (bin/vae, bin/mpirun); MNIST_DIR holds
 # the four IDX files; ROUNDS (default 2) alternates the thread counts that many times. Every
 # figure is `vae bench`'s (warm-up epoch, then the median of the timed epochs).
 set -uo pipefail
-bundle=${1:?bundle folder}
-mnist=${2:?MNIST folder}
-out=${3:?output folder}
-rounds=${4:-2}
-here=$(cd "$(dirname "$0")" && pwd)
-mkdir -p "$out"
-vae="$bundle/bin/vae"
-mpirun=("$bundle/bin/mpirun" --allow-run-as-root --oversubscribe --bind-to core --mca btl self,vader)
-cores=$(nproc)
-counts=()
-for n in 1 2 4 8 16 32 64; do [ "$n" -le "$cores" ] && counts+=("$n"); done
-jsonl=$out/scaling.jsonl
-: > "$jsonl"
-log=$out/scaling.log
-data=(--dataset mnist --data-dir "$mnist")
-
-# One bench, its JSON object tagged with what was run, appended to scaling.jsonl.
-bench() { # tag, then the command
-    local tag=$1; shift
-    local line
-    line=$("$@" 2>>"$log" | grep '^{' | tail -1)
-    if [ -n "$line" ]; then
-        echo "{\"tag\": \"$tag\", \"result\": $line}" >> "$jsonl"
-    else
-        echo "{\"tag\": \"$tag\", \"error\": \"no result (see scaling.log)\"}" >> "$jsonl"
-    fi
-}
-
-{ date -u; lscpu | grep -E 'Model name|^CPU\(s\)|Thread|Flags' | cut -c1-300; "$vae" --version; } > "$out/machine.txt" 2>&1
-
-for round in $(seq "$rounds"); do
-    for n in "${counts[@]}"; do
-        bench "threads $n" "$vae" bench "${data[@]}" --threads "$n" --repeats 2 --json
-    done
-done
-# Helpers pinned (the default) against left to the scheduler, on every core.
-bench "threads $cores, VAE_PIN_WORKERS=0 (helpers not pinned)" env VAE_PIN_WORKERS=0 "$vae" bench "${data[@]}" --threads "$cores" --repeats 2 --json
-# Hybrid: R ranks of T threads sharing the mask (--bind-to none: each rank pins its helpers to its
-# own share of the CPUs, by Open MPI's local rank), global batch 128.
-for r in 2 4; do
-    t=$((cores / r))
-    [ "$t" -ge 2 ] || continue
-    bench "hybrid: ranks $r × threads $t, global batch 128" "$bundle/bin/mpirun" --allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader \
-        -np "$r" "$vae" bench "${data[@]}" --threads "$t" --repeats 2 --json
-done
-for n in "${counts[@]}"; do
-    bench "ranks $n, global batch 128" "${mpirun[@]}" -np "$n" "$vae" bench "${data[@]}" --threads 1 --repeats 2 --json
-    bench "ranks $n, batch 128 per rank" "${mpirun[@]}" -np "$n" "$vae" bench "${data[@]}" --threads 1 --batch-size $((128 * n)) --repeats 2 --json
-done
-# The exchange variants where they matter (auto: sharded from 4 ranks, no overlap on one host).
-for n in 4 8 16; do
-    [ "$n" -le "$cores" ] || continue
-    bench "ranks $n, global batch 128, --sharded-update never" "${mpirun[@]}" -np "$n" "$vae" bench "${data[@]}" --threads 1 --sharded-update never --repeats 2 --json
-    bench "ranks $n, global batch 128, --sharded-update never --overlap always" "${mpirun[@]}" -np "$n" "$vae" bench "${data[@]}" --threads 1 --sharded-update never --overlap always --repeats 2 --json
-done
-for n in 1 "$cores"; do
-    bench "bf16, threads $n" "$vae" bench "${data[@]}" --threads "$n" --precision bf16 --repeats 2 --json
-done
-
-# bf16 against FP32 after 10 epochs on every core (the issue's bar: within 0.3 nats).
-for precision in fp32 bf16; do
-    rm -rf "$out/precision-$precision"
-    "$vae" train "${data[@]}" --epochs 10 --threads "$cores" --precision "$precision" --progress none --no-tensorboard --no-report \
-        --out "$out/precision-$precision" >>"$log" 2>&1
-    elbo=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "test_neg_elbo") c = i } NR > 1 { v = $c } END { print v }' "$out/precision-$precision/metrics.csv" 2>/dev/null)
-    echo "{\"tag\": \"quality, $precision, 10 epochs, $cores threads\", \"test_neg_elbo\": ${elbo:-null}}" >> "$jsonl"
-    rm -rf "$out/precision-$precision"
-done
-
-# Quality: 3 epochs on 1, 2, 4 and 8 ranks (the sharded update), test −ELBO of the last epoch.
-for n in 1 2 4 8; do
-    [ "$n" -le "$cores" ] || continue
-    rm -rf "$out/ranks-$n"
-    "${mpirun[@]}" -np "$n" "$vae" train "${data[@]}" --epochs 3 --threads 1 --progress none --out "$out/ranks-$n" >>"$log" 2>&1
-    elbo=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "test_neg_elbo") c = i } NR > 1 { v = $c } END { print v }' "$out/ranks-$n/metrics.csv" 2>/dev/null)
-    echo "{\"tag\": \"quality, ranks $n, 3 epochs\", \"test_neg_elbo\": ${elbo:-null}}" >> "$jsonl"
-    rm -rf "$out/ranks-$n"
-done
-
-# The peers on the same cores, when installed (3 epochs; epochs 2–3 are the steady state).
-if python3 -c 'import jax' 2>/dev/null; then
-    for n in 1 "$cores"; do
-        taskset -c 0-$((n - 1)) python3 "$here/jax_reference.py" 3 --data-dir "$mnist" --device cpu > "$out/jax-cpu-$n.txt" 2>>"$log"
-    done
-fi
-if python3 -c 'import torch' 2>/dev/null; then
-    for n in 1 "$cores"; do
-        taskset -c 0-$((n - 1)) python3 "$here/pytorch_reference.py" --epochs 3 --threads "$n" --data-dir "$mnist" --device cpu > "$out/torch-cpu-$n.txt" 2>>"$log"
-    done
-fi
-
-python3 - "$out" <<'EOF'
+# scaling.md from scaling.jsonl (also by itself: `bash scripts/scaling_check.sh --table OUT_DIR`,
+# for the JSON lines of a run a time limit cut short).
+render_table() {
+    python3 - "$1" <<'EOF'
 import json, os, re, statistics, sys
 out = sys.argv[1]
 rows = [json.loads(l) for l in open(os.path.join(out, "scaling.jsonl"))]
@@ -139,3 +52,101 @@ for name in sorted(os.listdir(out)):
 open(os.path.join(out, "scaling.md"), "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 EOF
+}
+if [ "${1:-}" = "--table" ]; then
+    render_table "${2:?output folder}"
+    exit
+fi
+bundle=${1:?bundle folder}
+mnist=${2:?MNIST folder}
+out=${3:?output folder}
+rounds=${4:-2}
+here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$out"
+vae="$bundle/bin/vae"
+mpirun=("$bundle/bin/mpirun" --allow-run-as-root --oversubscribe --bind-to core --mca btl self,vader)
+cores=$(nproc)
+counts=()
+for n in 1 2 4 8 16 32 64; do [ "$n" -le "$cores" ] && counts+=("$n"); done
+jsonl=$out/scaling.jsonl
+: > "$jsonl"
+log=$out/scaling.log
+data=(--dataset mnist --data-dir "$mnist")
+
+# One bench, its JSON object tagged with what was run, appended to scaling.jsonl.
+bench() { # tag, then the command
+    local tag=$1; shift
+    local line
+    line=$("$@" 2>>"$log" | grep '^{' | tail -1)
+    if [ -n "$line" ]; then
+        echo "{\"tag\": \"$tag\", \"result\": $line}" >> "$jsonl"
+    else
+        echo "{\"tag\": \"$tag\", \"error\": \"no result (see scaling.log)\"}" >> "$jsonl"
+    fi
+}
+
+{ date -u; lscpu | grep -E 'Model name|^CPU\(s\)|Thread|Flags' | cut -c1-300; "$vae" --version; } > "$out/machine.txt" 2>&1
+
+for round in $(seq "$rounds"); do
+    for n in "${counts[@]}"; do
+        bench "threads $n" "$vae" bench "${data[@]}" --threads "$n" --repeats 2 --json
+    done
+done
+# bf16 (AMX where the CPU has it) on one and on every core, early: issue 26 item 5.
+for n in 1 "$cores"; do
+    bench "bf16, threads $n" "$vae" bench "${data[@]}" --threads "$n" --precision bf16 --repeats 2 --json
+done
+# Helpers pinned (the default) against left to the scheduler, on every core.
+bench "threads $cores, VAE_PIN_WORKERS=0 (helpers not pinned)" env VAE_PIN_WORKERS=0 "$vae" bench "${data[@]}" --threads "$cores" --repeats 2 --json
+for n in "${counts[@]}"; do
+    bench "ranks $n, global batch 128" "${mpirun[@]}" -np "$n" "$vae" bench "${data[@]}" --threads 1 --repeats 2 --json
+    bench "ranks $n, batch 128 per rank" "${mpirun[@]}" -np "$n" "$vae" bench "${data[@]}" --threads 1 --batch-size $((128 * n)) --repeats 2 --json
+done
+# Hybrid: R ranks of T threads sharing the mask (--bind-to none: each rank pins its helpers to its
+# own share of the CPUs, by Open MPI's local rank), global batch 128.
+for r in 2 4; do
+    t=$((cores / r))
+    [ "$t" -ge 2 ] || continue
+    bench "hybrid: ranks $r × threads $t, global batch 128" "$bundle/bin/mpirun" --allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader \
+        -np "$r" "$vae" bench "${data[@]}" --threads "$t" --repeats 2 --json
+done
+# The exchange variants where they matter (auto: sharded from 4 ranks, no overlap on one host).
+for n in 4 8 16; do
+    [ "$n" -le "$cores" ] || continue
+    bench "ranks $n, global batch 128, --sharded-update never" "${mpirun[@]}" -np "$n" "$vae" bench "${data[@]}" --threads 1 --sharded-update never --repeats 2 --json
+    bench "ranks $n, global batch 128, --sharded-update never --overlap always" "${mpirun[@]}" -np "$n" "$vae" bench "${data[@]}" --threads 1 --sharded-update never --overlap always --repeats 2 --json
+done
+
+# bf16 against FP32 after 10 epochs on every core (the issue's bar: within 0.3 nats).
+for precision in fp32 bf16; do
+    rm -rf "$out/precision-$precision"
+    "$vae" train "${data[@]}" --epochs 10 --threads "$cores" --precision "$precision" --progress none --no-tensorboard --no-report \
+        --out "$out/precision-$precision" >>"$log" 2>&1
+    elbo=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "test_neg_elbo") c = i } NR > 1 { v = $c } END { print v }' "$out/precision-$precision/metrics.csv" 2>/dev/null)
+    echo "{\"tag\": \"quality, $precision, 10 epochs, $cores threads\", \"test_neg_elbo\": ${elbo:-null}}" >> "$jsonl"
+    rm -rf "$out/precision-$precision"
+done
+
+# Quality: 3 epochs on 1, 2, 4 and 8 ranks (the sharded update), test −ELBO of the last epoch.
+for n in 1 2 4 8; do
+    [ "$n" -le "$cores" ] || continue
+    rm -rf "$out/ranks-$n"
+    "${mpirun[@]}" -np "$n" "$vae" train "${data[@]}" --epochs 3 --threads 1 --progress none --out "$out/ranks-$n" >>"$log" 2>&1
+    elbo=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "test_neg_elbo") c = i } NR > 1 { v = $c } END { print v }' "$out/ranks-$n/metrics.csv" 2>/dev/null)
+    echo "{\"tag\": \"quality, ranks $n, 3 epochs\", \"test_neg_elbo\": ${elbo:-null}}" >> "$jsonl"
+    rm -rf "$out/ranks-$n"
+done
+
+# The peers on the same cores, when installed (3 epochs; epochs 2–3 are the steady state).
+if python3 -c 'import jax' 2>/dev/null; then
+    for n in 1 "$cores"; do
+        taskset -c 0-$((n - 1)) python3 "$here/jax_reference.py" 3 --data-dir "$mnist" --device cpu > "$out/jax-cpu-$n.txt" 2>>"$log"
+    done
+fi
+if python3 -c 'import torch' 2>/dev/null; then
+    for n in 1 "$cores"; do
+        taskset -c 0-$((n - 1)) python3 "$here/pytorch_reference.py" --epochs 3 --threads "$n" --data-dir "$mnist" --device cpu > "$out/torch-cpu-$n.txt" 2>>"$log"
+    done
+fi
+
+render_table "$out"
