@@ -200,17 +200,33 @@ func writeEmulatedGPU(_ dir: String) throws {
             }
             return c;
         }
+        // A launch's blocks run in a shuffled order (a GPU promises none: a block that reads what
+        // another block of the same launch writes shows), and so do the threads of a block that
+        // has no barrier.
+        static void shuffle(unsigned *order, unsigned n) {
+            for (unsigned i = 0; i < n; i++) order[i] = i;
+            for (unsigned i = n; i > 1; i--) {
+                order_state = order_state * 6364136223846793005ull + 1442695040888963407ull;
+                unsigned k = (unsigned)((order_state >> 33) % i), swap = order[i - 1];
+                order[i - 1] = order[k];
+                order[k] = swap;
+            }
+        }
         static void run_kernel(const entry *e, unsigned grid, unsigned block, unsigned sharedBytes, void **args) {
             gridDim.x = grid; blockDim.x = block;
-            for (unsigned b = 0; b < grid; b++) {
-                blockIdx.x = b;
+            unsigned *blocks = (unsigned *)malloc(sizeof(unsigned) * grid), threads[max_threads];
+            shuffle(blocks, grid);
+            for (unsigned i = 0; i < grid; i++) {
+                blockIdx.x = blocks[i];
                 set_shared(sharedBytes);
                 if (e->cooperative && block > 1) {
                     run_cooperative_block(e->name, e->run, block, args);
                 } else {
-                    for (unsigned t = 0; t < block; t++) { threadIdx.x = t; e->run(args); }
+                    shuffle(threads, block);
+                    for (unsigned t = 0; t < block; t++) { threadIdx.x = threads[t]; e->run(args); }
                 }
             }
+            free(blocks);
         }
         static void run_graph(const graph *g) {
             for (int i = 0; i < g->count; i++) {
