@@ -577,7 +577,9 @@ public enum GPUKernelCheck {
             : nil
         let cpu = model.importanceSampledLogLikelihood(images, condition: condition, samples: 25, seed: 5, firstIndex: 3, chunk: 10)
         let step = try CUDAStep(model: model, context: context, cublas: cublas)
-        let gpu = try step.importanceSampledLogLikelihood(images, condition: condition, samples: 25, seed: 5, firstIndex: 3, chunk: 10, rowsPerLaunch: 40)
+        // Draws for 6 images at a time, decoded 4 at a time (40 rows of 10 samples): uneven groups in both.
+        let gpu = try step.importanceSampledLogLikelihood(
+            images, condition: condition, samples: 25, seed: 5, firstIndex: 3, chunk: 10, rowsPerLaunch: 40, imagesPerDraw: 6)
         // The evaluation's −ELBO (one ε per image from the same generators).
         let elboGPU = try step.negativeELBO(images, condition: condition, seed: 5, firstIndex: 3)
         let elboCPU = model.negativeELBO(images, condition: condition, seed: 5, firstIndex: 3)

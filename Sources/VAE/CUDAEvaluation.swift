@@ -11,13 +11,15 @@ extension CUDAStep {
     ///
     /// The same draws as the CPU's: image i's ε come from its own generator seeded by (`seed`,
     /// `firstIndex` + i), in chunks of `chunk` samples as the CPU draws them — the generator's
-    /// words one thread per image (`vae_image_words`), Box–Muller in parallel, a group of images at
-    /// a time (about `rowsPerLaunch` rows of logits), which goes through the decoder together;
+    /// words one thread per image (`vae_image_words`) for as many images as 512 MB of draws hold,
+    /// Box–Muller in parallel, then a group of those images at a time (about `rowsPerLaunch` rows of
+    /// logits) through the decoder together;
     /// each row's log-weight is formed and folded into its image's running log-sum-exp on the
     /// device, so only one group's chunk of logits is ever stored, never K × D per image, and
     /// three numbers per image come back.
     public func importanceSampledLogLikelihood(
-        _ images: Tensor, condition: Tensor? = nil, samples: Int, seed: UInt64, firstIndex: Int = 0, chunk: Int = 1000, rowsPerLaunch: Int = 65_536
+        _ images: Tensor, condition: Tensor? = nil, samples: Int, seed: UInt64, firstIndex: Int = 0, chunk: Int = 1000, rowsPerLaunch: Int = 65_536,
+        imagesPerDraw: Int? = nil
     ) throws -> [ImportanceSampledEstimate] {
         precondition(samples >= 1 && chunk >= 1, "need at least one sample")
         precondition(images.rowSize == pixels, "images of \(images.rowSize) values for a model of \(pixels)")
@@ -26,8 +28,14 @@ extension CUDAStep {
         let perImage = min(chunk, samples)
         let group = max(1, min(n, rowsPerLaunch / perImage, rowsPerPass(rows: n * perImage) / perImage))
         let (chunkValues, chunkPairs) = (perImage * d, (perImage * max(d, upperLatent) + 1) / 2)
-        // Buffers for one group of images at a time: the group's draws, then its decoding.
-        let words = try DeviceBuffer(bytes: 16 * group * chunkPairs), eps = try DeviceBuffer(count: group * chunkValues)
+        // The draws are made for more images at once than are decoded at once: an image's
+        // generator is sequential (one thread per image), so a launch takes its chunk's length
+        // whatever the number of images — as many images as the evaluation's memory bound allows
+        // (`imagesPerDraw` for the checks), then decoded a group at a time.
+        let drawBytes = 16 * chunkPairs + 4 * chunkValues + 4 * perImage * upperLatent
+        let drawGroup = max(1, min(n, imagesPerDraw ?? max(group, 4 * Self.evaluationValues / drawBytes)))
+        // Buffers for one draw group's ε (and ε₂), and one decoding group at a time.
+        let words = try DeviceBuffer(bytes: 16 * drawGroup * chunkPairs), eps = try DeviceBuffer(count: drawGroup * chunkValues)
         let decoderWork = try makeWorkspace(decoderOps, input: d, rows: group * perImage, training: false)
         let z = try DeviceBuffer(count: group * chunkValues), rowNLL = try DeviceBuffer(count: group * perImage)
         let logWeights = try DeviceBuffer(bytes: 8 * group * perImage)
@@ -35,50 +43,55 @@ extension CUDAStep {
         // A second stochastic layer: each image's ε₂ from its second generator, every term of log w sampled.
         var upperWork = upperLatent > 0 ? try makeUpperWork(rows: group * perImage, training: false) : nil
         let upperStates = upperLatent > 0 ? try imageGenerators(seed: seed, firstIndex: firstIndex, images: n, upper: true) : nil
-        let eps2 = upperLatent > 0 ? try DeviceBuffer(count: group * perImage * upperLatent) : nil
+        let eps2 = upperLatent > 0 ? try DeviceBuffer(count: drawGroup * perImage * upperLatent) : nil
         let rowKL = upperLatent > 0 ? try DeviceBuffer(count: group * perImage) : nil
         // Each image's running log-sum-exp (shift, scaled) and Σ log w, in double: [3, n].
         let sums = try DeviceBuffer(bytes: 3 * 8 * n)
         let initial = [Double](repeating: -.infinity, count: n) + [Double](repeating: 0, count: 2 * n)
         try initial.withUnsafeBytes { try sums.upload(raw: $0) }
         let (x, posterior, labels) = try encode(images, condition: condition)
-        // Group by group, each image's chunks in order (an image's generators are its own, so the
-        // groups' order changes no draw).
-        for first in stride(from: 0, to: n, by: group) {
-            let m = min(group, n - first)
-            let imagePosterior = rows(posterior, first, m, width: 2 * d)
-            let groupLabels = labels.map { rows($0, first, m, width: conditionClasses) }
-            // The doubles of images first ..< first + m in each of the three rows of `sums`.
-            let shift = rows(sums, first, m, width: 2), scaled = rows(sums, n + first, m, width: 2), total = rows(sums, 2 * n + first, m, width: 2)
+        // Draw group by draw group, each image's chunks in order, each chunk's decoding group by
+        // group (an image's generators are its own, so the groups' order changes no draw).
+        for drawFirst in stride(from: 0, to: n, by: drawGroup) {
+            let drawn = min(drawGroup, n - drawFirst)
             var done = 0
             while done < samples {
-                let k = min(perImage, samples - done), sampleRows = m * k
-                try imageNormals(rows(states, first, m, width: 8), images: m, count: k * d, words: words, into: eps)
+                let k = min(perImage, samples - done)
+                try imageNormals(rows(states, drawFirst, drawn, width: 8), images: drawn, count: k * d, words: words, into: eps)
                 if let upperStates, let eps2 {
-                    try imageNormals(rows(upperStates, first, m, width: 8), images: m, count: k * upperLatent, words: words, into: eps2)
+                    try imageNormals(rows(upperStates, drawFirst, drawn, width: 8), images: drawn, count: k * upperLatent, words: words, into: eps2)
                 }
-                try context.launch("vae_sample_latents", grid: CUDAContext.grid(for: sampleRows * d), [
-                    .buffer(imagePosterior), .buffer(eps), .buffer(z), .int32(Int32(m)), .int32(Int32(k)), .int32(Int32(d)),
-                ])
-                try forward(decoderOps, input: z, width: d, work: decoderWork, rows: sampleRows, condition: groupLabels.map { ($0, k) })
-                try likelihoodRows(
-                    x: rows(x, first, m, width: pixels), output: decoderWork.lastOutput(input: z), gradient: nil, into: rowNLL, rows: sampleRows, scale: 1,
-                    xRepeat: k)
-                if var work = upperWork, let eps2, let rowKL {
-                    work.eps2 = eps2
-                    upperWork = work
-                    try upperForward(z1: z, rows: sampleRows, work: work)
-                    try twoLayerKL(
-                        posterior1: imagePosterior, eps1: eps, z1: z, images: m, samples: k, analytic: false, work: work, rowKL: rowKL, rowNLL: rowNLL,
-                        logWeights: logWeights)
-                } else {
-                    try context.launch("vae_log_weights", grid: CUDAContext.grid(for: sampleRows), [
-                        .buffer(z), .buffer(imagePosterior), .buffer(rowNLL), .int32(Int32(m)), .int32(Int32(k)), .int32(Int32(d)), .buffer(logWeights),
+                for first in stride(from: drawFirst, to: drawFirst + drawn, by: group) {
+                    let m = min(group, drawFirst + drawn - first), sampleRows = m * k
+                    let imagePosterior = rows(posterior, first, m, width: 2 * d)
+                    let groupLabels = labels.map { rows($0, first, m, width: conditionClasses) }
+                    let groupEps = rows(eps, first - drawFirst, m, width: k * d)
+                    let groupEps2 = eps2.map { rows($0, first - drawFirst, m, width: k * upperLatent) }
+                    // The doubles of images first ..< first + m in each of the three rows of `sums`.
+                    let shift = rows(sums, first, m, width: 2), scaled = rows(sums, n + first, m, width: 2), total = rows(sums, 2 * n + first, m, width: 2)
+                    try context.launch("vae_sample_latents", grid: CUDAContext.grid(for: sampleRows * d), [
+                        .buffer(imagePosterior), .buffer(groupEps), .buffer(z), .int32(Int32(m)), .int32(Int32(k)), .int32(Int32(d)),
+                    ])
+                    try forward(decoderOps, input: z, width: d, work: decoderWork, rows: sampleRows, condition: groupLabels.map { ($0, k) })
+                    try likelihoodRows(
+                        x: rows(x, first, m, width: pixels), output: decoderWork.lastOutput(input: z), gradient: nil, into: rowNLL, rows: sampleRows, scale: 1,
+                        xRepeat: k)
+                    if var work = upperWork, let groupEps2, let rowKL {
+                        work.eps2 = groupEps2
+                        upperWork = work
+                        try upperForward(z1: z, rows: sampleRows, work: work)
+                        try twoLayerKL(
+                            posterior1: imagePosterior, eps1: groupEps, z1: z, images: m, samples: k, analytic: false, work: work, rowKL: rowKL,
+                            rowNLL: rowNLL, logWeights: logWeights)
+                    } else {
+                        try context.launch("vae_log_weights", grid: CUDAContext.grid(for: sampleRows), [
+                            .buffer(z), .buffer(imagePosterior), .buffer(rowNLL), .int32(Int32(m)), .int32(Int32(k)), .int32(Int32(d)), .buffer(logWeights),
+                        ])
+                    }
+                    try context.launch("vae_logsumexp_update", grid: CUDAContext.grid(for: m, block: 64), block: 64, [
+                        .buffer(logWeights), .int32(Int32(m)), .int32(Int32(k)), .buffer(shift), .buffer(scaled), .buffer(total),
                     ])
                 }
-                try context.launch("vae_logsumexp_update", grid: CUDAContext.grid(for: m, block: 64), block: 64, [
-                    .buffer(logWeights), .int32(Int32(m)), .int32(Int32(k)), .buffer(shift), .buffer(scaled), .buffer(total),
-                ])
                 done += k
             }
         }
