@@ -100,7 +100,9 @@ public final class CUBLASLt {
     }
     private struct Key: Hashable {
         let transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, lda: Int, ldb: Int, ldc: Int
-        let alignments: [Int]
+        /// The column-major call's A (our B), B (our A) and C = D alignments, in bytes (no array:
+        /// a key is made for every product of every recorded step).
+        let alignA: Int, alignB: Int, alignC: Int
         let epilogue: UInt32
         let bf16: Bool
     }
@@ -178,7 +180,7 @@ public final class CUBLASLt {
         _ epilogue: ProductEpilogue, _ precision: MatrixPrecision
     ) -> Key {
         Key(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
-            alignments: [Self.alignment(b), Self.alignment(a), Self.alignment(c), Self.alignment(c)], epilogue: epilogue.code, bf16: precision == .bf16)
+            alignA: Self.alignment(b), alignB: Self.alignment(a), alignC: Self.alignment(c), epilogue: epilogue.code, bf16: precision == .bf16)
     }
 
     /// The key's plan, made on first use (nil when cuBLASLt offers no algorithm).
@@ -227,7 +229,7 @@ public final class CUBLASLt {
             release(nil)
             return nil
         }
-        for (attribute, alignment) in zip(Self.preferenceAlignment, key.alignments) {
+        for (attribute, alignment) in zip(Self.preferenceAlignment, [key.alignA, key.alignB, key.alignC, key.alignC]) {
             var bytes = UInt32(alignment)
             guard preferenceSetAttribute(preference, attribute, &bytes, 4) == 0 else {
                 release(nil)
