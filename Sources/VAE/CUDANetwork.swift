@@ -341,21 +341,12 @@ extension CUDAStep {
         epilogue: ProductEpilogue? = nil
     ) throws -> Bool {
         let splits = ldc == n ? splitK.parts(m: m, n: n, k: k, multiprocessors: context.device.multiprocessors) : 1
-        let product: RecordedProduct
-        if let epilogue, splits == 1, fusesBias,
-           cublas.fuses(epilogue, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
-                        precision: precision) {
-            product = RecordedProduct(
-                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, precision: precision,
-                epilogue: epilogue)
-            if context.recording != nil {
-                context.recording!.append(.product(product))
-            } else {
-                try product.run(on: cublas)
-            }
-            fusedProducts += 1
-            return true
+        let fused = epilogue.flatMap { epilogue in
+            splits == 1 && fusesBias
+                && cublas.fuses(epilogue, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
+                                precision: precision) ? epilogue : nil
         }
+        let product: RecordedProduct
         if splits > 1 {
             // Split along k: one strided-batched product of the k-slices into the scratch
             // [splits, m, n], then the slices added in order (`vae_sum_slices`).
@@ -365,7 +356,8 @@ extension CUDAStep {
                 precision: precision, batches: splits, strideA: transposeA ? part * lda : part, strideB: transposeB ? part : part * ldb, strideC: m * n)
         } else {
             product = RecordedProduct(
-                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, precision: precision)
+                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, precision: precision,
+                epilogue: fused)
         }
         if context.recording != nil {
             context.recording!.append(.product(product))
@@ -377,7 +369,8 @@ extension CUDAStep {
                 .uint64(product.c), .int64(m * n), .int32(Int32(splits)), .uint64(c),
             ])
         }
-        return false
+        if fused != nil { fusedProducts += 1 }
+        return fused != nil
     }
 
     /// Runs `ops` forward on `work.rows` rows (or the first `rows`) from `input` (`width` values
