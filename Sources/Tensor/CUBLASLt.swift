@@ -15,6 +15,12 @@ import Glibc
 /// in the workspace the caller passes (`CUBLAS`'s), so a capture into a CUDA graph allocates
 /// nothing.
 /// What cuBLASLt's epilogue does in a product C = op(A) op(B) (row-major, as `CUBLAS.sgemm`).
+///
+/// A ReLU layer followed by a linear one can hand its ReLU's derivative from its forward product
+/// to the next layer's input-gradient product: the forward's epilogue keeps one bit per element of
+/// y = max(h Wᵀ + b, 0), set where y > 0 (cuBLASLt's bit mask, `maskStride` bits per row of C, a
+/// multiple of 128), and the backward product ∂h = g W multiplies by those bits and sums the
+/// columns as it stores: ∂(pre-activation) and the layer's bias gradient without a pass of their own.
 public enum ProductEpilogue: Hashable, Sendable {
     /// C + bias (one value per column of C: a layer's bias at `address`), then ReLU with `relu`
     /// (cuBLASLt's BIAS / RELU_BIAS).
@@ -23,19 +29,39 @@ public enum ProductEpilogue: Hashable, Sendable {
     /// Σ_r g[r, j] beside its weight gradient gᵀ h (cuBLASLt's BGRADB: op(A) is the
     /// column-major call's B).
     case rowSumsOfA(address: UInt64)
+    /// C + bias, then ReLU, and C's bit mask (C > 0) into `mask` (cuBLASLt's RELU_AUX_BIAS).
+    case biasReLUMask(address: UInt64, mask: UInt64, maskStride: Int)
+    /// C ⊙ the bit mask at `mask` (written by a ``biasReLUMask(address:mask:maskStride:)`` product of
+    /// C's shape), and the sums of the result's rows into `address` (n values): ∂L/∂(pre-activation)
+    /// of a ReLU layer and its bias gradient Σ_r, from ∂L/∂y = g W (cuBLASLt's DRELU_BGRAD).
+    case reluGradient(address: UInt64, mask: UInt64, maskStride: Int)
 
     /// The device address the epilogue reads or writes (cuBLASLt's BIAS_POINTER).
     public var address: UInt64 {
         switch self {
-        case .bias(let address, _), .rowSumsOfA(let address): address
+        case .bias(let address, _), .rowSumsOfA(let address), .biasReLUMask(let address, _, _), .reluGradient(let address, _, _): address
         }
     }
 
-    /// cublasLtEpilogue_t: BIAS = 4, RELU_BIAS = 6, BGRADB = 512.
+    /// The bit mask's address and bits per row of C (cuBLASLt's EPILOGUE_AUX_POINTER and _LD), if any.
+    public var mask: (address: UInt64, stride: Int)? {
+        switch self {
+        case .bias, .rowSumsOfA: nil
+        case .biasReLUMask(_, let mask, let stride), .reluGradient(_, let mask, let stride): (mask, stride)
+        }
+    }
+
+    /// Bits per row of a bit mask for rows of `columns` values: cuBLASLt's leading dimension, a
+    /// multiple of 128.
+    public static func maskStride(columns: Int) -> Int { (columns + 127) / 128 * 128 }
+
+    /// cublasLtEpilogue_t: BIAS = 4, RELU_BIAS = 6, RELU_AUX_BIAS = 134, DRELU_BGRAD = 152, BGRADB = 512.
     var code: UInt32 {
         switch self {
         case .bias(_, let relu): relu ? 6 : 4
         case .rowSumsOfA: 512
+        case .biasReLUMask: 134
+        case .reluGradient: 152
         }
     }
 
@@ -44,6 +70,8 @@ public enum ProductEpilogue: Hashable, Sendable {
         switch self {
         case .bias(_, let relu): relu ? "bias + ReLU" : "bias"
         case .rowSumsOfA: "bias gradient"
+        case .biasReLUMask: "bias + ReLU with its mask"
+        case .reluGradient: "ReLU gradient and bias gradient"
         }
     }
 }
@@ -79,6 +107,7 @@ public final class CUBLASLt {
 
     // cublasLt.h: cublasLtMatmulDescAttributes_t, cublasLtEpilogue_t, cublasLtMatmulPreferenceAttributes_t.
     private static let (descTransA, descTransB, descEpilogue, descBiasPointer): (Int32, Int32, Int32, Int32) = (3, 4, 7, 8)
+    private static let (descMaskPointer, descMaskStride): (Int32, Int32) = (11, 12)  // EPILOGUE_AUX_POINTER, EPILOGUE_AUX_LD
     private static let preferenceMaxWorkspace: Int32 = 1
     private static let preferenceAlignment: [Int32] = [5, 6, 7, 8]  // MIN_ALIGNMENT_A/B/C/D_BYTES
     /// Bytes kept for one `cublasLtMatmulHeuristicResult_t` (96 in CUDA 12: the 64-byte algorithm
@@ -104,6 +133,8 @@ public final class CUBLASLt {
         /// a key is made for every product of every recorded step).
         let alignA: Int, alignB: Int, alignC: Int
         let epilogue: UInt32
+        /// The bit mask's bits per row (0: none).
+        let maskStride: Int
         let bf16: Bool
     }
     /// nil: the heuristic had nothing for that key.
@@ -148,7 +179,7 @@ public final class CUBLASLt {
         transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64, ldc: Int,
         epilogue: ProductEpilogue, precision: MatrixPrecision, workspace: Int
     ) -> Bool {
-        guard epilogue.address % 16 == 0 else { return false }
+        guard epilogue.address % 16 == 0, (epilogue.mask?.address ?? 0) % 256 == 0 else { return false }
         return plan(key(transposeA, transposeB, m, n, k, a, lda, b, ldb, c, ldc, epilogue, precision), workspace: workspace) != nil
     }
 
@@ -165,6 +196,10 @@ public final class CUBLASLt {
         var pointer = epilogue.address
         var status = descSetAttribute(plan.desc, Self.descBiasPointer, &pointer, 8)
         guard status == 0 else { throw CUDAError("cublasLtMatmulDescSetAttribute (bias pointer) failed (cuBLAS status \(status))") }
+        if var mask = epilogue.mask?.address {
+            status = descSetAttribute(plan.desc, Self.descMaskPointer, &mask, 8)
+            guard status == 0 else { throw CUDAError("cublasLtMatmulDescSetAttribute (mask pointer) failed (cuBLAS status \(status))") }
+        }
         var (alpha, beta): (Float, Float) = (1, 0)
         // Column-major: B's operand first (A = b, B = a), C and D the same matrix.
         status = matmul(
@@ -180,7 +215,8 @@ public final class CUBLASLt {
         _ epilogue: ProductEpilogue, _ precision: MatrixPrecision
     ) -> Key {
         Key(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
-            alignA: Self.alignment(b), alignB: Self.alignment(a), alignC: Self.alignment(c), epilogue: epilogue.code, bf16: precision == .bf16)
+            alignA: Self.alignment(b), alignB: Self.alignment(a), alignC: Self.alignment(c), epilogue: epilogue.code,
+            maskStride: epilogue.mask?.stride ?? 0, bf16: precision == .bf16)
     }
 
     /// The key's plan, made on first use (nil when cuBLASLt offers no algorithm).
@@ -191,6 +227,9 @@ public final class CUBLASLt {
         return made
     }
 
+    /// A plan for `key`: the descriptor (with the mask's leading dimension, and a 256-byte-aligned
+    /// placeholder for its pointer, which the heuristic reads for its alignment), the layouts and
+    /// the heuristic's first algorithm; nil when any of it is refused.
     private func makePlan(_ key: Key, workspace: Int) -> Plan? {
         // CUBLAS_COMPUTE_32F = 68 (or CUBLAS_COMPUTE_32F_FAST_16BF = 75), scale type CUDA_R_32F = 0.
         var desc: OpaquePointer?
@@ -232,6 +271,13 @@ public final class CUBLASLt {
         for (attribute, alignment) in zip(Self.preferenceAlignment, [key.alignA, key.alignB, key.alignC, key.alignC]) {
             var bytes = UInt32(alignment)
             guard preferenceSetAttribute(preference, attribute, &bytes, 4) == 0 else {
+                release(nil)
+                return nil
+            }
+        }
+        if key.maskStride > 0 {
+            var (stride, placeholder) = (Int64(key.maskStride), UInt64(256))
+            guard descSetAttribute(desc, Self.descMaskStride, &stride, 8) == 0, descSetAttribute(desc, Self.descMaskPointer, &placeholder, 8) == 0 else {
                 release(nil)
                 return nil
             }

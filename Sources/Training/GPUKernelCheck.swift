@@ -315,7 +315,9 @@ public enum GPUKernelCheck {
         rows += try trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 3), model: twoLayers)
         // bf16 products: one against the exact product, three steps against the FP32 trainer.
         rows.append(try bf16Product(cublas))
-        if cublas.lt != nil { rows += try [false, true].map { try biasProduct(cublas, relu: $0) } + [try biasGradientProduct(cublas)] }
+        if cublas.lt != nil {
+            rows += try [false, true].map { try biasProduct(cublas, relu: $0) } + [try biasGradientProduct(cublas)] + (try reluMaskProducts(cublas))
+        }
         rows.append(try graphsAgainstPlainLaunches(context, cublas: cublas))
         // Products split along k (strided-batched slices, then vae_sum_slices), FP32 and bf16.
         rows += try trainingSteps(context, cublas: cublas, splitK: .parts(4))
@@ -472,6 +474,60 @@ public enum GPUKernelCheck {
         }
         return Row(kernel: name, twin: "the exact gᵀ h and Σ_r g, relative to Σ|g h| and Σ|g|", elements: outputs * (inputs + 1), largestError: worstError,
                    tolerance: 1.0 / 16384)
+    }
+
+    /// cuBLASLt's ReLU bit mask from a forward product and its use in the next layer's ∂h product,
+    /// as a step runs them: y = max(h Wᵀ + b, 0) with its mask (RELU_AUX_BIAS; h [96 × 300], W
+    /// [200 × 300], so each row's bits span two 128-bit words), then ∂pre = (g V) ⊙ [y > 0] and
+    /// ∂b = Σ_r ∂pre[r] (DRELU_BGRAD; g [96 × 50], V [50 × 200]) — against the exact sums in
+    /// double, the mask taken from the y it came back with: y within 2⁻¹⁴ (Σ|h w| + |b|), ∂pre
+    /// within 2⁻¹⁴ Σ|g v|, ∂b within 2⁻¹⁴ Σ_r Σ|g v|. A mask read with the wrong stride or not
+    /// applied is off by whole values. Two rows; none when cuBLASLt offers no algorithm for
+    /// either (a step then does that work in kernels of its own).
+    static func reluMaskProducts(_ cublas: CUBLAS) throws -> [Row] {
+        let (rows, inputs, outputs, next) = (96, 300, 200, 50)
+        var rng = RandomGenerator(seed: 35)
+        let h = (0..<rows * inputs).map { _ in rng.nextFloat() * 2 - 1 }, w = (0..<outputs * inputs).map { _ in rng.nextFloat() * 2 - 1 }
+        let bias = (0..<outputs).map { _ in rng.nextFloat() * 8 - 4 }
+        let g = (0..<rows * next).map { _ in rng.nextFloat() * 2 - 1 }, v = (0..<next * outputs).map { _ in rng.nextFloat() * 2 - 1 }
+        let stride = ProductEpilogue.maskStride(columns: outputs)
+        let (hBuffer, wBuffer, bBuffer, yBuffer) = (try DeviceBuffer(h), try DeviceBuffer(w), try DeviceBuffer(bias), try DeviceBuffer(count: rows * outputs))
+        let (gBuffer, vBuffer, dBuffer, dbBuffer) = (try DeviceBuffer(g), try DeviceBuffer(v), try DeviceBuffer(count: rows * outputs), try DeviceBuffer(count: outputs))
+        let mask = try DeviceBuffer(count: rows * stride / 32)
+        let forward = ProductEpilogue.biasReLUMask(address: bBuffer.address, mask: mask.address, maskStride: stride)
+        let backward = ProductEpilogue.reluGradient(address: dbBuffer.address, mask: mask.address, maskStride: stride)
+        let names = ("cuBLASLt product + bias + ReLU with its bit mask (epilogue RELU_AUX_BIAS)",
+                     "cuBLASLt ∂h product through the ReLU's mask + bias gradient (epilogue DRELU_BGRAD)")
+        guard cublas.fuses(forward, transposeA: false, transposeB: true, m: rows, n: outputs, k: inputs, a: hBuffer.address, lda: inputs,
+                           b: wBuffer.address, ldb: inputs, c: yBuffer.address, ldc: outputs, precision: .fp32),
+              cublas.fuses(backward, transposeA: false, transposeB: false, m: rows, n: outputs, k: next, a: gBuffer.address, lda: next,
+                           b: vBuffer.address, ldb: outputs, c: dBuffer.address, ldc: outputs, precision: .fp32)
+        else { return [] }
+        try cublas.product(forward, transposeA: false, transposeB: true, m: rows, n: outputs, k: inputs, a: hBuffer.address, lda: inputs,
+                           b: wBuffer.address, ldb: inputs, c: yBuffer.address, ldc: outputs, precision: .fp32)
+        try cublas.product(backward, transposeA: false, transposeB: false, m: rows, n: outputs, k: next, a: gBuffer.address, lda: next,
+                           b: vBuffer.address, ldb: outputs, c: dBuffer.address, ldc: outputs, precision: .fp32)
+        let (y, d, db) = (try yBuffer.download(), try dBuffer.download(), try dbBuffer.download())
+        var (forwardError, backwardError) = (0.0, 0.0)
+        for j in 0..<outputs {
+            var (columnSum, columnMagnitude) = (0.0, 0.0)
+            for r in 0..<rows {
+                let (product, size) = exactSum(inputs) { Double(h[r * inputs + $0]) * Double(w[j * inputs + $0]) }
+                forwardError = max(forwardError, abs(Double(y[r * outputs + j]) - max(product + Double(bias[j]), 0)) / (size + abs(Double(bias[j]))))
+                let (gradient, magnitude) = exactSum(next) { Double(g[r * next + $0]) * Double(v[$0 * outputs + j]) }
+                let exact = y[r * outputs + j] > 0 ? gradient : 0
+                backwardError = max(backwardError, abs(Double(d[r * outputs + j]) - exact) / magnitude)
+                columnSum += exact
+                columnMagnitude += magnitude
+            }
+            backwardError = max(backwardError, abs(Double(db[j]) - columnSum) / columnMagnitude)
+        }
+        return [
+            Row(kernel: names.0, twin: "the exact product + bias, then ReLU, relative to Σ|h w| + |b|", elements: rows * outputs,
+                largestError: forwardError, tolerance: 1.0 / 16384),
+            Row(kernel: names.1, twin: "the exact (g V) ⊙ [y > 0] and its column sums, relative to Σ|g v|", elements: (rows + 1) * outputs,
+                largestError: backwardError, tolerance: 1.0 / 16384),
+        ]
     }
 
     /// A small model with two stochastic layers (64-32-4 and 4-8-3, tanh, as the IWAE paper's).

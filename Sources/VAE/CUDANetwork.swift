@@ -154,11 +154,13 @@ extension CUDAStep {
     }
 
     /// A network's buffers for a number of rows (examples): each op's output and, for training,
-    /// its gradient (none for a view, which passes its input through), and one scratch buffer
-    /// for the patch matrices and the partial sums of tall bias gradients.
+    /// its gradient (none for a view, which passes its input through) and, for a linear layer
+    /// with ReLU that the next linear layer reads, its ReLU's bit mask (`ProductEpilogue`); and
+    /// one scratch buffer for the patch matrices and the partial sums of tall bias gradients.
     struct Workspace {
         let outputs: [DeviceBuffer?]
         let gradients: [DeviceBuffer?]
+        let masks: [DeviceBuffer?]
         let scratch: DeviceBuffer?
         /// For op k, the last op at or before k that is not a view (−1: the network's input).
         let source: [Int]
@@ -183,7 +185,7 @@ extension CUDAStep {
         /// last op must not be a view).
         func writingLastOutput(to buffer: DeviceBuffer) -> Workspace {
             precondition(outputs.last! != nil, "the last output of a network that ends in a view")
-            return Workspace(outputs: outputs.dropLast() + [buffer], gradients: gradients, scratch: scratch, source: source, rows: rows)
+            return Workspace(outputs: outputs.dropLast() + [buffer], gradients: gradients, masks: masks, scratch: scratch, source: source, rows: rows)
         }
     }
 
@@ -193,14 +195,23 @@ extension CUDAStep {
     static let partialRows = 64
 
     /// Device floats per row of a workspace for `ops` (input `width` values per row): outputs,
-    /// gradients when `training`, and the scratch.
+    /// gradients and masks when `training`, and the scratch.
     func workspaceValuesPerRow(_ ops: [Op], input width: Int, training: Bool) -> Int {
         let outputs = zip(ops, widths(ops, input: width)).reduce(0) { $0 + ($1.0.isView ? 0 : $1.1) }
         let scratch = ops.reduce(0) { largest, op in
             guard case let .convolution(c) = op else { return largest }
             return max(largest, c.patchValues)
         }
-        return outputs * (training ? 2 : 1) + scratch
+        let masks = training ? ops.indices.reduce(0) { $0 + (Self.maskColumns(ops, at: $1).map { ProductEpilogue.maskStride(columns: $0) / 32 } ?? 0) } : 0
+        return outputs * (training ? 2 : 1) + masks + scratch
+    }
+
+    /// The columns of op k's ReLU bit mask, if it has one: a linear layer with ReLU whose output
+    /// the next op, a linear layer, reads (its input gradient's product can then apply the
+    /// ReLU's derivative and sum the bias gradient in its epilogue).
+    static func maskColumns(_ ops: [Op], at k: Int) -> Int? {
+        guard k + 1 < ops.count, case let .linear(_, _, _, outputs, .relu?) = ops[k], case .linear = ops[k + 1] else { return nil }
+        return outputs
     }
 
     /// Device floats an evaluation's workspace may take (512 MB): its rows are cut into passes of
@@ -226,13 +237,19 @@ extension CUDAStep {
         let widths = widths(ops, input: width)
         let outputs: [DeviceBuffer?] = try ops.indices.map { k in ops[k].isView ? nil : try DeviceBuffer(count: rows * widths[k]) }
         let gradients: [DeviceBuffer?] = try ops.indices.map { k in training && !ops[k].isView ? try DeviceBuffer(count: rows * widths[k]) : nil }
+        // A mask's rows of bits, 32 to a float.
+        let masks: [DeviceBuffer?] = try ops.indices.map { k in
+            guard training, let columns = Self.maskColumns(ops, at: k) else { return nil }
+            return try DeviceBuffer(count: rows * ProductEpilogue.maskStride(columns: columns) / 32)
+        }
         var scratch = 0
         for case let .convolution(c) in ops {
             let positions = rows * c.outHeight * c.outWidth
             let partials = positions > Self.tallRows ? (positions + Self.partialRows - 1) / Self.partialRows * c.outChannels : 0
             scratch = max(scratch, rows * c.patchValues, training ? partials : 0)
         }
-        return Workspace(outputs: outputs, gradients: gradients, scratch: scratch > 0 ? try DeviceBuffer(count: scratch) : nil, source: source, rows: rows)
+        return Workspace(
+            outputs: outputs, gradients: gradients, masks: masks, scratch: scratch > 0 ? try DeviceBuffer(count: scratch) : nil, source: source, rows: rows)
     }
 
     /// A layer's bias gradient through its `activation`: g ← g ⊙ act'(y) in place (y the layer's
@@ -332,20 +349,20 @@ extension CUDAStep {
     }
 
     /// C = op(A) op(B) (`CUBLAS.sgemm`'s row-major arguments, α = 1, β = 0) in the step's
-    /// ``precision``, or recorded for a graph (or a profile). With an `epilogue`, cuBLASLt's does
-    /// that bias work in the product where it can (``fusesBias``, a product not split along k);
-    /// returns whether it did — if not, the caller does it.
+    /// ``precision``, or recorded for a graph (or a profile). With `epilogues`, cuBLASLt's epilogue
+    /// does that bias work in the product where it can (``fusesBias``, a product not split along
+    /// k): the first of them cuBLASLt has an algorithm for. Returns the one it used — if none, the
+    /// caller does that work.
     @discardableResult
     func product(
         transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UInt64, lda: Int, b: UInt64, ldb: Int, c: UInt64, ldc: Int,
-        epilogue: ProductEpilogue? = nil
-    ) throws -> Bool {
+        epilogues: [ProductEpilogue] = []
+    ) throws -> ProductEpilogue? {
         let splits = ldc == n ? splitK.parts(m: m, n: n, k: k, multiprocessors: context.device.multiprocessors) : 1
-        let fused = epilogue.flatMap { epilogue in
-            splits == 1 && fusesBias
-                && cublas.fuses(epilogue, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
-                                precision: precision) ? epilogue : nil
-        }
+        let fused = splits == 1 && fusesBias ? epilogues.first { epilogue in
+            cublas.fuses(epilogue, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
+                         precision: precision)
+        } : nil
         let product: RecordedProduct
         if splits > 1 {
             // Split along k: one strided-batched product of the k-slices into the scratch
@@ -370,7 +387,7 @@ extension CUDAStep {
             ])
         }
         if fused != nil { fusedProducts += 1 }
-        return fused != nil
+        return fused
     }
 
     /// Runs `ops` forward on `work.rows` rows (or the first `rows`) from `input` (`width` values
@@ -386,12 +403,19 @@ extension CUDAStep {
             switch op {
             case let .linear(w, b, inputs, outputsCount, activation):
                 // y = h Wᵀ (W is [out, in], PyTorch's layout), then + b and the activation in one pass.
-                // (Without an activation or with ReLU, cuBLASLt's epilogue adds b and applies it.)
-                let fusable = activation == nil || activation == .relu
+                // (Without an activation or with ReLU, cuBLASLt's epilogue adds b and applies it,
+                // and keeps the ReLU's bit mask where the backward pass can use it.)
+                var epilogues: [ProductEpilogue] = []
+                if let mask = work.masks[k] {
+                    epilogues.append(.biasReLUMask(address: weights[b].address, mask: mask.address, maskStride: ProductEpilogue.maskStride(columns: outputsCount)))
+                }
+                if activation == nil || activation == .relu { epilogues.append(.bias(address: weights[b].address, relu: activation == .relu)) }
                 let fused = try product(transposeA: false, transposeB: true, m: rows, n: outputsCount, k: inputs,
-                    a: h.address, lda: inputs, b: weights[w].address, ldb: inputs, c: y.address, ldc: outputsCount,
-                    epilogue: fusable ? .bias(address: weights[b].address, relu: activation == .relu) : nil)
-                if !fused { try addBias(y, weights[b], rows: rows, columns: outputsCount, activation: activation) }
+                    a: h.address, lda: inputs, b: weights[w].address, ldb: inputs, c: y.address, ldc: outputsCount, epilogues: epilogues)
+                if let mask = work.masks[k] {
+                    if fused?.mask != nil { writtenMasks.insert(mask.address) } else { writtenMasks.remove(mask.address) }
+                }
+                if fused == nil { try addBias(y, weights[b], rows: rows, columns: outputsCount, activation: activation) }
             case let .conditioning(classes):
                 guard let (labels, repeats) = condition else { throw CUDAError("a conditional model needs its labels on the GPU") }
                 try context.launch("vae_concat_condition", grid: CUDAContext.grid(for: rows * (hWidth + classes)), [
@@ -432,6 +456,8 @@ extension CUDAStep {
     /// writes ∂L/∂input into `inputGradient` when it is given.
     func backward(_ ops: [Op], input: DeviceBuffer, width: Int, work: Workspace, inputGradient: DeviceBuffer?, rows: Int) throws {
         let outputWidths = widths(ops, input: width)
+        // Layers whose ∂(pre-activation) and bias gradient the next layer's ∂h product made.
+        var gradientsDone: Set<Int> = []
         for k in stride(from: ops.count - 1, through: 0, by: -1) {
             guard let g = work.gradients[k], let y = work.outputs[k] else { continue }
             let h = work.output(k - 1, input: input)
@@ -439,22 +465,30 @@ extension CUDAStep {
             switch ops[k] {
             case let .linear(w, b, inputs, outputsCount, activation):
                 // ∂W = gᵀ h [out, in] (without an activation, with ∂b = Σ_r g[r] in cuBLASLt's
-                // epilogue where it can; else ∂b, through the activation, in a pass first);
-                // ∂h = g W [rows, in].
-                var summed = false
-                if activation == nil {
+                // epilogue where it can; else ∂b, through the activation, in a pass first —
+                // unless the next layer's ∂h product did both); ∂h = g W [rows, in] (and, where
+                // the layer before is ReLU's with its mask, ∂h ⊙ its ReLU' and its ∂b).
+                var (summed, weightGradient) = (gradientsDone.contains(k), false)
+                if !summed && activation == nil {
                     summed = try product(transposeA: true, transposeB: false, m: outputsCount, n: inputs, k: rows,
                         a: g.address, lda: outputsCount, b: h.address, ldb: inputs, c: gradients[w].address, ldc: inputs,
-                        epilogue: .rowSumsOfA(address: gradients[b].address))
+                        epilogues: [.rowSumsOfA(address: gradients[b].address)]) != nil
+                    weightGradient = summed
                 }
-                if !summed {
-                    try biasGradient(g, output: y, activation: activation, into: gradients[b], rows: rows, columns: outputsCount, scratch: nil)
+                if !weightGradient {
+                    if !summed { try biasGradient(g, output: y, activation: activation, into: gradients[b], rows: rows, columns: outputsCount, scratch: nil) }
                     try product(transposeA: true, transposeB: false, m: outputsCount, n: inputs, k: rows,
                         a: g.address, lda: outputsCount, b: h.address, ldb: inputs, c: gradients[w].address, ldc: inputs)
                 }
                 if let dh {
-                    try product(transposeA: false, transposeB: false, m: rows, n: inputs, k: outputsCount,
-                        a: g.address, lda: outputsCount, b: weights[w].address, ldb: inputs, c: dh.address, ldc: inputs)
+                    var epilogues: [ProductEpilogue] = []
+                    if k > 0, let mask = work.masks[k - 1], writtenMasks.contains(mask.address), case let .linear(_, before, _, _, _) = ops[k - 1] {
+                        epilogues.append(.reluGradient(address: gradients[before].address, mask: mask.address, maskStride: ProductEpilogue.maskStride(columns: inputs)))
+                    }
+                    if try product(transposeA: false, transposeB: false, m: rows, n: inputs, k: outputsCount,
+                        a: g.address, lda: outputsCount, b: weights[w].address, ldb: inputs, c: dh.address, ldc: inputs, epilogues: epilogues) != nil {
+                        gradientsDone.insert(k - 1)
+                    }
                 }
             case let .conditioning(classes):
                 guard let dh else { continue }

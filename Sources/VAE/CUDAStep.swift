@@ -48,12 +48,15 @@ public final class CUDAStep {
     public var graphs: CUDAGraphs?
     /// Whether small products with a long k are split along k (`SplitK`; `VAE_CUDA_SPLIT_K`).
     public var splitK = SplitK(environment: ProcessInfo.processInfo.environment)
-    /// Whether a layer's bias work (its bias and ReLU forward, its bias gradient backward) is done
-    /// by cuBLASLt's epilogue in its product (`ProductEpilogue`), where cuBLASLt is loaded and has
-    /// an algorithm for the shape — unless `VAE_CUDA_LT=0`.
+    /// Whether a layer's bias work (its bias and ReLU forward, its bias gradient and ReLU's
+    /// derivative backward) is done by cuBLASLt's epilogue in its products (`ProductEpilogue`),
+    /// where cuBLASLt is loaded and has an algorithm for the shape — unless `VAE_CUDA_LT=0`.
     public var fusesBias = ProcessInfo.processInfo.environment["VAE_CUDA_LT"] != "0"
-    /// Products issued with their bias fused (counted as they are recorded or run).
+    /// Products issued with their bias work fused (counted as they are recorded or run).
     public internal(set) var fusedProducts = 0
+    /// The ReLU bit masks (their addresses) the latest forward pass wrote in its products'
+    /// epilogues, which the backward pass may multiply by in its own (`ProductEpilogue.reluGradient`).
+    var writtenMasks: Set<UInt64> = []
     /// The split products' slices, and buffers replaced during a step (freed after it).
     var splitBuffer: DeviceBuffer?
     var retiredBuffers: [DeviceBuffer] = []

@@ -261,24 +261,25 @@ func writeEmulatedGPU(_ dir: String) throws {
         int cuDevicePrimaryCtxRetain(void **context, int device) { *context = (void *)16; return 0; }
         int cuCtxSetCurrent(void *context) { return 0; }
         int cuCtxSynchronize(void) { return 0; }
-        // The declared 1 GiB is enforced (out of memory: CUDA error 2); each block's size sits
-        // in the 16 bytes before it; new memory is NaNs, so that reading what was never written shows.
+        // The declared 1 GiB is enforced (out of memory: CUDA error 2); blocks start on 256-byte
+        // boundaries, as cuMemAlloc's do, each one's size in the 256 bytes before it; new memory
+        // is NaNs, so that reading what was never written shows.
         static size_t allocated;
         int cuMemAlloc_v2(unsigned long long *p, size_t n) {
             if (allocated + n > ((size_t)1 << 30)) return 2;
-            char *block = (char *)malloc(n + 16);
+            char *block = (char *)aligned_alloc(256, 256 + (n + 255) / 256 * 256);
             if (!block) return 2;
-            memset(block + 16, 0xff, n);  // a GPU's new memory holds whatever was there: NaNs here
+            memset(block + 256, 0xff, n);  // a GPU's new memory holds whatever was there: NaNs here
             *(size_t *)block = n;
             allocated += n;
-            *p = (unsigned long long)(block + 16);
+            *p = (unsigned long long)(block + 256);
             return 0;
         }
         // Freed memory is filled with NaNs first, so that work still naming it shows.
         int cuMemFree_v2(unsigned long long p) {
-            char *block = (char *)p - 16;
+            char *block = (char *)p - 256;
             allocated -= *(size_t *)block;
-            memset(block + 16, 0xff, *(size_t *)block);
+            memset(block + 256, 0xff, *(size_t *)block);
             free(block);
             return 0;
         }
@@ -437,13 +438,18 @@ func writeEmulatedGPU(_ dir: String) throws {
         }
         static int captured(void (*fn)(void *), void *data) { return captured_on(stream_, workspace_, fn, data); }
         // The product, plus (cuBLASLt's bias epilogue) bias[i] for row i of the column-major
-        // result and then ReLU.
-        struct product { int ta, tb, m, n, k, lda, ldb, ldc, bf16; float alpha, beta; const float *A, *B; float *C; const float *bias; int relu; float *bgrad; };
+        // result and then ReLU; with a mask (RELU_AUX_BIAS), bit i + j·ld of it set where the
+        // result is positive; with drelu (DRELU_BGRAD), each result times its bit of the mask and
+        // the sums of the result's rows into rowsum.
+        struct product {
+            int ta, tb, m, n, k, lda, ldb, ldc, bf16; float alpha, beta; const float *A, *B; float *C; const float *bias; int relu; float *bgrad;
+            unsigned char *mask; long long mask_ld; int drelu; float *rowsum;
+        };
         static void run_product(void *p);
         static int product(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
                            int ldc, int bf16) {
             struct product *p = (struct product *)malloc(sizeof *p);
-            struct product v = {ta, tb, m, n, k, lda, ldb, ldc, bf16, alpha, beta, A, B, C, 0, 0, 0};
+            struct product v = {ta, tb, m, n, k, lda, ldb, ldc, bf16, alpha, beta, A, B, C, 0, 0, 0, 0, 0, 0, 0};
             *p = v;
             if (!captured(run_product, p)) { run_product(p); free(p); }
             return 0;
@@ -451,8 +457,9 @@ func writeEmulatedGPU(_ dir: String) throws {
         // cuBLASLt (the same library, loaded again as libcublasLt.so.13): descriptors as structs,
         // a heuristic that checks the shapes and offers one algorithm (id 42), and cublasLtMatmul
         // running the product above with the descriptor's epilogue (BIAS = 4, RELU_BIAS = 6; BGRADB
-        // = 512: the sums of op(B)'s columns over k into the bias pointer).
-        struct lt_desc { int compute, transa, transb; unsigned epilogue; unsigned long long bias; };
+        // = 512: the sums of op(B)'s columns over k into the bias pointer; RELU_AUX_BIAS = 134 and
+        // DRELU_BGRAD = 152 with the bit mask at the aux pointer, aux ld bits per column).
+        struct lt_desc { int compute, transa, transb; unsigned epilogue; unsigned long long bias, aux; long long aux_ld; };
         struct lt_layout { int type; unsigned long long rows, cols; long long ld; };
         int cublasLtGetProperty(int p, int *v) { *v = p == 0 ? 13 : 0; return 0; }
         int cublasLtCreate(void **h) { *h = (void *)128; return 0; }
@@ -473,6 +480,8 @@ func writeEmulatedGPU(_ dir: String) throws {
             case 4: if (n != 4) return 7; x->transb = *(const int *)buf; return 0;
             case 7: if (n != 4) return 7; x->epilogue = *(const unsigned *)buf; return 0;
             case 8: if (n != 8) return 7; x->bias = *(const unsigned long long *)buf; return 0;
+            case 11: if (n != 8) return 7; x->aux = *(const unsigned long long *)buf; return 0;
+            case 12: if (n != 8) return 7; x->aux_ld = *(const long long *)buf; return 0;
             default: return 7;
             }
         }
@@ -495,7 +504,9 @@ func writeEmulatedGPU(_ dir: String) throws {
         static int shapes_fit(const struct lt_desc *d, const struct lt_layout *a, const struct lt_layout *b, const struct lt_layout *c) {
             unsigned long long am = d->transa ? a->cols : a->rows, ak = d->transa ? a->rows : a->cols;
             unsigned long long bk = d->transb ? b->cols : b->rows, bn = d->transb ? b->rows : b->cols;
-            return am == c->rows && bn == c->cols && ak == bk && (d->epilogue == 4 || d->epilogue == 6 || d->epilogue == 512);
+            int masked = d->epilogue == 134 || d->epilogue == 152;
+            if (masked && (!d->aux || d->aux % 16 || d->aux_ld % 128 || d->aux_ld < (long long)c->rows)) return 0;
+            return am == c->rows && bn == c->cols && ak == bk && (d->epilogue == 4 || d->epilogue == 6 || d->epilogue == 512 || masked);
         }
         int cublasLtMatmulAlgoGetHeuristic(void *h, void *d, void *a, void *b, void *c, void *dd, void *preference, int requested, void *results, int *count) {
             if (c != dd || requested < 1 || !shapes_fit((const struct lt_desc *)d, (const struct lt_layout *)a, (const struct lt_layout *)b, (const struct lt_layout *)c)) {
@@ -516,7 +527,9 @@ func writeEmulatedGPU(_ dir: String) throws {
             struct product *p = (struct product *)malloc(sizeof *p);
             struct product v = {x->transa, x->transb, (int)lc->rows, (int)lc->cols, (int)(x->transa ? la->rows : la->cols), (int)la->ld, (int)lb->ld,
                                 (int)lc->ld, x->compute == 75, 1, 0, (const float *)A, (const float *)B, (float *)D,
-                                x->epilogue == 512 ? 0 : (const float *)x->bias, x->epilogue == 6, x->epilogue == 512 ? (float *)x->bias : 0};
+                                x->epilogue == 4 || x->epilogue == 6 || x->epilogue == 134 ? (const float *)x->bias : 0, x->epilogue == 6 || x->epilogue == 134,
+                                x->epilogue == 512 ? (float *)x->bias : 0, x->epilogue == 134 || x->epilogue == 152 ? (unsigned char *)x->aux : 0, x->aux_ld,
+                                x->epilogue == 152, x->epilogue == 152 ? (float *)x->bias : 0};
             *p = v;
             if (!captured_on(stream, (unsigned long long)workspace, run_product, p)) { run_product(p); free(p); }
             return 0;
@@ -537,6 +550,7 @@ func writeEmulatedGPU(_ dir: String) throws {
         }
         static void run_product(void *pointer) {
             const struct product *p = (const struct product *)pointer;
+            if (p->rowsum) for (int i = 0; i < p->m; i++) p->rowsum[i] = 0;
             for (int j = 0; j < p->n; j++) {
                 if (p->bgrad) {
                     float s = 0;
@@ -553,7 +567,12 @@ func writeEmulatedGPU(_ dir: String) throws {
                     long c = i + (long)j * p->ldc;
                     float value = p->alpha * s + (p->beta == 0 ? 0 : p->beta * p->C[c]);
                     if (p->bias) value += p->bias[i];
-                    p->C[c] = p->relu && value < 0 ? 0 : value;
+                    if (p->relu && value < 0) value = 0;
+                    long long bit = i + j * p->mask_ld;
+                    if (p->mask && !p->drelu) p->mask[bit >> 3] = (unsigned char)((p->mask[bit >> 3] & ~(1u << (bit & 7))) | ((value > 0) << (bit & 7)));
+                    if (p->drelu && !((p->mask[bit >> 3] >> (bit & 7)) & 1)) value = 0;
+                    if (p->rowsum) p->rowsum[i] += value;
+                    p->C[c] = value;
                 }
             }
         }
@@ -603,7 +622,7 @@ func everyKernelAgreesWithItsCPUTwinOnTheEmulatedGPU() throws {
     let result = try vae(["devices", "--check-kernels", "cuda:0"], environment: emulatedGPUEnvironment(dir), removing: ["CUDA_PATH", "VIRTUAL_ENV"])
     #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
     #expect(result.stdout.contains("cuda:0: Emulated GPU"), "\(result.stdout)")
-    #expect(result.stdout.contains("all 112 kernel checks agree with the CPU"), "\(result.stdout)")
+    #expect(result.stdout.contains("all 114 kernel checks agree with the CPU"), "\(result.stdout)")
     #expect(result.stdout.contains("| training step ×3 (weights) | Trainer.trainStep | 4616 |"), "\(result.stdout)")
     #expect(!result.stdout.contains("DIFFERS"), "\(result.stdout)")
 }
@@ -679,8 +698,9 @@ func trainingOnTheEmulatedGPUMatchesTheCPU() throws {
     // Its steps went as CUDA graphs (96 images in batches of 16: one graph, built once).
     #expect((json?["cuda_graphs"] as? String)?.hasPrefix("each step one graph (1 built") == true, "\(bench.stdout)")
     // The model's four layers (two in each network) each add their bias in cuBLASLt's epilogue,
-    // and the two without an activation (the heads) sum their bias gradient there too.
-    #expect((json?["bias_epilogues"] as? String)?.hasPrefix("cuBLASLt, 6.0 products per step") == true, "\(bench.stdout)")
+    // the two without an activation (the heads) sum their bias gradient there too, and the two
+    // after a ReLU layer apply its mask and sum its bias gradient in their ∂h products.
+    #expect((json?["bias_epilogues"] as? String)?.hasPrefix("cuBLASLt, 8.0 products per step") == true, "\(bench.stdout)")
     // The test −ELBO after the last epoch was computed on the GPU: the CPU's figure for the same
     // weights (vae eval), within rounding.
     let metricsLines = try String(contentsOfFile: dir + "/gpu/metrics.csv", encoding: .utf8).split(separator: "\n")
