@@ -35,12 +35,19 @@ md=$out/gpu.md
     "$vae" devices --check-kernels cuda:0 2>&1 | tee "$out/check-kernels.txt"
     echo
 } > "$md"
-# cuBLASLt's bias epilogue is new to the real GPU: should it fail its check (or stop the check),
-# the rest of this run goes without it (VAE_CUDA_LT=0) and the kernel check runs again so.
-if grep -qE 'cuBLASLt[^|]*\|.*DIFFERS|cublasLt' "$out/check-kernels.txt"; then
-    export VAE_CUDA_LT=0
+# cuBLASLt's epilogues are new to the real GPU: should the ReLU masks' rows fail their check (or
+# stop it), the rest of this run keeps the bias epilogues only (VAE_CUDA_LT=bias); should any other
+# cuBLASLt row fail, it goes without cuBLASLt (VAE_CUDA_LT=0); either way the kernel check runs again so.
+masks='RELU_AUX_BIAS|DRELU_BGRAD|with its (bias \+ ReLU with its mask|ReLU gradient)'
+failed=$(grep -E 'cuBLASLt[^|]*\|.*DIFFERS|cublasLt' "$out/check-kernels.txt")
+fallback=
+if [ -n "$failed" ]; then
+    if echo "$failed" | grep -qvE "$masks"; then fallback=0; else fallback=bias; fi
+fi
+if [ -n "$fallback" ]; then
+    export VAE_CUDA_LT=$fallback
     {
-        echo "**cuBLASLt's epilogue failed its check: everything below runs with VAE_CUDA_LT=0.**"
+        echo "**cuBLASLt's epilogue failed its check: everything below runs with VAE_CUDA_LT=$fallback.**"
         echo
         "$vae" devices --check-kernels cuda:0 2>&1
         echo

@@ -406,7 +406,7 @@ extension CUDAStep {
                 // (Without an activation or with ReLU, cuBLASLt's epilogue adds b and applies it,
                 // and keeps the ReLU's bit mask where the backward pass can use it.)
                 var epilogues: [ProductEpilogue] = []
-                if let mask = work.masks[k] {
+                if usesReLUMasks, let mask = work.masks[k] {
                     epilogues.append(.biasReLUMask(address: weights[b].address, mask: mask.address, maskStride: ProductEpilogue.maskStride(columns: outputsCount)))
                 }
                 if activation == nil || activation == .relu { epilogues.append(.bias(address: weights[b].address, relu: activation == .relu)) }

@@ -52,6 +52,9 @@ public final class CUDAStep {
     /// derivative backward) is done by cuBLASLt's epilogue in its products (`ProductEpilogue`),
     /// where cuBLASLt is loaded and has an algorithm for the shape — unless `VAE_CUDA_LT=0`.
     public var fusesBias = ProcessInfo.processInfo.environment["VAE_CUDA_LT"] != "0"
+    /// Whether a ReLU layer's forward epilogue also keeps its bit mask for the next layer's ∂h
+    /// product (RELU_AUX_BIAS, DRELU_BGRAD) — unless `VAE_CUDA_LT=bias` (the bias epilogues only).
+    public var usesReLUMasks = ProcessInfo.processInfo.environment["VAE_CUDA_LT"] != "bias"
     /// Products issued with their bias work fused (counted as they are recorded or run).
     public internal(set) var fusedProducts = 0
     /// The ReLU bit masks (their addresses) the latest forward pass wrote in its products'

@@ -196,7 +196,7 @@ struct Bench: ParsableCommand {
         let epoch = median(epochSeconds)
         let epilogues = step.cublas.lt == nil
             ? "off (\(ProcessInfo.processInfo.environment["VAE_CUDA_LT"] == "0" ? "VAE_CUDA_LT=0" : "no cuBLASLt"): a bias pass per layer)"
-            : "cuBLASLt, \(fixed(fusedPerStep, 1)) products per step with their bias work (bias, ReLU, bias gradient) in the epilogue"
+            : "cuBLASLt, \(fixed(fusedPerStep, 1)) products per step with their bias work (bias, ReLU, bias gradient\(step.usesReLUMasks ? ", ReLU masks" : "")) in the epilogue"
         let graphs = step.graphs.map { $0.disabledReason.map { "off (\($0))" } ?? "each step one graph (\($0.built) built, \($0.launched) launched)" }
             ?? "off (VAE_CUDA_GRAPHS=0)"
         // Where a step's device time goes: up to 50 more steps launched piece by piece with an

@@ -791,19 +791,21 @@ func trainingOnTheEmulatedGPUMatchesTheCPU() throws {
         #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/plain/model.safetensors")) == Data(contentsOf: URL(fileURLWithPath: dir + "/gpu/model.safetensors")))
     }
 
-    // The bias work done by kernels of their own instead of cuBLASLt's epilogues (VAE_CUDA_LT=0):
-    // the same weights up to the order of the bias gradients' sums; the default run said that it
-    // fused them.
+    // The bias work done by kernels of their own instead of cuBLASLt's epilogues (VAE_CUDA_LT=0),
+    // or the bias epilogues without the ReLU masks (VAE_CUDA_LT=bias): the same weights up to the
+    // order of the bias gradients' sums; the default run said that it fused them.
     #expect(gpu.stdout.contains("biases fused into products by cuBLASLt"), "\(gpu.stdout)")
-    var unfused = environment
-    unfused["VAE_CUDA_LT"] = "0"
-    let separate = try vae(arguments + ["--out", dir + "/unfused", "--device", "cuda:0"], environment: unfused)
-    #expect(separate.status == 0 && !separate.stdout.contains("cuBLASLt"), "\(separate.stdout)\(separate.stderr)")
-    if separate.status == 0 {
-        let unfusedWeights = try tensors(dir + "/unfused/model.safetensors")
-        largest = 0
-        for (key, values) in unfusedWeights { for (x, y) in zip(values, a[key]!) { largest = max(largest, abs(x - y)) } }
-        #expect(largest < 1e-5, "the run without cuBLASLt differs from the fused one by \(largest)")
+    for variant in ["0", "bias"] {
+        var unfused = environment
+        unfused["VAE_CUDA_LT"] = variant
+        let separate = try vae(arguments + ["--out", dir + "/unfused-\(variant)", "--device", "cuda:0"], environment: unfused)
+        #expect(separate.status == 0 && separate.stdout.contains("cuBLASLt") == (variant == "bias"), "\(separate.stdout)\(separate.stderr)")
+        if separate.status == 0 {
+            let unfusedWeights = try tensors(dir + "/unfused-\(variant)/model.safetensors")
+            largest = 0
+            for (key, values) in unfusedWeights { for (x, y) in zip(values, a[key]!) { largest = max(largest, abs(x - y)) } }
+            #expect(largest < 1e-5, "the run with VAE_CUDA_LT=\(variant) differs from the fused one by \(largest)")
+        }
     }
 
     // bf16 products on the GPU (cuBLAS's bf16 compute type, whatever this CPU does, and no
