@@ -5,7 +5,11 @@
 # references when they are installed. Writes raw JSON lines and one Markdown table:
 #
 #   bash scripts/scaling_check.sh BUNDLE_DIR MNIST_DIR OUT_DIR [ROUNDS]
+#   bash scripts/scaling_check.sh --continue BUNDLE_DIR MNIST_DIR OUT_DIR [ROUNDS]
 #   bash scripts/scaling_check.sh --table OUT_DIR      # the table again from OUT_DIR/scaling.jsonl
+#
+# --continue keeps OUT_DIR/scaling.jsonl and runs only the rows it lacks (a second command on the
+# same machine after a time limit cut the first short).
 #
 # BUNDLE_DIR is an unpacked `scripts/package.sh` tarball (bin/vae, bin/mpirun); MNIST_DIR holds
 # the four IDX files; ROUNDS (default 2) alternates the thread counts that many times. Every
@@ -57,6 +61,11 @@ if [ "${1:-}" = "--table" ]; then
     render_table "${2:?output folder}"
     exit
 fi
+continuing=
+if [ "${1:-}" = "--continue" ]; then
+    continuing=1
+    shift
+fi
 bundle=${1:?bundle folder}
 mnist=${2:?MNIST folder}
 out=${3:?output folder}
@@ -69,13 +78,23 @@ cores=$(nproc)
 counts=()
 for n in 1 2 4 8 16 32 64; do [ "$n" -le "$cores" ] && counts+=("$n"); done
 jsonl=$out/scaling.jsonl
-: > "$jsonl"
+[ -n "$continuing" ] && [ -f "$jsonl" ] || : > "$jsonl"
 log=$out/scaling.log
 data=(--dataset mnist --data-dir "$mnist")
+
+# Whether the next row tagged so is already in scaling.jsonl (a tag may come several times: its
+# n-th occurrence is done when the file holds n of it). A failed row is run again.
+declare -A seen
+done_before() { # tag
+    seen[$1]=$(( ${seen[$1]:-0} + 1 ))
+    [ "$(grep -cF "{\"tag\": \"$1\", \"result\"" "$jsonl")" -ge "${seen[$1]}" ] ||
+        [ "$(grep -F "{\"tag\": \"$1\", \"test_neg_elbo\": " "$jsonl" | grep -vc 'null}')" -ge "${seen[$1]}" ]
+}
 
 # One bench, its JSON object tagged with what was run, appended to scaling.jsonl.
 bench() { # tag, then the command
     local tag=$1; shift
+    done_before "$tag" && return
     local line
     line=$("$@" 2>>"$log" | grep '^{' | tail -1)
     if [ -n "$line" ]; then
@@ -119,6 +138,7 @@ done
 
 # bf16 against FP32 after 10 epochs on every core (the issue's bar: within 0.3 nats).
 for precision in fp32 bf16; do
+    done_before "quality, $precision, 10 epochs, $cores threads" && continue
     rm -rf "$out/precision-$precision"
     "$vae" train "${data[@]}" --epochs 10 --threads "$cores" --precision "$precision" --progress none --no-tensorboard --no-report \
         --out "$out/precision-$precision" >>"$log" 2>&1
@@ -130,6 +150,7 @@ done
 # Quality: 3 epochs on 1, 2, 4 and 8 ranks (the sharded update), test −ELBO of the last epoch.
 for n in 1 2 4 8; do
     [ "$n" -le "$cores" ] || continue
+    done_before "quality, ranks $n, 3 epochs" && continue
     rm -rf "$out/ranks-$n"
     "${mpirun[@]}" -np "$n" "$vae" train "${data[@]}" --epochs 3 --threads 1 --progress none --out "$out/ranks-$n" >>"$log" 2>&1
     elbo=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "test_neg_elbo") c = i } NR > 1 { v = $c } END { print v }' "$out/ranks-$n/metrics.csv" 2>/dev/null)
@@ -140,11 +161,13 @@ done
 # The peers on the same cores, when installed (3 epochs; epochs 2–3 are the steady state).
 if python3 -c 'import jax' 2>/dev/null; then
     for n in 1 "$cores"; do
+        [ -n "$continuing" ] && grep -q "epoch 3:" "$out/jax-cpu-$n.txt" 2>/dev/null && continue
         taskset -c 0-$((n - 1)) python3 "$here/jax_reference.py" 3 --data-dir "$mnist" --device cpu > "$out/jax-cpu-$n.txt" 2>>"$log"
     done
 fi
 if python3 -c 'import torch' 2>/dev/null; then
     for n in 1 "$cores"; do
+        [ -n "$continuing" ] && grep -q "epoch 3:" "$out/torch-cpu-$n.txt" 2>/dev/null && continue
         taskset -c 0-$((n - 1)) python3 "$here/pytorch_reference.py" --epochs 3 --threads "$n" --data-dir "$mnist" --device cpu > "$out/torch-cpu-$n.txt" 2>>"$log"
     done
 fi
