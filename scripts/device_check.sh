@@ -32,7 +32,8 @@ part() { # name, seconds, command…
     shift 2
     local start=$SECONDS
     timeout --kill-after=5 "$seconds" "$@"
-    echo "$(date -u '+%H:%M:%S') $name: exit $? after $((SECONDS - start)) s (limit $seconds s)" >> "$work/device.txt"
+    local status=$?
+    echo "$(date -u '+%H:%M:%S') $name: exit $status after $((SECONDS - start)) s (limit $seconds s)" >> "$work/device.txt"
 }
 
 if [ "$gpu_seconds" -gt 0 ]; then
@@ -41,7 +42,7 @@ fi
 if [ "$scaling_seconds" -gt 0 ]; then
     continuing=()
     [ -s "$work/scaling/scaling.jsonl" ] && continuing=(--continue)
-    part "scaling_check ${continuing[*]}" "$scaling_seconds" bash "$root/scripts/scaling_check.sh" "${continuing[@]}" "$bundle" "$mnist" "$work/scaling" 1
+    part "scaling_check${continuing[*]:+ ${continuing[*]}}" "$scaling_seconds" bash "$root/scripts/scaling_check.sh" "${continuing[@]}" "$bundle" "$mnist" "$work/scaling" 1
     # The table from whatever rows there are (a run the limit cut short renders none itself).
     [ -s "$work/scaling/scaling.jsonl" ] && bash "$root/scripts/scaling_check.sh" --table "$work/scaling" > /dev/null
 fi
