@@ -39,15 +39,20 @@ md=$out/gpu.md
 # stop it), the rest of this run keeps the bias epilogues only (VAE_CUDA_LT=bias); should any other
 # cuBLASLt row fail, it goes without cuBLASLt (VAE_CUDA_LT=0); either way the kernel check runs again so.
 masks='RELU_AUX_BIAS|DRELU_BGRAD|with its (bias \+ ReLU with its mask|ReLU gradient)'
-failed=$(grep -E 'cuBLASLt[^|]*\|.*DIFFERS|cublasLt' "$out/check-kernels.txt")
+failed=$(grep -E 'cuBLASLt[^|]*\|.*DIFFERS|cublasLt[A-Za-z]*[^/]* failed' "$out/check-kernels.txt")
 fallback=
 if [ -n "$failed" ]; then
     if echo "$failed" | grep -qvE "$masks"; then fallback=0; else fallback=bias; fi
 fi
+# cuDNN likewise: should a row that ran through it fail (or stop the check), the rest goes without it.
+if grep -qE 'cuDNN[^|]*\|.*DIFFERS|cuDNN.s convolution \(|cudnnSetStream failed' "$out/check-kernels.txt"; then
+    export VAE_CUDA_CUDNN=0
+    [ -n "$fallback" ] || fallback=${VAE_CUDA_LT:-1}
+fi
 if [ -n "$fallback" ]; then
-    export VAE_CUDA_LT=$fallback
+    [ "$fallback" = 1 ] || export VAE_CUDA_LT=$fallback
     {
-        echo "**cuBLASLt's epilogue failed its check: everything below runs with VAE_CUDA_LT=$fallback.**"
+        echo "**A check of cuBLASLt's epilogues or cuDNN's convolutions failed: everything below runs with VAE_CUDA_LT=${VAE_CUDA_LT:-1} VAE_CUDA_CUDNN=${VAE_CUDA_CUDNN:-1}.**"
         echo
         "$vae" devices --check-kernels cuda:0 2>&1
         echo
@@ -65,7 +70,7 @@ bench_row() { # title, extra flags…
     local title=$1; shift
     local bench
     bench=$(timeout 120 "$vae" bench --dataset mnist --data-dir "$mnist" --device cuda:0 --repeats 3 --json "$@" 2>>"$out/bench-gpu.txt" | grep '^{')
-    echo "| $title | $(echo "$bench" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.3f (%.3f ms/step; CUDA graphs: %s; bias epilogues: %s; device %.3f ms, launched piece by piece = products %.3f + update %.3f + other %.3f; %.1f%% of the FP32 peak; %d MiB; largest pieces, ms per step: %s)" % (d["train_seconds_per_epoch"], d["step_ms"], d.get("cuda_graphs", "?"), d.get("bias_epilogues", "?"), d["device_step_ms"], d["products_ms_per_step"], d["update_ms_per_step"], d["other_ms_per_step"], 100 * d.get("fraction_of_fp32_peak", 0), d["gpu_memory_used_mib"], d.get("kernels_ms_per_step", "?")))' 2>/dev/null || echo failed) |" >> "$md"
+    echo "| $title | $(echo "$bench" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.3f (%.3f ms/step; CUDA graphs: %s; bias epilogues: %s; convolutions: %s; device %.3f ms, launched piece by piece = products %.3f + update %.3f + other %.3f; %.1f%% of the FP32 peak; %d MiB; largest pieces, ms per step: %s)" % (d["train_seconds_per_epoch"], d["step_ms"], d.get("cuda_graphs", "?"), d.get("bias_epilogues", "?"), d.get("convolutions", "none"), d["device_step_ms"], d["products_ms_per_step"], d["update_ms_per_step"], d["other_ms_per_step"], 100 * d.get("fraction_of_fp32_peak", 0), d["gpu_memory_used_mib"], d.get("kernels_ms_per_step", "?")))' 2>/dev/null || echo failed) |" >> "$md"
 }
 bench_row "cuda:0, vae bench (median of 3 epochs)"
 VAE_CUDA_GRAPHS=0 bench_row "cuda:0, vae bench, VAE_CUDA_GRAPHS=0 (plain launches)"
@@ -74,6 +79,7 @@ VAE_CUDA_LT=0 bench_row "cuda:0, vae bench, VAE_CUDA_LT=0 (cuBLAS products, a bi
 bench_row "cuda:0, vae bench --preset iwae-paper (batch 20)" --preset iwae-paper
 VAE_CUDA_GRAPHS=0 bench_row "cuda:0, vae bench --preset iwae-paper, VAE_CUDA_GRAPHS=0" --preset iwae-paper
 bench_row "cuda:0, vae bench --arch conv (median of 3 epochs)" --arch conv
+VAE_CUDA_CUDNN=0 bench_row "cuda:0, vae bench --arch conv, VAE_CUDA_CUDNN=0 (patch matrices and cuBLAS)" --arch conv
 VAE_CUDA_SPLIT_K=auto bench_row "cuda:0, vae bench --arch conv, VAE_CUDA_SPLIT_K=auto" --arch conv
 bench_row "cuda:0, vae bench --precision bf16 (median of 3 epochs)" --precision bf16
 bench_row "cuda:0, vae bench --arch conv --precision bf16 (median of 3 epochs)" --arch conv --precision bf16

@@ -50,10 +50,32 @@ public struct RecordedProduct: Equatable {
     }
 }
 
+/// A cuDNN convolution as recorded for a graph (``CUDNN/run(_:plan:a:b:c:)``'s arguments).
+public struct RecordedConvolution: Equatable {
+    public let product: CUDNN.Product
+    public let plan: CUDNN.Plan
+    public let a: UInt64, b: UInt64, c: UInt64
+
+    public init(_ product: CUDNN.Product, plan: CUDNN.Plan, a: UInt64, b: UInt64, c: UInt64) {
+        (self.product, self.plan, self.a, self.b, self.c) = (product, plan, a, b, c)
+    }
+
+    public static func == (x: Self, y: Self) -> Bool {
+        x.product == y.product && x.plan === y.plan && x.a == y.a && x.b == y.b && x.c == y.c
+    }
+
+    /// Runs it now on `cudnn` (on its current stream).
+    public func run(on cudnn: CUDNN?) throws {
+        guard let cudnn else { throw CUDAError("a recorded cuDNN convolution without cuDNN") }
+        try cudnn.run(product, plan: plan, a: a, b: b, c: c)
+    }
+}
+
 /// One piece of a recorded step, in order.
 public enum RecordedWork {
     case kernel(RecordedKernel)
     case product(RecordedProduct)
+    case convolution(RecordedConvolution)
 }
 
 /// A training step's work as CUDA graphs: the step records its launches and products
@@ -70,6 +92,8 @@ public enum RecordedWork {
 public final class CUDAGraphs {
     let context: CUDAContext
     let cublas: CUBLAS
+    /// cuDNN, for the recorded convolutions (nil: none were recorded).
+    public var cudnn: CUDNN?
     private struct Graph {
         let work: [RecordedWork]
         var kernels: [(index: Int, node: UnsafeMutableRawPointer, kernel: RecordedKernel)]
@@ -108,6 +132,7 @@ public final class CUDAGraphs {
             switch item {
             case .kernel(let kernel): try context.launch(kernel)
             case .product(let product): try product.run(on: cublas)
+            case .convolution(let convolution): try convolution.run(on: cudnn)
             }
         }
     }
@@ -137,6 +162,7 @@ public final class CUDAGraphs {
             switch (x, y) {
             case let (.kernel(p), .kernel(q)): if !p.hasShape(of: q) { return false }
             case let (.product(p), .product(q)): if p != q { return false }
+            case let (.convolution(p), .convolution(q)): if p != q { return false }
             default: return false
             }
         }
@@ -166,21 +192,11 @@ public final class CUDAGraphs {
                 kernels.append((i, node, kernel))
             case .product(let product):
                 // cuBLAS's kernels for the product, captured from a stream into a child graph.
-                try cublas.setStream(captureStream)
-                var child: UnsafeMutableRawPointer?
-                do {
-                    try cudaCall { vae_cuda_capture_begin(captureStream, $0, $1) }
-                    let ran = Result { try product.run(on: cublas) }
-                    try cudaCall { vae_cuda_capture_end(captureStream, &child, $0, $1) }
-                    try ran.get()
-                } catch {
-                    try? cublas.setStream(nil)
-                    throw error
-                }
-                try cublas.setStream(nil)
-                guard let child else { throw CUDAError("cuStreamEndCapture gave no graph") }
-                defer { vae_cuda_graph_destroy(child, nil) }  // the node holds a copy
-                try cudaCall { vae_cuda_graph_add_child(graph, &node, previous, child, $0, $1) }
+                node = try captured(into: graph, after: previous, setStream: cublas.setStream) { try product.run(on: cublas) }
+            case .convolution(let convolution):
+                // cuDNN's likewise.
+                guard let cudnn else { throw CUDAError("a recorded cuDNN convolution without cuDNN") }
+                node = try captured(into: graph, after: previous, setStream: cudnn.setStream) { try convolution.run(on: cudnn) }
             }
             previous = node
         }
@@ -194,5 +210,30 @@ public final class CUDAGraphs {
         graphs.append(Graph(work: work, kernels: kernels, graph: graph, executable: executable))
         built += 1
         return graphs.count - 1
+    }
+    /// A library's work (`body`, issued on the stream `setStream` points it at) captured from the
+    /// capture stream into a child graph, added to `graph` after `previous`; the library is put
+    /// back on the default stream after.
+    private func captured(
+        into graph: UnsafeMutableRawPointer, after previous: UnsafeMutableRawPointer?, setStream: (UnsafeMutableRawPointer?) throws -> Void,
+        _ body: () throws -> Void
+    ) throws -> UnsafeMutableRawPointer? {
+        try setStream(captureStream)
+        var child: UnsafeMutableRawPointer?
+        do {
+            try cudaCall { vae_cuda_capture_begin(captureStream, $0, $1) }
+            let ran = Result { try body() }
+            try cudaCall { vae_cuda_capture_end(captureStream, &child, $0, $1) }
+            try ran.get()
+        } catch {
+            try? setStream(nil)
+            throw error
+        }
+        try setStream(nil)
+        guard let child else { throw CUDAError("cuStreamEndCapture gave no graph") }
+        defer { vae_cuda_graph_destroy(child, nil) }  // the node holds a copy
+        var node: UnsafeMutableRawPointer?
+        try cudaCall { vae_cuda_graph_add_child(graph, &node, previous, child, $0, $1) }
+        return node
     }
 }

@@ -37,6 +37,18 @@ public enum ComputeDevice: Equatable, Sendable, CustomStringConvertible {
         return try? CUBLASLt(path: path)
     }
 
+    /// cuDNN where it is found and loads, unless `VAE_CUDA_CUDNN=0`: the library, or why not
+    /// (nil: the convolutions are products with their patch matrices).
+    public static func cuDNN(_ libraries: [CUDALibrary], environment: [String: String]) -> (CUDNN?, note: String) {
+        if environment["VAE_CUDA_CUDNN"] == "0" { return (nil, "VAE_CUDA_CUDNN=0") }
+        guard let path = libraries.first(where: { $0.name == "cudnn" })?.path else { return (nil, "no cuDNN 9 found") }
+        do {
+            return (try CUDNN(path: path), "")
+        } catch {
+            return (nil, "\(error)")
+        }
+    }
+
     /// The GPU's training step for `model`: the driver, NVRTC and cuBLAS found and loaded, the
     /// kernels compiled for the GPU, its products in `precision` (bf16 runs on the GPU's tensor
     /// cores whatever the host CPU can do). Throws one line naming what is missing.
@@ -58,8 +70,15 @@ public enum ComputeDevice: Equatable, Sendable, CustomStringConvertible {
             cublas.lt = Self.cuBLASLt(libraries, environment: environment)
             let step = try CUDAStep(model: model, context: context, cublas: cublas)
             step.precision = precision
+            var convolutions = ""
+            if step.hasConvolutions {
+                let (cudnn, note) = Self.cuDNN(libraries, environment: environment)
+                step.cudnn = cudnn
+                convolutions = cudnn.map { precision == .fp32 ? ", convolutions by cuDNN \($0.version)" : ", convolutions through patch matrices (cuDNN \($0.version) runs FP32 steps only)" }
+                    ?? ", convolutions through patch matrices (\(note))"
+            }
             return (step, "\(self): \(context.device.summary)" + (precision == .bf16 ? ", bf16 products" : "")
-                + (cublas.lt != nil ? ", biases fused into products by cuBLASLt" : ""))
+                + (cublas.lt != nil ? ", biases fused into products by cuBLASLt" : "") + convolutions)
         } catch let error as CUDAError {
             throw CUDAError("--device \(self): \(error)")
         }

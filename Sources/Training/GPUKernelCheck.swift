@@ -291,7 +291,9 @@ public enum GPUKernelCheck {
     /// Every check: the kernels (``run(_:rows:hidden:latent:pixels:)``) and, with cuBLAS, training
     /// steps of each objective, optimiser, likelihood, conditional and convolutional model and
     /// activation against `Trainer`, and the evaluations against the CPU's.
-    public static func all(_ context: CUDAContext, cublas: CUBLAS?) throws -> [Row] {
+    /// With `cudnn`, the convolutional models' steps and evaluations run their convolutions
+    /// through it (and one through the patch matrices as well).
+    public static func all(_ context: CUDAContext, cublas: CUBLAS?, cudnn: CUDNN? = nil) throws -> [Row] {
         var rows = try run(context)
         guard let cublas else { return rows }
         rows += try trainingSteps(context, cublas: cublas)
@@ -308,8 +310,9 @@ public enum GPUKernelCheck {
         // gradient of more than 1,024 rows is summed in two passes).
         rows += try trainingSteps(context, cublas: cublas, model: ModelConfig(inputShape: [1, 8, 8], hiddenSizes: [32, 16], latentDimension: 4, activation: .softplus))
         rows += try trainingSteps(context, cublas: cublas, model: ModelConfig(inputShape: [1, 8, 8], hiddenSizes: [32], latentDimension: 4, activation: .sigmoid))
-        rows += try trainingSteps(context, cublas: cublas, model: convolutional)
-        rows += try trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 2), model: convolutionalNearest)
+        rows += try trainingSteps(context, cublas: cublas, model: convolutional, cudnn: cudnn)
+        rows += try trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 2), model: convolutionalNearest, cudnn: cudnn)
+        if cudnn != nil { rows += try trainingSteps(context, cublas: cublas, model: convolutional) }
         // Two stochastic layers: the analytic KL of z₂ (K = 1), everything sampled (K = 1), the IWAE bound.
         rows += try trainingSteps(context, cublas: cublas, model: twoLayers)
         rows += try trainingSteps(context, cublas: cublas, objective: TrainingObjective(kl: .mc), model: twoLayers)
@@ -320,7 +323,7 @@ public enum GPUKernelCheck {
             rows += try [false, true].map { try biasProduct(cublas, relu: $0) } + [try biasGradientProduct(cublas)]
             if ProcessInfo.processInfo.environment["VAE_CUDA_LT"] != "bias" { rows += try reluMaskProducts(cublas) }
         }
-        rows.append(try graphsAgainstPlainLaunches(context, cublas: cublas))
+        rows.append(try graphsAgainstPlainLaunches(context, cublas: cublas, cudnn: cudnn))
         // Products split along k (strided-batched slices, then vae_sum_slices), FP32 and bf16.
         rows += try trainingSteps(context, cublas: cublas, splitK: .parts(4))
         rows += try trainingSteps(context, cublas: cublas, objective: TrainingObjective(importanceSamples: 2), precision: .bf16, splitK: .parts(2))
@@ -330,8 +333,8 @@ public enum GPUKernelCheck {
         rows += try importanceSampling(context, cublas: cublas, likelihood: .gaussianPixel)
         rows += try importanceSampling(context, cublas: cublas, likelihood: .gaussianShared)
         rows += try importanceSampling(context, cublas: cublas, conditionClasses: 3)
-        rows += try importanceSampling(context, cublas: cublas, model: convolutional)
-        rows += try importanceSampling(context, cublas: cublas, model: convolutionalNearest)
+        rows += try importanceSampling(context, cublas: cublas, model: convolutional, cudnn: cudnn)
+        rows += try importanceSampling(context, cublas: cublas, model: convolutionalNearest, cudnn: cudnn)
         rows += try importanceSampling(context, cublas: cublas, model: twoLayers)
         return rows
     }
@@ -342,7 +345,7 @@ public enum GPUKernelCheck {
     /// Four steps of the conv model (a full batch, then the epoch's short last one, then full
     /// ones again: two graphs, each reused with new arguments) as CUDA graphs and as plain
     /// launches, from the same weights: the weights bit for bit the same, and every step a graph.
-    static func graphsAgainstPlainLaunches(_ context: CUDAContext, cublas: CUBLAS) throws -> Row {
+    static func graphsAgainstPlainLaunches(_ context: CUDAContext, cublas: CUBLAS, cudnn: CUDNN? = nil) throws -> Row {
         var weights: [[Float]] = []
         var launched = 0
         var reason: String?
@@ -350,6 +353,7 @@ public enum GPUKernelCheck {
             var initial = RandomGenerator(seed: 41)
             let model = VariationalAutoencoder(config: convolutional, rng: &initial)
             let step = try CUDAStep(model: model, context: context, cublas: cublas)
+            step.cudnn = cudnn
             if !graphs { step.graphs = nil } else if step.graphs == nil { step.graphs = CUDAGraphs(context: context, cublas: cublas) }
             var rng = RandomGenerator(seed: 42)
             let pixels = convolutional.inputShape.reduce(1, *)
@@ -376,7 +380,7 @@ public enum GPUKernelCheck {
         }
         let same = zip(weights[0], weights[1]).allSatisfy { $0.bitPattern == $1.bitPattern }
         let error = launched == 4 && same ? 0 : launched < 4 ? Double.infinity : worst(weights[0], weights[1])
-        return Row(kernel: "4 steps as CUDA graphs (\(launched) launched\(reason.map { "; off: \($0)" } ?? ""))", twin: "the same steps launched plainly, bit for bit",
+        return Row(kernel: "4 steps as CUDA graphs (\(launched) launched\(cudnn != nil ? ", cuDNN's convolutions captured" : "")\(reason.map { "; off: \($0)" } ?? ""))", twin: "the same steps launched plainly, bit for bit",
                    elements: weights[1].count, largestError: error, tolerance: 0)
     }
 
@@ -553,7 +557,7 @@ public enum GPUKernelCheck {
     public static func trainingSteps(
         _ context: CUDAContext, cublas: CUBLAS, steps: Int = 3, objective: TrainingObjective = TrainingObjective(), sgd: Bool = false,
         clipNorm: Float? = nil, likelihood: LikelihoodKind = .bernoulli, conditionClasses: Int = 0, model: ModelConfig? = nil,
-        precision: MatrixPrecision = .fp32, splitK: CUDAStep.SplitK? = nil
+        precision: MatrixPrecision = .fp32, splitK: CUDAStep.SplitK? = nil, cudnn: CUDNN? = nil
     ) throws -> [Row] {
         let config = model ?? ModelConfig(
             inputShape: [1, 8, 8], hiddenSizes: [32], latentDimension: 4, likelihood: likelihood, gaussianSigma: 0.3,
@@ -571,6 +575,7 @@ public enum GPUKernelCheck {
         let settings = optimizer(gpuModel)  // its rate and constants; its state lives on the GPU
         let gpu = try CUDAStep(model: gpuModel, context: context, cublas: cublas)
         gpu.precision = precision
+        gpu.cudnn = cudnn
         if let splitK {
             gpu.splitK = splitK
             gpu.splitScratchFloor = 0  // grown product by product: a step's work names the smaller ones too
@@ -604,6 +609,7 @@ public enum GPUKernelCheck {
             + (sgd ? ", SGD" : "") + (clipNorm.map { ", clipped to \($0)" } ?? "") + (config.likelihood == .bernoulli ? "" : ", \(config.likelihood.rawValue)")
             + description(config) + (precision == .bf16 ? ", bf16 products against FP32" : "")
             + (splitK.map { if case .parts(let p) = $0 { ", products split along k in \(p)" } else { "" } } ?? "")
+            + (gpu.cudnnConvolutions > 0 ? ", cuDNN" : gpu.hasConvolutions && precision == .fp32 ? ", patch matrices" : "")
         // bf16 products against the FP32 trainer: within bf16's rounding (3 steps of Adam at 10⁻³).
         let tolerance = precision == .bf16 ? 1e-2 : 1e-4
         return [
@@ -620,7 +626,8 @@ public enum GPUKernelCheck {
     /// With `conditionClasses`, a conditional model (image i of label i mod 4, the fourth label no
     /// class: a row of zeros). With `model`, that model instead.
     public static func importanceSampling(
-        _ context: CUDAContext, cublas: CUBLAS, likelihood: LikelihoodKind = .bernoulli, conditionClasses: Int = 0, model: ModelConfig? = nil
+        _ context: CUDAContext, cublas: CUBLAS, likelihood: LikelihoodKind = .bernoulli, conditionClasses: Int = 0, model: ModelConfig? = nil,
+        cudnn: CUDNN? = nil
     ) throws -> [Row] {
         let config = model ?? ModelConfig(
             inputShape: [1, 8, 8], hiddenSizes: [16], latentDimension: 3, likelihood: likelihood, gaussianSigma: 0.3,
@@ -635,6 +642,7 @@ public enum GPUKernelCheck {
             : nil
         let cpu = model.importanceSampledLogLikelihood(images, condition: condition, samples: 25, seed: 5, firstIndex: 3, chunk: 10)
         let step = try CUDAStep(model: model, context: context, cublas: cublas)
+        step.cudnn = cudnn
         // Draws for 6 images at a time, decoded 4 at a time (40 rows of 10 samples): uneven groups in both.
         let gpu = try step.importanceSampledLogLikelihood(
             images, condition: condition, samples: 25, seed: 5, firstIndex: 3, chunk: 10, rowsPerLaunch: 40, imagesPerDraw: 6)
@@ -647,7 +655,7 @@ public enum GPUKernelCheck {
         let sumsGPU = try step.latentSums((0..<2).map { (halves[$0], conditionHalves?[$0]) }).packed
         let sumsCPU = model.latentSums((0..<2).map { Batch(images: halves[$0], condition: conditionHalves?[$0]) }).packed
         let suffix = (config.likelihood == .bernoulli ? "" : ", \(config.likelihood.rawValue)") + (config.conditionClasses > 0 ? ", conditional" : "")
-            + description(config)
+            + description(config) + (step.cudnnConvolutions > 0 ? ", cuDNN" : "")
         func row(_ name: String, _ value: (ImportanceSampledEstimate) -> Double) -> Row {
             let (g, c) = (gpu.map { Float(value($0)) }, cpu.map { Float(value($0)) })
             return Row(kernel: "importance sampling (\(name))\(suffix)", twin: "importanceSampledLogLikelihood", elements: c.count,

@@ -273,6 +273,50 @@ extension CUDAStep {
         }
     }
 
+    /// cuDNN's plan for convolution `c` over `rows` examples, when cuDNN runs it (an FP32 step
+    /// with cuDNN loaded, and a shape it has deterministic FP32 algorithms for). The plan is the
+    /// forward convolution's: for a transposed layer, the one from its output to its input.
+    func cudnnPlan(_ c: Convolution, rows: Int) -> CUDNN.Plan? {
+        guard let cudnn, precision == .fp32 else { return nil }
+        let g = c.geometry
+        return cudnn.plan(c.transposed
+            ? CUDNN.Shape(batch: rows, channels: c.outChannels, height: c.outHeight, width: c.outWidth, outChannels: c.inChannels,
+                          kernel: g.kernel, stride: g.stride, padding: g.padding)
+            : CUDNN.Shape(batch: rows, channels: c.inChannels, height: c.inHeight, width: c.inWidth, outChannels: c.outChannels,
+                          kernel: g.kernel, stride: g.stride, padding: g.padding))
+    }
+
+    /// The KRSC copies of `c`'s weight and of its gradient (made on first use).
+    func filterCopy(_ c: Convolution) throws -> (weight: DeviceBuffer, gradient: DeviceBuffer) {
+        if let copy = filterCopies[c.weight] { return copy }
+        let count = weights[c.weight].count
+        let copy = (weight: try DeviceBuffer(count: count), gradient: try DeviceBuffer(count: count))
+        filterCopies[c.weight] = copy
+        return copy
+    }
+
+    /// A stored convolution weight ([k, c, r, s], PyTorch's: for a transposed layer k is its
+    /// input channels) into cuDNN's [k, r, s, c], or (`backward`) a gradient in that order back.
+    func transposeFilter(_ c: Convolution, _ source: DeviceBuffer, into destination: DeviceBuffer, backward: Bool) throws {
+        let (k, channels) = c.transposed ? (c.inChannels, c.outChannels) : (c.outChannels, c.inChannels)
+        let taps = c.geometry.kernel * c.geometry.kernel
+        let (r, columns) = backward ? (taps, channels) : (channels, taps)
+        try context.launch("vae_transpose_examples", grid: CUDAContext.grid(for: k * channels * taps), [
+            .buffer(source), .int32(Int32(k)), .int32(Int32(r)), .int32(Int32(columns)), .buffer(destination),
+        ])
+    }
+
+    /// One of cuDNN's three convolution products (`CUDNN.run`), or recorded for a graph.
+    func convolve(_ product: CUDNN.Product, plan: CUDNN.Plan, a: UInt64, b: UInt64, c: UInt64) throws {
+        let work = RecordedConvolution(product, plan: plan, a: a, b: b, c: c)
+        if context.recording != nil {
+            context.recording!.append(.convolution(work))
+        } else {
+            try work.run(on: cudnn)
+        }
+        cudnnConvolutions += 1
+    }
+
     /// Patches of `rows` channels-last images [height, width, channels] on a gh × gw grid into `cols`.
     private func im2col(_ src: DeviceBuffer, rows: Int, channels: Int, height: Int, width: Int, grid: (height: Int, width: Int), _ g: ConvolutionGeometry, into cols: DeviceBuffer) throws {
         let n = rows * grid.height * grid.width * channels * g.kernel * g.kernel
@@ -423,7 +467,14 @@ extension CUDAStep {
                 ])
             case let .convolution(c):
                 let cols = work.scratch!, g = c.geometry
-                if c.transposed {
+                if let plan = cudnnPlan(c, rows: rows) {
+                    // cuDNN on the images themselves: a convolution forward, a transposed one as
+                    // the backward data of the convolution it transposes; then + b and the activation.
+                    let filter = try filterCopy(c)
+                    try transposeFilter(c, weights[c.weight], into: filter.weight, backward: false)
+                    try convolve(c.transposed ? .backwardData : .forward, plan: plan, a: h.address, b: filter.weight.address, c: y.address)
+                    try addBias(y, weights[c.bias], rows: rows * c.outHeight * c.outWidth, columns: c.outChannels, activation: c.activation)
+                } else if c.transposed {
                     // cols [rows·H·W, O·k²] = x [rows·H·W, C] W [C, O·k²]; summed into y with b and the ReLU.
                     let m = rows * c.inHeight * c.inWidth
                     try product(transposeA: false, transposeB: false, m: m, n: c.patchLength, k: c.inChannels,
@@ -500,7 +551,21 @@ extension CUDAStep {
                 let cols = work.scratch!, geometry = c.geometry
                 let positions = rows * c.outHeight * c.outWidth
                 try biasGradient(g, output: y, activation: c.activation, into: gradients[c.bias], rows: positions, columns: c.outChannels, scratch: cols)
-                if c.transposed {
+                if let plan = cudnnPlan(c, rows: rows) {
+                    // The weight copy the forward pass made; ∂W in cuDNN's order, then put back.
+                    // A transposed convolution is the convolution from its output to its input,
+                    // run backwards: its ∂W is that convolution's filter gradient with ∂y as the
+                    // input, and its ∂x that convolution's forward of ∂y.
+                    let filter = try filterCopy(c)
+                    if c.transposed {
+                        try convolve(.backwardFilter, plan: plan, a: g.address, b: h.address, c: filter.gradient.address)
+                        if let dh { try convolve(.forward, plan: plan, a: g.address, b: filter.weight.address, c: dh.address) }
+                    } else {
+                        try convolve(.backwardFilter, plan: plan, a: h.address, b: g.address, c: filter.gradient.address)
+                        if let dh { try convolve(.backwardData, plan: plan, a: g.address, b: filter.weight.address, c: dh.address) }
+                    }
+                    try transposeFilter(c, filter.gradient, into: gradients[c.weight], backward: true)
+                } else if c.transposed {
                     // cols = im2col(∂y) [rows·H·W, O·k²];  ∂W = xᵀ cols [C, O·k²];  ∂x = cols Wᵀ [rows·H·W, C].
                     let m = rows * c.inHeight * c.inWidth
                     try im2col(g, rows: rows, channels: c.outChannels, height: c.outHeight, width: c.outWidth, grid: c.grid, geometry, into: cols)

@@ -45,7 +45,22 @@ public final class CUDAStep {
     /// The steps as CUDA graphs (one launch per step; `CUDAGraphs`), unless `VAE_CUDA_GRAPHS=0`
     /// says plain launches (or a check sets it to nil); a profiled step (``profile``) is always
     /// launched plainly.
-    public var graphs: CUDAGraphs?
+    public var graphs: CUDAGraphs? { didSet { graphs?.cudnn = cudnn } }
+    /// cuDNN for the convolutions of FP32 steps (`CUDNN`: implicit GEMM on the images, no patch
+    /// matrix), where it was found and loads — unless `VAE_CUDA_CUDNN=0`; nil, a shape cuDNN
+    /// offers no deterministic FP32 algorithm for, or bf16 products: each convolution is a
+    /// product with its patch matrix (`vae_im2col`, `vae_col2im`).
+    public var cudnn: CUDNN? { didSet { graphs?.cudnn = cudnn } }
+    /// Each cuDNN-run convolution's weight in cuDNN's channels-last filter order (KRSC), made
+    /// from the stored one before each forward pass, and its gradient in that order, which the
+    /// backward pass puts back in the stored order; by the weight's parameter index.
+    var filterCopies: [Int: (weight: DeviceBuffer, gradient: DeviceBuffer)] = [:]
+    /// Convolution products cuDNN ran (counted as they are recorded or run).
+    public internal(set) var cudnnConvolutions = 0
+    /// Whether any network of the model has a convolution (cuDNN's work).
+    public var hasConvolutions: Bool {
+        (encoderOps + decoderOps + encoder2Ops + decoder2Ops).contains { if case .convolution = $0 { true } else { false } }
+    }
     /// Whether small products with a long k are split along k (`SplitK`; `VAE_CUDA_SPLIT_K`).
     public var splitK = SplitK(environment: ProcessInfo.processInfo.environment)
     /// Whether a layer's bias work (its bias and ReLU forward, its bias gradient and ReLU's
@@ -485,7 +500,7 @@ public final class CUDAStep {
             context.recording = nil
             recordedLength = work.count
             if let profile {
-                try profile.run(work, context: context, cublas: cublas)
+                try profile.run(work, context: context, cublas: cublas, cudnn: cudnn)
             } else if let graphs {
                 try graphs.run(work)
             }
@@ -529,17 +544,18 @@ public final class StepProfile {
         public var total = 0.0
         public var byPiece: [String: Double] = [:]
 
-        /// Per step: the whole step, its products, its update (clipping and the optimiser), and the
-        /// pieces, largest first.
+        /// Per step: the whole step, its products (cuBLAS's, cuBLASLt's and cuDNN's convolutions),
+        /// its update (clipping and the optimiser), and the pieces, largest first.
         public var perStep: (step: Double, products: Double, update: Double, pieces: [(name: String, milliseconds: Double)]) {
             let n = Double(max(steps, 1))
             let update = ["vae_adam", "vae_sgd", "vae_squared_norm", "vae_clip"].reduce(0.0) { $0 + (byPiece[$1] ?? 0) }
-            return (total / n, (byPiece[StepProfile.products] ?? 0) / n, update / n,
+            return (total / n, ((byPiece[StepProfile.products] ?? 0) + (byPiece[StepProfile.convolutions] ?? 0)) / n, update / n,
                     byPiece.map { ($0.key, $0.value / n) }.sorted { $0.1 > $1.1 })
         }
     }
 
     static let products = "cuBLAS products"
+    static let convolutions = "cuDNN convolutions"
     private var pending: [(pieces: [String], events: [CUDAEvent])] = []
     private var pool: [CUDAEvent] = []
     private var used = 0
@@ -554,7 +570,7 @@ public final class StepProfile {
     }
 
     /// Launches `work` piece by piece, an event before the first and after each.
-    func run(_ work: [RecordedWork], context: CUDAContext, cublas: CUBLAS) throws {
+    func run(_ work: [RecordedWork], context: CUDAContext, cublas: CUBLAS, cudnn: CUDNN?) throws {
         var events = [try event()]
         try events[0].record()
         var pieces: [String] = []
@@ -566,6 +582,9 @@ public final class StepProfile {
             case .product(let product):
                 try product.run(on: cublas)
                 pieces.append(Self.products)
+            case .convolution(let convolution):
+                try convolution.run(on: cudnn)
+                pieces.append(Self.convolutions)
             }
             let end = try event()
             try end.record()

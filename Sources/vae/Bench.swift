@@ -188,11 +188,12 @@ struct Bench: ParsableCommand {
         loader.fillsImages = false  // the GPU makes each batch from the data set it holds
         if !json { FileHandle.standardError.write(Data("vae bench: \(summary); warm-up epoch, then \(repeats) timed…\n".utf8)) }
         _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch)
-        let fusedBefore = step.fusedProducts
+        let (fusedBefore, convolutionsBefore) = (step.fusedProducts, step.cudnnConvolutions)
         let epochSeconds = try (0..<repeats).map { _ in
             try timed { _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch) }
         }
         let fusedPerStep = Double(step.fusedProducts - fusedBefore) / Double(repeats * loader.batchesPerEpoch)
+        let convolutionsPerStep = Double(step.cudnnConvolutions - convolutionsBefore) / Double(repeats * loader.batchesPerEpoch)
         let epoch = median(epochSeconds)
         let epilogues = step.cublas.lt == nil
             ? "off (\(ProcessInfo.processInfo.environment["VAE_CUDA_LT"] == "0" ? "VAE_CUDA_LT=0" : "no cuBLASLt"): a bias pass per layer)"
@@ -217,8 +218,15 @@ struct Bench: ParsableCommand {
             ("step_ms", "ms per step (wall clock)", 1000 * epoch / Double(loader.batchesPerEpoch)),
             ("cuda_graphs", "CUDA graphs", graphs),
             ("bias_epilogues", "biases added in the products' epilogues", epilogues),
+        ]
+        if step.hasConvolutions {
+            results.append(("convolutions", "convolutions",
+                step.cudnn.map { convolutionsPerStep > 0 ? "cuDNN \($0.version), \(fixed(convolutionsPerStep, 1)) products per step" : "patch matrices (cuDNN \($0.version) unused: \($0.lastRefusal ?? "bf16 products"))" }
+                    ?? "patch matrices (\(ProcessInfo.processInfo.environment["VAE_CUDA_CUDNN"] == "0" ? "VAE_CUDA_CUDNN=0" : "no cuDNN"))"))
+        }
+        results += [
             ("device_step_ms", "device time per step, ms (events, \(totals.steps) steps launched piece by piece)", parts.step),
-            ("products_ms_per_step", "  of which matrix products (cuBLAS, cuBLASLt)", parts.products),
+            ("products_ms_per_step", "  of which matrix products (cuBLAS, cuBLASLt, cuDNN)", parts.products),
             ("update_ms_per_step", "  of which the update (clipping, optimiser)", parts.update),
             ("other_ms_per_step", "  of which everything else (kernels)", parts.step - parts.products - parts.update),
             ("kernels_ms_per_step", "  the largest pieces, ms per step",

@@ -47,7 +47,9 @@ struct Devices: ParsableCommand {
         let cublas = try libraries.first(where: { $0.name == "cublas" })?.path.map { try CUBLAS(path: $0) }
         cublas?.lt = ComputeDevice.cuBLASLt(libraries, environment: ProcessInfo.processInfo.environment)
         if cublas == nil { print("(cuBLAS not found: the training steps and importance sampling are not checked)") }
-        let rows = try GPUKernelCheck.all(context, cublas: cublas)
+        let (cudnn, note) = ComputeDevice.cuDNN(libraries, environment: ProcessInfo.processInfo.environment)
+        if cublas != nil { print(cudnn.map { "convolutions: cuDNN \($0.version) (\($0.path))" } ?? "convolutions: patch matrices (\(note))") }
+        let rows = try GPUKernelCheck.all(context, cublas: cublas, cudnn: cudnn)
         print("| kernel | CPU twin | elements | largest relative difference | tolerance | |")
         print("|---|---|---|---|---|---|")
         for row in rows {

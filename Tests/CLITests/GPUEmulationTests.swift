@@ -602,6 +602,147 @@ func writeEmulatedGPU(_ dir: String) throws {
         """
     try compileLibrary(cublas, to: dir + "/toolkit/lib64/libcublas.so.13")
     try compileLibrary(cublas, to: dir + "/toolkit/lib64/libcublasLt.so.13")
+    // cuDNN 9's legacy convolutions written out from their definitions (cross-correlation,
+    // NCHW or NHWC tensors, KCRS or KRSC filters, α and β), captured like cuBLAS's products. Its
+    // heuristics rank three algorithms: a non-deterministic one, a tensor-core one and the one a
+    // caller must take (deterministic, FMA math: algorithm 2, which needs 2,048 bytes of
+    // workspace); the convolutions refuse any other algorithm or too little workspace.
+    let cudnn = """
+        #include <dlfcn.h>
+        #include <stdlib.h>
+        #include <string.h>
+        static void *stream_;
+        typedef int (*capture_t)(void *, void (*)(void *), void *);
+        static int captured(void (*fn)(void *), void *data) {
+            if (!stream_) return 0;
+            void *driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
+            capture_t capture = driver ? (capture_t)dlsym(driver, "emulator_capture_host") : 0;
+            return capture && capture(stream_, fn, data);
+        }
+        size_t cudnnGetVersion(void) { return 91002; }
+        int cudnnCreate(void **h) { *h = (void *)256; return 0; }
+        int cudnnDestroy(void *h) { return 0; }
+        int cudnnSetStream(void *h, void *s) { stream_ = s; return 0; }
+        struct tensor { int format, n, c, h, w; };
+        struct filter { int format, k, c, r, s; };
+        struct conv { int ph, pw, u, v, mode, math; };
+        static int create(void **d, size_t n) { *d = calloc(1, n); return *d ? 0 : 1; }
+        int cudnnCreateTensorDescriptor(void **d) { return create(d, sizeof(struct tensor)); }
+        int cudnnCreateFilterDescriptor(void **d) { return create(d, sizeof(struct filter)); }
+        int cudnnCreateConvolutionDescriptor(void **d) { return create(d, sizeof(struct conv)); }
+        int cudnnDestroyTensorDescriptor(void *d) { free(d); return 0; }
+        int cudnnDestroyFilterDescriptor(void *d) { free(d); return 0; }
+        int cudnnDestroyConvolutionDescriptor(void *d) { free(d); return 0; }
+        int cudnnSetTensor4dDescriptor(void *d, int format, int type, int n, int c, int h, int w) {
+            if (type != 0 || format < 0 || format > 1 || n < 1 || c < 1 || h < 1 || w < 1) return 3;  // CUDNN_STATUS_BAD_PARAM
+            struct tensor t = {format, n, c, h, w};
+            *(struct tensor *)d = t;
+            return 0;
+        }
+        int cudnnSetFilter4dDescriptor(void *d, int type, int format, int k, int c, int r, int s) {
+            if (type != 0 || format < 0 || format > 1 || k < 1 || c < 1 || r < 1 || s < 1) return 3;
+            struct filter f = {format, k, c, r, s};
+            *(struct filter *)d = f;
+            return 0;
+        }
+        int cudnnSetConvolution2dDescriptor(void *d, int ph, int pw, int u, int v, int dh, int dw, int mode, int type) {
+            if (dh != 1 || dw != 1 || type != 0 || mode != 1 || u < 1 || v < 1) return 9;  // CUDNN_STATUS_NOT_SUPPORTED
+            struct conv c = {ph, pw, u, v, mode, 0};
+            *(struct conv *)d = c;
+            return 0;
+        }
+        int cudnnSetConvolutionMathType(void *d, int math) { ((struct conv *)d)->math = math; return 0; }
+        static long at(const struct tensor *t, int n, int c, int h, int w) {
+            return t->format == 1 ? (((long)n * t->h + h) * t->w + w) * t->c + c : (((long)n * t->c + c) * t->h + h) * t->w + w;
+        }
+        static long fat(const struct filter *f, int k, int c, int r, int s) {
+            return f->format == 1 ? (((long)k * f->r + r) * f->s + s) * f->c + c : (((long)k * f->c + c) * f->r + r) * f->s + s;
+        }
+        static int fits(const struct tensor *x, const struct filter *w, const struct conv *c, const struct tensor *y) {
+            return y->n == x->n && y->c == w->k && x->c == w->c && y->h == (x->h + 2 * c->ph - w->r) / c->u + 1
+                && y->w == (x->w + 2 * c->pw - w->s) / c->v + 1;
+        }
+        // The three ranked results (48 bytes each: algo, status, time, memory at 16, determinism, math).
+        static int heuristic(int ok, int requested, int *count, void *results) {
+            if (!ok) return 3;
+            int n = requested < 3 ? requested : 3;
+            memset(results, 0, 48 * n);
+            for (int i = 0; i < n; i++) {
+                char *r = (char *)results + 48 * i;
+                *(int *)r = i;
+                *(size_t *)(r + 16) = i == 0 ? 0 : i == 1 ? 4096 : 2048;
+                *(int *)(r + 24) = i == 0 ? 0 : 1;
+                *(int *)(r + 28) = i == 1 ? 1 : 3;
+            }
+            *count = n;
+            return 0;
+        }
+        int cudnnGetConvolutionForwardAlgorithm_v7(void *h, void *x, void *w, void *c, void *y, int requested, int *count, void *results) {
+            return heuristic(fits(x, w, c, y), requested, count, results);
+        }
+        int cudnnGetConvolutionBackwardDataAlgorithm_v7(void *h, void *w, void *dy, void *c, void *dx, int requested, int *count, void *results) {
+            return heuristic(fits(dx, w, c, dy), requested, count, results);
+        }
+        int cudnnGetConvolutionBackwardFilterAlgorithm_v7(void *h, void *x, void *dy, void *c, void *dw, int requested, int *count, void *results) {
+            return heuristic(fits(x, dw, c, dy), requested, count, results);
+        }
+        // One convolution's work, run now or when its graph runs.
+        struct work { int kind; struct tensor x, y; struct filter w; struct conv c; float alpha, beta; const float *a, *b; float *out; };
+        static void run(void *pointer) {
+            const struct work *p = (const struct work *)pointer;
+            const struct tensor *x = &p->x, *y = &p->y;
+            const struct filter *w = &p->w;
+            long count = p->kind == 0 ? (long)y->n * y->c * y->h * y->w : p->kind == 1 ? (long)x->n * x->c * x->h * x->w : (long)w->k * w->c * w->r * w->s;
+            float *sum = (float *)calloc(count, sizeof(float));
+            for (int n = 0; n < x->n; n++)
+                for (int k = 0; k < w->k; k++)
+                    for (int oh = 0; oh < y->h; oh++)
+                        for (int ow = 0; ow < y->w; ow++)
+                            for (int c = 0; c < w->c; c++)
+                                for (int r = 0; r < w->r; r++)
+                                    for (int s = 0; s < w->s; s++) {
+                                        int ih = oh * p->c.u - p->c.ph + r, iw = ow * p->c.v - p->c.pw + s;
+                                        if (ih < 0 || ih >= x->h || iw < 0 || iw >= x->w) continue;
+                                        long xi = at(x, n, c, ih, iw), yi = at(y, n, k, oh, ow), wi = fat(w, k, c, r, s);
+                                        if (p->kind == 0) sum[yi] += p->a[xi] * p->b[wi];       // forward: a = x, b = w
+                                        else if (p->kind == 1) sum[xi] += p->a[yi] * p->b[wi];  // backward data: a = dy, b = w
+                                        else sum[wi] += p->a[xi] * p->b[yi];                    // backward filter: a = x, b = dy
+                                    }
+            for (long i = 0; i < count; i++) p->out[i] = p->alpha * sum[i] + (p->beta == 0 ? 0 : p->beta * p->out[i]);
+            free(sum);
+        }
+        static int convolve(int kind, const float *alpha, const void *x, const void *w, const void *c, int algo, void *space, size_t bytes,
+                            const float *beta, const void *y, const float *a, const float *b, float *out) {
+            if (!fits((const struct tensor *)x, (const struct filter *)w, (const struct conv *)c, (const struct tensor *)y)) return 3;
+            if (algo != 2 || !space || bytes < 2048 || ((const struct conv *)c)->math == 1) return 3;
+            struct work *p = (struct work *)malloc(sizeof *p);
+            p->kind = kind;
+            p->x = *(const struct tensor *)x;
+            p->y = *(const struct tensor *)y;
+            p->w = *(const struct filter *)w;
+            p->c = *(const struct conv *)c;
+            p->alpha = *alpha;
+            p->beta = *beta;
+            p->a = a;
+            p->b = b;
+            p->out = out;
+            if (!captured(run, p)) { run(p); free(p); }
+            return 0;
+        }
+        int cudnnConvolutionForward(void *h, const float *alpha, void *xd, const float *x, void *wd, const float *w, void *c, int algo, void *space,
+                                    size_t bytes, const float *beta, void *yd, float *y) {
+            return convolve(0, alpha, xd, wd, c, algo, space, bytes, beta, yd, x, w, y);
+        }
+        int cudnnConvolutionBackwardData(void *h, const float *alpha, void *wd, const float *w, void *dyd, const float *dy, void *c, int algo,
+                                         void *space, size_t bytes, const float *beta, void *dxd, float *dx) {
+            return convolve(1, alpha, dxd, wd, c, algo, space, bytes, beta, dyd, dy, w, dx);
+        }
+        int cudnnConvolutionBackwardFilter(void *h, const float *alpha, void *xd, const float *x, void *dyd, const float *dy, void *c, int algo,
+                                           void *space, size_t bytes, const float *beta, void *dwd, float *dw) {
+            return convolve(2, alpha, xd, dwd, c, algo, space, bytes, beta, dyd, x, dy, dw);
+        }
+        """
+    try compileLibrary(cudnn, to: dir + "/toolkit/lib64/libcudnn.so.9")
 }
 
 /// The emulated environment for `vae`: the stand-in driver first on the loader's path, the
@@ -622,7 +763,7 @@ func everyKernelAgreesWithItsCPUTwinOnTheEmulatedGPU() throws {
     let result = try vae(["devices", "--check-kernels", "cuda:0"], environment: emulatedGPUEnvironment(dir), removing: ["CUDA_PATH", "VIRTUAL_ENV"])
     #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
     #expect(result.stdout.contains("cuda:0: Emulated GPU"), "\(result.stdout)")
-    #expect(result.stdout.contains("all 114 kernel checks agree with the CPU"), "\(result.stdout)")
+    #expect(result.stdout.contains("all 116 kernel checks agree with the CPU"), "\(result.stdout)")
     #expect(result.stdout.contains("| training step ×3 (weights) | Trainer.trainStep | 4616 |"), "\(result.stdout)")
     #expect(!result.stdout.contains("DIFFERS"), "\(result.stdout)")
 }
@@ -761,20 +902,28 @@ func trainingOnTheEmulatedGPUMatchesTheCPU() throws {
     #expect(tooBig.status != 0 && tooBig.stderr.contains("while allocating") && tooBig.stderr.contains("MB on the GPU"), "\(tooBig.stderr)")
     #expect(tooBig.stderr.split(separator: "\n").filter { !$0.isEmpty }.count == 1, "\(tooBig.stderr)")
     // The IWAE bound (K = 3), the sampled KL, SGD with momentum and clipping, the three Gaussian
-    // likelihoods, free bits, a conditional model, both convolutional decoders, the other
-    // activations and two stochastic layers on the GPU: the CPU's weights within rounding.
+    // likelihoods, free bits, a conditional model, both convolutional decoders (through cuDNN,
+    // and through patch matrices with VAE_CUDA_CUDNN=0), the other activations and two
+    // stochastic layers on the GPU: the CPU's weights within rounding.
     for (name, flags) in [
         ("iwae", ["--iwae", "3"]), ("mc", ["--kl", "mc", "--activation", "tanh"]),
         ("sgd", ["--optimizer", "sgd", "--momentum", "0.9", "--lr", "0.05", "--clip-norm", "0.5"]),
         ("gaussian", ["--likelihood", "gaussian", "--sigma", "0.3"]), ("free-bits", ["--free-bits", "0.05"]), ("conditional", ["--conditional"]),
         ("gaussian-pixel", ["--likelihood", "gaussian-pixel"]), ("gaussian-shared", ["--likelihood", "gaussian-shared", "--sigma", "0.3"]),
-        ("conv", ["--arch", "conv", "--channels", "2,3"]),
+        ("conv", ["--arch", "conv", "--channels", "2,3"]), ("conv-patches", ["--arch", "conv", "--channels", "2,3"]),
         ("conv-nearest", ["--arch", "conv", "--channels", "3,2", "--upsampling", "nearest", "--activation", "leaky-relu", "--likelihood", "gaussian-pixel"]),
         ("softplus", ["--activation", "softplus", "--hidden", "16,8"]), ("sigmoid", ["--activation", "sigmoid"]),
         ("two-layers", ["--stochastic-layers", "2", "--latent2", "2", "--hidden2", "8", "--activation", "tanh"]),
         ("two-layers-iwae", ["--stochastic-layers", "2", "--iwae", "2"]),
     ] {
-        #expect(try vae(arguments + flags + ["--out", dir + "/\(name)-gpu", "--device", "cuda:0"], environment: environment).status == 0)
+        var settings = environment
+        if name == "conv-patches" { settings["VAE_CUDA_CUDNN"] = "0" }
+        let run = try vae(arguments + flags + ["--out", dir + "/\(name)-gpu", "--device", "cuda:0"], environment: settings)
+        #expect(run.status == 0, "\(run.stderr)")
+        if name.hasPrefix("conv") {
+            let expected = name == "conv-patches" ? "convolutions through patch matrices (VAE_CUDA_CUDNN=0)" : "convolutions by cuDNN 9.10.2"
+            #expect(run.stdout.contains(expected), "\(run.stdout)")
+        }
         #expect(try vae(arguments + flags + ["--out", dir + "/\(name)-cpu", "--threads", "1"]).status == 0)
         let (g, c) = (try tensors(dir + "/\(name)-gpu/model.safetensors"), try tensors(dir + "/\(name)-cpu/model.safetensors"))
         largest = 0
