@@ -67,8 +67,21 @@ public final class CUDNN {
     private static let resultBytes = 48
     private static let resultsAsked: Int32 = 16
 
+    /// cuDNN 9's sub-libraries, which `libcudnn.so.9` opens by name when first needed, in the
+    /// order they depend on each other.
+    static let subLibraries = [
+        "libcudnn_graph.so.9", "libcudnn_engines_precompiled.so.9", "libcudnn_engines_runtime_compiled.so.9", "libcudnn_heuristic.so.9",
+        "libcudnn_ops.so.9", "libcudnn_cnn.so.9",
+    ]
+
     /// Loads cuDNN from `path`, creates a handle on the current context's device and its workspace.
+    /// The sub-libraries beside `path` are opened first, so that cuDNN finds them loaded whether
+    /// or not its folder is on the loader's path (PyPI's `nvidia-cudnn` wheels are not).
     public init(path: String) throws {
+        let folder = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        if !folder.isEmpty {
+            for name in Self.subLibraries where access(folder + "/" + name, R_OK) == 0 { _ = dlopen(folder + "/" + name, RTLD_NOW | RTLD_GLOBAL) }
+        }
         let library = try DynamicLibrary(path, expected: "cuDNN 9")
         self.path = path
         let create = try library.function("cudnnCreate", Create.self)
