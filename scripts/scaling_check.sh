@@ -56,6 +56,10 @@ for name in sorted(os.listdir(out)):
 open(os.path.join(out, "scaling.md"), "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 EOF
+    # The model across machines, fitted to these rows (issue 26 item 6), when there are enough.
+    if model=$(python3 "$(dirname "$0")/scaling_model.py" "$1/scaling.jsonl" 2>/dev/null); then
+        printf '\n## Across machines (a model fitted to the rows above)\n\n%s\n' "$model" | tee -a "$1/scaling.md"
+    fi
 }
 if [ "${1:-}" = "--table" ]; then
     render_table "${2:?output folder}"
