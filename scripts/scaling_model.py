@@ -66,8 +66,11 @@ def fit(points):
     return p, q, u, size
 
 
-def exchange(hosts, size, bandwidth, hop):
-    return 2 * (hosts - 1) / hosts * size / bandwidth + 2 * (hosts - 1) * hop
+def cases(size):
+    """(network, machines, t_x in seconds) of each row of the tables."""
+    for name, bandwidth, hop in NETWORKS:
+        for hosts in HOSTS:
+            yield name, hosts, 2 * (hosts - 1) / hosts * size / bandwidth + 2 * (hosts - 1) * hop
 
 
 def tables(p, q, u, size):
@@ -81,13 +84,11 @@ def tables(p, q, u, size):
         "| network | machines | t_x | b = 32 / rank | b = 128 | b = 512 | b for 90% |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, bandwidth, hop in NETWORKS:
-        for hosts in HOSTS:
-            tx = exchange(hosts, size, bandwidth, hop)
-            eff = lambda b: compute(b, hosts) / (compute(b, hosts) + tx)
-            need = next((b for b in range(1, 1 << 16) if eff(b) >= 0.9), None)
-            lines.append(f"| {name} | {hosts} | {1000 * tx:.2f} ms | {eff(32):.0%} | {eff(128):.0%} | {eff(512):.0%} | "
-                         f"{need if need is not None else '—'} |")
+    for name, hosts, tx in cases(size):
+        eff = lambda b: compute(b, hosts) / (compute(b, hosts) + tx)
+        need = next((b for b in range(1, 1 << 16) if eff(b) >= 0.9), None)
+        lines.append(f"| {name} | {hosts} | {1000 * tx:.2f} ms | {eff(32):.0%} | {eff(128):.0%} | {eff(512):.0%} | "
+                     f"{need if need is not None else '—'} |")
     lines += [
         "",
         "Global batch B (each machine B/N rows): speed-up over one machine, t_c(B, 1) / (t_c(B/N, N) + t_x).",
@@ -95,11 +96,9 @@ def tables(p, q, u, size):
         "| network | machines | B = 128 | B = 1,024 | B = 8,192 |",
         "|---|---|---|---|---|",
     ]
-    for name, bandwidth, hop in NETWORKS:
-        for hosts in HOSTS:
-            tx = exchange(hosts, size, bandwidth, hop)
-            speedup = lambda big: compute(big, 1) / (compute(big / hosts, hosts) + tx)
-            lines.append(f"| {name} | {hosts} | {speedup(128):.2f}× | {speedup(1024):.2f}× | {speedup(8192):.2f}× |")
+    for name, hosts, tx in cases(size):
+        speedup = lambda big: compute(big, 1) / (compute(big / hosts, hosts) + tx)
+        lines.append(f"| {name} | {hosts} | {speedup(128):.2f}× | {speedup(1024):.2f}× | {speedup(8192):.2f}× |")
     return lines
 
 
