@@ -80,6 +80,9 @@ public final class CUDAStep {
     var retiredBuffers: [DeviceBuffer] = []
     /// Pieces of work the last recorded step had.
     private var recordedLength = 64
+    /// The last recorded step's pieces: its kernels, and its library calls (products and
+    /// convolutions, each one child graph of a few kernels), for `vae bench`.
+    public private(set) var recordedPieces = (kernels: 0, libraryCalls: 0)
     /// The split scratch's least size (the checks set 0, so that it grows within a step).
     public var splitScratchFloor = 1 << 20
     let likelihood: Likelihood
@@ -499,6 +502,8 @@ public final class CUDAStep {
         if recorded, let work = context.recording {
             context.recording = nil
             recordedLength = work.count
+            let kernels = work.reduce(0) { if case .kernel = $1 { $0 + 1 } else { $0 } }
+            recordedPieces = (kernels, work.count - kernels)
             if let profile {
                 try profile.run(work, context: context, cublas: cublas, cudnn: cudnn)
             } else if let graphs {

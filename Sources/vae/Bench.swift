@@ -217,6 +217,8 @@ struct Bench: ParsableCommand {
             ("train_images_per_second", "training images/s", Double(train.count) / epoch),
             ("step_ms", "ms per step (wall clock)", 1000 * epoch / Double(loader.batchesPerEpoch)),
             ("cuda_graphs", "CUDA graphs", graphs),
+            ("step_pieces", "a step's pieces (graph nodes): kernels + library calls (cuBLAS, cuBLASLt, cuDNN)",
+             "\(step.recordedPieces.kernels) + \(step.recordedPieces.libraryCalls)"),
             ("bias_epilogues", "biases added in the products' epilogues", epilogues),
         ]
         if step.hasConvolutions {
