@@ -206,7 +206,8 @@ public final class CUBLASLt {
             handle, plan.desc, &alpha, b, plan.layouts[0], a, plan.layouts[1], &beta, c, plan.layouts[2], c, plan.layouts[2], plan.result,
             workspace.address, workspace.bytes, stream)
         guard status == 0 else {
-            throw CUDAError("cublasLtMatmul (with its \(epilogue.name)) failed for \(m)×\(k) · \(k)×\(n) (cuBLAS status \(status)); VAE_CUDA_LT=0 does without cuBLASLt")
+            let without = epilogue.mask != nil ? "VAE_CUDA_LT=bias does without the ReLU masks, VAE_CUDA_LT=0 without cuBLASLt" : "VAE_CUDA_LT=0 does without cuBLASLt"
+            throw CUDAError("cublasLtMatmul (with its \(epilogue.name)) failed for \(m)×\(k) · \(k)×\(n) (cuBLAS status \(status)); \(without)")
         }
     }
 

@@ -136,7 +136,7 @@ public final class CUDNN {
             (self.outChannels, self.kernel, self.stride, self.padding) = (outChannels, kernel, stride, padding)
         }
 
-        /// ⌊(size + 2p − k)/s⌋ + 1, as ``ConvolutionGeometry``.
+        /// ⌊(size + 2p − k)/s⌋ + 1, as `ConvolutionGeometry` does.
         public var outHeight: Int { (height + 2 * padding - kernel) / stride + 1 }
         public var outWidth: Int { (width + 2 * padding - kernel) / stride + 1 }
     }
