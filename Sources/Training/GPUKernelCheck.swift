@@ -72,6 +72,39 @@ public enum GPUKernelCheck {
         let zCPU = Tensor(shape: [rows, latent])
         reparameterize(postTensor, noise: epsTensor, into: zCPU)
         record("vae_sample_latents (one sample)", "reparameterize", try z.download(), zCPU.toArray())
+        // A training step's draw: ε, z and the sampled KL of 3 samples of each of 43 images
+        // (129 rows of 20: rows end inside Philox blocks), against the CPU's normals of the
+        // stream, reparameterize and monteCarloObjective's log q − log p written out.
+        let (images, samples) = (43, 3)
+        let drawn = (eps: try DeviceBuffer(count: images * samples * latent), z: try DeviceBuffer(count: images * samples * latent),
+                     kl: try DeviceBuffer(count: images * samples))
+        try context.launch("vae_sample_rows", grid: grid(images * samples), [
+            .uint64(0x5EED_0003), .uint64(17), .buffer(post), .int32(Int32(images)), .int32(Int32(samples)), .int32(Int32(latent)),
+            .buffer(drawn.eps), .buffer(drawn.z), .buffer(drawn.kl),
+        ])
+        let drawnCPU = CounterNoise(seed: 0x5EED_0003).normals(stream: 17, count: images * samples * latent)
+        var repeatedValues: [Float] = []
+        for r in 0..<images * samples {
+            let b = r / samples
+            repeatedValues += posterior[b * 2 * latent..<(b + 1) * 2 * latent]
+        }
+        let repeated = Tensor(shape: [images * samples, 2 * latent], values: repeatedValues)
+        let drawnZ = Tensor(shape: [images * samples, latent])
+        reparameterize(repeated, noise: Tensor(shape: [images * samples, latent], values: drawnCPU), into: drawnZ)
+        let zValues = drawnZ.toArray()
+        var klDrawn: [Float] = []
+        for r in 0..<images * samples {
+            var (logVarSum, e2, z2): (Float, Float, Float) = (0, 0, 0)
+            for j in 0..<latent { logVarSum += posterior[(r / samples) * 2 * latent + latent + j] }
+            for j in 0..<latent {
+                let (e, zj) = (drawnCPU[r * latent + j], zValues[r * latent + j])
+                e2 += e * e
+                z2 += zj * zj
+            }
+            klDrawn.append(0.5 * (z2 - logVarSum - e2))
+        }
+        record("vae_sample_rows (ε, z, sampled KL; 3 samples per image)", "CounterNoise.normals, reparameterize, log q − log p",
+               try drawn.eps.download() + drawn.z.download() + drawn.kl.download(), drawnCPU + zValues + klDrawn)
         let kl = try DeviceBuffer(count: rows)
         try context.launch("vae_kl_rows", grid: grid(rows), [.buffer(post), .buffer(kl), .int32(Int32(rows)), .int32(Int32(latent))])
         var klCPU = [Double](repeating: 0, count: rows)

@@ -393,15 +393,16 @@ public final class CUDAStep {
             }
             condition = oneHot
         }
-        // ε for every sample of every image: numbers 0 ..< rows·d of the step's stream, as the CPU.
-        try context.launch("vae_philox_normals", grid: CUDAContext.grid(for: (rows * latent + 3) / 4 + 1), [
-            .uint64(noiseSeed), .uint64(stream), .uint64(0), .int64(rows * latent), .buffer(eps),
-        ])
         try forward(encoderOps, input: x, width: pixels, work: encoderWork, rows: images, condition: condition.map { ($0, 1) })
         let posterior = encoderWork.lastOutput(input: x), posteriorGradient = encoderWork.lastGradient(input: nil)!
         let logits = decoderWork.lastOutput(input: z), logitsGradient = decoderWork.lastGradient(input: zGradient)!
-        try context.launch("vae_sample_latents", grid: CUDAContext.grid(for: rows * latent), [
-            .buffer(posterior), .buffer(eps), .buffer(z), .int32(Int32(images)), .int32(Int32(samples)), .int32(Int32(latent)),
+        // ε for every sample of every image (numbers 0 ..< rows·d of the step's stream, as the
+        // CPU), z, and with one stochastic layer and a sampled objective each row's sampled KL
+        // (log q − log p at z): one launch.
+        let sampledKL = upperWork == nil && objective.usesMonteCarlo
+        try context.launch("vae_sample_rows", grid: CUDAContext.grid(for: rows), [
+            .uint64(noiseSeed), .uint64(stream), .buffer(posterior), .int32(Int32(images)), .int32(Int32(samples)), .int32(Int32(latent)),
+            .buffer(eps), .buffer(z), .buffer(sampledKL ? rowKL : nil),
         ])
         try forward(decoderOps, input: z, width: latent, work: decoderWork, rows: rows, condition: condition.map { ($0, samples) })
         let scale = 1 / Float(images)
@@ -418,11 +419,6 @@ public final class CUDAStep {
             ])
             try upperForward(z1: z, rows: rows, work: upperWork)
             try twoLayerKL(posterior1: posterior, eps1: eps, z1: z, images: images, samples: samples, analytic: analyticUpper, work: upperWork, rowKL: rowKL)
-        } else if objective.usesMonteCarlo {
-            // The sampled KL (log q − log p at each sample).
-            try context.launch("vae_sampled_kl", grid: CUDAContext.grid(for: rows), [
-                .buffer(posterior), .buffer(eps), .buffer(z), .int32(Int32(images)), .int32(Int32(samples)), .int32(Int32(latent)), .buffer(rowKL),
-            ])
         }
         if upperWork != nil || objective.usesMonteCarlo {
             // The bound and each sample's normalised weight.
@@ -438,16 +434,14 @@ public final class CUDAStep {
             }
             try backward(decoderOps, input: z, width: latent, work: decoderWork, inputGradient: zGradient, rows: rows)
             let weights: DeviceBuffer? = samples > 1 || upperWork != nil ? sampleWeights : nil
+            // With one stochastic layer, the prior's gradient β z is added to each sample's ∂z as
+            // the posterior's gradient sums them; with two, p(z₁|z₂)'s backward adds it first.
             if let upperWork {
                 try upperBackward(z1: z, rows: rows, c: scale * klWeight, analytic: analyticUpper, weights: sampleWeights, work: upperWork, dz1: zGradient)
-            } else {
-                try context.launch("vae_prior_gradient", grid: CUDAContext.grid(for: rows * latent), [
-                    .buffer(zGradient), .buffer(z), .buffer(weights), .int32(Int32(rows)), .int32(Int32(latent)), .float(scale * klWeight),
-                ])
             }
             try context.launch("vae_posterior_gradient_samples", grid: CUDAContext.grid(for: images * latent), [
-                .buffer(posterior), .buffer(eps), .buffer(zGradient), .buffer(weights), .int32(Int32(images)), .int32(Int32(samples)),
-                .int32(Int32(latent)), .float(scale * klWeight), .buffer(posteriorGradient),
+                .buffer(posterior), .buffer(eps), .buffer(zGradient), .buffer(weights), .buffer(upperWork == nil ? z : nil), .int32(Int32(images)),
+                .int32(Int32(samples)), .int32(Int32(latent)), .float(scale * klWeight), .buffer(posteriorGradient),
             ])
         } else {
             // The analytic KL and its gradient with the reparameterisation's; with free bits, the

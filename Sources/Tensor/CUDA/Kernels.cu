@@ -442,22 +442,6 @@ extern "C" __global__ void vae_free_bits_mask(const double *sums, int rows, int 
 // ---------------------------------------------------------------------------------------------
 // The sampled objective: K samples of each of B images, rows b·K + s (K = 1 with the sampled KL)
 
-// log q(z|x) − log p(z) at each sample, ½ Σ_j (z_j² − log σ²_j − ε_j²) (the log 2π terms
-// cancel), each sum in float over j in order. CPU: monteCarloObjective's per-sample KL.
-extern "C" __global__ void vae_sampled_kl(const float *posterior, const float *eps, const float *z, int images, int samples, int d,
-                                         float *rowKL) {
-    FOR_EACH(r, (long)images * samples) {
-        const float *logVar = posterior + (r / samples) * 2 * d + d, *e = eps + r * d, *zr = z + r * d;
-        float logVarSum = 0.0f, e2 = 0.0f, z2 = 0.0f;
-        for (int j = 0; j < d; j++) logVarSum += logVar[j];
-        for (int j = 0; j < d; j++) {
-            e2 += e[j] * e[j];
-            z2 += zr[j] * zr[j];
-        }
-        rowKL[r] = 0.5f * (z2 - logVarSum - e2);
-    }
-}
-
 // The importance-weighted bound of each image from its samples' log w = −NLL − β KL, in double
 // (each image's samples in the CPU's order): each sample's normalised weight w_r / Σ w into
 // weights[r], and into slot `slot` of the record (Σ_r NLL_r / K, Σ_r KL_r / K,
@@ -505,16 +489,12 @@ extern "C" __global__ void vae_iwae_bound(const float *rowNLL, const float *rowK
     terms[3 * slot + 2] = objective;
 }
 
-// dz_r += c · w_r · z_r, the gradient of −β log p(z) = β ½ |z|² (c = scale · β; w = 1 when
-// weights is nil). CPU: monteCarloObjective's prior term.
-extern "C" __global__ void vae_prior_gradient(float *dz, const float *z, const float *weights, int rows, int d, float c) {
-    FOR_EACH(i, (long)rows * d) dz[i] += c * (weights ? weights[i / d] : 1.0f) * z[i];
-}
-
 // ∂/∂[μ | log σ²] of each image from its K samples' ∂/∂z (samples in order): ∂μ = Σ_s dz,
-// ∂log σ² = Σ_s (dz · ½σε − ½ c w_s) with c = scale · β. CPU: posteriorGradient.
+// ∂log σ² = Σ_s (dz · ½σε − ½ c w_s) with c = scale · β; with `prior` (the samples z), each
+// sample's dz first has the gradient of −β log p(z) = β ½ |z|² added, dz + c w_s z (w = 1 when
+// weights is nil). CPU: monteCarloObjective's prior term and posteriorGradient.
 extern "C" __global__ void vae_posterior_gradient_samples(const float *posterior, const float *eps, const float *dz, const float *weights,
-                                                          int images, int samples, int d, float c, float *gradient) {
+                                                          const float *prior, int images, int samples, int d, float c, float *gradient) {
     FOR_EACH(i, (long)images * d) {
         long b = i / d, j = i % d;
         float sigma = expf(0.5f * posterior[b * 2 * d + d + j]);
@@ -522,6 +502,7 @@ extern "C" __global__ void vae_posterior_gradient_samples(const float *posterior
         for (int s = 0; s < samples; s++) {
             long r = b * samples + s;
             float g = dz[r * d + j];
+            if (prior) g += c * (weights ? weights[r] : 1.0f) * prior[r * d + j];
             gMu += g;
             gLogVar += g * 0.5f * sigma * eps[r * d + j] - 0.5f * c * (weights ? weights[r] : 1.0f);
         }
@@ -685,25 +666,61 @@ __device__ void philox4x32_10(u32 c[4], u32 k0, u32 k1) {
     }
 }
 
+// The four normals of Philox block `block` of `stream` under `seed`: two Box–Muller pairs in double.
+__device__ void philox_normal_block(u64 seed, u64 stream, u64 block, double normals[4]) {
+    const double twoPi = 6.283185307179586476925286766559;
+    u32 c[4] = {(u32)block, (u32)(block >> 32), (u32)stream, (u32)(stream >> 32)};
+    philox4x32_10(c, (u32)seed, (u32)(seed >> 32));
+    for (int pair = 0; pair < 2; pair++) {
+        double u1 = ((double)c[2 * pair] + 0.5) * 0x1p-32;
+        double u2 = ((double)c[2 * pair + 1] + 0.5) * 0x1p-32;
+        double radius = sqrt(-2.0 * log(u1));
+        normals[2 * pair] = radius * cos(twoPi * u2);
+        normals[2 * pair + 1] = radius * sin(twoPi * u2);
+    }
+}
+
 // out[i] = normal number first + i of `stream` under `seed` (one thread per block of four).
 extern "C" __global__ void vae_philox_normals(u64 seed, u64 stream, u64 first, long count, float *out) {
-    const double twoPi = 6.283185307179586476925286766559;
     u64 firstBlock = first / 4, lastBlock = (first + count + 3) / 4;
     FOR_EACH(k, lastBlock - firstBlock) {
         u64 block = firstBlock + k;
-        u32 c[4] = {(u32)block, (u32)(block >> 32), (u32)stream, (u32)(stream >> 32)};
-        philox4x32_10(c, (u32)seed, (u32)(seed >> 32));
         double normals[4];
-        for (int pair = 0; pair < 2; pair++) {
-            double u1 = ((double)c[2 * pair] + 0.5) * 0x1p-32;
-            double u2 = ((double)c[2 * pair + 1] + 0.5) * 0x1p-32;
-            double radius = sqrt(-2.0 * log(u1));
-            normals[2 * pair] = radius * cos(twoPi * u2);
-            normals[2 * pair + 1] = radius * sin(twoPi * u2);
-        }
+        philox_normal_block(seed, stream, block, normals);
         for (int j = 0; j < 4; j++) {
             u64 index = block * 4 + j;
             if (index >= first && index < first + count) out[index - first] = (float)normals[j];
+        }
+    }
+}
+
+// A training step's latent samples, one thread per row r = b·K + s: ε_r = normals r·d … r·d + d − 1
+// of `stream` under `seed` (as vae_philox_normals), z_r = μ_b + σ_b ⊙ ε_r (as vae_sample_latents)
+// and, when rowKL is given, the sampled KL ½(Σ z² − Σ log σ² − Σ ε²) (log q − log p at z_r, the
+// dimensions in order). Three launches' work in one. CPU: CounterNoise.normals, reparameterize and
+// monteCarloObjective's log q − log p.
+extern "C" __global__ void vae_sample_rows(u64 seed, u64 stream, const float *posterior, int images, int samples, int d, float *eps, float *z,
+                                          float *rowKL) {
+    FOR_EACH(r, (long)images * samples) {
+        const float *mu = posterior + (r / samples) * 2 * d, *logVar = mu + d;
+        u64 first = (u64)r * d;
+        double normals[4];
+        for (int j = 0; j < d; j++) {
+            u64 index = first + j;
+            if (j == 0 || index % 4 == 0) philox_normal_block(seed, stream, index / 4, normals);
+            float e = (float)normals[index % 4];
+            eps[index] = e;
+            z[index] = mu[j] + expf(0.5f * logVar[j]) * e;
+        }
+        if (rowKL) {
+            const float *e = eps + first, *zr = z + first;
+            float logVarSum = 0.0f, e2 = 0.0f, z2 = 0.0f;
+            for (int j = 0; j < d; j++) logVarSum += logVar[j];
+            for (int j = 0; j < d; j++) {
+                e2 += e[j] * e[j];
+                z2 += zr[j] * zr[j];
+            }
+            rowKL[r] = 0.5f * (z2 - logVarSum - e2);
         }
     }
 }
