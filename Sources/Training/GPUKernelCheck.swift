@@ -105,11 +105,17 @@ public enum GPUKernelCheck {
         }
         record("vae_sample_rows (ε, z, sampled KL; 3 samples per image)", "CounterNoise.normals, reparameterize, log q − log p",
                try drawn.eps.download() + drawn.z.download() + drawn.kl.download(), drawnCPU + zValues + klDrawn)
-        let kl = try DeviceBuffer(count: rows)
-        try context.launch("vae_kl_rows", grid: grid(rows), [.buffer(post), .buffer(kl), .int32(Int32(rows)), .int32(Int32(latent))])
+        // The record of a step's terms with each row's analytic KL from the posterior (kl_row).
+        let klRecord = try DeviceBuffer(bytes: 24), noLosses = try DeviceBuffer([Float](repeating: 0, count: rows))
+        try context.launch("vae_record_terms", grid: 1, block: 128, shared: 128 * 16, [
+            .buffer(noLosses), .buffer(nil), .buffer(post), .int32(Int32(latent)), .int32(Int32(rows)), .float(1), .buffer(nil), .buffer(klRecord), .int32(0),
+        ])
         var klCPU = [Double](repeating: 0, count: rows)
         klDivergence(postTensor, perExample: &klCPU)
-        record("vae_kl_rows", "klDivergence per example", try kl.download(), klCPU.map { Float($0) })
+        var klTerms = [Double](repeating: 0, count: 3)
+        try klTerms.withUnsafeMutableBytes { try klRecord.download(raw: $0) }
+        record("vae_record_terms (the KL of each posterior row)", "klDivergence per example, added in double", klTerms.map { Float($0) },
+               [0, Float(klCPU.reduce(0, +)), Float(klCPU.reduce(0, +))])
         let dz = random(rows * latent), weights = (0..<latent).map { Float($0 % 3 == 0 ? 0 : 1) }
         let dzBuffer = try DeviceBuffer(dz), weightBuffer = try DeviceBuffer(weights), postGrad = try DeviceBuffer(count: posterior.count)
         try context.launch("vae_posterior_backward", grid: grid(rows * latent), [
@@ -170,7 +176,7 @@ public enum GPUKernelCheck {
         let klValues = random(rows, 0, 20)
         let klBuffer = try DeviceBuffer(klValues)
         try context.launch("vae_record_terms", grid: 1, block: 128, shared: 128 * 16, [
-            .buffer(rowSums), .buffer(klBuffer), .int32(Int32(rows)), .float(0.5), .buffer(nil), .buffer(termsRecord), .int32(2),
+            .buffer(rowSums), .buffer(klBuffer), .buffer(nil), .int32(0), .int32(Int32(rows)), .float(0.5), .buffer(nil), .buffer(termsRecord), .int32(2),
         ])
         var terms = [Double](repeating: 0, count: 9)
         try terms.withUnsafeMutableBytes { try termsRecord.download(raw: $0) }

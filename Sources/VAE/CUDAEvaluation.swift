@@ -143,10 +143,13 @@ extension CUDAStep {
                     work: work, rowKL: rows(rowKL, first, m, width: 1))
             }
         }
-        if upperLatent == 0 {
-            try context.launch("vae_kl_rows", grid: CUDAContext.grid(for: n), [.buffer(posterior), .buffer(rowKL), .int32(Int32(n)), .int32(Int32(d))])
-        }
-        try context.launch("vae_record_terms", grid: 1, block: 128, shared: 128 * 16, [.buffer(rowNLL), .buffer(rowKL), .int32(Int32(n)), .float(1), .buffer(nil), .buffer(terms), .int32(0)])
+        // With one stochastic layer each row's analytic KL is summed from the posterior where the
+        // terms are recorded; with two, from the rows twoLayerKL wrote.
+        let single = upperLatent == 0
+        try context.launch("vae_record_terms", grid: 1, block: 128, shared: 128 * 16, [
+            .buffer(rowNLL), .buffer(single ? nil : rowKL), .buffer(single ? posterior : nil), .int32(Int32(d)), .int32(Int32(n)), .float(1), .buffer(nil),
+            .buffer(terms), .int32(0),
+        ])
         var values = [Double](repeating: 0, count: 3)
         try values.withUnsafeMutableBytes { try terms.download(raw: $0) }
         return LossBreakdown(reconstruction: values[0], kl: values[1], objective: values[2], images: n)

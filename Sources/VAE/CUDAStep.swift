@@ -446,8 +446,7 @@ public final class CUDAStep {
         } else {
             // The analytic KL and its gradient with the reparameterisation's; with free bits, the
             // KL's gradient only in the dimensions whose batch mean exceeds λ, and the objective
-            // with the floored KL.
-            try context.launch("vae_kl_rows", grid: CUDAContext.grid(for: rows), [.buffer(posterior), .buffer(rowKL), .int32(Int32(rows)), .int32(Int32(latent))])
+            // with the floored KL (each row's KL summed where the losses are recorded).
             let freeBits = objective.freeBits > 0
             if freeBits {
                 try context.launch("vae_kl_dimension_sums", grid: CUDAContext.grid(for: latent), [
@@ -459,8 +458,8 @@ public final class CUDAStep {
                 ])
             }
             try context.launch("vae_record_terms", grid: 1, block: 128, shared: 128 * 16, [
-                .buffer(rowLosses), .buffer(rowKL), .int32(Int32(rows)), .float(klWeight), .buffer(freeBits ? flooredKL : nil), .buffer(record),
-                .int32(Int32(queued.count)),
+                .buffer(rowLosses), .buffer(nil), .buffer(posterior), .int32(Int32(latent)), .int32(Int32(rows)), .float(klWeight),
+                .buffer(freeBits ? flooredKL : nil), .buffer(record), .int32(Int32(queued.count)),
             ])
             try backward(decoderOps, input: z, width: latent, work: decoderWork, inputGradient: zGradient, rows: rows)
             try context.launch("vae_posterior_backward", grid: CUDAContext.grid(for: rows * latent), [

@@ -838,10 +838,10 @@ func trainingOnTheEmulatedGPUMatchesTheCPU() throws {
     #expect((json?["gpu_memory_used_mib"] as? Int).map { $0 >= 0 } == true && (json?["fraction_of_fp32_peak"] as? Double).map { $0 > 0 } == true, "\(bench.stdout)")
     // Its steps went as CUDA graphs (96 images in batches of 16: one graph, built once).
     #expect((json?["cuda_graphs"] as? String)?.hasPrefix("each step one graph (1 built") == true, "\(bench.stdout)")
-    // Its nodes: 7 kernels (the batch, ε with z, the likelihood with its gradient, the KL rows,
-    // the loss record, the posterior's gradient, Adam) and 11 products (4 forward, 4 weight
+    // Its nodes: 6 kernels (the batch, ε with z, the likelihood with its gradient, the loss record
+    // with the KL rows, the posterior's gradient, Adam) and 11 products (4 forward, 4 weight
     // gradients, 3 input gradients: the encoder's first layer needs none).
-    #expect(json?["step_pieces"] as? String == "7 + 11", "\(bench.stdout)")
+    #expect(json?["step_pieces"] as? String == "6 + 11", "\(bench.stdout)")
     // The model's four layers (two in each network) each add their bias in cuBLASLt's epilogue,
     // the two without an activation (the heads) sum their bias gradient there too, and the two
     // after a ReLU layer apply its mask and sum its bias gradient in their ∂h products.

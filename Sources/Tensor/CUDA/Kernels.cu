@@ -232,15 +232,13 @@ extern "C" __global__ void vae_upsample_backward(const float *dy, int batch, int
 // ---------------------------------------------------------------------------------------------
 // The Gaussian posterior
 
-// KL(N(μ, σ²) ‖ N(0, I)) per row, ½ Σ_j (μ² + σ² − log σ² − 1), j in order (one thread per
-// row). CPU: klDivergence's per-example values.
-extern "C" __global__ void vae_kl_rows(const float *posterior, float *kl, int rows, int d) {
-    FOR_EACH(b, rows) {
-        const float *mu = posterior + b * 2 * d, *logVar = mu + d;
-        float s = 0.0f;
-        for (int j = 0; j < d; j++) s += mu[j] * mu[j] + expf(logVar[j]) - logVar[j] - 1.0f;
-        kl[b] = 0.5f * s;
-    }
+// KL(N(μ, σ²) ‖ N(0, I)) of one row of the posterior, ½ Σ_j (μ² + σ² − log σ² − 1), j in order.
+// CPU: klDivergence's per-example values.
+__device__ float kl_row(const float *posterior, long b, int d) {
+    const float *mu = posterior + b * 2 * d, *logVar = mu + d;
+    float s = 0.0f;
+    for (int j = 0; j < d; j++) s += mu[j] * mu[j] + expf(logVar[j]) - logVar[j] - 1.0f;
+    return 0.5f * s;
 }
 
 // The gradient with respect to the posterior [μ | log σ²] of klScale · KL + L(z):
@@ -382,11 +380,12 @@ extern "C" __global__ void vae_affine_rows(float *values, long n, float a, float
 
 // The step's loss terms in double, rows in order (one thread: a batch is a few hundred rows),
 // into slot `slot` of the per-step record that the host reads back once per progress update:
-// terms[3·slot …] = (Σ_b rowLosses[b], Σ_b rowKL[b], the first + klWeight × the second — or,
-// with free bits, × rows × *flooredKL, the floored KL per image). CPU: the per-example figures
+// terms[3·slot …] = (Σ_b rowLosses[b], Σ_b KL_b, the first + klWeight × the second — or, with
+// free bits, × rows × *flooredKL, the floored KL per image), KL_b = rowKL[b] or, with
+// `posterior` (rowKL nil), the analytic KL of its row b (kl_row). CPU: the per-example figures
 // added in double by the objective, and Trainer.freeBitsStep's objective.
-extern "C" __global__ void vae_record_terms(const float *rowLosses, const float *rowKL, int rows, float klWeight, const double *flooredKL,
-                                            double *terms, int slot) {
+extern "C" __global__ void vae_record_terms(const float *rowLosses, const float *rowKL, const float *posterior, int d, int rows, float klWeight,
+                                            const double *flooredKL, double *terms, int slot) {
     // One block: thread t adds rows t, t + T, … in order, then thread 0 adds the threads' sums
     // in order (a fixed order; 2·T doubles of shared memory).
     extern __shared__ float shared[];
@@ -395,7 +394,7 @@ extern "C" __global__ void vae_record_terms(const float *rowLosses, const float 
     double reconstruction = 0.0, kl = 0.0;
     for (int b = threadIdx.x; b < rows; b += blockDim.x) {
         reconstruction += (double)rowLosses[b];
-        kl += (double)rowKL[b];
+        kl += (double)(posterior ? kl_row(posterior, b, d) : rowKL[b]);
     }
     partial[2 * threadIdx.x] = reconstruction;
     partial[2 * threadIdx.x + 1] = kl;
