@@ -107,11 +107,11 @@ public final class CUDNN {
         let v = getVersion()  // 9.x: 10000·major + 100·minor + patch
         version = "\(v / 10000).\(v % 10000 / 100).\(v % 100)"
         guard v >= 90000 else { throw CUDAError("\(path) is cuDNN \(version); vae uses cuDNN 9") }
+        workspace = try DeviceBuffer(bytes: Self.workspaceBytes)  // first: nothing to release if it does not fit
         var handle: OpaquePointer?
         let status = create(&handle)
         guard status == 0, let handle else { throw CUDAError("cudnnCreate failed (cuDNN status \(status))") }
         self.handle = handle
-        workspace = try DeviceBuffer(bytes: Self.workspaceBytes)
     }
 
     deinit {
