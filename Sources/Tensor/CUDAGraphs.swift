@@ -76,6 +76,15 @@ public enum RecordedWork {
     case kernel(RecordedKernel)
     case product(RecordedProduct)
     case convolution(RecordedConvolution)
+
+    /// Launches it now (not as a graph).
+    public func run(context: CUDAContext, cublas: CUBLAS, cudnn: CUDNN?) throws {
+        switch self {
+        case .kernel(let kernel): try context.launch(kernel)
+        case .product(let product): try product.run(on: cublas)
+        case .convolution(let convolution): try convolution.run(on: cudnn)
+        }
+    }
 }
 
 /// A training step's work as CUDA graphs: the step records its launches and products
@@ -128,13 +137,7 @@ public final class CUDAGraphs {
                 disabledReason = "\(error)"
             }
         }
-        for item in work {
-            switch item {
-            case .kernel(let kernel): try context.launch(kernel)
-            case .product(let product): try product.run(on: cublas)
-            case .convolution(let convolution): try convolution.run(on: cudnn)
-            }
-        }
+        for item in work { try item.run(context: context, cublas: cublas, cudnn: cudnn) }
     }
 
     private func launchAsGraph(_ work: [RecordedWork]) throws {

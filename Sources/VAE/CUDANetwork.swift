@@ -519,17 +519,18 @@ extension CUDAStep {
                 // epilogue where it can; else ∂b, through the activation, in a pass first —
                 // unless the next layer's ∂h product did both); ∂h = g W [rows, in] (and, where
                 // the layer before is ReLU's with its mask, ∂h ⊙ its ReLU' and its ∂b).
-                var (summed, weightGradient) = (gradientsDone.contains(k), false)
-                if !summed && activation == nil {
-                    summed = try product(transposeA: true, transposeB: false, m: outputsCount, n: inputs, k: rows,
-                        a: g.address, lda: outputsCount, b: h.address, ldb: inputs, c: gradients[w].address, ldc: inputs,
-                        epilogues: [.rowSumsOfA(address: gradients[b].address)]) != nil
-                    weightGradient = summed
-                }
-                if !weightGradient {
-                    if !summed { try biasGradient(g, output: y, activation: activation, into: gradients[b], rows: rows, columns: outputsCount, scratch: nil) }
+                @discardableResult
+                func weightGradient(_ epilogues: [ProductEpilogue] = []) throws -> ProductEpilogue? {
                     try product(transposeA: true, transposeB: false, m: outputsCount, n: inputs, k: rows,
-                        a: g.address, lda: outputsCount, b: h.address, ldb: inputs, c: gradients[w].address, ldc: inputs)
+                        a: g.address, lda: outputsCount, b: h.address, ldb: inputs, c: gradients[w].address, ldc: inputs, epilogues: epilogues)
+                }
+                if gradientsDone.contains(k) {
+                    try weightGradient()  // ∂pre and ∂b came with the next layer's ∂h
+                } else if activation == nil, try weightGradient([.rowSumsOfA(address: gradients[b].address)]) != nil {
+                    // ∂W and ∂b in one product
+                } else {
+                    try biasGradient(g, output: y, activation: activation, into: gradients[b], rows: rows, columns: outputsCount, scratch: nil)
+                    try weightGradient()
                 }
                 if let dh {
                     var epilogues: [ProductEpilogue] = []

@@ -573,16 +573,11 @@ public final class StepProfile {
         try events[0].record()
         var pieces: [String] = []
         for item in work {
+            try item.run(context: context, cublas: cublas, cudnn: cudnn)
             switch item {
-            case .kernel(let kernel):
-                try context.launch(kernel)
-                pieces.append(kernel.name)
-            case .product(let product):
-                try product.run(on: cublas)
-                pieces.append(Self.products)
-            case .convolution(let convolution):
-                try convolution.run(on: cudnn)
-                pieces.append(Self.convolutions)
+            case .kernel(let kernel): pieces.append(kernel.name)
+            case .product: pieces.append(Self.products)
+            case .convolution: pieces.append(Self.convolutions)
             }
             let end = try event()
             try end.record()
