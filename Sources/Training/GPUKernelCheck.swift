@@ -527,8 +527,8 @@ public enum GPUKernelCheck {
     /// ∂b = Σ_r ∂pre[r] (DRELU_BGRAD; g [96 × 50], V [50 × 200]) — against the exact sums in
     /// double, the mask taken from the y it came back with: y within 2⁻¹⁴ (Σ|h w| + |b|), ∂pre
     /// within 2⁻¹⁴ Σ|g v|, ∂b within 2⁻¹⁴ Σ_r Σ|g v|. A mask read with the wrong stride or not
-    /// applied is off by whole values. Two rows; none when cuBLASLt offers no algorithm for
-    /// either (a step then does that work in kernels of its own).
+    /// applied is off by whole values. Two rows; when cuBLASLt offers no algorithm for either,
+    /// one row that says so (a step then does that work in kernels of its own).
     static func reluMaskProducts(_ cublas: CUBLAS) throws -> [Row] {
         let (rows, inputs, outputs, next) = (96, 300, 200, 50)
         var rng = RandomGenerator(seed: 35)
@@ -547,7 +547,11 @@ public enum GPUKernelCheck {
                            b: wBuffer.address, ldb: inputs, c: yBuffer.address, ldc: outputs, precision: .fp32),
               cublas.fuses(backward, transposeA: false, transposeB: false, m: rows, n: outputs, k: next, a: gBuffer.address, lda: next,
                            b: vBuffer.address, ldb: outputs, c: dBuffer.address, ldc: outputs, precision: .fp32)
-        else { return [] }
+        else {
+            // Not a failure: the step then takes the ReLU's derivative in its own bias-gradient pass.
+            return [Row(kernel: "cuBLASLt ReLU masks (RELU_AUX_BIAS, DRELU_BGRAD): no algorithm offered, not used", twin: "the bias-gradient pass",
+                        elements: 0, largestError: 0, tolerance: 0)]
+        }
         try cublas.product(forward, transposeA: false, transposeB: true, m: rows, n: outputs, k: inputs, a: hBuffer.address, lda: inputs,
                            b: wBuffer.address, ldb: inputs, c: yBuffer.address, ldc: outputs, precision: .fp32)
         try cublas.product(backward, transposeA: false, transposeB: false, m: rows, n: outputs, k: next, a: gBuffer.address, lda: next,
