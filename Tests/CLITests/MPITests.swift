@@ -12,6 +12,9 @@ let mpirunPath = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManage
 /// mpirun's options for these tests, before the program.
 func mpirunOptions(_ ranks: Int) -> [String] {
     ["--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)", "--mca", "btl", "self,vader", "--mca", "btl_vader_single_copy_mechanism", "none"]
+        // Its session folder and shared-memory segments under the tests' root, so that a job the
+        // tests kill leaves nothing behind in /tmp or /dev/shm once the tests end.
+        + ["--mca", "orte_tmpdir_base", TemporaryFiles.root, "--mca", "btl_vader_backing_directory", TemporaryFiles.root]
 }
 
 func mpirun(_ ranks: Int, _ arguments: [String]) throws -> Output {

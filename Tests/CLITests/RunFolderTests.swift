@@ -222,8 +222,7 @@ let readers: (String) -> [[String]] = { run in
 
 /// Whether this process may mount a small tmpfs (root on a machine that allows it).
 let canMountTmpfs: Bool = {
-    let dir = NSTemporaryDirectory() + "swift-vae-mount-probe-\(getpid())"
-    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let dir = temporaryDirectory("mountProbe")
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/bin/mount")
     process.arguments = ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir]

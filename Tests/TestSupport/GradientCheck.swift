@@ -44,11 +44,3 @@ public func randomTensor(_ shape: [Int], seed: UInt64, low: Float = -1, high: Fl
     rng.fillUniform(t, low: low, high: high)
     return t
 }
-
-/// A fresh empty folder under the system's temporary directory.
-public func temporaryDirectory(_ name: String = #function) -> String {
-    let safe = name.filter { $0.isLetter || $0.isNumber }
-    let path = NSTemporaryDirectory() + "swift-vae-tests-\(safe)-\(UUID().uuidString.prefix(8))"
-    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
