@@ -108,6 +108,10 @@ public final class CUDAStep {
     private let flatSecondMoments: DeviceBuffer
     /// Adam's steps taken (t).
     public private(set) var stepCount = 0
+    /// Host time spent queuing steps (recording a step and launching its graph, not the waits
+    /// for earlier losses), seconds, and the steps it covers: on a GPU the host runs ahead of the
+    /// device, so a step is bound by the host only when this per step nears the wall-clock step.
+    public private(set) var hostTime = (seconds: 0.0, steps: 0)
     /// The training set on the device (bytes, or FP32 values), its shape, and the epoch order
     /// last sent (as Int32) with its version.
     private var data: (bytes: DeviceBuffer?, values: DeviceBuffer?, examples: Int)?
@@ -352,6 +356,7 @@ public final class CUDAStep {
         optimizer: Optimizer, clipNorm: Float? = nil
     ) throws -> [LossBreakdown] {
         let earlier = queued.count == recordCapacity ? try collectLosses() : []
+        let started = monotonicSeconds()
         // The step's launches and products recorded, then run as one graph (or, profiled, one by
         // one between events).
         let recorded = graphs != nil || profile != nil
@@ -503,6 +508,7 @@ public final class CUDAStep {
                 try graphs.run(work)
             }
         }
+        if profile == nil { hostTime = (hostTime.seconds + monotonicSeconds() - started, hostTime.steps + 1) }
         retiredBuffers.removeAll()  // freeing device memory waits for the work that used it
         queued.append((images, stepCount))
         return earlier

@@ -188,13 +188,14 @@ struct Bench: ParsableCommand {
         loader.fillsImages = false  // the GPU makes each batch from the data set it holds
         if !json { FileHandle.standardError.write(Data("vae bench: \(summary); warm-up epoch, then \(repeats) timed…\n".utf8)) }
         _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch)
-        let (fusedBefore, convolutionsBefore) = (step.fusedProducts, step.cudnnConvolutions)
+        let (fusedBefore, convolutionsBefore, hostBefore) = (step.fusedProducts, step.cudnnConvolutions, step.hostTime)
         let epochSeconds = try (0..<repeats).map { _ in
             try timed { _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch) }
         }
         let fusedPerStep = Double(step.fusedProducts - fusedBefore) / Double(repeats * loader.batchesPerEpoch)
         let convolutionsPerStep = Double(step.cudnnConvolutions - convolutionsBefore) / Double(repeats * loader.batchesPerEpoch)
         let epoch = median(epochSeconds)
+        let hostPerStep = (step.hostTime.seconds - hostBefore.seconds) / Double(max(1, step.hostTime.steps - hostBefore.steps))
         let epilogues = step.cublas.lt == nil
             ? "off (\(ProcessInfo.processInfo.environment["VAE_CUDA_LT"] == "0" ? "VAE_CUDA_LT=0" : "no cuBLASLt"): a bias pass per layer)"
             : "cuBLASLt, \(fixed(fusedPerStep, 1)) products per step with their bias work (bias, ReLU, bias gradient\(step.usesReLUMasks ? ", ReLU masks" : "")) in the epilogue"
@@ -216,6 +217,7 @@ struct Bench: ParsableCommand {
             ("train_seconds_per_epoch", "training s/epoch (median of \(repeats), \(train.count) images)", epoch),
             ("train_images_per_second", "training images/s", Double(train.count) / epoch),
             ("step_ms", "ms per step (wall clock)", 1000 * epoch / Double(loader.batchesPerEpoch)),
+            ("host_ms_per_step", "host time to queue a step, ms (record, graph launch)", 1000 * hostPerStep),
             ("cuda_graphs", "CUDA graphs", graphs),
             ("step_pieces", "a step's pieces (graph nodes): kernels + library calls (cuBLAS, cuBLASLt, cuDNN)",
              "\(step.recordedPieces.kernels) + \(step.recordedPieces.libraryCalls)"),

@@ -836,6 +836,10 @@ func trainingOnTheEmulatedGPUMatchesTheCPU() throws {
     let (stepTime, products, update) = (json?["device_step_ms"] as? Double, json?["products_ms_per_step"] as? Double, json?["update_ms_per_step"] as? Double)
     #expect(stepTime != nil && products != nil && update != nil && products! > 0 && update! > 0 && products! + update! <= stepTime!, "\(bench.stdout)")
     #expect((json?["gpu_memory_used_mib"] as? Int).map { $0 >= 0 } == true && (json?["fraction_of_fp32_peak"] as? Double).map { $0 > 0 } == true, "\(bench.stdout)")
+    // The host's time to queue a step: some, and within the wall-clock step (the emulated graph
+    // runs as it is launched, so here it holds the device's work too).
+    let (hostTime, wallStep) = (json?["host_ms_per_step"] as? Double, json?["step_ms"] as? Double)
+    #expect(hostTime != nil && wallStep != nil && hostTime! > 0 && hostTime! <= wallStep!, "\(bench.stdout)")
     // Its steps went as CUDA graphs (96 images in batches of 16: one graph, built once).
     #expect((json?["cuda_graphs"] as? String)?.hasPrefix("each step one graph (1 built") == true, "\(bench.stdout)")
     // Its nodes: 6 kernels (the batch, ε with z, the likelihood with its gradient, the loss record
