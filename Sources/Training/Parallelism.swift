@@ -6,9 +6,10 @@ import Tensor
 /// How a run uses the CPU's cores: `workers` batch workers, each running forward and backward
 /// on a slice of every batch, and each worker's matrix products split across `gemmThreads`
 /// threads by the matrix library (output columns and rows), so `workers × gemmThreads` cores.
-/// Batch workers scale the elementwise passes and the update too, but every worker keeps and
-/// sums a whole gradient; GEMM threads share one gradient but split only the products. Small
-/// batches on many cores do best with a mix (``ParallelismProbe`` measures which).
+/// Batch workers scale the elementwise passes too, but every worker keeps and sums a whole
+/// gradient; GEMM threads share one gradient and split the products, and the gradient sum and
+/// the optimiser's update (every thread of the split takes a share of those). Small batches on
+/// many cores do best with a mix (``ParallelismProbe`` measures which).
 public struct Parallelism: Equatable, Sendable, CustomStringConvertible {
     public let workers: Int
     public let gemmThreads: Int

@@ -1,0 +1,29 @@
+import CDNNL
+
+extension BLAS {
+    /// Runs `body(thread, threads)` once on each of the calling thread's GEMM threads — the
+    /// OpenMP team oneDNN's products use, ``threads`` of them, the caller as thread 0 — and
+    /// returns when all have; `body(0, 1)` on the caller alone when a product uses one thread or
+    /// OpenBLAS computes the products (its threads are its own). For the elementwise passes of a
+    /// split where each batch worker has GEMM threads (the gradient sum, the optimiser's update):
+    /// the cores that split a worker's products then split its share of those passes too, instead
+    /// of waiting. `threads` in `body` is the team the runtime gave, which may be fewer than
+    /// asked: slice by it.
+    public static func onGEMMThreads(_ body: (_ thread: Int, _ threads: Int) -> Void) {
+        let asked = oneDNNThreads
+        guard asked > 1, GEMMLibrary.selected == .oneDNN else {
+            body(0, 1)
+            return
+        }
+        if omp_get_max_threads() != asked { omp_set_num_threads(asked) }
+        withoutActuallyEscaping(body) { body in
+            var job = body
+            withUnsafeMutablePointer(to: &job) { pointer in
+                GOMP_parallel({ context in
+                    let body = context!.assumingMemoryBound(to: ((Int, Int) -> Void).self).pointee
+                    body(Int(omp_get_thread_num()), Int(omp_get_num_threads()))
+                }, pointer, UInt32(asked), 0)
+            }
+        }
+    }
+}
