@@ -53,11 +53,12 @@ int vae_cpu_is_first_sibling(int cpu) {
     return read != 1 || first < 0 || first >= cpu;
 }
 
-// Binds the calling thread to `cpu` alone; 0 on success.
-int vae_pin_thread(int cpu) {
+// Binds the calling thread to the `count` CPUs `cpus` (the threads it starts later inherit
+// them); 0 on success.
+int vae_pin_thread_to(const int *cpus, int count) {
     cpu_set_t set;
     CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
+    for (int i = 0; i < count; i++) CPU_SET(cpus[i], &set);
     return sched_setaffinity(0, sizeof set, &set);
 }
 

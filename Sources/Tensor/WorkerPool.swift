@@ -15,34 +15,41 @@ import Glibc
 /// The helpers keep their data apart: the task counter the caller bumps, and each helper's
 /// "done" and "parked" flags, sit on cache lines of their own (128 bytes apart, the pair of lines
 /// Intel's prefetcher fetches together), so a helper finishing does not pull the line every
-/// other helper spins on. Each helper is pinned to a CPU of its own (``helperCPUs``) where the
-/// process's affinity mask has one for every part; `VAE_PIN_WORKERS=0` leaves them to the
-/// scheduler.
+/// other helper spins on. Each helper is pinned to a CPU of its own (``helperCPUs``) — or, when
+/// each part runs a team of `cpusPerPart` threads of its own (a batch worker's GEMM threads,
+/// which start from the helper and inherit its mask), to that many CPUs of its own
+/// (``helperCPUSets``) — where the process's affinity mask has enough for every part;
+/// `VAE_PIN_WORKERS=0` leaves them to the scheduler.
 ///
 /// `run` is called from one thread at a time. The pool's threads stop when it is released.
 public final class WorkerPool: @unchecked Sendable {
     /// Number of parallel parts a `run` executes (the caller's thread is part 0).
     public let count: Int
-    /// The CPU each helper (parts 1 … count − 1) is pinned to; nil when they are not pinned.
-    public let helperCPUs: [Int]?
+    /// The CPUs each helper (parts 1 … count − 1) is pinned to, `cpusPerPart` each; nil when
+    /// they are not pinned.
+    public let helperCPUSets: [[Int]]?
+    /// The CPU each helper is pinned to, when each has one.
+    public var helperCPUs: [Int]? { helperCPUSets.flatMap { sets in sets.allSatisfy { $0.count == 1 } ? sets.map { $0[0] } : nil } }
     private let core: Core
     private var threads: [pthread_t] = []
 
     /// Whether pools pin their helpers: unless `VAE_PIN_WORKERS=0`.
     public static var pinsWorkers: Bool { ProcessInfo.processInfo.environment["VAE_PIN_WORKERS"] != "0" }
 
-    public init(count: Int, spinSeconds: Double = 200e-6, pinned: Bool = WorkerPool.pinsWorkers) {
+    /// A pool of `count` parts; with `cpusPerPart` > 1 each part's thread starts a team of that
+    /// many threads (its GEMM threads), so a pinned helper gets that many CPUs.
+    public init(count: Int, cpusPerPart: Int = 1, spinSeconds: Double = 200e-6, pinned: Bool = WorkerPool.pinsWorkers) {
         precondition(count >= 1, "a pool needs at least one part")
         self.count = count
-        helperCPUs = pinned ? Self.plannedHelperCPUs(count: count) : nil
+        helperCPUSets = pinned ? Self.plannedHelperCPUSets(count: count, cpusPerPart: max(cpusPerPart, 1)) : nil
         core = Core(helpers: count - 1, spinSeconds: spinSeconds)
         for index in 1..<max(count, 1) {
-            let cpu = helperCPUs.map { $0[index - 1] } ?? -1
-            let context = Unmanaged.passRetained(Context(core: core, index: index, cpu: cpu)).toOpaque()
+            let cpus = helperCPUSets.map { $0[index - 1].map(Int32.init) } ?? []
+            let context = Unmanaged.passRetained(Context(core: core, index: index, cpus: cpus)).toOpaque()
             var thread = pthread_t()
             let status = pthread_create(&thread, nil, { raw in
                 let context = Unmanaged<Context>.fromOpaque(raw!).takeRetainedValue()
-                if context.cpu >= 0 { _ = vae_pin_thread(Int32(context.cpu)) }
+                if !context.cpus.isEmpty { _ = context.cpus.withUnsafeBufferPointer { vae_pin_thread_to($0.baseAddress, Int32($0.count)) } }
                 context.core.work(index: context.index)
                 return nil
             }, context)
@@ -73,55 +80,69 @@ public final class WorkerPool: @unchecked Sendable {
     /// This process's plan for a pool of `count` parts: ``helperCPUs(count:allowed:firstSiblings:caller:localRank:localSize:online:)``
     /// on its affinity mask, the sysfs topology, the CPU the caller runs on and Open MPI's local
     /// rank.
-    static func plannedHelperCPUs(count: Int) -> [Int]? {
+    static func plannedHelperCPUSets(count: Int, cpusPerPart: Int) -> [[Int]]? {
         guard count > 1 else { return nil }
         var cpus = [Int32](repeating: 0, count: 4096)
         let n = Int(vae_affinity_cpus(&cpus, Int32(cpus.count)))
         let allowed = cpus.prefix(n).map(Int.init)
         let firstSiblings = Set(allowed.filter { vae_cpu_is_first_sibling(Int32($0)) != 0 })
         let environment = ProcessInfo.processInfo.environment
-        return helperCPUs(
-            count: count, allowed: allowed, firstSiblings: firstSiblings, caller: Int(vae_current_cpu()),
+        return helperCPUSets(
+            count: count, cpusPerPart: cpusPerPart, allowed: allowed, firstSiblings: firstSiblings, caller: Int(vae_current_cpu()),
             localRank: environment["OMPI_COMM_WORLD_LOCAL_RANK"].flatMap(Int.init) ?? 0,
             localSize: environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? 1, online: sysconf(Int32(_SC_NPROCESSORS_ONLN)))
     }
 
     /// The CPUs for helpers 1 … count − 1 of a pool of `count` parts, one each; nil (not pinned)
-    /// when the `allowed` CPUs cannot give every part one of its own.
-    ///
-    /// The candidates are one hardware thread per core first (`firstSiblings`, in order), then
-    /// the second SMT threads. Where `localSize` ranks of a job share this mask and it holds
-    /// `localSize × count` CPUs (`mpirun --bind-to none`), local rank r takes candidates
-    /// r·count ..< (r + 1)·count; unbound ranks (a mask of all `online` CPUs) that need more than
-    /// that are not pinned. The pool's CPUs are the first `count` candidates; the caller
-    /// (part 0, never pinned: the threads it starts later, a GEMM library's, would inherit its
-    /// mask) keeps the one it runs on if that is among them, and the helpers take the others.
+    /// when the `allowed` CPUs cannot give every part one of its own. (``helperCPUSets`` with
+    /// one CPU per part.)
     public static func helperCPUs(
         count: Int, allowed: [Int], firstSiblings: Set<Int>, caller: Int, localRank: Int, localSize: Int, online: Int
     ) -> [Int]? {
-        guard count > 1 else { return nil }
+        helperCPUSets(
+            count: count, cpusPerPart: 1, allowed: allowed, firstSiblings: firstSiblings, caller: caller, localRank: localRank,
+            localSize: localSize, online: online
+        )?.map { $0[0] }
+    }
+
+    /// The CPUs for helpers 1 … count − 1 of a pool of `count` parts, `cpusPerPart` each; nil
+    /// (not pinned) when the `allowed` CPUs cannot give every part that many of its own.
+    ///
+    /// The candidates are one hardware thread per core first (`firstSiblings`, in order), then
+    /// the second SMT threads. Where `localSize` ranks of a job share this mask and it holds
+    /// `localSize × count × cpusPerPart` CPUs (`mpirun --bind-to none`), local rank r takes its
+    /// share of the candidates in order; unbound ranks (a mask of all `online` CPUs) that need
+    /// more than that are not pinned. The pool's CPUs are the first `count × cpusPerPart`
+    /// candidates, taken `cpusPerPart` at a time as the parts' sets; the caller (part 0, never
+    /// pinned: the threads it starts later, a GEMM library's, would inherit its mask) keeps the
+    /// set holding the CPU it runs on (else the first), and the helpers take the others in order.
+    public static func helperCPUSets(
+        count: Int, cpusPerPart: Int, allowed: [Int], firstSiblings: Set<Int>, caller: Int, localRank: Int, localSize: Int, online: Int
+    ) -> [[Int]]? {
+        guard count > 1, cpusPerPart >= 1 else { return nil }
+        let total = count * cpusPerPart
         var candidates = allowed.filter { firstSiblings.contains($0) } + allowed.filter { !firstSiblings.contains($0) }
         if localSize > 1 && localRank >= 0 && localRank < localSize {
-            if candidates.count >= localSize * count {
-                candidates = Array(candidates[(localRank * count)..<((localRank + 1) * count)])
+            if candidates.count >= localSize * total {
+                candidates = Array(candidates[(localRank * total)..<((localRank + 1) * total)])
             } else if allowed.count >= online {
                 return nil  // unbound ranks with more threads than the machine has CPUs: the scheduler spreads them better
             }
         }
-        guard candidates.count >= count else { return nil }
-        var pool = Array(candidates.prefix(count))
-        pool.remove(at: pool.firstIndex(of: caller) ?? 0)
-        return pool
+        guard candidates.count >= total else { return nil }
+        var sets = (0..<count).map { Array(candidates[($0 * cpusPerPart)..<(($0 + 1) * cpusPerPart)]) }
+        sets.remove(at: sets.firstIndex { $0.contains(caller) } ?? 0)
+        return sets
     }
 
     private final class Context {
         let core: Core
         let index: Int
-        let cpu: Int
-        init(core: Core, index: Int, cpu: Int) {
+        let cpus: [Int32]
+        init(core: Core, index: Int, cpus: [Int32]) {
             self.core = core
             self.index = index
-            self.cpu = cpu
+            self.cpus = cpus
         }
     }
 

@@ -24,7 +24,9 @@ public final class DataParallel {
         precondition(count >= 1, "at least one worker")
         self.model = model
         workers = [model] + (1..<max(count, 1)).map { _ in model.replica() }
-        pool = WorkerPool(count: count)
+        // Each worker's products (and its share of the update) run on its GEMM threads — an
+        // OpenMP team it starts, which inherits its affinity: a pinned worker gets that many CPUs.
+        pool = WorkerPool(count: count, cpusPerPart: BLAS.threads)
         buffers = (0..<max(count, 1)).map { _ in Buffers() }
     }
 

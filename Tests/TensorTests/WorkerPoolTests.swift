@@ -76,6 +76,45 @@ func everyPartRunsOncePerRunAndItsWritesAreVisible(count: Int) {
     #expect(WorkerPool.helperCPUs(count: 4, allowed: [4, 5, 6, 7], firstSiblings: [4, 5, 6, 7], caller: 5, localRank: 1, localSize: 2, online: 16) == [4, 6, 7])
 }
 
+/// Parts that each run a team of threads (a batch worker and its GEMM threads, which inherit its
+/// mask) get that many CPUs each, consecutive candidates, the caller keeping the set it runs in —
+/// worked out by hand for each case.
+@Test func helpersWithGEMMThreadsGetACPUForEachThread() {
+    let sixteen = Array(0..<16), all = Set(0..<16)
+    // 4 workers × 4 GEMM threads on 16 cores, the caller on CPU 5: it keeps 4…7.
+    #expect(WorkerPool.helperCPUSets(count: 4, cpusPerPart: 4, allowed: sixteen, firstSiblings: all, caller: 5, localRank: 0, localSize: 1, online: 16)
+        == [[0, 1, 2, 3], [8, 9, 10, 11], [12, 13, 14, 15]])
+    // 4 cores with 2 threads each (siblings 4–7): 2 × 2 takes the four cores, not their siblings.
+    #expect(WorkerPool.helperCPUSets(count: 2, cpusPerPart: 2, allowed: Array(0..<8), firstSiblings: [0, 1, 2, 3], caller: 0, localRank: 0, localSize: 1, online: 8)
+        == [[2, 3]])
+    // Two ranks sharing 16 CPUs (--bind-to none), 2 × 4 each: rank 1 takes 8…15, its caller elsewhere.
+    #expect(WorkerPool.helperCPUSets(count: 2, cpusPerPart: 4, allowed: sixteen, firstSiblings: all, caller: 3, localRank: 1, localSize: 2, online: 16)
+        == [[12, 13, 14, 15]])
+    // Not enough CPUs for every thread: none pinned (3 × 2 on 4; four unbound ranks of 2 × 4 on 16).
+    #expect(WorkerPool.helperCPUSets(count: 3, cpusPerPart: 2, allowed: [0, 1, 2, 3], firstSiblings: [0, 1, 2, 3], caller: 0, localRank: 0, localSize: 1, online: 4) == nil)
+    #expect(WorkerPool.helperCPUSets(count: 2, cpusPerPart: 4, allowed: sixteen, firstSiblings: all, caller: 0, localRank: 2, localSize: 4, online: 16) == nil)
+    // One CPU per part is the plain plan.
+    #expect(WorkerPool.helperCPUSets(count: 4, cpusPerPart: 1, allowed: Array(0..<8), firstSiblings: [0, 1, 2, 3], caller: 2, localRank: 0, localSize: 1, online: 64)
+        == [[0], [1], [3]])
+}
+
+/// A pinned helper that runs a team (2 CPUs per part): its thread's mask is its planned set, so
+/// the team it starts can spread over both.
+@Test(.enabled(if: Parallel.coreCount >= 4, "needs four CPUs"))
+func pinnedHelpersWithTeamsRunOnTheirOwnCPUs() {
+    let pool = WorkerPool(count: 2, cpusPerPart: 2, pinned: true)
+    var masks = [[Int]](repeating: [], count: 2)
+    masks.withUnsafeMutableBufferPointer { out in
+        pool.run { part in
+            var cpus = [Int32](repeating: 0, count: 1024)
+            let n = Int(vae_thread_cpus(&cpus, Int32(cpus.count)))
+            out[part] = cpus.prefix(n).map(Int.init)
+        }
+    }
+    #expect(pool.helperCPUSets?.count == 1 && masks[1] == pool.helperCPUSets![0].sorted(), "helper 1 runs on \(masks[1]), planned \(pool.helperCPUSets ?? [])")
+    #expect(masks[1].count == 2)
+}
+
 /// The threads themselves: a pinned pool's helpers each run on the one CPU planned for them (the
 /// kernel's own affinity mask of the thread), the caller's mask untouched; an unpinned pool's
 /// helpers keep the process's mask.

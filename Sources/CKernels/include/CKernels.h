@@ -60,7 +60,7 @@ int vae_thread_cpus(int *cpus, int capacity);
 /// 1 if `cpu` is its core's first hardware thread (sysfs topology; 1 when unknown), 0 for an SMT sibling.
 int vae_cpu_is_first_sibling(int cpu);
 /// Binds the calling thread to `cpu` alone; 0 on success.
-int vae_pin_thread(int cpu);
+int vae_pin_thread_to(const int *cpus, int count);
 /// The CPU the calling thread runs on now (−1 if unknown).
 int vae_current_cpu(void);
 
