@@ -30,29 +30,30 @@ def seconds(tag):
     return (min(vals), max(vals)) if vals else None
 def fmt(v):
     return "—" if v is None else (f"{v[0]:.2f}" if abs(v[0] - v[1]) < 0.005 else f"{v[0]:.2f}–{v[1]:.2f}")
-lines = ["| run | s/epoch | images/s | vs 1 | exchange ms/step | update ms/step | products ms/step |", "|---|---|---|---|---|---|---|"]
+lines = ["| run | split | s/epoch | images/s | vs 1 | exchange ms/step | update ms/step | products ms/step |", "|---|---|---|---|---|---|---|---|"]
 def add(tag, base):
     rs = [r["result"] for r in by.get(tag, []) if "result" in r]
     if not rs:
-        lines.append(f"| {tag} | failed | | | | | |"); return
+        lines.append(f"| {tag} | | failed | | | | | |"); return
     s = seconds(tag); ips = statistics.median(r["train_images_per_second"] for r in rs)
     b = [r["result"]["train_images_per_second"] for r in by.get(base, []) if "result" in r]
     ratio = f"{ips / statistics.median(b):.2f}×" if b else ""
     med = lambda k: f'{statistics.median(r.get(k, 0) for r in rs):.3f}'
-    lines.append(f"| {tag} | {fmt(s)} | {ips:,.0f} | {ratio} | {med('allreduce_ms_per_step')} | {med('update_ms_per_step')} | {med('products_ms_per_step')} |")
+    split = f'{rs[0].get("threads", 0) // max(rs[0].get("gemm_threads", 1), 1)} × {rs[0].get("gemm_threads", 1)}'
+    lines.append(f"| {tag} | {split} | {fmt(s)} | {ips:,.0f} | {ratio} | {med('allreduce_ms_per_step')} | {med('update_ms_per_step')} | {med('products_ms_per_step')} |")
 tags = list(dict.fromkeys(r["tag"] for r in rows))
 for t in tags:
     if t.startswith("threads") or t.startswith("bf16") or t.startswith("hybrid"): add(t, "threads 1")
     elif "global" in t: add(t, "ranks 1, global batch 128")
     elif "per rank" in t: add(t, "ranks 1, batch 128 per rank")
 for t in tags:
-    if t.startswith("quality"): lines.append(f"| {t}: test −ELBO | {by[t][0]['test_neg_elbo']} | | | | | |")
+    if t.startswith("quality"): lines.append(f"| {t}: test −ELBO | | {by[t][0]['test_neg_elbo']} | | | | | |")
 for name in sorted(os.listdir(out)):
     m = re.match(r"(jax|torch)-cpu-(\d+)\.txt", name)
     if m:
         epochs = re.findall(r"epoch (\d+): ([0-9.]+) s", open(os.path.join(out, name)).read())
         steady = [float(s) for e, s in epochs if int(e) >= 2]
-        lines.append(f"| {m.group(1)} CPU, {m.group(2)} cores (epochs 2–3) | {', '.join(f'{s:.2f}' for s in steady) or 'failed'} | | | | | |")
+        lines.append(f"| {m.group(1)} CPU, {m.group(2)} cores (epochs 2–3) | | {', '.join(f'{s:.2f}' for s in steady) or 'failed'} | | | | | |")
 open(os.path.join(out, "scaling.md"), "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 EOF
@@ -114,6 +115,13 @@ for round in $(seq "$rounds"); do
     for n in "${counts[@]}"; do
         bench "threads $n" "$vae" bench "${data[@]}" --threads "$n" --repeats 2 --json
     done
+done
+# Every core split as the default run splits it (no --threads: the probe times the splits and
+# takes the fastest), and the mixes of batch workers × GEMM threads themselves.
+bench "threads auto (the default)" "$vae" bench "${data[@]}" --repeats 2 --json
+for t in 2 4 8; do
+    [ $((cores % t)) -eq 0 ] && [ "$t" -lt "$cores" ] || continue
+    bench "threads $cores as $((cores / t)) workers × $t GEMM threads" "$vae" bench "${data[@]}" --threads "$cores" --gemm-threads "$t" --repeats 2 --json
 done
 # bf16 (AMX where the CPU has it) on one and on every core, early: issue 26 item 5.
 for n in 1 "$cores"; do

@@ -132,8 +132,10 @@ struct Bench: ParsableCommand {
             ("elementwise_isa", "elementwise kernels", String(cString: vae_kernels_isa())),
             ("threads", "threads (\(parallelism.split))", parallelism.threads),
             ("gemm_threads", "GEMM threads per batch worker", parallelism.gemmThreads),
-            ("worker_cpus", "CPUs the batch workers' helper threads are pinned to (VAE_PIN_WORKERS=0: none)",
-             trainer.parallel.count == 1 ? "one worker" : trainer.parallel.pool.helperCPUs.map { $0.map(String.init).joined(separator: ",") } ?? "not pinned"),
+            ("worker_cpus", "CPUs the batch workers' helper threads are pinned to, a set per worker with GEMM threads (VAE_PIN_WORKERS=0: none)",
+             trainer.parallel.count == 1 ? "one worker"
+                 : trainer.parallel.pool.helperCPUSets.map { $0.map { $0.map(String.init).joined(separator: ",") }.joined(separator: parallelism.gemmThreads > 1 ? " | " : ",") }
+                     ?? "not pinned"),
             ("ranks", "MPI ranks (each on a slice of every batch)", communicator.size),
             ("gradient_exchange", "how the ranks combine gradients", trainer.gradientExchange ?? "one process"),
             ("allreduce_ms_per_step", "time in the exchange across ranks (starting and waiting), ms/step (mean)", 1000 * communicationPerStep),
