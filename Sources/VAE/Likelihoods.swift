@@ -49,6 +49,30 @@ func repeatFactor(_ x: Tensor, _ output: Tensor, _ n: Int) -> Int {
     return output.rows / x.rows
 }
 
+/// Σ_b value(b) over `rows` rows, each value also written to `perExample[b]` when given. A
+/// batch worker with several GEMM threads shares the rows out among them (`BLAS.onGEMMThreads`),
+/// each row's value kept, and the sum is then taken in row order: the same figure, bit for bit,
+/// on any number of threads. `value` must touch only row b's outputs.
+func sumOverRows(_ rows: Int, perExample: UnsafeMutablePointer<Double>?, _ value: (Int) -> Double) -> Double {
+    if BLAS.threads == 1 || rows < 2 {
+        var total = 0.0
+        for b in 0..<rows {
+            let v = value(b)
+            perExample?[b] = v
+            total += v
+        }
+        return total
+    }
+    let values = perExample ?? UnsafeMutablePointer<Double>.allocate(capacity: rows)
+    defer { if perExample == nil { values.deallocate() } }
+    BLAS.onGEMMThreads { t, threads in
+        for b in Parallel.slice(t, of: threads, count: rows) { values[b] = value(b) }
+    }
+    var total = 0.0
+    for b in 0..<rows { total += values[b] }
+    return total
+}
+
 /// Bernoulli likelihood on logits ℓ (the "log loss"):
 ///
 ///     log p(x|z) = Σ_i [x_i ℓ_i − softplus(ℓ_i)],   ∂(−log p)/∂ℓ_i = sigmoid(ℓ_i) − x_i,
@@ -65,14 +89,10 @@ public struct BernoulliLikelihood: Likelihood {
     ) -> Double {
         let n = logits.rowSize
         let k = repeatFactor(x, logits, n)
-        var total = 0.0
-        for b in 0..<logits.rows {
+        return sumOverRows(logits.rows, perExample: perExample) { b in
             let rowScale = scale * (rowScales?[b] ?? 1)
-            let s = Double(vae_bernoulli_nll(x.data + (b / k) * n, logits.data + b * n, gradient.map { $0.data + b * n }, rowScale, n))
-            perExample?[b] = s
-            total += s
+            return Double(vae_bernoulli_nll(x.data + (b / k) * n, logits.data + b * n, gradient.map { $0.data + b * n }, rowScale, n))
         }
-        return total
     }
 
     public func mean(output logits: Tensor, into mean: Tensor) {
@@ -102,15 +122,11 @@ public struct GaussianLikelihood: Likelihood {
         let k = repeatFactor(x, means, n)
         let inverseVariance = 1 / (sigma * sigma)
         let logNormaliser = 0.5 * Double(n) * log(2 * Double.pi * Double(sigma) * Double(sigma))
-        var total = 0.0
-        for b in 0..<means.rows {
+        return sumOverRows(means.rows, perExample: perExample) { b in
             let rowScale = scale * (rowScales?[b] ?? 1) * inverseVariance
             let squares = vae_squared_error(x.data + (b / k) * n, means.data + b * n, gradient.map { $0.data + b * n }, rowScale, n)
-            let value = 0.5 * Double(squares * inverseVariance) + logNormaliser
-            perExample?[b] = value
-            total += value
+            return 0.5 * Double(squares * inverseVariance) + logNormaliser
         }
-        return total
     }
 
     public func mean(output means: Tensor, into mean: Tensor) {
@@ -197,15 +213,11 @@ public struct GaussianPixelVarianceLikelihood: Likelihood {
         let k = output.rows / x.rows
         let constant = 0.5 * Double(n) * log(2 * Double.pi)
         let floor = log(minimumSigma)
-        var total = 0.0
-        for b in 0..<output.rows {
+        return sumOverRows(output.rows, perExample: perExample) { b in
             let row = output.data + b * 2 * n
             let g = gradient.map { $0.data + b * 2 * n }
-            let value = Double(vae_gaussian_pixel_nll(x.data + (b / k) * n, row, row + n, g, g.map { $0 + n }, scale * (rowScales?[b] ?? 1), floor, n)) + constant
-            perExample?[b] = value
-            total += value
+            return Double(vae_gaussian_pixel_nll(x.data + (b / k) * n, row, row + n, g, g.map { $0 + n }, scale * (rowScales?[b] ?? 1), floor, n)) + constant
         }
-        return total
     }
 
     public func mean(output: Tensor, into mean: Tensor) {
