@@ -1,17 +1,22 @@
 import CDNNL
 
 extension BLAS {
+    /// The threads a caller's products run on, itself included, when those threads are its own
+    /// (oneDNN's OpenMP team, started by the calling thread and inheriting its CPU affinity):
+    /// ``threads`` with oneDNN, 1 with OpenBLAS (whose threads are one pool for the process). The
+    /// team ``onGEMMThreads`` runs on, and the CPUs a pinned batch worker needs.
+    public static var threadsPerCaller: Int { GEMMLibrary.selected == .oneDNN ? Int(oneDNNThreads) : 1 }
+
     /// Runs `body(thread, threads)` once on each of the calling thread's GEMM threads — the
-    /// OpenMP team oneDNN's products use, ``threads`` of them, the caller as thread 0 — and
-    /// returns when all have; `body(0, 1)` on the caller alone when a product uses one thread or
-    /// OpenBLAS computes the products (its threads are its own). For the elementwise passes of a
+    /// OpenMP team oneDNN's products use, ``threads`` of them, the caller as thread 0 (``threadsPerCaller``) — and
+    /// returns when all have; `body(0, 1)` on the caller alone when that is one thread. For the elementwise passes of a
     /// split where each batch worker has GEMM threads (the gradient sum, the optimiser's update):
     /// the cores that split a worker's products then split its share of those passes too, instead
     /// of waiting. `threads` in `body` is the team the runtime gave, which may be fewer than
     /// asked: slice by it.
     public static func onGEMMThreads(_ body: (_ thread: Int, _ threads: Int) -> Void) {
-        let asked = oneDNNThreads
-        guard asked > 1, GEMMLibrary.selected == .oneDNN else {
+        let asked = Int32(threadsPerCaller)
+        guard asked > 1 else {
             body(0, 1)
             return
         }

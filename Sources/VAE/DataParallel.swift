@@ -26,7 +26,7 @@ public final class DataParallel {
         workers = [model] + (1..<max(count, 1)).map { _ in model.replica() }
         // Each worker's products (and its share of the update) run on its GEMM threads — an
         // OpenMP team it starts, which inherits its affinity: a pinned worker gets that many CPUs.
-        pool = WorkerPool(count: count, cpusPerPart: BLAS.threads)
+        pool = WorkerPool(count: count, cpusPerPart: BLAS.threadsPerCaller)
         buffers = (0..<max(count, 1)).map { _ in Buffers() }
     }
 

@@ -54,7 +54,7 @@ func repeatFactor(_ x: Tensor, _ output: Tensor, _ n: Int) -> Int {
 /// each row's value kept, and the sum is then taken in row order: the same figure, bit for bit,
 /// on any number of threads. `value` must touch only row b's outputs.
 func sumOverRows(_ rows: Int, perExample: UnsafeMutablePointer<Double>?, _ value: (Int) -> Double) -> Double {
-    if BLAS.threads == 1 || rows < 2 {
+    if BLAS.threadsPerCaller == 1 || rows < 2 {
         var total = 0.0
         for b in 0..<rows {
             let v = value(b)
