@@ -4,7 +4,7 @@ extension BLAS {
     /// The threads a caller's products run on, itself included, when those threads are its own
     /// (oneDNN's OpenMP team, started by the calling thread and inheriting its CPU affinity):
     /// ``threads`` with oneDNN, 1 with OpenBLAS (whose threads are one pool for the process). The
-    /// team ``onGEMMThreads`` runs on, and the CPUs a pinned batch worker needs.
+    /// team ``onGEMMThreads(_:)`` runs on, and the CPUs a pinned batch worker needs.
     public static var threadsPerCaller: Int { GEMMLibrary.selected == .oneDNN ? Int(oneDNNThreads) : 1 }
 
     /// Runs `body(thread, threads)` once on each of the calling thread's GEMM threads — the
