@@ -65,6 +65,10 @@ public final class BatchLoader {
     /// When false, batches that can be made from their ``Batch/source`` are not copied into
     /// `images` (whose rows are then stale): for a consumer that holds the data set itself.
     public var fillsImages = true
+    /// Threads to make a batch's rows with, a slice each (the trainer's batch workers, idle
+    /// between steps): each row is made alone, so the values are those one thread makes. Not
+    /// used for the sequential generator's binarisation, whose draws follow the rows in order.
+    public var rowPool: WorkerPool?
     private var order: [Int] { didSet { orderVersion = Self.nextVersion() } }
     private var orderVersion = BatchLoader.nextVersion()
     /// Versions unique across every loader of the process (a consumer that keeps one loader's
@@ -128,9 +132,13 @@ public final class BatchLoader {
         let remakeable = !binarize || counter != nil
         let source = remakeable
             ? BatchSource(order: order, orderVersion: orderVersion, positions: positions, epoch: epoch, binarization: counter) : nil
+        // Row `row` of the batch from the examples' values or bytes (binarised by counters, or by
+        // the sequential generator, or scaled to [0, 1]).
+        let sequential = binarize && counter == nil
         if let values = dataset.values, fillsImages || !remakeable {
             values.withUnsafeBufferPointer { v in
-                for (row, example) in indices.enumerated() {
+                forEachRow(indices.count, inOrder: sequential) { row in
+                    let example = indices[indices.startIndex + row]
                     let src = v.baseAddress! + example * size, dst = out + row * size
                     if let counter {
                         let stream = CounterNoise.binarizationStream(epoch: epoch, example: example)
@@ -145,7 +153,8 @@ public final class BatchLoader {
         } else if fillsImages || !remakeable {
             dataset.pixels.withUnsafeBufferPointer { px in
                 scale.withUnsafeBufferPointer { table in
-                    for (row, example) in indices.enumerated() {
+                    forEachRow(indices.count, inOrder: sequential) { row in
+                        let example = indices[indices.startIndex + row]
                         let src = px.baseAddress! + example * size
                         let dst = out + row * size
                         if let counter {
@@ -169,6 +178,18 @@ public final class BatchLoader {
             }
         }
         return Batch(images: batch, labels: labels, condition: oneHot, source: source)
+    }
+
+    /// `body(row)` for rows 0 ..< `rows`: in order on this thread when `inOrder` (or without a
+    /// ``rowPool``), else a slice of the rows on each of the pool's threads.
+    private func forEachRow(_ rows: Int, inOrder: Bool, _ body: (Int) -> Void) {
+        guard !inOrder, let pool = rowPool, pool.count > 1, rows > 1 else {
+            for row in 0..<rows { body(row) }
+            return
+        }
+        pool.run { part in
+            for row in Parallel.slice(part, of: pool.count, count: rows) { body(row) }
+        }
     }
 
     public struct Epoch: Sequence, IteratorProtocol {

@@ -201,6 +201,7 @@ public final class TrainingRun {
             dataset: data.train, batchSize: training.batchSize, shuffle: true, binarize: training.binarize,
             seed: seeds.data, conditionClasses: modelConfig.conditionClasses)
         if training.binarizationGenerator == .counter { loader.counterBinarization = CounterNoise(seed: seeds.data) }
+        loader.rowPool = trainer.parallel.pool  // the batch workers make each batch's rows, a slice each, between steps
         state = TrainingState(
             epoch: 0, batchIndex: 0, step: 0, noiseRNG: trainer.rng.state, dataRNG: loader.rng.state,
             order: loader.currentOrder, partialLoss: LossBreakdown(), elapsed: 0, workers: workers,

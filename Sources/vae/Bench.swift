@@ -88,6 +88,7 @@ struct Bench: ParsableCommand {
             objective: training.trainingObjective, communicator: communicator, sharding: shardedUpdate, overlap: overlap)
         if training.noiseGenerator == .counter { trainer.counterNoise = CounterNoise(seed: 2) }  // as training draws ε
         let loader = BatchLoader(dataset: train, batchSize: batchSize, shuffle: true, seed: 3, conditionClasses: config.conditionClasses)
+        loader.rowPool = trainer.parallel.pool  // as training makes its batches
         if !json { FileHandle.standardError.write(Data("vae bench: warm-up epoch, then \(repeats) timed…\n".utf8)) }
 
         _ = try trainer.trainEpoch(loader.epoch(), stepsInEpoch: loader.batchesPerEpoch)

@@ -228,3 +228,25 @@ func syntheticDataset(count: Int) -> ImageDataset {
     #expect(zip(data.pixels, a.pixels).allSatisfy { $0 != 0 || $1 == 0 })  // black stays black
     #expect(a.labels == data.labels)
 }
+
+/// Batches made by a pool's threads, a slice of rows each (``BatchLoader/rowPool``), hold what one
+/// thread makes, bit for bit, on every path: bytes scaled, float values copied, counter
+/// binarisation of either, and the sequential generator's binarisation (which the pool leaves to
+/// one thread, in order) — with more threads than some batches have rows.
+@Test func batchesMadeByAPoolEqualThoseOfOneThread() {
+    let bytes = ImageDataset(pixels: (0..<(64 * 50)).map { UInt8(truncatingIfNeeded: $0 * 37 + 5) }, labels: nil, shape: [1, 8, 8])
+    let values = ImageDataset(values: (0..<(64 * 50)).map { Float(($0 * 53) % 97) / 96 }, labels: nil, shape: [1, 8, 8])
+    let pool = WorkerPool(count: 3, pinned: false)
+    for data in [bytes, values] {
+        for (binarize, counter) in [(false, false), (true, true), (true, false)] {
+            func epochs(_ pool: WorkerPool?) -> [[Float]] {
+                let loader = BatchLoader(dataset: data, batchSize: 7, shuffle: true, binarize: binarize, seed: 4)
+                if counter { loader.counterBinarization = CounterNoise(seed: 9) }
+                loader.rowPool = pool
+                return (0..<2).flatMap { e in loader.epoch(number: e).map { $0.images.toArray() } }
+            }
+            let (one, pooled) = (epochs(nil), epochs(pool))
+            #expect(one.count == 16 && one == pooled, "\(data.values == nil ? "bytes" : "values"), binarize \(binarize), counter \(counter)")
+        }
+    }
+}
