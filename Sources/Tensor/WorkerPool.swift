@@ -18,8 +18,9 @@ import Glibc
 /// other helper spins on. Each helper is pinned to a CPU of its own (``helperCPUs``) — or, when
 /// each part runs a team of `cpusPerPart` threads of its own (a batch worker's GEMM threads,
 /// which start from the helper and inherit its mask), to that many CPUs of its own
-/// (``helperCPUSets``) — where the process's affinity mask has enough for every part;
-/// `VAE_PIN_WORKERS=0` leaves them to the scheduler.
+/// (``helperCPUSets``), the caller's own GEMM threads going to the set it keeps — where the
+/// process's affinity mask has enough for every part; `VAE_PIN_WORKERS=0` leaves them to the
+/// scheduler.
 ///
 /// `run` is called from one thread at a time. The pool's threads stop when it is released.
 public final class WorkerPool: @unchecked Sendable {
@@ -41,7 +42,18 @@ public final class WorkerPool: @unchecked Sendable {
     public init(count: Int, cpusPerPart: Int = 1, spinSeconds: Double = 200e-6, pinned: Bool = WorkerPool.pinsWorkers) {
         precondition(count >= 1, "a pool needs at least one part")
         self.count = count
-        helperCPUSets = pinned ? Self.plannedHelperCPUSets(count: count, cpusPerPart: max(cpusPerPart, 1)) : nil
+        let plan = pinned ? Self.plannedCPUSets(count: count, cpusPerPart: max(cpusPerPart, 1)) : nil
+        helperCPUSets = plan?.helpers
+        if cpusPerPart > 1 {
+            // The caller's GEMM threads (its OpenMP team, which it started unpinned) onto the set
+            // the caller keeps, away from the helpers' sets; unpinned, onto the whole mask again
+            // (an earlier pool may have pinned them). Only the team's other threads: the caller
+            // itself stays unpinned.
+            let cpus = (plan?.caller ?? Self.allowedCPUs()).map(Int32.init)
+            BLAS.onGEMMThreads { thread, _ in
+                if thread > 0 { _ = cpus.withUnsafeBufferPointer { vae_pin_thread_to($0.baseAddress, Int32($0.count)) } }
+            }
+        }
         core = Core(helpers: count - 1, spinSeconds: spinSeconds)
         for index in 1..<max(count, 1) {
             let cpus = helperCPUSets.map { $0[index - 1].map(Int32.init) } ?? []
@@ -80,17 +92,22 @@ public final class WorkerPool: @unchecked Sendable {
     /// This process's plan for a pool of `count` parts: ``helperCPUs(count:allowed:firstSiblings:caller:localRank:localSize:online:)``
     /// on its affinity mask, the sysfs topology, the CPU the caller runs on and Open MPI's local
     /// rank.
-    static func plannedHelperCPUSets(count: Int, cpusPerPart: Int) -> [[Int]]? {
+    static func plannedCPUSets(count: Int, cpusPerPart: Int) -> (caller: [Int], helpers: [[Int]])? {
         guard count > 1 else { return nil }
-        var cpus = [Int32](repeating: 0, count: 4096)
-        let n = Int(vae_affinity_cpus(&cpus, Int32(cpus.count)))
-        let allowed = cpus.prefix(n).map(Int.init)
+        let allowed = allowedCPUs()
         let firstSiblings = Set(allowed.filter { vae_cpu_is_first_sibling(Int32($0)) != 0 })
         let environment = ProcessInfo.processInfo.environment
-        return helperCPUSets(
+        return cpuSets(
             count: count, cpusPerPart: cpusPerPart, allowed: allowed, firstSiblings: firstSiblings, caller: Int(vae_current_cpu()),
             localRank: environment["OMPI_COMM_WORLD_LOCAL_RANK"].flatMap(Int.init) ?? 0,
             localSize: environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? 1, online: sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+    }
+
+    /// The CPUs of this process's affinity mask.
+    static func allowedCPUs() -> [Int] {
+        var cpus = [Int32](repeating: 0, count: 4096)
+        let n = Int(vae_affinity_cpus(&cpus, Int32(cpus.count)))
+        return cpus.prefix(n).map(Int.init)
     }
 
     /// The CPUs for helpers 1 … count − 1 of a pool of `count` parts, one each; nil (not pinned)
@@ -119,6 +136,17 @@ public final class WorkerPool: @unchecked Sendable {
     public static func helperCPUSets(
         count: Int, cpusPerPart: Int, allowed: [Int], firstSiblings: Set<Int>, caller: Int, localRank: Int, localSize: Int, online: Int
     ) -> [[Int]]? {
+        cpuSets(
+            count: count, cpusPerPart: cpusPerPart, allowed: allowed, firstSiblings: firstSiblings, caller: caller, localRank: localRank,
+            localSize: localSize, online: online
+        )?.helpers
+    }
+
+    /// The plan of ``helperCPUSets(count:cpusPerPart:allowed:firstSiblings:caller:localRank:localSize:online:)``
+    /// with the set the caller keeps (where its GEMM threads go).
+    public static func cpuSets(
+        count: Int, cpusPerPart: Int, allowed: [Int], firstSiblings: Set<Int>, caller: Int, localRank: Int, localSize: Int, online: Int
+    ) -> (caller: [Int], helpers: [[Int]])? {
         guard count > 1, cpusPerPart >= 1 else { return nil }
         let total = count * cpusPerPart
         var candidates = allowed.filter { firstSiblings.contains($0) } + allowed.filter { !firstSiblings.contains($0) }
@@ -131,8 +159,8 @@ public final class WorkerPool: @unchecked Sendable {
         }
         guard candidates.count >= total else { return nil }
         var sets = (0..<count).map { Array(candidates[($0 * cpusPerPart)..<(($0 + 1) * cpusPerPart)]) }
-        sets.remove(at: sets.firstIndex { $0.contains(caller) } ?? 0)
-        return sets
+        let kept = sets.remove(at: sets.firstIndex { $0.contains(caller) } ?? 0)
+        return (kept, sets)
     }
 
     private final class Context {

@@ -84,6 +84,11 @@ func everyPartRunsOncePerRunAndItsWritesAreVisible(count: Int) {
     // 4 workers × 4 GEMM threads on 16 cores, the caller on CPU 5: it keeps 4…7.
     #expect(WorkerPool.helperCPUSets(count: 4, cpusPerPart: 4, allowed: sixteen, firstSiblings: all, caller: 5, localRank: 0, localSize: 1, online: 16)
         == [[0, 1, 2, 3], [8, 9, 10, 11], [12, 13, 14, 15]])
+    // The set the caller keeps, where its own GEMM threads go.
+    #expect(WorkerPool.cpuSets(count: 4, cpusPerPart: 4, allowed: sixteen, firstSiblings: all, caller: 5, localRank: 0, localSize: 1, online: 16)?.caller
+        == [4, 5, 6, 7])
+    #expect(WorkerPool.cpuSets(count: 2, cpusPerPart: 4, allowed: sixteen, firstSiblings: all, caller: 3, localRank: 1, localSize: 2, online: 16)?.caller
+        == [8, 9, 10, 11], "a caller outside its rank's share keeps the share's first set")
     // 4 cores with 2 threads each (siblings 4–7): 2 × 2 takes the four cores, not their siblings.
     #expect(WorkerPool.helperCPUSets(count: 2, cpusPerPart: 2, allowed: Array(0..<8), firstSiblings: [0, 1, 2, 3], caller: 0, localRank: 0, localSize: 1, online: 8)
         == [[2, 3]])
