@@ -48,8 +48,14 @@ func everyPartRunsOncePerRunAndItsWritesAreVisible(count: Int) {
         for parts in 1...9 {
             let slices = (0..<parts).map { Parallel.slice($0, of: parts, count: rows) }
             #expect(slices.flatMap { Array($0) } == Array(0..<rows), "\(rows) rows in \(parts) parts")
+            // On whole cache lines: the same cover, every inner boundary a multiple of 16.
+            let lines = (0..<parts).map { Parallel.slice($0, of: parts, count: rows, multipleOf: 16) }
+            #expect(lines.flatMap { Array($0) } == Array(0..<rows), "\(rows) values in \(parts) line-aligned parts")
+            #expect(lines.dropLast().allSatisfy { $0.upperBound % 16 == 0 }, "\(lines)")
         }
     }
+    // Near equal where the lines allow: 1,000 values in 4 parts of 240–264 (250 each, boundaries rounded down to lines).
+    #expect((0..<4).map { Parallel.slice($0, of: 4, count: 1000, multipleOf: 16).count } == [240, 256, 240, 264])
 }
 
 /// Which CPU each helper gets, from a mask, the SMT topology, the caller's CPU and Open MPI's
