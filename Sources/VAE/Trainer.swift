@@ -416,13 +416,15 @@ public final class Trainer {
     /// `body(k, range)` over every element of `pieces` (parameter k's elements `range`), the
     /// workers taking disjoint slices of each piece, and each worker's GEMM threads (a split with
     /// several per worker) disjoint slices of its slice (`BLAS.onGEMMThreads`), in chunks of
-    /// `chunk` elements: every core of the split takes a share, its boundaries on whole cache
-    /// lines. Elementwise, so the numbers do not depend on the split.
+    /// `chunk` elements: every core of the split takes a share, its boundaries 16 floats
+    /// (a cache line) apart. Elementwise, so the numbers do not depend on the split.
     private func chunked(_ pieces: [(parameter: Int, range: Range<Int>)], _ body: (Int, Range<Int>) -> Void) {
         parallel.run { w, _ in
             BLAS.onGEMMThreads { t, threads in
                 for (k, piece) in pieces {
-                    // Boundaries on whole cache lines (each piece starts on one): no line written by two threads.
+                    // Boundaries 16 floats apart from the piece's start: on whole cache lines, so no line
+                    // written by two threads, where the piece starts on one (each parameter's own tensor and
+                    // the optimiser's state do; in the packed buffers of several ranks a parameter need not).
                     let slice = Parallel.slice(w, of: parallel.count, count: piece.count, multipleOf: 16)
                     let share = Parallel.slice(t, of: threads, count: slice.count, multipleOf: 16)
                     var start = piece.lowerBound + slice.lowerBound + share.lowerBound
