@@ -284,6 +284,42 @@ public enum GPUKernelCheck {
         try context.launch("vae_transpose_examples", grid: grid(images.count), [.buffer(transposed), .int32(4), .int32(9), .int32(5), .buffer(imagesBuffer)])
         record("vae_transpose_examples (channels first)", "ChannelsFirst.forward", try imagesBuffer.download(), ChannelsFirst().forward(channelsLast).toArray(), tolerance: 0)
 
+        // Two convolutions' weights into cuDNN's [k, taps, c] and their gradients back, one launch
+        // each, against the per-layer loops (shapes 3 × 4 × 9 and 2 × 5 × 4).
+        do {
+            let shapes = [(k: 3, c: 4, taps: 9), (k: 2, c: 5, taps: 4)]
+            let stored = shapes.map { random($0.k * $0.c * $0.taps) }, krscGradients = shapes.map { random($0.k * $0.c * $0.taps) }
+            let w = try stored.map { try DeviceBuffer($0) }, wCopy = try stored.map { try DeviceBuffer(count: $0.count) }
+            let gCopy = try krscGradients.map { try DeviceBuffer($0) }, g = try stored.map { try DeviceBuffer(count: $0.count) }
+            var table: [Int64] = [], first = 0
+            for (l, shape) in shapes.enumerated() {
+                table += [w[l].address, wCopy[l].address, gCopy[l].address, g[l].address].map { Int64(bitPattern: $0) }
+                table += [shape.k, shape.c, shape.taps, first].map(Int64.init)
+                first += shape.k * shape.c * shape.taps
+            }
+            let tableBuffer = try DeviceBuffer(bytes: 8 * table.count)
+            try table.withUnsafeBytes { try tableBuffer.upload(raw: $0) }
+            for backward in [false, true] {
+                try context.launch("vae_transpose_filters", grid: grid(first), [.buffer(tableBuffer), .int32(2), .int64(first), .int32(backward ? 1 : 0)])
+                var gpu: [Float] = [], cpu: [Float] = []
+                for (l, shape) in shapes.enumerated() {
+                    let (source, out) = backward ? (krscGradients[l], try g[l].download()) : (stored[l], try wCopy[l].download())
+                    var expected = [Float](repeating: 0, count: source.count)
+                    for kk in 0..<shape.k {
+                        for cc in 0..<shape.c {
+                            for tap in 0..<shape.taps {
+                                let pytorch = (kk * shape.c + cc) * shape.taps + tap, cudnn = (kk * shape.taps + tap) * shape.c + cc
+                                if backward { expected[pytorch] = source[cudnn] } else { expected[cudnn] = source[pytorch] }
+                            }
+                        }
+                    }
+                    gpu += out
+                    cpu += expected
+                }
+                record("vae_transpose_filters (\(backward ? "gradients back to [k, c, taps]" : "weights to cuDNN's [k, taps, c]"), 2 layers)", "loops", gpu, cpu, tolerance: 0)
+            }
+        }
+
         // Nearest upsampling by 2 of [B, H, W, C] and its backward pass.
         let small = random(3 * 4 * 5 * 6), smallBuffer = try DeviceBuffer(small), large = try DeviceBuffer(count: 4 * small.count)
         try context.launch("vae_upsample", grid: grid(4 * small.count), [.buffer(smallBuffer), .int32(3), .int32(4), .int32(5), .int32(6), .int32(2), .buffer(large)])

@@ -295,14 +295,34 @@ extension CUDAStep {
         return copy
     }
 
-    /// A stored convolution weight ([k, c, r, s], PyTorch's: for a transposed layer k is its
-    /// input channels) into cuDNN's [k, r, s, c], or (`backward`) a gradient in that order back.
-    func transposeFilter(_ c: Convolution, _ source: DeviceBuffer, into destination: DeviceBuffer, backward: Bool) throws {
-        let (k, channels) = c.transposed ? (c.inChannels, c.outChannels) : (c.outChannels, c.inChannels)
-        let taps = c.geometry.kernel * c.geometry.kernel
-        let (r, columns) = backward ? (taps, channels) : (channels, taps)
-        try context.launch("vae_transpose_examples", grid: CUDAContext.grid(for: k * channels * taps), [
-            .buffer(source), .int32(Int32(k)), .int32(Int32(r)), .int32(Int32(columns)), .buffer(destination),
+    /// The stored weights ([k, c, r, s], PyTorch's: for a transposed layer k is its input
+    /// channels) of `ops`' convolutions that cuDNN runs at `rows` into their cuDNN copies
+    /// ([k, r, s, c]), or (`backward`) their gradients in that order back into the stored one:
+    /// one launch for all of a network's convolutions.
+    func transposeFilters(_ ops: [Op], rows: Int, backward: Bool) throws {
+        let layers = ops.compactMap { op -> Convolution? in
+            guard case let .convolution(c) = op, cudnnPlan(c, rows: rows) != nil else { return nil }
+            return c
+        }
+        guard !layers.isEmpty else { return }
+        let key = layers.map(\.weight)
+        if filterTables[key] == nil {
+            var rows: [Int64] = [], first = 0
+            for c in layers {
+                let copy = try filterCopy(c)
+                let (k, channels) = c.transposed ? (c.inChannels, c.outChannels) : (c.outChannels, c.inChannels)
+                let taps = c.geometry.kernel * c.geometry.kernel
+                rows += [weights[c.weight].address, copy.weight.address, copy.gradient.address, gradients[c.weight].address].map { Int64(bitPattern: $0) }
+                rows += [k, channels, taps, first].map(Int64.init)
+                first += k * channels * taps
+            }
+            let table = try DeviceBuffer(bytes: 8 * rows.count)
+            try rows.withUnsafeBytes { try table.upload(raw: $0) }
+            filterTables[key] = (table, first)
+        }
+        let (table, elements) = filterTables[key]!
+        try context.launch("vae_transpose_filters", grid: CUDAContext.grid(for: elements), [
+            .buffer(table), .int32(Int32(layers.count)), .int64(elements), .int32(backward ? 1 : 0),
         ])
     }
 
@@ -440,6 +460,7 @@ extension CUDAStep {
     func forward(_ ops: [Op], input: DeviceBuffer, width: Int, work: Workspace, rows: Int? = nil, condition: (DeviceBuffer, repeat: Int)? = nil) throws {
         let rows = rows ?? work.rows
         let widths = widths(ops, input: width)
+        try transposeFilters(ops, rows: rows, backward: false)  // cuDNN's copies of the convolutions' weights
         for (k, op) in ops.enumerated() {
             let h = work.output(k - 1, input: input)
             let hWidth = k == 0 ? width : widths[k - 1]
@@ -470,8 +491,7 @@ extension CUDAStep {
                 if let plan = cudnnPlan(c, rows: rows) {
                     // cuDNN on the images themselves: a convolution forward, a transposed one as
                     // the backward data of the convolution it transposes; then + b and the activation.
-                    let filter = try filterCopy(c)
-                    try transposeFilter(c, weights[c.weight], into: filter.weight, backward: false)
+                    let filter = try filterCopy(c)  // made at the start of the pass (transposeFilters)
                     try convolve(c.transposed ? .backwardData : .forward, plan: plan, a: h.address, b: filter.weight.address, c: y.address)
                     try addBias(y, weights[c.bias], rows: rows * c.outHeight * c.outWidth, columns: c.outChannels, activation: c.activation)
                 } else if c.transposed {
@@ -553,7 +573,7 @@ extension CUDAStep {
                 let positions = rows * c.outHeight * c.outWidth
                 try biasGradient(g, output: y, activation: c.activation, into: gradients[c.bias], rows: positions, columns: c.outChannels, scratch: cols)
                 if let plan = cudnnPlan(c, rows: rows) {
-                    // The weight copy the forward pass made; ∂W in cuDNN's order, then put back.
+                    // The weight copy the forward pass made; ∂W in cuDNN's order, put back at the end of the pass.
                     // A transposed convolution is the convolution from its output to its input,
                     // run backwards: its ∂W is that convolution's filter gradient with ∂y as the
                     // input, and its ∂x that convolution's forward of ∂y.
@@ -565,7 +585,6 @@ extension CUDAStep {
                         try convolve(.backwardFilter, plan: plan, a: h.address, b: g.address, c: filter.gradient.address)
                         if let dh { try convolve(.backwardData, plan: plan, a: g.address, b: filter.weight.address, c: dh.address) }
                     }
-                    try transposeFilter(c, filter.gradient, into: gradients[c.weight], backward: true)
                 } else if c.transposed {
                     // cols = im2col(∂y) [rows·H·W, O·k²];  ∂W = xᵀ cols [C, O·k²];  ∂x = cols Wᵀ [rows·H·W, C].
                     let m = rows * c.inHeight * c.inWidth
@@ -601,5 +620,6 @@ extension CUDAStep {
             case .view: break
             }
         }
+        try transposeFilters(ops, rows: rows, backward: true)  // cuDNN's weight gradients into the stored order
     }
 }

@@ -205,6 +205,27 @@ extern "C" __global__ void vae_transpose_examples(const float *src, int batch, i
     }
 }
 
+// Convolution weights between PyTorch's order [k, c, taps] and cuDNN's [k, taps, c], for several
+// layers in one launch. Row l of `table` (8 integers) = {w, w_krsc, g_krsc, g, k, c, taps, first}:
+// the layer's stored weight and its cuDNN copy, the cuDNN-order gradient and the stored
+// gradient (device addresses), its sizes, and the index of its first element in the launch.
+// Forward: w → w_krsc; backward: g_krsc → g. CPU: the per-layer transpose (vae_transpose_examples).
+extern "C" __global__ void vae_transpose_filters(const long long *table, int layers, long total, int backward) {
+    FOR_EACH(i, total) {
+        int l = 0;
+        while (l + 1 < layers && i >= table[(l + 1) * 8 + 7]) l++;
+        const long long *t = table + l * 8;
+        long j = i - t[7], c = t[5], taps = t[6];
+        if (!backward) {
+            long kk = j / (taps * c), r = j % (taps * c), tap = r / c, cc = r % c;
+            ((float *)t[1])[j] = ((const float *)t[0])[(kk * c + cc) * taps + tap];
+        } else {
+            long kk = j / (c * taps), r = j % (c * taps), cc = r / taps, tap = r % taps;
+            ((float *)t[3])[j] = ((const float *)t[2])[(kk * taps + tap) * c + cc];
+        }
+    }
+}
+
 // Nearest upsampling of channels-last [B, H, W, C] by f: y[b, Y, X, c] = x[b, ⌊Y/f⌋, ⌊X/f⌋, c].
 // CPU: Upsample.
 extern "C" __global__ void vae_upsample(const float *x, int batch, int height, int width, int channels, int factor, float *y) {
