@@ -8,12 +8,12 @@ extension BLAS {
     public static var threadsPerCaller: Int { GEMMLibrary.selected == .oneDNN ? Int(oneDNNThreads) : 1 }
 
     /// Runs `body(thread, threads)` once on each of the calling thread's GEMM threads — the
-    /// OpenMP team oneDNN's products use, ``threads`` of them, the caller as thread 0 (``threadsPerCaller``) — and
-    /// returns when all have; `body(0, 1)` on the caller alone when that is one thread. For the elementwise passes of a
-    /// split where each batch worker has GEMM threads (the gradient sum, the optimiser's update):
-    /// the cores that split a worker's products then split its share of those passes too, instead
-    /// of waiting. `threads` in `body` is the team the runtime gave, which may be fewer than
-    /// asked: slice by it.
+    /// OpenMP team oneDNN's products use, ``threadsPerCaller`` of them, the caller as thread 0 —
+    /// and returns when all have; `body(0, 1)` on the caller alone when that is one thread. For
+    /// the elementwise passes of a split where each batch worker has GEMM threads (the gradient
+    /// sum, the optimiser's update, the likelihood's rows): the cores that split a worker's
+    /// products split its share of those passes too, instead of waiting. `threads` in `body` is
+    /// the team the runtime gave, which may be fewer than asked: slice by it.
     public static func onGEMMThreads(_ body: (_ thread: Int, _ threads: Int) -> Void) {
         let asked = Int32(threadsPerCaller)
         guard asked > 1 else {

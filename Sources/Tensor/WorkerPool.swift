@@ -15,10 +15,9 @@ import Glibc
 /// The helpers keep their data apart: the task counter the caller bumps, and each helper's
 /// "done" and "parked" flags, sit on cache lines of their own (128 bytes apart, the pair of lines
 /// Intel's prefetcher fetches together), so a helper finishing does not pull the line every
-/// other helper spins on. Each helper is pinned to a CPU of its own (``helperCPUs``) — or, when
-/// each part runs a team of `cpusPerPart` threads of its own (a batch worker's GEMM threads,
-/// which start from the helper and inherit its mask), to that many CPUs of its own
-/// (``helperCPUSets``), the caller's own GEMM threads going to the set it keeps — where the
+/// other helper spins on. Each helper is pinned to a CPU of its own — or, when each part runs a
+/// team of `cpusPerPart` threads of its own (a batch worker's GEMM threads, which start from the
+/// helper and inherit its mask), to that many CPUs of its own (``cpuSets(count:cpusPerPart:allowed:firstSiblings:caller:localRank:localSize:online:)``), the caller's own GEMM threads going to the set it keeps — where the
 /// process's affinity mask has enough for every part; `VAE_PIN_WORKERS=0` leaves them to the
 /// scheduler.
 ///
@@ -89,7 +88,7 @@ public final class WorkerPool: @unchecked Sendable {
         }
     }
 
-    /// This process's plan for a pool of `count` parts: ``helperCPUs(count:allowed:firstSiblings:caller:localRank:localSize:online:)``
+    /// This process's plan for a pool of `count` parts: ``cpuSets(count:cpusPerPart:allowed:firstSiblings:caller:localRank:localSize:online:)``
     /// on its affinity mask, the sysfs topology, the CPU the caller runs on and Open MPI's local
     /// rank.
     static func plannedCPUSets(count: Int, cpusPerPart: Int) -> (caller: [Int], helpers: [[Int]])? {
@@ -110,20 +109,9 @@ public final class WorkerPool: @unchecked Sendable {
         return cpus.prefix(n).map(Int.init)
     }
 
-    /// The CPUs for helpers 1 … count − 1 of a pool of `count` parts, one each; nil (not pinned)
-    /// when the `allowed` CPUs cannot give every part one of its own. (``helperCPUSets`` with
-    /// one CPU per part.)
-    public static func helperCPUs(
-        count: Int, allowed: [Int], firstSiblings: Set<Int>, caller: Int, localRank: Int, localSize: Int, online: Int
-    ) -> [Int]? {
-        helperCPUSets(
-            count: count, cpusPerPart: 1, allowed: allowed, firstSiblings: firstSiblings, caller: caller, localRank: localRank,
-            localSize: localSize, online: online
-        )?.map { $0[0] }
-    }
-
-    /// The CPUs for helpers 1 … count − 1 of a pool of `count` parts, `cpusPerPart` each; nil
-    /// (not pinned) when the `allowed` CPUs cannot give every part that many of its own.
+    /// The CPUs of a pool of `count` parts, `cpusPerPart` each: the set the caller keeps (where
+    /// its GEMM threads go) and those of helpers 1 … count − 1; nil (not pinned) when the
+    /// `allowed` CPUs cannot give every part that many of its own.
     ///
     /// The candidates are one hardware thread per core first (`firstSiblings`, in order), then
     /// the second SMT threads. Where `localSize` ranks of a job share this mask and it holds
@@ -133,19 +121,8 @@ public final class WorkerPool: @unchecked Sendable {
     /// candidates, taken `cpusPerPart` at a time as the parts' sets; the caller (part 0, never
     /// pinned: the threads it starts later, a GEMM library's, would inherit its mask) keeps the
     /// set holding the CPU it runs on (else the first), and the helpers take the others in order.
-    public static func helperCPUSets(
-        count: Int, cpusPerPart: Int, allowed: [Int], firstSiblings: Set<Int>, caller: Int, localRank: Int, localSize: Int, online: Int
-    ) -> [[Int]]? {
-        cpuSets(
-            count: count, cpusPerPart: cpusPerPart, allowed: allowed, firstSiblings: firstSiblings, caller: caller, localRank: localRank,
-            localSize: localSize, online: online
-        )?.helpers
-    }
-
-    /// The plan of ``helperCPUSets(count:cpusPerPart:allowed:firstSiblings:caller:localRank:localSize:online:)``
-    /// with the set the caller keeps (where its GEMM threads go).
     public static func cpuSets(
-        count: Int, cpusPerPart: Int, allowed: [Int], firstSiblings: Set<Int>, caller: Int, localRank: Int, localSize: Int, online: Int
+        count: Int, cpusPerPart: Int = 1, allowed: [Int], firstSiblings: Set<Int>, caller: Int, localRank: Int, localSize: Int, online: Int
     ) -> (caller: [Int], helpers: [[Int]])? {
         guard count > 1, cpusPerPart >= 1 else { return nil }
         let total = count * cpusPerPart

@@ -63,14 +63,16 @@ func sumOverRows(_ rows: Int, perExample: UnsafeMutablePointer<Double>?, _ value
         }
         return total
     }
-    let values = perExample ?? UnsafeMutablePointer<Double>.allocate(capacity: rows)
-    defer { if perExample == nil { values.deallocate() } }
-    BLAS.onGEMMThreads { t, threads in
-        for b in Parallel.slice(t, of: threads, count: rows) { values[b] = value(b) }
+    func shared(_ values: UnsafeMutablePointer<Double>) -> Double {
+        BLAS.onGEMMThreads { t, threads in
+            for b in Parallel.slice(t, of: threads, count: rows) { values[b] = value(b) }
+        }
+        var total = 0.0
+        for b in 0..<rows { total += values[b] }
+        return total
     }
-    var total = 0.0
-    for b in 0..<rows { total += values[b] }
-    return total
+    // Without `perExample`, the values in scratch on the stack where it fits (every step's call).
+    return perExample.map(shared) ?? withUnsafeTemporaryAllocation(of: Double.self, capacity: rows) { shared($0.baseAddress!) }
 }
 
 /// Bernoulli likelihood on logits ℓ (the "log loss"):

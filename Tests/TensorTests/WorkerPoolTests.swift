@@ -58,28 +58,44 @@ func everyPartRunsOncePerRunAndItsWritesAreVisible(count: Int) {
     #expect((0..<4).map { Parallel.slice($0, of: 4, count: 1000, multipleOf: 16).count } == [240, 256, 240, 264])
 }
 
+/// The helpers' CPUs of `WorkerPool.cpuSets`' plan, one per part.
+func helperCPUs(count: Int, allowed: [Int], firstSiblings: Set<Int>, caller: Int, localRank: Int, localSize: Int, online: Int) -> [Int]? {
+    WorkerPool.cpuSets(count: count, allowed: allowed, firstSiblings: firstSiblings, caller: caller, localRank: localRank, localSize: localSize, online: online)?
+        .helpers.map { $0[0] }
+}
+
+/// The helpers' CPU sets of `WorkerPool.cpuSets`' plan.
+func helperCPUSets(
+    count: Int, cpusPerPart: Int, allowed: [Int], firstSiblings: Set<Int>, caller: Int, localRank: Int, localSize: Int, online: Int
+) -> [[Int]]? {
+    WorkerPool.cpuSets(
+        count: count, cpusPerPart: cpusPerPart, allowed: allowed, firstSiblings: firstSiblings, caller: caller, localRank: localRank,
+        localSize: localSize, online: online
+    )?.helpers
+}
+
 /// Which CPU each helper gets, from a mask, the SMT topology, the caller's CPU and Open MPI's
 /// local rank — worked out by hand for each case.
 @Test func helpersArePlannedOnePerCoreAwayFromTheCaller() {
     let two = [0, 1]
-    #expect(WorkerPool.helperCPUs(count: 2, allowed: two, firstSiblings: [0, 1], caller: 0, localRank: 0, localSize: 1, online: 64) == [1])
-    #expect(WorkerPool.helperCPUs(count: 2, allowed: two, firstSiblings: [0, 1], caller: 1, localRank: 0, localSize: 1, online: 64) == [0])
-    #expect(WorkerPool.helperCPUs(count: 1, allowed: two, firstSiblings: [0, 1], caller: 0, localRank: 0, localSize: 1, online: 64) == nil)
-    #expect(WorkerPool.helperCPUs(count: 3, allowed: two, firstSiblings: [0, 1], caller: 0, localRank: 0, localSize: 1, online: 64) == nil, "more parts than CPUs: not pinned")
+    #expect(helperCPUs(count: 2, allowed: two, firstSiblings: [0, 1], caller: 0, localRank: 0, localSize: 1, online: 64) == [1])
+    #expect(helperCPUs(count: 2, allowed: two, firstSiblings: [0, 1], caller: 1, localRank: 0, localSize: 1, online: 64) == [0])
+    #expect(helperCPUs(count: 1, allowed: two, firstSiblings: [0, 1], caller: 0, localRank: 0, localSize: 1, online: 64) == nil)
+    #expect(helperCPUs(count: 3, allowed: two, firstSiblings: [0, 1], caller: 0, localRank: 0, localSize: 1, online: 64) == nil, "more parts than CPUs: not pinned")
     // 4 cores with 2 threads each, numbered as Linux does (siblings 4–7): one per core first.
     let smt = Array(0..<8), first: Set = [0, 1, 2, 3]
-    #expect(WorkerPool.helperCPUs(count: 4, allowed: smt, firstSiblings: first, caller: 2, localRank: 0, localSize: 1, online: 64) == [0, 1, 3])
-    #expect(WorkerPool.helperCPUs(count: 6, allowed: smt, firstSiblings: first, caller: 7, localRank: 0, localSize: 1, online: 64) == [1, 2, 3, 4, 5])
+    #expect(helperCPUs(count: 4, allowed: smt, firstSiblings: first, caller: 2, localRank: 0, localSize: 1, online: 64) == [0, 1, 3])
+    #expect(helperCPUs(count: 6, allowed: smt, firstSiblings: first, caller: 7, localRank: 0, localSize: 1, online: 64) == [1, 2, 3, 4, 5])
     // A mask of scattered CPUs (taskset -c 3,5,9).
-    #expect(WorkerPool.helperCPUs(count: 3, allowed: [3, 5, 9], firstSiblings: [3, 5, 9], caller: 0, localRank: 0, localSize: 1, online: 64) == [5, 9])
+    #expect(helperCPUs(count: 3, allowed: [3, 5, 9], firstSiblings: [3, 5, 9], caller: 0, localRank: 0, localSize: 1, online: 64) == [5, 9])
     // Two ranks sharing 16 CPUs (mpirun --bind-to none), 8 threads each: rank 1 takes 8…15.
     let sixteen = Array(0..<16)
-    #expect(WorkerPool.helperCPUs(count: 8, allowed: sixteen, firstSiblings: Set(sixteen), caller: 3, localRank: 1, localSize: 2, online: 16) == Array(9..<16))
-    #expect(WorkerPool.helperCPUs(count: 8, allowed: sixteen, firstSiblings: Set(sixteen), caller: 0, localRank: 0, localSize: 2, online: 16) == Array(1..<8))
+    #expect(helperCPUs(count: 8, allowed: sixteen, firstSiblings: Set(sixteen), caller: 3, localRank: 1, localSize: 2, online: 16) == Array(9..<16))
+    #expect(helperCPUs(count: 8, allowed: sixteen, firstSiblings: Set(sixteen), caller: 0, localRank: 0, localSize: 2, online: 16) == Array(1..<8))
     // Four unbound ranks of 8 threads on 16 CPUs: more threads than CPUs, so none pinned.
-    #expect(WorkerPool.helperCPUs(count: 8, allowed: sixteen, firstSiblings: Set(sixteen), caller: 0, localRank: 2, localSize: 4, online: 16) == nil)
+    #expect(helperCPUs(count: 8, allowed: sixteen, firstSiblings: Set(sixteen), caller: 0, localRank: 2, localSize: 4, online: 16) == nil)
     // Two ranks bound to 4 CPUs each (--map-by slot:PE=4): each pins within its own mask.
-    #expect(WorkerPool.helperCPUs(count: 4, allowed: [4, 5, 6, 7], firstSiblings: [4, 5, 6, 7], caller: 5, localRank: 1, localSize: 2, online: 16) == [4, 6, 7])
+    #expect(helperCPUs(count: 4, allowed: [4, 5, 6, 7], firstSiblings: [4, 5, 6, 7], caller: 5, localRank: 1, localSize: 2, online: 16) == [4, 6, 7])
 }
 
 /// Parts that each run a team of threads (a batch worker and its GEMM threads, which inherit its
@@ -88,7 +104,7 @@ func everyPartRunsOncePerRunAndItsWritesAreVisible(count: Int) {
 @Test func helpersWithGEMMThreadsGetACPUForEachThread() {
     let sixteen = Array(0..<16), all = Set(0..<16)
     // 4 workers × 4 GEMM threads on 16 cores, the caller on CPU 5: it keeps 4…7.
-    #expect(WorkerPool.helperCPUSets(count: 4, cpusPerPart: 4, allowed: sixteen, firstSiblings: all, caller: 5, localRank: 0, localSize: 1, online: 16)
+    #expect(helperCPUSets(count: 4, cpusPerPart: 4, allowed: sixteen, firstSiblings: all, caller: 5, localRank: 0, localSize: 1, online: 16)
         == [[0, 1, 2, 3], [8, 9, 10, 11], [12, 13, 14, 15]])
     // The set the caller keeps, where its own GEMM threads go.
     #expect(WorkerPool.cpuSets(count: 4, cpusPerPart: 4, allowed: sixteen, firstSiblings: all, caller: 5, localRank: 0, localSize: 1, online: 16)?.caller
@@ -96,16 +112,16 @@ func everyPartRunsOncePerRunAndItsWritesAreVisible(count: Int) {
     #expect(WorkerPool.cpuSets(count: 2, cpusPerPart: 4, allowed: sixteen, firstSiblings: all, caller: 3, localRank: 1, localSize: 2, online: 16)?.caller
         == [8, 9, 10, 11], "a caller outside its rank's share keeps the share's first set")
     // 4 cores with 2 threads each (siblings 4–7): 2 × 2 takes the four cores, not their siblings.
-    #expect(WorkerPool.helperCPUSets(count: 2, cpusPerPart: 2, allowed: Array(0..<8), firstSiblings: [0, 1, 2, 3], caller: 0, localRank: 0, localSize: 1, online: 8)
+    #expect(helperCPUSets(count: 2, cpusPerPart: 2, allowed: Array(0..<8), firstSiblings: [0, 1, 2, 3], caller: 0, localRank: 0, localSize: 1, online: 8)
         == [[2, 3]])
     // Two ranks sharing 16 CPUs (--bind-to none), 2 × 4 each: rank 1 takes 8…15, its caller elsewhere.
-    #expect(WorkerPool.helperCPUSets(count: 2, cpusPerPart: 4, allowed: sixteen, firstSiblings: all, caller: 3, localRank: 1, localSize: 2, online: 16)
+    #expect(helperCPUSets(count: 2, cpusPerPart: 4, allowed: sixteen, firstSiblings: all, caller: 3, localRank: 1, localSize: 2, online: 16)
         == [[12, 13, 14, 15]])
     // Not enough CPUs for every thread: none pinned (3 × 2 on 4; four unbound ranks of 2 × 4 on 16).
-    #expect(WorkerPool.helperCPUSets(count: 3, cpusPerPart: 2, allowed: [0, 1, 2, 3], firstSiblings: [0, 1, 2, 3], caller: 0, localRank: 0, localSize: 1, online: 4) == nil)
-    #expect(WorkerPool.helperCPUSets(count: 2, cpusPerPart: 4, allowed: sixteen, firstSiblings: all, caller: 0, localRank: 2, localSize: 4, online: 16) == nil)
+    #expect(helperCPUSets(count: 3, cpusPerPart: 2, allowed: [0, 1, 2, 3], firstSiblings: [0, 1, 2, 3], caller: 0, localRank: 0, localSize: 1, online: 4) == nil)
+    #expect(helperCPUSets(count: 2, cpusPerPart: 4, allowed: sixteen, firstSiblings: all, caller: 0, localRank: 2, localSize: 4, online: 16) == nil)
     // One CPU per part is the plain plan.
-    #expect(WorkerPool.helperCPUSets(count: 4, cpusPerPart: 1, allowed: Array(0..<8), firstSiblings: [0, 1, 2, 3], caller: 2, localRank: 0, localSize: 1, online: 64)
+    #expect(helperCPUSets(count: 4, cpusPerPart: 1, allowed: Array(0..<8), firstSiblings: [0, 1, 2, 3], caller: 2, localRank: 0, localSize: 1, online: 64)
         == [[0], [1], [3]])
 }
 
