@@ -202,6 +202,14 @@ void vae_column_sums(const float *restrict x, size_t rows, size_t columns, float
 }
 
 CLONES
+void vae_add_column_sums(const float *restrict x, size_t rows, size_t columns, size_t stride, float *restrict sums) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *in = x + r * stride;
+        for (size_t c = 0; c < columns; c++) sums[c] += in[c];
+    }
+}
+
+CLONES
 void vae_transpose(const float *restrict src, size_t rows, size_t columns, float *restrict dst) {
     // Contiguous writes, strided (gathered) reads: measured 2× faster than 8×8 tiles at the
     // sizes here (one image's activations, a few thousand values).
@@ -219,10 +227,10 @@ void vae_relu_inplace(float *restrict x, size_t n) {
 
 CLONES
 void vae_relu_mask_column_sums(const float *restrict y, const float *restrict dy, float *restrict masked,
-                               size_t rows, size_t columns, float *restrict sums) {
+                               size_t rows, size_t columns, size_t stride, float *restrict sums) {
     for (size_t r = 0; r < rows; r++) {
-        const float *yr = y + r * columns, *gr = dy + r * columns;
-        float *mr = masked + r * columns;
+        const float *yr = y + r * stride, *gr = dy + r * stride;
+        float *mr = masked + r * stride;
         for (size_t c = 0; c < columns; c++) {
             float g = yr[c] > 0.0f ? gr[c] : 0.0f;
             mr[c] = g;

@@ -100,7 +100,7 @@ public class ConvolutionLayer: ReLUFusing, PrecisionSetting {
     func chunkGradient(_ dy: Tensor, output y: Tensor, masked: Tensor?, firstRow: Int, rows: Int) -> UnsafeMutablePointer<Float> {
         let offset = firstRow * outChannels
         guard let masked else { return dy.data + offset }
-        vae_relu_mask_column_sums(y.data + offset, dy.data + offset, masked.data, rows, outChannels, bias.gradient.data)
+        vae_relu_mask_column_sums(y.data + offset, dy.data + offset, masked.data, rows, outChannels, outChannels, bias.gradient.data)
         return masked.data
     }
 

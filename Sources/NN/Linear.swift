@@ -61,10 +61,14 @@ public final class Linear: Layer, ReLUFusing, PrecisionSetting {
         let y = Tensor.reusing(output, rows: batch, columns: outputSize)
         output = y
         input = x
-        // y = b (broadcast over rows), then y += x Wᵀ.
-        vae_fill_rows(y.data, bias.value.data, batch, outputSize)
+        // y = b (broadcast over rows), then y += x Wᵀ; the passes over y split over the threads
+        // that split the product.
+        let (n, b) = (outputSize, bias.value.data)
+        BLAS.splitOverGEMMThreads(batch, work: n) { rows in vae_fill_rows(y.data + rows.lowerBound * n, b, rows.count, n) }
         matmul(x, weight.value, into: y, transposeB: true, beta: 1, precision: precision)
-        if fusesReLU { vae_relu_inplace(y.data, y.count) }
+        if fusesReLU {
+            BLAS.splitOverGEMMThreads(y.count, multipleOf: 16) { part in vae_relu_inplace(y.data + part.lowerBound, part.count) }
+        }
         return y
     }
 
@@ -72,14 +76,22 @@ public final class Linear: Layer, ReLUFusing, PrecisionSetting {
         guard let x = input, let y = output else { preconditionFailure("Linear.backward before forward") }
         precondition(outputGradient.rows == x.rows && outputGradient.rowSize == outputSize, "Linear.backward got \(outputGradient.shape)")
         var dy = outputGradient
+        let (rows, n, db) = (x.rows, outputSize, bias.gradient.data)
+        bias.gradient.fill(0)
+        // The bias gradient's columns (each summed in row order) split over the product's threads.
         if fusesReLU {
             // ∂L/∂(xWᵀ + b) = ∂L/∂y where y > 0; the bias gradient summed in the same pass.
-            dy = Tensor.reusing(maskedGradient, shape: outputGradient.shape)
-            maskedGradient = dy
-            bias.gradient.fill(0)
-            vae_relu_mask_column_sums(y.data, outputGradient.data, dy.data, x.rows, outputSize, bias.gradient.data)
+            let masked = Tensor.reusing(maskedGradient, shape: outputGradient.shape)
+            maskedGradient = masked
+            dy = masked
+            BLAS.splitOverGEMMThreads(n, work: rows, multipleOf: 16) { c in
+                let o = c.lowerBound
+                vae_relu_mask_column_sums(y.data + o, outputGradient.data + o, masked.data + o, rows, c.count, n, db + o)
+            }
         } else {
-            dy.sumRows(into: bias.gradient.data)
+            BLAS.splitOverGEMMThreads(n, work: rows, multipleOf: 16) { c in
+                vae_add_column_sums(outputGradient.data + c.lowerBound, rows, c.count, n, db + c.lowerBound)
+            }
         }
         matmul(dy, x, into: weight.gradient, transposeA: true, precision: precision)
         guard computesInputGradient else { return nil }

@@ -32,3 +32,29 @@ extension BLAS {
         }
     }
 }
+
+extension BLAS {
+    /// Work below which a pass over a worker's rows or columns stays on the caller: waking the
+    /// team costs about a microsecond, a few thousand floats' worth of a streaming pass.
+    public static let gemmThreadsMinimumWork = 16_384
+
+    /// Runs `body` on contiguous slices of 0..<count, one on each of the caller's GEMM threads
+    /// (``onGEMMThreads(_:)``), with the inner boundaries multiples of `multiple` (16 floats keep
+    /// threads writing neighbouring slices of a line-aligned buffer off each other's cache lines);
+    /// on the caller alone, `body(0..<count)`, when the team is one thread or `count × work`
+    /// (the floats a unit touches) is under ``gemmThreadsMinimumWork``. For the elementwise passes
+    /// of a batch worker whose products run on several threads (a bias broadcast, a ReLU, a bias
+    /// gradient): a pass whose units are independent gives the same numbers on any slicing.
+    public static func splitOverGEMMThreads(
+        _ count: Int, work: Int = 1, multipleOf multiple: Int = 1, _ body: (Range<Int>) -> Void
+    ) {
+        guard threadsPerCaller > 1, count > 1, count * work >= gemmThreadsMinimumWork else {
+            body(0..<count)
+            return
+        }
+        onGEMMThreads { thread, threads in
+            let part = Parallel.slice(thread, of: threads, count: count, multipleOf: multiple)
+            if !part.isEmpty { body(part) }
+        }
+    }
+}

@@ -676,3 +676,21 @@ func snapshot(_ dir: String) throws -> [String: Data] {
     let header = try String(contentsOfFile: dir + "/mix/checkpoint.safetensors", encoding: .isoLatin1).prefix(20_000)
     #expect(header.contains("\"workers\":\"2\"") && header.contains("\"gemm_threads\":\"2\""), "\(header.prefix(600))")
 }
+
+/// One batch worker whose products run on 2 threads splits its layers' passes over them too (the
+/// bias broadcast and the ReLU by rows, the bias gradients and the ReLU's mask by columns), for
+/// layers of ≥ 16,384 values (here 96 × 256, the 16 × 16 images' decoder output among them, a
+/// layer without ReLU): it trains what one thread trains, up to the products' rounding. A slice
+/// left out or shifted leaves a bias, a ReLU or a gradient wrong.
+@Test func oneWorkersLayerPassesSplitOverItsGEMMThreads() throws {
+    let dir = temporaryDirectory()
+    try writeTinyDataset(dir, side: 16)
+    let arguments = ["train", "--dataset", "mnist", "--data-dir", dir, "--epochs", "3", "--batch-size", "96", "--hidden", "256,256", "--latent", "4", "--progress", "none"]
+    let team = try vae(arguments + ["--out", dir + "/team", "--threads", "2", "--gemm-threads", "2"])
+    #expect(team.status == 0 && team.stdout.contains(", 1 worker × 2 GEMM threads"), "\(team.stdout)\(team.stderr)")
+    #expect(try vae(arguments + ["--out", dir + "/serial", "--threads", "1"]).status == 0)
+    let a = try tensors(dir + "/team/model.safetensors"), b = try tensors(dir + "/serial/model.safetensors")
+    var largest: Float = 0
+    for (name, values) in a { for (x, y) in zip(values, b[name]!) { largest = max(largest, abs(x - y)) } }
+    #expect(largest < 1e-5, "1 × 2 differs from 1 × 1 by \(largest)")
+}

@@ -117,9 +117,15 @@ void vae_conv_direct_backward(const float *x, size_t batch, size_t channels, siz
 void vae_relu_inplace(float *x, size_t n);
 
 /// The backward pass of a ReLU fused into the layer before it, and that layer's bias gradient:
-/// masked[r, c] = dy[r, c] where y[r, c] > 0, else 0; and sums[c] += Σ_r masked[r, c].
+/// masked[r, c] = dy[r, c] where y[r, c] > 0, else 0; and sums[c] += Σ_r masked[r, c], in row
+/// order — for `columns` columns of row-major matrices whose rows are `stride` apart (a slice of
+/// the columns when stride > columns: every column's sum is the same on any slicing).
 void vae_relu_mask_column_sums(const float *y, const float *dy, float *masked, size_t rows, size_t columns,
-                               float *sums);
+                               size_t stride, float *sums);
+
+/// sums[c] += Σ_r x[r·stride + c], in row order, for c < columns (a bias gradient, or a slice of
+/// its columns when stride > columns).
+void vae_add_column_sums(const float *x, size_t rows, size_t columns, size_t stride, float *sums);
 
 /// dst[c, r] = src[r, c] for a row-major [rows, columns] source.
 void vae_transpose(const float *src, size_t rows, size_t columns, float *dst);
