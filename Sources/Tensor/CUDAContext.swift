@@ -180,12 +180,7 @@ public final class CUDAContext {
 
     /// Device `ordinal` (from ``CUDA/devices()``) with the kernels compiled by `nvrtc`.
     public init(ordinal: Int, nvrtc: NVRTC) throws {
-        let devices = try CUDA.devices()
-        guard devices.indices.contains(ordinal) else {
-            let names = devices.count == 1 ? " (cuda:0)" : devices.isEmpty ? "" : " (cuda:0 … cuda:\(devices.count - 1))"
-            throw CUDAError("cuda:\(ordinal): this machine has \(devices.count) CUDA device\(devices.count == 1 ? "" : "s")\(names)")
-        }
-        device = devices[ordinal]
+        device = try CUDA.device(ordinal)
         try cudaCall { vae_cuda_use_device(Int32(ordinal), $0, $1) }
         ptx = try nvrtc.compile(
             CUDAKernels.source, name: "Kernels.cu", options: CUDAKernels.options(computeCapability: device.computeCapability.major, device.computeCapability.minor))

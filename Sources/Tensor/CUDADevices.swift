@@ -45,6 +45,17 @@ public enum CUDA {
         }
     }
 
+    /// GPU `ordinal` as the driver sees it, or one line saying why there is none: the driver
+    /// cannot be loaded (``CUDAUnavailable``), or no such GPU (naming the ones there are).
+    public static func device(_ ordinal: Int) throws -> CUDADevice {
+        let devices = try devices()
+        guard devices.indices.contains(ordinal) else {
+            let names = devices.count == 1 ? " (cuda:0)" : devices.isEmpty ? "" : " (cuda:0 … cuda:\(devices.count - 1))"
+            throw CUDAError("cuda:\(ordinal): this machine has \(devices.count) CUDA device\(devices.count == 1 ? "" : "s")\(names)")
+        }
+        return devices[ordinal]
+    }
+
     /// The driver's CUDA version ("13.0") once ``devices()`` has loaded it, else nil.
     public static var driverVersion: String? {
         let v = Int(vae_cuda_driver_version())

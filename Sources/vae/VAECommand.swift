@@ -7,7 +7,7 @@ import Training
 struct VAECommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vae",
-        abstract: "Train Variational Autoencoders on images on the CPU, evaluate them, and draw what they learned.",
+        abstract: "Train Variational Autoencoders on images (on the CPU or an NVIDIA GPU), evaluate them, and draw what they learned.",
         discussion: """
             A run folder (written by `vae train --out RUN`) holds everything about one model:
             model.safetensors (weights + configuration), config.json, metrics.csv and pictures. \

@@ -978,9 +978,17 @@ func trainingOnTheEmulatedGPUMatchesTheCPU() throws {
     }
     let bad = try vae(arguments + ["--out", dir + "/bad", "--device", "gpu"])
     #expect(bad.status != 0 && bad.stderr.contains("--device takes cpu, cuda or cuda:N, not gpu"), "\(bad.stderr)")
+    // What is missing is named in order: the driver, the GPU, then the libraries.
     let none = try vae(arguments + ["--out", dir + "/none", "--device", "cuda:0"], removing: ["CUDA_HOME", "CUDA_PATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH"])
-    if dlopen("libnvrtc.so.13", RTLD_NOW) == nil && dlopen("libcuda.so.1", RTLD_NOW) == nil {
-        #expect(none.status != 0 && none.stderr.contains("--device cuda:0 needs nvrtc: not found"), "\(none.stderr)")
+    if dlopen("libcuda.so.1", RTLD_NOW) == nil {
+        #expect(none.status != 0 && none.stderr.contains("--device cuda:0: the NVIDIA driver's libcuda.so.1 cannot be loaded"), "\(none.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/none/checkpoint.safetensors"))
+    }
+    let absent = try vae(arguments + ["--out", dir + "/absent", "--device", "cuda:3"], environment: ["LD_LIBRARY_PATH": dir], removing: ["CUDA_HOME", "CUDA_PATH", "VIRTUAL_ENV"])
+    #expect(absent.status != 0 && absent.stderr.contains("--device cuda:3: this machine has 1 CUDA device (cuda:0)"), "\(absent.stderr)")
+    let noCompiler = try vae(arguments + ["--out", dir + "/no-nvrtc", "--device", "cuda:0"], environment: ["LD_LIBRARY_PATH": dir], removing: ["CUDA_HOME", "CUDA_PATH", "VIRTUAL_ENV"])
+    if dlopen("libnvrtc.so.13", RTLD_NOW) == nil {
+        #expect(noCompiler.status != 0 && noCompiler.stderr.contains("--device cuda:0 needs nvrtc: not found"), "\(noCompiler.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/no-nvrtc/checkpoint.safetensors"))
     }
 }
