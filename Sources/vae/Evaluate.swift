@@ -18,9 +18,10 @@ struct Evaluate: ParsableCommand {
             estimated twice on the same images and samples, in bf16 and in FP32, and both are \
             reported with their difference (the FP32 figure is the one kept in the run folder).
 
-            With --device cuda[:N] the importance sampling runs on the GPU, with the same samples \
-            as on the CPU (each image's own generator), decoded in large groups with the \
-            log-sum-exp on the device; the −ELBO and the latent statistics stay on the CPU.
+            With --device cuda[:N] the work runs on the GPU: the −ELBO (each image's ε as on the \
+            CPU), the latent statistics, and the importance sampling, with the same samples as on \
+            the CPU (each image's own generator), decoded in large groups with the log-sum-exp on \
+            the device.
 
             --iw-samples K estimates log p(x) per image by importance sampling, \
             log (1/K) Σ_k p(x|z_k) p(z_k)/q(z_k|x) with z_k ~ q(z|x) (the IWAE bound, which \
@@ -70,12 +71,25 @@ struct Evaluate: ParsableCommand {
         let parallelism = threading.parallelism
         let workers = parallelism.apply()
         let (model, config) = try RunFolder(path: runFolder).loadModel(weights, epoch: epoch)
-        // The host's products in what this CPU runs (said only when the CPU does all the work).
-        model.precision = devices.computeDevice == .cpu || iwSamples == 0 ? precision.resolved() : BF16.resolve(precision.precision).precision
+        // The GPU first, so that a missing driver or library is said before any work.
+        var gpu: CUDAStep?
+        var deviceSummary: String?
+        if devices.computeDevice != .cpu {
+            let (step, summary) = try devices.computeDevice.makeStep(for: model, precision: precision.precision, environment: ProcessInfo.processInfo.environment)
+            (gpu, deviceSummary) = (step, summary)
+            if !json { print("vae eval: on \(summary)") }
+        }
+        // The host's products in what this CPU runs (said only when the CPU does the work).
+        model.precision = gpu == nil ? precision.resolved() : BF16.resolve(precision.precision).precision
         var testSet = try config.training.loadTestSet(for: config.model)
         if let limit { testSet = testSet.prefix(limit) }
-        let loss = model.evaluate(testSet)
-        let stats = model.latentStatistics(testSet)
+        let (loss, stats): (LossBreakdown, LatentStatistics)
+        if let gpu {
+            let shard = DatasetShard(testSet, communicator: SingleProcess())
+            (loss, stats) = (try shard.evaluate(model, device: gpu), try shard.latentStatistics(model, device: gpu))
+        } else {
+            (loss, stats) = (model.evaluate(testSet), model.latentStatistics(testSet))
+        }
 
         var object: [String: Any] = [
             "elbo": loss.meanNegativeELBO, "reconstruction": loss.meanReconstruction,
@@ -83,6 +97,7 @@ struct Evaluate: ParsableCommand {
             "binarized": config.training.binarize, "active_units": stats.activeUnits(),
             "kl_per_dimension": stats.klPerDimension, "weights": weightsName,
         ]
+        if let deviceSummary { object["device"] = deviceSummary }
         var lines = [
             "\(runFolder)\(epoch.map { " (weights after epoch \($0))" } ?? (weights == .best ? " (best weights)" : "")): \(loss.images) test images (\(config.training.dataset)\(config.training.binarize ? ", binarised" : ""))",
             "  −ELBO           \(fixed(loss.meanNegativeELBO, 3)) nats/image",
@@ -102,14 +117,6 @@ struct Evaluate: ParsableCommand {
             lines.append("  KL per dim z₂   " + z2.klPerDimension.map { fixed($0, 2) }.joined(separator: " "))
         }
         if iwSamples > 0 {
-            // The GPU first, so that a missing driver or library is said before any work.
-            var gpu: CUDAStep?
-            if devices.computeDevice != .cpu {
-                let (step, summary) = try devices.computeDevice.makeStep(for: model, precision: precision.precision, environment: ProcessInfo.processInfo.environment)
-                gpu = step
-                object["device"] = summary
-                if !json { print("vae eval: log p(x) on \(summary)") }
-            }
             func estimateLogLikelihood(_ label: String) throws -> (estimate: LogLikelihoodEstimate, seconds: Double) {
                 let start = monotonicSeconds()
                 var bar = json ? nil : ProgressBar()
@@ -124,7 +131,7 @@ struct Evaluate: ParsableCommand {
             // bf16 where the estimate runs (the GPU's tensor cores, or this CPU), then FP32 on the
             // same images and samples.
             let inBF16 = gpu == nil ? model.precision == .bf16 : precision.precision == .bf16
-            let elboInBF16 = model.precision == .bf16
+            let elboInBF16 = gpu == nil ? model.precision == .bf16 : precision.precision == .bf16
             let reduced = inBF16 ? try estimateLogLikelihood(" in bf16") : nil
             model.precision = .fp32
             gpu?.precision = .fp32

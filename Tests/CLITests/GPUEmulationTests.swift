@@ -213,6 +213,9 @@ func writeEmulatedGPU(_ dir: String) throws {
             }
         }
         static void run_kernel(const entry *e, unsigned grid, unsigned block, unsigned sharedBytes, void **args) {
+            static FILE *names;  // EMULATOR_KERNEL_LOG=FILE: each kernel run, by name
+            if (!names && getenv("EMULATOR_KERNEL_LOG")) names = fopen(getenv("EMULATOR_KERNEL_LOG"), "a");
+            if (names) fprintf(names, "%s\\n", e->name);
             gridDim.x = grid; blockDim.x = block;
             unsigned *blocks = (unsigned *)malloc(sizeof(unsigned) * grid), threads[max_threads];
             shuffle(blocks, grid);
@@ -871,6 +874,27 @@ func trainingOnTheEmulatedGPUMatchesTheCPU() throws {
     let (gpuLogPX, cpuLogPX) = (try logPX(gpuEval.stdout), try logPX(cpuEval.stdout))
     #expect(gpuLogPX != nil && cpuLogPX != nil && abs(gpuLogPX! - cpuLogPX!) < 1e-4, "\(gpuEval.stdout) vs \(cpuEval.stdout)")
     #expect(gpuEval.stdout.contains("\"device\":\"cuda:0: Emulated GPU"), "\(gpuEval.stdout)")
+    // Without --iw-samples the −ELBO and the latent statistics are the GPU's (its kernels ran),
+    // and the CPU's figures within rounding; with no driver, --device cuda is refused, not ignored.
+    let kernelLog = dir + "/eval-kernels.txt"
+    let gpuELBO = try vae(["eval", dir + "/gpu", "--json", "--device", "cuda:0"], environment: environment.merging(["EMULATOR_KERNEL_LOG": kernelLog]) { $1 })
+    let ran = Set(((try? String(contentsOfFile: kernelLog, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init))
+    #expect(gpuELBO.status == 0 && ran.contains("vae_record_terms") && ran.contains("vae_latent_sums"), "\(gpuELBO.stderr) \(ran.sorted())")
+    let figures = { (output: String) throws -> [String: Any] in
+        try JSONSerialization.jsonObject(with: Data((output.split(separator: "\n").last { $0.hasPrefix("{") } ?? "{}").utf8)) as? [String: Any] ?? [:]
+    }
+    let (onGPU, onCPU) = (try figures(gpuELBO.stdout), try figures(cpuTestELBO.stdout))
+    for key in ["elbo", "reconstruction", "kl"] {
+        let (g, c) = (onGPU[key] as? Double, onCPU[key] as? Double)
+        #expect(g != nil && c != nil && abs(g! - c!) < 1e-4 * max(abs(c!), 1), "\(key): GPU \(String(describing: g)) vs CPU \(String(describing: c))")
+    }
+    let (klGPU, klCPU) = (onGPU["kl_per_dimension"] as? [Double] ?? [], onCPU["kl_per_dimension"] as? [Double] ?? [])
+    #expect(!klCPU.isEmpty && klGPU.count == klCPU.count && zip(klGPU, klCPU).allSatisfy { abs($0 - $1) < 1e-4 * max(abs($1), 1) }, "\(klGPU) vs \(klCPU)")
+    #expect(onGPU["active_units"] as? Int == onCPU["active_units"] as? Int, "\(onGPU) vs \(onCPU)")
+    if dlopen("libcuda.so.1", RTLD_NOW) == nil {
+        let noDriver = try vae(["eval", dir + "/gpu", "--device", "cuda:0"], removing: ["CUDA_HOME", "CUDA_PATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH"])
+        #expect(noDriver.status != 0 && noDriver.stderr.contains("--device cuda:0: the NVIDIA driver's libcuda.so.1 cannot be loaded"), "\(noDriver.stderr)")
+    }
 
     // vae score --device cuda:0: each example's log p(x) as the CPU scores it.
     let scoreArguments = ["score", dir + "/gpu", "--iw-samples", "20", "--limit", "30"]
