@@ -124,6 +124,11 @@ func checkKernelsLaunchesEveryKernelWithArgumentsThatFit() throws {
     try writeStandInDriver(dir, extra: standInCompute)
     let bad = try vae(["devices", "--check-kernels", "gpu0"], environment: ["LD_LIBRARY_PATH": dir])
     #expect(bad.status != 0 && bad.stderr.contains("--check-kernels takes cuda or cuda:N, not gpu0"), "\(bad.stderr)")
+    // The driver is named first when it is what is missing (here, or a driver that cannot start).
+    let failing = temporaryDirectory()
+    try writeStandInDriver(failing, initStatus: 100)
+    let noGPU = try vae(["devices", "--check-kernels", "cuda"], environment: ["LD_LIBRARY_PATH": failing])
+    #expect(noGPU.status != 0 && noGPU.stderr.contains("--check-kernels cuda: cuInit failed: no CUDA-capable device is detected (CUDA error 100)"), "\(noGPU.stderr)")
     let nvrtc = CUDALibrariesForTests.nvrtc
     guard nvrtc != nil else {
         // No NVRTC here: the check says so in one line.
