@@ -728,6 +728,13 @@ public enum GPUKernelCheck {
         // The evaluation's −ELBO (one ε per image from the same generators).
         let elboGPU = try step.negativeELBO(images, condition: condition, seed: 5, firstIndex: 3)
         let elboCPU = model.negativeELBO(images, condition: condition, seed: 5, firstIndex: 3)
+        // Each image's terms and its posterior, as `vae score` reads them.
+        let perImageGPU = try step.negativeELBOPerImage(images, condition: condition, seed: 5, firstIndex: 3)
+        let perImageCPU = model.negativeELBOPerImage(images, condition: condition, seed: 5, firstIndex: 3)
+        let posteriorCPU = model.encode(images, condition: condition)
+        let perImage = (
+            gpu: (perImageGPU.reconstruction + perImageGPU.kl).map { Float($0) } + Array(UnsafeBufferPointer(start: perImageGPU.posterior.data, count: perImageGPU.posterior.count)),
+            cpu: (perImageCPU.reconstruction + perImageCPU.kl).map { Float($0) } + Array(UnsafeBufferPointer(start: posteriorCPU.data, count: posteriorCPU.count)))
         // The latent statistics' sums (KL per dimension, Σ μ, Σ μ²), over two batches of the images.
         let halves = [Tensor(viewing: images, rows: 0..<12), Tensor(viewing: images, rows: 12..<20)]
         let conditionHalves = condition.map { c in [Tensor(viewing: c, rows: 0..<12), Tensor(viewing: c, rows: 12..<20)] }
@@ -746,6 +753,8 @@ public enum GPUKernelCheck {
                 largestError: worst(sumsGPU.map { Float($0) }, sumsCPU.map { Float($0) }), tolerance: 1e-4),
             Row(kernel: "evaluation −ELBO (reconstruction, KL)\(suffix)", twin: "negativeELBO(seed:firstIndex:)", elements: 2,
                 largestError: worst([Float(elboGPU.reconstruction), Float(elboGPU.kl)], [Float(elboCPU.reconstruction), Float(elboCPU.kl)]), tolerance: 1e-4),
+            Row(kernel: "each image's −ELBO terms and posterior\(suffix)", twin: "negativeELBOPerImage, encode", elements: perImage.cpu.count,
+                largestError: perImage.gpu.count == perImage.cpu.count ? worst(perImage.gpu, perImage.cpu) : .infinity, tolerance: 1e-4),
         ]
     }
 }

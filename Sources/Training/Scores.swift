@@ -21,7 +21,8 @@ extension VariationalAutoencoder {
     /// `samples` importance samples (image i's draws seeded by (`seed`, i), split across
     /// `workers` cores), and the −ELBO, its terms and μ with image i's ε keyed to (`seed`, i). The
     /// figures do not depend on the batching or the number of cores. With `device` (a GPU step
-    /// holding this model's weights) log p(x) is estimated there, from the same draws.
+    /// holding this model's weights) log p(x), the −ELBO's terms and μ are computed there, from
+    /// the same draws (the terms a batch at a time: the same up to the products' rounding).
     public func scores(
         _ dataset: ImageDataset, samples: Int, seed: UInt64 = 1, workers: Int = Parallel.coreCount, device: CUDAStep? = nil,
         progress: (Int) -> Void = { _ in }
@@ -36,14 +37,27 @@ extension VariationalAutoencoder {
             let first = out.count
             let estimates = try device?.importanceSampledLogLikelihood(batch.images, condition: batch.condition, samples: samples, seed: seed, firstIndex: first)
                 ?? parallel.importanceSampledLogLikelihood(batch.images, condition: batch.condition, samples: samples, seed: seed, firstIndex: first)
-            let posterior = encode(batch.images, condition: batch.condition).clone()
+            // The −ELBO's terms and μ: on the GPU the batch's in one pass; on the CPU each image
+            // alone (as its log p(x)), so that its figures do not depend on its batch at all.
+            let (reconstruction, kl, posterior): ([Double], [Double], Tensor)
+            if let device {
+                (reconstruction, kl, posterior) = try device.negativeELBOPerImage(batch.images, condition: batch.condition, seed: seed, firstIndex: first)
+            } else {
+                posterior = encode(batch.images, condition: batch.condition).clone()
+                var terms = (reconstruction: [Double](), kl: [Double]())
+                for i in 0..<batch.count {
+                    let x = Tensor.view(batch.images, rows: i..<(i + 1), reusing: &row)
+                    let c = batch.condition.map { Tensor.view($0, rows: i..<(i + 1), reusing: &rowCondition) }
+                    let loss = negativeELBO(x, condition: c, seed: seed, firstIndex: first + i)
+                    terms.reconstruction.append(loss.reconstruction)
+                    terms.kl.append(loss.kl)
+                }
+                (reconstruction, kl) = terms
+            }
             for i in 0..<batch.count {
-                let x = Tensor.view(batch.images, rows: i..<(i + 1), reusing: &row)
-                let c = batch.condition.map { Tensor.view($0, rows: i..<(i + 1), reusing: &rowCondition) }
-                let loss = negativeELBO(x, condition: c, seed: seed, firstIndex: first + i)
                 out.append(ExampleScore(
-                    logLikelihood: estimates[i].logLikelihood, negativeELBO: loss.reconstruction + loss.kl, reconstruction: loss.reconstruction,
-                    kl: loss.kl, posteriorMean: Array(UnsafeBufferPointer(start: posterior.data + i * 2 * d, count: d))))
+                    logLikelihood: estimates[i].logLikelihood, negativeELBO: reconstruction[i] + kl[i], reconstruction: reconstruction[i],
+                    kl: kl[i], posteriorMean: Array(UnsafeBufferPointer(start: posterior.data + i * 2 * d, count: d))))
             }
             progress(out.count)
         }

@@ -110,13 +110,55 @@ extension CUDAStep {
     /// two stochastic layers, ε₂ from each image's second generator and the KL term of
     /// `twoLayerKL` with z₂'s part in closed form.
     public func negativeELBO(_ images: Tensor, condition: Tensor? = nil, seed: UInt64, firstIndex: Int = 0) throws -> LossBreakdown {
+        let n = images.rows
+        guard n > 0 else { return LossBreakdown() }
+        return try evaluationRows(images, condition: condition, seed: seed, firstIndex: firstIndex) { rowNLL, rowKL, posterior in
+            // With one stochastic layer each row's analytic KL is summed from the posterior where
+            // the terms are recorded; with two, from the rows twoLayerKL wrote.
+            let terms = try DeviceBuffer(bytes: 24)
+            try context.launch("vae_record_terms", grid: 1, block: 128, shared: 128 * 16, [
+                .buffer(rowNLL), .buffer(rowKL), .buffer(rowKL == nil ? posterior : nil), .int32(Int32(latent)), .int32(Int32(n)), .float(1), .buffer(nil),
+                .buffer(terms), .int32(0),
+            ])
+            var values = [Double](repeating: 0, count: 3)
+            try values.withUnsafeMutableBytes { try terms.download(raw: $0) }
+            return LossBreakdown(reconstruction: values[0], kl: values[1], objective: values[2], images: n)
+        }
+    }
+
+    /// Each image's −ELBO terms as ``negativeELBO(_:condition:seed:firstIndex:)`` sums them — the
+    /// rows' −log p(x|z) from the GPU, the KL term from the posterior the GPU encoded (the CPU's
+    /// ``klDivergence(_:perExample:gradient:scale:dimensionWeights:)`` on it; with two stochastic
+    /// layers the GPU's rows) — and that posterior, [n, 2d] (μ then log σ²).
+    public func negativeELBOPerImage(
+        _ images: Tensor, condition: Tensor? = nil, seed: UInt64, firstIndex: Int = 0
+    ) throws -> (reconstruction: [Double], kl: [Double], posterior: Tensor) {
+        let n = images.rows
+        let posteriorTensor = Tensor(shape: [n, 2 * latent])
+        guard n > 0 else { return ([], [], posteriorTensor) }
+        let (reconstruction, rowKLs) = try evaluationRows(images, condition: condition, seed: seed, firstIndex: firstIndex) { rowNLL, rowKL, posterior in
+            try posterior.download(raw: UnsafeMutableRawBufferPointer(start: posteriorTensor.data, count: 4 * posteriorTensor.count))
+            return (try rowNLL.download(count: n).map(Double.init), try rowKL?.download(count: n).map(Double.init))
+        }
+        var kl = rowKLs ?? [Double](repeating: 0, count: n)
+        if rowKLs == nil { kl.withUnsafeMutableBufferPointer { _ = klDivergence(posteriorTensor, perExample: $0.baseAddress) } }
+        return (reconstruction, kl, posteriorTensor)
+    }
+
+    /// The evaluation pass shared by the two above: each image's ε from its generator, z, the
+    /// decoder and −log p(x|z) per row; with two stochastic layers each row's KL term too (nil
+    /// with one: it is the posterior's closed form). `body` gets the rows and the posterior while
+    /// every buffer the queued work uses is still held.
+    private func evaluationRows<Result>(
+        _ images: Tensor, condition: Tensor?, seed: UInt64, firstIndex: Int,
+        _ body: (_ rowNLL: DeviceBuffer, _ rowKL: DeviceBuffer?, _ posterior: DeviceBuffer) throws -> Result
+    ) throws -> Result {
         precondition(images.rowSize == pixels, "images of \(images.rowSize) values for a model of \(pixels)")
         let (n, d) = (images.rows, latent)
-        guard n > 0 else { return LossBreakdown() }
         let group = rowsPerPass(rows: n)
         let decoderWork = try makeWorkspace(decoderOps, input: d, rows: group, training: false)
         let words = try DeviceBuffer(bytes: 16 * n * ((max(d, upperLatent) + 1) / 2)), eps = try DeviceBuffer(count: n * d), z = try DeviceBuffer(count: n * d)
-        let rowNLL = try DeviceBuffer(count: n), rowKL = try DeviceBuffer(count: n), terms = try DeviceBuffer(bytes: 24)
+        let rowNLL = try DeviceBuffer(count: n), rowKL = upperLatent > 0 ? try DeviceBuffer(count: n) : nil
         try imageNormals(try imageGenerators(seed: seed, firstIndex: firstIndex, images: n), images: n, count: d, words: words, into: eps)
         // A second stochastic layer: each image's ε₂ from its second generator; the closed-form KL of z₂.
         var upperWork = upperLatent > 0 ? try makeUpperWork(rows: group, training: false) : nil
@@ -134,7 +176,7 @@ extension CUDAStep {
             try likelihoodRows(
                 x: rows(x, first, m, width: pixels), output: decoderWork.lastOutput(input: zRows), gradient: nil, into: rows(rowNLL, first, m, width: 1),
                 rows: m, scale: 1, xRepeat: 1)
-            if var work = upperWork, let eps2 {
+            if var work = upperWork, let eps2, let rowKL {
                 work.eps2 = rows(eps2, first, m, width: upperLatent)
                 upperWork = work
                 try upperForward(z1: zRows, rows: m, work: work)
@@ -143,16 +185,7 @@ extension CUDAStep {
                     work: work, rowKL: rows(rowKL, first, m, width: 1))
             }
         }
-        // With one stochastic layer each row's analytic KL is summed from the posterior where the
-        // terms are recorded; with two, from the rows twoLayerKL wrote.
-        let single = upperLatent == 0
-        try context.launch("vae_record_terms", grid: 1, block: 128, shared: 128 * 16, [
-            .buffer(rowNLL), .buffer(single ? nil : rowKL), .buffer(single ? posterior : nil), .int32(Int32(d)), .int32(Int32(n)), .float(1), .buffer(nil),
-            .buffer(terms), .int32(0),
-        ])
-        var values = [Double](repeating: 0, count: 3)
-        try values.withUnsafeMutableBytes { try terms.download(raw: $0) }
-        return LossBreakdown(reconstruction: values[0], kl: values[1], objective: values[2], images: n)
+        return try withExtendedLifetime((words, eps, z, decoderWork, upperWork, eps2, x, labels)) { try body(rowNLL, rowKL, posterior) }
     }
 
     /// ``VariationalAutoencoder/latentSums(_:)`` on the GPU for batches of images (with their

@@ -54,6 +54,7 @@ extension VariationalAutoencoder {
     /// on how the images are batched or split across cores and ranks.
     /// A model with two stochastic layers draws image i's ε₂ from its second stream, and
     /// reports the ELBO with the analytic KL of z₂ (see ``twoLayerObjective(_:noise:upperNoise:samples:computeGradients:klWeight:analyticUpperKL:gradientScale:)``).
+    @discardableResult
     public func negativeELBO(_ x: Tensor, condition: Tensor? = nil, seed: UInt64, firstIndex: Int) -> LossBreakdown {
         let d = latentDimension, d2 = config.upperLatentDimension
         let eps = Tensor.reusing(noise, rows: x.rows, columns: d)
@@ -260,9 +261,15 @@ extension VariationalAutoencoder {
         }
     }
 
-    /// Per-image −ELBO terms of the last `negativeELBO` call.
-    public var lastPerImageTerms: (reconstruction: ArraySlice<Double>, kl: ArraySlice<Double>) {
-        let n = latent?.rows ?? 0
-        return (perExampleReconstruction.prefix(n), perExampleKL.prefix(n))
+    /// Each image's −ELBO terms, −log p(x|z) and the KL term, as
+    /// ``negativeELBO(_:condition:seed:firstIndex:)`` sums them over the batch (image i's ε keyed
+    /// to (`seed`, `firstIndex` + i); with two stochastic layers, the KL term with z₂'s part in
+    /// closed form): one batched pass, the same figures as that call on each image alone up to
+    /// the products' rounding.
+    public func negativeELBOPerImage(
+        _ x: Tensor, condition: Tensor? = nil, seed: UInt64, firstIndex: Int
+    ) -> (reconstruction: [Double], kl: [Double]) {
+        negativeELBO(x, condition: condition, seed: seed, firstIndex: firstIndex)
+        return (Array(perExampleReconstruction.prefix(x.rows)), Array(perExampleKL.prefix(x.rows)))
     }
 }

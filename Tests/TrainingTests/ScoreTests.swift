@@ -62,6 +62,31 @@ func pairwiseAUROC(_ scores: [Double], _ positive: [Bool]) -> Double {
     for i in [0, 13, 28] { #expect(one[i].posteriorMean == (0..<3).map { h[i * 6 + $0] }) }
 }
 
+/// `negativeELBOPerImage` (the CPU twin of the GPU's per-image pass that `vae score --device`
+/// reads) gives each image of a batch the terms of that image alone, in its own place, for one
+/// and for two stochastic layers; they add up to the batch's `negativeELBO`.
+@Test func perImageTermsAreEachImagesAlone() throws {
+    let data = randomImages(29, seed: 8)
+    for upper in [0, 2] {
+        var rng = RandomGenerator(seed: 6)
+        let model = VariationalAutoencoder(
+            config: ModelConfig(inputShape: [1, 8, 8], hiddenSizes: [16], latentDimension: 3, upperLatentDimension: upper), rng: &rng)
+        var loaded = BatchLoader.evaluation(data, for: model).epoch()
+        let images = loaded.next()!.images.clone()
+        #expect(images.rows == 29)
+        let terms = model.negativeELBOPerImage(images, seed: 5, firstIndex: 4)
+        let whole = model.negativeELBO(images, seed: 5, firstIndex: 4)
+        #expect(abs(terms.reconstruction.reduce(0, +) - whole.reconstruction) < 1e-9 * whole.reconstruction)
+        #expect(abs(terms.kl.reduce(0, +) - whole.kl) < 1e-9 * max(abs(whole.kl), 1))
+        var row: Tensor?
+        for i in [0, 7, 13, 28] {
+            let alone = model.negativeELBO(Tensor.view(images, rows: i..<(i + 1), reusing: &row), seed: 5, firstIndex: 4 + i)
+            #expect(abs(terms.reconstruction[i] - alone.reconstruction) < 1e-5 * alone.reconstruction, "\(upper) layer(s), image \(i): \(terms.reconstruction[i]) alone \(alone)")
+            #expect(abs(terms.kl[i] - alone.kl) < 1e-5 * max(abs(alone.kl), 1), "\(upper) layer(s), image \(i): \(terms.kl[i]) alone \(alone)")
+        }
+    }
+}
+
 @Test func meanAbsoluteDifferenceOfTwoEstimatesIsPerImage() {
     func estimate(_ values: [Double]) -> LogLikelihoodEstimate {
         LogLikelihoodEstimate(perImage: values.map { ImportanceSampledEstimate(logLikelihood: $0, elbo: $0) }, samples: 1)
