@@ -217,6 +217,42 @@ for case in "--device cuda:7" "--device cuda:0 --batch-size 0" "--device cuda:0 
     status=$?
     echo "vae train $case → exit $status: $(grep -m1 '^Error' "$out/bad.txt" || grep -v '^$' "$out/bad.txt" | tail -1)" >> "$md"
 done
+# What the machine lacks, on a run already saved (it must stay as it was): no GPU the driver
+# shows (CUDA_VISIBLE_DEVICES empty), then — where a mount namespace of our own is allowed — a
+# driver and a cuBLAS that cannot be loaded (each file hidden behind an empty one).
+rm -rf "$out/saved"
+timeout 120 "$vae" train --dataset mnist --data-dir "$mnist" --epochs 1 --progress none --no-tensorboard --no-report --out "$out/saved" > "$out/saved.txt" 2>&1
+before=$(cat "$out/saved"/*.safetensors 2>/dev/null | sha256sum)
+: > "$out/empty-library"
+# `"${hide[@]}" FILE COMMAND…` runs COMMAND with FILE replaced by that empty file.
+hide=(unshare --mount sh -c 'mount --bind "$0" "$1" && shift && exec "$@"' "$out/empty-library")
+resume=("$vae" train --resume "$out/saved" --epochs 2 --progress none --device cuda:0)
+libcuda=$(ldconfig -p 2>/dev/null | awk '$1 == "libcuda.so.1" { print $NF; exit }')
+if [ -z "$libcuda" ]; then  # a driver on LD_LIBRARY_PATH (the emulated one)
+    for folder in ${LD_LIBRARY_PATH//:/ }; do [ -f "$folder/libcuda.so.1" ] && { libcuda=$folder/libcuda.so.1; break; }; done
+fi
+libcublas=$("$vae" devices 2>/dev/null | sed -n 's/^  cublas [^(]*(\(.*\))$/\1/p' | head -1)
+for case in "no GPU" "no driver" "no cuBLAS"; do
+    file=
+    case $case in
+        "no driver") file=$libcuda ;;
+        "no cuBLAS") file=$libcublas ;;
+    esac
+    if [ "$case" = "no GPU" ]; then
+        CUDA_VISIBLE_DEVICES= timeout 120 "${resume[@]}" > "$out/bad.txt" 2>&1
+        status=$?
+    elif [ -n "$file" ] && unshare --mount true 2>/dev/null; then
+        timeout 120 "${hide[@]}" "$file" "${resume[@]}" > "$out/bad.txt" 2>&1
+        status=$?
+    else
+        echo "vae train --resume RUN --device cuda:0, $case → not checked here (no file found, or no mount namespace allowed)" >> "$md"
+        continue
+    fi
+    echo "vae train --resume RUN --device cuda:0, $case → exit $status: $(grep -m1 '^Error' "$out/bad.txt" || grep -v '^$' "$out/bad.txt" | tail -1)" >> "$md"
+done
+after=$(cat "$out/saved"/*.safetensors 2>/dev/null | sha256sum)
+[ -f "$out/saved/checkpoint.safetensors" ] && [ "$before" = "$after" ] && echo "(the saved run's checkpoint and weights unchanged by the three)" >> "$md" \
+    || echo "(the saved run's files CHANGED or are missing: see saved.txt)" >> "$md"
 # Several ranks on the GPU (refused for now), under the bundle's mpirun.
 rm -rf "$out/bad"
 timeout 120 "$bundle/bin/mpirun" --allow-run-as-root -np 2 "$vae" train --dataset mnist --data-dir "$mnist" --epochs 1 --progress none \

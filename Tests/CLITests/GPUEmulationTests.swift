@@ -250,7 +250,8 @@ func writeEmulatedGPU(_ dir: String) throws {
             for (int k = 0; k < n->e->count; k++) memcpy(&n->args[k], args[k], 8);
         }
         extern "C" {
-        int cuInit(unsigned int flags) { return 0; }
+        // As the real driver: CUDA_VISIBLE_DEVICES set but empty hides every GPU.
+        int cuInit(unsigned int flags) { const char *v = getenv("CUDA_VISIBLE_DEVICES"); return v && !*v ? 100 : 0; }
         int cuDriverGetVersion(int *v) { *v = 13000; return 0; }
         int cuDeviceGetCount(int *n) { *n = 1; return 0; }
         int cuDeviceGet(int *d, int ordinal) { if (ordinal != 0) return 101; *d = 0; return 0; }
@@ -1013,6 +1014,8 @@ func trainingOnTheEmulatedGPUMatchesTheCPU() throws {
         #expect(none.status != 0 && none.stderr.contains("--device cuda:0: the NVIDIA driver's libcuda.so.1 cannot be loaded"), "\(none.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/none/checkpoint.safetensors"))
     }
+    let invisible = try vae(arguments + ["--out", dir + "/invisible", "--device", "cuda:0"], environment: ["LD_LIBRARY_PATH": dir, "CUDA_VISIBLE_DEVICES": ""])
+    #expect(invisible.status != 0 && invisible.stderr.contains("--device cuda:0: cuInit failed: ") && invisible.stderr.contains("(CUDA error 100)"), "\(invisible.stderr)")
     let absent = try vae(arguments + ["--out", dir + "/absent", "--device", "cuda:3"], environment: ["LD_LIBRARY_PATH": dir], removing: ["CUDA_HOME", "CUDA_PATH", "VIRTUAL_ENV"])
     #expect(absent.status != 0 && absent.stderr.contains("--device cuda:3: this machine has 1 CUDA device (cuda:0)"), "\(absent.stderr)")
     let noCompiler = try vae(arguments + ["--out", dir + "/no-nvrtc", "--device", "cuda:0"], environment: ["LD_LIBRARY_PATH": dir], removing: ["CUDA_HOME", "CUDA_PATH", "VIRTUAL_ENV"])
