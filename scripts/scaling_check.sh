@@ -119,9 +119,11 @@ done
 # Every core split as the default run splits it (no --threads: the probe times the splits and
 # takes the fastest), and the mixes of batch workers × GEMM threads themselves.
 bench "threads auto (the default)" "$vae" bench "${data[@]}" --repeats 2 --json
-for t in 2 4 8; do
-    [ $((cores % t)) -eq 0 ] && [ "$t" -lt "$cores" ] || continue
-    bench "threads $cores as $((cores / t)) workers × $t GEMM threads" "$vae" bench "${data[@]}" --threads "$cores" --gemm-threads "$t" --repeats 2 --json
+for t in 2 4 8 16; do
+    [ $((cores % t)) -eq 0 ] && [ "$t" -le "$cores" ] || continue
+    workers="$((cores / t)) workers"
+    [ "$t" -eq "$cores" ] && workers="1 worker"
+    bench "threads $cores as $workers × $t GEMM threads" "$vae" bench "${data[@]}" --threads "$cores" --gemm-threads "$t" --repeats 2 --json
 done
 # bf16 (AMX where the CPU has it) on one and on every core, early: issue 26 item 5.
 for n in 1 "$cores"; do
