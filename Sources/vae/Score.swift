@@ -84,13 +84,13 @@ struct Score: ParsableCommand {
             anomalous = marks.map { $0 == 1 }
         }
 
-        // log p(x) on the GPU when asked (found and set up before any work: a missing driver or
-        // library is one line); the −ELBO, its terms and μ stay on the CPU.
+        // On the GPU when asked (found and set up before any work: a missing driver or library is
+        // one line): log p(x), the −ELBO's terms and μ.
         var gpu: CUDAStep?
         if devices.computeDevice != .cpu {
             let (step, summary) = try devices.computeDevice.makeStep(for: model, precision: precision.precision, environment: ProcessInfo.processInfo.environment)
             gpu = step
-            print("vae score: log p(x) on \(summary)")
+            print("vae score: on \(summary)")
         }
         let start = monotonicSeconds()
         var bar = ProgressBar()
