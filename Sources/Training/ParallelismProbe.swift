@@ -24,10 +24,11 @@ public enum ParallelismProbe {
         /// Wall time the probe took.
         public let seconds: Double
 
-        /// "4 batch workers × 1 GEMM thread (fastest of 1×1 3.10, 2×1 1.92, 4×1 1.50 ms/step; probed in 0.4 s)".
+        /// "4 batch workers × 1 GEMM thread (chosen of 1×1 3.10, 2×1 1.92, 4×1 1.50 ms/step, …; probed in 0.4 s)".
         public var summary: String {
             let times = trials.map { "\($0.parallelism.workers)×\($0.parallelism.gemmThreads) \(fixed(1000 * $0.secondsPerStep))" }
-            return "\(best.split) (fastest of \(times.joined(separator: ", ")) ms/step, workers × GEMM threads; probed in \(fixed(seconds)) s)"
+            return "\(best.split) (chosen of \(times.joined(separator: ", ")) ms/step, workers × GEMM threads: the first within "
+                + "\(Int(100 * ParallelismProbe.tieMargin))% of the fastest; probed in \(fixed(seconds)) s)"
         }
 
         private func fixed(_ x: Double) -> String { String(format: "%.2f", x) }
@@ -56,11 +57,23 @@ public enum ParallelismProbe {
         return seen
     }
 
+    /// How much faster a later candidate must be to be chosen over an earlier one: splits that
+    /// time alike (within the noise of a few steps) would otherwise be chosen by chance, run to
+    /// run, and two new runs of the same command would differ by their summation order.
+    public static let tieMargin = 0.02
+
+    /// The candidate chosen from their times (in `candidates`' order: fewer batch workers first):
+    /// the first whose time is within ``tieMargin`` of the fastest.
+    public static func choice(_ times: [Double]) -> Int {
+        guard let fastest = times.min() else { return 0 }
+        return times.firstIndex { $0 <= fastest * (1 + tieMargin) } ?? 0
+    }
+
     /// The families of splits `candidates(cores:batchSize:mode:)` can keep to.
     public enum Family: Sendable { case batch, blas }
 
     /// Times `candidates` on `steps` steps each (after `warmup` steps that let each split's
-    /// threads and buffers settle), two passes, and returns the fastest. Under several ranks
+    /// threads and buffers settle), two passes, and returns the ``choice(_:)``. Under several ranks
     /// every rank probes at once (so the figures include the ranks' contention) and the ranks'
     /// times are summed before the choice, so all of them choose the same split.
     public static func fastest(
@@ -99,7 +112,7 @@ public enum ParallelismProbe {
             }
         }
         if communicator.size > 1 { best.withUnsafeMutableBufferPointer { communicator.sum($0) } }
-        let choice = best.indices.min { best[$0] < best[$1] }!
+        let choice = choice(best)
         let trials = candidates.indices.map { Trial(parallelism: candidates[$0], secondsPerStep: best[$0] / Double(communicator.size)) }
         return Result(best: candidates[choice], trials: trials, seconds: monotonicSeconds() - start)
     }

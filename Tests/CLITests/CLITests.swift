@@ -652,7 +652,7 @@ func snapshot(_ dir: String) throws -> [String: Data] {
     if Parallel.coreCount > 1 {
         let chosen = auto.stdout.split(separator: "\n").first { $0.hasPrefix("threads auto: ") }
         #expect(chosen != nil, "\(auto.stdout)")
-        if let chosen, let used { #expect(chosen.dropFirst("threads auto: ".count).hasPrefix(used + " (fastest of "), "\(chosen) / \(used)") }
+        if let chosen, let used { #expect(chosen.dropFirst("threads auto: ".count).hasPrefix(used + " (chosen of "), "\(chosen) / \(used)") }
     }
     if FileManager.default.isExecutableFile(atPath: "/usr/bin/taskset") {
         let one = try run("/usr/bin/taskset", ["-c", "0", vaeBinary] + arguments + ["--out", dir + "/one"])
