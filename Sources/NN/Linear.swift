@@ -4,7 +4,9 @@ import Tensor
 /// Fully connected layer: y = x Wᵀ + b, with x `[B, in]`, W `[out, in]` (PyTorch layout), b `[out]`.
 ///
 /// Backward: ∂L/∂W = (∂L/∂y)ᵀ x, ∂L/∂b = Σ_rows ∂L/∂y, ∂L/∂x = (∂L/∂y) W.
-/// Followed by a ReLU in a `Sequential`, it applies the ReLU itself (`ReLUFusing`).
+/// Followed by a ReLU in a `Sequential`, it applies the ReLU itself (`ReLUFusing`). The passes
+/// besides the products (the bias broadcast, the ReLU, the bias gradient by columns) run on the
+/// threads that split the products (`BLAS.splitOverGEMMThreads`): the same numbers on any split.
 public final class Linear: Layer, ReLUFusing, PrecisionSetting {
     public let inputSize: Int
     public let outputSize: Int
