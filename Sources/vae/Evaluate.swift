@@ -83,13 +83,8 @@ struct Evaluate: ParsableCommand {
         model.precision = gpu == nil ? precision.resolved() : BF16.resolve(precision.precision).precision
         var testSet = try config.training.loadTestSet(for: config.model)
         if let limit { testSet = testSet.prefix(limit) }
-        let (loss, stats): (LossBreakdown, LatentStatistics)
-        if let gpu {
-            let shard = DatasetShard(testSet, communicator: SingleProcess())
-            (loss, stats) = (try shard.evaluate(model, device: gpu), try shard.latentStatistics(model, device: gpu))
-        } else {
-            (loss, stats) = (model.evaluate(testSet), model.latentStatistics(testSet))
-        }
+        let shard = DatasetShard(testSet, communicator: SingleProcess())
+        let (loss, stats) = (try shard.evaluate(model, device: gpu), try shard.latentStatistics(model, device: gpu))
 
         var object: [String: Any] = [
             "elbo": loss.meanNegativeELBO, "reconstruction": loss.meanReconstruction,
