@@ -56,6 +56,19 @@ public enum CUDA {
         return devices[ordinal]
     }
 
+    /// ``device(_:)`` for what `asker` names (a flag: "--device"), its message prefixed so: the
+    /// check every GPU command makes first, so that what is missing is said in order — the
+    /// driver, then the GPU — before the libraries are looked for.
+    public static func device(_ ordinal: Int, for asker: String) throws -> CUDADevice {
+        do {
+            return try device(ordinal)
+        } catch let error as CUDAUnavailable {
+            throw CUDAError("\(asker) cuda:\(ordinal): \(error)")
+        } catch {
+            throw CUDAError("\(asker) \(error)")  // "cuda:N: this machine has …"
+        }
+    }
+
     /// The driver's CUDA version ("13.0") once ``devices()`` has loaded it, else nil.
     public static var driverVersion: String? {
         let v = Int(vae_cuda_driver_version())

@@ -56,14 +56,7 @@ public enum ComputeDevice: Equatable, Sendable, CustomStringConvertible {
         for model: VariationalAutoencoder, precision: MatrixPrecision = .fp32, environment: [String: String]
     ) throws -> (CUDAStep, summary: String) {
         guard case .cuda(let ordinal) = self else { throw CUDAError("the CPU has no GPU step") }
-        // What is missing first: the driver, then the GPU, then the libraries.
-        do {
-            _ = try CUDA.device(ordinal)
-        } catch let error as CUDAUnavailable {
-            throw CUDAError("--device \(self): \(error)")
-        } catch {
-            throw CUDAError("--device \(error)")  // "cuda:N: this machine has …"
-        }
+        _ = try CUDA.device(ordinal, for: "--device")  // the driver and the GPU before the libraries
         let libraries = CUDA.libraries(environment: environment)
         func path(_ name: String) throws -> String {
             guard let library = libraries.first(where: { $0.name == name }), let path = library.path else {

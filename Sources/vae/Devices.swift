@@ -38,12 +38,7 @@ struct Devices: ParsableCommand {
         guard device == "cuda" || device.hasPrefix("cuda:"), let ordinal = device == "cuda" ? 0 : Int(device.dropFirst(5)), ordinal >= 0 else {
             throw CUDAError("--check-kernels takes cuda or cuda:N, not \(device)")
         }
-        // What is missing first: the driver, then the GPU, then NVRTC.
-        do {
-            _ = try CUDA.device(ordinal)
-        } catch let error as CUDAUnavailable {
-            throw CUDAError("--check-kernels \(device): \(error)")
-        }
+        _ = try CUDA.device(ordinal, for: "--check-kernels")  // the driver and the GPU before NVRTC
         let libraries = CUDA.libraries(environment: ProcessInfo.processInfo.environment)
         guard let nvrtcPath = libraries.first(where: { $0.name == "nvrtc" })?.path else {
             throw CUDAError("--check-kernels needs NVRTC: \(libraries.first { $0.name == "nvrtc" }?.summary ?? "nvrtc: not found")")

@@ -128,7 +128,7 @@ func checkKernelsLaunchesEveryKernelWithArgumentsThatFit() throws {
     let failing = temporaryDirectory()
     try writeStandInDriver(failing, initStatus: 100)
     let noGPU = try vae(["devices", "--check-kernels", "cuda"], environment: ["LD_LIBRARY_PATH": failing])
-    #expect(noGPU.status != 0 && noGPU.stderr.contains("--check-kernels cuda: cuInit failed: no CUDA-capable device is detected (CUDA error 100)"), "\(noGPU.stderr)")
+    #expect(noGPU.status != 0 && noGPU.stderr.contains("--check-kernels cuda:0: cuInit failed: no CUDA-capable device is detected (CUDA error 100)"), "\(noGPU.stderr)")
     let nvrtc = CUDALibrariesForTests.nvrtc
     guard nvrtc != nil else {
         // No NVRTC here: the check says so in one line.
