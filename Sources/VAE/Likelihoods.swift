@@ -49,11 +49,12 @@ func repeatFactor(_ x: Tensor, _ output: Tensor, _ n: Int) -> Int {
     return output.rows / x.rows
 }
 
-/// Σ_b value(b) over `rows` rows, each value also written to `perExample[b]` when given. A
-/// batch worker with several GEMM threads shares the rows out among them (`BLAS.onGEMMThreads`),
-/// each row's value kept, and the sum is then taken in row order: the same figure, bit for bit,
-/// on any number of threads. `value` must touch only row b's outputs.
-func sumOverRows(_ rows: Int, perExample: UnsafeMutablePointer<Double>?, _ value: (Int) -> Double) -> Double {
+/// Σ_b value(b) over `rows` rows of `work` values each, each value also written to
+/// `perExample[b]` when given. A batch worker with several GEMM threads shares the rows out among
+/// them (`BLAS.splitOverGEMMThreads`), each row's value kept, and the sum is then taken in row
+/// order: the same figure, bit for bit, on any number of threads. `value` must touch only row b's
+/// outputs.
+func sumOverRows(_ rows: Int, work: Int, perExample: UnsafeMutablePointer<Double>?, _ value: (Int) -> Double) -> Double {
     if BLAS.threadsPerCaller == 1 || rows < 2 {
         var total = 0.0
         for b in 0..<rows {
@@ -64,8 +65,8 @@ func sumOverRows(_ rows: Int, perExample: UnsafeMutablePointer<Double>?, _ value
         return total
     }
     func shared(_ values: UnsafeMutablePointer<Double>) -> Double {
-        BLAS.onGEMMThreads { t, threads in
-            for b in Parallel.slice(t, of: threads, count: rows) { values[b] = value(b) }
+        BLAS.splitOverGEMMThreads(rows, work: work) { part in
+            for b in part { values[b] = value(b) }
         }
         var total = 0.0
         for b in 0..<rows { total += values[b] }
@@ -91,7 +92,7 @@ public struct BernoulliLikelihood: Likelihood {
     ) -> Double {
         let n = logits.rowSize
         let k = repeatFactor(x, logits, n)
-        return sumOverRows(logits.rows, perExample: perExample) { b in
+        return sumOverRows(logits.rows, work: n, perExample: perExample) { b in
             let rowScale = scale * (rowScales?[b] ?? 1)
             return Double(vae_bernoulli_nll(x.data + (b / k) * n, logits.data + b * n, gradient.map { $0.data + b * n }, rowScale, n))
         }
@@ -124,7 +125,7 @@ public struct GaussianLikelihood: Likelihood {
         let k = repeatFactor(x, means, n)
         let inverseVariance = 1 / (sigma * sigma)
         let logNormaliser = 0.5 * Double(n) * log(2 * Double.pi * Double(sigma) * Double(sigma))
-        return sumOverRows(means.rows, perExample: perExample) { b in
+        return sumOverRows(means.rows, work: n, perExample: perExample) { b in
             let rowScale = scale * (rowScales?[b] ?? 1) * inverseVariance
             let squares = vae_squared_error(x.data + (b / k) * n, means.data + b * n, gradient.map { $0.data + b * n }, rowScale, n)
             return 0.5 * Double(squares * inverseVariance) + logNormaliser
@@ -215,7 +216,7 @@ public struct GaussianPixelVarianceLikelihood: Likelihood {
         let k = output.rows / x.rows
         let constant = 0.5 * Double(n) * log(2 * Double.pi)
         let floor = log(minimumSigma)
-        return sumOverRows(output.rows, perExample: perExample) { b in
+        return sumOverRows(output.rows, work: 2 * n, perExample: perExample) { b in
             let row = output.data + b * 2 * n
             let g = gradient.map { $0.data + b * 2 * n }
             return Double(vae_gaussian_pixel_nll(x.data + (b / k) * n, row, row + n, g, g.map { $0 + n }, scale * (rowScales?[b] ?? 1), floor, n)) + constant

@@ -678,7 +678,8 @@ func snapshot(_ dir: String) throws -> [String: Data] {
 }
 
 /// One batch worker whose products run on 2 threads splits its layers' passes over them too (the
-/// bias broadcast and the ReLU by rows, the bias gradients and the ReLU's mask by columns), for
+/// bias broadcast and the ReLU by rows, the bias gradients and the ReLU's mask by columns, the
+/// likelihood's rows), for
 /// layers of ≥ 16,384 values (here 96 × 256, the 16 × 16 images' decoder output among them, a
 /// layer without ReLU): it trains what one thread trains, up to the products' rounding. A slice
 /// left out or shifted leaves a bias, a ReLU or a gradient wrong.
