@@ -73,10 +73,12 @@ bench_row() { # title, extra flags…
     echo "| $title | $(echo "$bench" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.3f (%.3f ms/step, the host queuing it %.3f; CUDA graphs: %s; pieces per step: %s; bias epilogues: %s; convolutions: %s; device %.3f ms, launched piece by piece = products %.3f + update %.3f + other %.3f; %.1f%% of the FP32 peak; %d MiB; largest pieces, ms per step: %s)" % (d["train_seconds_per_epoch"], d["step_ms"], d.get("host_ms_per_step", -1), d.get("cuda_graphs", "?"), d.get("step_pieces", "?"), d.get("bias_epilogues", "?"), d.get("convolutions", "none"), d["device_step_ms"], d["products_ms_per_step"], d["update_ms_per_step"], d["other_ms_per_step"], 100 * d.get("fraction_of_fp32_peak", 0), d["gpu_memory_used_mib"], d.get("kernels_ms_per_step", "?")))' 2>/dev/null || echo failed) |" >> "$md"
 }
 bench_row "cuda:0, vae bench (median of 3 epochs)"
+VAE_CUDA_GRAPHS=chain bench_row "cuda:0, vae bench, VAE_CUDA_GRAPHS=chain (a graph whose pieces wait each for the one before)"
 VAE_CUDA_GRAPHS=0 bench_row "cuda:0, vae bench, VAE_CUDA_GRAPHS=0 (plain launches)"
 VAE_CUDA_SPLIT_K=auto bench_row "cuda:0, vae bench, VAE_CUDA_SPLIT_K=auto (small products split along k)"
 VAE_CUDA_LT=0 bench_row "cuda:0, vae bench, VAE_CUDA_LT=0 (cuBLAS products, a bias pass per layer)"
 bench_row "cuda:0, vae bench --preset iwae-paper (batch 20)" --preset iwae-paper
+VAE_CUDA_GRAPHS=chain bench_row "cuda:0, vae bench --preset iwae-paper, VAE_CUDA_GRAPHS=chain" --preset iwae-paper
 VAE_CUDA_GRAPHS=0 bench_row "cuda:0, vae bench --preset iwae-paper, VAE_CUDA_GRAPHS=0" --preset iwae-paper
 bench_row "cuda:0, vae bench --arch conv (median of 3 epochs)" --arch conv
 VAE_CUDA_CUDNN=0 bench_row "cuda:0, vae bench --arch conv, VAE_CUDA_CUDNN=0 (patch matrices and cuBLAS)" --arch conv

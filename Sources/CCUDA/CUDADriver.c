@@ -340,10 +340,10 @@ static struct kernel_node_params kernel_params(void *function, unsigned grid, un
     return p;
 }
 
-int vae_cuda_graph_add_kernel(void *graph, void **node, void *after, void *function, unsigned grid, unsigned block, unsigned shared_bytes,
-                              void **arguments, char *message, size_t capacity) {
+int vae_cuda_graph_add_kernel(void *graph, void **node, void **after, size_t count, void *function, unsigned grid, unsigned block,
+                              unsigned shared_bytes, void **arguments, char *message, size_t capacity) {
     struct kernel_node_params p = kernel_params(function, grid, block, shared_bytes, arguments);
-    CALL(graphs.add_kernel_node(node, graph, after ? &after : NULL, after ? 1 : 0, &p), "cuGraphAddKernelNode");
+    CALL(graphs.add_kernel_node(node, graph, count ? after : NULL, count, &p), "cuGraphAddKernelNode");
     return 0;
 }
 
@@ -364,8 +364,8 @@ int vae_cuda_capture_end(void *stream, void **graph, char *message, size_t capac
     return 0;
 }
 
-int vae_cuda_graph_add_child(void *graph, void **node, void *after, void *child, char *message, size_t capacity) {
-    CALL(graphs.add_child_graph_node(node, graph, after ? &after : NULL, after ? 1 : 0, child), "cuGraphAddChildGraphNode");
+int vae_cuda_graph_add_child(void *graph, void **node, void **after, size_t count, void *child, char *message, size_t capacity) {
+    CALL(graphs.add_child_graph_node(node, graph, count ? after : NULL, count, child), "cuGraphAddChildGraphNode");
     return 0;
 }
 

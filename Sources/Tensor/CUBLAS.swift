@@ -49,10 +49,19 @@ public final class CUBLAS {
     private let setStreamFunction: SetStream?
     private typealias SetWorkspace = @convention(c) (OpaquePointer?, UInt64, Int) -> Int32
     private let setWorkspaceFunction: SetWorkspace?
-    /// The handle's workspace (nil in a cuBLAS without `cublasSetWorkspace`).
-    private var workspace: DeviceBuffer?
-    /// The workspace's size: 32 MiB, what cuBLAS recommends for Hopper (4 MiB is enough before it).
+    /// The handle's workspaces (none in a cuBLAS without `cublasSetWorkspace`): the first made
+    /// with the handle, the others on first use (``useWorkspace(_:)``).
+    private var workspaces: [DeviceBuffer] = []
+    /// The one the products run in now.
+    private var current = 0
+    private var workspace: DeviceBuffer? { workspaces.isEmpty ? nil : workspaces[current] }
+    /// Each workspace's size: 32 MiB, what cuBLAS recommends for Hopper (4 MiB is enough before it).
     public static let workspaceBytes = 32 << 20
+    /// How many workspaces a step's graph may spread its products over, so that two products
+    /// run at once (each in its own): ``workspaceSlots``, or 1 in a cuBLAS without
+    /// `cublasSetWorkspace` (whose products cannot go into a graph anyway).
+    public static let workspaceSlots = 4
+    public var workspaceCount: Int { setWorkspaceFunction == nil ? 1 : Self.workspaceSlots }
     /// cuBLASLt, for the products whose epilogue does a layer's bias work (nil: none, and every
     /// product is cuBLAS's, the bias work the caller's).
     public var lt: CUBLASLt?
@@ -79,9 +88,19 @@ public final class CUBLAS {
         let mode = setMathMode(handle, 0)  // CUBLAS_DEFAULT_MATH
         guard mode == 0 else { throw CUDAError("cublasSetMathMode failed (cuBLAS status \(mode))") }
         if setWorkspaceFunction != nil {
-            workspace = try DeviceBuffer(bytes: Self.workspaceBytes)
+            workspaces = [try DeviceBuffer(bytes: Self.workspaceBytes)]
             try applyWorkspace()
         }
+    }
+
+    /// Runs the products from now on in workspace `slot` (0 ..< ``workspaceCount``), made now if
+    /// it is the first time: products that may run at the same time must not share one.
+    public func useWorkspace(_ slot: Int) throws {
+        guard setWorkspaceFunction != nil, slot != current else { return }
+        precondition(slot >= 0 && slot < Self.workspaceSlots, "no cuBLAS workspace \(slot)")
+        while workspaces.count <= slot { workspaces.append(try DeviceBuffer(bytes: Self.workspaceBytes)) }
+        current = slot
+        try applyWorkspace()
     }
 
     /// Points the handle at its workspace (after creation and after every stream change).

@@ -108,6 +108,9 @@ public final class DeviceBuffer {
 public enum KernelArgument {
     /// A `float *` (nil: a null pointer).
     case buffer(DeviceBuffer?)
+    /// A pointer to `bytes` bytes of device memory that is not a buffer of its own (a product's
+    /// output inside a larger buffer): the bytes the kernel may reach from it.
+    case address(UInt64, bytes: Int)
     case int32(Int32)
     /// A `long`.
     case int64(Int)
@@ -117,7 +120,7 @@ public enum KernelArgument {
     /// What it is, for messages: "pointer", "int32", "int64", "uint64", "float".
     public var kind: String {
         switch self {
-        case .buffer: "pointer"
+        case .buffer, .address: "pointer"
         case .int32: "int32"
         case .int64: "int64"
         case .uint64: "uint64"
@@ -132,6 +135,7 @@ public enum KernelArgument {
     var slotValue: UInt64 {
         switch self {
         case .buffer(let b): b?.address ?? 0
+        case .address(let address, _): address
         case .int32(let v): UInt64(UInt32(bitPattern: v))
         case .int64(let v): UInt64(bitPattern: Int64(v))
         case .uint64(let v): v
@@ -139,10 +143,19 @@ public enum KernelArgument {
         }
     }
 
+    /// The bytes of device memory it points to (0: not a pointer, or a null one).
+    var reach: Int {
+        switch self {
+        case .buffer(let b): b?.byteCount ?? 0
+        case .address(_, let bytes): bytes
+        default: 0
+        }
+    }
+
     /// The kind of parameter slot it fills.
     var slot: ParameterSlot {
         switch self {
-        case .buffer, .int64, .uint64: .wide
+        case .buffer, .address, .int64, .uint64: .wide
         case .int32: .narrow
         case .float: .float
         }
@@ -214,7 +227,9 @@ public final class CUDAContext {
             try CUDAKernels.check(arguments, against: parameters, kernel: name)
         }
         if recording != nil {
-            recording!.append(.kernel(RecordedKernel(name: name, grid: max(grid, 1), block: block, shared: shared, values: arguments.map(\.slotValue))))
+            recording!.append(.kernel(RecordedKernel(
+                name: name, grid: max(grid, 1), block: block, shared: shared, values: arguments.map(\.slotValue),
+                bytes: arguments.map(\.reach))))
             return
         }
         // Each argument's value in its own 8-byte slot; cuLaunchKernel takes a pointer to each.
@@ -222,6 +237,7 @@ public final class CUDAContext {
             let slot = argumentSlots + 8 * i
             switch argument {
             case .buffer(let b): slot.storeBytes(of: b?.address ?? 0, as: UInt64.self)
+            case .address(let address, _): slot.storeBytes(of: address, as: UInt64.self)
             case .int32(let v): slot.storeBytes(of: v, as: Int32.self)
             case .int64(let v): slot.storeBytes(of: Int64(v), as: Int64.self)
             case .uint64(let v): slot.storeBytes(of: v, as: UInt64.self)

@@ -1,17 +1,45 @@
 import CCUDA
 
 /// A kernel launch as recorded for a graph: the kernel, its 1-D grid and block, its shared
-/// memory, and each argument's 8-byte slot value.
+/// memory, each argument's 8-byte slot value, and the bytes of each buffer argument.
 public struct RecordedKernel: Equatable {
     public let name: String
     public let grid: Int
     public let block: Int
     public let shared: Int
     public let values: [UInt64]
+    /// For each argument, the bytes of the buffer (the view) it passes; 0 for a value or a null
+    /// pointer.
+    public let bytes: [Int]
 
-    /// Whether `other` launches the same kernel the same way (its arguments may differ).
+    /// Whether `other` launches the same kernel the same way on the same buffers (its other
+    /// arguments may differ): a graph node can then take `other`'s arguments, its memory
+    /// accesses — its dependencies — unchanged.
     func hasShape(of other: RecordedKernel) -> Bool {
-        name == other.name && grid == other.grid && block == other.block && shared == other.shared && values.count == other.values.count
+        guard name == other.name, grid == other.grid, block == other.block, shared == other.shared, values.count == other.values.count,
+              bytes == other.bytes
+        else { return false }
+        for (i, size) in bytes.enumerated() where size > 0 && values[i] != other.values[i] { return false }
+        return true
+    }
+
+    /// The memory it reads and writes, from how the kernel's source declares each pointer
+    /// (``CUDAKernels/parameterUses``) and the bytes of each buffer passed.
+    var access: MemoryAccess {
+        guard let uses = CUDAKernels.parameterUses[name], uses.count == values.count else { return MemoryAccess(everything: true) }
+        var (reads, writes): ([Range<UInt64>], [Range<UInt64>]) = ([], [])
+        for (i, use) in uses.enumerated() {
+            // A pointer passed without its size (a bare address) may reach anywhere.
+            if use != nil && bytes[i] == 0 && values[i] != 0 { return MemoryAccess(everything: true) }
+            let span = MemoryAccess.span(values[i], bytes: bytes[i])
+            switch use {
+            case .reads: reads.append(span)
+            case .writes: writes.append(span)
+            case .anything: return MemoryAccess(everything: true)
+            case nil: continue
+            }
+        }
+        return MemoryAccess(reads: reads, writes: writes)
     }
 }
 
@@ -35,6 +63,30 @@ public struct RecordedProduct: Equatable {
         (self.a, self.lda, self.b, self.ldb, self.c, self.ldc, self.precision) = (a, lda, b, ldb, c, ldc, precision)
         (self.batches, self.strideA, self.strideB, self.strideC) = (batches, strideA, strideB, strideC)
         self.epilogue = epilogue
+    }
+
+    /// The memory it reads (op(A), op(B), an epilogue's bias or bit mask) and writes (C, a bias
+    /// gradient or bit mask); not its workspace.
+    var access: MemoryAccess {
+        let operandA = transposeA ? (rows: k, columns: m) : (rows: m, columns: k)
+        let operandB = transposeB ? (rows: n, columns: k) : (rows: k, columns: n)
+        var reads = [
+            MemoryAccess.matrix(a, rows: operandA.rows, columns: operandA.columns, ld: lda, batches: batches, stride: strideA),
+            MemoryAccess.matrix(b, rows: operandB.rows, columns: operandB.columns, ld: ldb, batches: batches, stride: strideB),
+        ]
+        var writes = [MemoryAccess.matrix(c, rows: m, columns: n, ld: ldc, batches: batches, stride: strideC)]
+        switch epilogue {
+        case nil: break
+        case .bias(let address, _): reads.append(MemoryAccess.span(address, bytes: 4 * n))
+        case .rowSumsOfA(let address): writes.append(MemoryAccess.span(address, bytes: 4 * m))
+        case .biasReLUMask(let address, let mask, let stride):
+            reads.append(MemoryAccess.span(address, bytes: 4 * n))
+            writes.append(MemoryAccess.span(mask, bytes: m * stride / 8))
+        case .reluGradient(let address, let mask, let stride):
+            reads.append(MemoryAccess.span(mask, bytes: m * stride / 8))
+            writes.append(MemoryAccess.span(address, bytes: 4 * n))
+        }
+        return MemoryAccess(reads: reads, writes: writes)
     }
 
     /// Runs it now on `cublas` (on its current stream).
@@ -62,6 +114,23 @@ public struct RecordedConvolution: Equatable {
 
     public static func == (x: Self, y: Self) -> Bool {
         x.product == y.product && x.plan === y.plan && x.a == y.a && x.b == y.b && x.c == y.c
+    }
+
+    /// The memory it reads and writes: its operands as ``CUDNN/Product`` names them, and the
+    /// workspace of `cudnn` it runs in.
+    func access(workspace: DeviceBuffer?) -> MemoryAccess {
+        let s = plan.shape
+        let image = 4 * s.batch * s.height * s.width * s.channels
+        let filter = 4 * s.outChannels * s.kernel * s.kernel * s.channels
+        let output = 4 * s.batch * s.outHeight * s.outWidth * s.outChannels
+        let (aBytes, bBytes, cBytes) = switch product {
+        case .forward: (image, filter, output)
+        case .backwardData: (output, filter, image)
+        case .backwardFilter: (image, output, filter)
+        }
+        var writes = [MemoryAccess.span(c, bytes: cBytes)]
+        if let workspace { writes.append(MemoryAccess.span(workspace.address, bytes: workspace.byteCount)) }
+        return MemoryAccess(reads: [MemoryAccess.span(a, bytes: aBytes), MemoryAccess.span(b, bytes: bBytes)], writes: writes)
     }
 
     /// Runs it now on `cudnn` (on its current stream).
@@ -93,8 +162,14 @@ public enum RecordedWork {
 /// grids, the same products on the same buffers — a full batch, the last short batch of an
 /// epoch); a later step of that shape only updates the kernel nodes whose arguments changed (the
 /// step's noise stream, the batch's position, the loss slot, Adam's step constants, β) and
-/// launches it: two or three driver calls instead of one per kernel and product. The kernels run
-/// in the recorded order one after another, so the numbers are those of plain launches.
+/// launches it: two or three driver calls instead of one per kernel and product.
+///
+/// A graph is not a chain: each piece waits only for the earlier pieces whose memory it reads or
+/// overwrites (``StepDependencies``, from each piece's ``MemoryAccess``), so the GPU may run
+/// independent pieces at once — each layer's weight-gradient product beside the chain of input
+/// gradients. Any two pieces that touch the same memory keep their recorded order, so the numbers
+/// are those of plain launches. With `chained` (`VAE_CUDA_GRAPHS=chain`) every piece waits for the
+/// one before, as launched one by one.
 ///
 /// Should the driver or cuBLAS refuse any part of it, graphs are turned off (``disabledReason``
 /// says why) and the work is launched as recorded, so a step always runs.
@@ -105,6 +180,7 @@ public final class CUDAGraphs {
     public var cudnn: CUDNN?
     private struct Graph {
         let work: [RecordedWork]
+        let plan: StepDependencies
         var kernels: [(index: Int, node: UnsafeMutableRawPointer, kernel: RecordedKernel)]
         let graph: UnsafeMutableRawPointer
         let executable: UnsafeMutableRawPointer
@@ -118,10 +194,32 @@ public final class CUDAGraphs {
     /// Graphs built, and steps launched as a graph (for tests and `vae bench`).
     public private(set) var built = 0
     public private(set) var launched = 0
+    /// Whether each piece waits for the one before it (a chain), rather than only for those
+    /// whose memory it shares.
+    public let chained: Bool
+    /// The last graph built: its pieces and the longest chain of dependencies among them (the
+    /// pieces, for a chain), for `vae bench`.
+    public private(set) var lastShape: (pieces: Int, longestPath: Int)?
 
-    public init(context: CUDAContext, cublas: CUBLAS) {
+    public init(context: CUDAContext, cublas: CUBLAS, chained: Bool = false) {
         self.context = context
         self.cublas = cublas
+        self.chained = chained
+    }
+
+    /// The memory each piece of `work` touches, whether each is a library product (which needs
+    /// a workspace of its own to run beside another), and the graph's dependencies from them.
+    func dependencies(of work: [RecordedWork]) -> StepDependencies {
+        let usesWorkspace = work.map { if case .product = $0 { true } else { false } }
+        if chained { return .chain(count: work.count, workspaceUser: usesWorkspace) }
+        let accesses = work.map { item in
+            switch item {
+            case .kernel(let kernel): kernel.access
+            case .product(let product): product.access
+            case .convolution(let convolution): convolution.access(workspace: cudnn?.workspace)
+            }
+        }
+        return StepDependencies(accesses, workspaceUser: usesWorkspace, workspaces: cublas.workspaceCount)
     }
 
     deinit { for g in graphs { vae_cuda_graph_destroy(g.graph, g.executable) } }
@@ -181,27 +279,37 @@ public final class CUDAGraphs {
         var finished = false
         defer { if !finished { vae_cuda_graph_destroy(graph, executable) } }
         if captureStream == nil { try cudaCall { vae_cuda_capture_stream(&captureStream, $0, $1) } }
-        var previous: UnsafeMutableRawPointer?
+        let plan = dependencies(of: work)
+        var nodes: [UnsafeMutableRawPointer?] = []
+        nodes.reserveCapacity(work.count)
         var kernels: [(index: Int, node: UnsafeMutableRawPointer, kernel: RecordedKernel)] = []
+        defer { try? cublas.useWorkspace(0) }
         for (i, item) in work.enumerated() {
             var node: UnsafeMutableRawPointer?
+            let after = plan.dependencies[i].map { nodes[$0] }
             switch item {
             case .kernel(let kernel):
                 let (function, arguments) = try context.node(kernel)
-                try cudaCall {
-                    vae_cuda_graph_add_kernel(graph, &node, previous, function, UInt32(kernel.grid), UInt32(kernel.block), UInt32(kernel.shared), arguments, $0, $1)
+                try after.withUnsafeBufferPointer { after in
+                    try cudaCall {
+                        vae_cuda_graph_add_kernel(
+                            graph, &node, UnsafeMutablePointer(mutating: after.baseAddress), after.count, function, UInt32(kernel.grid),
+                            UInt32(kernel.block), UInt32(kernel.shared), arguments, $0, $1)
+                    }
                 }
                 guard let node else { throw CUDAError("cuGraphAddKernelNode gave no node") }
                 kernels.append((i, node, kernel))
             case .product(let product):
-                // cuBLAS's kernels for the product, captured from a stream into a child graph.
-                node = try captured(into: graph, after: previous, setStream: cublas.setStream) { try product.run(on: cublas) }
+                // cuBLAS's kernels for the product, captured from a stream into a child graph, in
+                // the workspace the plan gave it.
+                try cublas.useWorkspace(plan.workspace[i] ?? 0)
+                node = try captured(into: graph, after: after, setStream: cublas.setStream) { try product.run(on: cublas) }
             case .convolution(let convolution):
                 // cuDNN's likewise.
                 guard let cudnn else { throw CUDAError("a recorded cuDNN convolution without cuDNN") }
-                node = try captured(into: graph, after: previous, setStream: cudnn.setStream) { try convolution.run(on: cudnn) }
+                node = try captured(into: graph, after: after, setStream: cudnn.setStream) { try convolution.run(on: cudnn) }
             }
-            previous = node
+            nodes.append(node)
         }
         try cudaCall { vae_cuda_graph_instantiate(graph, &executable, $0, $1) }
         guard let executable else { throw CUDAError("cuGraphInstantiate gave no executable graph") }
@@ -210,15 +318,16 @@ public final class CUDAGraphs {
             vae_cuda_graph_destroy(graphs[0].graph, graphs[0].executable)
             graphs.removeFirst()
         }
-        graphs.append(Graph(work: work, kernels: kernels, graph: graph, executable: executable))
+        graphs.append(Graph(work: work, plan: plan, kernels: kernels, graph: graph, executable: executable))
         built += 1
+        lastShape = (work.count, plan.longestPath)
         return graphs.count - 1
     }
     /// A library's work (`body`, issued on the stream `setStream` points it at) captured from the
-    /// capture stream into a child graph, added to `graph` after `previous`; the library is put
-    /// back on the default stream after.
+    /// capture stream into a child graph, added to `graph` after the nodes `after`; the library
+    /// is put back on the default stream after.
     private func captured(
-        into graph: UnsafeMutableRawPointer, after previous: UnsafeMutableRawPointer?, setStream: (UnsafeMutableRawPointer?) throws -> Void,
+        into graph: UnsafeMutableRawPointer, after: [UnsafeMutableRawPointer?], setStream: (UnsafeMutableRawPointer?) throws -> Void,
         _ body: () throws -> Void
     ) throws -> UnsafeMutableRawPointer? {
         try setStream(captureStream)
@@ -236,7 +345,9 @@ public final class CUDAGraphs {
         guard let child else { throw CUDAError("cuStreamEndCapture gave no graph") }
         defer { vae_cuda_graph_destroy(child, nil) }  // the node holds a copy
         var node: UnsafeMutableRawPointer?
-        try cudaCall { vae_cuda_graph_add_child(graph, &node, previous, child, $0, $1) }
+        try after.withUnsafeBufferPointer { after in
+            try cudaCall { vae_cuda_graph_add_child(graph, &node, UnsafeMutablePointer(mutating: after.baseAddress), after.count, child, $0, $1) }
+        }
         return node
     }
 }

@@ -91,6 +91,36 @@ public enum CUDAKernels {
         return source.components(separatedBy: marker).dropFirst().map { String($0.prefix { $0 != "(" }) }
     }()
 
+    /// How a kernel's parameter reaches memory, from its declaration in the source.
+    public enum ParameterUse: Equatable, Sendable {
+        /// `const T *`: only read.
+        case reads
+        /// `T *`: read and written.
+        case writes
+        /// `long long *`: a table of addresses, followed to memory the launch does not name.
+        case anything
+    }
+
+    /// Each kernel's parameters as the source declares them, by kernel name: how each pointer
+    /// is used (nil for a value). A recorded step's graph takes each kernel's ``MemoryAccess``
+    /// from it.
+    public static let parameterUses: [String: [ParameterUse?]] = {
+        let marker = "extern \"C\" __global__ void "
+        var uses: [String: [ParameterUse?]] = [:]
+        for definition in source.components(separatedBy: marker).dropFirst() {
+            let name = String(definition.prefix { $0 != "(" })
+            let list = definition.drop { $0 != "(" }.dropFirst().prefix { $0 != ")" }
+            uses[name] = list.split(separator: ",").map { parameter in
+                let text = parameter.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+                guard let star = text.firstIndex(of: "*") else { return nil }
+                let type = text[..<star]
+                if type.contains("long long") { return .anything }
+                return type.hasPrefix("const ") ? .reads : .writes
+            }
+        }
+        return uses
+    }()
+
     /// Each kernel's parameter types as the PTX declares them (`.param .u64 name_param_0` →
     /// "u64"), by kernel name: what a launch's arguments must match.
     public static func parameters(inPTX ptx: String) -> [String: [String]] {

@@ -447,7 +447,7 @@ extension CUDAStep {
         }
         if splits > 1 {
             try context.launch("vae_sum_slices", grid: CUDAContext.grid(for: m * n), [
-                .uint64(product.c), .int64(m * n), .int32(Int32(splits)), .uint64(c),
+                .address(product.c, bytes: 4 * splits * m * n), .int64(m * n), .int32(Int32(splits)), .address(c, bytes: 4 * m * n),
             ])
         }
         if fused != nil { fusedProducts += 1 }

@@ -169,7 +169,8 @@ public final class CUDAStep {
         }
         self.context = context
         self.cublas = cublas
-        graphs = ProcessInfo.processInfo.environment["VAE_CUDA_GRAPHS"] == "0" ? nil : CUDAGraphs(context: context, cublas: cublas)
+        let mode = ProcessInfo.processInfo.environment["VAE_CUDA_GRAPHS"]
+        graphs = mode == "0" ? nil : CUDAGraphs(context: context, cublas: cublas, chained: mode == "chain")
         conditionClasses = config.conditionClasses
         let parameters = model.parameters
         encoderOps = try Self.plan(model.encoder, input: config.inputShape, parameters: parameters)

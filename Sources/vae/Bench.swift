@@ -202,8 +202,10 @@ struct Bench: ParsableCommand {
         let epilogues = step.cublas.lt == nil
             ? "off (\(ProcessInfo.processInfo.environment["VAE_CUDA_LT"] == "0" ? "VAE_CUDA_LT=0" : "no cuBLASLt"): a bias pass per layer)"
             : "cuBLASLt, \(fixed(fusedPerStep, 1)) products per step with their bias work (bias, ReLU, bias gradient\(step.usesReLUMasks ? ", ReLU masks" : "")) in the epilogue"
-        let graphs = step.graphs.map { $0.disabledReason.map { "off (\($0))" } ?? "each step one graph (\($0.built) built, \($0.launched) launched)" }
-            ?? "off (VAE_CUDA_GRAPHS=0)"
+        let graphs = step.graphs.map { g in
+            g.disabledReason.map { "off (\($0))" } ?? "each step one graph (\(g.built) built, \(g.launched) launched"
+                + (g.lastShape.map { g.chained ? "; a chain of \($0.pieces) pieces, VAE_CUDA_GRAPHS=chain" : "; \($0.pieces) pieces, \($0.longestPath) on the longest chain of dependencies" } ?? "") + ")"
+        } ?? "off (VAE_CUDA_GRAPHS=0)"
         // Where a step's device time goes: up to 50 more steps launched piece by piece with an
         // event after each (events go between launches, so not as graphs).
         let profile = StepProfile()

@@ -116,7 +116,8 @@ struct Train: ParsableCommand {
             print("vae train: resuming \(folder) at epoch \(run.state.epoch + 1), step \(run.state.batchIndex) of the epoch (\(run.state.step) steps done)")
         }
         if let gpu = run.deviceSummary {
-            let graphs = run.trainer.device?.graphs == nil ? "launched kernel by kernel (VAE_CUDA_GRAPHS=0)" : "each one CUDA graph"
+            let graphs = run.trainer.device?.graphs.map { $0.chained ? "each one CUDA graph, a chain (VAE_CUDA_GRAPHS=chain)" : "each one CUDA graph" }
+                ?? "launched kernel by kernel (VAE_CUDA_GRAPHS=0)"
             print("vae train: training steps on \(gpu), \(graphs); the evaluations' −ELBO and latent statistics there too")
         }
         print("vae train: \(run.parallelism.summary)" + (run.model.precision == .bf16 ? ", bf16 matrix products" : "") + (communicator.size > 1

@@ -56,17 +56,18 @@ void vae_cuda_event_destroy(void *event);
 int vae_cuda_memory(size_t *free, size_t *total, char *message, size_t capacity);
 int vae_cuda_attribute(int ordinal, int attribute, int *value, char *message, size_t capacity);
 
-/// CUDA graphs: create one; add a kernel node after `after` (NULL: the first), its arguments
-/// as for vae_cuda_launch (copied by the driver); a stream (made once) to capture cuBLAS calls
-/// into a child graph between capture_begin and capture_end, added after `after`; instantiate;
+/// CUDA graphs: create one; add a kernel node after the `count` nodes at `after` (none: a root),
+/// its arguments as for vae_cuda_launch (copied by the driver); a stream (made once) to capture
+/// cuBLAS calls into a child graph between capture_begin and capture_end, added after the nodes
+/// at `after`; instantiate;
 /// set an instantiated kernel node's arguments; launch on the default stream; destroy.
 int vae_cuda_graph_create(void **graph, char *message, size_t capacity);
-int vae_cuda_graph_add_kernel(void *graph, void **node, void *after, void *function, unsigned grid, unsigned block, unsigned shared_bytes,
-                              void **arguments, char *message, size_t capacity);
+int vae_cuda_graph_add_kernel(void *graph, void **node, void **after, size_t count, void *function, unsigned grid, unsigned block,
+                              unsigned shared_bytes, void **arguments, char *message, size_t capacity);
 int vae_cuda_capture_stream(void **stream, char *message, size_t capacity);
 int vae_cuda_capture_begin(void *stream, char *message, size_t capacity);
 int vae_cuda_capture_end(void *stream, void **graph, char *message, size_t capacity);
-int vae_cuda_graph_add_child(void *graph, void **node, void *after, void *child, char *message, size_t capacity);
+int vae_cuda_graph_add_child(void *graph, void **node, void **after, size_t count, void *child, char *message, size_t capacity);
 int vae_cuda_graph_instantiate(void *graph, void **executable, char *message, size_t capacity);
 int vae_cuda_graph_set_kernel(void *executable, void *node, void *function, unsigned grid, unsigned block, unsigned shared_bytes,
                               void **arguments, char *message, size_t capacity);
