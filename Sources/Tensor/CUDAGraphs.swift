@@ -16,10 +16,10 @@ public struct RecordedKernel: Equatable {
     /// arguments may differ): a graph node can then take `other`'s arguments, its memory
     /// accesses — its dependencies — unchanged.
     func hasShape(of other: RecordedKernel) -> Bool {
-        guard name == other.name, grid == other.grid, block == other.block, shared == other.shared, values.count == other.values.count,
-              bytes == other.bytes
-        else { return false }
-        for (i, size) in bytes.enumerated() where size > 0 && values[i] != other.values[i] { return false }
+        guard name == other.name, grid == other.grid, block == other.block, shared == other.shared, values.count == other.values.count else {
+            return false
+        }
+        for i in bytes.indices where bytes[i] != other.bytes[i] || (bytes[i] > 0 && values[i] != other.values[i]) { return false }
         return true
     }
 
