@@ -59,6 +59,23 @@ if [ -n "$fallback" ]; then
     } >> "$md"
 fi
 
+# The function types and constants vae calls the CUDA libraries with, against this machine's
+# headers (where it has them and a C++ compiler: a second or two).
+includes=()
+for d in "${CUDA_HOME:-/usr/local/cuda}/include" /usr/local/cuda/include $(python3 -c 'import glob, site; print(" ".join(d for p in site.getsitepackages() for d in glob.glob(p + "/nvidia/*/include")))' 2>/dev/null); do
+    [ -d "$d" ] && includes+=("$d")
+done
+if [ -f "$here/cuda_abi_check.py" ] && command -v "${CXX:-g++}" > /dev/null; then
+    {
+        echo "## vae's CUDA function types and constants against this machine's headers (scripts/cuda_abi_check.py)"
+        echo
+        echo '```'
+        timeout 60 python3 "$here/cuda_abi_check.py" "${includes[@]}" 2>&1 | grep -v '^ok ' | tail -20
+        echo '```'
+        echo
+    } >> "$md"
+fi
+
 # swift-vae's speed first (what the lent time is for): vae bench of each model and variant.
 {
     echo "## swift-vae's speed on this GPU (vae bench: a warm-up epoch, then the median of 3; MNIST)"
