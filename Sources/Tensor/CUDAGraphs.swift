@@ -180,7 +180,6 @@ public final class CUDAGraphs {
     public var cudnn: CUDNN?
     private struct Graph {
         let work: [RecordedWork]
-        let plan: StepDependencies
         var kernels: [(index: Int, node: UnsafeMutableRawPointer, kernel: RecordedKernel)]
         let graph: UnsafeMutableRawPointer
         let executable: UnsafeMutableRawPointer
@@ -318,7 +317,7 @@ public final class CUDAGraphs {
             vae_cuda_graph_destroy(graphs[0].graph, graphs[0].executable)
             graphs.removeFirst()
         }
-        graphs.append(Graph(work: work, plan: plan, kernels: kernels, graph: graph, executable: executable))
+        graphs.append(Graph(work: work, kernels: kernels, graph: graph, executable: executable))
         built += 1
         lastShape = (work.count, plan.longestPath)
         return graphs.count - 1
