@@ -65,16 +65,21 @@ includes=()
 for d in "${CUDA_HOME:-/usr/local/cuda}/include" /usr/local/cuda/include $(python3 -c 'import glob, site; print(" ".join(d for p in site.getsitepackages() for d in glob.glob(p + "/nvidia/*/include")))' 2>/dev/null); do
     [ -d "$d" ] && includes+=("$d")
 done
-if [ -f "$here/cuda_abi_check.py" ] && command -v "${CXX:-g++}" > /dev/null; then
-    {
-        echo "## vae's CUDA function types and constants against this machine's headers (scripts/cuda_abi_check.py)"
-        echo
-        echo '```'
+{
+    echo "## vae's CUDA function types and constants against this machine's headers (scripts/cuda_abi_check.py)"
+    echo
+    echo '```'
+    if [ ${#includes[@]} -eq 0 ]; then
+        echo "not checked: no CUDA headers here (\$CUDA_HOME/include, /usr/local/cuda/include, PyPI's nvidia/*/include)"
+    elif ! command -v "${CXX:-g++}" > /dev/null; then
+        echo "not checked: no C++ compiler (${CXX:-g++}) here"
+    else
+        echo "headers: ${includes[*]}"
         timeout 60 python3 "$here/cuda_abi_check.py" "${includes[@]}" 2>&1 | grep -v '^ok ' | tail -20
-        echo '```'
-        echo
-    } >> "$md"
-fi
+    fi
+    echo '```'
+    echo
+} >> "$md"
 
 # swift-vae's speed first (what the lent time is for): vae bench of each model and variant.
 {
