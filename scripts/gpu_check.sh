@@ -49,10 +49,17 @@ if grep -qE 'cuDNN[^|]*\|.*DIFFERS|cuDNN.s convolution \(|cudnnSetStream failed'
     export VAE_CUDA_CUDNN=0
     [ -n "$fallback" ] || fallback=${VAE_CUDA_LT:-1}
 fi
+# The steps' graphs of dependencies likewise: should the graphs' steps differ from the same steps
+# launched plainly, the rest makes each graph a chain (VAE_CUDA_GRAPHS=chain) — a dependency the
+# emulator did not catch missing, if the chain then agrees.
+if grep -qE 'as CUDA graphs[^|]*\|.*DIFFERS' "$out/check-kernels.txt"; then
+    export VAE_CUDA_GRAPHS=chain
+    [ -n "$fallback" ] || fallback=${VAE_CUDA_LT:-1}
+fi
 if [ -n "$fallback" ]; then
     [ "$fallback" = 1 ] || export VAE_CUDA_LT=$fallback
     {
-        echo "**A check of cuBLASLt's epilogues or cuDNN's convolutions failed: everything below runs with VAE_CUDA_LT=${VAE_CUDA_LT:-1} VAE_CUDA_CUDNN=${VAE_CUDA_CUDNN:-1}.**"
+        echo "**A check of cuBLASLt's epilogues, cuDNN's convolutions or the steps' graphs failed: everything below runs with VAE_CUDA_LT=${VAE_CUDA_LT:-1} VAE_CUDA_CUDNN=${VAE_CUDA_CUDNN:-1} VAE_CUDA_GRAPHS=${VAE_CUDA_GRAPHS:-1}.**"
         echo
         "$vae" devices --check-kernels cuda:0 2>&1
         echo

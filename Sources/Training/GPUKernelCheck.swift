@@ -424,6 +424,7 @@ public enum GPUKernelCheck {
         var weights: [[Float]] = []
         var launched = 0
         var reason: String?
+        var shape = ""
         for graphs in [true, false] {
             var initial = RandomGenerator(seed: 41)
             let model = VariationalAutoencoder(config: convolutional, rng: &initial)
@@ -451,11 +452,14 @@ public enum GPUKernelCheck {
             if graphs {
                 launched = step.graphs?.launched ?? 0
                 reason = step.graphs?.disabledReason
+                if let g = step.graphs, let built = g.lastShape {
+                    shape = g.chained ? ", each a chain" : ", \(built.pieces) pieces, \(built.longestPath) on the longest chain of dependencies"
+                }
             }
         }
         let same = zip(weights[0], weights[1]).allSatisfy { $0.bitPattern == $1.bitPattern }
         let error = launched == 4 && same ? 0 : launched < 4 ? Double.infinity : worst(weights[0], weights[1])
-        return Row(kernel: "4 steps as CUDA graphs (\(launched) launched\(cudnn != nil ? ", cuDNN's convolutions captured" : "")\(reason.map { "; off: \($0)" } ?? ""))", twin: "the same steps launched plainly, bit for bit",
+        return Row(kernel: "4 steps as CUDA graphs (\(launched) launched\(shape)\(cudnn != nil ? ", cuDNN's convolutions captured" : "")\(reason.map { "; off: \($0)" } ?? ""))", twin: "the same steps launched plainly, bit for bit",
                    elements: weights[1].count, largestError: error, tolerance: 0)
     }
 
