@@ -220,7 +220,9 @@ public final class CUDAContext {
     /// Launches kernel `name` on `grid` blocks of `block` threads with `shared` bytes of shared
     /// memory per block (queued; ``synchronize()`` or a download waits for it), or records it
     /// while ``recording`` is set.
-    public func launch(_ name: String, grid: Int, block: Int = 256, shared: Int = 0, _ arguments: [KernelArgument]) throws {
+    /// `reaching` says what a kernel that follows a table of addresses reads and writes through it
+    /// (a recorded step's graph orders it by that instead of before and after everything).
+    public func launch(_ name: String, grid: Int, block: Int = 256, shared: Int = 0, _ arguments: [KernelArgument], reaching: MemoryAccess? = nil) throws {
         guard let kernel = kernels[name], let parameters = signatures[name] else { throw CUDAError("no kernel named \(name)") }
         // The argument list against the PTX's parameters (the full message only when they differ).
         if arguments.count != kernel.slots.count || arguments.count > 32 || !zip(arguments, kernel.slots).allSatisfy({ $0.slot == $1 }) {
@@ -229,7 +231,7 @@ public final class CUDAContext {
         if recording != nil {
             recording!.append(.kernel(RecordedKernel(
                 name: name, grid: max(grid, 1), block: block, shared: shared, values: arguments.map(\.slotValue),
-                bytes: arguments.map(\.reach))))
+                bytes: arguments.map(\.reach), declared: reaching)))
             return
         }
         // Each argument's value in its own 8-byte slot; cuLaunchKernel takes a pointer to each.

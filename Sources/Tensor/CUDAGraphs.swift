@@ -11,6 +11,13 @@ public struct RecordedKernel: Equatable {
     /// For each argument, the bytes of the buffer (the view) it passes; 0 for a value or a null
     /// pointer.
     public let bytes: [Int]
+    /// What it reaches through a table of addresses, as its launch declared it (nil: only its
+    /// arguments' buffers).
+    public let declared: MemoryAccess?
+
+    init(name: String, grid: Int, block: Int, shared: Int, values: [UInt64], bytes: [Int], declared: MemoryAccess? = nil) {
+        (self.name, self.grid, self.block, self.shared, self.values, self.bytes, self.declared) = (name, grid, block, shared, values, bytes, declared)
+    }
 
     /// Whether `other` launches the same kernel the same way on the same buffers (its other
     /// arguments may differ): a graph node can then take `other`'s arguments, its memory
@@ -20,12 +27,14 @@ public struct RecordedKernel: Equatable {
             return false
         }
         for i in bytes.indices where bytes[i] != other.bytes[i] || (bytes[i] > 0 && values[i] != other.values[i]) { return false }
-        return true
+        return declared == other.declared
     }
 
     /// The memory it reads and writes, from how the kernel's source declares each pointer
-    /// (``CUDAKernels/parameterUses``) and the bytes of each buffer passed.
+    /// (``CUDAKernels/parameterUses``) and the bytes of each buffer passed; a table of addresses
+    /// reaches anything unless the launch declared what it reaches.
     var access: MemoryAccess {
+        if let declared { return declared }
         guard let uses = CUDAKernels.parameterUses[name], uses.count == values.count else { return MemoryAccess(everything: true) }
         var (reads, writes): ([Range<UInt64>], [Range<UInt64>]) = ([], [])
         for (i, use) in uses.enumerated() {
@@ -116,9 +125,9 @@ public struct RecordedConvolution: Equatable {
         x.product == y.product && x.plan === y.plan && x.a == y.a && x.b == y.b && x.c == y.c
     }
 
-    /// The memory it reads and writes: its operands as ``CUDNN/Product`` names them, and the
-    /// workspace of `cudnn` it runs in.
-    func access(workspace: DeviceBuffer?) -> MemoryAccess {
+    /// The memory it reads and writes: its operands as ``CUDNN/Product`` names them; not its
+    /// workspace.
+    var access: MemoryAccess {
         let s = plan.shape
         let image = 4 * s.batch * s.height * s.width * s.channels
         let filter = 4 * s.outChannels * s.kernel * s.kernel * s.channels
@@ -128,9 +137,7 @@ public struct RecordedConvolution: Equatable {
         case .backwardData: (output, filter, image)
         case .backwardFilter: (image, output, filter)
         }
-        var writes = [MemoryAccess.span(c, bytes: cBytes)]
-        if let workspace { writes.append(MemoryAccess.span(workspace.address, bytes: workspace.byteCount)) }
-        return MemoryAccess(reads: [MemoryAccess.span(a, bytes: aBytes), MemoryAccess.span(b, bytes: bBytes)], writes: writes)
+        return MemoryAccess(reads: [MemoryAccess.span(a, bytes: aBytes), MemoryAccess.span(b, bytes: bBytes)], writes: [MemoryAccess.span(c, bytes: cBytes)])
     }
 
     /// Runs it now on `cudnn` (on its current stream).
@@ -206,19 +213,26 @@ public final class CUDAGraphs {
         self.chained = chained
     }
 
-    /// The memory each piece of `work` touches, whether each is a library product (which needs
-    /// a workspace of its own to run beside another), and the graph's dependencies from them.
+    /// The memory each piece of `work` touches, the workspaces the library calls need (cuBLAS's
+    /// pool 0, cuDNN's pool 1: two calls that run at once need one each), and the graph's
+    /// dependencies from them.
     func dependencies(of work: [RecordedWork]) -> StepDependencies {
-        let usesWorkspace = work.map { if case .product = $0 { true } else { false } }
-        if chained { return .chain(count: work.count, workspaceUser: usesWorkspace) }
+        let pool = work.map { item -> Int? in
+            switch item {
+            case .kernel: nil
+            case .product: 0
+            case .convolution: 1
+            }
+        }
+        if chained { return .chain(count: work.count, workspaceUser: pool) }
         let accesses = work.map { item in
             switch item {
             case .kernel(let kernel): kernel.access
             case .product(let product): product.access
-            case .convolution(let convolution): convolution.access(workspace: cudnn?.workspace)
+            case .convolution(let convolution): convolution.access
             }
         }
-        return StepDependencies(accesses, workspaceUser: usesWorkspace, workspaces: cublas.workspaceCount)
+        return StepDependencies(accesses, workspaceUser: pool, workspaces: [cublas.workspaceCount, cudnn?.workspaceCount ?? 1])
     }
 
     deinit { for g in graphs { vae_cuda_graph_destroy(g.graph, g.executable) } }
@@ -282,7 +296,10 @@ public final class CUDAGraphs {
         var nodes: [UnsafeMutableRawPointer?] = []
         nodes.reserveCapacity(work.count)
         var kernels: [(index: Int, node: UnsafeMutableRawPointer, kernel: RecordedKernel)] = []
-        defer { try? cublas.useWorkspace(0) }
+        defer {
+            try? cublas.useWorkspace(0)
+            try? cudnn?.useWorkspace(0)
+        }
         for (i, item) in work.enumerated() {
             var node: UnsafeMutableRawPointer?
             let after = plan.dependencies[i].map { nodes[$0] }
@@ -306,6 +323,7 @@ public final class CUDAGraphs {
             case .convolution(let convolution):
                 // cuDNN's likewise.
                 guard let cudnn else { throw CUDAError("a recorded cuDNN convolution without cuDNN") }
+                try cudnn.useWorkspace(plan.workspace[i] ?? 0)
                 node = try captured(into: graph, after: after, setStream: cudnn.setStream) { try convolution.run(on: cudnn) }
             }
             nodes.append(node)

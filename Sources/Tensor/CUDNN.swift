@@ -18,16 +18,22 @@ import Glibc
 /// each by the first algorithm cuDNN's heuristic ranks that is deterministic (so a resumed run
 /// repeats its numbers), needs no tensor cores (FMA math: FP32 throughout, no TF32, as the
 /// project's products) and fits the workspace. A shape with no such algorithm for any of the
-/// three gets no ``Plan`` (the caller keeps its patch-matrix path). The workspace is one buffer
-/// of ``workspaceBytes`` made with the handle, so a capture into a CUDA graph allocates nothing.
+/// three gets no ``Plan`` (the caller keeps its patch-matrix path). A workspace is a buffer of
+/// ``workspaceBytes`` made beforehand (one with the handle, a second when a step's graph lets two
+/// convolutions run at once: ``useWorkspace(_:)``), so a capture into a CUDA graph allocates nothing.
 public final class CUDNN {
     public let path: String
     /// "9.10.2", as the library reports it.
     public let version: String
     private let handle: OpaquePointer
-    /// The workspace every convolution runs in.
-    public let workspace: DeviceBuffer
+    /// The workspaces (the first made with the handle, the second on first use).
+    private var workspaces: [DeviceBuffer]
+    /// The one the convolutions run in now.
+    private var current = 0
+    public var workspace: DeviceBuffer { workspaces[current] }
     public static let workspaceBytes = 64 << 20
+    /// How many workspaces a step's graph may spread its convolutions over.
+    public let workspaceCount = 2
 
     private typealias Create = @convention(c) (UnsafeMutablePointer<OpaquePointer?>) -> Int32
     private typealias Destroy = @convention(c) (OpaquePointer?) -> Int32
@@ -107,7 +113,7 @@ public final class CUDNN {
         let v = getVersion()  // 9.x: 10000·major + 100·minor + patch
         version = "\(v / 10000).\(v % 10000 / 100).\(v % 100)"
         guard v >= 90000 else { throw CUDAError("\(path) is cuDNN \(version); vae uses cuDNN 9") }
-        workspace = try DeviceBuffer(bytes: Self.workspaceBytes)  // first: nothing to release if it does not fit
+        workspaces = [try DeviceBuffer(bytes: Self.workspaceBytes)]  // first: nothing to release if it does not fit
         var handle: OpaquePointer?
         let status = create(&handle)
         guard status == 0, let handle else { throw CUDAError("cudnnCreate failed (cuDNN status \(status))") }
@@ -117,6 +123,14 @@ public final class CUDNN {
     deinit {
         plans.removeAll()
         _ = destroy(handle)
+    }
+
+    /// Runs the convolutions from now on in workspace `slot` (0 ..< ``workspaceCount``), made now
+    /// if it is the first time: convolutions that may run at the same time must not share one.
+    public func useWorkspace(_ slot: Int) throws {
+        precondition(slot >= 0 && slot < workspaceCount, "no cuDNN workspace \(slot)")
+        while workspaces.count <= slot { workspaces.append(try DeviceBuffer(bytes: Self.workspaceBytes)) }
+        current = slot
     }
 
     /// Issues the convolutions on `stream` from now on (nil: the default stream).

@@ -44,44 +44,46 @@ public struct MemoryAccess: Equatable, Sendable {
 /// that touch the same memory keeps its recorded order, so each piece reads exactly what it read
 /// in the chain: the same numbers, whatever the GPU overlaps.
 ///
-/// A library product runs in a scratch workspace: two products that run at once need two. The
-/// pieces that use one (`workspaceUser`) are given one of `workspaces` scratch buffers each: one
-/// whose last user the piece already waits for when there is one (no new edge), else the one
-/// whose last user came first, which the piece then waits for.
+/// A library call runs in a scratch workspace: two that run at once need two. Each piece that
+/// uses one names its pool (`workspaceUser`: cuBLAS's, cuDNN's) and is given one of that pool's
+/// `workspaces[pool]` buffers: one whose last user the piece already waits for when there is one
+/// (no new edge), else the one whose last user came first, which the piece then waits for.
 public struct StepDependencies: Equatable, Sendable {
     /// For each piece, the earlier pieces it waits for (none implied by the others: the
     /// transitive reduction), in increasing order.
     public let dependencies: [[Int]]
-    /// For each piece, the workspace it runs in (nil: it uses none).
+    /// For each piece, the workspace of its pool it runs in (nil: it uses none).
     public let workspace: [Int?]
     /// The pieces on the longest chain of dependencies: the step's length if every piece took
     /// the same time and the GPU ran every ready piece at once (the count, for a chain).
     public let longestPath: Int
 
-    public init(_ accesses: [MemoryAccess], workspaceUser: [Bool], workspaces: Int) {
-        precondition(accesses.count == workspaceUser.count && workspaces >= 1)
+    public init(_ accesses: [MemoryAccess], workspaceUser: [Int?], workspaces: [Int]) {
+        precondition(accesses.count == workspaceUser.count && workspaces.allSatisfy { $0 >= 1 })
+        precondition(workspaceUser.allSatisfy { $0.map { $0 >= 0 && $0 < workspaces.count } ?? true }, "a workspace pool that is not there")
         let n = accesses.count
         let words = (n + 63) / 64
         // ancestors[i]: every piece i waits for, directly or not (a bit set).
         var ancestors = [[UInt64]](repeating: [UInt64](repeating: 0, count: words), count: n)
         var dependencies = [[Int]](repeating: [], count: n)
         var workspace = [Int?](repeating: nil, count: n)
-        var lastUser = [Int?](repeating: nil, count: workspaces)
+        var lastUser = workspaces.map { [Int?](repeating: nil, count: $0) }
         var depth = [Int](repeating: 1, count: n)
         func isAncestor(_ j: Int, of set: [UInt64]) -> Bool { set[j / 64] & (1 << UInt64(j % 64)) != 0 }
         for i in 0..<n {
             var candidates = (0..<i).filter { accesses[i].conflicts(with: accesses[$0]) }
-            if workspaceUser[i] {
+            if let pool = workspaceUser[i] {
                 var reached = [UInt64](repeating: 0, count: words)
                 for j in candidates {
                     for w in 0..<words { reached[w] |= ancestors[j][w] }
                     reached[j / 64] |= 1 << UInt64(j % 64)
                 }
-                let free = (0..<workspaces).first { s in lastUser[s].map { isAncestor($0, of: reached) } ?? true }
-                let chosen = free ?? (0..<workspaces).min { lastUser[$0]! < lastUser[$1]! }!
-                if free == nil { candidates.append(lastUser[chosen]!) }
+                let users = lastUser[pool]
+                let free = users.indices.first { s in users[s].map { isAncestor($0, of: reached) } ?? true }
+                let chosen = free ?? users.indices.min { users[$0]! < users[$1]! }!
+                if free == nil { candidates.append(users[chosen]!) }
                 workspace[i] = chosen
-                lastUser[chosen] = i
+                lastUser[pool][chosen] = i
             }
             // Keep a candidate unless a later kept one already waits for it.
             var covered = [UInt64](repeating: 0, count: words)
@@ -100,9 +102,9 @@ public struct StepDependencies: Equatable, Sendable {
         longestPath = depth.max() ?? 0
     }
 
-    /// A chain: each piece after the one before it, every product in workspace 0.
-    public static func chain(count: Int, workspaceUser: [Bool]) -> StepDependencies {
-        StepDependencies(dependencies: (0..<count).map { $0 == 0 ? [] : [$0 - 1] }, workspace: workspaceUser.map { $0 ? 0 : nil }, longestPath: count)
+    /// A chain: each piece after the one before it, every library call in its pool's workspace 0.
+    public static func chain(count: Int, workspaceUser: [Int?]) -> StepDependencies {
+        StepDependencies(dependencies: (0..<count).map { $0 == 0 ? [] : [$0 - 1] }, workspace: workspaceUser.map { $0.map { _ in 0 } }, longestPath: count)
     }
 
     private init(dependencies: [[Int]], workspace: [Int?], longestPath: Int) {

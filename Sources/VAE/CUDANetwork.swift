@@ -308,8 +308,15 @@ extension CUDAStep {
         let key = layers.map(\.weight)
         if filterTables[key] == nil {
             var rows: [Int64] = [], first = 0
+            // What the launch reaches through its table: each way, one buffer read and one written per layer.
+            var (forward, backward) = (MemoryAccess(), MemoryAccess())
             for c in layers {
                 let copy = try filterCopy(c)
+                let (stored, gradient) = (weights[c.weight], gradients[c.weight])
+                forward.reads.append(MemoryAccess.span(stored.address, bytes: stored.byteCount))
+                forward.writes.append(MemoryAccess.span(copy.weight.address, bytes: copy.weight.byteCount))
+                backward.reads.append(MemoryAccess.span(copy.gradient.address, bytes: copy.gradient.byteCount))
+                backward.writes.append(MemoryAccess.span(gradient.address, bytes: gradient.byteCount))
                 let (k, channels) = c.transposed ? (c.inChannels, c.outChannels) : (c.outChannels, c.inChannels)
                 let taps = c.geometry.kernel * c.geometry.kernel
                 rows += [weights[c.weight].address, copy.weight.address, copy.gradient.address, gradients[c.weight].address].map { Int64(bitPattern: $0) }
@@ -318,12 +325,14 @@ extension CUDAStep {
             }
             let table = try DeviceBuffer(bytes: 8 * rows.count)
             try rows.withUnsafeBytes { try table.upload(raw: $0) }
-            filterTables[key] = (table, first)
+            forward.reads.append(MemoryAccess.span(table.address, bytes: table.byteCount))
+            backward.reads.append(MemoryAccess.span(table.address, bytes: table.byteCount))
+            filterTables[key] = (table, first, forward, backward)
         }
-        let (table, elements) = filterTables[key]!
+        let (table, elements, forward, backwardAccess) = filterTables[key]!
         try context.launch("vae_transpose_filters", grid: CUDAContext.grid(for: elements), [
             .buffer(table), .int32(Int32(layers.count)), .int64(elements), .int32(backward ? 1 : 0),
-        ])
+        ], reaching: backward ? backwardAccess : forward)
     }
 
     /// One of cuDNN's three convolution products (`CUDNN.run`), or recorded for a graph.

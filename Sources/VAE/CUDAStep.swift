@@ -55,8 +55,9 @@ public final class CUDAStep {
     /// from the stored one before each forward pass, and its gradient in that order, which the
     /// backward pass puts back in the stored order; by the weight's parameter index.
     var filterCopies: [Int: (weight: DeviceBuffer, gradient: DeviceBuffer)] = [:]
-    /// `vae_transpose_filters`' tables, by the weights of the convolutions they cover.
-    var filterTables: [[Int]: (table: DeviceBuffer, elements: Int)] = [:]
+    /// `vae_transpose_filters`' tables, by the weights of the convolutions they cover, and what
+    /// each direction of the launch reads and writes through its table.
+    var filterTables: [[Int]: (table: DeviceBuffer, elements: Int, forward: MemoryAccess, backward: MemoryAccess)] = [:]
     /// Convolution products cuDNN ran (counted as they are recorded or run).
     public internal(set) var cudnnConvolutions = 0
     /// Whether any network of the model has a convolution (cuDNN's work).

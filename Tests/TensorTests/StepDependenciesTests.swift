@@ -44,10 +44,10 @@ private let step: [MemoryAccess] = {
         MemoryAccess(reads: [dw1, dw2], writes: [w1, w2]),  // 7 the update (after 5 read W2)
     ]
 }()
-private let products = [false, true, true, false, true, true, true, false]
+private let products: [Int?] = [nil, 0, 0, nil, 0, 0, 0, nil]
 
 @Test func aStepsPiecesWaitOnlyForThoseWhoseMemoryTheyShare() {
-    let plan = StepDependencies(step, workspaceUser: products, workspaces: 2)
+    let plan = StepDependencies(step, workspaceUser: products, workspaces: [2])
     // ∂W2 and ∂h both wait for the loss alone: they may run at once; 6 needs 0's x, but through 5
     // already; the update's overwrite of W2 waits for 5's read, implied by 6.
     #expect(plan.dependencies == [[], [0], [1], [2], [3], [3], [5], [4, 6]])
@@ -56,7 +56,7 @@ private let products = [false, true, true, false, true, true, true, false]
     #expect(plan.workspace == [nil, 0, 0, nil, 0, 1, 1, nil])
 
     // One workspace: ∂h must wait for ∂W2, whose workspace it takes over.
-    let one = StepDependencies(step, workspaceUser: products, workspaces: 1)
+    let one = StepDependencies(step, workspaceUser: products, workspaces: [1])
     #expect(one.dependencies == [[], [0], [1], [2], [3], [4], [5], [6]])
     #expect(one.longestPath == 8)
     #expect(one.workspace == [nil, 0, 0, nil, 0, 0, 0, nil])
@@ -65,10 +65,24 @@ private let products = [false, true, true, false, true, true, true, false]
     #expect(chain.dependencies == [[], [0], [1], [2], [3], [4], [5], [6]] && chain.longestPath == 8)
 }
 
+@Test func eachPoolHandsOnItsOwnWorkspaces() {
+    // ∂W2 a cuBLAS product, ∂h a cuDNN convolution, each pool with one workspace: they need not
+    // wait for each other; two cuDNN calls with one workspace must.
+    var pools = products
+    pools[5] = 1
+    let mixed = StepDependencies(step, workspaceUser: pools, workspaces: [1, 1])
+    #expect(mixed.dependencies[5] == [3] && mixed.workspace[5] == 0)
+    pools[4] = 1
+    let both = StepDependencies(step, workspaceUser: pools, workspaces: [1, 1])
+    #expect(both.dependencies[5] == [4])
+    #expect(StepDependencies(step, workspaceUser: pools, workspaces: [1, 2]).dependencies[5] == [3])
+    #expect(StepDependencies.chain(count: 8, workspaceUser: pools).workspace == [nil, 0, 0, nil, 0, 0, 0, nil])
+}
+
 @Test func aPieceThatMayTouchAnythingWaitsForAllAndAllWaitForIt() {
     var accesses = step
     accesses.insert(MemoryAccess(everything: true), at: 5)  // before ∂h, after ∂W2
-    let plan = StepDependencies(accesses, workspaceUser: accesses.map { _ in false }, workspaces: 1)
+    let plan = StepDependencies(accesses, workspaceUser: accesses.map { _ in nil }, workspaces: [1])
     #expect(plan.dependencies[5] == [4])  // 4 waits for everything before it already
     #expect(plan.dependencies[6] == [5] && plan.dependencies[8] == [7])
 }
@@ -82,8 +96,9 @@ func randomStepsKeepEveryConflictInOrderWithNoRedundantEdge(seed: Int) {
     let count = 2 + Int(generator.next() % 40), buffers = 1 + Int(generator.next() % 12)
     func some() -> [Range<UInt64>] { (0..<Int(generator.next() % 3)).map { _ in buffer(Int(generator.next() % UInt64(buffers))) } }
     let accesses = (0..<count).map { _ in MemoryAccess(reads: some(), writes: some(), everything: generator.next() % 23 == 0) }
-    let users = (0..<count).map { _ in generator.next() % 2 == 0 }
-    let workspaces = 1 + Int(generator.next() % 3)
+    // No workspace, or one of two pools (of 1–3 workspaces each).
+    let users = (0..<count).map { _ -> Int? in let p = Int(generator.next() % 3); return p == 2 ? nil : p }
+    let workspaces = [1 + Int(generator.next() % 3), 1 + Int(generator.next() % 3)]
     let plan = StepDependencies(accesses, workspaceUser: users, workspaces: workspaces)
     // reach[j][i]: j waits for i, directly or not.
     var reach = [[Bool]](repeating: [Bool](repeating: false, count: count), count: count)
@@ -99,15 +114,17 @@ func randomStepsKeepEveryConflictInOrderWithNoRedundantEdge(seed: Int) {
         longest[j] = 1 + (plan.dependencies[j].map { longest[$0] }.max() ?? 0)
         for i in 0..<j {
             if accesses[i].conflicts(with: accesses[j]) { #expect(reach[j][i], "\(j) does not wait for \(i), whose memory it shares") }
-            if let a = plan.workspace[i], let b = plan.workspace[j], a == b { #expect(reach[j][i], "\(j) shares workspace \(a) with \(i)") }
+            if let a = plan.workspace[i], let b = plan.workspace[j], a == b, users[i] == users[j] {
+                #expect(reach[j][i], "\(j) shares workspace \(a) of pool \(users[j]!) with \(i)")
+            }
         }
-        #expect((plan.workspace[j] != nil) == users[j])
-        #expect(plan.workspace[j].map { $0 < workspaces } ?? true)
+        #expect((plan.workspace[j] != nil) == (users[j] != nil))
+        if let pool = users[j] { #expect(plan.workspace[j]! < workspaces[pool]) }
         for i in plan.dependencies[j] {
             let others = plan.dependencies[j].filter { $0 != i }
             #expect(!others.contains { reach[$0][i] }, "\(j) waits for \(i) through another dependency already")
             // Each edge has a reason: shared memory, or a workspace handed on.
-            #expect(accesses[i].conflicts(with: accesses[j]) || (plan.workspace[i] != nil && plan.workspace[i] == plan.workspace[j]))
+            #expect(accesses[i].conflicts(with: accesses[j]) || (users[i] != nil && users[i] == users[j] && plan.workspace[i] == plan.workspace[j]))
         }
     }
     #expect(plan.longestPath == longest.max())
@@ -137,6 +154,12 @@ func randomStepsKeepEveryConflictInOrderWithNoRedundantEdge(seed: Int) {
     #expect(kernel.hasShape(of: otherRows))
     let moved = RecordedKernel(name: "vae_add_bias", grid: 1, block: 32, shared: 0, values: [4096, 9000, 2, 3, 0, 0], bytes: [24, 12, 0, 0, 0, 0])
     #expect(!kernel.hasShape(of: moved))
+    // A kernel that follows a table of addresses reaches anything, unless its launch declared what.
+    let table = RecordedKernel(name: "vae_transpose_filters", grid: 1, block: 32, shared: 0, values: [4096, 2, 8, 0], bytes: [64, 0, 0, 0])
+    #expect(table.access.everything)
+    let declared = MemoryAccess(reads: [100..<200], writes: [300..<400])
+    let told = RecordedKernel(name: "vae_transpose_filters", grid: 1, block: 32, shared: 0, values: [4096, 2, 8, 0], bytes: [64, 0, 0, 0], declared: declared)
+    #expect(told.access == declared && !told.hasShape(of: table))
 }
 
 @Test func aRecordedProductTouchesItsOperandsAndItsEpiloguesVectors() {
