@@ -213,7 +213,7 @@ public final class CUDAContext {
         argumentPointers.deallocate()
     }
 
-    /// While set, ``launch(_:grid:block:shared:_:)`` appends each launch here instead of
+    /// While set, ``launch(_:grid:block:shared:_:reaching:)`` appends each launch here instead of
     /// launching it (and `CUDAStep` its products): a step recorded for ``CUDAGraphs``.
     public var recording: [RecordedWork]?
 
