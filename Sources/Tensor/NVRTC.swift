@@ -86,9 +86,14 @@ public enum CUDAKernels {
 
     /// Every kernel the source defines (each `extern "C" __global__ void name(`), in its order;
     /// each a GPU twin of a CPU function.
-    public static let names: [String] = {
+    public static let names: [String] = definitions.map(\.name)
+
+    /// Each kernel definition of the source, in its order: its name and its parameter list.
+    private static let definitions: [(name: String, parameters: Substring)] = {
         let marker = "extern \"C\" __global__ void "
-        return source.components(separatedBy: marker).dropFirst().map { String($0.prefix { $0 != "(" }) }
+        return source.components(separatedBy: marker).dropFirst().map { definition in
+            (String(definition.prefix { $0 != "(" }), definition.drop { $0 != "(" }.dropFirst().prefix { $0 != ")" })
+        }
     }()
 
     /// How a kernel's parameter reaches memory, from its declaration in the source.
@@ -105,11 +110,8 @@ public enum CUDAKernels {
     /// is used (nil for a value). A recorded step's graph takes each kernel's ``MemoryAccess``
     /// from it.
     public static let parameterUses: [String: [ParameterUse?]] = {
-        let marker = "extern \"C\" __global__ void "
         var uses: [String: [ParameterUse?]] = [:]
-        for definition in source.components(separatedBy: marker).dropFirst() {
-            let name = String(definition.prefix { $0 != "(" })
-            let list = definition.drop { $0 != "(" }.dropFirst().prefix { $0 != ")" }
+        for (name, list) in definitions {
             uses[name] = list.split(separator: ",").map { parameter in
                 let text = parameter.split(whereSeparator: \.isWhitespace).joined(separator: " ")
                 guard let star = text.firstIndex(of: "*") else { return nil }
