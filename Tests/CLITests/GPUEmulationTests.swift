@@ -82,6 +82,7 @@ func writeEmulatedGPU(_ dir: String) throws {
         #include <time.h>
         #include <sys/mman.h>
         #include <ucontext.h>
+        #include <vector>
         #define __global__
         #define __device__
         struct dim { unsigned x, y, z; };
@@ -179,8 +180,8 @@ func writeEmulatedGPU(_ dir: String) throws {
         static const entry kernels[] = {
         \(table)    {0, 0, 0, 0}};
         // Graphs: nodes — a kernel with its arguments' 8-byte values, a host function (a
-        // stand-in cuBLAS product captured from a stream), or a child graph (copied when added) —
-        // and the nodes each waits for. A graph captured from a stream is a chain; one built
+        // stand-in cuBLAS product or cuDNN convolution captured from a stream, with the memory it
+        // reads and writes), or a child graph (copied when added) — and the nodes each waits for. A graph captured from a stream is a chain; one built
         // node by node runs its nodes in an order its dependencies allow but the order they were
         // added in rarely is (EMULATOR_GRAPH_ORDER: `last` — the latest ready node first, the
         // default —, `first` — the order added —, or `random:SEED`), so a node that lacks a
@@ -191,6 +192,7 @@ func writeEmulatedGPU(_ dir: String) throws {
         struct node {
             const entry *e; unsigned grid, block, shared; unsigned long long args[32]; void (*host)(void *); void *data; graph *child;
             int dependencies[max_dependencies]; int dependency_count;
+            unsigned long long access[3 * 8]; int access_count;  // a host node's memory: (begin, end, written) triples
         };
         struct graph { node *nodes; int count; int allocates; int built; };
         struct stream { int capturing; graph *g; };
@@ -283,6 +285,43 @@ func writeEmulatedGPU(_ dir: String) throws {
             }
             free(ready);
             free(done);
+        }
+        // What a node's library work touches: a host node's own memory, a child graph's nodes'.
+        static void node_access(const node *n, std::vector<unsigned long long> &out) {
+            if (n->host) out.insert(out.end(), n->access, n->access + 3 * n->access_count);
+            if (n->child) for (int i = 0; i < n->child->count; i++) node_access(&n->child->nodes[i], out);
+        }
+        // On a GPU, two nodes of a built graph of which neither waits (directly or not) for the
+        // other may run at the same time. Of the library calls (cuBLAS's products, cuDNN's
+        // convolutions) the memory is known here exactly — operands, outputs, epilogue vectors and
+        // masks, and the workspace each runs in —, so two such calls that may run at once and
+        // share memory one of them writes are a race, caught as the graph is instantiated. (The
+        // kernels' memory is not known here: running the nodes out of their recorded order is what
+        // checks theirs.)
+        static void check_races(const graph *g) {
+            int n = g->count;
+            std::vector<std::vector<char>> reach(n, std::vector<char>(n, 0));  // reach[j][i]: j waits for i
+            std::vector<std::vector<unsigned long long>> access(n);
+            for (int j = 0; j < n; j++) {
+                for (int d = 0; d < g->nodes[j].dependency_count; d++) {
+                    int i = g->nodes[j].dependencies[d];
+                    reach[j][i] = 1;
+                    for (int k = 0; k < i; k++) reach[j][k] |= reach[i][k];
+                }
+                node_access(&g->nodes[j], access[j]);
+            }
+            for (int j = 0; j < n; j++)
+                for (int i = 0; i < j; i++) {
+                    if (reach[j][i]) continue;
+                    const std::vector<unsigned long long> &a = access[i], &b = access[j];
+                    for (size_t x = 0; x < a.size(); x += 3)
+                        for (size_t y = 0; y < b.size(); y += 3)
+                            if ((a[x + 2] || b[y + 2]) && a[x] < b[y + 1] && b[y] < a[x + 1]) {
+                                fprintf(stderr, "emulated GPU: graph nodes %d and %d may run at once, and [%#llx, %#llx), which %s, overlaps [%#llx, %#llx), which %s\\n",
+                                        i, j, a[x], a[x + 1], a[x + 2] ? "the first writes" : "the first reads", b[y], b[y + 1], b[y + 2] ? "the second writes" : "the second reads");
+                                abort();
+                            }
+                }
         }
         // A built graph's node `n` waits for the `count` nodes at `deps` (handles of its graph's
         // earlier nodes); anything else is CUDA_ERROR_INVALID_VALUE.
@@ -392,13 +431,20 @@ func writeEmulatedGPU(_ dir: String) throws {
             st->g->allocates = 1;
             return 1;
         }
-        // Called by the stand-in cuBLAS: records fn(data) if `s` is capturing (returns 1).
-        int emulator_capture_host(void *s, void (*fn)(void *), void *data) {
+        // Called by the stand-in cuBLAS and cuDNN: records fn(data), which touches the `count`
+        // (begin, end, written) triples at `access`, if `s` is capturing (returns 1).
+        int emulator_capture_host(void *s, void (*fn)(void *), void *data, const unsigned long long *access, int count) {
             struct stream *st = (struct stream *)s;
             if (!st || !st->capturing) return 0;
+            if (count > 8) {
+                fprintf(stderr, "emulated GPU: a library call with %d ranges of memory\\n", count);
+                abort();
+            }
             node *n = add_node(st->g);
             n->host = fn;
             n->data = data;
+            memcpy(n->access, access, sizeof(unsigned long long) * 3 * count);
+            n->access_count = count;
             return 1;
         }
         struct kernel_params { void *func; unsigned gx, gy, gz, bx, by, bz, shared; void **params; void **extra; void *kern; void *ctx; };
@@ -423,6 +469,7 @@ func writeEmulatedGPU(_ dir: String) throws {
         // EMULATOR_NO_GRAPHS: a driver that refuses to instantiate graphs (CUDA_ERROR_NOT_SUPPORTED).
         int cuGraphInstantiateWithFlags(void **exec, void *g, unsigned long long flags) {
             if (getenv("EMULATOR_NO_GRAPHS")) return 801;
+            if (((graph *)g)->built) check_races((const graph *)g);
             *exec = g;
             return 0;
         }
@@ -479,23 +526,14 @@ func writeEmulatedGPU(_ dir: String) throws {
         #include <string.h>
         static void *stream_;
         static unsigned long long workspace_;
+        static size_t workspace_bytes_;
         // As cuBLAS: a stream change puts the handle back on cuBLAS's own workspace pool.
-        int cublasSetStream_v2(void *h, void *s) { stream_ = s; workspace_ = 0; return 0; }
-        int cublasSetWorkspace_v2(void *h, unsigned long long w, size_t bytes) { workspace_ = bytes >= ((size_t)4 << 20) ? w : 0; return 0; }
-        // A product captured from a capturing stream runs when its graph does (the driver's
-        // emulator_capture_host records it); without a workspace of the handle's own it also
-        // allocates one in the capture (emulator_capture_allocation).
-        typedef int (*capture_t)(void *, void (*)(void *), void *);
-        typedef int (*allocation_t)(void *);
-        static int captured_on(void *stream, unsigned long long workspace, void (*fn)(void *), void *data) {
-            if (!stream) return 0;
-            void *driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
-            capture_t capture = driver ? (capture_t)dlsym(driver, "emulator_capture_host") : 0;
-            allocation_t allocation = driver ? (allocation_t)dlsym(driver, "emulator_capture_allocation") : 0;
-            if (!workspace && allocation) allocation(stream);
-            return capture && capture(stream, fn, data);
+        int cublasSetStream_v2(void *h, void *s) { stream_ = s; workspace_ = 0; workspace_bytes_ = 0; return 0; }
+        int cublasSetWorkspace_v2(void *h, unsigned long long w, size_t bytes) {
+            workspace_ = bytes >= ((size_t)4 << 20) ? w : 0;
+            workspace_bytes_ = workspace_ ? bytes : 0;
+            return 0;
         }
-        static int captured(void (*fn)(void *), void *data) { return captured_on(stream_, workspace_, fn, data); }
         // The product, plus (cuBLASLt's bias epilogue) bias[i] for row i of the column-major
         // result and then ReLU; with a mask (RELU_AUX_BIAS), bit i + j·ld of it set where the
         // result is positive; with drelu (DRELU_BGRAD), each result times its bit of the mask and
@@ -505,12 +543,48 @@ func writeEmulatedGPU(_ dir: String) throws {
             unsigned char *mask; long long mask_ld; int drelu; float *rowsum;
         };
         static void run_product(void *p);
+        // The bytes of a column-major rows × cols matrix of floats with leading dimension ld.
+        static unsigned long long matrix_end(const float *base, long rows, long cols, long ld) {
+            return (unsigned long long)base + (rows && cols ? ((cols - 1) * ld + rows) * 4 : 0);
+        }
+        // What a product touches, as the driver's (begin, end, written) triples: op(A), op(B), C,
+        // the epilogue's bias or bias gradient, row sums and bit mask, and the workspace.
+        static int product_access(const struct product *p, unsigned long long workspace, size_t bytes, unsigned long long *a) {
+            int n = 0;
+            #define ACCESS(begin, end, written) do { a[3 * n] = (unsigned long long)(begin); a[3 * n + 1] = (end); a[3 * n + 2] = (written); n++; } while (0)
+            ACCESS(p->A, matrix_end(p->A, p->ta ? p->k : p->m, p->ta ? p->m : p->k, p->lda), 0);
+            ACCESS(p->B, matrix_end(p->B, p->tb ? p->n : p->k, p->tb ? p->k : p->n, p->ldb), 0);
+            ACCESS(p->C, matrix_end(p->C, p->m, p->n, p->ldc), 1);
+            if (p->bias) ACCESS(p->bias, (unsigned long long)(p->bias + p->m), 0);
+            if (p->bgrad) ACCESS(p->bgrad, (unsigned long long)(p->bgrad + p->n), 1);
+            if (p->rowsum) ACCESS(p->rowsum, (unsigned long long)(p->rowsum + p->m), 1);
+            if (p->mask) ACCESS(p->mask, (unsigned long long)(p->mask + ((p->n - 1) * p->mask_ld + p->m + 7) / 8), !p->drelu);
+            if (workspace) ACCESS(workspace, workspace + bytes, 1);
+            #undef ACCESS
+            return n;
+        }
+        // A product captured from a capturing stream runs when its graph does (the driver's
+        // emulator_capture_host records it, with the memory it touches); without a workspace of
+        // the handle's own it also allocates one in the capture (emulator_capture_allocation).
+        typedef int (*capture_t)(void *, void (*)(void *), void *, const unsigned long long *, int);
+        typedef int (*allocation_t)(void *);
+        static int captured_on(void *stream, unsigned long long workspace, size_t bytes, struct product *p) {
+            if (!stream) return 0;
+            void *driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
+            capture_t capture = driver ? (capture_t)dlsym(driver, "emulator_capture_host") : 0;
+            allocation_t allocation = driver ? (allocation_t)dlsym(driver, "emulator_capture_allocation") : 0;
+            if (!workspace && allocation) allocation(stream);
+            unsigned long long access[3 * 8];
+            int count = product_access(p, workspace, bytes, access);
+            return capture && capture(stream, run_product, p, access, count);
+        }
+        static int captured(struct product *p) { return captured_on(stream_, workspace_, workspace_bytes_, p); }
         static int product(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
                            int ldc, int bf16) {
             struct product *p = (struct product *)malloc(sizeof *p);
             struct product v = {ta, tb, m, n, k, lda, ldb, ldc, bf16, alpha, beta, A, B, C, 0, 0, 0, 0, 0, 0, 0};
             *p = v;
-            if (!captured(run_product, p)) { run_product(p); free(p); }
+            if (!captured(p)) { run_product(p); free(p); }
             return 0;
         }
         // cuBLASLt (the same library, loaded again as libcublasLt.so.13): descriptors as structs,
@@ -590,7 +664,7 @@ func writeEmulatedGPU(_ dir: String) throws {
                                 x->epilogue == 512 ? (float *)x->bias : 0, x->epilogue == 134 || x->epilogue == 152 ? (unsigned char *)x->aux : 0, x->aux_ld,
                                 x->epilogue == 152, x->epilogue == 152 ? (float *)x->bias : 0};
             *p = v;
-            if (!captured_on(stream, (unsigned long long)workspace, run_product, p)) { run_product(p); free(p); }
+            if (!captured_on(stream, (unsigned long long)workspace, workspaceBytes, p)) { run_product(p); free(p); }
             return 0;
         }
         int cublasGetProperty(int p, int *v) { *v = p == 0 ? 13 : 0; return 0; }
@@ -671,12 +745,14 @@ func writeEmulatedGPU(_ dir: String) throws {
         #include <stdlib.h>
         #include <string.h>
         static void *stream_;
-        typedef int (*capture_t)(void *, void (*)(void *), void *);
-        static int captured(void (*fn)(void *), void *data) {
+        typedef int (*capture_t)(void *, void (*)(void *), void *, const unsigned long long *, int);
+        // Records fn(data), which touches the (begin, end, written) triples at `access`, if the
+        // handle's stream is capturing.
+        static int captured(void (*fn)(void *), void *data, const unsigned long long *access, int count) {
             if (!stream_) return 0;
             void *driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
             capture_t capture = driver ? (capture_t)dlsym(driver, "emulator_capture_host") : 0;
-            return capture && capture(stream_, fn, data);
+            return capture && capture(stream_, fn, data, access, count);
         }
         size_t cudnnGetVersion(void) { return 91002; }
         int cudnnCreate(void **h) { *h = (void *)256; return 0; }
@@ -785,7 +861,15 @@ func writeEmulatedGPU(_ dir: String) throws {
             p->a = a;
             p->b = b;
             p->out = out;
-            if (!captured(run, p)) { run(p); free(p); }
+            // What it touches: its two operands, its output and the workspace (x and y are
+            // tensors of floats, w a filter).
+            unsigned long long xs = 4ull * p->x.n * p->x.c * p->x.h * p->x.w, ys = 4ull * p->y.n * p->y.c * p->y.h * p->y.w;
+            unsigned long long ws = 4ull * p->w.k * p->w.c * p->w.r * p->w.s;
+            unsigned long long as = kind == 1 ? ys : xs, bs = kind == 2 ? ys : ws, outs = kind == 0 ? ys : kind == 1 ? xs : ws;
+            unsigned long long access[] = {(unsigned long long)a, (unsigned long long)a + as, 0, (unsigned long long)b, (unsigned long long)b + bs, 0,
+                                           (unsigned long long)out, (unsigned long long)out + outs, 1,
+                                           (unsigned long long)space, (unsigned long long)space + bytes, 1};
+            if (!captured(run, p, access, 4)) { run(p); free(p); }
             return 0;
         }
         int cudnnConvolutionForward(void *h, const float *alpha, void *xd, const float *x, void *wd, const float *w, void *c, int algo, void *space,
@@ -819,7 +903,9 @@ func emulatedGPUEnvironment(_ dir: String) -> [String: String] {
 /// The steps' CUDA graphs run their pieces in an order their dependencies allow but the recorded
 /// order rarely is (the latest ready piece first, and a random order): a piece that lacks a
 /// dependency reads memory before it is written, or overwrites it before it is read, and its
-/// step's numbers differ.
+/// step's numbers differ. Two library calls (products, convolutions) that may run at once and
+/// share memory one of them writes — a workspace, an operand — stop the driver as it
+/// instantiates their graph.
 @Test(.enabled(if: cxxCompiler != nil && cCompiler != nil, "needs C and C++ compilers for the emulated GPU"), arguments: ["last", "random:7"])
 func everyKernelAgreesWithItsCPUTwinOnTheEmulatedGPU(graphOrder: String) throws {
     let dir = temporaryDirectory()
