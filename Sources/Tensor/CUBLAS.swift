@@ -51,10 +51,9 @@ public final class CUBLAS {
     private let setWorkspaceFunction: SetWorkspace?
     /// The handle's workspaces (none in a cuBLAS without `cublasSetWorkspace`): the first made
     /// with the handle, the others on first use (``useWorkspace(_:)``).
-    private var workspaces: [DeviceBuffer] = []
+    private var workspaces: DeviceWorkspaces?
     /// The one the products run in now.
-    private var current = 0
-    private var workspace: DeviceBuffer? { workspaces.isEmpty ? nil : workspaces[current] }
+    private var workspace: DeviceBuffer? { workspaces?.buffer }
     /// Each workspace's size: 32 MiB, what cuBLAS recommends for Hopper (4 MiB is enough before it).
     public static let workspaceBytes = 32 << 20
     /// How many workspaces a step's graph may spread its products over, so that two products
@@ -88,7 +87,7 @@ public final class CUBLAS {
         let mode = setMathMode(handle, 0)  // CUBLAS_DEFAULT_MATH
         guard mode == 0 else { throw CUDAError("cublasSetMathMode failed (cuBLAS status \(mode))") }
         if setWorkspaceFunction != nil {
-            workspaces = [try DeviceBuffer(bytes: Self.workspaceBytes)]
+            workspaces = try DeviceWorkspaces(bytes: Self.workspaceBytes, slots: Self.workspaceSlots)
             try applyWorkspace()
         }
     }
@@ -96,10 +95,7 @@ public final class CUBLAS {
     /// Runs the products from now on in workspace `slot` (0 ..< ``workspaceCount``), made now if
     /// it is the first time: products that may run at the same time must not share one.
     public func useWorkspace(_ slot: Int) throws {
-        guard setWorkspaceFunction != nil, slot != current else { return }
-        precondition(slot >= 0 && slot < Self.workspaceSlots, "no cuBLAS workspace \(slot)")
-        while workspaces.count <= slot { workspaces.append(try DeviceBuffer(bytes: Self.workspaceBytes)) }
-        current = slot
+        guard try workspaces?.select(slot) == true else { return }
         try applyWorkspace()
     }
 

@@ -27,13 +27,12 @@ public final class CUDNN {
     public let version: String
     private let handle: OpaquePointer
     /// The workspaces (the first made with the handle, the second on first use).
-    private var workspaces: [DeviceBuffer]
+    private var workspaces: DeviceWorkspaces
     /// The one the convolutions run in now.
-    private var current = 0
-    public var workspace: DeviceBuffer { workspaces[current] }
+    public var workspace: DeviceBuffer { workspaces.buffer }
     public static let workspaceBytes = 64 << 20
     /// How many workspaces a step's graph may spread its convolutions over.
-    public let workspaceCount = 2
+    public var workspaceCount: Int { workspaces.slots }
 
     private typealias Create = @convention(c) (UnsafeMutablePointer<OpaquePointer?>) -> Int32
     private typealias Destroy = @convention(c) (OpaquePointer?) -> Int32
@@ -113,7 +112,7 @@ public final class CUDNN {
         let v = getVersion()  // 9.x: 10000·major + 100·minor + patch
         version = "\(v / 10000).\(v % 10000 / 100).\(v % 100)"
         guard v >= 90000 else { throw CUDAError("\(path) is cuDNN \(version); vae uses cuDNN 9") }
-        workspaces = [try DeviceBuffer(bytes: Self.workspaceBytes)]  // first: nothing to release if it does not fit
+        workspaces = try DeviceWorkspaces(bytes: Self.workspaceBytes, slots: 2)  // first: nothing to release if it does not fit
         var handle: OpaquePointer?
         let status = create(&handle)
         guard status == 0, let handle else { throw CUDAError("cudnnCreate failed (cuDNN status \(status))") }
@@ -128,9 +127,7 @@ public final class CUDNN {
     /// Runs the convolutions from now on in workspace `slot` (0 ..< ``workspaceCount``), made now
     /// if it is the first time: convolutions that may run at the same time must not share one.
     public func useWorkspace(_ slot: Int) throws {
-        precondition(slot >= 0 && slot < workspaceCount, "no cuDNN workspace \(slot)")
-        while workspaces.count <= slot { workspaces.append(try DeviceBuffer(bytes: Self.workspaceBytes)) }
-        current = slot
+        try workspaces.select(slot)
     }
 
     /// Issues the convolutions on `stream` from now on (nil: the default stream).
