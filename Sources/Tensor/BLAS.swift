@@ -221,7 +221,7 @@ public enum BLAS {
     }
 
     /// The product itself, in the library `sgemm` chose.
-    @inlinable @usableFromInline
+    @inlinable
     static func product(
         _ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
         _ b: UnsafePointer<Float>, _ ldb: Int, _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int,

@@ -258,6 +258,7 @@ func reportsRenderInAHeadlessBrowser() throws {
     let npy = try vae(["score", run, "--iw-samples", "8", "--out", dir + "/scores.npy", "--threads", "2"])
     #expect(npy.status == 0, "\(npy.stderr)")
     let again = try vae(["score", run, "--iw-samples", "8", "--out", dir + "/again.csv", "--threads", "2"])
+    #expect(again.status == 0, "\(again.stderr)")
     #expect(try String(contentsOfFile: dir + "/again.csv", encoding: .utf8) == String(contentsOfFile: csv, encoding: .utf8))
     // One clear line for what cannot work.
     let bad = try vae(["score", run, "--out", dir + "/x.txt"])

@@ -239,7 +239,7 @@ func stoppedAndResumedRunsEndIdentical(name: String, modify: (inout TrainingConf
 }
 
 @Test func optimizersSaveAndRestoreTheirState() throws {
-    var rng = RandomGenerator(seed: 1)
+    let rng = RandomGenerator(seed: 1)
     let config = ModelConfig(inputShape: [1, 2, 3], hiddenSizes: [5], latentDimension: 2)
     let x = Tensor(shape: [4, 1, 2, 3], values: (0..<24).map { Float($0 % 5) / 4 })
     for kind in OptimizerConfig.Kind.allCases {
