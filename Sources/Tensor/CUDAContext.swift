@@ -191,21 +191,46 @@ public final class CUDAContext {
     /// Each kernel's parameter types, from the PTX (every launch is checked against them).
     public let signatures: [String: [String]]
 
-    /// Device `ordinal` (from ``CUDA/devices()``) with the kernels compiled by `nvrtc`.
-    public init(ordinal: Int, nvrtc: NVRTC) throws {
+    /// Where the PTX came from: the cache entry it was read from, or nil when NVRTC compiled it
+    /// in this process.
+    public let cachedPTX: String?
+
+    /// Device `ordinal` (from ``CUDA/devices()``) with the kernels compiled by `nvrtc`, or their
+    /// PTX from `cache` when an earlier run compiled the same source with the same NVRTC for
+    /// the same architecture (stored there when it did not).
+    public init(ordinal: Int, nvrtc: NVRTC, cache: KernelCache? = .processDefault) throws {
         device = try CUDA.device(ordinal)
         try cudaCall { vae_cuda_use_device(Int32(ordinal), $0, $1) }
-        ptx = try nvrtc.compile(
-            CUDAKernels.source, name: "Kernels.cu", options: CUDAKernels.options(computeCapability: device.computeCapability.major, device.computeCapability.minor))
+        let options = CUDAKernels.options(computeCapability: device.computeCapability.major, device.computeCapability.minor)
+        let key = KernelCache.key(source: CUDAKernels.source, options: options, compiler: nvrtc.path)
+        var loaded: (ptx: String, module: UnsafeMutableRawPointer?)?
+        if let cache, let stored = cache.ptx(key), let module = try? Self.load(stored) { loaded = (stored, module) }
+        cachedPTX = loaded == nil ? nil : cache?.path(key)
+        if loaded == nil {
+            let compiled = try nvrtc.compile(CUDAKernels.source, name: "Kernels.cu", options: options)
+            loaded = (compiled, try Self.load(compiled))
+            cache?.store(compiled, key)
+        }
+        ptx = loaded!.ptx
         signatures = CUDAKernels.parameters(inPTX: ptx)
-        var module: UnsafeMutableRawPointer?
-        try ptx.withCString { text in try cudaCall { vae_cuda_load_module(text, &module, $0, $1) } }
         for name in CUDAKernels.names {
             var function: UnsafeMutableRawPointer?
-            try cudaCall { vae_cuda_function(module, name, &function, $0, $1) }
+            try cudaCall { vae_cuda_function(loaded!.module, name, &function, $0, $1) }
             if let function { kernels[name] = (function, (signatures[name] ?? []).map(ParameterSlot.init)) }
         }
         for i in 0..<32 { argumentPointers[i] = argumentSlots + 8 * i }
+    }
+
+    /// Loads `ptx` as a module of the current context; throws unless it declares every kernel
+    /// of the source and the driver takes it.
+    private static func load(_ ptx: String) throws -> UnsafeMutableRawPointer? {
+        let declared = CUDAKernels.parameters(inPTX: ptx)
+        guard let missing = CUDAKernels.names.first(where: { declared[$0] == nil }) else {
+            var module: UnsafeMutableRawPointer?
+            try ptx.withCString { text in try cudaCall { vae_cuda_load_module(text, &module, $0, $1) } }
+            return module
+        }
+        throw CUDAError("the kernels' PTX lacks \(missing)")
     }
 
     deinit {

@@ -9,11 +9,13 @@ struct Devices: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List the devices vae finds: this machine's CPU and the NVIDIA GPUs the CUDA driver reports.",
         discussion: """
-            The CUDA driver (libcuda.so.1) is loaded at run time, only by this command: vae needs \
-            nothing of CUDA to build or to run on the CPU. Without a driver the GPU line says what \
-            is missing. Training and evaluation run on the CPU; the GPU backend is being built. \
-            --check-kernels compiles the project's CUDA kernels with NVRTC, runs each on the GPU \
-            on a training step's shapes and compares it with its CPU twin.
+            The CUDA driver (libcuda.so.1), NVRTC, cuBLAS and cuDNN are loaded at run time, only \
+            when a command asks for a GPU: vae needs nothing of CUDA to build or to run on the CPU. \
+            Without a driver the GPU line says what is missing. train, eval, score and bench run on \
+            a GPU with --device cuda[:N]. The project's CUDA kernels are compiled by NVRTC on first \
+            use and their PTX kept in the kernel cache (VAE_KERNEL_CACHE: a folder, or off). \
+            --check-kernels runs each kernel on the GPU on a training step's shapes and compares it \
+            with its CPU twin, and GPU training steps, importance sampling and evaluation with the CPU's.
             """)
 
     @Option(help: ArgumentHelp("Run every CUDA kernel on this GPU against its CPU twin and print the table (exit 1 if one differs by more than its tolerance).", valueName: "cuda:N"))
@@ -31,6 +33,7 @@ struct Devices: ParsableCommand {
             print("cuda: none — \(error)")
         }
         for library in CUDA.libraries(environment: ProcessInfo.processInfo.environment) { print("  " + library.summary) }
+        print("  kernel cache: " + (KernelCache.processDefault.map { $0.directory } ?? "off (VAE_KERNEL_CACHE)"))
     }
 
     /// `--check-kernels cuda:N`.
@@ -44,7 +47,7 @@ struct Devices: ParsableCommand {
             throw CUDAError("--check-kernels needs NVRTC: \(libraries.first { $0.name == "nvrtc" }?.summary ?? "nvrtc: not found")")
         }
         let context = try CUDAContext(ordinal: ordinal, nvrtc: try NVRTC(path: nvrtcPath))
-        print("cuda:\(ordinal): \(context.device.summary); kernels compiled by \(nvrtcPath)")
+        print("cuda:\(ordinal): \(context.device.summary); kernels compiled by \(nvrtcPath)" + (context.cachedPTX.map { " (PTX from the cache: \($0))" } ?? ""))
         let cublas = try libraries.first(where: { $0.name == "cublas" })?.path.map { try CUBLAS(path: $0) }
         cublas?.lt = ComputeDevice.cuBLASLt(libraries, environment: ProcessInfo.processInfo.environment)
         if cublas == nil { print("(cuBLAS not found: the training steps and importance sampling are not checked)") }

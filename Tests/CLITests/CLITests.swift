@@ -32,7 +32,10 @@ func run(_ executable: String, _ arguments: [String], environment: [String: Stri
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }.filter { !removing.contains($0.key) }
+    // No kernel cache unless a test names one: a test's runs neither read nor leave entries in
+    // the user's cache.
+    let base = ProcessInfo.processInfo.environment.merging(["VAE_KERNEL_CACHE": "off"]) { $1 }
+    process.environment = base.merging(environment) { $1 }.filter { !removing.contains($0.key) }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err

@@ -504,12 +504,19 @@ func writeEmulatedGPU(_ dir: String) throws {
         ptx += "\\n)\\n{\\n}\\n"
     }
     let nvrtc = """
+        #include <stdio.h>
         #include <stdlib.h>
         #include <string.h>
         static const char *ptx = "\(ptx)";
         int nvrtcVersion(int *major, int *minor) { *major = 13; *minor = 0; return 0; }
         int nvrtcCreateProgram(void **p, const char *src, const char *name, int n, const char **h, const char **i) { *p = (void *)8; return 0; }
-        int nvrtcCompileProgram(void *p, int n, const char **options) { return 0; }
+        // EMULATOR_NVRTC_LOG=FILE: a line for each compile.
+        int nvrtcCompileProgram(void *p, int n, const char **options) {
+            const char *name = getenv("EMULATOR_NVRTC_LOG");
+            FILE *log = name ? fopen(name, "a") : 0;
+            if (log) { fputs("compiled\\n", log); fclose(log); }
+            return 0;
+        }
         int nvrtcDestroyProgram(void **p) { return 0; }
         int nvrtcGetProgramLogSize(void *p, size_t *n) { *n = 1; return 0; }
         int nvrtcGetProgramLog(void *p, char *log) { log[0] = 0; return 0; }
@@ -1170,4 +1177,48 @@ func trainingOnTheEmulatedGPUMatchesTheCPU() throws {
         #expect(noCompiler.status != 0 && noCompiler.stderr.contains("--device cuda:0 needs nvrtc: not found"), "\(noCompiler.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/no-nvrtc/checkpoint.safetensors"))
     }
+}
+
+/// The kernels' PTX is compiled once and then read from the kernel cache: a second GPU run
+/// compiles nothing and trains to the same weights; an entry that is not the kernels' PTX is
+/// compiled again and replaced; `VAE_KERNEL_CACHE=off` compiles every time and leaves the cache
+/// alone; a cache folder that cannot be made costs only the compile.
+@Test(.enabled(if: cxxCompiler != nil && cCompiler != nil, "needs C and C++ compilers for the emulated GPU"))
+func theKernelsPTXIsCompiledOnceAndThenReadFromTheCache() throws {
+    let dir = temporaryDirectory()
+    try writeEmulatedGPU(dir)
+    try writeTinyDataset(dir)
+    let log = dir + "/nvrtc.log", cache = dir + "/cache"
+    func compiles() -> Int { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").count }
+    func train(_ name: String, cache: String) throws -> [String: [Float]] {
+        let environment = emulatedGPUEnvironment(dir).merging(["VAE_KERNEL_CACHE": cache, "EMULATOR_NVRTC_LOG": log]) { $1 }
+        let result = try vae(["train", "--dataset", "mnist", "--data-dir", dir, "--epochs", "1", "--batch-size", "16", "--hidden", "16", "--latent", "2",
+                              "--progress", "none", "--no-tensorboard", "--no-report", "--device", "cuda:0", "--out", dir + "/" + name],
+                             environment: environment, removing: ["CUDA_PATH", "VIRTUAL_ENV"])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        return try tensors(dir + "/" + name + "/model.safetensors")
+    }
+    let first = try train("first", cache: cache)
+    #expect(compiles() == 1)
+    let entries = try FileManager.default.contentsOfDirectory(atPath: cache)
+    #expect(entries.count == 1 && entries[0].hasSuffix(".ptx"), "\(entries)")
+    let entry = cache + "/" + entries[0]
+    let ptx = try String(contentsOfFile: entry, encoding: .utf8)
+    #expect(ptx.contains(".entry vae_adam("))
+
+    #expect(try train("second", cache: cache) == first)
+    #expect(compiles() == 1, "the second run compiled the kernels again")
+
+    try "not PTX".write(toFile: entry, atomically: true, encoding: .utf8)
+    #expect(try train("third", cache: cache) == first)
+    #expect(compiles() == 2)
+    #expect(try String(contentsOfFile: entry, encoding: .utf8) == ptx, "the bad entry was not replaced")
+
+    _ = try train("off", cache: "off")
+    #expect(compiles() == 3)
+    #expect(try FileManager.default.contentsOfDirectory(atPath: cache) == entries)
+
+    try "a file".write(toFile: dir + "/file", atomically: true, encoding: .utf8)
+    #expect(try train("unwritable", cache: dir + "/file/cache") == first)
+    #expect(compiles() == 4)
 }

@@ -1,0 +1,42 @@
+import Foundation
+import Tensor
+import Testing
+
+/// Where the kernel cache is: `VAE_KERNEL_CACHE` first (`off` and its spellings turn it off),
+/// then `XDG_CACHE_HOME`, then `HOME`; relative XDG and HOME paths are not used.
+@Test func theKernelCacheIsWhereTheEnvironmentSays() {
+    #expect(KernelCache(environment: ["VAE_KERNEL_CACHE": "/x/k", "XDG_CACHE_HOME": "/c", "HOME": "/h"])?.directory == "/x/k")
+    for off in ["off", "OFF", "0", "no", "false"] { #expect(KernelCache(environment: ["VAE_KERNEL_CACHE": off, "HOME": "/h"]) == nil) }
+    #expect(KernelCache(environment: ["XDG_CACHE_HOME": "/c", "HOME": "/h"])?.directory == "/c/swift-vae/kernels")
+    #expect(KernelCache(environment: ["VAE_KERNEL_CACHE": "", "XDG_CACHE_HOME": "relative", "HOME": "/h"])?.directory == "/h/.cache/swift-vae/kernels")
+    #expect(KernelCache(environment: ["HOME": "relative"]) == nil)
+    #expect(KernelCache(environment: [:]) == nil)
+}
+
+/// An entry's key changes with anything the PTX depends on — a character of the source, an
+/// option, the compiler's path, its file's size — and with nothing else.
+@Test func aKernelCacheKeyNamesEverythingThePTXDependsOn() throws {
+    let dir = NSTemporaryDirectory() + "kernel-cache-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let compiler = dir + "/libnvrtc.so.13"
+    try "1".write(toFile: compiler, atomically: false, encoding: .utf8)
+    let key = KernelCache.key(source: "a b", options: ["-x", "-y"], compiler: compiler)
+    #expect(key == KernelCache.key(source: "a b", options: ["-x", "-y"], compiler: compiler))
+    let others = [
+        KernelCache.key(source: "a c", options: ["-x", "-y"], compiler: compiler),
+        KernelCache.key(source: "a b", options: ["-x", "-z"], compiler: compiler),
+        KernelCache.key(source: "a b", options: ["-x-y"], compiler: compiler),
+        KernelCache.key(source: "a b", options: ["-x", "-y"], compiler: compiler + "x"),
+    ]
+    for other in others { #expect(other != key) }
+    try "12".write(toFile: compiler, atomically: false, encoding: .utf8)
+    #expect(KernelCache.key(source: "a b", options: ["-x", "-y"], compiler: compiler) != key)
+
+    // Stored whole and read back; nothing left beside the entry.
+    let cache = try #require(KernelCache(environment: ["VAE_KERNEL_CACHE": dir + "/cache"]))
+    #expect(cache.ptx(key) == nil)
+    #expect(cache.store(".version 9.0\n", key))
+    #expect(cache.ptx(key) == ".version 9.0\n")
+    #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/cache") == [key + ".ptx"])
+}
