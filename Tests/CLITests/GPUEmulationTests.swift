@@ -18,6 +18,12 @@ import TestSupport
 // reductions, downloads — runs with the real kernel code; only the GPU's code generation is not
 // exercised (`vae devices --check-kernels` on a real GPU does that).
 
+/// Whether this CPU has fused multiply-add (x86-64's FMA3: /proc/cpuinfo's `fma` flag).
+let hostHasFMA: Bool = {
+    guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return false }
+    return info.split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ").contains("fma") ?? false
+}()
+
 let cxxCompiler = ["/usr/bin/c++", "/usr/bin/g++", "/usr/bin/clang++"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
 /// Each kernel's parameter types in the source: (name, [C type]).
@@ -494,7 +500,12 @@ func writeEmulatedGPU(_ dir: String) throws {
     try driver.write(toFile: dir + "/driver.cpp", atomically: true, encoding: .utf8)
     // -Bsymbolic: the kernels' calls bind to the library's own definitions, not to the same-named
     // CPU twins a vae binary that exports its symbols (the release build) also has.
-    let built = try run(cxxCompiler!, ["-shared", "-fPIC", "-O1", "-w", "-U_FORTIFY_SOURCE", "-Wl,-Bsymbolic", "-o", dir + "/libcuda.so.1", dir + "/driver.cpp"])
+    // NVRTC contracts a · b + c into one fused multiply-add wherever it can (--fmad=true, its
+    // default, which the project keeps): so does the host's compiler here, on a CPU with FMA (GCC
+    // forms them in a pass -O1 leaves out: -fexpensive-optimizations), so that the kernels'
+    // results differ from their CPU twins by that rounding as on a GPU.
+    let contraction = hostHasFMA ? ["-mfma", "-ffp-contract=fast", "-fexpensive-optimizations"] : []
+    let built = try run(cxxCompiler!, ["-shared", "-fPIC", "-O1", "-w", "-U_FORTIFY_SOURCE", "-Wl,-Bsymbolic"] + contraction + ["-o", dir + "/libcuda.so.1", dir + "/driver.cpp"])
     #expect(built.status == 0, "\(built.stderr)")
 
     var ptx = ".version 9.0\\n.target sm_90\\n.address_size 64\\n"
