@@ -62,7 +62,12 @@ public struct KernelCache: Sendable {
         return String(decoding: data, as: UTF8.self)
     }
 
-    /// Stores `ptx` under `key` (whole or not at all); false when the cache cannot be written.
+    /// How many entries the cache keeps: storing one more removes the oldest (each build of vae
+    /// and each GPU architecture makes its own, about 0.6 MB).
+    public static let capacity = 8
+
+    /// Stores `ptx` under `key` (whole or not at all), then keeps the ``capacity`` newest
+    /// entries; false when the cache cannot be written.
     @discardableResult
     public func store(_ ptx: String, _ key: String) -> Bool {
         do {
@@ -73,9 +78,23 @@ public struct KernelCache: Sendable {
                 unlink(temporary)
                 return false
             }
+            prune()
             return true
         } catch {
             return false
         }
+    }
+
+    /// Removes all but the ``capacity`` most recently written entries.
+    private func prune() {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
+        let entries = names.filter { $0.hasSuffix(".ptx") && !$0.hasPrefix(".") }.map { name -> (path: String, written: Double) in
+            var info = stat()
+            let path = directory + "/" + name
+            let written = stat(path, &info) == 0 ? Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) * 1e-9 : 0
+            return (path, written)
+        }
+        guard entries.count > Self.capacity else { return }
+        for entry in entries.sorted(by: { $0.written > $1.written }).dropFirst(Self.capacity) { unlink(entry.path) }
     }
 }

@@ -40,3 +40,20 @@ import Testing
     #expect(cache.ptx(key) == ".version 9.0\n")
     #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/cache") == [key + ".ptx"])
 }
+
+/// The cache keeps its newest entries: storing one more than its capacity removes the oldest.
+@Test func theKernelCacheKeepsItsNewestEntries() throws {
+    let dir = NSTemporaryDirectory() + "kernel-cache-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let cache = try #require(KernelCache(environment: ["VAE_KERNEL_CACHE": dir]))
+    for i in 0..<KernelCache.capacity {
+        #expect(cache.store("entry \(i)", "k\(i)"))
+        // Older by a second each, so that the order does not rest on the clock's resolution.
+        var times = [timespec(tv_sec: 1_000_000 + i, tv_nsec: 0), timespec(tv_sec: 1_000_000 + i, tv_nsec: 0)]
+        #expect(utimensat(AT_FDCWD, cache.path("k\(i)"), &times, 0) == 0)
+    }
+    #expect(cache.store("newest", "new"))
+    let kept = Set(try FileManager.default.contentsOfDirectory(atPath: dir))
+    #expect(kept.count == KernelCache.capacity)
+    #expect(!kept.contains("k0.ptx") && kept.contains("k1.ptx") && kept.contains("new.ptx"), "\(kept.sorted())")
+}
