@@ -63,7 +63,7 @@ public struct KernelCache: Sendable {
     }
 
     /// How many entries the cache keeps: storing one more removes the oldest (each build of vae
-    /// and each GPU architecture makes its own, about 0.6 MB).
+    /// and each GPU architecture makes its own, about 0.5 MB).
     public static let capacity = 8
 
     /// Stores `ptx` under `key` (whole or not at all), then keeps the ``capacity`` newest
