@@ -77,7 +77,7 @@ def loaded_functions():
         aliases = {}
         for m in re.finditer(r"typealias (\w+) = @convention\(c\) \((.*?)\) -> (\w+)", text, re.S):
             aliases[m.group(1)] = ([swift_class(p) for p in parameters(" ".join(m.group(2).split()))], swift_class(m.group(3)))
-        for m in re.finditer(r'(?:function|symbol)\("(\w+)", (\w+)\.self\)', text):
+        for m in re.finditer(r'(?:function|Function|symbol)\("(\w+)", (\w+)\.self\)', text):
             arguments, result = aliases[m.group(2)]
             found.append((m.group(1), arguments, result, name))
     driver = open(os.path.join(sources, "CCUDA", "CUDADriver.c")).read()
@@ -150,6 +150,24 @@ CONSTANTS = [
 ]
 
 
+def c_declaration(name, folders):
+    """The function pointer type of `name`'s C declaration where cuBLAS's headers also overload it
+    for C++ (wrappers that take the old cudaDataType compute type), so that `&name` alone is
+    ambiguous; None for every other function."""
+    for folder in folders:
+        for root, _, files in os.walk(folder):
+            for file in files:
+                if not (file.startswith("cublas") and file.endswith(".h")):
+                    continue
+                text = open(os.path.join(root, file), errors="replace").read()
+                if f"static inline cublasStatus_t {name}(" not in text:
+                    continue
+                m = re.search(rf"(\w+)\s+CUBLASWINAPI\s+{name}\s*\((.*?)\);", text, re.S)
+                if m:
+                    return f"{m.group(1)} (*)({' '.join(m.group(2).split())})"
+    return None
+
+
 def main():
     folders = sys.argv[1:]
     if not folders:
@@ -181,7 +199,9 @@ def main():
     # cuDNN's items only where its headers are (a CUDA toolkit need not have them).
     cudnn = []
     for name, arguments, result, file in loaded_functions():
-        line = f'  function("{name}", classes((decltype(&{name}))nullptr), "{"".join(arguments)}:{result}", "{file}");'
+        declared = c_declaration(name, folders)
+        pointer = f"(decltype(static_cast<{declared}>(&{name})))nullptr" if declared else f"(decltype(&{name}))nullptr"
+        line = f'  function("{name}", classes({pointer}), "{"".join(arguments)}:{result}", "{file}");'
         (cudnn if name.startswith("cudnn") else lines).append(line)
     for expression, value, file, literal in CONSTANTS:
         holds = literal in open(os.path.join(sources, file)).read()
