@@ -6,7 +6,8 @@ nvidia-* wheels unpacked):
 
   python3 scripts/cuda_abi_check.py INCLUDE_DIR...    (e.g. $CUDA_HOME/include)
 
-- every function the Swift sources load (`library.function("name", Type.self)`) and every one the
+- every function the Swift sources load (`library.function("name", Type.self)`, or
+  `optionalFunction` for the ones a library may lack) and every one the
   C driver loads (`LOAD(table, field, "name")`) has, argument by argument, the calling convention's
   class of the header's prototype (a pointer or 8-byte integer, a 4-byte integer or enum, a float);
 - each constant and struct layout the sources hard-code has the header's value, and the source
