@@ -184,10 +184,11 @@ int vae_cuda_download(void *host, unsigned long long device, size_t bytes, char 
     return 0;
 }
 
-int vae_cuda_load_module(const char *ptx, void **module, char *message, size_t capacity) {
+int vae_cuda_load_module(const void *image, void **module, char *message, size_t capacity) {
     if (open_compute(message, capacity) != 0) return -1;
-    CALL(compute.module_load_data(module, ptx), "cuModuleLoadData");
-    return 0;
+    int status = compute.module_load_data(module, image);
+    if (status != 0) describe(status, "cuModuleLoadData", message, capacity);
+    return status;
 }
 
 int vae_cuda_function(void *module, const char *name, void **function, char *message, size_t capacity) {

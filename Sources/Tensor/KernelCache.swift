@@ -3,11 +3,11 @@ import Glibc
 #endif
 import Foundation
 
-/// NVRTC's PTX for the project's kernels, kept on disk between runs: compiling `Kernels.cu`
-/// takes about a second (0.9 s on a Zen 3 core), which every `vae … --device cuda` would
-/// otherwise pay as it starts.
+/// NVRTC's PTX for the project's kernels (and, for a driver older than NVRTC, their machine
+/// code), kept on disk between runs: compiling `Kernels.cu` takes about a second (0.9 s on a
+/// Zen 3 core), which every `vae … --device cuda` would otherwise pay as it starts.
 ///
-/// An entry is named by a hash of everything its PTX depends on — the source, NVRTC's options
+/// An entry is named by a hash of everything its output depends on — the source, NVRTC's options
 /// (the GPU's architecture among them) and the NVRTC library itself (its path, size and
 /// modification time, so an upgraded toolkit compiles afresh) — and is written whole (a
 /// temporary file, then renamed), so a reader finds an entry complete or not at all. An entry
@@ -53,14 +53,20 @@ public struct KernelCache: Sendable {
         return String(hash, radix: 16)
     }
 
+    /// What an entry holds: PTX text, or a GPU's machine code (a CUBIN).
+    public enum Kind: String, Sendable { case ptx, cubin }
+
     /// The entry's file.
-    public func path(_ key: String) -> String { directory + "/" + key + ".ptx" }
+    public func path(_ key: String, _ kind: Kind = .ptx) -> String { directory + "/" + key + "." + kind.rawValue }
+
+    /// The bytes stored under `key`, if any.
+    public func entry(_ key: String, _ kind: Kind) -> [UInt8]? {
+        guard let data = FileManager.default.contents(atPath: path(key, kind)), !data.isEmpty else { return nil }
+        return [UInt8](data)
+    }
 
     /// The PTX stored under `key`, if any.
-    public func ptx(_ key: String) -> String? {
-        guard let data = FileManager.default.contents(atPath: path(key)), !data.isEmpty else { return nil }
-        return String(decoding: data, as: UTF8.self)
-    }
+    public func ptx(_ key: String) -> String? { entry(key, .ptx).map { String(decoding: $0, as: UTF8.self) } }
 
     /// How many entries the cache keeps: storing one more removes the oldest (each build of vae
     /// and each GPU architecture makes its own, about 0.5 MB).
@@ -69,12 +75,17 @@ public struct KernelCache: Sendable {
     /// Stores `ptx` under `key` (whole or not at all), then keeps the ``capacity`` newest
     /// entries; false when the cache cannot be written.
     @discardableResult
-    public func store(_ ptx: String, _ key: String) -> Bool {
+    public func store(_ ptx: String, _ key: String) -> Bool { store(Array(ptx.utf8), key, .ptx) }
+
+    /// Stores `bytes` as the `kind` entry of `key` (whole or not at all), then keeps the
+    /// ``capacity`` newest entries; false when the cache cannot be written.
+    @discardableResult
+    public func store(_ bytes: [UInt8], _ key: String, _ kind: Kind) -> Bool {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let temporary = directory + "/.\(key).\(getpid()).tmp"
-            guard FileManager.default.createFile(atPath: temporary, contents: Data(ptx.utf8)) else { return false }
-            guard rename(temporary, path(key)) == 0 else {
+            guard FileManager.default.createFile(atPath: temporary, contents: Data(bytes)) else { return false }
+            guard rename(temporary, path(key, kind)) == 0 else {
                 unlink(temporary)
                 return false
             }
@@ -88,7 +99,7 @@ public struct KernelCache: Sendable {
     /// Removes all but the ``capacity`` most recently written entries.
     private func prune() {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
-        let entries = names.filter { $0.hasSuffix(".ptx") && !$0.hasPrefix(".") }.map { name -> (path: String, written: Double) in
+        let entries = names.filter { ($0.hasSuffix(".ptx") || $0.hasSuffix(".cubin")) && !$0.hasPrefix(".") }.map { name -> (path: String, written: Double) in
             var info = stat()
             let path = directory + "/" + name
             let written = stat(path, &info) == 0 ? Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) * 1e-9 : 0

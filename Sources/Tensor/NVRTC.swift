@@ -28,6 +28,8 @@ public final class NVRTC {
 
     private let create: Create, compileProgram: Compile, destroy: Destroy
     private let logSize: GetSize, log: GetBytes, ptxSize: GetSize, ptx: GetBytes
+    /// The machine code of a program compiled for a real architecture (NVRTC 11.1 and later).
+    private let cubinSize: GetSize?, cubin: GetBytes?
     private let errorString: ErrorString
 
     /// Loads NVRTC from `path` (as `CUDA.libraries(environment:)` found it).
@@ -46,12 +48,33 @@ public final class NVRTC {
         log = try symbol("nvrtcGetProgramLog", GetBytes.self)
         ptxSize = try symbol("nvrtcGetPTXSize", GetSize.self)
         ptx = try symbol("nvrtcGetPTX", GetBytes.self)
+        cubinSize = library.optionalFunction("nvrtcGetCUBINSize", GetSize.self)
+        cubin = library.optionalFunction("nvrtcGetCUBIN", GetBytes.self)
         errorString = try symbol("nvrtcGetErrorString", ErrorString.self)
     }
 
     /// PTX for `source` (named `name` in messages) compiled with `options`, e.g.
     /// `["--gpu-architecture=compute_90"]`; throws with NVRTC's log when it does not compile.
     public func compile(_ source: String, name: String, options: [String]) throws -> String {
+        try compiled(source, name: name, options: options) { program in
+            let text = output(program, size: ptxSize, bytes: ptx)
+            return String(decoding: text.prefix { $0 != 0 }, as: UTF8.self)
+        }
+    }
+
+    /// Whether this NVRTC can give a GPU's machine code (``compileMachineCode(_:name:options:)``).
+    public var makesMachineCode: Bool { cubinSize != nil && cubin != nil }
+
+    /// The machine code (a CUBIN) for `source` compiled with `options` that name a real
+    /// architecture (`--gpu-architecture=sm_90`): what a driver older than this NVRTC, which
+    /// refuses its PTX, still loads.
+    public func compileMachineCode(_ source: String, name: String, options: [String]) throws -> [UInt8] {
+        guard let cubinSize, let cubin else { throw NVRTCError(message: "\(path) cannot give machine code (it lacks nvrtcGetCUBIN)") }
+        return try compiled(source, name: name, options: options) { output($0, size: cubinSize, bytes: cubin) }
+    }
+
+    /// Compiles `source` and hands the program to `result`.
+    private func compiled<T>(_ source: String, name: String, options: [String], _ result: (OpaquePointer?) -> T) throws -> T {
         var program: OpaquePointer?
         try check(create(&program, source, name, 0, nil, nil), "creating the program")
         defer { _ = destroy(&program) }
@@ -59,17 +82,19 @@ public final class NVRTC {
         defer { cOptions.forEach { free($0) } }
         let status = cOptions.map { UnsafePointer($0) }.withUnsafeBufferPointer { compileProgram(program, Int32(options.count), $0.baseAddress) }
         guard status == 0 else {
-            throw NVRTCError(message: "\(name) does not compile (\(describe(status))):\n\(text(program, size: logSize, bytes: log))")
+            let log = output(program, size: logSize, bytes: self.log)
+            throw NVRTCError(message: "\(name) does not compile (\(describe(status))):\n\(String(decoding: log.prefix { $0 != 0 }, as: UTF8.self))")
         }
-        return text(program, size: ptxSize, bytes: ptx)
+        return result(program)
     }
 
-    private func text(_ program: OpaquePointer?, size: GetSize, bytes: GetBytes) -> String {
+    /// One of the program's outputs, as NVRTC sizes it (a text's size counts its NUL).
+    private func output(_ program: OpaquePointer?, size: GetSize, bytes: GetBytes) -> [UInt8] {
         var n = 0
-        guard size(program, &n) == 0, n > 0 else { return "" }
+        guard size(program, &n) == 0, n > 0 else { return [] }
         var buffer = [CChar](repeating: 0, count: n)
-        guard bytes(program, &buffer) == 0 else { return "" }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard bytes(program, &buffer) == 0 else { return [] }
+        return buffer.map { UInt8(bitPattern: $0) }
     }
 
     private func describe(_ status: Int32) -> String { errorString(status).map { String(cString: $0) } ?? "NVRTC error \(status)" }
@@ -157,8 +182,9 @@ public enum CUDAKernels {
     }
 
     /// NVRTC's options for a GPU of compute capability `major`.`minor`: PTX for that
-    /// architecture, C++17, IEEE division and square root (the CPU's rounding).
-    public static func options(computeCapability major: Int, _ minor: Int) -> [String] {
-        ["--gpu-architecture=compute_\(major)\(minor)", "--std=c++17", "--prec-div=true", "--prec-sqrt=true"]
+    /// architecture (with `machineCode`, its machine code), C++17, IEEE division and square root
+    /// (the CPU's rounding).
+    public static func options(computeCapability major: Int, _ minor: Int, machineCode: Bool = false) -> [String] {
+        ["--gpu-architecture=\(machineCode ? "sm" : "compute")_\(major)\(minor)", "--std=c++17", "--prec-div=true", "--prec-sqrt=true"]
     }
 }

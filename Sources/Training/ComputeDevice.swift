@@ -79,6 +79,7 @@ public enum ComputeDevice: Equatable, Sendable, CustomStringConvertible {
                     ?? ", convolutions through patch matrices (\(note))"
             }
             return (step, "\(self): \(context.device.summary)" + (precision == .bf16 ? ", bf16 products" : "")
+                + (context.machineCode ? ", kernels as machine code (the driver is older than NVRTC)" : "")
                 + (cublas.lt != nil ? ", biases fused into products by cuBLASLt" : "") + convolutions)
         } catch let error as CUDAError {
             throw CUDAError("--device \(self): \(error)")

@@ -397,7 +397,18 @@ func writeEmulatedGPU(_ dir: String) throws {
         int cuEventElapsedTime_v2(float *ms, void *start, void *end) { *ms = (float)(*(double *)end - *(double *)start); return 0; }
         int cuEventDestroy_v2(void *event) { free(event); return 0; }
         int cuMemGetInfo_v2(size_t *free, size_t *total) { *total = (size_t)1 << 30; *free = *total - allocated; return 0; }
-        int cuModuleLoadData(void **module, const void *image) { *module = (void *)32; return 0; }
+        // EMULATOR_DRIVER_PTX=X.Y: the newest PTX this driver takes; newer PTX is refused as a
+        // driver older than the toolchain refuses it (CUDA_ERROR_UNSUPPORTED_PTX_VERSION), while
+        // machine code (an ELF image) loads.
+        int cuModuleLoadData(void **module, const void *image) {
+            const char *limit = getenv("EMULATOR_DRIVER_PTX");
+            if (limit && memcmp(image, "\\177ELF", 4) != 0) {
+                double version = 0;
+                if (sscanf((const char *)image, ".version %lf", &version) != 1 || version > atof(limit)) return 222;
+            }
+            *module = (void *)32;
+            return 0;
+        }
         int cuModuleGetFunction(void **f, void *module, const char *name) {
             for (const entry *e = kernels; e->name; e++) if (!strcmp(e->name, name)) { *f = (void *)e; return 0; }
             return 500;
@@ -521,13 +532,19 @@ func writeEmulatedGPU(_ dir: String) throws {
         static const char *ptx = "\(ptx)";
         int nvrtcVersion(int *major, int *minor) { *major = 13; *minor = 0; return 0; }
         int nvrtcCreateProgram(void **p, const char *src, const char *name, int n, const char **h, const char **i) { *p = (void *)8; return 0; }
-        // EMULATOR_NVRTC_LOG=FILE: a line for each compile.
+        // EMULATOR_NVRTC_LOG=FILE: a line for each compile, naming the architecture. A compile for
+        // a real one (sm_XY) gives machine code: an ELF image whose body is the PTX.
+        static int machine_code;
         int nvrtcCompileProgram(void *p, int n, const char **options) {
+            machine_code = 0;
+            for (int i = 0; i < n; i++) if (!strncmp(options[i], "--gpu-architecture=sm_", 22)) machine_code = 1;
             const char *name = getenv("EMULATOR_NVRTC_LOG");
             FILE *log = name ? fopen(name, "a") : 0;
-            if (log) { fputs("compiled\\n", log); fclose(log); }
+            if (log) { fputs(machine_code ? "compiled machine code\\n" : "compiled PTX\\n", log); fclose(log); }
             return 0;
         }
+        int nvrtcGetCUBINSize(void *p, size_t *n) { if (!machine_code) return 1; *n = 4 + strlen(ptx); return 0; }
+        int nvrtcGetCUBIN(void *p, char *out) { if (!machine_code) return 1; memcpy(out, "\\177ELF", 4); memcpy(out + 4, ptx, strlen(ptx)); return 0; }
         int nvrtcDestroyProgram(void **p) { return 0; }
         int nvrtcGetProgramLogSize(void *p, size_t *n) { *n = 1; return 0; }
         int nvrtcGetProgramLog(void *p, char *log) { log[0] = 0; return 0; }
@@ -1232,4 +1249,40 @@ func theKernelsPTXIsCompiledOnceAndThenReadFromTheCache() throws {
     try "a file".write(toFile: dir + "/file", atomically: true, encoding: .utf8)
     #expect(try train("unwritable", cache: dir + "/file/cache") == first)
     #expect(compiles() == 4)
+}
+
+/// A driver older than NVRTC refuses its PTX (CUDA_ERROR_UNSUPPORTED_PTX_VERSION, as a CUDA 12.4
+/// driver refuses NVRTC 12.8's): the kernels are then compiled to this GPU's machine code, which
+/// it loads, and both are cached — the run trains to the weights of a driver that takes the PTX,
+/// says so, and a second run compiles nothing.
+@Test(.enabled(if: cxxCompiler != nil && cCompiler != nil, "needs C and C++ compilers for the emulated GPU"))
+func aDriverOlderThanNVRTCRunsTheKernelsMachineCode() throws {
+    let dir = temporaryDirectory()
+    try writeEmulatedGPU(dir)
+    try writeTinyDataset(dir)
+    let log = dir + "/nvrtc.log", cache = dir + "/cache"
+    func compiles() -> [String] { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
+    func train(_ name: String, driverPTX: String?) throws -> (output: String, weights: [String: [Float]]) {
+        var environment = emulatedGPUEnvironment(dir).merging(["VAE_KERNEL_CACHE": cache, "EMULATOR_NVRTC_LOG": log]) { $1 }
+        if let driverPTX { environment["EMULATOR_DRIVER_PTX"] = driverPTX }
+        let result = try vae(["train", "--dataset", "mnist", "--data-dir", dir, "--epochs", "1", "--batch-size", "16", "--hidden", "16", "--latent", "2",
+                              "--progress", "none", "--no-tensorboard", "--no-report", "--device", "cuda:0", "--out", dir + "/" + name],
+                             environment: environment, removing: ["CUDA_PATH", "VIRTUAL_ENV"])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        return (result.stdout, try tensors(dir + "/" + name + "/model.safetensors"))
+    }
+    let old = try train("old-driver", driverPTX: "8.8")
+    #expect(compiles() == ["compiled PTX", "compiled machine code"])
+    #expect(old.output.contains("kernels as machine code (the driver is older than NVRTC)"), "\(old.output)")
+    let entries = try FileManager.default.contentsOfDirectory(atPath: cache).sorted()
+    #expect(entries.count == 2 && entries.contains { $0.hasSuffix(".cubin") } && entries.contains { $0.hasSuffix(".ptx") }, "\(entries)")
+
+    let again = try train("old-driver-again", driverPTX: "8.8")
+    #expect(compiles().count == 2, "the second run compiled again: \(compiles())")
+    #expect(again.weights == old.weights)
+
+    let current = try train("current-driver", driverPTX: "9.0")
+    #expect(compiles().count == 2)
+    #expect(!current.output.contains("machine code"), "\(current.output)")
+    #expect(current.weights == old.weights)
 }

@@ -28,6 +28,19 @@ func theKernelsCompileWithNVRTC(major: Int, minor: Int) throws {
     for name in CUDAKernels.names { #expect(ptx.contains(".entry \(name)("), "\(name) missing from the PTX") }
 }
 
+/// For a driver older than NVRTC: the kernels' machine code for the architecture (an ELF image
+/// for a real GPU, sm_90 and sm_80) in which every kernel's name stands.
+@Test(.enabled(if: nvrtcPath != nil, "needs NVRTC (pip install nvidia-cuda-nvrtc, or a CUDA toolkit)"), arguments: [(9, 0), (8, 0)])
+func theKernelsCompileToMachineCodeWithNVRTC(major: Int, minor: Int) throws {
+    let nvrtc = try NVRTC(path: nvrtcPath!)
+    try #require(nvrtc.makesMachineCode, "\(nvrtcPath!) lacks nvrtcGetCUBIN")
+    let binary = try nvrtc.compileMachineCode(
+        CUDAKernels.source, name: "Kernels.cu", options: CUDAKernels.options(computeCapability: major, minor, machineCode: true))
+    #expect(binary.starts(with: [0x7F, 0x45, 0x4C, 0x46]), "not an ELF image: \(binary.prefix(16))")
+    let text = String(decoding: binary, as: UTF8.self)
+    for name in CUDAKernels.names { #expect(text.contains(name), "\(name) missing from the machine code") }
+}
+
 /// Source that does not compile gives NVRTC's log in the error.
 @Test(.enabled(if: nvrtcPath != nil, "needs NVRTC (pip install nvidia-cuda-nvrtc, or a CUDA toolkit)"))
 func aCompileErrorCarriesNVRTCsLog() throws {

@@ -36,8 +36,10 @@ void vae_cuda_free(unsigned long long pointer);
 /// Copies between host and device memory (synchronous).
 int vae_cuda_upload(unsigned long long device, const void *host, size_t bytes, char *message, size_t capacity);
 int vae_cuda_download(void *host, unsigned long long device, size_t bytes, char *message, size_t capacity);
-/// Loads a module from PTX text (the driver compiles it for the device) and finds a kernel in it.
-int vae_cuda_load_module(const char *ptx, void **module, char *message, size_t capacity);
+/// Loads a module from PTX text (the driver compiles it for the device) or from a CUBIN (the
+/// device's machine code), and finds a kernel in it. A failed load returns the driver's status
+/// (CUDA_ERROR_UNSUPPORTED_PTX_VERSION, 222: PTX from an NVRTC newer than the driver).
+int vae_cuda_load_module(const void *image, void **module, char *message, size_t capacity);
 int vae_cuda_function(void *module, const char *name, void **function, char *message, size_t capacity);
 /// Launches `function` on a 1-D grid of `grid` blocks of `block` threads on the default
 /// stream; `arguments` points at each argument's value, in order (cuLaunchKernel's convention).
