@@ -197,6 +197,9 @@ public final class CUDAContext {
     /// Whether the kernels run from their machine code (a CUBIN NVRTC compiled for this GPU)
     /// rather than from the PTX: a driver older than NVRTC refuses its PTX.
     public let machineCode: Bool
+    /// Seconds NVRTC took to compile the kernels in this process (0 when they all came from the
+    /// cache).
+    public let compileSeconds: Double
 
     /// cuModuleLoadData's status for PTX from a newer toolchain than the driver's
     /// (CUDA_ERROR_UNSUPPORTED_PTX_VERSION).
@@ -214,17 +217,21 @@ public final class CUDAContext {
         let options = CUDAKernels.options(computeCapability: major, minor)
         let key = KernelCache.key(source: CUDAKernels.source, options: options, compiler: nvrtc.path)
         // The PTX: the cache's if it declares every kernel, else NVRTC's.
+        var compileSeconds = 0.0
+        func compilePTX() throws -> String {
+            let start = monotonicSeconds()
+            defer { compileSeconds += monotonicSeconds() - start }
+            let compiled = try nvrtc.compile(CUDAKernels.source, name: "Kernels.cu", options: options)
+            cache?.store(compiled, key)
+            return compiled
+        }
         var text = cache?.ptx(key).flatMap { Self.declaresEveryKernel($0) ? $0 : nil }
         var fromCache = text != nil
-        if text == nil {
-            text = try nvrtc.compile(CUDAKernels.source, name: "Kernels.cu", options: options)
-            cache?.store(text!, key)
-        }
+        if text == nil { text = try compilePTX() }
         var loaded = Self.load(Array(text!.utf8) + [0])
         if case .failure(let status, _) = loaded, fromCache && status != Self.unsupportedPTXVersion {
             // A cached entry the driver refuses: compiled again, and replaced.
-            text = try nvrtc.compile(CUDAKernels.source, name: "Kernels.cu", options: options)
-            cache?.store(text!, key)
+            text = try compilePTX()
             fromCache = false
             loaded = Self.load(Array(text!.utf8) + [0])
         }
@@ -234,6 +241,8 @@ public final class CUDAContext {
             let binaryKey = KernelCache.key(source: CUDAKernels.source, options: binaryOptions, compiler: nvrtc.path)
             var binary = cache?.entry(binaryKey, .cubin)
             if binary == nil {
+                let start = monotonicSeconds()
+                defer { compileSeconds += monotonicSeconds() - start }
                 do {
                     binary = try nvrtc.compileMachineCode(CUDAKernels.source, name: "Kernels.cu", options: binaryOptions)
                 } catch {
@@ -253,6 +262,7 @@ public final class CUDAContext {
         ptx = text!
         cachedPTX = fromCache ? cache?.path(key) : nil
         self.machineCode = machineCode
+        self.compileSeconds = compileSeconds
         signatures = CUDAKernels.parameters(inPTX: ptx)
         for name in CUDAKernels.names {
             var function: UnsafeMutableRawPointer?

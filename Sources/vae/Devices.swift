@@ -47,7 +47,8 @@ struct Devices: ParsableCommand {
             throw CUDAError("--check-kernels needs NVRTC: \(libraries.first { $0.name == "nvrtc" }?.summary ?? "nvrtc: not found")")
         }
         let context = try CUDAContext(ordinal: ordinal, nvrtc: try NVRTC(path: nvrtcPath))
-        print("cuda:\(ordinal): \(context.device.summary); kernels compiled by \(nvrtcPath)" + (context.cachedPTX.map { " (PTX from the cache: \($0))" } ?? "")
+        let compiled = context.compileSeconds > 0 ? String(format: " in %.2f s", context.compileSeconds) : ""
+        print("cuda:\(ordinal): \(context.device.summary); kernels compiled by \(nvrtcPath)\(compiled)" + (context.cachedPTX.map { " (PTX from the cache: \($0))" } ?? "")
             + (context.machineCode ? "; loaded as machine code for this GPU (the driver is older than NVRTC and refuses its PTX)" : ""))
         let cublas = try libraries.first(where: { $0.name == "cublas" })?.path.map { try CUBLAS(path: $0) }
         cublas?.lt = ComputeDevice.cuBLASLt(libraries, environment: ProcessInfo.processInfo.environment)

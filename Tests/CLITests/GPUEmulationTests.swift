@@ -949,6 +949,8 @@ func everyKernelAgreesWithItsCPUTwinOnTheEmulatedGPU(graphOrder: String) throws 
                          removing: ["CUDA_PATH", "VIRTUAL_ENV"])
     #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
     #expect(result.stdout.contains("cuda:0: Emulated GPU"), "\(result.stdout)")
+    // The cache is off in the tests: NVRTC compiled the kernels, and the line says how long it took.
+    #expect(result.stdout.contains(try Regex(#"kernels compiled by \S+libnvrtc\.so\.13 in \d+\.\d\d s\n"#)), "\(result.stdout)")
     #expect(result.stdout.contains("all 127 kernel checks agree with the CPU"), "\(result.stdout)")
     #expect(result.stdout.contains("| training step ×3 (weights) | Trainer.trainStep | 4616 |"), "\(result.stdout)")
     #expect(!result.stdout.contains("DIFFERS"), "\(result.stdout)")
