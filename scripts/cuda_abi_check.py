@@ -142,7 +142,7 @@ CONSTANTS = [
     ("CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR", 76, "CCUDA/CUDADriver.c", "COMPUTE_CAPABILITY_MINOR = 76"),
     ("CU_DEVICE_ATTRIBUTE_CLOCK_RATE", 13, "Tensor/CUDAContext.swift", "Int32(device.ordinal), 13,"),
     ("CU_STREAM_NON_BLOCKING", 1, "CCUDA/CUDADriver.c", "stream_create(stream, 1)"),
-    ("CUDA_ERROR_UNSUPPORTED_PTX_VERSION", 222, "Tensor/CUDAContext.swift", "unsupportedPTXVersion: Int32 = 222"),
+    ("CUDA_ERROR_UNSUPPORTED_PTX_VERSION", 222, "Tensor/KernelModule.swift", "unsupportedPTXVersion: Int32 = 222"),
     ("CU_STREAM_CAPTURE_MODE_RELAXED", 2, "CCUDA/CUDADriver.c", "2 /* CU_STREAM_CAPTURE_MODE_RELAXED */"),
     ("sizeof(CUDA_KERNEL_NODE_PARAMS_v2)", "sizeof(struct kernel_node_params)", "CCUDA/CUDADriver.c", "struct kernel_node_params {"),
 ] + [
