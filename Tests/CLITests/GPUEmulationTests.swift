@@ -1209,6 +1209,21 @@ func trainingOnTheEmulatedGPUMatchesTheCPU() throws {
     }
 }
 
+/// One epoch of the tiny model on the emulated GPU under `dir` (its tiny data set there too),
+/// into dir/`name`, with `environment` added: what it printed and its weights.
+func trainAnEpochOnTheEmulatedGPU(_ dir: String, _ name: String, environment: [String: String]) throws -> (output: String, weights: [String: [Float]]) {
+    let result = try vae(["train", "--dataset", "mnist", "--data-dir", dir, "--epochs", "1", "--batch-size", "16", "--hidden", "16", "--latent", "2",
+                          "--progress", "none", "--no-tensorboard", "--no-report", "--device", "cuda:0", "--out", dir + "/" + name],
+                         environment: emulatedGPUEnvironment(dir).merging(environment) { $1 }, removing: ["CUDA_PATH", "VIRTUAL_ENV"])
+    #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+    return (result.stdout, try tensors(dir + "/" + name + "/model.safetensors"))
+}
+
+/// The lines of the emulated NVRTC's log (EMULATOR_NVRTC_LOG): one per compile.
+func nvrtcCompiles(_ log: String) -> [String] {
+    ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+}
+
 /// The kernels' PTX is compiled once and then read from the kernel cache: a second GPU run
 /// compiles nothing and trains to the same weights; an entry that is not the kernels' PTX is
 /// compiled again and replaced; `VAE_KERNEL_CACHE=off` compiles every time and leaves the cache
@@ -1219,14 +1234,9 @@ func theKernelsPTXIsCompiledOnceAndThenReadFromTheCache() throws {
     try writeEmulatedGPU(dir)
     try writeTinyDataset(dir)
     let log = dir + "/nvrtc.log", cache = dir + "/cache"
-    func compiles() -> Int { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").count }
+    func compiles() -> Int { nvrtcCompiles(log).count }
     func train(_ name: String, cache: String) throws -> [String: [Float]] {
-        let environment = emulatedGPUEnvironment(dir).merging(["VAE_KERNEL_CACHE": cache, "EMULATOR_NVRTC_LOG": log]) { $1 }
-        let result = try vae(["train", "--dataset", "mnist", "--data-dir", dir, "--epochs", "1", "--batch-size", "16", "--hidden", "16", "--latent", "2",
-                              "--progress", "none", "--no-tensorboard", "--no-report", "--device", "cuda:0", "--out", dir + "/" + name],
-                             environment: environment, removing: ["CUDA_PATH", "VIRTUAL_ENV"])
-        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
-        return try tensors(dir + "/" + name + "/model.safetensors")
+        try trainAnEpochOnTheEmulatedGPU(dir, name, environment: ["VAE_KERNEL_CACHE": cache, "EMULATOR_NVRTC_LOG": log]).weights
     }
     let first = try train("first", cache: cache)
     #expect(compiles() == 1)
@@ -1263,15 +1273,9 @@ func aDriverOlderThanNVRTCRunsTheKernelsMachineCode() throws {
     try writeEmulatedGPU(dir)
     try writeTinyDataset(dir)
     let log = dir + "/nvrtc.log", cache = dir + "/cache"
-    func compiles() -> [String] { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
-    func train(_ name: String, driverPTX: String?) throws -> (output: String, weights: [String: [Float]]) {
-        var environment = emulatedGPUEnvironment(dir).merging(["VAE_KERNEL_CACHE": cache, "EMULATOR_NVRTC_LOG": log]) { $1 }
-        if let driverPTX { environment["EMULATOR_DRIVER_PTX"] = driverPTX }
-        let result = try vae(["train", "--dataset", "mnist", "--data-dir", dir, "--epochs", "1", "--batch-size", "16", "--hidden", "16", "--latent", "2",
-                              "--progress", "none", "--no-tensorboard", "--no-report", "--device", "cuda:0", "--out", dir + "/" + name],
-                             environment: environment, removing: ["CUDA_PATH", "VIRTUAL_ENV"])
-        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
-        return (result.stdout, try tensors(dir + "/" + name + "/model.safetensors"))
+    func compiles() -> [String] { nvrtcCompiles(log) }
+    func train(_ name: String, driverPTX: String) throws -> (output: String, weights: [String: [Float]]) {
+        try trainAnEpochOnTheEmulatedGPU(dir, name, environment: ["VAE_KERNEL_CACHE": cache, "EMULATOR_NVRTC_LOG": log, "EMULATOR_DRIVER_PTX": driverPTX])
     }
     let old = try train("old-driver", driverPTX: "8.8")
     #expect(compiles() == ["compiled PTX", "compiled machine code"])
