@@ -5,10 +5,12 @@ checks them against the real headers, where a machine has them (a CUDA toolkit, 
 nvidia-* wheels unpacked):
 
   python3 scripts/cuda_abi_check.py INCLUDE_DIR...    (e.g. $CUDA_HOME/include)
+  python3 scripts/cuda_abi_check.py --list            (the functions it would check, and where)
 
 - every function the Swift sources load (`library.function("name", Type.self)`, or
-  `optionalFunction` for the ones a library may lack) and every one the
-  C driver loads (`LOAD(table, field, "name")`) has, argument by argument, the calling convention's
+  `optionalFunction` for the ones a library may lack, or `cFunction("name", Type.self, in:)` for
+  the version queries) and every one the C driver loads (`LOAD(table, field, "name")`, or
+  `(type_t)dlsym(library, "name")`) has, argument by argument, the calling convention's
   class of the header's prototype (a pointer or 8-byte integer, a 4-byte integer or enum, a float);
 - each constant and struct layout the sources hard-code has the header's value, and the source
   still holds the literal this table was checked against (so a changed source shows here).
@@ -78,7 +80,7 @@ def loaded_functions():
         aliases = {}
         for m in re.finditer(r"typealias (\w+) = @convention\(c\) \((.*?)\) -> (\w+)", text, re.S):
             aliases[m.group(1)] = ([swift_class(p) for p in parameters(" ".join(m.group(2).split()))], swift_class(m.group(3)))
-        for m in re.finditer(r'(?:function|Function|symbol)\("(\w+)", (\w+)\.self\)', text):
+        for m in re.finditer(r'(?:function|Function|symbol)\("(\w+)", (\w+)\.self\b', text):
             arguments, result = aliases[m.group(2)]
             found.append((m.group(1), arguments, result, name))
     driver = open(os.path.join(sources, "CCUDA", "CUDADriver.c")).read()
@@ -92,6 +94,9 @@ def loaded_functions():
             fields[field] = m.group(1)
     for m in re.finditer(r'LOAD\(\w+, (\w+), "(\w+)"\)', driver):
         arguments, result = types[fields[m.group(1)]]
+        found.append((m.group(2), arguments, result, "CUDADriver.c"))
+    for m in re.finditer(r'\((\w+_t)\)dlsym\([\w.]+, "(\w+)"\)', driver):  # an optional one, looked up directly
+        arguments, result = types[m.group(1)]
         found.append((m.group(2), arguments, result, "CUDADriver.c"))
     return found
 
@@ -172,6 +177,11 @@ def c_declaration(name, folders):
 
 def main():
     folders = sys.argv[1:]
+    if folders == ["--list"]:
+        # What would be checked: each function with the file that loads it, no header needed.
+        for name, arguments, result, file in loaded_functions():
+            print(f"{name} {file}")
+        return 0
     if not folders:
         print("usage: python3 scripts/cuda_abi_check.py INCLUDE_DIR...  (the folders holding cuda.h, nvrtc.h, cublasLt.h and cudnn.h)", file=sys.stderr)
         return 2

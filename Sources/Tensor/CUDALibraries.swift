@@ -46,17 +46,19 @@ extension CUDA {
         let folders = librarySearchFolders(environment: environment)
         return [
             find("nvrtc", files: ["libnvrtc.so.13", "libnvrtc.so.12"], in: folders) { handle in
-                typealias Version = @convention(c) (UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Int32
-                guard let f = dlsym(handle, "nvrtcVersion") else { return nil }
+                guard let version = cFunction("nvrtcVersion", NVRTCVersion.self, in: handle) else { return nil }
                 var major: Int32 = 0, minor: Int32 = 0
-                return unsafeBitCast(f, to: Version.self)(&major, &minor) == 0 ? "\(major).\(minor)" : nil
+                return version(&major, &minor) == 0 ? "\(major).\(minor)" : nil
             },
-            find("cublas", files: ["libcublas.so.13", "libcublas.so.12"], in: folders) { handle in libraryProperty(handle, "cublasGetProperty") },
-            find("cublasLt", files: ["libcublasLt.so.13", "libcublasLt.so.12"], in: folders) { handle in libraryProperty(handle, "cublasLtGetProperty") },
+            find("cublas", files: ["libcublas.so.13", "libcublas.so.12"], in: folders) { handle in
+                libraryProperty(cFunction("cublasGetProperty", LibraryProperty.self, in: handle))
+            },
+            find("cublasLt", files: ["libcublasLt.so.13", "libcublasLt.so.12"], in: folders) { handle in
+                libraryProperty(cFunction("cublasLtGetProperty", LibraryProperty.self, in: handle))
+            },
             find("cudnn", files: ["libcudnn.so.9"], in: folders) { handle in
-                typealias Version = @convention(c) () -> Int
-                guard let f = dlsym(handle, "cudnnGetVersion") else { return nil }
-                let v = unsafeBitCast(f, to: Version.self)()  // 9.x: 10000·major + 100·minor + patch
+                guard let version = cFunction("cudnnGetVersion", CUDNNVersion.self, in: handle) else { return nil }
+                let v = version()  // 9.x: 10000·major + 100·minor + patch
                 return "\(v / 10000).\(v % 10000 / 100).\(v % 100)"
             },
         ]
@@ -78,11 +80,22 @@ extension CUDA {
         return CUDALibrary(name: name, path: nil, version: nil, searched: folders)
     }
 
-    /// cuBLAS's and cuBLASLt's `…GetProperty(MAJOR_VERSION = 0 | MINOR_VERSION = 1 | PATCH_LEVEL = 2, int *)`.
-    static func libraryProperty(_ handle: UnsafeMutableRawPointer, _ symbol: String) -> String? {
-        typealias Property = @convention(c) (Int32, UnsafeMutablePointer<Int32>) -> Int32
-        guard let f = dlsym(handle, symbol) else { return nil }
-        let get = unsafeBitCast(f, to: Property.self)
+    /// nvrtcVersion(int *major, int *minor).
+    typealias NVRTCVersion = @convention(c) (UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Int32
+    /// cuBLAS's and cuBLASLt's `…GetProperty(libraryPropertyType, int *)`.
+    typealias LibraryProperty = @convention(c) (Int32, UnsafeMutablePointer<Int32>) -> Int32
+    /// cudnnGetVersion().
+    typealias CUDNNVersion = @convention(c) () -> Int
+
+    /// The function `name` of the library `handle` as `type` (the ABI check reads each such call),
+    /// or nil when the library lacks it.
+    static func cFunction<T>(_ name: String, _ type: T.Type, in handle: UnsafeMutableRawPointer) -> T? {
+        dlsym(handle, name).map { unsafeBitCast($0, to: type) }
+    }
+
+    /// The version `get` reports: MAJOR_VERSION = 0, MINOR_VERSION = 1, PATCH_LEVEL = 2.
+    static func libraryProperty(_ get: LibraryProperty?) -> String? {
+        guard let get else { return nil }
         var parts: [Int32] = []
         for property in Int32(0)...2 {
             var value: Int32 = 0

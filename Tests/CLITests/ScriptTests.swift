@@ -44,3 +44,28 @@ func scalingModelRecoversAKnownStepTime() throws {
     let tooFew = try run("/usr/bin/env", ["python3", sourceRoot + "/scripts/scaling_model.py", dir + "/one.jsonl"])
     #expect(tooFew.status != 0 && tooFew.stderr.contains("too few bench rows"), "\(tooFew.stderr)")
 }
+
+/// `scripts/cuda_abi_check.py --list` names every CUDA function the sources load, however they
+/// load it: each string literal in Sources/ that is a CUDA function's name (cu…, nvrtc…,
+/// cublas…, cudnn… followed by a capital) is on its list, except those that only name a failed
+/// call in CCUDA's messages (`CALL(…, "cuMemAlloc")`, `describe(status, "cuDeviceTotalMem", …)`) or a library (`find("cublasLt", …)`) — so a
+/// function loaded some new way cannot slip past the check against the headers (as five loaded
+/// with `optionalFunction` once did).
+@Test(.enabled(if: hasPython3, "needs python3"))
+func theABICheckSeesEveryCUDAFunctionTheSourcesLoad() throws {
+    let listed = try run("/usr/bin/env", ["python3", sourceRoot + "/scripts/cuda_abi_check.py", "--list"])
+    #expect(listed.status == 0, "\(listed.stderr)")
+    let checked = Set(listed.stdout.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) })
+    let literal = try Regex(#""((?:cu|nvrtc|cublas|cudnn)[A-Z][A-Za-z0-9_]*)""#)
+    let onlyNamed = try Regex(#"(?:CALL\(.*, |describe\(\w+, |find\()"(\w+)""#)
+    var named = Set<String>(), excluded = Set<String>()
+    let sources = sourceRoot + "/Sources"
+    for path in FileManager.default.enumerator(atPath: sources)!.compactMap({ $0 as? String }) where path.hasSuffix(".swift") || path.hasSuffix(".c") {
+        let text = try String(contentsOfFile: sources + "/" + path, encoding: .utf8)
+        for match in text.matches(of: literal) { named.insert(String(match.output[1].substring!)) }
+        for match in text.matches(of: onlyNamed) { excluded.insert(String(match.output[1].substring!)) }
+    }
+    #expect(named.count > 80, "\(named.count) names found: the pattern no longer matches the sources")
+    let unchecked = named.subtracting(excluded).subtracting(checked).sorted()
+    #expect(unchecked.isEmpty, "loaded but not checked against the headers: \(unchecked)")
+}
