@@ -206,6 +206,11 @@ public final class CUDAGraphs {
     /// The last graph built: its pieces and the longest chain of dependencies among them (the
     /// pieces, for a chain), for `vae bench`.
     public private(set) var lastShape: (pieces: Int, longestPath: Int)?
+    /// ``lastShape`` in words, as `vae bench` and the kernel check print it: "17 pieces, 13 on the
+    /// longest chain of dependencies", or "a chain of 17 pieces (VAE_CUDA_GRAPHS=chain)".
+    public var shapeSummary: String? {
+        lastShape.map { chained ? "a chain of \($0.pieces) pieces (VAE_CUDA_GRAPHS=chain)" : "\($0.pieces) pieces, \($0.longestPath) on the longest chain of dependencies" }
+    }
 
     public init(context: CUDAContext, cublas: CUBLAS, chained: Bool = false) {
         self.context = context

@@ -452,9 +452,7 @@ public enum GPUKernelCheck {
             if graphs {
                 launched = step.graphs?.launched ?? 0
                 reason = step.graphs?.disabledReason
-                if let g = step.graphs, let built = g.lastShape {
-                    shape = g.chained ? ", each a chain" : ", \(built.pieces) pieces, \(built.longestPath) on the longest chain of dependencies"
-                }
+                shape = step.graphs?.shapeSummary.map { ", " + $0 } ?? ""
             }
         }
         let same = zip(weights[0], weights[1]).allSatisfy { $0.bitPattern == $1.bitPattern }

@@ -204,7 +204,7 @@ struct Bench: ParsableCommand {
             : "cuBLASLt, \(fixed(fusedPerStep, 1)) products per step with their bias work (bias, ReLU, bias gradient\(step.usesReLUMasks ? ", ReLU masks" : "")) in the epilogue"
         let graphs = step.graphs.map { g in
             g.disabledReason.map { "off (\($0))" } ?? "each step one graph (\(g.built) built, \(g.launched) launched"
-                + (g.lastShape.map { g.chained ? "; a chain of \($0.pieces) pieces, VAE_CUDA_GRAPHS=chain" : "; \($0.pieces) pieces, \($0.longestPath) on the longest chain of dependencies" } ?? "") + ")"
+                + (g.shapeSummary.map { "; " + $0 } ?? "") + ")"
         } ?? "off (VAE_CUDA_GRAPHS=0)"
         // Where a step's device time goes: up to 50 more steps launched piece by piece with an
         // event after each (events go between launches, so not as graphs).
