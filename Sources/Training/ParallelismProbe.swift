@@ -6,10 +6,11 @@ import VAE
 
 /// Picks how to split a run over the cores by timing it: a few training steps of the run's own
 /// model, objective, batch size and data under each candidate split, on a scratch copy of the
-/// model (the run's weights and random streams are untouched), the candidates taken in turn
-/// twice and each one's faster pass kept. Small batches on many cores are often fastest on
-/// fewer cores than the machine has (each batch worker sums a whole gradient), which no fixed
-/// rule gets right for every model and machine.
+/// model (the run's weights and random streams are untouched), in two passes: every candidate,
+/// then the close ones again, each one's faster pass kept. Small batches on many cores are
+/// often fastest on fewer cores than the machine has (each batch worker sums a whole gradient),
+/// which no fixed rule gets right for every model and machine. The result is kept in the ``ProbeCache``, so
+/// that the next run of the same model on the same machine starts at once, with the same split.
 public enum ParallelismProbe {
     /// One candidate's figure: seconds per training step.
     public struct Trial: Sendable, Equatable {
@@ -23,12 +24,25 @@ public enum ParallelismProbe {
         public let trials: [Trial]
         /// Wall time the probe took.
         public let seconds: Double
+        /// When the result was probed by an earlier run and read from the cache: the day it
+        /// was probed ("2026-12-05") and the cache's folder.
+        public var reused: (probed: String, folder: String)?
 
-        /// "4 batch workers × 1 GEMM thread (chosen of 1×1 3.10, 2×1 1.92, 4×1 1.50 ms/step, …; probed in 0.4 s)".
+        public init(best: Parallelism, trials: [Trial], seconds: Double, reused: (probed: String, folder: String)? = nil) {
+            self.best = best
+            self.trials = trials
+            self.seconds = seconds
+            self.reused = reused
+        }
+
+        /// "4 batch workers × 1 GEMM thread (chosen of 1×1 3.10, 2×1 1.92, 4×1 1.50 ms/step, …; probed in 0.4 s)",
+        /// or for a result read from the cache "…; probed in 0.4 s on 2026-12-05 and kept in
+        /// FOLDER, VAE_CACHE=off to probe again)".
         public var summary: String {
             let times = trials.map { "\($0.parallelism.workers)×\($0.parallelism.gemmThreads) \(fixed(1000 * $0.secondsPerStep))" }
+            let when = reused.map { " on \($0.probed) and kept in \($0.folder), VAE_CACHE=off to probe again" } ?? ""
             return "\(best.split) (chosen of \(times.joined(separator: ", ")) ms/step, workers × GEMM threads: the first within "
-                + "\(Int(100 * ParallelismProbe.tieMargin))% of the fastest; probed in \(fixed(seconds)) s)"
+                + "\(Int(100 * ParallelismProbe.tieMargin))% of the fastest; probed in \(fixed(seconds)) s\(when))"
         }
 
         private func fixed(_ x: Double) -> String { String(format: "%.2f", x) }
@@ -72,48 +86,103 @@ public enum ParallelismProbe {
     /// The families of splits `candidates(cores:batchSize:mode:)` can keep to.
     public enum Family: Sendable { case batch, blas }
 
+    /// How much slower than the fastest first pass a candidate may be and still be timed a
+    /// second time: the second pass is for the contenders, whose order a pass's noise (a few
+    /// percent) could change; a candidate 10% behind does not win on a second try often enough
+    /// to pay for its steps, and when it does it wins by little.
+    public static let retimeMargin = 0.10
+
+    /// The candidates the second pass times, from the first pass's `times`: those within
+    /// ``retimeMargin`` of the fastest — none when fewer than two are (one contender is chosen
+    /// whatever a second pass says).
+    public static func contenders(_ times: [Double]) -> [Int] {
+        guard let fastest = times.min() else { return [] }
+        let close = times.indices.filter { times[$0] <= fastest * (1 + retimeMargin) }
+        return close.count > 1 ? close : []
+    }
+
+    /// How much slower than the fastest so far a candidate's mean over its first timed steps must
+    /// be for it to stop there: a split 25% behind after two steps is behind.
+    public static let dropMargin = 0.25
+
+    /// Whether a candidate whose first `steps` timed steps took `mean` seconds each stops timing,
+    /// the fastest candidate so far taking `fastest`: after two steps or more, when it is more
+    /// than ``dropMargin`` slower.
+    public static func dropsEarly(mean: Double, steps: Int, fastest: Double) -> Bool {
+        steps >= 2 && mean > fastest * (1 + dropMargin)
+    }
+
     /// Times `candidates` on `steps` steps each (after `warmup` steps that let each split's
-    /// threads and buffers settle), two passes, and returns the ``choice(_:)``. Under several ranks
-    /// every rank probes at once (so the figures include the ranks' contention) and the ranks'
-    /// times are summed before the choice, so all of them choose the same split.
+    /// threads and buffers settle) and returns the ``choice(_:)``. Two passes, each candidate's
+    /// faster one kept; the second times only the ``contenders(_:)``, and a candidate that
+    /// ``dropsEarly(mean:steps:fastest:)`` stops after two steps (the candidates are timed from
+    /// the last — most cores on the products — to the first, which on many cores is the slowest
+    /// and then stops early). Under several ranks every rank probes at once (so the figures
+    /// include the ranks' contention) and the ranks' times are summed before the choice, so all
+    /// of them choose the same split.
+    ///
+    /// With a `cache` (one process only: ranks probe together, every time), a result probed
+    /// before for the same machine, build of vae, model, objective, batch and candidates is
+    /// read back instead of probing, and a new one is stored.
     public static func fastest(
         config: RunConfig, train: ImageDataset, candidates: [Parallelism], steps: Int = 6, warmup: Int = 2,
-        communicator: Communicator = SingleProcess()
+        communicator: Communicator = SingleProcess(), cache: ProbeCache? = nil
     ) throws -> Result {
         precondition(!candidates.isEmpty, "nothing to probe")
         let start = monotonicSeconds()
         guard candidates.count > 1 else { return Result(best: candidates[0], trials: [], seconds: 0) }
         let training = config.training
+        let precision = BF16.resolve(training.matrixPrecision).precision
+        let cache = communicator.size == 1 ? cache : nil
+        let key = cache.map { _ in ProbeCache.key(config: config, precision: precision, candidates: candidates, steps: steps, warmup: warmup) }
+        if let cache, let key, let stored = cache.result(key, candidates: candidates) { return stored }
         var rng = RandomGenerator(seed: RunSeeds(training.seed).initialization)
         let model = VariationalAutoencoder(config: config.model, rng: &rng)
-        model.precision = BF16.resolve(training.matrixPrecision).precision
+        model.precision = precision
         // The same batches for every candidate, this rank's share of each global batch.
         let loader = BatchLoader(
             dataset: train, batchSize: training.batchSize, shuffle: true, binarize: training.binarize, seed: RunSeeds(training.seed).data,
             conditionClasses: config.model.conditionClasses)
         let batches = Array(loader.epoch().prefix(warmup + steps))
         guard !batches.isEmpty else { return Result(best: candidates[0], trials: [], seconds: 0) }
+        let untimed = min(warmup, batches.count - 1)
         var best = [Double](repeating: .infinity, count: candidates.count)
-        for _ in 0..<2 {
-            for (i, candidate) in candidates.enumerated() {
-                let workers = candidate.apply()
+        for pass in 0..<2 {
+            let timing = pass == 0 ? Array(candidates.indices) : contenders(best)
+            guard !timing.isEmpty else { break }
+            var times = [Double](repeating: .infinity, count: candidates.count)
+            for i in timing.reversed() {
+                let workers = candidates[i].apply()
                 let optimizer = training.optimizerConfig.make(parameters: model.parameters, learningRate: training.learningRate)
                 let trainer = Trainer(
                     model: model, optimizer: optimizer, rng: RandomGenerator(seed: 1), workers: workers,
                     objective: training.trainingObjective, clipNorm: training.clipNorm, communicator: communicator)
                 trainer.counterNoise = CounterNoise(seed: 1)
-                var timed = 0.0
-                for (k, batch) in batches.enumerated() {
+                var timed = 0.0, count = 0
+                let fastest = min(best.min() ?? .infinity, times.min() ?? .infinity)
+                // The first candidate timed also settles the process (its first steps touch the
+                // scratch model's memory for the first time): its warm-up steps run twice.
+                let settling = pass == 0 && i == timing.last ? untimed : 0
+                for (k, batch) in (batches.prefix(settling) + batches).enumerated() {
                     let before = monotonicSeconds()
                     _ = try? trainer.trainStep(batch)
-                    if k >= min(warmup, batches.count - 1) { timed += monotonicSeconds() - before }
+                    guard k >= settling + untimed else { continue }
+                    timed += monotonicSeconds() - before
+                    count += 1
+                    // Under several ranks every rank takes every step (they exchange gradients).
+                    if communicator.size == 1 && dropsEarly(mean: timed / Double(count), steps: count, fastest: fastest) { break }
                 }
-                best[i] = min(best[i], timed / Double(batches.count - min(warmup, batches.count - 1)))
+                times[i] = timed / Double(count)
             }
+            // The ranks' times summed: every rank sees the same figures, so all time the same
+            // contenders and choose the same split.
+            if communicator.size > 1 { times.withUnsafeMutableBufferPointer { communicator.sum($0) } }
+            best = zip(best, times).map { min($0, $1) }
         }
-        if communicator.size > 1 { best.withUnsafeMutableBufferPointer { communicator.sum($0) } }
         let choice = choice(best)
         let trials = candidates.indices.map { Trial(parallelism: candidates[$0], secondsPerStep: best[$0] / Double(communicator.size)) }
-        return Result(best: candidates[choice], trials: trials, seconds: monotonicSeconds() - start)
+        let result = Result(best: candidates[choice], trials: trials, seconds: monotonicSeconds() - start)
+        if let cache, let key { cache.store(result, key) }
+        return result
     }
 }

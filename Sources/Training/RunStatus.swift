@@ -46,10 +46,14 @@ public struct RunStatus: Codable, Equatable, Sendable {
 
     /// "AMD EPYC 9R14, 2 cores, host vm" (from /proc/cpuinfo where there is one).
     public static var currentMachine: String {
+        "\(currentCPU), \(ProcessInfo.processInfo.activeProcessorCount) cores, host \(ProcessInfo.processInfo.hostName)"
+    }
+
+    /// The CPU's model name, "AMD EPYC 9R14" (from /proc/cpuinfo; "unknown CPU" without one).
+    public static var currentCPU: String {
         let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-        let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }.flatMap { $0.split(separator: ":", maxSplits: 1).last }
+        return cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }.flatMap { $0.split(separator: ":", maxSplits: 1).last }
             .map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown CPU"
-        return "\(model), \(ProcessInfo.processInfo.activeProcessorCount) cores, host \(ProcessInfo.processInfo.hostName)"
     }
 }
 

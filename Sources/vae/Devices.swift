@@ -13,7 +13,7 @@ struct Devices: ParsableCommand {
             when a command asks for a GPU: vae needs nothing of CUDA to build or to run on the CPU. \
             Without a driver the GPU line says what is missing. train, eval, score and bench run on \
             a GPU with --device cuda[:N]. The project's CUDA kernels are compiled by NVRTC on first \
-            use and their PTX kept in the kernel cache (VAE_KERNEL_CACHE: a folder, or off). \
+            use and their PTX kept in the kernel cache (under VAE_CACHE: a folder, or off). \
             --check-kernels runs each kernel on the GPU on a training step's shapes and compares it \
             with its CPU twin, and GPU training steps, importance sampling and evaluation with the CPU's.
             """)
@@ -33,7 +33,7 @@ struct Devices: ParsableCommand {
             print("cuda: none — \(error)")
         }
         for library in CUDA.libraries(environment: ProcessInfo.processInfo.environment) { print("  " + library.summary) }
-        print("  kernel cache: " + (KernelCache.processDefault.map { $0.directory } ?? "off (VAE_KERNEL_CACHE)"))
+        print("  kernel cache: " + (KernelCache.processDefault.map { $0.directory } ?? "off (VAE_CACHE)"))
     }
 
     /// `--check-kernels cuda:N`.

@@ -96,7 +96,7 @@ struct ThreadingOptions: ParsableArguments {
         let cores = communicator.gather(UInt64(threadCount)).min().map(Int.init) ?? threadCount
         let result = try ParallelismProbe.fastest(
             config: config, train: train, candidates: candidates(batchSize: config.training.batchSize / max(communicator.size, 1), cores: cores),
-            communicator: communicator)
+            communicator: communicator, cache: .processDefault)
         if !result.trials.isEmpty { report("threads auto: \(result.summary)") }
         return result.best
     }

@@ -32,9 +32,9 @@ func run(_ executable: String, _ arguments: [String], environment: [String: Stri
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
-    // No kernel cache unless a test names one: a test's runs neither read nor leave entries in
-    // the user's cache.
-    let base = ProcessInfo.processInfo.environment.merging(["VAE_KERNEL_CACHE": "off"]) { $1 }
+    // No cache unless a test names one: a test's runs neither read nor leave entries in the
+    // user's cache (kernels, probes).
+    let base = ProcessInfo.processInfo.environment.merging(["VAE_CACHE": "off"]) { $1 }
     process.environment = base.merging(environment) { $1 }.filter { !removing.contains($0.key) }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
@@ -643,7 +643,7 @@ func snapshot(_ dir: String) throws -> [String: Data] {
 }
 
 /// `vae train` without --threads times the splits of its cores and trains on the fastest (the
-/// line that says so names the split the run then uses); under `taskset -c 0` it has one core
+/// line that says so names the split the run then uses), and a cache keeps what it timed; under `taskset -c 0` it has one core
 /// and nothing to choose; `--threads auto` is the same as no flag, and `--threads many` is refused.
 @Test func trainChoosesItsSplitOfTheCores() throws {
     let dir = temporaryDirectory()
@@ -656,6 +656,16 @@ func snapshot(_ dir: String) throws -> [String: Data] {
         let chosen = auto.stdout.split(separator: "\n").first { $0.hasPrefix("threads auto: ") }
         #expect(chosen != nil, "\(auto.stdout)")
         if let chosen, let used { #expect(chosen.dropFirst("threads auto: ".count).hasPrefix(used + " (chosen of "), "\(chosen) / \(used)") }
+        // With a cache, the next run of the same model reads the split and its figures back.
+        let cache = ["VAE_CACHE": dir + "/cache"]
+        func probeLine(_ name: String) throws -> String {
+            let output = try vae(arguments + ["--out", dir + "/" + name], environment: cache)
+            #expect(output.status == 0, "\(output.stderr)")
+            return output.stdout.split(separator: "\n").first { $0.hasPrefix("threads auto: ") }.map(String.init) ?? ""
+        }
+        let probed = try probeLine("probed"), kept = try probeLine("kept")
+        #expect(probed.hasSuffix(" s)") && !probed.contains("kept in"), "\(probed)")
+        #expect(kept.hasPrefix(probed.dropLast() + " on 20") && kept.hasSuffix(" and kept in \(dir)/cache/probes, VAE_CACHE=off to probe again)"), "\(kept)")
     }
     if FileManager.default.isExecutableFile(atPath: "/usr/bin/taskset") {
         let one = try run("/usr/bin/taskset", ["-c", "0", vaeBinary] + arguments + ["--out", dir + "/one"])

@@ -1226,7 +1226,7 @@ func nvrtcCompiles(_ log: String) -> [String] {
 
 /// The kernels' PTX is compiled once and then read from the kernel cache: a second GPU run
 /// compiles nothing and trains to the same weights; an entry that is not the kernels' PTX is
-/// compiled again and replaced; `VAE_KERNEL_CACHE=off` compiles every time and leaves the cache
+/// compiled again and replaced; `VAE_CACHE=off` compiles every time and leaves the cache
 /// alone; a cache folder that cannot be made costs only the compile.
 @Test(.enabled(if: cxxCompiler != nil && cCompiler != nil, "needs C and C++ compilers for the emulated GPU"))
 func theKernelsPTXIsCompiledOnceAndThenReadFromTheCache() throws {
@@ -1236,13 +1236,14 @@ func theKernelsPTXIsCompiledOnceAndThenReadFromTheCache() throws {
     let log = dir + "/nvrtc.log", cache = dir + "/cache"
     func compiles() -> Int { nvrtcCompiles(log).count }
     func train(_ name: String, cache: String) throws -> [String: [Float]] {
-        try trainAnEpochOnTheEmulatedGPU(dir, name, environment: ["VAE_KERNEL_CACHE": cache, "EMULATOR_NVRTC_LOG": log]).weights
+        try trainAnEpochOnTheEmulatedGPU(dir, name, environment: ["VAE_CACHE": cache, "EMULATOR_NVRTC_LOG": log]).weights
     }
     let first = try train("first", cache: cache)
     #expect(compiles() == 1)
-    let entries = try FileManager.default.contentsOfDirectory(atPath: cache)
+    let kernels = cache + "/kernels"
+    let entries = try FileManager.default.contentsOfDirectory(atPath: kernels)
     #expect(entries.count == 1 && entries[0].hasSuffix(".ptx"), "\(entries)")
-    let entry = cache + "/" + entries[0]
+    let entry = kernels + "/" + entries[0]
     let ptx = try String(contentsOfFile: entry, encoding: .utf8)
     #expect(ptx.contains(".entry vae_adam("))
 
@@ -1256,7 +1257,7 @@ func theKernelsPTXIsCompiledOnceAndThenReadFromTheCache() throws {
 
     _ = try train("off", cache: "off")
     #expect(compiles() == 3)
-    #expect(try FileManager.default.contentsOfDirectory(atPath: cache) == entries)
+    #expect(try FileManager.default.contentsOfDirectory(atPath: kernels) == entries)
 
     try "a file".write(toFile: dir + "/file", atomically: true, encoding: .utf8)
     #expect(try train("unwritable", cache: dir + "/file/cache") == first)
@@ -1275,12 +1276,12 @@ func aDriverOlderThanNVRTCRunsTheKernelsMachineCode() throws {
     let log = dir + "/nvrtc.log", cache = dir + "/cache"
     func compiles() -> [String] { nvrtcCompiles(log) }
     func train(_ name: String, driverPTX: String) throws -> (output: String, weights: [String: [Float]]) {
-        try trainAnEpochOnTheEmulatedGPU(dir, name, environment: ["VAE_KERNEL_CACHE": cache, "EMULATOR_NVRTC_LOG": log, "EMULATOR_DRIVER_PTX": driverPTX])
+        try trainAnEpochOnTheEmulatedGPU(dir, name, environment: ["VAE_CACHE": cache, "EMULATOR_NVRTC_LOG": log, "EMULATOR_DRIVER_PTX": driverPTX])
     }
     let old = try train("old-driver", driverPTX: "8.8")
     #expect(compiles() == ["compiled PTX", "compiled machine code"])
     #expect(old.output.contains("kernels as machine code (the driver is older than NVRTC)"), "\(old.output)")
-    let entries = try FileManager.default.contentsOfDirectory(atPath: cache).sorted()
+    let entries = try FileManager.default.contentsOfDirectory(atPath: cache + "/kernels").sorted()
     #expect(entries.count == 2 && entries.contains { $0.hasSuffix(".cubin") } && entries.contains { $0.hasSuffix(".ptx") }, "\(entries)")
 
     let again = try train("old-driver-again", driverPTX: "8.8")

@@ -58,6 +58,85 @@ import TestSupport
     #expect(ParallelismProbe.choice([]) == 0)
 }
 
+/// The second pass times the contenders — those within 10% of the fastest first pass, when
+/// there are two or more — and a candidate stops after two timed steps when it is more than 25%
+/// behind the fastest so far.
+@Test func theProbeRetimesOnlyTheContendersAndDropsTheClearlySlower() {
+    #expect(ParallelismProbe.retimeMargin == 0.10 && ParallelismProbe.dropMargin == 0.25)
+    #expect(ParallelismProbe.contenders([5.08, 3.16, 3.37]) == [1, 2])
+    #expect(ParallelismProbe.contenders([5.08, 3.16, 3.47]) == [1, 2])   // 3.476 is the edge
+    #expect(ParallelismProbe.contenders([5.08, 3.16, 3.50]) == [])       // one contender: no second pass
+    #expect(ParallelismProbe.contenders([1.0, 1.0, 1.05, 2.0]) == [0, 1, 2])
+    #expect(ParallelismProbe.contenders([2.0, .infinity, 1.0]) == [])
+    #expect(ParallelismProbe.contenders([]) == [])
+    #expect(!ParallelismProbe.dropsEarly(mean: 9.0, steps: 1, fastest: 1.0))     // one step says little
+    #expect(ParallelismProbe.dropsEarly(mean: 1.26, steps: 2, fastest: 1.0))
+    #expect(!ParallelismProbe.dropsEarly(mean: 1.24, steps: 2, fastest: 1.0))
+    #expect(!ParallelismProbe.dropsEarly(mean: 5.0, steps: 6, fastest: .infinity))  // nothing timed yet
+}
+
+/// With a cache the first probe stores its figures and the next one reads them back — the same
+/// split and figures, said to be kept — without timing; other candidates, another model or
+/// batch size, or `VAE_CACHE=off` probe again.
+@Test func aProbeIsKeptAndReadBack() throws {
+    let dir = temporaryDirectory("probe-cache")
+    try writeTinyDataset(dir)
+    let config = tinyConfig(dir, epochs: 1)
+    let data = try config.training.loadData()
+    let cache = try #require(ProbeCache(environment: ["VAE_CACHE": dir + "/cache"]))
+    #expect(cache.folder.directory == dir + "/cache/probes")
+    let candidates = [Parallelism.batch(workers: 1), .batch(workers: 2)]
+    func probe(_ config: RunConfig, _ candidates: [Parallelism], cache: ProbeCache?) throws -> ParallelismProbe.Result {
+        try ParallelismProbe.fastest(config: config, train: data.train, candidates: candidates, steps: 2, warmup: 1, cache: cache)
+    }
+    let first = try probe(config, candidates, cache: cache)
+    #expect(first.reused == nil)
+    #expect(try FileManager.default.contentsOfDirectory(atPath: cache.folder.directory).count == 1)
+    let second = try probe(config, candidates, cache: cache)
+    #expect(second.reused?.folder == cache.folder.directory)
+    #expect(second.trials == first.trials && second.best == first.best && second.seconds == first.seconds)
+    #expect(second.summary.contains("probed in \(String(format: "%.2f", first.seconds)) s on 20"), "\(second.summary)")
+    #expect(second.summary.hasSuffix("kept in \(cache.folder.directory), VAE_CACHE=off to probe again)"), "\(second.summary)")
+
+    var wider = config
+    wider.training.batchSize = 8
+    var deeper = config
+    deeper.model.hiddenSizes = [16, 16]
+    for (other, otherCandidates) in [(wider, candidates), (deeper, candidates), (config, candidates + [.blas(threads: 2)])] {
+        #expect(try probe(other, otherCandidates, cache: cache).reused == nil)
+    }
+    #expect(try FileManager.default.contentsOfDirectory(atPath: cache.folder.directory).count == 4)
+    #expect(try probe(config, candidates, cache: nil).reused == nil)
+}
+
+/// An entry is read back only whole and for exactly its candidates; an unreadable one, or one
+/// with a time that is not finite and positive, is passed over (and probed again); a result
+/// without finite times is not stored.
+@Test func theProbeCacheReadsOnlySoundEntries() throws {
+    let dir = temporaryDirectory("probe-cache-entries")
+    let cache = try #require(ProbeCache(environment: ["VAE_CACHE": dir]))
+    let candidates = [Parallelism.batch(workers: 1), .batch(workers: 2), .blas(threads: 2)]
+    let trials = zip(candidates, [5.0e-3, 3.16e-3, 3.2e-3]).map { ParallelismProbe.Trial(parallelism: $0, secondsPerStep: $1) }
+    #expect(cache.store(ParallelismProbe.Result(best: candidates[1], trials: trials, seconds: 0.2), "k"))
+    let read = try #require(cache.result("k", candidates: candidates))
+    #expect(read.trials == trials && read.best == candidates[1] && read.seconds == 0.2)
+    #expect(cache.result("k", candidates: Array(candidates.prefix(2))) == nil)
+    #expect(cache.result("k", candidates: [candidates[0], candidates[2], candidates[1]]) == nil)
+    #expect(cache.result("other", candidates: candidates) == nil)
+    // The choice is made again from the figures by the probe's own rule.
+    let stored = try String(contentsOfFile: cache.path("k"), encoding: .utf8)
+    try stored.replacingOccurrences(of: "0.00316", with: "0.00416").write(toFile: cache.path("k"), atomically: true, encoding: .utf8)
+    #expect(cache.result("k", candidates: candidates)?.best == candidates[2])
+    for bad in [stored.replacingOccurrences(of: "0.00316", with: "-0.00316"), stored.replacingOccurrences(of: "0.00316", with: "0"),
+                String(stored.dropLast(5)), "", "{}"] {
+        try bad.write(toFile: cache.path("k"), atomically: true, encoding: .utf8)
+        #expect(cache.result("k", candidates: candidates) == nil, "\(bad)")
+    }
+    let failed = [ParallelismProbe.Trial(parallelism: candidates[0], secondsPerStep: .infinity)] + trials.dropFirst()
+    #expect(!cache.store(ParallelismProbe.Result(best: candidates[1], trials: failed, seconds: 0.2), "f"))
+    #expect(!FileManager.default.fileExists(atPath: cache.path("f")))
+}
+
 /// Under mpirun every rank gets its share of the machine, not every core: the affinity mask,
 /// at most the online cores over the ranks on the host (the environment is read elsewhere; the
 /// rule is checked here without changing this process's environment, which other tests read).
