@@ -13,7 +13,8 @@ struct Devices: ParsableCommand {
             when a command asks for a GPU: vae needs nothing of CUDA to build or to run on the CPU. \
             Without a driver the GPU line says what is missing. train, eval, score and bench run on \
             a GPU with --device cuda[:N]. The project's CUDA kernels are compiled by NVRTC on first \
-            use and their PTX kept in the kernel cache (under VAE_CACHE: a folder, or off). \
+            use and their PTX kept in the kernel cache (under VAE_CACHE: a folder, or off), as the \
+            split of the cores --threads auto measures is kept in the probe cache. \
             --check-kernels runs each kernel on the GPU on a training step's shapes and compares it \
             with its CPU twin, and GPU training steps, importance sampling and evaluation with the CPU's.
             """)
@@ -24,6 +25,7 @@ struct Devices: ParsableCommand {
     func run() throws {
         if let device = checkKernels { return try check(device) }
         print("cpu: \(RunStatus.currentMachine); FP32 matrix products: \(GEMMLibrary.summary)")
+        print("  probe cache (--threads auto): " + (ProbeCache.processDefault.map { $0.folder.directory } ?? "off (VAE_CACHE)"))
         do {
             let gpus = try CUDA.devices()
             let driver = CUDA.driverVersion.map { "CUDA driver \($0)" } ?? "CUDA driver"

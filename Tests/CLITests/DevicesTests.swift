@@ -34,9 +34,11 @@ func writeStandInDriver(_ dir: String, initStatus: Int = 0, extra: String = "") 
 func devicesReportsWhatTheDriverSaysAndWhyNone() throws {
     let dir = temporaryDirectory()
     try writeStandInDriver(dir)
-    let two = try vae(["devices"], environment: ["LD_LIBRARY_PATH": dir])
+    let two = try vae(["devices"], environment: ["LD_LIBRARY_PATH": dir, "VAE_CACHE": dir + "/cache"])
     #expect(two.status == 0, "\(two.stderr)")
     #expect(two.stdout.contains("cpu: "), "\(two.stdout)")
+    #expect(two.stdout.contains("\n  probe cache (--threads auto): \(dir)/cache/probes\n"), "\(two.stdout)")
+    #expect(two.stdout.contains("\n  kernel cache: \(dir)/cache/kernels\n"), "\(two.stdout)")
     #expect(two.stdout.contains("cuda:0: Stand-in GPU 0, 80.0 GiB, compute capability 9.0, 132 multiprocessors (CUDA driver 13.0)"), "\(two.stdout)")
     #expect(two.stdout.contains("cuda:1: Stand-in GPU 1, 120.0 GiB, compute capability 9.1, 132 multiprocessors (CUDA driver 13.0)"), "\(two.stdout)")
 
@@ -44,6 +46,7 @@ func devicesReportsWhatTheDriverSaysAndWhyNone() throws {
     try writeStandInDriver(failing, initStatus: 100)
     let none = try vae(["devices"], environment: ["LD_LIBRARY_PATH": failing])
     #expect(none.status == 0)
+    #expect(none.stdout.contains("\n  probe cache (--threads auto): off (VAE_CACHE)\n") && none.stdout.contains("\n  kernel cache: off (VAE_CACHE)\n"), "\(none.stdout)")
     #expect(none.stdout.contains("cuda: none — cuInit failed: no CUDA-capable device is detected (CUDA error 100)"), "\(none.stdout)")
 
     // No driver at all (unless this machine has a real one).
