@@ -32,7 +32,6 @@ extension VariationalAutoencoder {
         let d = latentDimension
         var out: [ExampleScore] = []
         out.reserveCapacity(dataset.count)
-        var row: Tensor?, rowCondition: Tensor?
         for batch in BatchLoader.evaluation(dataset, for: self).epoch() {
             let first = out.count
             let estimates = try device?.importanceSampledLogLikelihood(batch.images, condition: batch.condition, samples: samples, seed: seed, firstIndex: first)
@@ -44,15 +43,7 @@ extension VariationalAutoencoder {
                 (reconstruction, kl, posterior) = try device.negativeELBOPerImage(batch.images, condition: batch.condition, seed: seed, firstIndex: first)
             } else {
                 posterior = encode(batch.images, condition: batch.condition).clone()
-                var terms = (reconstruction: [Double](), kl: [Double]())
-                for i in 0..<batch.count {
-                    let x = Tensor.view(batch.images, rows: i..<(i + 1), reusing: &row)
-                    let c = batch.condition.map { Tensor.view($0, rows: i..<(i + 1), reusing: &rowCondition) }
-                    let loss = negativeELBO(x, condition: c, seed: seed, firstIndex: first + i)
-                    terms.reconstruction.append(loss.reconstruction)
-                    terms.kl.append(loss.kl)
-                }
-                (reconstruction, kl) = terms
+                (reconstruction, kl) = parallel.negativeELBOTermsOfEachImage(batch.images, condition: batch.condition, seed: seed, firstIndex: first)
             }
             for i in 0..<batch.count {
                 out.append(ExampleScore(
@@ -62,6 +53,31 @@ extension VariationalAutoencoder {
             progress(out.count)
         }
         return out
+    }
+}
+
+extension DataParallel {
+    /// Each image's −ELBO terms (−log p(x|z), KL), the image alone — one-row products, so that
+    /// its figures do not depend on its batch — with ε keyed to (`seed`, `firstIndex` + i), as
+    /// ``VariationalAutoencoder/negativeELBO(_:condition:seed:firstIndex:)`` draws it; the
+    /// images split across the workers.
+    func negativeELBOTermsOfEachImage(
+        _ images: Tensor, condition: Tensor?, seed: UInt64, firstIndex: Int
+    ) -> (reconstruction: [Double], kl: [Double]) {
+        let n = images.rows
+        let terms = UnsafeMutableBufferPointer<(reconstruction: Double, kl: Double)>.allocate(capacity: n)
+        terms.initialize(repeating: (0, 0))
+        defer { terms.deallocate() }
+        run { w, worker in
+            var row: Tensor?, rowCondition: Tensor?
+            for i in rows(w, of: n) {
+                let x = Tensor.view(images, rows: i..<(i + 1), reusing: &row)
+                let c = condition.map { Tensor.view($0, rows: i..<(i + 1), reusing: &rowCondition) }
+                let loss = worker.negativeELBO(x, condition: c, seed: seed, firstIndex: firstIndex + i)
+                terms[i] = (loss.reconstruction, loss.kl)
+            }
+        }
+        return (terms.map(\.reconstruction), terms.map(\.kl))
     }
 }
 
