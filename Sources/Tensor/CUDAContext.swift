@@ -233,9 +233,10 @@ public final class CUDAContext {
     /// `reaching` says what a kernel that follows a table of addresses reads and writes through it
     /// (a recorded step's graph orders it by that instead of before and after everything).
     public func launch(_ name: String, grid: Int, block: Int = 256, shared: Int = 0, _ arguments: [KernelArgument], reaching: MemoryAccess? = nil) throws {
-        guard let kernel = kernels[name], let parameters = signatures[name] else { throw CUDAError("no kernel named \(name)") }
+        guard let kernel = kernels[name] else { throw CUDAError("no kernel named \(name)") }
         // The argument list against the PTX's parameters (the full message only when they differ).
         if arguments.count != kernel.slots.count || arguments.count > 32 || !zip(arguments, kernel.slots).allSatisfy({ $0.slot == $1 }) {
+            guard let parameters = signatures[name] else { throw CUDAError("no kernel named \(name)") }
             try CUDAKernels.check(arguments, against: parameters, kernel: name)
         }
         if recording != nil {
