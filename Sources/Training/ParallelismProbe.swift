@@ -9,8 +9,9 @@ import VAE
 /// model (the run's weights and random streams are untouched), in two passes: every candidate,
 /// then the close ones again, each one's faster pass kept. Small batches on many cores are
 /// often fastest on fewer cores than the machine has (each batch worker sums a whole gradient),
-/// which no fixed rule gets right for every model and machine. The result is kept in the ``ProbeCache``, so
-/// that the next run of the same model on the same machine starts at once, with the same split.
+/// which no fixed rule gets right for every model and machine. The result is kept in the
+/// ``ProbeCache``, so that the next run of the same model on the same machine starts at once,
+/// with the same split.
 public enum ParallelismProbe {
     /// One candidate's figure: seconds per training step.
     public struct Trial: Sendable, Equatable {
