@@ -16,7 +16,8 @@ import VAE
 /// until the cache is cleared (`rm -r ~/.cache/swift-vae/probes`) or turned off (`VAE_CACHE=off`
 /// probes every time and stores nothing).
 ///
-/// Where: the `probes/` folder of the cache (``CacheFolder``).
+/// Where: the `probes/` folder of the cache (`CacheFolder`: `~/.cache/swift-vae/probes`,
+/// `$XDG_CACHE_HOME/swift-vae/probes` or `$VAE_CACHE/probes`).
 public struct ProbeCache: Sendable {
     /// The entries' folder.
     public let folder: CacheFolder

@@ -59,7 +59,7 @@ extension VariationalAutoencoder {
 extension DataParallel {
     /// Each image's −ELBO terms (−log p(x|z), KL), the image alone — one-row products, so that
     /// its figures do not depend on its batch — with ε keyed to (`seed`, `firstIndex` + i), as
-    /// ``VariationalAutoencoder/negativeELBO(_:condition:seed:firstIndex:)`` draws it; the
+    /// `VariationalAutoencoder.negativeELBO(_:condition:seed:firstIndex:)` draws it; the
     /// images split across the workers.
     func negativeELBOTermsOfEachImage(
         _ images: Tensor, condition: Tensor?, seed: UInt64, firstIndex: Int
