@@ -28,12 +28,20 @@ public enum ParallelismProbe {
         /// When the result was probed by an earlier run and read from the cache: the day it
         /// was probed ("2026-12-05") and the cache's folder.
         public var reused: (probed: String, folder: String)?
+        /// The share of the machine's CPU time other processes took while the splits were
+        /// timed (``MachineUse``; nil where it cannot be read).
+        public var othersShare: Double?
+        /// Why a fresh result was not kept in the cache (other work was running), if it was not.
+        public var notKept: String?
 
-        public init(best: Parallelism, trials: [Trial], seconds: Double, reused: (probed: String, folder: String)? = nil) {
+        public init(
+            best: Parallelism, trials: [Trial], seconds: Double, reused: (probed: String, folder: String)? = nil, othersShare: Double? = nil
+        ) {
             self.best = best
             self.trials = trials
             self.seconds = seconds
             self.reused = reused
+            self.othersShare = othersShare
         }
 
         /// "4 batch workers × 1 GEMM thread (chosen of 1×1 3.10, 2×1 1.92, 4×1 1.50 ms/step, …; probed in 0.4 s)",
@@ -41,7 +49,7 @@ public enum ParallelismProbe {
         /// FOLDER, VAE_CACHE=off to probe again)".
         public var summary: String {
             let times = trials.map { "\($0.parallelism.workers)×\($0.parallelism.gemmThreads) \(fixed(1000 * $0.secondsPerStep))" }
-            let when = reused.map { " on \($0.probed) and kept in \($0.folder), VAE_CACHE=off to probe again" } ?? ""
+            let when = reused.map { " on \($0.probed) and kept in \($0.folder), VAE_CACHE=off to probe again" } ?? notKept.map { "; \($0)" } ?? ""
             return "\(best.split) (chosen of \(times.joined(separator: ", ")) ms/step, workers × GEMM threads: the first within "
                 + "\(Int(100 * ParallelismProbe.tieMargin))% of the fastest; probed in \(fixed(seconds)) s\(when))"
         }
@@ -147,6 +155,7 @@ public enum ParallelismProbe {
         let batches = Array(loader.epoch().prefix(warmup + steps))
         guard !batches.isEmpty else { return Result(best: candidates[0], trials: [], seconds: 0) }
         let untimed = min(warmup, batches.count - 1)
+        let before = MachineUse.now()
         var best = [Double](repeating: .infinity, count: candidates.count)
         for pass in 0..<2 {
             let timing = pass == 0 ? Array(candidates.indices) : contenders(best)
@@ -182,8 +191,11 @@ public enum ParallelismProbe {
         }
         let choice = choice(best)
         let trials = candidates.indices.map { Trial(parallelism: candidates[$0], secondsPerStep: best[$0] / Double(communicator.size)) }
-        let result = Result(best: candidates[choice], trials: trials, seconds: monotonicSeconds() - start)
-        if let cache, let key { cache.store(result, key) }
+        let othersShare = before.flatMap { start in MachineUse.now()?.othersShare(since: start) }
+        var result = Result(best: candidates[choice], trials: trials, seconds: monotonicSeconds() - start, othersShare: othersShare)
+        if let cache, let key {
+            if let reason = cache.refusal(othersShare: othersShare) { result.notKept = reason } else { cache.store(result, key) }
+        }
         return result
     }
 }

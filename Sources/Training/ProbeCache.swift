@@ -14,7 +14,10 @@ import VAE
 /// and the probe's step counts. It holds each candidate's seconds per step; the choice is made
 /// from them again by ``ParallelismProbe/choice(_:)``. A result probed on a busy machine stays
 /// until the cache is cleared (`rm -r ~/.cache/swift-vae/probes`) or turned off (`VAE_CACHE=off`
-/// probes every time and stores nothing).
+/// probes every time and stores nothing). A result is kept only when the probe had the machine
+/// to itself: when other processes took more than ``busyLimit`` of its CPU time while the splits
+/// were timed (``MachineUse``: parallel runs, a build, a virtual machine's neighbours), the
+/// split it found suits that load, not the machine, and the next run probes again.
 ///
 /// Where: the `probes/` folder of the cache (`CacheFolder`: `~/.cache/swift-vae/probes`,
 /// `$XDG_CACHE_HOME/swift-vae/probes` or `$VAE_CACHE/probes`).
@@ -22,10 +25,23 @@ public struct ProbeCache: Sendable {
     /// The entries' folder.
     public let folder: CacheFolder
 
+    /// The largest share of the machine's CPU time other processes may take during a probe for
+    /// its result to be kept: `VAE_PROBE_BUSY_LIMIT` (a fraction), else 0.2.
+    public let busyLimit: Double
+
     /// The cache `environment` names, or nil when it is off or no folder can be named.
     public init?(environment: [String: String]) {
         guard let folder = CacheFolder("probes", environment: environment) else { return nil }
         self.folder = folder
+        busyLimit = environment["VAE_PROBE_BUSY_LIMIT"].flatMap(Double.init).flatMap { $0.isFinite ? $0 : nil } ?? 0.2
+    }
+
+    /// Why a probe during which other processes took `othersShare` of the machine is not kept,
+    /// or nil when it is: more than ``busyLimit``, or a share that could not be measured.
+    public func refusal(othersShare: Double?) -> String? {
+        guard let othersShare else { return "not kept: the machine's load could not be read (/proc/stat)" }
+        guard othersShare > busyLimit else { return nil }
+        return "not kept: other work took \(Int((100 * othersShare).rounded()))% of the CPU time meanwhile (VAE_PROBE_BUSY_LIMIT \(busyLimit))"
     }
 
     /// The cache this process's environment names.

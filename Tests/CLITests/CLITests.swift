@@ -657,7 +657,7 @@ func snapshot(_ dir: String) throws -> [String: Data] {
         #expect(chosen != nil, "\(auto.stdout)")
         if let chosen, let used { #expect(chosen.dropFirst("threads auto: ".count).hasPrefix(used + " (chosen of "), "\(chosen) / \(used)") }
         // With a cache, the next run of the same model reads the split and its figures back.
-        let cache = ["VAE_CACHE": dir + "/cache"]
+        let cache = ["VAE_CACHE": dir + "/cache", "VAE_PROBE_BUSY_LIMIT": "1"]  // the tests run side by side
         func probeLine(_ name: String) throws -> String {
             let output = try vae(arguments + ["--out", dir + "/" + name], environment: cache)
             #expect(output.status == 0, "\(output.stderr)")

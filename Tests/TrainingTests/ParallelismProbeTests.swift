@@ -83,7 +83,8 @@ import TestSupport
     try writeTinyDataset(dir)
     let config = tinyConfig(dir, epochs: 1)
     let data = try config.training.loadData()
-    let cache = try #require(ProbeCache(environment: ["VAE_CACHE": dir + "/cache"]))
+    // Kept whatever else runs meanwhile (the tests run side by side).
+    let cache = try #require(ProbeCache(environment: ["VAE_CACHE": dir + "/cache", "VAE_PROBE_BUSY_LIMIT": "1"]))
     #expect(cache.folder.directory == dir + "/cache/probes")
     let candidates = [Parallelism.batch(workers: 1), .batch(workers: 2)]
     func probe(_ config: RunConfig, _ candidates: [Parallelism], cache: ProbeCache?) throws -> ParallelismProbe.Result {
@@ -107,6 +108,52 @@ import TestSupport
     }
     #expect(try FileManager.default.contentsOfDirectory(atPath: cache.folder.directory).count == 4)
     #expect(try probe(config, candidates, cache: nil).reused == nil)
+
+    // A probe that other work shared the machine with is not kept (here: any share at all).
+    let busy = try #require(ProbeCache(environment: ["VAE_CACHE": dir + "/busy", "VAE_PROBE_BUSY_LIMIT": "-1"]))
+    let refused = try probe(config, candidates, cache: busy)
+    #expect(refused.notKept?.hasPrefix("not kept: other work took ") == true, "\(refused.summary)")
+    #expect(refused.summary.hasSuffix("; \(refused.notKept ?? ""))"), "\(refused.summary)")
+    #expect(!FileManager.default.fileExists(atPath: busy.folder.directory))
+    #expect(try probe(config, candidates, cache: busy).reused == nil)
+}
+
+/// A probe is kept when other processes took at most the limit of the machine's CPU time while
+/// it ran (0.2 unless `VAE_PROBE_BUSY_LIMIT` says otherwise), and not when the load is unknown.
+@Test func aProbeIsKeptOnlyWhenItHadTheMachineToItself() throws {
+    let cache = try #require(ProbeCache(environment: ["VAE_CACHE": "/c"]))
+    #expect(cache.busyLimit == 0.2)
+    #expect(cache.refusal(othersShare: 0) == nil && cache.refusal(othersShare: 0.2) == nil)
+    #expect(cache.refusal(othersShare: 0.354) == "not kept: other work took 35% of the CPU time meanwhile (VAE_PROBE_BUSY_LIMIT 0.2)")
+    #expect(cache.refusal(othersShare: nil) == "not kept: the machine's load could not be read (/proc/stat)")
+    #expect(ProbeCache(environment: ["VAE_CACHE": "/c", "VAE_PROBE_BUSY_LIMIT": "0.5"])?.busyLimit == 0.5)
+    for bad in ["", "half", "nan", "inf"] { #expect(ProbeCache(environment: ["VAE_CACHE": "/c", "VAE_PROBE_BUSY_LIMIT": bad])?.busyLimit == 0.2, "\(bad)") }
+}
+
+/// The machine's busy and total time from `/proc/stat`'s `cpu` line (steal counted busy, iowait
+/// idle); the others' share is the machine's busy time less this process's over the total, kept
+/// within 0…1; the readings of this machine move with this process's own work.
+@Test func machineUseSeparatesThisProcessFromTheOthers() throws {
+    let line = "cpu  239275 121 20811 210111 2053 7 399 660 40 0"
+    let times = try #require(MachineUse.times(cpuLine: line))
+    #expect(times.busy == 239275 + 121 + 20811 + 7 + 399 + 660)
+    #expect(times.total == times.busy + 210111 + 2053)
+    #expect(MachineUse.times(cpuLine: "cpu 1 2 3") == nil && MachineUse.times(cpuLine: "cpu 1 2 3 4 5 6 x 8") == nil)
+    let start = MachineUse(busy: 100, total: 400, own: 10)
+    #expect(MachineUse(busy: 150, total: 600, own: 40).othersShare(since: start) == 0.1)   // 50 busy, 30 ours, of 200
+    #expect(MachineUse(busy: 130, total: 600, own: 50).othersShare(since: start) == 0)     // ticks coarser than rusage
+    #expect(MachineUse(busy: 500, total: 600, own: 10).othersShare(since: start) == 1)
+    #expect(MachineUse(busy: 100, total: 400, own: 10).othersShare(since: start) == nil)
+
+    let before = try #require(MachineUse.now())
+    let spin = monotonicSeconds()
+    var x = 0.0
+    while monotonicSeconds() - spin < 0.05 { x += 1 }
+    let after = try #require(MachineUse.now())
+    #expect(x > 0 && after.own - before.own >= 0.03, "\(after.own - before.own) s of CPU in 0.05 s of spinning")
+    #expect(after.total > before.total && after.busy >= before.busy)
+    let share = try #require(after.othersShare(since: before))
+    #expect(share >= 0 && share <= 1)
 }
 
 /// An entry is read back only whole and for exactly its candidates; an unreadable one, or one
