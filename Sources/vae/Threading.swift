@@ -7,12 +7,20 @@ import Training
 /// How the CPU cores are used: `--threads N|auto --parallel batch|blas`.
 struct ThreadingOptions: ParsableArguments {
     @Option(help: """
-        CPU cores to use, or auto: train and bench time a few steps of the model under each split         of the cores (batch workers × GEMM threads) and take the fastest. Default: auto for         train and bench (`train --resume`: the run's own split, so that it continues bit for         bit), every core for the other commands. Under mpirun: per rank, and every core means         the rank's share of the machine.
+        CPU cores to use, or auto: train and bench time a few steps of the model under each split \
+        of the cores (batch workers × GEMM threads) and take the fastest, and keep what they \
+        timed in the probe cache for the next run of the same model (VAE_CACHE: a folder, or off). \
+        Default: auto for train and bench (`train --resume`: the run's own split, so that it \
+        continues bit for bit), every core for the other commands. Under mpirun: per rank, and \
+        every core means the rank's share of the machine.
         """)
     var threads: ThreadCount?
 
     @Option(name: .customLong("parallel"), help: """
-        How to use several cores: batch (each core runs forward and backward on a slice of the         batch with single-threaded GEMM; gradients are summed) or blas (one pass, the matrix         library splits each product across threads). Default: batch, or with --threads auto the         fastest mix of the two.
+        How to use several cores: batch (each core runs forward and backward on a slice of the \
+        batch with single-threaded GEMM; gradients are summed) or blas (one pass, the matrix \
+        library splits each product across threads). Default: batch, or with --threads auto the \
+        fastest mix of the two.
         """)
     var parallelMode: ParallelMode?
 

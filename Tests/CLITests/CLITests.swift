@@ -642,6 +642,23 @@ func snapshot(_ dir: String) throws -> [String: Data] {
     #expect(train.stdout.contains("nats") || train.stdout.contains("Bernoulli"))
 }
 
+/// Every command's options read as prose: no run of spaces inside an option's description (a
+/// help string whose lines were joined without `\` keeps each line's indentation — `--threads`
+/// read "under each split         of the cores").
+@Test func helpTextHasNoStrayRunsOfSpaces() throws {
+    for command in ["train", "eval", "sample", "reconstruct", "interpolate", "manifold", "traverse", "scatter", "encode", "score", "report", "bench", "devices"] {
+        let help = try vae([command, "--help"])
+        #expect(help.status == 0, "\(command): \(help.stderr)")
+        let options = help.stdout.components(separatedBy: "OPTIONS:").dropFirst().joined()
+        #expect(!options.isEmpty, "\(command) --help has no options")
+        for line in options.split(separator: "\n") where line.count > 26 {
+            // The description column starts at 26; before it, the option's name and padding.
+            let description = line.dropFirst(26)
+            #expect(!description.contains("   "), "\(command) --help: \(line)")
+        }
+    }
+}
+
 /// `vae train` without --threads times the splits of its cores and trains on the fastest (the
 /// line that says so names the split the run then uses), and a cache keeps what it timed; under `taskset -c 0` it has one core
 /// and nothing to choose; `--threads auto` is the same as no flag, and `--threads many` is refused.
