@@ -37,9 +37,11 @@ public struct ProbeCache: Sendable {
     }
 
     /// Why a probe during which other processes took `othersShare` of the machine is not kept,
-    /// or nil when it is: more than ``busyLimit``, or a share that could not be measured.
+    /// or nil when it is: more than ``busyLimit``, or a share that could not be measured (no
+    /// `/proc/stat`, or a probe shorter than its clock ticks, 10 ms a CPU) unless the limit is 1
+    /// (every probe kept, whatever the load).
     public func refusal(othersShare: Double?) -> String? {
-        guard let othersShare else { return "not kept: the machine's load could not be read (/proc/stat)" }
+        guard let othersShare else { return busyLimit >= 1 ? nil : "not kept: the machine's load could not be measured (/proc/stat)" }
         guard othersShare > busyLimit else { return nil }
         return "not kept: other work took \(Int((100 * othersShare).rounded()))% of the CPU time meanwhile (VAE_PROBE_BUSY_LIMIT \(busyLimit))"
     }
