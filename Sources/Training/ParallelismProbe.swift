@@ -110,21 +110,21 @@ public enum ParallelismProbe {
         return close.count > 1 ? close : []
     }
 
-    /// How much slower than the fastest so far a candidate's mean over its first timed steps must
-    /// be for it to stop there: a split 25% behind after two steps is behind.
+    /// How much slower than the fastest so far a candidate's median step over its first timed
+    /// steps must be for it to stop there: a split 25% behind after three steps is behind.
     public static let dropMargin = 0.25
 
-    /// Whether a candidate whose first `steps` timed steps took `mean` seconds each stops timing,
-    /// the fastest candidate so far taking `fastest`: after two steps or more, when it is more
-    /// than ``dropMargin`` slower.
-    public static func dropsEarly(mean: Double, steps: Int, fastest: Double) -> Bool {
-        steps >= 2 && mean > fastest * (1 + dropMargin)
+    /// Whether a candidate whose first `steps` timed steps took `typical` seconds (their median)
+    /// stops timing, the fastest candidate so far taking `fastest`: after three steps or more (so
+    /// that one delayed step does not decide), when it is more than ``dropMargin`` slower.
+    public static func dropsEarly(typical: Double, steps: Int, fastest: Double) -> Bool {
+        steps >= 3 && typical > fastest * (1 + dropMargin)
     }
 
     /// Times `candidates` on `steps` steps each (after `warmup` steps that let each split's
-    /// threads and buffers settle) and returns the ``choice(_:)``. Two passes, each candidate's
-    /// faster one kept; the second times only the ``contenders(_:)``, and a candidate that
-    /// ``dropsEarly(mean:steps:fastest:)`` stops after two steps (the candidates are timed from
+    /// threads and buffers settle) and returns the ``choice(_:)`` among their median steps. Two
+    /// passes, each candidate's faster one kept; the second times only the ``contenders(_:)``,
+    /// and a candidate that ``dropsEarly(typical:steps:fastest:)`` stops after three steps (the candidates are timed from
     /// the last — most cores on the products — to the first, which on many cores is the slowest
     /// and then stops early). Under several ranks every rank probes at once (so the figures
     /// include the ranks' contention) and the ranks' times are summed before the choice, so all
@@ -155,7 +155,7 @@ public enum ParallelismProbe {
         let batches = Array(loader.epoch().prefix(warmup + steps))
         guard !batches.isEmpty else { return Result(best: candidates[0], trials: [], seconds: 0) }
         let untimed = min(warmup, batches.count - 1)
-        let before = MachineUse.now()
+        let load = MachineUse.now()
         var best = [Double](repeating: .infinity, count: candidates.count)
         for pass in 0..<2 {
             let timing = pass == 0 ? Array(candidates.indices) : contenders(best)
@@ -168,21 +168,22 @@ public enum ParallelismProbe {
                     model: model, optimizer: optimizer, rng: RandomGenerator(seed: 1), workers: workers,
                     objective: training.trainingObjective, clipNorm: training.clipNorm, communicator: communicator)
                 trainer.counterNoise = CounterNoise(seed: 1)
-                var timed = 0.0, count = 0
+                var stepTimes: [Double] = []
                 let fastest = min(best.min() ?? .infinity, times.min() ?? .infinity)
                 // The first candidate timed also settles the process (its first steps touch the
                 // scratch model's memory for the first time): its warm-up steps run twice.
                 let settling = pass == 0 && i == timing.last ? untimed : 0
                 for (k, batch) in (batches.prefix(settling) + batches).enumerated() {
-                    let before = monotonicSeconds()
+                    let started = monotonicSeconds()
                     _ = try? trainer.trainStep(batch)
                     guard k >= settling + untimed else { continue }
-                    timed += monotonicSeconds() - before
-                    count += 1
+                    stepTimes.append(monotonicSeconds() - started)
                     // Under several ranks every rank takes every step (they exchange gradients).
-                    if communicator.size == 1 && dropsEarly(mean: timed / Double(count), steps: count, fastest: fastest) { break }
+                    if communicator.size == 1 && dropsEarly(typical: median(stepTimes), steps: stepTimes.count, fastest: fastest) { break }
                 }
-                times[i] = timed / Double(count)
+                // The median step: a step that another process or an interrupt delayed moves it
+                // little (the mean of six steps moves by a sixth of the delay).
+                times[i] = median(stepTimes)
             }
             // The ranks' times summed: every rank sees the same figures, so all time the same
             // contenders and choose the same split.
@@ -191,7 +192,7 @@ public enum ParallelismProbe {
         }
         let choice = choice(best)
         let trials = candidates.indices.map { Trial(parallelism: candidates[$0], secondsPerStep: best[$0] / Double(communicator.size)) }
-        let othersShare = before.flatMap { start in MachineUse.now()?.othersShare(since: start) }
+        let othersShare = load.flatMap { start in MachineUse.now()?.othersShare(since: start) }
         var result = Result(best: candidates[choice], trials: trials, seconds: monotonicSeconds() - start, othersShare: othersShare)
         if let cache, let key {
             if let reason = cache.refusal(othersShare: othersShare) { result.notKept = reason } else { cache.store(result, key) }

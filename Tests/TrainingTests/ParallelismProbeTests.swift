@@ -59,8 +59,8 @@ import TestSupport
 }
 
 /// The second pass times the contenders — those within 10% of the fastest first pass, when
-/// there are two or more — and a candidate stops after two timed steps when it is more than 25%
-/// behind the fastest so far.
+/// there are two or more — and a candidate stops after three timed steps when their median is
+/// more than 25% behind the fastest so far.
 @Test func theProbeRetimesOnlyTheContendersAndDropsTheClearlySlower() {
     #expect(ParallelismProbe.retimeMargin == 0.10 && ParallelismProbe.dropMargin == 0.25)
     #expect(ParallelismProbe.contenders([5.08, 3.16, 3.37]) == [1, 2])
@@ -69,10 +69,10 @@ import TestSupport
     #expect(ParallelismProbe.contenders([1.0, 1.0, 1.05, 2.0]) == [0, 1, 2])
     #expect(ParallelismProbe.contenders([2.0, .infinity, 1.0]) == [])
     #expect(ParallelismProbe.contenders([]) == [])
-    #expect(!ParallelismProbe.dropsEarly(mean: 9.0, steps: 1, fastest: 1.0))     // one step says little
-    #expect(ParallelismProbe.dropsEarly(mean: 1.26, steps: 2, fastest: 1.0))
-    #expect(!ParallelismProbe.dropsEarly(mean: 1.24, steps: 2, fastest: 1.0))
-    #expect(!ParallelismProbe.dropsEarly(mean: 5.0, steps: 6, fastest: .infinity))  // nothing timed yet
+    #expect(!ParallelismProbe.dropsEarly(typical: 9.0, steps: 2, fastest: 1.0))     // two steps say little
+    #expect(ParallelismProbe.dropsEarly(typical: 1.26, steps: 3, fastest: 1.0))
+    #expect(!ParallelismProbe.dropsEarly(typical: 1.24, steps: 3, fastest: 1.0))
+    #expect(!ParallelismProbe.dropsEarly(typical: 5.0, steps: 6, fastest: .infinity))  // nothing timed yet
 }
 
 /// With a cache the first probe stores its figures and the next one reads them back — the same
