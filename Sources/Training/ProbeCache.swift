@@ -11,13 +11,13 @@ import VAE
 /// cores this process may use), the matrix library and the instruction set it runs, the build of
 /// vae (the executable's path, size and modification time), the model's configuration, the batch
 /// size, the objective, the optimiser, gradient clipping, the matrix precision, the candidates
-/// and the probe's step counts. It holds each candidate's seconds per step; the choice is made
-/// from them again by ``ParallelismProbe/choice(_:)``. A result probed on a busy machine stays
-/// until the cache is cleared (`rm -r ~/.cache/swift-vae/probes`) or turned off (`VAE_CACHE=off`
-/// probes every time and stores nothing). A result is kept only when the probe had the machine
-/// to itself: when other processes took more than ``busyLimit`` of its CPU time while the splits
-/// were timed (``MachineUse``: parallel runs, a build, a virtual machine's neighbours), the
-/// split it found suits that load, not the machine, and the next run probes again.
+/// and the probe's step counts. It holds each candidate's median seconds per step; the choice is
+/// made from them again by ``ParallelismProbe/choice(_:)``. An entry stays until the cache is
+/// cleared (`rm -r ~/.cache/swift-vae/probes`) or vae is rebuilt; `VAE_CACHE=off` probes every
+/// time and stores nothing. A result is kept only when the probe had the machine to itself:
+/// when other processes took more than ``busyLimit`` of its CPU time while the splits were
+/// timed (``MachineUse``: parallel runs, a build, a virtual machine's neighbours), the split it
+/// found suits that load, not the machine, and the next run probes again.
 ///
 /// Where: the `probes/` folder of the cache (`CacheFolder`: `~/.cache/swift-vae/probes`,
 /// `$XDG_CACHE_HOME/swift-vae/probes` or `$VAE_CACHE/probes`).
