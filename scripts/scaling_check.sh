@@ -48,6 +48,9 @@ for t in tags:
     elif "per rank" in t: add(t, "ranks 1, batch 128 per rank")
 for t in tags:
     if t.startswith("quality"): lines.append(f"| {t}: test −ELBO | | {by[t][0]['test_neg_elbo']} | | | | | |")
+# What --threads auto timed and chose (its probe's line), for the probe's cost on this machine.
+auto = [r["result"].get("split_choice") for r in by.get("threads auto (the default)", []) if "result" in r]
+if any(auto): lines.append("\n" + "\n".join(f"- {a}" for a in auto if a))
 for name in sorted(os.listdir(out)):
     m = re.match(r"(jax|torch)-cpu-(\d+)\.txt", name)
     if m:

@@ -74,7 +74,9 @@ struct Bench: ParsableCommand {
         let resolvedPrecision = precision.resolved()
         if resolvedPrecision == .bf16 { training.precision = .bf16 }
         // --threads auto (the default) times the splits of the cores first, as `vae train` does.
+        var probe: String?
         let parallelism = try threading.chosen(config: RunConfig(model: config, training: training), train: train, communicator: communicator) { line in
+            probe = line
             if !json { FileHandle.standardError.write(Data("vae bench: \(line)\n".utf8)) }
         }
         let workers = parallelism.apply()
@@ -132,6 +134,7 @@ struct Bench: ParsableCommand {
             ("blas_kernel", "OpenBLAS kernel (\(KernelCheck.choice)\(GEMMLibrary.selected == .openBLAS ? "" : "; not in use"))", BLAS.coreName),
             ("elementwise_isa", "elementwise kernels", String(cString: vae_kernels_isa())),
             ("threads", "threads (\(parallelism.split))", parallelism.threads),
+            ("split_choice", "how the split was chosen", probe ?? (threading.probes ? "nothing to probe (one core)" : "given (--threads)")),
             ("gemm_threads", "GEMM threads per batch worker", parallelism.gemmThreads),
             ("worker_cpus", "CPUs the batch workers' helper threads are pinned to, a set per worker with GEMM threads (VAE_PIN_WORKERS=0: none)",
              trainer.parallel.count == 1 ? "one worker"

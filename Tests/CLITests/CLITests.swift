@@ -274,9 +274,14 @@ func trainedRun() throws -> (run: String, data: String) {
     #expect(["avx512f", "avx2", "default"].contains(json["elementwise_isa"] as? String ?? ""))
     let table = try vae(["bench", "--dataset", "mnist", "--data-dir", dir, "--hidden", "16", "--latent", "2", "--repeats", "1", "--parallel", "blas", "--threads", "2"])
     #expect(table.status == 0 && table.stdout.contains("training s/epoch") && table.stdout.contains("threads (1 worker × 2 GEMM threads)"), "\(table.stdout)")
-    // Without --threads the bench first times the splits of the cores (more than one core: some to choose from).
+    #expect(table.stdout.contains("\nhow the split was chosen") && table.stdout.contains("  given (--threads)\n"), "\(table.stdout)")
+    // Without --threads the bench first times the splits of the cores (more than one core: some
+    // to choose from), and its JSON keeps the probe's line (the scaling check's table shows it).
     if Parallel.coreCount > 1 {
         #expect(table.stderr.contains("threads auto") == false)
+        let auto = try vae(["bench", "--dataset", "mnist", "--data-dir", dir, "--hidden", "16", "--latent", "2", "--repeats", "1", "--json"])
+        let choice = (try JSONSerialization.jsonObject(with: Data(auto.stdout.utf8)) as? [String: Any])?["split_choice"] as? String ?? ""
+        #expect(choice.hasPrefix("threads auto: ") && choice.contains("(chosen of 1×1 ") && choice.contains("; probed in "), "\(auto.stdout)")
         #expect(try vae(["bench", "--dataset", "mnist", "--data-dir", dir, "--hidden", "16", "--latent", "2", "--repeats", "1"]).stderr.contains("vae bench: threads auto: "))
     }
     let variants = try vae(["bench", "--dataset", "mnist", "--data-dir", dir, "--hidden", "16", "--latent", "2", "--repeats", "1", "--iwae", "3", "--conditional"])
