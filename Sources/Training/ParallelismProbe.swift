@@ -28,20 +28,16 @@ public enum ParallelismProbe {
         /// When the result was probed by an earlier run and read from the cache: the day it
         /// was probed ("2026-12-05") and the cache's folder.
         public var reused: (probed: String, folder: String)?
-        /// The share of the machine's CPU time other processes took while the splits were
-        /// timed (``MachineUse``; nil where it cannot be read).
-        public var othersShare: Double?
         /// Why a fresh result was not kept in the cache (other work was running), if it was not.
         public var notKept: String?
 
         public init(
-            best: Parallelism, trials: [Trial], seconds: Double, reused: (probed: String, folder: String)? = nil, othersShare: Double? = nil
+            best: Parallelism, trials: [Trial], seconds: Double, reused: (probed: String, folder: String)? = nil
         ) {
             self.best = best
             self.trials = trials
             self.seconds = seconds
             self.reused = reused
-            self.othersShare = othersShare
         }
 
         /// "4 batch workers × 1 GEMM thread (chosen of 1×1 3.10, 2×1 1.92, 4×1 1.50 ms/step, …; probed in 0.4 s)",
@@ -124,9 +120,9 @@ public enum ParallelismProbe {
     /// Times `candidates` on `steps` steps each (after `warmup` steps that let each split's
     /// threads and buffers settle) and returns the ``choice(_:)`` among their median steps. Two
     /// passes, each candidate's faster one kept; the second times only the ``contenders(_:)``,
-    /// and a candidate that ``dropsEarly(typical:steps:fastest:)`` stops after three steps (the candidates are timed from
-    /// the last — most cores on the products — to the first, which on many cores is the slowest
-    /// and then stops early). Under several ranks every rank probes at once (so the figures
+    /// and a candidate that ``dropsEarly(typical:steps:fastest:)`` stops after three steps (the
+    /// candidates are timed from the last — most cores on the products — to the first, which on
+    /// many cores is the slowest and then stops early). Under several ranks every rank probes at once (so the figures
     /// include the ranks' contention) and the ranks' times are summed before the choice, so all
     /// of them choose the same split.
     ///
@@ -155,7 +151,8 @@ public enum ParallelismProbe {
         let batches = Array(loader.epoch().prefix(warmup + steps))
         guard !batches.isEmpty else { return Result(best: candidates[0], trials: [], seconds: 0) }
         let untimed = min(warmup, batches.count - 1)
-        let load = MachineUse.now()
+        // How busy the machine is, for the cache to keep only a probe that had it to itself.
+        let load = cache == nil ? nil : MachineUse.now()
         var best = [Double](repeating: .infinity, count: candidates.count)
         for pass in 0..<2 {
             let timing = pass == 0 ? Array(candidates.indices) : contenders(best)
@@ -193,7 +190,7 @@ public enum ParallelismProbe {
         let choice = choice(best)
         let trials = candidates.indices.map { Trial(parallelism: candidates[$0], secondsPerStep: best[$0] / Double(communicator.size)) }
         let othersShare = load.flatMap { start in MachineUse.now()?.othersShare(since: start) }
-        var result = Result(best: candidates[choice], trials: trials, seconds: monotonicSeconds() - start, othersShare: othersShare)
+        var result = Result(best: candidates[choice], trials: trials, seconds: monotonicSeconds() - start)
         if let cache, let key {
             if let reason = cache.refusal(othersShare: othersShare) { result.notKept = reason } else { cache.store(result, key) }
         }
