@@ -11,10 +11,13 @@ let mpirunPath = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManage
 
 /// mpirun's options for these tests, before the program.
 func mpirunOptions(_ ranks: Int) -> [String] {
-    ["--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)", "--mca", "btl", "self,vader", "--mca", "btl_vader_single_copy_mechanism", "none"]
-        // Its session folder and shared-memory segments under the tests' root, so that a job the
-        // tests kill leaves nothing behind in /tmp or /dev/shm once the tests end.
-        + ["--mca", "orte_tmpdir_base", TemporaryFiles.root, "--mca", "btl_vader_backing_directory", TemporaryFiles.root]
+    // Its session folder and shared-memory segments under the tests' root, so that a job the
+    // tests kill leaves nothing behind in /tmp or /dev/shm once the tests end — a folder for each
+    // job: two jobs started at once in one folder race to make the same session folder there,
+    // and the loser's mpirun fails ("A call to mkdir was unable to create … File exists").
+    let folder = temporaryDirectory("mpirun")
+    return ["--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)", "--mca", "btl", "self,vader", "--mca", "btl_vader_single_copy_mechanism", "none"]
+        + ["--mca", "orte_tmpdir_base", folder, "--mca", "btl_vader_backing_directory", folder]
 }
 
 func mpirun(_ ranks: Int, _ arguments: [String]) throws -> Output {
